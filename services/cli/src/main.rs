@@ -1,0 +1,28 @@
+//! `turbine`: the command-line entry point.
+
+use clap::{Parser, Subcommand};
+
+mod convert;
+
+#[derive(Parser)]
+#[command(name = "turbine", version, about = "Fast Wan2.1/2.2 video generation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a PyTorch `.pth` checkpoint (torch.save zip + pickle) into safetensors.
+    Convert(convert::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Convert(args) => convert::run(args),
+    }
+}

@@ -1,0 +1,1 @@
+//! `.pth` to safetensors conversion.

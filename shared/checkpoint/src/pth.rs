@@ -1,0 +1,1 @@
+//! PyTorch `.pth` reader (torch.save zip + pickle).

@@ -1,0 +1,215 @@
+//! Memory-mapped safetensors: one file, several shards, or a sharded `*.index.json`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::{Dtype as StDtype, SafeTensors};
+use turbine_tensor::{DType, HostData, HostTensor};
+
+use crate::{Error, Result};
+
+/// Where a tensor lives and what it is, read from the safetensors headers only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    file: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Read-only access by name to the tensors of one or more safetensors files, zero-copy until a
+/// tensor is asked for.
+pub struct TensorStore {
+    files: Vec<(PathBuf, Mmap)>,
+    index: BTreeMap<String, TensorInfo>,
+}
+
+impl std::fmt::Debug for TensorStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TensorStore")
+            .field(
+                "files",
+                &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field("tensors", &self.index.len())
+            .finish()
+    }
+}
+
+fn dtype_of(dtype: StDtype) -> Option<DType> {
+    match dtype {
+        StDtype::F32 => Some(DType::F32),
+        StDtype::F16 => Some(DType::F16),
+        StDtype::BF16 => Some(DType::BF16),
+        StDtype::I8 => Some(DType::I8),
+        _ => None,
+    }
+}
+
+impl TensorStore {
+    /// Opens a `.safetensors` file, a sharded `*.index.json`, or a directory holding either.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            return Self::open_dir(path);
+        }
+        if path.extension().is_some_and(|e| e == "json") {
+            return Self::open_index(path);
+        }
+        Self::open_files(&[path.to_path_buf()])
+    }
+
+    fn open_dir(dir: &Path) -> Result<Self> {
+        let mut files = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if path.extension().is_some_and(|e| e == "safetensors") {
+                files.push(path);
+            }
+        }
+        if files.is_empty() {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no .safetensors files"),
+            ));
+        }
+        files.sort();
+        Self::open_files(&files)
+    }
+
+    fn open_index(index: &Path) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: BTreeMap<String, String>,
+        }
+        let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+        let parsed: Index = serde_json::from_str(&text).map_err(|e| Error::Safetensors {
+            path: index.to_path_buf(),
+            msg: format!("bad index: {e}"),
+        })?;
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let mut shards: Vec<PathBuf> = parsed.weight_map.values().map(|f| dir.join(f)).collect();
+        shards.sort();
+        shards.dedup();
+        Self::open_files(&shards)
+    }
+
+    /// Opens several shards as one store; a name present in two shards is an error.
+    pub fn open_files(paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut index = BTreeMap::new();
+        for (file_idx, path) in paths.iter().enumerate() {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            // SAFETY: the map is read-only; a checkpoint modified while mapped is outside our
+            // contract, as for every mmap-based loader.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+            let base = mmap.as_ptr() as usize;
+            for (name, view) in st.tensors() {
+                let dtype = dtype_of(view.dtype()).ok_or_else(|| Error::UnsupportedDType {
+                    key: name.clone(),
+                    dtype: format!("{:?}", view.dtype()),
+                })?;
+                let start = view.data().as_ptr() as usize - base;
+                let info = TensorInfo {
+                    dtype,
+                    shape: view.shape().to_vec(),
+                    file: file_idx,
+                    start,
+                    end: start + view.data().len(),
+                };
+                if index.insert(name.clone(), info).is_some() {
+                    return Err(Error::Invalid {
+                        key: name,
+                        msg: format!(
+                            "present in more than one shard (again in {})",
+                            path.display()
+                        ),
+                    });
+                }
+            }
+            files.push((path.clone(), mmap));
+        }
+        Ok(Self { files, index })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    pub fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.index.get(name)
+    }
+
+    /// The raw little-endian bytes of a tensor, borrowed from the map.
+    pub fn bytes(&self, name: &str) -> Result<&[u8]> {
+        let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
+        Ok(&self.files[info.file].1[info.start..info.end])
+    }
+
+    /// Copies a tensor out of the map in its stored dtype.
+    pub fn get(&self, name: &str) -> Result<HostTensor> {
+        let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
+        let bytes = &self.files[info.file].1[info.start..info.end];
+        let data = decode(info.dtype, bytes);
+        Ok(HostTensor::new(info.shape.clone(), data)?)
+    }
+
+    /// [`TensorStore::get`] after checking the shape.
+    pub fn get_shaped(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
+        if info.shape != expected {
+            return Err(Error::ShapeMismatch {
+                key: name.to_string(),
+                expected: expected.to_vec(),
+                found: info.shape.clone(),
+            });
+        }
+        self.get(name)
+    }
+}
+
+/// Little-endian bytes to typed host data (unaligned reads: mmap offsets need not be aligned).
+pub(crate) fn decode(dtype: DType, bytes: &[u8]) -> HostData {
+    match dtype {
+        DType::F32 => HostData::F32(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        DType::F16 => HostData::F16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+        DType::BF16 => HostData::BF16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
+        DType::I8 => HostData::I8(bytes.iter().map(|&b| b as i8).collect()),
+    }
+}

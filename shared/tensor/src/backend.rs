@@ -1,0 +1,183 @@
+use std::fmt::Debug;
+
+use crate::{HostTensor, Result};
+
+/// Side of the square weight tiles of TurboDiffusion's W8A8 format: one f32 scale per 128×128 tile.
+pub const QUANT_BLOCK: usize = 128;
+
+/// The weight of a linear layer as a checkpoint holds it, before a backend places it.
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// `[out, in]`, any float dtype.
+    Dense(HostTensor),
+    /// TurboDiffusion `-quant` layout: int8 `[out, in]` and f32 scales
+    /// `[ceil(out/128), ceil(in/128)]`; `w[i][j] ≈ values[i][j] · scales[i/128][j/128]`.
+    Int8Block { values: Vec<i8>, scales: Vec<f32> },
+}
+
+/// A linear layer `y = x Wᵀ + b` with `W: [out, in]`.
+#[derive(Debug, Clone)]
+pub struct LinearWeights {
+    pub out_features: usize,
+    pub in_features: usize,
+    pub weight: LinearWeight,
+    /// `[out]`, any float dtype.
+    pub bias: Option<HostTensor>,
+}
+
+impl LinearWeights {
+    /// Number of scale tiles along (out, in) for the int8 layout.
+    pub fn quant_grid(out_features: usize, in_features: usize) -> (usize, usize) {
+        (
+            out_features.div_ceil(QUANT_BLOCK),
+            in_features.div_ceil(QUANT_BLOCK),
+        )
+    }
+
+    /// The weight as f32 `[out, in]`, dequantizing the int8 layout.
+    pub fn dense_f32(&self) -> Vec<f32> {
+        match &self.weight {
+            LinearWeight::Dense(w) => w.to_f32_vec(),
+            LinearWeight::Int8Block { values, scales } => {
+                let (_, grid_in) = Self::quant_grid(self.out_features, self.in_features);
+                let mut out = Vec::with_capacity(values.len());
+                for i in 0..self.out_features {
+                    let row = &values[i * self.in_features..(i + 1) * self.in_features];
+                    let srow = &scales[(i / QUANT_BLOCK) * grid_in..];
+                    out.extend(
+                        row.iter()
+                            .enumerate()
+                            .map(|(j, &q)| q as f32 * srow[j / QUANT_BLOCK]),
+                    );
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Parameters of sparse-linear attention (SLA) block selection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlaParams {
+    /// Fraction of key blocks kept per (head, query block); f64 so `floor(topk · blocks)` rounds as
+    /// upstream's Python float does.
+    pub topk: f64,
+    /// Query block size (tokens).
+    pub block_q: usize,
+    /// Key block size (tokens).
+    pub block_k: usize,
+}
+
+impl SlaParams {
+    /// Selected key blocks per query block: `floor(topk · key_blocks)` clamped to `[1, key_blocks]`.
+    pub fn blocks_kept(&self, key_blocks: usize) -> usize {
+        ((self.topk * key_blocks as f64).floor() as usize).clamp(1, key_blocks.max(1))
+    }
+}
+
+/// The op-level interface every compute backend implements.
+///
+/// Activations are dense row-major tensors. Token tensors are `[L, D]` (one sample; classifier-free
+/// guidance runs two forwards) and attention tensors `[L, H, Dh]`. Each op checks shapes before
+/// computing and returns an error naming the op, never panics on bad shapes.
+pub trait Backend: Send + Sync + Sized + 'static {
+    type Tensor: Clone + Debug + Send + Sync;
+    type Linear: Debug + Send + Sync;
+
+    fn name(&self) -> &'static str;
+
+    // ---- transfer and layout ----
+    fn shape<'a>(&self, t: &'a Self::Tensor) -> &'a [usize];
+    fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
+    /// Copies a tensor back to the host as f32.
+    fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;
+    fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// Rows `start..start+len` of the outermost dimension.
+    fn narrow(&self, t: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
+    /// Concatenation along dimension `dim`.
+    fn concat(&self, parts: &[&Self::Tensor], dim: usize) -> Result<Self::Tensor>;
+    fn upload_linear(&self, w: &LinearWeights) -> Result<Self::Linear>;
+    /// Waits for queued work (a no-op on synchronous backends).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    // ---- GEMM ----
+    /// `[.., in] -> [.., out]`, `x Wᵀ + b`.
+    fn linear(&self, x: &Self::Tensor, w: &Self::Linear) -> Result<Self::Tensor>;
+
+    // ---- norms ----
+    /// LayerNorm over the last dim, optionally affine `(weight, bias)`.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        affine: Option<(&Self::Tensor, &Self::Tensor)>,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    /// Non-affine LayerNorm then modulation, `LN(x)·(1 + scale) + shift`, `shift`/`scale: [D]`.
+    fn layer_norm_modulate(
+        &self,
+        x: &Self::Tensor,
+        shift: &Self::Tensor,
+        scale: &Self::Tensor,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    /// RMSNorm over the last dim, `x·rsqrt(mean(x²) + eps)·weight`.
+    fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f32) -> Result<Self::Tensor>;
+
+    // ---- position and attention ----
+    /// Rotary embedding on interleaved pairs `(x[2j], x[2j+1])` of `x: [L, H, Dh]` with
+    /// `cos`/`sin: [L, Dh/2]`.
+    fn rope(
+        &self,
+        x: &Self::Tensor,
+        cos: &Self::Tensor,
+        sin: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+    /// Dense softmax attention, `q: [Lq, H, Dh]`, `k`/`v: [Lk, H, Dh]`, scale `1/sqrt(Dh)`.
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+    /// Sparse-linear attention: block-sparse softmax attention over the top-k key blocks plus the
+    /// softmax-feature-map linear branch projected by `proj_l` (`[Dh] -> [Dh]`, shared across heads).
+    fn sla_attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        params: &SlaParams,
+        proj_l: &Self::Linear,
+    ) -> Result<Self::Tensor>;
+
+    // ---- elementwise ----
+    fn gelu_tanh(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn silu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `a + b`, `b` broadcast over the leading dims of `a` (its shape a suffix of `a`'s).
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `a · b`, `b` broadcast as in [`Backend::add`].
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `x + y · gate`, `gate: [D]` broadcast over rows: the gated residual of DiT blocks.
+    fn gated_residual(
+        &self,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        gate: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
+    /// `Σ cᵢ·tᵢ` over same-shape tensors: the sampler update primitive.
+    fn lincomb(&self, terms: &[(f32, &Self::Tensor)]) -> Result<Self::Tensor>;
+
+    // ---- video layout ----
+    /// `[C, F, H, W] -> [F'·H'·W', C·pt·ph·pw]` with features ordered `(c, kt, kh, kw)`.
+    fn patchify(&self, x: &Self::Tensor, patch: [usize; 3]) -> Result<Self::Tensor>;
+    /// `[F'·H'·W', pt·ph·pw·C] -> [C, F'·pt, H'·ph, W'·pw]`, features ordered `(kt, kh, kw, c)`.
+    fn unpatchify(
+        &self,
+        x: &Self::Tensor,
+        grid: [usize; 3],
+        patch: [usize; 3],
+        channels: usize,
+    ) -> Result<Self::Tensor>;
+}

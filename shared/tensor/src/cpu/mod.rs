@@ -1,0 +1,518 @@
+//! The CPU reference backend: f32 compute, multithreaded with rayon, GEMMs through the `gemm` crate.
+//!
+//! Weights keep their checkpoint storage type (bf16/f16/f32) and are widened to f32 per call; int8
+//! W8A8 weights are dequantized when placed, since this path exists to be exact, not small.
+
+mod attention;
+mod elementwise;
+mod matmul;
+mod norm;
+mod video;
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+
+use crate::{
+    Backend, DType, Error, HostData, HostTensor, LinearWeight, LinearWeights, Result, SlaParams,
+};
+
+/// A dense row-major f32 tensor in host memory, cheap to clone.
+#[derive(Clone)]
+pub struct CpuTensor {
+    shape: Vec<usize>,
+    data: Arc<Vec<f32>>,
+}
+
+impl std::fmt::Debug for CpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuTensor{:?}", self.shape)
+    }
+}
+
+impl CpuTensor {
+    pub fn new(shape: impl Into<Vec<usize>>, data: Vec<f32>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(Error::ElementCount {
+                len: data.len(),
+                shape,
+            });
+        }
+        Ok(Self {
+            shape,
+            data: Arc::new(data),
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Size of the last dimension (the row length).
+    fn cols(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+}
+
+/// Linear weights widened lazily: kept in their storage dtype.
+#[derive(Debug)]
+enum CpuWeight {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
+impl CpuWeight {
+    fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self {
+            CpuWeight::F32(v) => std::borrow::Cow::Borrowed(v),
+            CpuWeight::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            CpuWeight::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct CpuLinear {
+    out_features: usize,
+    in_features: usize,
+    weight: CpuWeight,
+    bias: Option<Vec<f32>>,
+}
+
+/// The CPU backend. Stateless: the thread pool is rayon's global one.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend
+    }
+}
+
+fn same_shape(op: &'static str, a: &CpuTensor, b: &CpuTensor) -> Result<()> {
+    if a.shape != b.shape {
+        return Err(Error::shape(
+            op,
+            format!("operands differ: {:?} vs {:?}", a.shape, b.shape),
+            &b.shape,
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `b`'s shape is a suffix of `a`'s, so `b` broadcasts over `a`'s leading dims.
+fn suffix_shape(op: &'static str, a: &CpuTensor, b: &CpuTensor) -> Result<()> {
+    if b.shape.len() > a.shape.len() || a.shape[a.shape.len() - b.shape.len()..] != b.shape[..] {
+        return Err(Error::shape(
+            op,
+            format!("{:?} does not broadcast over {:?}", b.shape, a.shape),
+            &b.shape,
+        ));
+    }
+    Ok(())
+}
+
+impl Backend for CpuBackend {
+    type Tensor = CpuTensor;
+    type Linear = CpuLinear;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn shape<'a>(&self, t: &'a CpuTensor) -> &'a [usize] {
+        &t.shape
+    }
+
+    fn upload(&self, t: &HostTensor) -> Result<CpuTensor> {
+        if t.dtype() == DType::I8 {
+            return Err(Error::DType {
+                op: "upload",
+                dtype: DType::I8,
+            });
+        }
+        CpuTensor::new(t.shape.clone(), t.to_f32_vec())
+    }
+
+    fn download(&self, t: &CpuTensor) -> Result<HostTensor> {
+        HostTensor::from_f32(t.shape.clone(), t.data.to_vec())
+    }
+
+    fn reshape(&self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
+        if shape.iter().product::<usize>() != t.data.len() {
+            return Err(Error::shape(
+                "reshape",
+                format!("cannot view {:?} as {shape:?}", t.shape),
+                &t.shape,
+            ));
+        }
+        Ok(CpuTensor {
+            shape: shape.to_vec(),
+            data: t.data.clone(),
+        })
+    }
+
+    fn narrow(&self, t: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
+        let rows = t.shape.first().copied().unwrap_or(0);
+        if start + len > rows {
+            return Err(Error::shape(
+                "narrow",
+                format!("rows {start}..{} out of {rows}", start + len),
+                &t.shape,
+            ));
+        }
+        let row: usize = t.shape[1..].iter().product();
+        let mut shape = t.shape.clone();
+        shape[0] = len;
+        CpuTensor::new(shape, t.data[start * row..(start + len) * row].to_vec())
+    }
+
+    fn concat(&self, parts: &[&CpuTensor], dim: usize) -> Result<CpuTensor> {
+        let first = parts
+            .first()
+            .ok_or_else(|| Error::invalid("concat", "no tensors"))?;
+        if dim >= first.shape.len() {
+            return Err(Error::shape(
+                "concat",
+                format!("dim {dim} out of range"),
+                &first.shape,
+            ));
+        }
+        for p in parts {
+            let same = p.shape.len() == first.shape.len()
+                && p.shape
+                    .iter()
+                    .zip(&first.shape)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == dim || a == b);
+            if !same {
+                return Err(Error::shape(
+                    "concat",
+                    format!(
+                        "{:?} does not match {:?} outside dim {dim}",
+                        p.shape, first.shape
+                    ),
+                    &p.shape,
+                ));
+            }
+        }
+        let outer: usize = first.shape[..dim].iter().product();
+        let inner: usize = first.shape[dim + 1..].iter().product();
+        let total: usize = parts.iter().map(|p| p.shape[dim]).sum();
+        let mut out = Vec::with_capacity(outer * total * inner);
+        for o in 0..outer {
+            for p in parts {
+                let chunk = p.shape[dim] * inner;
+                out.extend_from_slice(&p.data[o * chunk..(o + 1) * chunk]);
+            }
+        }
+        let mut shape = first.shape.clone();
+        shape[dim] = total;
+        CpuTensor::new(shape, out)
+    }
+
+    fn upload_linear(&self, w: &LinearWeights) -> Result<CpuLinear> {
+        let expected = w.out_features * w.in_features;
+        let weight = match &w.weight {
+            LinearWeight::Dense(t) => {
+                if t.shape != [w.out_features, w.in_features] {
+                    return Err(Error::shape(
+                        "upload_linear",
+                        format!("weight must be [{}, {}]", w.out_features, w.in_features),
+                        &t.shape,
+                    ));
+                }
+                match &t.data {
+                    HostData::F32(v) => CpuWeight::F32(v.clone()),
+                    HostData::F16(v) => CpuWeight::F16(v.clone()),
+                    HostData::BF16(v) => CpuWeight::BF16(v.clone()),
+                    HostData::I8(_) => {
+                        return Err(Error::DType {
+                            op: "upload_linear",
+                            dtype: DType::I8,
+                        });
+                    }
+                }
+            }
+            LinearWeight::Int8Block { values, scales } => {
+                let (go, gi) = LinearWeights::quant_grid(w.out_features, w.in_features);
+                if values.len() != expected || scales.len() != go * gi {
+                    return Err(Error::invalid(
+                        "upload_linear",
+                        format!(
+                            "int8 weight has {} values / {} scales, expected {expected} / {}",
+                            values.len(),
+                            scales.len(),
+                            go * gi
+                        ),
+                    ));
+                }
+                CpuWeight::F32(w.dense_f32())
+            }
+        };
+        let bias = match &w.bias {
+            Some(b) if b.numel() != w.out_features => {
+                return Err(Error::shape(
+                    "upload_linear",
+                    format!("bias must be [{}]", w.out_features),
+                    &b.shape,
+                ));
+            }
+            Some(b) => Some(b.to_f32_vec()),
+            None => None,
+        };
+        Ok(CpuLinear {
+            out_features: w.out_features,
+            in_features: w.in_features,
+            weight,
+            bias,
+        })
+    }
+
+    fn linear(&self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
+        if x.shape.is_empty() || x.cols() != w.in_features {
+            return Err(Error::shape(
+                "linear",
+                format!("input features must be {}", w.in_features),
+                &x.shape,
+            ));
+        }
+        let rows = x.data.len() / w.in_features;
+        let weight = w.weight.to_f32();
+        let mut out = vec![0f32; rows * w.out_features];
+        matmul::x_wt(
+            &mut out,
+            &x.data,
+            &weight,
+            rows,
+            w.in_features,
+            w.out_features,
+        );
+        if let Some(bias) = &w.bias {
+            elementwise::add_rows(&mut out, bias);
+        }
+        let mut shape = x.shape.clone();
+        let last = shape.len() - 1;
+        shape[last] = w.out_features;
+        CpuTensor::new(shape, out)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CpuTensor,
+        affine: Option<(&CpuTensor, &CpuTensor)>,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        let cols = x.cols();
+        if let Some((w, b)) = affine {
+            for p in [w, b] {
+                if p.data.len() != cols {
+                    return Err(Error::shape(
+                        "layer_norm",
+                        format!("affine must be [{cols}]"),
+                        &p.shape,
+                    ));
+                }
+            }
+        }
+        let out = norm::layer_norm(&x.data, cols, eps, |row| {
+            if let Some((w, b)) = affine {
+                for ((v, w), b) in row.iter_mut().zip(w.data.iter()).zip(b.data.iter()) {
+                    *v = *v * w + b;
+                }
+            }
+        });
+        CpuTensor::new(x.shape.clone(), out)
+    }
+
+    fn layer_norm_modulate(
+        &self,
+        x: &CpuTensor,
+        shift: &CpuTensor,
+        scale: &CpuTensor,
+        eps: f32,
+    ) -> Result<CpuTensor> {
+        let cols = x.cols();
+        for p in [shift, scale] {
+            if p.data.len() != cols {
+                return Err(Error::shape(
+                    "layer_norm_modulate",
+                    format!("shift/scale must be [{cols}]"),
+                    &p.shape,
+                ));
+            }
+        }
+        let out = norm::layer_norm(&x.data, cols, eps, |row| {
+            for ((v, s), sh) in row.iter_mut().zip(scale.data.iter()).zip(shift.data.iter()) {
+                *v = *v * (1.0 + s) + sh;
+            }
+        });
+        CpuTensor::new(x.shape.clone(), out)
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, weight: &CpuTensor, eps: f32) -> Result<CpuTensor> {
+        let cols = x.cols();
+        if weight.data.len() != cols {
+            return Err(Error::shape(
+                "rms_norm",
+                format!("weight must be [{cols}]"),
+                &weight.shape,
+            ));
+        }
+        CpuTensor::new(x.shape.clone(), norm::rms_norm(&x.data, &weight.data, eps))
+    }
+
+    fn rope(&self, x: &CpuTensor, cos: &CpuTensor, sin: &CpuTensor) -> Result<CpuTensor> {
+        let [len, heads, dh] = attention::dims3("rope", x)?;
+        for t in [cos, sin] {
+            if t.shape != [len, dh / 2] {
+                return Err(Error::shape(
+                    "rope",
+                    format!("tables must be [{len}, {}]", dh / 2),
+                    &t.shape,
+                ));
+            }
+        }
+        CpuTensor::new(
+            x.shape.clone(),
+            attention::rope(&x.data, &cos.data, &sin.data, len, heads, dh),
+        )
+    }
+
+    fn attention(&self, q: &CpuTensor, k: &CpuTensor, v: &CpuTensor) -> Result<CpuTensor> {
+        let dims = attention::check_qkv("attention", q, k, v)?;
+        CpuTensor::new(
+            q.shape.clone(),
+            attention::dense(&q.data, &k.data, &v.data, dims),
+        )
+    }
+
+    fn sla_attention(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        params: &SlaParams,
+        proj_l: &CpuLinear,
+    ) -> Result<CpuTensor> {
+        let dims = attention::check_qkv("sla_attention", q, k, v)?;
+        if dims.lq != dims.lk {
+            return Err(Error::shape(
+                "sla_attention",
+                "self-attention needs Lq == Lk",
+                &k.shape,
+            ));
+        }
+        if params.block_q == 0 || params.block_k == 0 || !(params.topk > 0.0 && params.topk <= 1.0)
+        {
+            return Err(Error::invalid(
+                "sla_attention",
+                format!("block sizes must be > 0 and topk in (0, 1], got {params:?}"),
+            ));
+        }
+        if proj_l.in_features != dims.dh || proj_l.out_features != dims.dh {
+            return Err(Error::invalid(
+                "sla_attention",
+                format!("proj_l must map {0} -> {0}", dims.dh),
+            ));
+        }
+        let sparse = attention::sla_sparse(&q.data, &k.data, &v.data, dims, params);
+        let linear = CpuTensor::new(
+            [dims.lq * dims.heads, dims.dh],
+            attention::sla_linear(&q.data, &k.data, &v.data, dims),
+        )?;
+        let projected = self.linear(&linear, proj_l)?;
+        let out = sparse
+            .iter()
+            .zip(projected.data.iter())
+            .map(|(a, b)| a + b)
+            .collect();
+        CpuTensor::new(q.shape.clone(), out)
+    }
+
+    fn gelu_tanh(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        CpuTensor::new(
+            x.shape.clone(),
+            elementwise::map(&x.data, elementwise::gelu_tanh),
+        )
+    }
+
+    fn silu(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        CpuTensor::new(
+            x.shape.clone(),
+            elementwise::map(&x.data, |v| v / (1.0 + (-v).exp())),
+        )
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        suffix_shape("add", a, b)?;
+        CpuTensor::new(
+            a.shape.clone(),
+            elementwise::broadcast(&a.data, &b.data, |x, y| x + y),
+        )
+    }
+
+    fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        suffix_shape("mul", a, b)?;
+        CpuTensor::new(
+            a.shape.clone(),
+            elementwise::broadcast(&a.data, &b.data, |x, y| x * y),
+        )
+    }
+
+    fn gated_residual(&self, x: &CpuTensor, y: &CpuTensor, gate: &CpuTensor) -> Result<CpuTensor> {
+        same_shape("gated_residual", x, y)?;
+        if gate.data.len() != x.cols() {
+            return Err(Error::shape(
+                "gated_residual",
+                format!("gate must be [{}]", x.cols()),
+                &gate.shape,
+            ));
+        }
+        let cols = x.cols();
+        let out = x
+            .data
+            .iter()
+            .zip(y.data.iter())
+            .enumerate()
+            .map(|(i, (a, b))| a + b * gate.data[i % cols])
+            .collect();
+        CpuTensor::new(x.shape.clone(), out)
+    }
+
+    fn lincomb(&self, terms: &[(f32, &CpuTensor)]) -> Result<CpuTensor> {
+        let (_, first) = terms
+            .first()
+            .ok_or_else(|| Error::invalid("lincomb", "no terms"))?;
+        for (_, t) in terms {
+            same_shape("lincomb", first, t)?;
+        }
+        let mut out = vec![0f32; first.data.len()];
+        for (c, t) in terms {
+            for (o, v) in out.iter_mut().zip(t.data.iter()) {
+                *o += c * v;
+            }
+        }
+        CpuTensor::new(first.shape.clone(), out)
+    }
+
+    fn patchify(&self, x: &CpuTensor, patch: [usize; 3]) -> Result<CpuTensor> {
+        video::patchify(x, patch)
+    }
+
+    fn unpatchify(
+        &self,
+        x: &CpuTensor,
+        grid: [usize; 3],
+        patch: [usize; 3],
+        channels: usize,
+    ) -> Result<CpuTensor> {
+        video::unpatchify(x, grid, patch, channels)
+    }
+}

@@ -1,0 +1,19 @@
+//! Turbine's tensor runtime.
+//!
+//! Models are written once against the [`Backend`] trait: a small, op-level interface (GEMM with bias,
+//! norms with modulation, RoPE, attention, elementwise ops) sized for the fixed model set Turbine runs
+//! (Wan DiT, umT5, Wan VAE). The CPU backend in [`cpu`] computes everything in f32 and is the numerical
+//! oracle every other backend is compared against.
+
+pub mod backend;
+pub mod cpu;
+pub mod dtype;
+pub mod error;
+pub mod host;
+pub mod rope;
+
+pub use backend::{Backend, LinearWeight, LinearWeights, QUANT_BLOCK, SlaParams};
+pub use cpu::{CpuBackend, CpuTensor};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use host::{HostData, HostTensor};
