@@ -26,6 +26,8 @@ pub struct TensorInfo {
 pub struct TensorStore {
     files: Vec<(PathBuf, Mmap)>,
     index: BTreeMap<String, TensorInfo>,
+    /// The `__metadata__` string maps of all files, merged.
+    metadata: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for TensorStore {
@@ -103,6 +105,7 @@ impl TensorStore {
     pub fn open_files(paths: &[PathBuf]) -> Result<Self> {
         let mut files = Vec::with_capacity(paths.len());
         let mut index = BTreeMap::new();
+        let mut metadata = BTreeMap::new();
         for (file_idx, path) in paths.iter().enumerate() {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             // SAFETY: the map is read-only; a checkpoint modified while mapped is outside our
@@ -112,6 +115,13 @@ impl TensorStore {
                 path: path.clone(),
                 msg: e.to_string(),
             })?;
+            let (_, header) = SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+            if let Some(m) = header.metadata() {
+                metadata.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             let base = mmap.as_ptr() as usize;
             for (name, view) in st.tensors() {
                 let dtype = dtype_of(view.dtype()).ok_or_else(|| Error::UnsupportedDType {
@@ -138,7 +148,16 @@ impl TensorStore {
             }
             files.push((path.clone(), mmap));
         }
-        Ok(Self { files, index })
+        Ok(Self {
+            files,
+            index,
+            metadata,
+        })
+    }
+
+    /// A `__metadata__` entry of the file(s).
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -69,6 +69,17 @@ pub struct SlaParams {
 }
 
 impl SlaParams {
+    /// Checks block sizes are non-zero and `topk` lies in `(0, 1]`.
+    pub fn validate(&self) -> Result<()> {
+        if self.block_q == 0 || self.block_k == 0 || !(self.topk > 0.0 && self.topk <= 1.0) {
+            return Err(crate::Error::invalid(
+                "sla",
+                format!("block sizes must be > 0 and topk in (0, 1], got {self:?}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Selected key blocks per query block: `floor(topk · key_blocks)` clamped to `[1, key_blocks]`.
     pub fn blocks_kept(&self, key_blocks: usize) -> usize {
         ((self.topk * key_blocks as f64).floor() as usize).clamp(1, key_blocks.max(1))

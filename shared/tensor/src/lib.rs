@@ -13,7 +13,7 @@ pub mod host;
 pub mod rope;
 
 pub use backend::{Backend, LinearWeight, LinearWeights, QUANT_BLOCK, SlaParams};
-pub use cpu::{CpuBackend, CpuTensor};
+pub use cpu::{CpuBackend, CpuTensor, sla_block_map};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use host::{HostData, HostTensor};

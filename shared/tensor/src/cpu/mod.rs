@@ -85,6 +85,20 @@ pub struct CpuLinear {
     bias: Option<Vec<f32>>,
 }
 
+/// The key blocks SLA selects, `[head][query block] -> ascending key block indices`, for
+/// `q`, `k: [L, H, Dh]`: exposed so other backends' block maps can be checked against it.
+pub fn sla_block_map(
+    q: &CpuTensor,
+    k: &CpuTensor,
+    params: &SlaParams,
+) -> Result<Vec<Vec<Vec<usize>>>> {
+    let dims = attention::check_qkv("sla_block_map", q, k, k)?;
+    params.validate()?;
+    Ok((0..dims.heads)
+        .map(|h| attention::select_blocks(&q.data, &k.data, h, dims, params))
+        .collect())
+}
+
 /// The CPU backend. Stateless: the thread pool is rayon's global one.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend;
@@ -409,13 +423,7 @@ impl Backend for CpuBackend {
                 &k.shape,
             ));
         }
-        if params.block_q == 0 || params.block_k == 0 || !(params.topk > 0.0 && params.topk <= 1.0)
-        {
-            return Err(Error::invalid(
-                "sla_attention",
-                format!("block sizes must be > 0 and topk in (0, 1], got {params:?}"),
-            ));
-        }
+        params.validate()?;
         if proj_l.in_features != dims.dh || proj_l.out_features != dims.dh {
             return Err(Error::invalid(
                 "sla_attention",

@@ -1,0 +1,72 @@
+//! One `WanAttentionBlock`: modulated self-attention, cross-attention, modulated FFN, with gated
+//! residuals on an f32 residual stream.
+
+use turbine_tensor::Backend;
+
+use super::WanConfig;
+use super::attention::{AttentionMode, ContextKv, CrossAttention, Rope, SelfAttention};
+use super::weights::WanWeights;
+use crate::Result;
+
+pub struct Block<B: Backend> {
+    /// `[6, D]`: shift/scale/gate for attention, then for the FFN; `e0` is added per forward.
+    modulation: B::Tensor,
+    pub(super) self_attn: SelfAttention<B>,
+    /// The affine LayerNorm before cross-attention.
+    norm3: (B::Tensor, B::Tensor),
+    pub(super) cross_attn: CrossAttention<B>,
+    ffn_in: B::Linear,
+    ffn_out: B::Linear,
+    eps: f32,
+}
+
+impl<B: Backend> Block<B> {
+    pub fn load(backend: &B, w: &WanWeights, c: &WanConfig, i: usize) -> Result<Self> {
+        let d = c.dim;
+        let p = |n: &str| format!("blocks.{i}.{n}");
+        let modulation = w.tensor(&p("modulation"), &[1, 6, d])?;
+        Ok(Self {
+            modulation: backend.reshape(&backend.upload(&modulation)?, &[6, d])?,
+            self_attn: SelfAttention::load(backend, w, c, i)?,
+            norm3: (
+                backend.upload(&w.tensor(&p("norm3.weight"), &[d])?)?,
+                backend.upload(&w.tensor(&p("norm3.bias"), &[d])?)?,
+            ),
+            cross_attn: CrossAttention::load(backend, w, c, i)?,
+            ffn_in: backend.upload_linear(&w.linear(&p("ffn.0"), c.ffn_dim, d)?)?,
+            ffn_out: backend.upload_linear(&w.linear(&p("ffn.2"), d, c.ffn_dim)?)?,
+            eps: c.eps as f32,
+        })
+    }
+
+    /// `x: [L, D]` residual stream; `e0: [6, D]` time modulation.
+    pub fn forward(
+        &self,
+        b: &B,
+        x: &B::Tensor,
+        e0: &B::Tensor,
+        context: &ContextKv<B>,
+        rope: &Rope<B>,
+        mode: &AttentionMode,
+    ) -> Result<B::Tensor> {
+        let m = b.add(&self.modulation, e0)?;
+        let row = |i: usize| -> Result<B::Tensor> {
+            let r = b.narrow(&m, i, 1)?;
+            Ok(b.reshape(&r, &[b.shape(&r)[1]])?)
+        };
+        let (shift_msa, scale_msa, gate_msa) = (row(0)?, row(1)?, row(2)?);
+        let (shift_ffn, scale_ffn, gate_ffn) = (row(3)?, row(4)?, row(5)?);
+
+        let h = b.layer_norm_modulate(x, &shift_msa, &scale_msa, self.eps)?;
+        let y = self.self_attn.forward(b, &h, rope, mode)?;
+        let x = b.gated_residual(x, &y, &gate_msa)?;
+
+        let h = b.layer_norm(&x, Some((&self.norm3.0, &self.norm3.1)), self.eps)?;
+        let y = self.cross_attn.forward(b, &h, context)?;
+        let x = b.add(&x, &y)?;
+
+        let h = b.layer_norm_modulate(&x, &shift_ffn, &scale_ffn, self.eps)?;
+        let y = b.linear(&b.gelu_tanh(&b.linear(&h, &self.ffn_in)?)?, &self.ffn_out)?;
+        Ok(b.gated_residual(&x, &y, &gate_ffn)?)
+    }
+}

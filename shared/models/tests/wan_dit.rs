@@ -1,0 +1,245 @@
+//! The CPU Wan DiT against diffusers' `WanTransformer3DModel` (fp32) and the PyTorch SLA
+//! transcription: fixtures from tools/golden/wan_dit.py.
+//!
+//! Tolerance: 1e-4 of the output's scale. Both sides compute in f32 with the same weights; they
+//! differ in summation order (GEMM blocking, softmax) only, which over two blocks of K ≤ 384 dot
+//! products amounts to a few 1e-6 relative; 1e-4 leaves room for platform differences while still
+//! catching any wrong formula (a missing term or misplaced channel shows as ≥ 1e-2).
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{load, max_rel_err, open};
+use safetensors::tensor::TensorView;
+use turbine_checkpoint::TensorStore;
+use turbine_models::wan::{AttentionMode, WanConfig, WanModel, weights::to_diffusers};
+use turbine_tensor::{Backend, CpuBackend, SlaParams};
+
+const TOL: f32 = 1e-4;
+
+fn tiny(store: &TensorStore, mode: AttentionMode) -> WanModel<CpuBackend> {
+    WanModel::load(CpuBackend, WanConfig::tiny(), store, mode).unwrap()
+}
+
+fn run(model: &WanModel<CpuBackend>, cases: &TensorStore, case: &str, t: f64) -> f32 {
+    let ctx = model
+        .encode_context(&load(cases, &format!("{case}.context")))
+        .unwrap();
+    let out = model
+        .forward(&load(cases, &format!("{case}.x")), t, &ctx, None)
+        .unwrap();
+    max_rel_err(&out, &load(cases, &format!("{case}.out")))
+}
+
+fn meta_f64(store: &TensorStore, key: &str) -> f64 {
+    store.metadata(key).unwrap().parse().unwrap()
+}
+
+#[test]
+fn dense_forward_matches_diffusers() {
+    let weights = open("wan_dit/tiny.safetensors");
+    let cases = open("wan_dit/forward.safetensors");
+    let model = tiny(&weights, AttentionMode::Dense);
+    let n: usize = cases.metadata("dense_cases").unwrap().parse().unwrap();
+    assert!(n >= 4);
+    for i in 0..n {
+        let case = format!("case{i}");
+        let err = run(
+            &model,
+            &cases,
+            &case,
+            meta_f64(&cases, &format!("{case}.timestep")),
+        );
+        println!("{case}: max rel err {err:.2e}");
+        assert!(err <= TOL, "{case}: {err}");
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SlaCase {
+    timestep: f64,
+    topk: f64,
+    block_q: usize,
+    block_k: usize,
+}
+
+#[test]
+fn sla_forward_matches_reference() {
+    let weights = open("wan_dit/tiny.safetensors");
+    let cases = open("wan_dit/forward.safetensors");
+    let mut model = tiny(&weights, AttentionMode::Dense);
+    let n: usize = cases.metadata("sla_cases").unwrap().parse().unwrap();
+    for i in 0..n {
+        let case = format!("sla{i}");
+        let p: SlaCase = serde_json::from_str(cases.metadata(&case).unwrap()).unwrap();
+        let params = SlaParams {
+            topk: p.topk,
+            block_q: p.block_q,
+            block_k: p.block_k,
+        };
+        model.set_attention(AttentionMode::Sla(params)).unwrap();
+        let err = run(&model, &cases, &case, p.timestep);
+        println!("{case} ({params:?}): max rel err {err:.2e}");
+        assert!(err <= TOL, "{case}: {err}");
+        // The case must exercise SLA: dense attention gives a clearly different output.
+        model.set_attention(AttentionMode::Dense).unwrap();
+        assert!(
+            run(&model, &cases, &case, p.timestep) > 1e-2,
+            "{case} does not separate SLA from dense"
+        );
+    }
+}
+
+/// Writes `store`'s tensors under new names into a temporary safetensors file.
+fn renamed(store: &TensorStore, rename: impl Fn(&str) -> String) -> tempfile::TempPath {
+    let file = tempfile::Builder::new()
+        .suffix(".safetensors")
+        .tempfile()
+        .unwrap();
+    let mut views = HashMap::new();
+    for name in store.names() {
+        let info = store.info(name).unwrap();
+        let dtype = match info.dtype {
+            turbine_tensor::DType::BF16 => safetensors::Dtype::BF16,
+            turbine_tensor::DType::F32 => safetensors::Dtype::F32,
+            turbine_tensor::DType::F16 => safetensors::Dtype::F16,
+            turbine_tensor::DType::I8 => safetensors::Dtype::I8,
+        };
+        let view = TensorView::new(dtype, info.shape.clone(), store.bytes(name).unwrap()).unwrap();
+        views.insert(rename(name), view);
+    }
+    safetensors::serialize_to_file(views, None, file.path()).unwrap();
+    file.into_temp_path()
+}
+
+#[test]
+fn diffusers_and_prefixed_layouts_give_the_same_output() {
+    let weights = open("wan_dit/tiny.safetensors");
+    let cases = open("wan_dit/forward.safetensors");
+    let reference = tiny(&weights, AttentionMode::Dense);
+    let ctx = reference
+        .encode_context(&load(&cases, "case1.context"))
+        .unwrap();
+    let x = load(&cases, "case1.x");
+    let want = reference.forward(&x, 608.0, &ctx, None).unwrap();
+    for rename in [to_diffusers as fn(&str) -> String, |n: &str| {
+        format!("net.{n}")
+    }] {
+        let path = renamed(&weights, rename);
+        let store = TensorStore::open(&path).unwrap();
+        let model = tiny(&store, AttentionMode::Dense);
+        let ctx = model
+            .encode_context(&load(&cases, "case1.context"))
+            .unwrap();
+        let got = model.forward(&x, 608.0, &ctx, None).unwrap();
+        assert_eq!(got.data(), want.data());
+    }
+}
+
+#[test]
+fn sla_without_proj_l_is_an_error_naming_the_key() {
+    let weights = open("wan_dit/tiny.safetensors");
+    let path = renamed(&weights, |n| n.replace("proj_l", "proj_x"));
+    let store = TensorStore::open(&path).unwrap();
+    let sla = AttentionMode::Sla(SlaParams {
+        topk: 0.1,
+        block_q: 64,
+        block_k: 128,
+    });
+    let err = WanModel::load(CpuBackend, WanConfig::tiny(), &store, sla)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string()
+            .contains("blocks.0.self_attn.attn_op.local_attn.proj_l.weight"),
+        "{err}"
+    );
+    // Dense attention does not need it.
+    let mut model = tiny(&store, AttentionMode::Dense);
+    assert!(model.set_attention(sla).is_err());
+}
+
+#[test]
+fn load_errors_name_key_and_shapes() {
+    let weights = open("wan_dit/tiny.safetensors");
+    let wrong = WanConfig {
+        ffn_dim: 512,
+        ..WanConfig::tiny()
+    };
+    let err = WanModel::load(CpuBackend, wrong, &weights, AttentionMode::Dense)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("blocks.0.ffn.0.weight")
+            && err.contains("[512, 256]")
+            && err.contains("[384, 256]"),
+        "{err}"
+    );
+
+    let path = renamed(&weights, |n| {
+        if n == "blocks.1.norm3.bias" {
+            "x".into()
+        } else {
+            n.into()
+        }
+    });
+    let store = TensorStore::open(&path).unwrap();
+    let err = WanModel::load(CpuBackend, WanConfig::tiny(), &store, AttentionMode::Dense)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("missing tensor `blocks.1.norm3.bias`"),
+        "{err}"
+    );
+
+    let not_wan = open("sla/sla.safetensors");
+    let err = WanModel::load(
+        CpuBackend,
+        WanConfig::tiny(),
+        &not_wan,
+        AttentionMode::Dense,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("not a Wan DiT checkpoint"), "{err}");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let weights = open("wan_dit/tiny.safetensors");
+    let model = tiny(&weights, AttentionMode::Dense);
+    let b = CpuBackend;
+    let ctx_t = b
+        .upload(&turbine_tensor::HostTensor::from_f32([3, 64], vec![0.5; 192]).unwrap())
+        .unwrap();
+    let ctx = model.encode_context(&ctx_t).unwrap();
+    let latents = |shape: [usize; 4]| {
+        let n = shape.iter().product();
+        b.upload(&turbine_tensor::HostTensor::from_f32(shape, vec![0.1; n]).unwrap())
+            .unwrap()
+    };
+    for (shape, needle) in [
+        ([16, 1, 3, 4], "multiple of the patch"),
+        ([15, 1, 4, 4], "channels"),
+    ] {
+        let err = model
+            .forward(&latents(shape), 1.0, &ctx, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    let err = model
+        .forward(&latents([16, 1, 4, 4]), f64::NAN, &ctx, None)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("timestep"));
+    let bad_ctx = b
+        .upload(&turbine_tensor::HostTensor::from_f32([3, 32], vec![0.5; 96]).unwrap())
+        .unwrap();
+    assert!(model.encode_context(&bad_ctx).is_err());
+}
