@@ -103,8 +103,15 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Copies a tensor back to the host as f32.
     fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;
     fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// Indices `start..start+len` of dimension `dim`.
+    fn slice(&self, t: &Self::Tensor, dim: usize, start: usize, len: usize)
+    -> Result<Self::Tensor>;
     /// Rows `start..start+len` of the outermost dimension.
-    fn narrow(&self, t: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor>;
+    fn narrow(&self, t: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor> {
+        self.slice(t, 0, start, len)
+    }
+    /// Reorders dimensions: output dimension `i` is input dimension `perm[i]`.
+    fn permute(&self, t: &Self::Tensor, perm: &[usize]) -> Result<Self::Tensor>;
     /// Concatenation along dimension `dim`.
     fn concat(&self, parts: &[&Self::Tensor], dim: usize) -> Result<Self::Tensor>;
     fn upload_linear(&self, w: &LinearWeights) -> Result<Self::Linear>;
@@ -151,6 +158,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         q: &Self::Tensor,
         k: &Self::Tensor,
         v: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        let dh = self.shape(q).last().copied().unwrap_or(1);
+        self.attention_with(q, k, v, 1.0 / (dh as f32).sqrt(), None)
+    }
+    /// `softmax(scale·q kᵀ + bias) v` with an optional additive `bias: [H, Lq, Lk]` (T5's relative
+    /// position bias; T5 uses scale 1).
+    fn attention_with(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        scale: f32,
+        bias: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor>;
     /// Sparse-linear attention: block-sparse softmax attention over the top-k key blocks plus the
     /// softmax-feature-map linear branch projected by `proj_l` (`[Dh] -> [Dh]`, shared across heads).
@@ -179,6 +199,33 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor>;
     /// `Σ cᵢ·tᵢ` over same-shape tensors: the sampler update primitive.
     fn lincomb(&self, terms: &[(f32, &Self::Tensor)]) -> Result<Self::Tensor>;
+
+    /// `clamp(x, lo, hi)` elementwise.
+    fn clamp(&self, x: &Self::Tensor, lo: f32, hi: f32) -> Result<Self::Tensor>;
+
+    // ---- channel-first video ops (`[C, F, H, W]`, the VAE's layout) ----
+    /// 3-D convolution of `x: [Cin, F, H, W]` with `weight: [Cout, Cin, kt, kh, kw]`, zero padding
+    /// `pad[d] = (before, after)` per dimension (F, H, W), then `bias: [Cout]`.
+    fn conv3d(
+        &self,
+        x: &Self::Tensor,
+        weight: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+    ) -> Result<Self::Tensor>;
+    /// Nearest-neighbour upsampling of `[C, F, H, W]` by integer factors per (F, H, W).
+    fn upsample_nearest(&self, x: &Self::Tensor, factor: [usize; 3]) -> Result<Self::Tensor>;
+    /// `x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma` with the norm over the leading (channel) dim of
+    /// `x: [C, ...]`, `gamma: [C]`: the Wan VAE's `RMS_norm` (`F.normalize` based).
+    fn channel_rms_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `x[c, ...] · scale[c] + shift[c]` over the leading (channel) dim.
+    fn channel_affine(
+        &self,
+        x: &Self::Tensor,
+        scale: &Self::Tensor,
+        shift: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
 
     // ---- video layout ----
     /// `[C, F, H, W] -> [F'·H'·W', C·pt·ph·pw]` with features ordered `(c, kt, kh, kw)`.

@@ -140,8 +140,15 @@ fn tiles(d: Dims, tile: usize) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-pub(super) fn dense(q: &[f32], k: &[f32], v: &[f32], d: Dims) -> Vec<f32> {
-    let scale = 1.0 / (d.dh as f32).sqrt();
+/// `softmax(scale·q kᵀ + bias) v` per head; `bias` is `[H, Lq, Lk]`.
+pub(super) fn dense(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: Dims,
+    scale: f32,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let parts = tiles(d, QUERY_TILE)
         .into_par_iter()
         .map(|(h, q0, q1)| {
@@ -150,7 +157,16 @@ pub(super) fn dense(q: &[f32], k: &[f32], v: &[f32], d: Dims) -> Vec<f32> {
             qv.offset += q0 * qv.rs;
             let mut s = vec![0f32; rows * d.lk];
             matmul(&mut s, rows, d.lk, d.dh, qv, head_view_t(k, h, d), false);
-            softmax_rows(&mut s, d.lk, scale);
+            match bias {
+                Some(bias) => {
+                    let rows_bias = &bias[(h * d.lq + q0) * d.lk..(h * d.lq + q1) * d.lk];
+                    s.iter_mut()
+                        .zip(rows_bias)
+                        .for_each(|(s, b)| *s = *s * scale + b);
+                    softmax_rows(&mut s, d.lk, 1.0);
+                }
+                None => softmax_rows(&mut s, d.lk, scale),
+            }
             let mut o = vec![0f32; rows * d.dh];
             matmul(
                 &mut o,
@@ -331,4 +347,46 @@ pub(super) fn sla_linear(q: &[f32], k: &[f32], v: &[f32], d: Dims) -> Vec<f32> {
         })
         .collect();
     scatter(parts, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(n: usize, step: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * step).sin()).collect()
+    }
+
+    #[test]
+    fn bias_shifts_scores_before_softmax() {
+        let d = Dims {
+            lq: 3,
+            lk: 5,
+            heads: 2,
+            dh: 4,
+        };
+        let (q, k, v) = (ramp(3 * 8, 0.3), ramp(5 * 8, 0.7), ramp(5 * 8, 1.1));
+        let plain = dense(&q, &k, &v, d, 0.5, None);
+        // A bias constant along each row leaves the softmax unchanged.
+        let constant: Vec<f32> = (0..2 * 3 * 5).map(|i| (i / 5) as f32).collect();
+        let shifted = dense(&q, &k, &v, d, 0.5, Some(&constant));
+        plain
+            .iter()
+            .zip(&shifted)
+            .for_each(|(a, b)| assert!((a - b).abs() < 1e-6));
+        // A bias that masks all keys but key 2 returns key 2's value row.
+        let only_2: Vec<f32> = (0..2 * 3 * 5)
+            .map(|i| if i % 5 == 2 { 0.0 } else { -1e9 })
+            .collect();
+        let picked = dense(&q, &k, &v, d, 0.5, Some(&only_2));
+        for t in 0..3 {
+            for h in 0..2 {
+                let got = &picked[(t * 2 + h) * 4..][..4];
+                let want = &v[(2 * 2 + h) * 4..][..4];
+                got.iter()
+                    .zip(want)
+                    .for_each(|(a, b)| assert!((a - b).abs() < 1e-6));
+            }
+        }
+    }
 }

@@ -4,7 +4,9 @@
 //! W8A8 weights are dequantized when placed, since this path exists to be exact, not small.
 
 mod attention;
+mod conv;
 mod elementwise;
+mod layout;
 mod matmul;
 mod norm;
 mod video;
@@ -172,19 +174,12 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn narrow(&self, t: &CpuTensor, start: usize, len: usize) -> Result<CpuTensor> {
-        let rows = t.shape.first().copied().unwrap_or(0);
-        if start + len > rows {
-            return Err(Error::shape(
-                "narrow",
-                format!("rows {start}..{} out of {rows}", start + len),
-                &t.shape,
-            ));
-        }
-        let row: usize = t.shape[1..].iter().product();
-        let mut shape = t.shape.clone();
-        shape[0] = len;
-        CpuTensor::new(shape, t.data[start * row..(start + len) * row].to_vec())
+    fn slice(&self, t: &CpuTensor, dim: usize, start: usize, len: usize) -> Result<CpuTensor> {
+        layout::slice(t, dim, start, len)
+    }
+
+    fn permute(&self, t: &CpuTensor, perm: &[usize]) -> Result<CpuTensor> {
+        layout::permute(t, perm)
     }
 
     fn concat(&self, parts: &[&CpuTensor], dim: usize) -> Result<CpuTensor> {
@@ -399,12 +394,26 @@ impl Backend for CpuBackend {
         )
     }
 
-    fn attention(&self, q: &CpuTensor, k: &CpuTensor, v: &CpuTensor) -> Result<CpuTensor> {
-        let dims = attention::check_qkv("attention", q, k, v)?;
-        CpuTensor::new(
-            q.shape.clone(),
-            attention::dense(&q.data, &k.data, &v.data, dims),
-        )
+    fn attention_with(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        scale: f32,
+        bias: Option<&CpuTensor>,
+    ) -> Result<CpuTensor> {
+        let d = attention::check_qkv("attention", q, k, v)?;
+        if let Some(bias) = bias {
+            if bias.shape != [d.heads, d.lq, d.lk] {
+                return Err(Error::shape(
+                    "attention",
+                    format!("bias must be [{}, {}, {}]", d.heads, d.lq, d.lk),
+                    &bias.shape,
+                ));
+            }
+        }
+        let out = attention::dense(&q.data, &k.data, &v.data, d, scale, bias.map(|b| b.data()));
+        CpuTensor::new(q.shape.clone(), out)
     }
 
     fn sla_attention(
@@ -508,6 +517,41 @@ impl Backend for CpuBackend {
             }
         }
         CpuTensor::new(first.shape.clone(), out)
+    }
+
+    fn clamp(&self, x: &CpuTensor, lo: f32, hi: f32) -> Result<CpuTensor> {
+        CpuTensor::new(
+            x.shape.clone(),
+            elementwise::map(&x.data, |v| v.clamp(lo, hi)),
+        )
+    }
+
+    fn conv3d(
+        &self,
+        x: &CpuTensor,
+        weight: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+    ) -> Result<CpuTensor> {
+        conv::conv3d(x, weight, bias, stride, pad)
+    }
+
+    fn upsample_nearest(&self, x: &CpuTensor, factor: [usize; 3]) -> Result<CpuTensor> {
+        conv::upsample_nearest(x, factor)
+    }
+
+    fn channel_rms_norm(&self, x: &CpuTensor, gamma: &CpuTensor) -> Result<CpuTensor> {
+        conv::channel_rms_norm(x, gamma)
+    }
+
+    fn channel_affine(
+        &self,
+        x: &CpuTensor,
+        scale: &CpuTensor,
+        shift: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        conv::channel_affine(x, scale, shift)
     }
 
     fn patchify(&self, x: &CpuTensor, patch: [usize; 3]) -> Result<CpuTensor> {
