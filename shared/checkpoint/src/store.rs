@@ -21,10 +21,27 @@ pub struct TensorInfo {
     end: usize,
 }
 
+/// The bytes of one safetensors file: mapped from disk, or built in memory (seeded demo weights).
+enum Backing {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Owned(v) => v,
+        }
+    }
+}
+
 /// Read-only access by name to the tensors of one or more safetensors files, zero-copy until a
 /// tensor is asked for.
 pub struct TensorStore {
-    files: Vec<(PathBuf, Mmap)>,
+    files: Vec<(PathBuf, Backing)>,
     index: BTreeMap<String, TensorInfo>,
     /// The `__metadata__` string maps of all files, merged.
     metadata: BTreeMap<String, String>,
@@ -42,6 +59,9 @@ impl std::fmt::Debug for TensorStore {
     }
 }
 
+// safetensors' `Dtype` is non-exhaustive and keeps growing; the store takes only the four
+// element types the runtime computes with.
+#[allow(clippy::wildcard_enum_match_arm)]
 fn dtype_of(dtype: StDtype) -> Option<DType> {
     match dtype {
         StDtype::F32 => Some(DType::F32),
@@ -103,56 +123,66 @@ impl TensorStore {
 
     /// Opens several shards as one store; a name present in two shards is an error.
     pub fn open_files(paths: &[PathBuf]) -> Result<Self> {
-        let mut files = Vec::with_capacity(paths.len());
-        let mut index = BTreeMap::new();
-        let mut metadata = BTreeMap::new();
-        for (file_idx, path) in paths.iter().enumerate() {
+        let mut store = Self::empty();
+        for path in paths {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
             // SAFETY: the map is read-only; a checkpoint modified while mapped is outside our
             // contract, as for every mmap-based loader.
             let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-            let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors {
-                path: path.clone(),
-                msg: e.to_string(),
-            })?;
-            let (_, header) = SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
-                path: path.clone(),
-                msg: e.to_string(),
-            })?;
-            if let Some(m) = header.metadata() {
-                metadata.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-            let base = mmap.as_ptr() as usize;
-            for (name, view) in st.tensors() {
-                let dtype = dtype_of(view.dtype()).ok_or_else(|| Error::UnsupportedDType {
-                    key: name.clone(),
-                    dtype: format!("{:?}", view.dtype()),
-                })?;
-                let start = view.data().as_ptr() as usize - base;
-                let info = TensorInfo {
-                    dtype,
-                    shape: view.shape().to_vec(),
-                    file: file_idx,
-                    start,
-                    end: start + view.data().len(),
-                };
-                if index.insert(name.clone(), info).is_some() {
-                    return Err(Error::Invalid {
-                        key: name,
-                        msg: format!(
-                            "present in more than one shard (again in {})",
-                            path.display()
-                        ),
-                    });
-                }
-            }
-            files.push((path.clone(), mmap));
+            store.add(path.clone(), Backing::Mapped(mmap))?;
         }
-        Ok(Self {
-            files,
-            index,
-            metadata,
-        })
+        Ok(store)
+    }
+
+    /// A store over safetensors bytes held in memory; `name` stands for the path in errors.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self> {
+        let mut store = Self::empty();
+        store.add(name.into(), Backing::Owned(bytes))?;
+        Ok(store)
+    }
+
+    fn empty() -> Self {
+        Self {
+            files: Vec::new(),
+            index: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, path: PathBuf, bytes: Backing) -> Result<()> {
+        let bad = |e: safetensors::SafeTensorError| Error::Safetensors {
+            path: path.clone(),
+            msg: e.to_string(),
+        };
+        let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
+        if let Some(m) = header.metadata() {
+            self.metadata.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let base = bytes.as_ptr() as usize;
+        let file = self.files.len();
+        for (name, view) in st.tensors() {
+            let dtype = dtype_of(view.dtype()).ok_or_else(|| Error::UnsupportedDType {
+                key: name.clone(),
+                dtype: format!("{:?}", view.dtype()),
+            })?;
+            let start = view.data().as_ptr() as usize - base;
+            let info = TensorInfo {
+                dtype,
+                shape: view.shape().to_vec(),
+                file,
+                start,
+                end: start + view.data().len(),
+            };
+            if self.index.insert(name.clone(), info).is_some() {
+                return Err(Error::Invalid {
+                    key: name,
+                    msg: format!("present in more than one shard (again in {})", path.display()),
+                });
+            }
+        }
+        self.files.push((path, bytes));
+        Ok(())
     }
 
     /// A `__metadata__` entry of the file(s).

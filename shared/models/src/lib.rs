@@ -4,6 +4,7 @@
 //!   sparse-linear self-attention and W8A8 checkpoints.
 
 pub mod error;
+pub mod seeded;
 pub mod wan;
 
 pub use error::{Error, Result};

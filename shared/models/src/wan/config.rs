@@ -118,6 +118,50 @@ impl WanConfig {
         self.out_dim * self.patch_size.iter().product::<usize>()
     }
 
+    /// Every tensor of the original-layout state dict with its shape (T2V, no SLA `proj_l`):
+    /// what seeded demo and benchmark weights are generated from.
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, f) = (self.dim, self.ffn_dim);
+        let [pt, ph, pw] = self.patch_size;
+        let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut linear = |name: String, o: usize, i: usize| {
+            out.push((format!("{name}.weight"), vec![o, i]));
+            out.push((format!("{name}.bias"), vec![o]));
+        };
+        linear("text_embedding.0".into(), d, self.text_dim);
+        linear("text_embedding.2".into(), d, d);
+        linear("time_embedding.0".into(), d, self.freq_dim);
+        linear("time_embedding.2".into(), d, d);
+        linear("time_projection.1".into(), 6 * d, d);
+        linear("head.head".into(), self.head_features(), d);
+        for i in 0..self.num_layers {
+            for attn in ["self_attn", "cross_attn"] {
+                for p in ["q", "k", "v", "o"] {
+                    linear(format!("blocks.{i}.{attn}.{p}"), d, d);
+                }
+            }
+            linear(format!("blocks.{i}.ffn.0"), f, d);
+            linear(format!("blocks.{i}.ffn.2"), d, f);
+        }
+        out.push((
+            "patch_embedding.weight".into(),
+            vec![d, self.in_dim, pt, ph, pw],
+        ));
+        out.push(("patch_embedding.bias".into(), vec![d]));
+        out.push(("head.modulation".into(), vec![1, 2, d]));
+        for i in 0..self.num_layers {
+            out.push((format!("blocks.{i}.modulation"), vec![1, 6, d]));
+            for attn in ["self_attn", "cross_attn"] {
+                for n in ["norm_q", "norm_k"] {
+                    out.push((format!("blocks.{i}.{attn}.{n}.weight"), vec![d]));
+                }
+            }
+            out.push((format!("blocks.{i}.norm3.weight"), vec![d]));
+            out.push((format!("blocks.{i}.norm3.bias"), vec![d]));
+        }
+        out
+    }
+
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
         if self.num_heads == 0 || self.dim % self.num_heads != 0 {
@@ -170,6 +214,20 @@ mod tests {
         let time = c.freq_dim * d + d + d * d + d + d * 6 * d + 6 * d;
         let head = d * c.head_features() + c.head_features() + 2 * d;
         c.num_layers * block + embed + text + time + head
+    }
+
+    #[test]
+    fn tensor_list_matches_parameter_count_and_key_count() {
+        for c in [WanConfig::t2v_1_3b(), WanConfig::t2v_14b()] {
+            let shapes = c.tensor_shapes();
+            let total: usize = shapes
+                .iter()
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
+            assert_eq!(total, params(&c));
+            // wan.md §1.7: 15 non-block tensors + 27 per block.
+            assert_eq!(shapes.len(), 15 + 27 * c.num_layers);
+        }
     }
 
     #[test]
