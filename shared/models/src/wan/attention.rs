@@ -37,13 +37,16 @@ pub struct SelfAttention<B: Backend> {
     proj_l: Option<B::Linear>,
 }
 
+/// The q, k, v, o projections and the q, k RMSNorm weights of one attention layer.
+type Projections<B> = ([<B as Backend>::Linear; 4], [<B as Backend>::Tensor; 2]);
+
 /// Loads `{prefix}.{q,k,v,o}` and `{prefix}.norm_{q,k}`.
 fn projections<B: Backend>(
     backend: &B,
     w: &WanWeights,
     prefix: &str,
     d: usize,
-) -> Result<([B::Linear; 4], [B::Tensor; 2])> {
+) -> Result<Projections<B>> {
     let linear = |n: &str| -> Result<B::Linear> {
         Ok(backend.upload_linear(&w.linear(&format!("{prefix}.{n}"), d, d)?)?)
     };

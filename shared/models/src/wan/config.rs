@@ -164,7 +164,7 @@ impl WanConfig {
 
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
-        if self.num_heads == 0 || self.dim % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.dim.is_multiple_of(self.num_heads) {
             return fail(format!(
                 "dim {} is not a multiple of num_heads {}",
                 self.dim, self.num_heads
@@ -172,7 +172,7 @@ impl WanConfig {
         }
         let head_dim = self.head_dim();
         // 3-D RoPE rotates pairs and splits them over three axes, each needing at least one pair.
-        if head_dim % 2 != 0 || head_dim < 6 {
+        if !head_dim.is_multiple_of(2) || head_dim < 6 {
             return fail(format!("head_dim {head_dim} must be even and at least 6"));
         }
         for (name, v) in [
@@ -187,7 +187,7 @@ impl WanConfig {
                 return fail(format!("{name} must be > 0"));
             }
         }
-        if self.freq_dim % 2 != 0 {
+        if !self.freq_dim.is_multiple_of(2) {
             return fail(format!("freq_dim {} must be even", self.freq_dim));
         }
         if self.patch_size.contains(&0) {

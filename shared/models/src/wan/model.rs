@@ -51,16 +51,16 @@ impl<B: Backend + Clone> WanModel<B> {
             .collect::<Result<Vec<_>>>()?;
         // SLA fine-tuning adds proj_l to every layer; a checkpoint with some but not all is damaged,
         // and zero-filling the gap would run but silently degrade the video.
-        if let Some(first) = blocks.iter().position(|b| b.self_attn.has_proj_l()) {
-            if let Some(missing) = blocks.iter().position(|b| !b.self_attn.has_proj_l()) {
-                return Err(CkptError::Missing {
-                    key: w.key(&format!("blocks.{missing}.{PROJ_L}")),
-                    hint: format!(
-                        " (block {first} has one: every layer of an SLA checkpoint needs proj_l)"
-                    ),
-                }
-                .into());
+        if let Some(first) = blocks.iter().position(|b| b.self_attn.has_proj_l())
+            && let Some(missing) = blocks.iter().position(|b| !b.self_attn.has_proj_l())
+        {
+            return Err(CkptError::Missing {
+                key: w.key(&format!("blocks.{missing}.{PROJ_L}")),
+                hint: format!(
+                    " (block {first} has one: every layer of an SLA checkpoint needs proj_l)"
+                ),
             }
+            .into());
         }
         let head_modulation = w.tensor("head.modulation", &[1, 2, d])?;
         let model = Self {

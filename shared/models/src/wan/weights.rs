@@ -41,14 +41,14 @@ impl<'a> WanWeights<'a> {
                 (ORIGINAL_MARKER, Layout::Original),
                 (DIFFUSERS_MARKER, Layout::Diffusers),
             ] {
-                if let Some(prefix) = name.strip_suffix(marker) {
-                    if prefix.is_empty() || prefix.ends_with('.') {
-                        return Ok(WanWeights {
-                            store,
-                            layout,
-                            prefix: prefix.to_string(),
-                        });
-                    }
+                if let Some(prefix) = name.strip_suffix(marker)
+                    && (prefix.is_empty() || prefix.ends_with('.'))
+                {
+                    return Ok(WanWeights {
+                        store,
+                        layout,
+                        prefix: prefix.to_string(),
+                    });
                 }
             }
         }
@@ -248,10 +248,10 @@ fn rename(name: &str, table: &[(&str, &str)]) -> String {
 
 /// The diffusers key of an original Wan DiT key (wan.md §1.7).
 pub fn to_diffusers(name: &str) -> String {
-    if let Some(rest) = name.strip_prefix("blocks.") {
-        if let Some((index, inner)) = rest.split_once('.') {
-            return format!("blocks.{index}.{}", rename(inner, BLOCK_RENAMES));
-        }
+    if let Some(rest) = name.strip_prefix("blocks.")
+        && let Some((index, inner)) = rest.split_once('.')
+    {
+        return format!("blocks.{index}.{}", rename(inner, BLOCK_RENAMES));
     }
     rename(name, TOP_RENAMES)
 }

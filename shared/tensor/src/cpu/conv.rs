@@ -42,14 +42,14 @@ pub(super) fn conv3d(
             weight.shape(),
         ));
     }
-    if let Some(b) = bias {
-        if b.shape() != [cout] {
-            return Err(Error::shape(
-                "conv3d",
-                format!("bias must be [{cout}]"),
-                b.shape(),
-            ));
-        }
+    if let Some(b) = bias
+        && b.shape() != [cout]
+    {
+        return Err(Error::shape(
+            "conv3d",
+            format!("bias must be [{cout}]"),
+            b.shape(),
+        ));
     }
     let padded = [
         f + pad[0][0] + pad[0][1],

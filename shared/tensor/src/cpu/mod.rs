@@ -403,14 +403,14 @@ impl Backend for CpuBackend {
         bias: Option<&CpuTensor>,
     ) -> Result<CpuTensor> {
         let d = attention::check_qkv("attention", q, k, v)?;
-        if let Some(bias) = bias {
-            if bias.shape != [d.heads, d.lq, d.lk] {
-                return Err(Error::shape(
-                    "attention",
-                    format!("bias must be [{}, {}, {}]", d.heads, d.lq, d.lk),
-                    &bias.shape,
-                ));
-            }
+        if let Some(bias) = bias
+            && bias.shape != [d.heads, d.lq, d.lk]
+        {
+            return Err(Error::shape(
+                "attention",
+                format!("bias must be [{}, {}, {}]", d.heads, d.lq, d.lk),
+                &bias.shape,
+            ));
         }
         let out = attention::dense(&q.data, &k.data, &v.data, d, scale, bias.map(|b| b.data()));
         CpuTensor::new(q.shape.clone(), out)
