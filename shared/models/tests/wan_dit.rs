@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use common::{load, max_rel_err, open};
-use safetensors::tensor::TensorView;
+use common::{load, max_rel_err, open, renamed};
 use turbine_checkpoint::TensorStore;
 use turbine_models::wan::{AttentionMode, WanConfig, WanModel, weights::to_diffusers};
 use turbine_tensor::{Backend, CpuBackend, SlaParams};
@@ -91,28 +88,6 @@ fn sla_forward_matches_reference() {
     }
 }
 
-/// Writes `store`'s tensors under new names into a temporary safetensors file.
-fn renamed(store: &TensorStore, rename: impl Fn(&str) -> String) -> tempfile::TempPath {
-    let file = tempfile::Builder::new()
-        .suffix(".safetensors")
-        .tempfile()
-        .unwrap();
-    let mut views = HashMap::new();
-    for name in store.names() {
-        let info = store.info(name).unwrap();
-        let dtype = match info.dtype {
-            turbine_tensor::DType::BF16 => safetensors::Dtype::BF16,
-            turbine_tensor::DType::F32 => safetensors::Dtype::F32,
-            turbine_tensor::DType::F16 => safetensors::Dtype::F16,
-            turbine_tensor::DType::I8 => safetensors::Dtype::I8,
-        };
-        let view = TensorView::new(dtype, info.shape.clone(), store.bytes(name).unwrap()).unwrap();
-        views.insert(rename(name), view);
-    }
-    safetensors::serialize_to_file(views, None, file.path()).unwrap();
-    file.into_temp_path()
-}
-
 #[test]
 fn diffusers_and_prefixed_layouts_give_the_same_output() {
     let weights = open("wan_dit/tiny.safetensors");
@@ -126,8 +101,7 @@ fn diffusers_and_prefixed_layouts_give_the_same_output() {
     for rename in [to_diffusers as fn(&str) -> String, |n: &str| {
         format!("net.{n}")
     }] {
-        let path = renamed(&weights, rename);
-        let store = TensorStore::open(&path).unwrap();
+        let store = renamed(&weights, |n| Some(rename(n)));
         let model = tiny(&store, AttentionMode::Dense);
         let ctx = model
             .encode_context(&load(&cases, "case1.context"))
@@ -140,8 +114,7 @@ fn diffusers_and_prefixed_layouts_give_the_same_output() {
 #[test]
 fn sla_without_proj_l_is_an_error_naming_the_key() {
     let weights = open("wan_dit/tiny.safetensors");
-    let path = renamed(&weights, |n| n.replace("proj_l", "proj_x"));
-    let store = TensorStore::open(&path).unwrap();
+    let store = renamed(&weights, |n| Some(n.replace("proj_l", "proj_x")));
     let sla = AttentionMode::Sla(SlaParams {
         topk: 0.1,
         block_q: 64,
@@ -178,14 +151,9 @@ fn load_errors_name_key_and_shapes() {
         "{err}"
     );
 
-    let path = renamed(&weights, |n| {
-        if n == "blocks.1.norm3.bias" {
-            "x".into()
-        } else {
-            n.into()
-        }
+    let store = renamed(&weights, |n| {
+        (n != "blocks.1.norm3.bias").then(|| n.to_string())
     });
-    let store = TensorStore::open(&path).unwrap();
     let err = WanModel::load(CpuBackend, WanConfig::tiny(), &store, AttentionMode::Dense)
         .err()
         .unwrap()

@@ -1,0 +1,132 @@
+//! Convolutions over `[C, F, H, W]`, and the causal feature cache that lets the VAE run a video a
+//! chunk of frames at a time with the result of one pass over all of it.
+
+use turbine_tensor::Backend;
+
+use super::weights::Loader;
+use crate::{Error, Result};
+
+/// Frames of history a temporal-kernel-3 convolution needs (upstream's `CACHE_T`).
+const CACHE_T: usize = 2;
+
+/// One encode or decode pass's memory of earlier chunks: slot `i` holds the last input frames of
+/// the causal convolution numbered `i` at load time (the resampling convolutions included).
+pub(super) struct FeatCache<B: Backend> {
+    slots: Vec<Option<B::Tensor>>,
+}
+
+impl<B: Backend> FeatCache<B> {
+    pub fn new(slots: usize) -> Self {
+        FeatCache {
+            slots: vec![None; slots],
+        }
+    }
+
+    pub fn take(&mut self, slot: usize) -> Option<B::Tensor> {
+        self.slots[slot].take()
+    }
+
+    pub fn put(&mut self, slot: usize, frames: B::Tensor) {
+        self.slots[slot] = Some(frames);
+    }
+}
+
+/// The `[C, F, H, W]` dims of an activation.
+pub(super) fn dims<B: Backend>(b: &B, x: &B::Tensor) -> Result<[usize; 4]> {
+    match *b.shape(x) {
+        [c, f, h, w] => Ok([c, f, h, w]),
+        ref other => Err(Error::Input(format!(
+            "VAE activations must be [C, F, H, W], got {other:?}"
+        ))),
+    }
+}
+
+fn frames<B: Backend>(b: &B, x: &B::Tensor) -> Result<usize> {
+    Ok(dims(b, x)?[1])
+}
+
+/// A convolution with fixed stride and zero padding and no history: a Conv2d applied per frame
+/// (`kt = 1`), the 1×1×1 shortcut and quant convolutions, the strided time convolution of a
+/// temporal downsample (which manages its own history).
+pub(super) struct Conv<B: Backend> {
+    weight: B::Tensor,
+    bias: B::Tensor,
+    stride: [usize; 3],
+    pad: [[usize; 2]; 3],
+}
+
+impl<B: Backend> Conv<B> {
+    /// `shape` is the stored weight shape: `[Cout, Cin, kh, kw]` for a Conv2d, else 5-D.
+    pub fn load(
+        l: &Loader<B>,
+        name: &str,
+        shape: &[usize],
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+    ) -> Result<Self> {
+        let (weight, bias) = l.conv(name, shape)?;
+        Ok(Conv {
+            weight,
+            bias,
+            stride,
+            pad,
+        })
+    }
+
+    /// A 1×1 (×1) convolution: a per-position linear map of the channels.
+    pub fn pointwise(l: &Loader<B>, name: &str, shape: &[usize]) -> Result<Self> {
+        Self::load(l, name, shape, [1; 3], [[0; 2]; 3])
+    }
+
+    pub fn forward(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        Ok(b.conv3d(x, &self.weight, Some(&self.bias), self.stride, self.pad)?)
+    }
+}
+
+/// Upstream's `CausalConv3d` with a temporal kernel of 3: zero padding `k/2` on H and W, and 2
+/// frames in front in time — the previous chunk's last frames when there are some, zeros otherwise
+/// — so each output frame sees only current and past frames.
+pub(super) struct CausalConv3d<B: Backend> {
+    weight: B::Tensor,
+    bias: B::Tensor,
+    space_pad: [usize; 2],
+    slot: usize,
+}
+
+impl<B: Backend> CausalConv3d<B> {
+    pub fn load(l: &mut Loader<B>, name: &str, shape: [usize; 5]) -> Result<Self> {
+        let (weight, bias) = l.conv(name, &shape)?;
+        Ok(CausalConv3d {
+            weight,
+            bias,
+            space_pad: [shape[3] / 2, shape[4] / 2],
+            slot: l.slot(),
+        })
+    }
+
+    pub fn forward(&self, b: &B, x: &B::Tensor, cache: &mut FeatCache<B>) -> Result<B::Tensor> {
+        let n = frames(b, x)?;
+        let past = cache.take(self.slot);
+        // The next chunk's history is this input's last CACHE_T frames; a one-frame chunk keeps
+        // the newest frame of the old history in front of it.
+        let keep = match &past {
+            _ if n >= CACHE_T => b.slice(x, 1, n - CACHE_T, CACHE_T)?,
+            Some(p) => b.concat(&[&b.slice(p, 1, frames(b, p)? - 1, 1)?, x], 1)?,
+            None => x.clone(),
+        };
+        let (input, front) = match &past {
+            Some(p) => (b.concat(&[p, x], 1)?, CACHE_T - frames(b, p)?),
+            None => (x.clone(), CACHE_T),
+        };
+        let [ph, pw] = self.space_pad;
+        let y = b.conv3d(
+            &input,
+            &self.weight,
+            Some(&self.bias),
+            [1; 3],
+            [[front, 0], [ph, ph], [pw, pw]],
+        )?;
+        cache.put(self.slot, keep);
+        Ok(y)
+    }
+}
