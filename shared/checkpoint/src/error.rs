@@ -17,6 +17,14 @@ pub enum Error {
     Safetensors { path: PathBuf, msg: String },
     #[error("{path}: not a valid PyTorch checkpoint: {msg}")]
     Pth { path: PathBuf, msg: String },
+    #[error("{path}: {msg}")]
+    Convert { path: PathBuf, msg: String },
+    #[error("{path}: tensor `{key}`: {msg}")]
+    PthTensor {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
 
     // Tensors.
     #[error("missing tensor `{key}`{hint}")]

@@ -157,7 +157,8 @@ impl TensorStore {
         let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
         if let Some(m) = header.metadata() {
-            self.metadata.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            self.metadata
+                .extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let base = bytes.as_ptr() as usize;
         let file = self.files.len();
@@ -177,7 +178,10 @@ impl TensorStore {
             if self.index.insert(name.clone(), info).is_some() {
                 return Err(Error::Invalid {
                     key: name,
-                    msg: format!("present in more than one shard (again in {})", path.display()),
+                    msg: format!(
+                        "present in more than one shard (again in {})",
+                        path.display()
+                    ),
                 });
             }
         }

@@ -2,10 +2,12 @@
 //!
 //! - [`wan`]: the Wan2.1 / Wan2.2 diffusion transformer (the denoiser), with TurboDiffusion's
 //!   sparse-linear self-attention and W8A8 checkpoints.
+//! - [`umt5`]: the umT5-XXL text encoder and its tokenizer, with Wan's prompt cleaning.
 //! - [`vae`]: the Wan2.1 causal video VAE (encode, and frame-streaming decode).
 
 pub mod error;
 pub mod seeded;
+pub mod umt5;
 pub mod vae;
 pub mod wan;
 

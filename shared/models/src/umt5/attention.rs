@@ -1,0 +1,107 @@
+//! umT5 self-attention: no score scaling, and a learned relative-position bias per layer
+//! (`shared_pos=False`), bidirectional.
+
+use turbine_tensor::{Backend, HostTensor};
+
+use super::UmT5Config;
+use super::weights::UmT5Weights;
+use crate::Result;
+
+/// The bucket of relative position `rel = key − query` (wan.md §4, T5's
+/// `_relative_position_bucket` with `bidirectional=True`): half the buckets per direction (the
+/// upper half for keys after the query); within a direction, distances below a quarter of
+/// `num_buckets` get their own bucket, longer ones share log-spaced buckets up to `max_distance`,
+/// beyond which all fall into the last.
+pub fn relative_position_bucket(rel: i64, num_buckets: usize, max_distance: usize) -> usize {
+    let half = num_buckets / 2;
+    let direction = if rel > 0 { half } else { 0 };
+    let n = rel.unsigned_abs() as usize;
+    let exact = half / 2;
+    if n < exact {
+        return direction + n;
+    }
+    // Upstream evaluates this in f32; f64 lands in the same bucket at every distance a 512-token
+    // prompt has (tests/fixtures/umt5 `buckets`) and is less exposed to rounding at the exact
+    // powers of two where the log ratio is an integer.
+    let log_ratio = (n as f64 / exact as f64).ln() / (max_distance as f64 / exact as f64).ln();
+    let large = exact + (log_ratio * (half - exact) as f64) as usize;
+    direction + large.min(half - 1)
+}
+
+pub struct SelfAttention<B: Backend> {
+    heads: usize,
+    d_kv: usize,
+    q: B::Linear,
+    k: B::Linear,
+    v: B::Linear,
+    o: B::Linear,
+    /// `[num_buckets, heads]` as stored: row `b` holds every head's bias for bucket `b`.
+    table: Vec<f32>,
+    num_buckets: usize,
+    max_distance: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    pub fn load(backend: &B, w: &UmT5Weights, c: &UmT5Config, block: usize) -> Result<Self> {
+        let (d, inner) = (c.d_model, c.inner_dim());
+        let p = |n: &str| format!("blocks.{block}.{n}");
+        let linear = |n: &str, out: usize, inp: usize| -> Result<B::Linear> {
+            Ok(backend.upload_linear(&w.linear(&p(n), out, inp)?)?)
+        };
+        let table = w.tensor(
+            &p("pos_embedding.embedding.weight"),
+            &[c.num_buckets, c.num_heads],
+        )?;
+        Ok(Self {
+            heads: c.num_heads,
+            d_kv: c.d_kv,
+            q: linear("attn.q", inner, d)?,
+            k: linear("attn.k", inner, d)?,
+            v: linear("attn.v", inner, d)?,
+            o: linear("attn.o", d, inner)?,
+            table: table.to_f32_vec(),
+            num_buckets: c.num_buckets,
+            max_distance: c.max_distance,
+        })
+    }
+
+    /// The additive score bias `[H, L, L]` of a `len ≥ 1`-token sequence, built on the host.
+    fn position_bias(&self, len: usize) -> Result<HostTensor> {
+        let (heads, span) = (self.heads, 2 * len - 1);
+        // The bias depends on `k − q` only: per head, one value for each relative position
+        // `−(len−1) ..= len−1`, of which each query row is a contiguous window.
+        let mut by_rel = vec![0f32; heads * span];
+        for r in 0..span {
+            let bucket = relative_position_bucket(
+                r as i64 - (len as i64 - 1),
+                self.num_buckets,
+                self.max_distance,
+            );
+            for h in 0..heads {
+                by_rel[h * span + r] = self.table[bucket * heads + h];
+            }
+        }
+        let mut out = vec![0f32; heads * len * len];
+        for (h, plane) in out.chunks_mut(len * len).enumerate() {
+            let values = &by_rel[h * span..(h + 1) * span];
+            for (q, row) in plane.chunks_mut(len).enumerate() {
+                let start = len - 1 - q;
+                row.copy_from_slice(&values[start..start + len]);
+            }
+        }
+        Ok(HostTensor::from_f32([heads, len, len], out)?)
+    }
+
+    /// `x: [L, D]` (after `norm1`) `-> [L, D]`.
+    pub fn forward(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        let len = b.shape(x)[0];
+        let split = [len, self.heads, self.d_kv];
+        let q = b.reshape(&b.linear(x, &self.q)?, &split)?;
+        let k = b.reshape(&b.linear(x, &self.k)?, &split)?;
+        let v = b.reshape(&b.linear(x, &self.v)?, &split)?;
+        let bias = b.upload(&self.position_bias(len)?)?;
+        // T5 has no 1/sqrt(d_kv) scaling: it is folded into q's trained weights.
+        let out = b.attention_with(&q, &k, &v, 1.0, Some(&bias))?;
+        Ok(b.linear(&b.reshape(&out, &[len, self.heads * self.d_kv])?, &self.o)?)
+    }
+}

@@ -1,0 +1,41 @@
+//! The gated-GELU feed-forward of umT5: `fc2(fc1(h) ⊙ gelu_tanh(gate(h)))`, no biases.
+
+use turbine_tensor::Backend;
+
+use super::UmT5Config;
+use super::weights::UmT5Weights;
+use crate::Result;
+
+pub struct GatedFfn<B: Backend> {
+    /// The GELU branch (`ffn.gate.0`, HF `wi_0`).
+    gate: B::Linear,
+    /// The linear branch (`ffn.fc1`, HF `wi_1`).
+    fc1: B::Linear,
+    fc2: B::Linear,
+}
+
+impl<B: Backend> GatedFfn<B> {
+    pub fn load(backend: &B, w: &UmT5Weights, c: &UmT5Config, block: usize) -> Result<Self> {
+        let (d, f) = (c.d_model, c.d_ff);
+        let linear =
+            |n: &str, out: usize, inp: usize| -> Result<B::Linear> {
+                Ok(backend.upload_linear(&w.linear(
+                    &format!("blocks.{block}.ffn.{n}"),
+                    out,
+                    inp,
+                )?)?)
+            };
+        Ok(Self {
+            gate: linear("gate.0", f, d)?,
+            fc1: linear("fc1", f, d)?,
+            fc2: linear("fc2", d, f)?,
+        })
+    }
+
+    /// `h: [L, D]` (after `norm2`) `-> [L, D]`.
+    pub fn forward(&self, b: &B, h: &B::Tensor) -> Result<B::Tensor> {
+        let gate = b.gelu_tanh(&b.linear(h, &self.gate)?)?;
+        let hidden = b.mul(&b.linear(h, &self.fc1)?, &gate)?;
+        Ok(b.linear(&hidden, &self.fc2)?)
+    }
+}
