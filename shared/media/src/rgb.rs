@@ -1,0 +1,332 @@
+//! Frames as the VAE decodes them (f32, channel-first, [-1, 1]) and their 8-bit forms: interleaved
+//! RGB for GIF/PNG and BT.709 YUV 4:2:0 for H.264.
+
+use openh264::formats::YUVSource;
+
+use crate::error::{Error, Result};
+
+/// A run of decoded frames in the VAE's output layout: f32 `[3, frames, height, width]`, RGB,
+/// values in [-1, 1]. The VAE decodes a few frames at a time, so writers take one chunk per push.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameChunk<'a> {
+    data: &'a [f32],
+    frames: usize,
+    height: usize,
+    width: usize,
+}
+
+impl<'a> FrameChunk<'a> {
+    /// Checks that `shape` is `[3, frames, height, width]` with nonzero sizes and that `data`
+    /// holds exactly that many values.
+    pub fn new(data: &'a [f32], shape: [usize; 4]) -> Result<Self> {
+        let [channels, frames, height, width] = shape;
+        if channels != 3 || frames == 0 || height == 0 || width == 0 {
+            return Err(Error::Shape { shape });
+        }
+        let expected = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if expected != Some(data.len()) {
+            return Err(Error::ElementCount {
+                len: data.len(),
+                shape,
+            });
+        }
+        Ok(Self {
+            data,
+            frames,
+            height,
+            width,
+        })
+    }
+
+    pub fn num_frames(&self) -> usize {
+        self.frames
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Frame `index` of this chunk, or `None` past the end.
+    pub fn frame(&self, index: usize) -> Option<Frame<'a>> {
+        (index < self.frames).then(|| self.frame_at(index))
+    }
+
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = Frame<'a>> + 'a {
+        let chunk = *self;
+        (0..self.frames).map(move |i| chunk.frame_at(i))
+    }
+
+    /// `index` must be below `self.frames`.
+    fn frame_at(&self, index: usize) -> Frame<'a> {
+        let plane = self.height * self.width;
+        let channel = self.frames * plane;
+        let data = self.data;
+        let at = |c: usize| &data[c * channel + index * plane..][..plane];
+        Frame {
+            r: at(0),
+            g: at(1),
+            b: at(2),
+            width: self.width,
+            height: self.height,
+        }
+    }
+}
+
+/// One frame of a [`FrameChunk`]: three `height × width` planes in [-1, 1].
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    r: &'a [f32],
+    g: &'a [f32],
+    b: &'a [f32],
+    width: usize,
+    height: usize,
+}
+
+impl Frame<'_> {
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Interleaved RGB8, row-major, `height · width · 3` bytes: `(x + 1) / 2 · 255`, rounded and
+    /// clamped, NaN as 0.
+    pub fn to_rgb8(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.r.len() * 3);
+        for ((&r, &g), &b) in self.r.iter().zip(self.g).zip(self.b) {
+            out.extend([to_u8(r), to_u8(g), to_u8(b)]);
+        }
+        out
+    }
+
+    /// BT.709 limited-range YUV 4:2:0, converted from the f32 values rather than from RGB8 so
+    /// the only rounding is the final one. Chroma is the mean of each 2×2 block; the H.264 SPS
+    /// written by [`crate::Mp4Writer`] signals the same BT.709 limited-range colour space.
+    pub fn to_yuv420(&self) -> Result<Yuv420> {
+        let (w, h) = (self.width, self.height);
+        if !w.is_multiple_of(2) || !h.is_multiple_of(2) {
+            return Err(Error::OddDimensions {
+                width: w,
+                height: h,
+            });
+        }
+        let rgb = |i: usize| [unit(self.r[i]), unit(self.g[i]), unit(self.b[i])];
+        let y = (0..w * h).map(|i| luma_code(rgb(i))).collect();
+        let (cw, ch) = (w / 2, h / 2);
+        let mut u = Vec::with_capacity(cw * ch);
+        let mut v = Vec::with_capacity(cw * ch);
+        for cy in 0..ch {
+            for cx in 0..cw {
+                let top = 2 * cy * w + 2 * cx;
+                let mut mean = [0.0f32; 3];
+                for i in [top, top + 1, top + w, top + w + 1] {
+                    for (m, x) in mean.iter_mut().zip(rgb(i)) {
+                        *m += 0.25 * x;
+                    }
+                }
+                let [cb, cr] = chroma_codes(mean);
+                u.push(cb);
+                v.push(cr);
+            }
+        }
+        Ok(Yuv420 {
+            width: w,
+            height: h,
+            y,
+            u,
+            v,
+        })
+    }
+}
+
+/// `(x + 1) / 2 · 255`, rounded and clamped; NaN becomes 0.
+fn to_u8(x: f32) -> u8 {
+    // The saturating float-to-int cast clamps and sends NaN to 0.
+    ((x + 1.0) * 127.5).round() as u8
+}
+
+/// [-1, 1] → [0, 1]; NaN → 0 like [`to_u8`].
+fn unit(x: f32) -> f32 {
+    let v = (x + 1.0) * 0.5;
+    if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) }
+}
+
+// BT.709 (ITU-R BT.709-6, item 3.2-3.3): Y' = 0.2126 R' + 0.7152 G' + 0.0722 B',
+// Cb = (B' - Y') / 1.8556, Cr = (R' - Y') / 1.5748; 8-bit limited range puts Y' on 16..=235
+// and Cb/Cr on 16..=240 centred at 128.
+const KR: f32 = 0.2126;
+const KB: f32 = 0.0722;
+const KG: f32 = 1.0 - KR - KB;
+
+fn luma(rgb: [f32; 3]) -> f32 {
+    KR * rgb[0] + KG * rgb[1] + KB * rgb[2]
+}
+
+fn luma_code(rgb: [f32; 3]) -> u8 {
+    (16.0 + 219.0 * luma(rgb)).round() as u8
+}
+
+fn chroma_codes(rgb: [f32; 3]) -> [u8; 2] {
+    let y = luma(rgb);
+    let cb = (rgb[2] - y) / (2.0 * (1.0 - KB));
+    let cr = (rgb[0] - y) / (2.0 * (1.0 - KR));
+    [
+        (128.0 + 224.0 * cb).round() as u8,
+        (128.0 + 224.0 * cr).round() as u8,
+    ]
+}
+
+/// A planar YUV 4:2:0 picture (I420) with even width and height and tightly packed planes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Yuv420 {
+    width: usize,
+    height: usize,
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+}
+
+impl Yuv420 {
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// `width × height` luma.
+    pub fn y_plane(&self) -> &[u8] {
+        &self.y
+    }
+
+    /// `width/2 × height/2` Cb.
+    pub fn u_plane(&self) -> &[u8] {
+        &self.u
+    }
+
+    /// `width/2 × height/2` Cr.
+    pub fn v_plane(&self) -> &[u8] {
+        &self.v
+    }
+}
+
+impl YUVSource for Yuv420 {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    fn strides(&self) -> (usize, usize, usize) {
+        (self.width, self.width / 2, self.width / 2)
+    }
+
+    fn y(&self) -> &[u8] {
+        &self.y
+    }
+
+    fn u(&self) -> &[u8] {
+        &self.u
+    }
+
+    fn v(&self) -> &[u8] {
+        &self.v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 2×2 frame of one colour given in [0, 255] RGB.
+    fn solid(rgb: [f32; 3]) -> Vec<f32> {
+        rgb.iter().flat_map(|&c| [c / 127.5 - 1.0; 4]).collect()
+    }
+
+    #[test]
+    fn rgb8_rounds_and_clamps() {
+        let data = [-1.0, 1.0, 0.0, -2.0, 2.0, f32::NAN];
+        let chunk = FrameChunk::new(&data, [3, 1, 1, 2]).unwrap();
+        // Planes: R = [-1, 1], G = [0, -2], B = [2, NaN]; 0 → 127.5 rounds half away from zero.
+        let rgb = chunk.frame(0).unwrap().to_rgb8();
+        assert_eq!(rgb, [0, 128, 255, 255, 0, 0]);
+    }
+
+    #[test]
+    fn frames_are_sliced_channel_first() {
+        // [3, 2, 1, 1]: value = 10·channel + frame.
+        let data = [0.0, 1.0, 10.0, 11.0, 20.0, 21.0].map(|v: f32| v / 127.5 - 1.0);
+        let chunk = FrameChunk::new(&data, [3, 2, 1, 1]).unwrap();
+        assert_eq!(chunk.frame(1).unwrap().to_rgb8(), [1, 11, 21]);
+        assert!(chunk.frame(2).is_none());
+        assert_eq!(chunk.frames().len(), 2);
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let data = [0.0f32; 12];
+        assert!(matches!(
+            FrameChunk::new(&data, [4, 1, 1, 3]),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            FrameChunk::new(&data, [3, 0, 2, 2]),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            FrameChunk::new(&data, [3, 2, 2, 2]),
+            Err(Error::ElementCount { len: 12, .. })
+        ));
+        assert!(matches!(
+            FrameChunk::new(&data, [3, usize::MAX, 2, 2]),
+            Err(Error::ElementCount { .. })
+        ));
+        let odd = FrameChunk::new(&data, [3, 1, 1, 4]).unwrap();
+        assert!(matches!(
+            odd.frame(0).unwrap().to_yuv420(),
+            Err(Error::OddDimensions {
+                width: 4,
+                height: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn yuv_matches_bt709_limited_range_codes() {
+        // Reference codes: ITU-R BT.709-6 matrix, 8-bit limited range.
+        for (rgb, yuv) in [
+            ([0.0, 0.0, 0.0], [16, 128, 128]),
+            ([255.0, 255.0, 255.0], [235, 128, 128]),
+            ([255.0, 0.0, 0.0], [63, 102, 240]),
+            ([0.0, 255.0, 0.0], [173, 42, 26]),
+            ([0.0, 0.0, 255.0], [32, 240, 118]),
+        ] {
+            let data = solid(rgb);
+            let chunk = FrameChunk::new(&data, [3, 1, 2, 2]).unwrap();
+            let pic = chunk.frame(0).unwrap().to_yuv420().unwrap();
+            assert_eq!(pic.y_plane(), [yuv[0]; 4], "{rgb:?}");
+            assert_eq!(
+                [pic.u_plane(), pic.v_plane()],
+                [[yuv[1]], [yuv[2]]],
+                "{rgb:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chroma_is_the_mean_of_each_2x2_block() {
+        // One 2×2 block: two black and two white pixels average to mid grey, neutral chroma;
+        // luma stays per pixel.
+        let plane = [-1.0, 1.0, 1.0, -1.0];
+        let data: Vec<f32> = plane.iter().cycle().take(12).copied().collect();
+        let chunk = FrameChunk::new(&data, [3, 1, 2, 2]).unwrap();
+        let pic = chunk.frame(0).unwrap().to_yuv420().unwrap();
+        assert_eq!(pic.y_plane(), [16, 235, 235, 16]);
+        assert_eq!([pic.u_plane(), pic.v_plane()], [[128], [128]]);
+    }
+}

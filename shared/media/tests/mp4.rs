@@ -1,0 +1,320 @@
+//! MP4 output read back by independent code: the `mp4` crate demuxes (not muxide, which wrote
+//! it) and OpenH264's decoder decodes.
+
+mod common;
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use common::{chunk, frame_range, moving_square, psnr};
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+use turbine_media::{Error, FrameChunk, Mp4Config, Mp4Info, Mp4Writer};
+
+const W: usize = 64;
+const H: usize = 48;
+const N: usize = 17;
+
+/// Encodes `data` (`N` frames of `W × H`) pushed in chunks of the given sizes.
+fn encode(data: &[f32], chunk_sizes: &[usize], config: Mp4Config) -> (Mp4Info, Vec<u8>) {
+    let frames = data.len() / (3 * W * H);
+    assert_eq!(chunk_sizes.iter().sum::<usize>(), frames);
+    let mut writer = Mp4Writer::new(Vec::new(), W, H, config).unwrap();
+    let mut start = 0;
+    for &len in chunk_sizes {
+        let part = frame_range(data, frames, start, len);
+        writer.push(&chunk(&part, H, W)).unwrap();
+        start += len;
+    }
+    assert_eq!(writer.frames_written(), frames as u64);
+    writer.finish_into_sink().unwrap()
+}
+
+struct Demuxed {
+    width: u16,
+    height: u16,
+    timescale: u32,
+    duration: Duration,
+    frame_rate: f64,
+    /// (start time, duration, is sync) per sample, in track timescale units.
+    timing: Vec<(u64, u32, bool)>,
+    /// Decoded pictures as interleaved RGB8 (BT.709 limited range inverted).
+    rgb: Vec<Vec<u8>>,
+}
+
+fn demux_and_decode(file: &[u8]) -> Demuxed {
+    let mut mp4 = mp4::Mp4Reader::read_header(Cursor::new(file), file.len() as u64).unwrap();
+    assert_eq!(mp4.tracks().len(), 1);
+    let (&id, track) = mp4.tracks().iter().next().unwrap();
+    assert_eq!(track.track_type().unwrap(), mp4::TrackType::Video);
+    assert_eq!(track.media_type().unwrap(), mp4::MediaType::H264);
+    // The avcC box carries SPS and PPS; samples are 4-byte length-prefixed NAL units.
+    let mut annexb = Vec::new();
+    for set in [
+        track.sequence_parameter_set().unwrap(),
+        track.picture_parameter_set().unwrap(),
+    ] {
+        annexb.extend([0, 0, 0, 1]);
+        annexb.extend(set);
+    }
+    let (width, height) = (track.width(), track.height());
+    let (timescale, duration, frame_rate) =
+        (track.timescale(), track.duration(), track.frame_rate());
+    let mut decoder = Decoder::new().unwrap();
+    let (mut timing, mut rgb) = (Vec::new(), Vec::new());
+    for sample_id in 1..=track.sample_count() {
+        let sample = mp4.read_sample(id, sample_id).unwrap().unwrap();
+        timing.push((sample.start_time, sample.duration, sample.is_sync));
+        let mut nals = &sample.bytes[..];
+        while !nals.is_empty() {
+            let len = u32::from_be_bytes(nals[..4].try_into().unwrap()) as usize;
+            annexb.extend([0, 0, 0, 1]);
+            annexb.extend(&nals[4..4 + len]);
+            nals = &nals[4 + len..];
+        }
+        if let Some(picture) = decoder.decode(&annexb).unwrap() {
+            rgb.push(bt709_to_rgb8(&picture));
+        }
+        annexb.clear();
+    }
+    Demuxed {
+        width,
+        height,
+        timescale,
+        duration,
+        frame_rate,
+        timing,
+        rgb,
+    }
+}
+
+/// The inverse of the writer's BT.709 limited-range matrix, so decoded pictures compare with
+/// the RGB8 the frames convert to. (OpenH264's own RGB output assumes BT.601.)
+fn bt709_to_rgb8(picture: &impl YUVSource) -> Vec<u8> {
+    let (w, h) = picture.dimensions();
+    let (ys, us, vs) = picture.strides();
+    let mut out = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let luma = (f32::from(picture.y()[y * ys + x]) - 16.0) / 219.0;
+            let cb = (f32::from(picture.u()[y / 2 * us + x / 2]) - 128.0) / 224.0;
+            let cr = (f32::from(picture.v()[y / 2 * vs + x / 2]) - 128.0) / 224.0;
+            let r = luma + 1.5748 * cr;
+            let b = luma + 1.8556 * cb;
+            let g = (luma - 0.2126 * r - 0.0722 * b) / 0.7152;
+            out.extend([r, g, b].map(|c| (c * 255.0).round().clamp(0.0, 255.0) as u8));
+        }
+    }
+    out
+}
+
+fn input_rgb8(data: &[f32], frames: usize, index: usize) -> Vec<u8> {
+    let chunk = FrameChunk::new(data, [3, frames, H, W]).unwrap();
+    chunk.frame(index).unwrap().to_rgb8()
+}
+
+#[test]
+fn independent_demuxer_and_decoder_read_the_clip_back() {
+    let data = moving_square(N, H, W);
+    let (info, file) = encode(&data, &[N], Mp4Config::default());
+
+    let tick = 90_000 / 16;
+    assert_eq!(
+        info,
+        Mp4Info {
+            frames: N as u64,
+            width: W,
+            height: H,
+            fps: 16.0,
+            duration: Duration::from_millis(1062) + Duration::from_micros(500),
+            bytes: file.len() as u64,
+        }
+    );
+
+    let clip = demux_and_decode(&file);
+    assert_eq!((clip.width, clip.height), (W as u16, H as u16));
+    assert_eq!(clip.timescale, 90_000);
+    assert_eq!(clip.duration, info.duration);
+    assert_eq!(clip.frame_rate, 16.0);
+    assert_eq!(clip.timing.len(), N);
+    for (i, &(start, duration, sync)) in clip.timing.iter().enumerate() {
+        assert_eq!(
+            (start, duration),
+            (i as u64 * tick, tick as u32),
+            "sample {i}"
+        );
+        // The default keyframe interval (32) leaves only the first frame as a seek point.
+        assert_eq!(sync, i == 0, "sample {i}");
+    }
+
+    assert_eq!(clip.rgb.len(), N, "every sample decodes to a picture");
+    for index in [0, N / 2, N - 1] {
+        let db = psnr(&clip.rgb[index], &input_rgb8(&data, N, index));
+        assert!(db > 30.0, "frame {index}: PSNR {db:.1} dB");
+    }
+}
+
+#[test]
+fn keyframe_interval_marks_sync_samples() {
+    let data = moving_square(N, H, W);
+    let config = Mp4Config {
+        keyframe_interval: 8,
+        ..Mp4Config::default()
+    };
+    let (_, file) = encode(&data, &[N], config);
+    let sync: Vec<usize> = demux_and_decode(&file)
+        .timing
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &(_, _, sync))| sync.then_some(i))
+        .collect();
+    assert_eq!(sync, [0, 8, 16]);
+}
+
+#[test]
+fn chunking_does_not_change_the_file() {
+    let data = moving_square(N, H, W);
+    let (_, whole) = encode(&data, &[N], Mp4Config::default());
+    for sizes in [&[1, 4, 4, 4, 4][..], &[5, 12], &[1; N]] {
+        let (_, chunked) = encode(&data, sizes, Mp4Config::default());
+        assert!(chunked == whole, "chunks {sizes:?} changed the file");
+    }
+}
+
+#[test]
+fn fps_sets_the_timing() {
+    let data = moving_square(N, H, W);
+    let config = Mp4Config {
+        fps: 24.0,
+        ..Mp4Config::default()
+    };
+    let (info, file) = encode(&data, &[N], config);
+    let clip = demux_and_decode(&file);
+    let tick = 90_000 / 24;
+    assert!(clip.timing.iter().all(|&(_, duration, _)| duration == tick));
+    assert_eq!(clip.timing[N - 1].0, (N as u64 - 1) * u64::from(tick));
+    assert_eq!(clip.duration.as_micros(), 708_333, "17 frames / 24 fps");
+    assert_eq!(info.duration.as_micros(), 708_333);
+}
+
+#[test]
+fn bitrate_target_sets_the_size() {
+    // Noise does not compress, so the rate controller, not the content, sets the size.
+    let mut state = 1u32;
+    let data: Vec<f32> = (0..3 * N * H * W)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            0.2 * ((state >> 8) as f32 / (1 << 23) as f32 - 1.0)
+        })
+        .collect();
+    for bps in [50_000, 190_000] {
+        let config = Mp4Config {
+            bitrate_bps: Some(bps),
+            ..Mp4Config::default()
+        };
+        let info = encode(&data, &[N], config).0;
+        let ratio = info.bytes as f64 * 8.0 / info.duration.as_secs_f64() / f64::from(bps);
+        assert!(
+            (0.7..1.3).contains(&ratio),
+            "{bps} bit/s: {ratio:.2}× the target"
+        );
+    }
+}
+
+#[test]
+fn single_frame_and_smallest_size_encode() {
+    let data = moving_square(1, 16, 16);
+    let mut writer = Mp4Writer::new(Vec::new(), 16, 16, Mp4Config::default()).unwrap();
+    writer.push(&chunk(&data, 16, 16)).unwrap();
+    let (info, file) = writer.finish_into_sink().unwrap();
+    assert_eq!(info.frames, 1);
+    assert_eq!(info.duration, Duration::from_micros(62_500));
+    let mp4 = mp4::Mp4Reader::read_header(Cursor::new(&file), file.len() as u64).unwrap();
+    assert_eq!(mp4.sample_count(1).unwrap(), 1);
+    // muxide has no next frame to take a duration from and writes one 90 kHz tick.
+    assert_eq!(mp4.tracks()[&1].duration(), Duration::from_micros(11));
+}
+
+#[test]
+fn create_writes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    let data = moving_square(N, H, W);
+    let mut writer = Mp4Writer::create(&path, W, H, Mp4Config::default()).unwrap();
+    writer.push(&chunk(&data, H, W)).unwrap();
+    let info = writer.finish().unwrap();
+    let file = std::fs::read(&path).unwrap();
+    assert_eq!(file.len() as u64, info.bytes);
+    assert_eq!(demux_and_decode(&file).rgb.len(), N);
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let new = |w, h, config| Mp4Writer::new(Vec::new(), w, h, config).map(|_| ());
+    let fps = |fps| Mp4Config {
+        fps,
+        ..Mp4Config::default()
+    };
+    let default = Mp4Config::default();
+    assert!(matches!(
+        new(65, 48, default),
+        Err(Error::OddDimensions { .. })
+    ));
+    for (w, h) in [(14, 64), (64, 8), (4096, 64), (2176, 2176)] {
+        assert!(
+            matches!(new(w, h, default), Err(Error::UnsupportedSize { .. })),
+            "{w}x{h}"
+        );
+    }
+    for bad in [0.0, 0.5, 61.0, f64::NAN] {
+        assert!(matches!(
+            new(W, H, fps(bad)),
+            Err(Error::InvalidParameter { name: "fps", .. })
+        ));
+    }
+    // 4 bits per pixel per frame at 64×48, 16 fps is 196,608 bit/s.
+    for bps in [0, 196_609] {
+        let bitrate = Mp4Config {
+            bitrate_bps: Some(bps),
+            ..default
+        };
+        assert!(matches!(
+            new(W, H, bitrate),
+            Err(Error::InvalidParameter {
+                name: "bitrate_bps",
+                ..
+            })
+        ));
+    }
+    assert!(
+        new(
+            W,
+            H,
+            Mp4Config {
+                bitrate_bps: Some(196_608),
+                ..default
+            }
+        )
+        .is_ok()
+    );
+
+    let writer = Mp4Writer::new(Vec::new(), W, H, default).unwrap();
+    assert!(matches!(writer.finish(), Err(Error::NoFrames)));
+
+    let mut writer = Mp4Writer::new(Vec::new(), W, H, default).unwrap();
+    let other = moving_square(2, 32, 32);
+    assert!(matches!(
+        writer.push(&chunk(&other, 32, 32)),
+        Err(Error::SizeMismatch {
+            got_width: 32,
+            got_height: 32,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn writer_can_move_to_an_encoding_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Mp4Writer<std::io::BufWriter<std::fs::File>>>();
+}
