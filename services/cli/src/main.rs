@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod convert;
+mod generate;
 
 #[derive(Parser)]
 #[command(name = "turbine", version, about = "Fast Wan2.1/2.2 video generation")]
@@ -13,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a video from a prompt: text encoder, DiT sampling and VAE in this process.
+    Generate(Box<generate::Args>),
     /// Convert a PyTorch `.pth` checkpoint (torch.save zip + pickle) into safetensors.
     Convert(convert::Args),
 }
@@ -23,6 +26,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Generate(args) => generate::run(*args),
         Command::Convert(args) => convert::run(args),
     }
 }

@@ -71,6 +71,15 @@ impl UmT5Tokenizer {
         })
     }
 
+    /// The tokens of the empty prompt, `</s>` alone: the unconditional branch of classifier-free
+    /// guidance with diffusers' default negative prompt `""`.
+    pub fn end_of_text(&self) -> Tokens {
+        Tokens {
+            ids: vec![self.eos],
+            untruncated_len: 1,
+        }
+    }
+
     /// Number of ids the tokenizer can produce (at most the encoder's `vocab_size`: umT5-XXL's
     /// embedding table is padded past its tokenizer's vocabulary).
     pub fn vocab_size(&self) -> usize {
