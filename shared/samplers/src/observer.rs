@@ -1,6 +1,6 @@
 use std::ops::ControlFlow;
 
-use crate::{Error, Latent, Result};
+use crate::{Error, Latent, Result, Schedule};
 
 /// What a sampler reports after each step.
 #[derive(Debug, Clone, Copy)]
@@ -39,11 +39,27 @@ impl StepObserver for () {
     }
 }
 
-pub(crate) fn notify(observer: &mut dyn StepObserver, event: &StepEvent<'_>) -> Result<()> {
-    match observer.on_step(event) {
+/// Reports step `index` of `schedule`, its clean estimate and the updated state; a break becomes
+/// [`Error::Cancelled`].
+pub(crate) fn notify(
+    observer: &mut dyn StepObserver,
+    schedule: &Schedule,
+    index: usize,
+    denoised: &Latent,
+    latent: &Latent,
+) -> Result<()> {
+    let event = StepEvent {
+        index,
+        total: schedule.steps(),
+        timestep: schedule.timesteps()[index],
+        sigma: schedule.sigmas()[index],
+        denoised,
+        latent,
+    };
+    match observer.on_step(&event) {
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(()) => Err(Error::Cancelled {
-            completed: event.index + 1,
+            completed: index + 1,
             total: event.total,
         }),
     }

@@ -6,8 +6,8 @@ use turbine_tensor::Backend;
 use crate::model::Runner;
 use crate::observer::notify;
 use crate::{
-    Conditioning, Error, Latent, NoiseSource, Result, Schedule, StepEvent, StepObserver,
-    VelocityModel, schedule,
+    Conditioning, Error, Latent, NoiseSource, Result, Schedule, StepObserver, VelocityModel,
+    schedule,
 };
 
 /// How rCM moves between noise levels.
@@ -103,17 +103,7 @@ impl RcmConfig {
                 }
                 RcmMode::Ode => Latent::from_fn(shape, |i| x.data()[i] - (s_cur - s_next) * v[i]),
             };
-            notify(
-                observer,
-                &StepEvent {
-                    index: k,
-                    total: schedule.steps(),
-                    timestep,
-                    sigma: s_cur,
-                    denoised: &denoised,
-                    latent: &x,
-                },
-            )?;
+            notify(observer, &schedule, k, &denoised, &x)?;
         }
         Ok(x)
     }

@@ -6,6 +6,7 @@
 //! oracle every other backend is compared against.
 
 pub mod backend;
+pub mod compare;
 pub mod cpu;
 pub mod dtype;
 pub mod error;

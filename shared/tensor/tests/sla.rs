@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use turbine_checkpoint::TensorStore;
 use turbine_tensor::{
-    Backend, CpuBackend, CpuTensor, HostTensor, LinearWeight, LinearWeights, SlaParams,
+    Backend, CpuBackend, CpuTensor, HostTensor, LinearWeight, LinearWeights, SlaParams, compare,
     sla_block_map,
 };
 
@@ -24,13 +24,7 @@ fn get(store: &TensorStore, name: &str) -> CpuTensor {
 
 fn max_rel_err(got: &CpuTensor, want: &CpuTensor) -> f32 {
     assert_eq!(got.shape(), want.shape());
-    let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = got
-        .data()
-        .iter()
-        .zip(want.data())
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    diff / scale
+    compare::max_rel_err(got.data(), want.data())
 }
 
 fn proj_l(store: &TensorStore, zero: bool) -> <CpuBackend as Backend>::Linear {

@@ -46,7 +46,7 @@ impl<B: Backend> SelfAttention<B> {
         let (d, inner) = (c.d_model, c.inner_dim());
         let p = |n: &str| format!("blocks.{block}.{n}");
         let linear = |n: &str, out: usize, inp: usize| -> Result<B::Linear> {
-            Ok(backend.upload_linear(&w.linear(&p(n), out, inp)?)?)
+            Ok(backend.upload_linear(&w.linear_no_bias(&p(n), out, inp)?)?)
         };
         let table = w.tensor(
             &p("pos_embedding.embedding.weight"),

@@ -17,14 +17,13 @@ pub struct GatedFfn<B: Backend> {
 impl<B: Backend> GatedFfn<B> {
     pub fn load(backend: &B, w: &UmT5Weights, c: &UmT5Config, block: usize) -> Result<Self> {
         let (d, f) = (c.d_model, c.d_ff);
-        let linear =
-            |n: &str, out: usize, inp: usize| -> Result<B::Linear> {
-                Ok(backend.upload_linear(&w.linear(
-                    &format!("blocks.{block}.ffn.{n}"),
-                    out,
-                    inp,
-                )?)?)
-            };
+        let linear = |n: &str, out: usize, inp: usize| -> Result<B::Linear> {
+            Ok(backend.upload_linear(&w.linear_no_bias(
+                &format!("blocks.{block}.ffn.{n}"),
+                out,
+                inp,
+            )?)?)
+        };
         Ok(Self {
             gate: linear("gate.0", f, d)?,
             fc1: linear("fc1", f, d)?,

@@ -1,16 +1,17 @@
 //! Reading the Wan VAE's tensors from a checkpoint in either layout it ships in.
 //!
 //! The model asks for tensors by their original name (`decoder.upsamples.4.residual.2.weight`, as
-//! `Wan2.1_VAE.pth` and its `turbine convert` safetensors spell them); this module maps the name to
-//! the checkpoint's layout — original, or diffusers' `AutoencoderKLWan` (shared/reference/wan.md
-//! §5.1) — checks shape and dtype, and names the stored key in every error. A common key prefix
-//! (`vae.`) is detected and stripped.
+//! `Wan2.1_VAE.pth` and its `turbine convert` safetensors spell them); this module detects the
+//! checkpoint's layout — original, or diffusers' `AutoencoderKLWan` (shared/reference/wan.md
+//! §5.1) — and maps the name to it, and [`Checkpoint`] checks shape and dtype and names the stored
+//! key in every error. A common key prefix (`vae.`) is detected and stripped.
 
-use turbine_checkpoint::{Error as CkptError, TensorStore};
-use turbine_tensor::{Backend, DType, HostTensor};
+use turbine_checkpoint::TensorStore;
+use turbine_tensor::Backend;
 
 use super::WanVaeConfig;
 use crate::Result;
+use crate::weights::{Checkpoint, rename_prefix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -19,73 +20,29 @@ pub enum Layout {
     Diffusers,
 }
 
-/// A checkpoint seen through the original names.
-pub struct VaeWeights<'a> {
-    store: &'a TensorStore,
-    config: WanVaeConfig,
-    layout: Layout,
-    prefix: String,
-}
+/// A VAE checkpoint seen through the original names.
+pub type VaeWeights<'a> = Checkpoint<'a, Layout>;
 
 /// Keys that exist exactly once in every VAE checkpoint of each layout, used to detect it.
 const ORIGINAL_MARKER: &str = "decoder.conv1.weight";
 const DIFFUSERS_MARKER: &str = "decoder.conv_in.weight";
 
 impl<'a> VaeWeights<'a> {
+    /// The diffusers names depend on `config`'s number of residual blocks per stage.
     pub fn new(store: &'a TensorStore, config: &WanVaeConfig) -> Result<Self> {
-        for name in store.names() {
-            for (marker, layout) in [
+        let config = config.clone();
+        Checkpoint::detect(
+            store,
+            &[
                 (ORIGINAL_MARKER, Layout::Original),
                 (DIFFUSERS_MARKER, Layout::Diffusers),
-            ] {
-                if let Some(prefix) = name.strip_suffix(marker)
-                    && (prefix.is_empty() || prefix.ends_with('.'))
-                {
-                    return Ok(VaeWeights {
-                        store,
-                        config: config.clone(),
-                        layout,
-                        prefix: prefix.to_string(),
-                    });
-                }
-            }
-        }
-        Err(CkptError::Missing {
-            key: ORIGINAL_MARKER.into(),
-            hint: format!(
-                " (or `{DIFFUSERS_MARKER}`): not a Wan VAE checkpoint ({} tensors)",
-                store.len()
-            ),
-        }
-        .into())
-    }
-
-    pub fn layout(&self) -> Layout {
-        self.layout
-    }
-
-    /// The stored key of an original-layout name.
-    pub fn key(&self, name: &str) -> String {
-        let mapped = match self.layout {
-            Layout::Original => name.to_string(),
-            Layout::Diffusers => to_diffusers(&self.config, name),
-        };
-        format!("{}{mapped}", self.prefix)
-    }
-
-    /// A float tensor of exactly `shape`.
-    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let key = self.key(name);
-        let t = self.store.get_shaped(&key, shape)?;
-        if !t.dtype().is_float() {
-            return Err(CkptError::dtype_mismatch(
-                &key,
-                &[DType::F32, DType::BF16, DType::F16],
-                t.dtype(),
-            )
-            .into());
-        }
-        Ok(t)
+            ],
+            "Wan VAE",
+            move |layout, name| match layout {
+                Layout::Original => name.to_string(),
+                Layout::Diffusers => to_diffusers(&config, name),
+            },
+        )
     }
 }
 
@@ -153,10 +110,7 @@ const RESIDUAL_RENAMES: &[(&str, &str)] = &[
 ];
 
 fn residual(inner: &str) -> String {
-    RESIDUAL_RENAMES
-        .iter()
-        .find_map(|(from, to)| inner.strip_prefix(from).map(|rest| format!("{to}{rest}")))
-        .unwrap_or_else(|| inner.to_string())
+    rename_prefix(inner, RESIDUAL_RENAMES)
 }
 
 /// The diffusers key of an original Wan VAE key (wan.md §5.1). The decoder's flat

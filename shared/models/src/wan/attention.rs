@@ -23,7 +23,8 @@ pub struct Rope<B: Backend> {
     pub sin: B::Tensor,
 }
 
-pub struct SelfAttention<B: Backend> {
+/// The q, k, v, o projections and q, k RMSNorms that self- and cross-attention share.
+struct Projections<B: Backend> {
     heads: usize,
     head_dim: usize,
     q: B::Linear,
@@ -33,36 +34,77 @@ pub struct SelfAttention<B: Backend> {
     norm_q: B::Tensor,
     norm_k: B::Tensor,
     eps: f32,
-    /// The SLA linear branch's projection; present in TurboWan checkpoints.
-    proj_l: Option<B::Linear>,
 }
 
-/// The q, k, v, o projections and the q, k RMSNorm weights of one attention layer.
-type Projections<B> = ([<B as Backend>::Linear; 4], [<B as Backend>::Tensor; 2]);
+impl<B: Backend> Projections<B> {
+    /// Loads `{prefix}.{q,k,v,o}` and `{prefix}.norm_{q,k}`.
+    fn load(backend: &B, w: &WanWeights, c: &WanConfig, prefix: &str) -> Result<Self> {
+        let d = c.dim;
+        let linear = |n: &str| -> Result<B::Linear> {
+            Ok(backend.upload_linear(&w.linear(&format!("{prefix}.{n}"), d, d)?)?)
+        };
+        let norm = |n: &str| -> Result<B::Tensor> {
+            Ok(backend.upload(&w.tensor(&format!("{prefix}.{n}.weight"), &[d])?)?)
+        };
+        Ok(Self {
+            heads: c.num_heads,
+            head_dim: c.head_dim(),
+            q: linear("q")?,
+            k: linear("k")?,
+            v: linear("v")?,
+            o: linear("o")?,
+            norm_q: norm("norm_q")?,
+            norm_k: norm("norm_k")?,
+            eps: c.eps as f32,
+        })
+    }
 
-/// Loads `{prefix}.{q,k,v,o}` and `{prefix}.norm_{q,k}`.
-fn projections<B: Backend>(
-    backend: &B,
-    w: &WanWeights,
-    prefix: &str,
-    d: usize,
-) -> Result<Projections<B>> {
-    let linear = |n: &str| -> Result<B::Linear> {
-        Ok(backend.upload_linear(&w.linear(&format!("{prefix}.{n}"), d, d)?)?)
-    };
-    let norm = |n: &str| -> Result<B::Tensor> {
-        Ok(backend.upload(&w.tensor(&format!("{prefix}.{n}.weight"), &[d])?)?)
-    };
-    Ok((
-        [linear("q")?, linear("k")?, linear("v")?, linear("o")?],
-        [norm("norm_q")?, norm("norm_k")?],
-    ))
+    /// The RMS-normalized queries of `x: [L, D]`, split into heads `[L, H, Dh]`.
+    fn query(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        self.split(
+            b,
+            &b.rms_norm(&b.linear(x, &self.q)?, &self.norm_q, self.eps)?,
+        )
+    }
+
+    /// The RMS-normalized keys of `x: [L, D]`, split into heads `[L, H, Dh]`.
+    fn key(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        self.split(
+            b,
+            &b.rms_norm(&b.linear(x, &self.k)?, &self.norm_k, self.eps)?,
+        )
+    }
+
+    /// The values of `x: [L, D]`, split into heads `[L, H, Dh]`.
+    fn value(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        self.split(b, &b.linear(x, &self.v)?)
+    }
+
+    /// `[L, D] -> [L, H, Dh]`.
+    fn split(&self, b: &B, t: &B::Tensor) -> Result<B::Tensor> {
+        Ok(b.reshape(t, &[b.shape(t)[0], self.heads, self.head_dim])?)
+    }
+
+    /// The output projection of the attention result `[L, H, Dh]` `-> [L, D]`.
+    fn output(&self, b: &B, out: &B::Tensor) -> Result<B::Tensor> {
+        let len = b.shape(out)[0];
+        Ok(b.linear(
+            &b.reshape(out, &[len, self.heads * self.head_dim])?,
+            &self.o,
+        )?)
+    }
+}
+
+pub struct SelfAttention<B: Backend> {
+    projections: Projections<B>,
+    /// The SLA linear branch's projection; present in TurboWan checkpoints.
+    proj_l: Option<B::Linear>,
 }
 
 impl<B: Backend> SelfAttention<B> {
     pub fn load(backend: &B, w: &WanWeights, c: &WanConfig, block: usize) -> Result<Self> {
         let prefix = format!("blocks.{block}.self_attn");
-        let ([q, k, v, o], [norm_q, norm_k]) = projections(backend, w, &prefix, c.dim)?;
+        let projections = Projections::load(backend, w, c, &prefix)?;
         let proj_l_name = format!("{prefix}.attn_op.local_attn.proj_l");
         let hd = c.head_dim();
         let proj_l = if w.contains(&format!("{proj_l_name}.weight")) {
@@ -71,15 +113,7 @@ impl<B: Backend> SelfAttention<B> {
             None
         };
         Ok(Self {
-            heads: c.num_heads,
-            head_dim: hd,
-            q,
-            k,
-            v,
-            o,
-            norm_q,
-            norm_k,
-            eps: c.eps as f32,
+            projections,
             proj_l,
         })
     }
@@ -96,13 +130,10 @@ impl<B: Backend> SelfAttention<B> {
         rope: &Rope<B>,
         mode: &AttentionMode,
     ) -> Result<B::Tensor> {
-        let len = b.shape(x)[0];
-        let split = [len, self.heads, self.head_dim];
-        let q = b.rms_norm(&b.linear(x, &self.q)?, &self.norm_q, self.eps)?;
-        let k = b.rms_norm(&b.linear(x, &self.k)?, &self.norm_k, self.eps)?;
-        let v = b.reshape(&b.linear(x, &self.v)?, &split)?;
-        let q = b.rope(&b.reshape(&q, &split)?, &rope.cos, &rope.sin)?;
-        let k = b.rope(&b.reshape(&k, &split)?, &rope.cos, &rope.sin)?;
+        let p = &self.projections;
+        let q = b.rope(&p.query(b, x)?, &rope.cos, &rope.sin)?;
+        let k = b.rope(&p.key(b, x)?, &rope.cos, &rope.sin)?;
+        let v = p.value(b, x)?;
         let out = match mode {
             AttentionMode::Dense => b.attention(&q, &k, &v)?,
             AttentionMode::Sla(params) => {
@@ -112,23 +143,12 @@ impl<B: Backend> SelfAttention<B> {
                 b.sla_attention(&q, &k, &v, params, proj_l)?
             }
         };
-        Ok(b.linear(
-            &b.reshape(&out, &[len, self.heads * self.head_dim])?,
-            &self.o,
-        )?)
+        p.output(b, &out)
     }
 }
 
 pub struct CrossAttention<B: Backend> {
-    heads: usize,
-    head_dim: usize,
-    q: B::Linear,
-    k: B::Linear,
-    v: B::Linear,
-    o: B::Linear,
-    norm_q: B::Tensor,
-    norm_k: B::Tensor,
-    eps: f32,
+    projections: Projections<B>,
 }
 
 /// A block's keys and values of the text context, `[Lctx, H, Dh]` each: they depend on the prompt
@@ -141,39 +161,24 @@ pub struct ContextKv<B: Backend> {
 impl<B: Backend> CrossAttention<B> {
     pub fn load(backend: &B, w: &WanWeights, c: &WanConfig, block: usize) -> Result<Self> {
         let prefix = format!("blocks.{block}.cross_attn");
-        let ([q, k, v, o], [norm_q, norm_k]) = projections(backend, w, &prefix, c.dim)?;
         Ok(Self {
-            heads: c.num_heads,
-            head_dim: c.head_dim(),
-            q,
-            k,
-            v,
-            o,
-            norm_q,
-            norm_k,
-            eps: c.eps as f32,
+            projections: Projections::load(backend, w, c, &prefix)?,
         })
     }
 
     /// `context: [Lctx, D]` (after the text embedding).
     pub fn context_kv(&self, b: &B, context: &B::Tensor) -> Result<ContextKv<B>> {
-        let split = [b.shape(context)[0], self.heads, self.head_dim];
-        let k = b.rms_norm(&b.linear(context, &self.k)?, &self.norm_k, self.eps)?;
+        let p = &self.projections;
         Ok(ContextKv {
-            k: b.reshape(&k, &split)?,
-            v: b.reshape(&b.linear(context, &self.v)?, &split)?,
+            k: p.key(b, context)?,
+            v: p.value(b, context)?,
         })
     }
 
     /// `x: [L, D]` (after the affine `norm3`) `-> [L, D]`.
     pub fn forward(&self, b: &B, x: &B::Tensor, kv: &ContextKv<B>) -> Result<B::Tensor> {
-        let len = b.shape(x)[0];
-        let q = b.rms_norm(&b.linear(x, &self.q)?, &self.norm_q, self.eps)?;
-        let q = b.reshape(&q, &[len, self.heads, self.head_dim])?;
-        let out = b.attention(&q, &kv.k, &kv.v)?;
-        Ok(b.linear(
-            &b.reshape(&out, &[len, self.heads * self.head_dim])?,
-            &self.o,
-        )?)
+        let p = &self.projections;
+        let out = b.attention(&p.query(b, x)?, &kv.k, &kv.v)?;
+        p.output(b, &out)
     }
 }

@@ -1,8 +1,9 @@
 //! Reading a Wan DiT's tensors from a checkpoint in any of the layouts it ships in.
 //!
 //! The model asks for tensors by their original Wan name (`blocks.3.self_attn.q.weight`); this module
-//! maps that name to the checkpoint's own layout, checks shape and dtype, and names the stored key
-//! in every error. Layouts (shared/reference/wan.md §1.7, turbodiffusion.md §2.3):
+//! detects the checkpoint's layout and maps that name to it, and [`Checkpoint`] checks shape and
+//! dtype and names the stored key in every error. Layouts (shared/reference/wan.md §1.7,
+//! turbodiffusion.md §2.3):
 //! - original Wan (`WanModel` state dict; fp32, Conv3d patch embedding `[D, C, 1, 2, 2]`);
 //! - TurboWan: the original names, a Linear patch embedding `[D, C·4]`, fp32 norm weights, and
 //!   `blocks.N.self_attn.attn_op.local_attn.proj_l.*`; its `-quant` files store block linears as
@@ -11,10 +12,11 @@
 //!
 //! A common key prefix (`net.`, `model.diffusion_model.`) is detected and stripped.
 
-use turbine_checkpoint::{Error as CkptError, TensorStore};
-use turbine_tensor::{DType, HostTensor, LinearWeight, LinearWeights};
+use turbine_checkpoint::TensorStore;
+use turbine_tensor::{HostTensor, LinearWeight, LinearWeights};
 
 use crate::Result;
+use crate::weights::{Checkpoint, rename_prefix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -23,12 +25,8 @@ pub enum Layout {
     Diffusers,
 }
 
-/// A checkpoint seen through the original Wan names.
-pub struct WanWeights<'a> {
-    store: &'a TensorStore,
-    layout: Layout,
-    prefix: String,
-}
+/// A DiT checkpoint seen through the original Wan names.
+pub type WanWeights<'a> = Checkpoint<'a, Layout>;
 
 /// Keys that exist exactly once in every DiT checkpoint of each layout, used to detect it.
 const ORIGINAL_MARKER: &str = "time_projection.1.bias";
@@ -36,133 +34,18 @@ const DIFFUSERS_MARKER: &str = "condition_embedder.time_proj.bias";
 
 impl<'a> WanWeights<'a> {
     pub fn new(store: &'a TensorStore) -> Result<Self> {
-        for name in store.names() {
-            for (marker, layout) in [
+        Checkpoint::detect(
+            store,
+            &[
                 (ORIGINAL_MARKER, Layout::Original),
                 (DIFFUSERS_MARKER, Layout::Diffusers),
-            ] {
-                if let Some(prefix) = name.strip_suffix(marker)
-                    && (prefix.is_empty() || prefix.ends_with('.'))
-                {
-                    return Ok(WanWeights {
-                        store,
-                        layout,
-                        prefix: prefix.to_string(),
-                    });
-                }
-            }
-        }
-        Err(CkptError::Missing {
-            key: ORIGINAL_MARKER.into(),
-            hint: format!(
-                " (or `{DIFFUSERS_MARKER}`): not a Wan DiT checkpoint ({} tensors)",
-                store.len()
-            ),
-        }
-        .into())
-    }
-
-    pub fn layout(&self) -> Layout {
-        self.layout
-    }
-
-    /// The stored key of an original-layout name.
-    pub fn key(&self, name: &str) -> String {
-        let mapped = match self.layout {
-            Layout::Original => name.to_string(),
-            Layout::Diffusers => to_diffusers(name),
-        };
-        format!("{}{mapped}", self.prefix)
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.store.contains(&self.key(name))
-    }
-
-    /// A float tensor of exactly `shape`.
-    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let key = self.key(name);
-        let t = self.store.get_shaped(&key, shape)?;
-        float_only(&key, &t)?;
-        Ok(t)
-    }
-
-    /// A float tensor of any of the given shapes, returned as-is.
-    fn tensor_one_of(&self, name: &str, shapes: &[Vec<usize>]) -> Result<HostTensor> {
-        let key = self.key(name);
-        let info = self
-            .store
-            .info(&key)
-            .ok_or_else(|| CkptError::missing(&key))?;
-        if !shapes.contains(&info.shape) {
-            return Err(CkptError::ShapeMismatch {
-                key,
-                expected: shapes[0].clone(),
-                found: info.shape.clone(),
-            }
-            .into());
-        }
-        let t = self.store.get(&key)?;
-        float_only(&key, &t)?;
-        Ok(t)
-    }
-
-    /// The linear layer `{name}.weight` `[out, in]` + `{name}.bias`, or its W8A8 form.
-    pub fn linear(
-        &self,
-        name: &str,
-        out_features: usize,
-        in_features: usize,
-    ) -> Result<LinearWeights> {
-        let weight = if self.contains(&format!("{name}.weight")) {
-            LinearWeight::Dense(
-                self.tensor(&format!("{name}.weight"), &[out_features, in_features])?,
-            )
-        } else if self.contains(&format!("{name}.int8_weight")) {
-            self.int8_weight(name, out_features, in_features)?
-        } else {
-            let key = self.key(&format!("{name}.weight"));
-            return Err(CkptError::Missing {
-                hint: format!(
-                    " (nor `{}`, the -quant form)",
-                    self.key(&format!("{name}.int8_weight"))
-                ),
-                key,
-            }
-            .into());
-        };
-        let bias = self.tensor(&format!("{name}.bias"), &[out_features])?;
-        Ok(LinearWeights {
-            out_features,
-            in_features,
-            weight,
-            bias: Some(bias),
-        })
-    }
-
-    fn int8_weight(
-        &self,
-        name: &str,
-        out_features: usize,
-        in_features: usize,
-    ) -> Result<LinearWeight> {
-        let key = self.key(&format!("{name}.int8_weight"));
-        let values = self.store.get_shaped(&key, &[out_features, in_features])?;
-        let turbine_tensor::HostData::I8(values) = values.data else {
-            return Err(CkptError::dtype_mismatch(&key, &[DType::I8], values.dtype()).into());
-        };
-        let (go, gi) = LinearWeights::quant_grid(out_features, in_features);
-        let scale_key = self.key(&format!("{name}.scale"));
-        let scales = self.store.get_shaped(&scale_key, &[go, gi])?;
-        if scales.dtype() != DType::F32 {
-            return Err(
-                CkptError::dtype_mismatch(&scale_key, &[DType::F32], scales.dtype()).into(),
-            );
-        }
-        Ok(LinearWeight::Int8Block {
-            values,
-            scales: scales.to_f32_vec(),
-        })
+            ],
+            "Wan DiT",
+            |layout, name| match layout {
+                Layout::Original => name.to_string(),
+                Layout::Diffusers => to_diffusers(name),
+            },
+        )
     }
 
     /// The patch embedding as a linear layer over `(c, kt, kh, kw)` features: the Conv3d weight
@@ -184,18 +67,6 @@ impl<'a> WanWeights<'a> {
             bias: Some(self.tensor("patch_embedding.bias", &[dim])?),
         })
     }
-}
-
-fn float_only(key: &str, t: &HostTensor) -> Result<()> {
-    if !t.dtype().is_float() {
-        return Err(CkptError::dtype_mismatch(
-            key,
-            &[DType::F32, DType::BF16, DType::F16],
-            t.dtype(),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// Original block-relative names and their diffusers equivalents, matched as prefixes.
@@ -239,21 +110,14 @@ const TOP_RENAMES: &[(&str, &str)] = &[
     ("time_projection.1.", "condition_embedder.time_proj."),
 ];
 
-fn rename(name: &str, table: &[(&str, &str)]) -> String {
-    table
-        .iter()
-        .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
-        .unwrap_or_else(|| name.to_string())
-}
-
 /// The diffusers key of an original Wan DiT key (wan.md §1.7).
 pub fn to_diffusers(name: &str) -> String {
     if let Some(rest) = name.strip_prefix("blocks.")
         && let Some((index, inner)) = rest.split_once('.')
     {
-        return format!("blocks.{index}.{}", rename(inner, BLOCK_RENAMES));
+        return format!("blocks.{index}.{}", rename_prefix(inner, BLOCK_RENAMES));
     }
-    rename(name, TOP_RENAMES)
+    rename_prefix(name, TOP_RENAMES)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use safetensors::tensor::TensorView;
 use turbine_checkpoint::TensorStore;
-use turbine_tensor::{Backend, CpuBackend, CpuTensor, DType};
+use turbine_tensor::{Backend, CpuBackend, CpuTensor, DType, compare};
 
 pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -21,21 +21,14 @@ pub fn load(store: &TensorStore, name: &str) -> CpuTensor {
     CpuBackend.upload(&store.get(name).unwrap()).unwrap()
 }
 
-/// `max|a − b| / max|b|`: the error relative to the reference's scale, so near-zero reference
-/// entries do not dominate.
+/// [`compare::max_rel_err`] of two same-shape tensors, with finite output required.
 pub fn max_rel_err(got: &CpuTensor, want: &CpuTensor) -> f32 {
     assert_eq!(got.shape(), want.shape(), "shapes differ");
-    let scale = want.data().iter().fold(0f32, |m, v| m.max(v.abs()));
-    let diff = got
-        .data()
-        .iter()
-        .zip(want.data())
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(
         got.data().iter().all(|v| v.is_finite()),
         "non-finite output"
     );
-    diff / scale
+    compare::max_rel_err(got.data(), want.data())
 }
 
 /// An in-memory copy of `store` with every tensor renamed by `rename` (`None` drops it): other

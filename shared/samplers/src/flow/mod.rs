@@ -9,8 +9,8 @@ use turbine_tensor::Backend;
 use crate::model::Runner;
 use crate::observer::notify;
 use crate::{
-    Conditioning, Error, Latent, NoiseSource, Result, Schedule, StepEvent, StepObserver,
-    VelocityModel, schedule,
+    Conditioning, Error, Latent, NoiseSource, Result, Schedule, StepObserver, VelocityModel,
+    schedule,
 };
 use unipc::UniPc;
 
@@ -107,17 +107,7 @@ impl FlowConfig {
                 FlowSolver::Euler => euler::step(x.data(), &v, sigma, sigmas[k + 1]),
             };
             x = Latent::new(shape, next)?;
-            notify(
-                observer,
-                &StepEvent {
-                    index: k,
-                    total: schedule.steps(),
-                    timestep,
-                    sigma,
-                    denoised: &denoised,
-                    latent: &x,
-                },
-            )?;
+            notify(observer, &schedule, k, &denoised, &x)?;
         }
         Ok(x)
     }
