@@ -1,0 +1,41 @@
+// Helpers shared by every kernel file. NVRTC compiles without the CUDA toolkit's headers, so the
+// few types and constants the kernels need are defined here; the Rust side hands this file to
+// NVRTC as an in-memory header and hashes it into every compile-cache key.
+#pragma once
+
+typedef unsigned long long u64;
+typedef long long i64;
+typedef unsigned char u8;
+
+// math.h's INFINITY is not available under NVRTC without system headers.
+#define TURBINE_INF __int_as_float(0x7f800000)
+
+// Element indices are 64-bit: a VAE activation chunk can exceed 2^31 elements.
+#define GRID_STRIDE(i, n)                                                                  \
+  for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n);                  \
+       i += (u64)blockDim.x * gridDim.x)
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum of `v` over the whole block, returned to every thread. blockDim.x must be a multiple of 32
+// (at most 1024); `scratch` holds 32 floats. The leading barrier lets callers reuse `scratch` for
+// consecutive reductions.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < (int)(blockDim.x >> 5) ? scratch[lane] : 0.0f;
+  return warp_sum(v);
+}

@@ -1,0 +1,98 @@
+// Data movement: strided 2-D copies (slice, concat), dimension permutes, the DiT's patch
+// layout and nearest-neighbour upsampling. Pure copies: results are bit-exact. One thread per
+// output element, grid-stride.
+#include "common.cuh"
+
+// dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < cols (elements; the
+// pointers already carry the start offsets).
+struct Copy2dArgs {
+  float* dst;
+  const float* src;
+  u64 rows;
+  u64 cols;
+  u64 dst_pitch;
+  u64 src_pitch;
+};
+
+extern "C" __global__ void copy2d_f32(const Copy2dArgs a) {
+  GRID_STRIDE(i, a.rows * a.cols) {
+    const u64 r = i / a.cols, c = i % a.cols;
+    a.dst[r * a.dst_pitch + c] = a.src[r * a.src_pitch + c];
+  }
+}
+
+#define PERMUTE_MAX_RANK 8
+
+// out[i] = x[sum_d index_d(i) * src_strides[d]] with index_d the row-major digits of i over
+// out_shape: output dimension d is input dimension perm[d], whose stride the host put in
+// src_strides[d].
+struct PermuteArgs {
+  float* out;
+  const float* x;
+  u64 n;
+  u64 out_shape[PERMUTE_MAX_RANK];
+  u64 src_strides[PERMUTE_MAX_RANK];
+  int rank;
+};
+
+extern "C" __global__ void permute_f32(const PermuteArgs a) {
+  GRID_STRIDE(i, a.n) {
+    u64 rest = i, src = 0;
+    for (int d = a.rank - 1; d >= 0; --d) {
+      src += (rest % a.out_shape[d]) * a.src_strides[d];
+      rest /= a.out_shape[d];
+    }
+    a.out[i] = a.x[src];
+  }
+}
+
+// The token grid and patch of patchify / unpatchify: a [C, F, H, W] video of gf x gh x gw
+// patches of pt x ph x pw.
+struct PatchArgs {
+  float* out;
+  const float* x;
+  u64 n;  // output elements
+  unsigned c, gf, gh, gw, pt, ph, pw;
+};
+
+// [C, F, H, W] -> [gf*gh*gw, C*pt*ph*pw], features ordered (c, kt, kh, kw).
+extern "C" __global__ void patchify_f32(const PatchArgs a) {
+  const u64 f = (u64)a.gf * a.pt, h = (u64)a.gh * a.ph, w = (u64)a.gw * a.pw;
+  const u64 feat = (u64)a.c * a.pt * a.ph * a.pw;
+  GRID_STRIDE(i, a.n) {
+    const u64 token = i / feat, j = i % feat;
+    const u64 kw = j % a.pw, kh = (j / a.pw) % a.ph, kt = (j / ((u64)a.pw * a.ph)) % a.pt;
+    const u64 ci = j / ((u64)a.pw * a.ph * a.pt);
+    const u64 tw = token % a.gw, th = (token / a.gw) % a.gh, tf = token / ((u64)a.gw * a.gh);
+    a.out[i] = a.x[((ci * f + tf * a.pt + kt) * h + th * a.ph + kh) * w + tw * a.pw + kw];
+  }
+}
+
+// [gf*gh*gw, pt*ph*pw*C] -> [C, F, H, W], features ordered (kt, kh, kw, c).
+extern "C" __global__ void unpatchify_f32(const PatchArgs a) {
+  const u64 f = (u64)a.gf * a.pt, h = (u64)a.gh * a.ph, w = (u64)a.gw * a.pw;
+  const u64 feat = (u64)a.c * a.pt * a.ph * a.pw;
+  GRID_STRIDE(i, a.n) {
+    const u64 xo = i % w, yo = (i / w) % h, fo = (i / (w * h)) % f, ci = i / (w * h * f);
+    const u64 token = ((fo / a.pt) * a.gh + yo / a.ph) * a.gw + xo / a.pw;
+    const u64 j = (((fo % a.pt) * a.ph + yo % a.ph) * a.pw + xo % a.pw) * a.c + ci;
+    a.out[i] = a.x[token * feat + j];
+  }
+}
+
+// [C, F, H, W] -> [C, F*sf, H*sh, W*sw], each output reading its nearest source element.
+struct UpsampleArgs {
+  float* out;
+  const float* x;
+  u64 n;  // output elements
+  unsigned f, h, w;
+  unsigned sf, sh, sw;
+};
+
+extern "C" __global__ void upsample_nearest_f32(const UpsampleArgs a) {
+  const u64 fo = (u64)a.f * a.sf, ho = (u64)a.h * a.sh, wo = (u64)a.w * a.sw;
+  GRID_STRIDE(i, a.n) {
+    const u64 xo = i % wo, yo = (i / wo) % ho, to = (i / (wo * ho)) % fo, ci = i / (wo * ho * fo);
+    a.out[i] = a.x[((ci * a.f + to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw];
+  }
+}

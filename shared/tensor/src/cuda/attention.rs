@@ -1,0 +1,477 @@
+//! Launchers for `kernels/rope.cu`, `kernels/attention.cu` and `kernels/sla.cu`.
+
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+
+use super::alloc::DeviceBuffer;
+use super::device::Device;
+use super::kernels;
+use super::{CudaLinear, CudaTensor, Wrap, gemm_linear};
+use crate::{Error, Result, SlaParams};
+
+/// `ATT_BQ`, `ATT_WARPS` and `ATT_MAX_DH` of attention.cu.
+const ATT_BQ: usize = 16;
+const ATT_THREADS: u32 = 128;
+const ATT_MAX_DH: usize = 128;
+
+#[repr(C)]
+struct RopeArgs {
+    out: u64,
+    x: u64,
+    cos: u64,
+    sin: u64,
+    pairs: u64,
+    heads: u32,
+    half: u32,
+}
+
+#[repr(C)]
+struct AttentionArgs {
+    out: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    bias: u64,
+    block_mask: u64,
+    scale: f32,
+    lq: i32,
+    lk: i32,
+    heads: i32,
+    dh: i32,
+    block_q: i32,
+    block_k: i32,
+}
+
+#[repr(C)]
+struct SlaPoolArgs {
+    out: u64,
+    x: u64,
+    center: u64,
+    len: u32,
+    heads: u32,
+    dh: u32,
+    block: u32,
+    blocks: u32,
+}
+
+#[repr(C)]
+struct SlaScoreArgs {
+    scores: u64,
+    pq: u64,
+    pk: u64,
+    heads: u32,
+    qblocks: u32,
+    kblocks: u32,
+    dh: u32,
+}
+
+#[repr(C)]
+struct SlaSelectArgs {
+    mask: u64,
+    scores: u64,
+    rows: u64,
+    kblocks: u32,
+    keep: u32,
+}
+
+#[repr(C)]
+struct SoftmaxRowsArgs {
+    out: u64,
+    x: u64,
+    rows: u64,
+    cols: u32,
+}
+
+#[repr(C)]
+struct SlaKvArgs {
+    kv: u64,
+    ksum: u64,
+    phik: u64,
+    v: u64,
+    len: u32,
+    heads: u32,
+    dh: u32,
+}
+
+#[repr(C)]
+struct SlaLinearArgs {
+    out: u64,
+    phiq: u64,
+    kv: u64,
+    ksum: u64,
+    heads: u32,
+    dh: u32,
+}
+
+// SAFETY (all eight): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+// as u64, `int` as i32, `unsigned` as u32), in field order.
+unsafe impl DeviceRepr for RopeArgs {}
+unsafe impl DeviceRepr for AttentionArgs {}
+unsafe impl DeviceRepr for SlaPoolArgs {}
+unsafe impl DeviceRepr for SlaScoreArgs {}
+unsafe impl DeviceRepr for SlaSelectArgs {}
+unsafe impl DeviceRepr for SoftmaxRowsArgs {}
+unsafe impl DeviceRepr for SlaKvArgs {}
+unsafe impl DeviceRepr for SlaLinearArgs {}
+
+/// `[L, H, Dh]` with an even head dim, every extent fitting the kernels' 32-bit counters.
+fn dims3(op: &'static str, t: &CudaTensor) -> Result<[usize; 3]> {
+    match *t.shape() {
+        [l, h, d] if d % 2 == 0 && i32::try_from(l * h * d).is_ok() => Ok([l, h, d]),
+        _ => Err(Error::shape(
+            op,
+            "expected [L, H, Dh] with even Dh and fewer than 2^31 elements",
+            t.shape(),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    lq: usize,
+    lk: usize,
+    heads: usize,
+    dh: usize,
+}
+
+/// Shapes of q, k, v, and the attention kernel's limits on the head dim.
+fn check_qkv(op: &'static str, q: &CudaTensor, k: &CudaTensor, v: &CudaTensor) -> Result<Dims> {
+    let [lq, heads, dh] = dims3(op, q)?;
+    let [lk, hk, dk] = dims3(op, k)?;
+    if hk != heads || dk != dh || v.shape() != k.shape() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "k and v must be [Lk, {heads}, {dh}] (q {:?}, k {:?})",
+                q.shape(),
+                k.shape()
+            ),
+            v.shape(),
+        ));
+    }
+    if lk == 0 {
+        return Err(Error::shape(op, "no keys", k.shape()));
+    }
+    if dh % 4 != 0 || dh > ATT_MAX_DH {
+        return Err(Error::invalid(
+            op,
+            format!("head dim {dh} must be a multiple of 4 and at most {ATT_MAX_DH}"),
+        ));
+    }
+    Ok(Dims { lq, lk, heads, dh })
+}
+
+pub(super) fn rope(
+    dev: &Device,
+    x: &CudaTensor,
+    cos: &CudaTensor,
+    sin: &CudaTensor,
+) -> Result<CudaTensor> {
+    let [len, heads, dh] = dims3("rope", x)?;
+    for t in [cos, sin] {
+        if t.shape() != [len, dh / 2] {
+            return Err(Error::shape(
+                "rope",
+                format!("tables must be [{len}, {}]", dh / 2),
+                t.shape(),
+            ));
+        }
+    }
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    let pairs = x.numel() / 2;
+    dev.launch_elements(
+        kernels::ROPE,
+        pairs,
+        &RopeArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            cos: cos.ptr(),
+            sin: sin.ptr(),
+            pairs: pairs as u64,
+            heads: heads as u32,
+            half: (dh / 2) as u32,
+        },
+    )?;
+    Ok(out)
+}
+
+/// The SLA block mask as the attention kernel reads it: `[H, QB, KB]` bytes, 1 = attend.
+struct BlockMask {
+    bytes: DeviceBuffer,
+    block_q: usize,
+    block_k: usize,
+}
+
+/// The attention kernel with an optional bias and an optional SLA block mask.
+#[allow(clippy::too_many_arguments)]
+fn launch_attention(
+    dev: &Device,
+    d: Dims,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    scale: f32,
+    bias: Option<&CudaTensor>,
+    mask: Option<&BlockMask>,
+) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc(dev, q.shape())?;
+    if d.lq == 0 {
+        return Ok(out);
+    }
+    let blocks = d.lq.div_ceil(ATT_BQ);
+    let args = AttentionArgs {
+        out: out.ptr(),
+        q: q.ptr(),
+        k: k.ptr(),
+        v: v.ptr(),
+        bias: bias.map_or(0, CudaTensor::ptr),
+        block_mask: mask.map_or(0, |m| m.bytes.ptr()),
+        scale,
+        lq: d.lq as i32,
+        lk: d.lk as i32,
+        heads: d.heads as i32,
+        dh: d.dh as i32,
+        block_q: mask.map_or(1, |m| m.block_q as i32),
+        block_k: mask.map_or(1, |m| m.block_k as i32),
+    };
+    let cfg = LaunchConfig {
+        grid_dim: (blocks as u32, d.heads as u32, 1),
+        block_dim: (ATT_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    dev.launch(kernels::ATTENTION, cfg, &args)?;
+    Ok(out)
+}
+
+pub(super) fn attention_with(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    scale: f32,
+    bias: Option<&CudaTensor>,
+) -> Result<CudaTensor> {
+    let d = check_qkv("attention", q, k, v)?;
+    if d.heads > 65_535 {
+        return Err(Error::shape("attention", "at most 65535 heads", q.shape()));
+    }
+    if let Some(bias) = bias
+        && bias.shape() != [d.heads, d.lq, d.lk]
+    {
+        return Err(Error::shape(
+            "attention",
+            format!("bias must be [{}, {}, {}]", d.heads, d.lq, d.lk),
+            bias.shape(),
+        ));
+    }
+    launch_attention(dev, d, q, k, v, scale, bias, None)
+}
+
+/// Checks the SLA operands; returns the dims and `(query blocks, key blocks, blocks kept)`.
+fn check_sla(
+    op: &'static str,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    params: &SlaParams,
+) -> Result<(Dims, usize, usize, usize)> {
+    let d = check_qkv(op, q, k, v)?;
+    if d.lq != d.lk {
+        return Err(Error::shape(op, "self-attention needs Lq == Lk", k.shape()));
+    }
+    params.validate()?;
+    if i32::try_from(params.block_q.max(params.block_k)).is_err() {
+        return Err(Error::invalid(op, "block sizes must fit in 32 bits"));
+    }
+    let (qb, kb) = (d.lq.div_ceil(params.block_q), d.lk.div_ceil(params.block_k));
+    Ok((d, qb, kb, params.blocks_kept(kb)))
+}
+
+/// The SLA block selection, computed like the CPU reference.
+fn block_mask(
+    dev: &Device,
+    d: Dims,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    params: &SlaParams,
+    (qb, kb, keep): (usize, usize, usize),
+) -> Result<BlockMask> {
+    let pool = |x: &CudaTensor, center: Option<&CudaTensor>, block: usize, blocks: usize| {
+        let out = CudaTensor::alloc(dev, &[d.heads, blocks, d.dh])?;
+        dev.launch_elements(
+            kernels::SLA_POOL,
+            out.numel(),
+            &SlaPoolArgs {
+                out: out.ptr(),
+                x: x.ptr(),
+                center: center.map_or(0, CudaTensor::ptr),
+                len: x.shape()[0] as u32,
+                heads: d.heads as u32,
+                dh: d.dh as u32,
+                block: block as u32,
+                blocks: blocks as u32,
+            },
+        )?;
+        Ok::<_, Error>(out)
+    };
+    let k_mean = pool(k, None, d.lk, 1)?;
+    let pooled_k = pool(k, Some(&k_mean), params.block_k, kb)?;
+    let pooled_q = pool(q, None, params.block_q, qb)?;
+    let scores = CudaTensor::alloc(dev, &[d.heads, qb, kb])?;
+    dev.launch_elements(
+        kernels::SLA_SCORES,
+        scores.numel(),
+        &SlaScoreArgs {
+            scores: scores.ptr(),
+            pq: pooled_q.ptr(),
+            pk: pooled_k.ptr(),
+            heads: d.heads as u32,
+            qblocks: qb as u32,
+            kblocks: kb as u32,
+            dh: d.dh as u32,
+        },
+    )?;
+    let bytes = dev.pool.alloc(d.heads * qb * kb)?;
+    dev.launch_elements(
+        kernels::SLA_SELECT,
+        d.heads * qb * kb,
+        &SlaSelectArgs {
+            mask: bytes.ptr(),
+            scores: scores.ptr(),
+            rows: (d.heads * qb) as u64,
+            kblocks: kb as u32,
+            keep: keep as u32,
+        },
+    )?;
+    Ok(BlockMask {
+        bytes,
+        block_q: params.block_q,
+        block_k: params.block_k,
+    })
+}
+
+/// The selected key blocks, `[head][query block] -> ascending block indices`, for comparison with
+/// the CPU backend's `sla_block_map`.
+pub(super) fn sla_block_map(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    params: &SlaParams,
+) -> Result<Vec<Vec<Vec<usize>>>> {
+    let (d, qb, kb, keep) = check_sla("sla_block_map", q, k, k, params)?;
+    let mask = block_mask(dev, d, q, k, params, (qb, kb, keep))?;
+    let mut bytes = vec![0u8; d.heads * qb * kb];
+    dev.stream.context().bind_to_thread().w("sla_block_map")?;
+    // SAFETY: the mask buffer holds at least heads·qb·kb bytes written by the queued kernel; the
+    // copy is queued behind it on the same stream and `bytes` outlives the synchronize below.
+    unsafe {
+        cudarc::driver::result::memcpy_dtoh_async(
+            &mut bytes,
+            mask.bytes.ptr(),
+            dev.stream.cu_stream(),
+        )
+    }
+    .w("sla_block_map")?;
+    dev.stream.synchronize().w("sla_block_map")?;
+    Ok((0..d.heads)
+        .map(|h| {
+            (0..qb)
+                .map(|i| {
+                    (0..kb)
+                        .filter(|&j| bytes[(h * qb + i) * kb + j] != 0)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect())
+}
+
+pub(super) fn sla_attention(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    params: &SlaParams,
+    proj_l: &CudaLinear,
+) -> Result<CudaTensor> {
+    let (d, qb, kb, keep) = check_sla("sla_attention", q, k, v, params)?;
+    if proj_l.in_features != d.dh || proj_l.out_features != d.dh {
+        return Err(Error::invalid(
+            "sla_attention",
+            format!("proj_l must map {0} -> {0}", d.dh),
+        ));
+    }
+    let mask = block_mask(dev, d, q, k, params, (qb, kb, keep))?;
+    let sparse = launch_attention(
+        dev,
+        d,
+        q,
+        k,
+        v,
+        1.0 / (d.dh as f32).sqrt(),
+        None,
+        Some(&mask),
+    )?;
+
+    // Linear branch: φ = softmax over the head dim.
+    let phi = |x: &CudaTensor| {
+        let out = CudaTensor::alloc(dev, x.shape())?;
+        let rows = x.numel() / d.dh;
+        let warps_per_block = (ATT_THREADS / 32) as usize;
+        dev.launch(
+            kernels::SOFTMAX_ROWS,
+            LaunchConfig {
+                grid_dim: (rows.div_ceil(warps_per_block) as u32, 1, 1),
+                block_dim: (ATT_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            &SoftmaxRowsArgs {
+                out: out.ptr(),
+                x: x.ptr(),
+                rows: rows as u64,
+                cols: d.dh as u32,
+            },
+        )?;
+        Ok::<_, Error>(out)
+    };
+    let (phi_q, phi_k) = (phi(q)?, phi(k)?);
+    let kv = CudaTensor::alloc(dev, &[d.heads, d.dh, d.dh])?;
+    let ksum = CudaTensor::alloc(dev, &[d.heads, d.dh])?;
+    let threads = (d.dh as u32).next_multiple_of(32);
+    dev.launch(
+        kernels::SLA_KV,
+        LaunchConfig {
+            grid_dim: (d.dh as u32, d.heads as u32, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        &SlaKvArgs {
+            kv: kv.ptr(),
+            ksum: ksum.ptr(),
+            phik: phi_k.ptr(),
+            v: v.ptr(),
+            len: d.lk as u32,
+            heads: d.heads as u32,
+            dh: d.dh as u32,
+        },
+    )?;
+    let linear = CudaTensor::alloc(dev, q.shape())?;
+    dev.launch(
+        kernels::SLA_LINEAR,
+        LaunchConfig {
+            grid_dim: (d.lq as u32, d.heads as u32, 1),
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        &SlaLinearArgs {
+            out: linear.ptr(),
+            phiq: phi_q.ptr(),
+            kv: kv.ptr(),
+            ksum: ksum.ptr(),
+            heads: d.heads as u32,
+            dh: d.dh as u32,
+        },
+    )?;
+    let rows = linear.reshaped(&[d.lq * d.heads, d.dh])?;
+    let projected = gemm_linear(dev, &rows, proj_l)?.reshaped(q.shape())?;
+    super::elementwise::broadcast(dev, "sla_attention", kernels::ADD, &sparse, &projected)
+}

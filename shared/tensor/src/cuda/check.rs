@@ -1,0 +1,598 @@
+//! The device check: every op of [`Backend`] on fresh random inputs, CUDA against the CPU oracle.
+//!
+//! Run it on a backend built with [`super::CudaOptions::poison_allocations`], so any output
+//! element an op leaves unwritten is NaN and fails. Inputs are seeded normal samples (never
+//! zeros), with odd sizes that are not multiples of the kernels' tiles.
+//!
+//! The error measure is [`compare::max_rel_err`], `max|gpu − cpu| / max|cpu|`. Tolerances, all
+//! with f32 on both sides:
+//!
+//! - **0** (bit-exact): transfers, reshape, slice, permute, concat, (un)patchify, upsample (pure
+//!   copies); add, mul, clamp (one correctly rounded operation per element on both sides);
+//! - **1e-6**: gelu, silu, gated residual, lincomb, channel affine, rope (FMA contraction, and
+//!   `expf`/`tanhf` within 2 ulp against Rust's libm);
+//! - **1e-5**: norms, linear, attention, SLA, conv3d (summation order over up to 5120 terms; TF32
+//!   GEMMs would show as ~1e-3).
+//!
+//! SLA block selections must match exactly.
+
+use super::CudaBackend;
+use crate::{
+    Backend, CpuBackend, DType, HostData, HostTensor, LinearWeight, LinearWeights, Result,
+    SlaParams, compare, rope::rope_tables, sla_block_map,
+};
+
+const EXACT: f32 = 0.0;
+const ELEMENTWISE: f32 = 1e-6;
+const REDUCTION: f32 = 1e-5;
+
+/// One op compared on one input set.
+#[derive(Debug, Clone)]
+pub struct CheckRow {
+    pub op: &'static str,
+    pub case: String,
+    /// `max|gpu − cpu| / max|cpu|`; NaN when the GPU output holds a NaN or the shapes differ.
+    pub err: f32,
+    pub tol: f32,
+}
+
+impl CheckRow {
+    pub fn passed(&self) -> bool {
+        self.err <= self.tol
+    }
+}
+
+/// Seeded standard-normal samples: SplitMix64 and Box–Muller (no dependency for a test signal).
+struct Normal {
+    state: u64,
+}
+
+impl Normal {
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1].
+    fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    fn sample(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+
+    fn tensor(&mut self, shape: &[usize], std: f32) -> HostTensor {
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| self.sample() * std).collect();
+        HostTensor {
+            shape: shape.to_vec(),
+            data: HostData::F32(data),
+        }
+    }
+}
+
+struct Checker<'a> {
+    gpu: &'a CudaBackend,
+    cpu: CpuBackend,
+    rng: Normal,
+    rows: Vec<CheckRow>,
+}
+
+fn upload_all<B: Backend>(b: &B, inputs: &[HostTensor]) -> Result<Vec<B::Tensor>> {
+    inputs.iter().map(|t| b.upload(t)).collect()
+}
+
+/// Runs `$body` (an expression over backend `$b` and uploaded inputs `$x`) on both backends and
+/// records the comparison.
+macro_rules! check {
+    ($c:expr, $op:expr, $case:expr, $tol:expr, $inputs:expr, |$b:ident, $x:ident| $body:expr) => {{
+        let inputs: Vec<HostTensor> = $inputs;
+        let want = {
+            let $b = &$c.cpu;
+            let $x = upload_all($b, &inputs)?;
+            let out = $body?;
+            $b.download(&out)?
+        };
+        let got = {
+            let $b = $c.gpu;
+            let $x = upload_all($b, &inputs)?;
+            let out = $body?;
+            $b.download(&out)?
+        };
+        $c.record($op, $case, $tol, &got, &want);
+    }};
+}
+
+impl Checker<'_> {
+    fn randn(&mut self, shape: &[usize]) -> HostTensor {
+        self.rng.tensor(shape, 1.0)
+    }
+
+    fn record(
+        &mut self,
+        op: &'static str,
+        case: impl Into<String>,
+        tol: f32,
+        got: &HostTensor,
+        want: &HostTensor,
+    ) {
+        let err = if got.shape == want.shape {
+            compare::max_rel_err(&got.to_f32_vec(), &want.to_f32_vec())
+        } else {
+            f32::NAN
+        };
+        self.rows.push(CheckRow {
+            op,
+            case: case.into(),
+            err,
+            tol,
+        });
+    }
+
+    fn linear_weights(&mut self, out_f: usize, in_f: usize, bias: bool) -> LinearWeights {
+        let w = self.rng.tensor(&[out_f, in_f], 1.0 / (in_f as f32).sqrt());
+        LinearWeights {
+            out_features: out_f,
+            in_features: in_f,
+            weight: LinearWeight::Dense(w),
+            bias: bias.then(|| self.rng.tensor(&[out_f], 0.1)),
+        }
+    }
+
+    fn transfers_and_layout(&mut self) -> Result<()> {
+        let x = self.randn(&[5, 7, 9]);
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            let t = x.to_dtype(dtype)?;
+            check!(
+                self,
+                "upload/download",
+                format!("[5, 7, 9] {dtype}"),
+                EXACT,
+                vec![t],
+                |b, x| { Ok::<_, crate::Error>(x[0].clone()) }
+            );
+        }
+        check!(
+            self,
+            "reshape",
+            "[5, 7, 9] -> [35, 9]",
+            EXACT,
+            vec![x.clone()],
+            |b, x| { b.reshape(&x[0], &[35, 9]) }
+        );
+        for (dim, start, len) in [(0, 1, 3), (1, 2, 4), (2, 5, 4)] {
+            check!(
+                self,
+                "slice",
+                format!("[5, 7, 9] dim {dim} {start}+{len}"),
+                EXACT,
+                vec![x.clone()],
+                |b, x| { b.slice(&x[0], dim, start, len) }
+            );
+        }
+        check!(
+            self,
+            "narrow",
+            "[5, 7, 9] 2+2",
+            EXACT,
+            vec![x.clone()],
+            |b, x| { b.narrow(&x[0], 2, 2) }
+        );
+        for perm in [[2usize, 0, 1], [1, 0, 2], [0, 2, 1]] {
+            check!(
+                self,
+                "permute",
+                format!("[5, 7, 9] {perm:?}"),
+                EXACT,
+                vec![x.clone()],
+                |b, x| { b.permute(&x[0], &perm) }
+            );
+        }
+        let x4 = self.randn(&[3, 4, 5, 6]);
+        check!(
+            self,
+            "permute",
+            "[3, 4, 5, 6] [3, 1, 0, 2]",
+            EXACT,
+            vec![x4],
+            |b, x| { b.permute(&x[0], &[3, 1, 0, 2]) }
+        );
+        for dim in 0..3 {
+            let mut shapes = [[5, 7, 9]; 3];
+            shapes[1][dim] = 2;
+            shapes[2][dim] = 4;
+            let parts = shapes.iter().map(|s| self.randn(s)).collect();
+            check!(
+                self,
+                "concat",
+                format!("3 parts, dim {dim}"),
+                EXACT,
+                parts,
+                |b, x| { b.concat(&[&x[0], &x[1], &x[2]], dim) }
+            );
+        }
+        let video = self.randn(&[16, 3, 6, 10]);
+        check!(
+            self,
+            "patchify",
+            "[16, 3, 6, 10] / [1, 2, 2]",
+            EXACT,
+            vec![video.clone()],
+            |b, x| { b.patchify(&x[0], [1, 2, 2]) }
+        );
+        check!(
+            self,
+            "patchify",
+            "[16, 3, 6, 10] / [3, 3, 2]",
+            EXACT,
+            vec![video],
+            |b, x| { b.patchify(&x[0], [3, 3, 2]) }
+        );
+        let tokens = self.randn(&[3 * 3 * 5, 64]);
+        check!(
+            self,
+            "unpatchify",
+            "[45, 64] -> [16, 3, 6, 10]",
+            EXACT,
+            vec![tokens],
+            |b, x| { b.unpatchify(&x[0], [3, 3, 5], [1, 2, 2], 16) }
+        );
+        let small = self.randn(&[3, 2, 5, 7]);
+        for factor in [[1, 2, 2], [2, 1, 1], [2, 3, 2]] {
+            check!(
+                self,
+                "upsample_nearest",
+                format!("[3, 2, 5, 7] x {factor:?}"),
+                EXACT,
+                vec![small.clone()],
+                |b, x| { b.upsample_nearest(&x[0], factor) }
+            );
+        }
+        Ok(())
+    }
+
+    fn elementwise(&mut self) -> Result<()> {
+        let x = self.randn(&[37, 129]);
+        let row = self.randn(&[129]);
+        let y = self.randn(&[37, 129]);
+        check!(
+            self,
+            "gelu_tanh",
+            "[37, 129]",
+            ELEMENTWISE,
+            vec![x.clone()],
+            |b, x| b.gelu_tanh(&x[0])
+        );
+        check!(
+            self,
+            "silu",
+            "[37, 129]",
+            ELEMENTWISE,
+            vec![x.clone()],
+            |b, x| b.silu(&x[0])
+        );
+        check!(
+            self,
+            "add",
+            "[37, 129] + [129]",
+            EXACT,
+            vec![x.clone(), row.clone()],
+            |b, x| b.add(&x[0], &x[1])
+        );
+        check!(
+            self,
+            "add",
+            "[37, 129] + [37, 129]",
+            EXACT,
+            vec![x.clone(), y.clone()],
+            |b, x| b.add(&x[0], &x[1])
+        );
+        check!(
+            self,
+            "mul",
+            "[37, 129] * [129]",
+            EXACT,
+            vec![x.clone(), row.clone()],
+            |b, x| b.mul(&x[0], &x[1])
+        );
+        check!(
+            self,
+            "gated_residual",
+            "[37, 129]",
+            ELEMENTWISE,
+            vec![x.clone(), y.clone(), row.clone()],
+            |b, x| { b.gated_residual(&x[0], &x[1], &x[2]) }
+        );
+        check!(
+            self,
+            "clamp",
+            "[37, 129] to [-0.5, 0.7]",
+            EXACT,
+            vec![x.clone()],
+            |b, x| b.clamp(&x[0], -0.5, 0.7)
+        );
+        for terms in [3usize, 11] {
+            let inputs: Vec<HostTensor> = (0..terms).map(|_| self.randn(&[37, 129])).collect();
+            let coefs: Vec<f32> = (0..terms).map(|i| 0.5 - 0.13 * i as f32).collect();
+            check!(
+                self,
+                "lincomb",
+                format!("{terms} terms"),
+                ELEMENTWISE,
+                inputs,
+                |b, x| {
+                    let pairs: Vec<(f32, &_)> = coefs.iter().copied().zip(x.iter()).collect();
+                    b.lincomb(&pairs)
+                }
+            );
+        }
+        let video = self.randn(&[6, 3, 5, 7]);
+        let (scale, shift) = (self.randn(&[6]), self.randn(&[6]));
+        check!(
+            self,
+            "channel_affine",
+            "[6, 3, 5, 7]",
+            ELEMENTWISE,
+            vec![video.clone(), scale, shift],
+            |b, x| { b.channel_affine(&x[0], &x[1], &x[2]) }
+        );
+        let gamma = self.randn(&[6]);
+        check!(
+            self,
+            "channel_rms_norm",
+            "[6, 3, 5, 7]",
+            REDUCTION,
+            vec![video, gamma],
+            |b, x| { b.channel_rms_norm(&x[0], &x[1]) }
+        );
+        Ok(())
+    }
+
+    fn norms(&mut self) -> Result<()> {
+        for cols in [256usize, 1536, 5120] {
+            let rows = 19;
+            // A mean of twice the spread exercises the two-pass variance. (Much larger ratios make
+            // the CPU side's sequential f32 row sum, not the kernel, the dominant error.)
+            let mut x = self.randn(&[rows, cols]);
+            if let HostData::F32(v) = &mut x.data {
+                v.iter_mut().for_each(|v| *v = *v * 4.0 + 8.0);
+            }
+            let (w, b_, shift, scale) = (
+                self.randn(&[cols]),
+                self.randn(&[cols]),
+                self.randn(&[cols]),
+                self.randn(&[cols]),
+            );
+            let case = format!("[{rows}, {cols}]");
+            check!(
+                self,
+                "layer_norm",
+                case.clone(),
+                REDUCTION,
+                vec![x.clone()],
+                |b, x| { b.layer_norm(&x[0], None, 1e-6) }
+            );
+            check!(
+                self,
+                "layer_norm affine",
+                case.clone(),
+                REDUCTION,
+                vec![x.clone(), w.clone(), b_],
+                |b, x| { b.layer_norm(&x[0], Some((&x[1], &x[2])), 1e-6) }
+            );
+            check!(
+                self,
+                "layer_norm_modulate",
+                case.clone(),
+                REDUCTION,
+                vec![x.clone(), shift, scale],
+                |b, x| { b.layer_norm_modulate(&x[0], &x[1], &x[2], 1e-6) }
+            );
+            check!(self, "rms_norm", case, REDUCTION, vec![x, w], |b, x| b
+                .rms_norm(&x[0], &x[1], 1e-6));
+        }
+        Ok(())
+    }
+
+    fn linear(&mut self) -> Result<()> {
+        for (rows, in_f, out_f, bias) in [
+            (37usize, 96usize, 80usize, true),
+            (5, 33, 7, false),
+            (300, 1536, 1536, true),
+            (64, 256, 384, true),
+        ] {
+            let w = self.linear_weights(out_f, in_f, bias);
+            let x = self.randn(&[rows, in_f]);
+            let case = format!(
+                "[{rows}, {in_f}] -> {out_f}{}",
+                if bias { " + bias" } else { "" }
+            );
+            check!(self, "linear", case, REDUCTION, vec![x], |b, x| {
+                b.linear(&x[0], &b.upload_linear(&w)?)
+            });
+        }
+        // A W8A8 checkpoint layer, dequantized when placed.
+        let (out_f, in_f) = (130usize, 200usize);
+        let values: Vec<i8> = (0..out_f * in_f)
+            .map(|_| (self.rng.sample() * 40.0).clamp(-127.0, 127.0) as i8)
+            .collect();
+        let (go, gi) = LinearWeights::quant_grid(out_f, in_f);
+        let scales: Vec<f32> = (0..go * gi).map(|i| 0.01 + 0.002 * i as f32).collect();
+        let w = LinearWeights {
+            out_features: out_f,
+            in_features: in_f,
+            weight: LinearWeight::Int8Block { values, scales },
+            bias: Some(self.rng.tensor(&[out_f], 0.1)),
+        };
+        let x = self.randn(&[9, in_f]);
+        check!(
+            self,
+            "linear",
+            "int8 block weight [9, 200] -> 130",
+            REDUCTION,
+            vec![x],
+            |b, x| { b.linear(&x[0], &b.upload_linear(&w)?) }
+        );
+        Ok(())
+    }
+
+    fn attention(&mut self) -> Result<()> {
+        let (len, heads, dh) = (50usize, 3usize, 128usize);
+        let (cos, sin) = rope_tables([2, 5, 5], dh, 1e4)?;
+        let x = self.randn(&[len, heads, dh]);
+        check!(
+            self,
+            "rope",
+            "[50, 3, 128]",
+            ELEMENTWISE,
+            vec![x, cos, sin],
+            |b, x| { b.rope(&x[0], &x[1], &x[2]) }
+        );
+        for (lq, lk, h, d) in [
+            (50usize, 77usize, 3usize, 128usize),
+            (1, 16, 2, 128),
+            (33, 512, 2, 128),
+            (40, 40, 4, 64),
+        ] {
+            let (q, k, v) = (
+                self.randn(&[lq, h, d]),
+                self.randn(&[lk, h, d]),
+                self.randn(&[lk, h, d]),
+            );
+            check!(
+                self,
+                "attention",
+                format!("q [{lq}, {h}, {d}], kv [{lk}]"),
+                REDUCTION,
+                vec![q, k, v],
+                |b, x| { b.attention(&x[0], &x[1], &x[2]) }
+            );
+        }
+        // T5 style: scale 1 and a relative-position bias.
+        let (lq, lk, h, d) = (23usize, 23usize, 4usize, 64usize);
+        let (q, k, v) = (
+            self.randn(&[lq, h, d]),
+            self.randn(&[lk, h, d]),
+            self.randn(&[lk, h, d]),
+        );
+        let bias = self.randn(&[h, lq, lk]);
+        check!(
+            self,
+            "attention + bias",
+            format!("[{lq}, {h}, {d}], scale 1"),
+            REDUCTION,
+            vec![q, k, v, bias],
+            |b, x| { b.attention_with(&x[0], &x[1], &x[2], 1.0, Some(&x[3])) }
+        );
+        Ok(())
+    }
+
+    fn sla(&mut self) -> Result<()> {
+        let (len, heads, dh) = (300usize, 2usize, 128usize);
+        let (q, k, v) = (
+            self.randn(&[len, heads, dh]),
+            self.randn(&[len, heads, dh]),
+            self.randn(&[len, heads, dh]),
+        );
+        let proj = self.linear_weights(dh, dh, true);
+        for (topk, block_q, block_k) in
+            [(0.5, 64, 128), (0.3, 64, 64), (1.0, 128, 64), (0.1, 48, 80)]
+        {
+            let params = SlaParams {
+                topk,
+                block_q,
+                block_k,
+            };
+            let case = format!("[{len}, {heads}, {dh}] topk {topk} blocks {block_q}/{block_k}");
+            check!(
+                self,
+                "sla_attention",
+                case.clone(),
+                REDUCTION,
+                vec![q.clone(), k.clone(), v.clone()],
+                |b, x| { b.sla_attention(&x[0], &x[1], &x[2], &params, &b.upload_linear(&proj)?) }
+            );
+            let want = sla_block_map(&self.cpu.upload(&q)?, &self.cpu.upload(&k)?, &params)?;
+            let got =
+                self.gpu
+                    .sla_block_map(&self.gpu.upload(&q)?, &self.gpu.upload(&k)?, &params)?;
+            self.rows.push(CheckRow {
+                op: "sla block map",
+                case,
+                err: if got == want { 0.0 } else { f32::NAN },
+                tol: EXACT,
+            });
+        }
+        Ok(())
+    }
+
+    fn conv(&mut self) -> Result<()> {
+        let x = self.randn(&[3, 4, 9, 11]);
+        for (kshape, stride, pad) in [
+            (
+                [5usize, 3, 3, 3, 3],
+                [1usize, 1, 1],
+                [[2usize, 0], [1, 1], [1, 1]],
+            ),
+            ([4, 3, 1, 3, 3], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
+            ([2, 3, 3, 1, 1], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+        ] {
+            let fan_in = (kshape[1] * kshape[2] * kshape[3] * kshape[4]) as f32;
+            let w = self.rng.tensor(&kshape, fan_in.sqrt().recip());
+            let bias = self.randn(&[kshape[0]]);
+            let case = format!("w {kshape:?} stride {stride:?} pad {pad:?}");
+            check!(
+                self,
+                "conv3d",
+                case,
+                REDUCTION,
+                vec![x.clone(), w, bias],
+                |b, x| { b.conv3d(&x[0], &x[1], Some(&x[2]), stride, pad) }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs every op check with inputs drawn from `seed`.
+pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
+    let mut c = Checker {
+        gpu,
+        cpu: CpuBackend,
+        rng: Normal { state: seed },
+        rows: Vec::new(),
+    };
+    c.transfers_and_layout()?;
+    c.elementwise()?;
+    c.norms()?;
+    c.linear()?;
+    c.attention()?;
+    c.sla()?;
+    c.conv()?;
+    gpu.synchronize()?;
+    Ok(c.rows)
+}
+
+/// A plain-text table of check rows, one per line, failures marked.
+pub fn format_table(rows: &[CheckRow]) -> String {
+    let mut out = format!(
+        "{:<22} {:<52} {:>10} {:>8}  result\n",
+        "op", "case", "max rel", "tol"
+    );
+    for r in rows {
+        out += &format!(
+            "{:<22} {:<52} {:>10.2e} {:>8.0e}  {}\n",
+            r.op,
+            r.case,
+            r.err,
+            r.tol,
+            if r.passed() { "ok" } else { "FAIL" }
+        );
+    }
+    out
+}

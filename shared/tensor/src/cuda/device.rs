@@ -1,0 +1,177 @@
+//! One GPU as a backend sees it: context, its single stream, the caching allocator, compiled
+//! kernels and the cuBLASLt handle; plus launch and timing helpers.
+
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaContext, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg, sys::CUdevice_attribute,
+};
+
+use super::Wrap;
+use super::alloc::{DeviceBuffer, Pool};
+use super::compile::{KernelCache, arch_for};
+use super::gemm::Gemm;
+use super::kernels::Kernel;
+use crate::{DType, Error, Result};
+
+/// Threads per block of the grid-stride kernels.
+const THREADS: u32 = 256;
+
+/// What the backend found about its GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    pub ordinal: usize,
+    pub name: String,
+    pub compute_capability: (i32, i32),
+    pub multiprocessors: u32,
+    pub total_memory: usize,
+    /// NVRTC target, e.g. `sm_90a`.
+    pub arch: String,
+    pub nvrtc_version: (i32, i32),
+    pub driver_version: i32,
+}
+
+/// Fails with a clear error, rather than cudarc's panic on first use, when a CUDA library the
+/// backend needs cannot be loaded.
+pub(crate) fn check_libraries() -> Result<()> {
+    // SAFETY: each call only tries to dlopen a library under its candidate names.
+    let present = unsafe {
+        [
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+            cudarc::cublaslt::sys::is_culib_present(),
+        ]
+    };
+    let names = [
+        "libcuda (the NVIDIA driver)",
+        "libnvrtc (CUDA 13 NVRTC)",
+        "libcublasLt (CUDA 13 cuBLASLt)",
+    ];
+    let missing: Vec<&str> = names
+        .into_iter()
+        .zip(present)
+        .filter(|(_, found)| !found)
+        .map(|(name, _)| name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Backend {
+            backend: "cuda",
+            msg: format!("CUDA unavailable: cannot load {}", missing.join(", ")),
+        })
+    }
+}
+
+pub(crate) struct Device {
+    pub info: DeviceInfo,
+    pub stream: Arc<CudaStream>,
+    pub pool: Arc<Pool>,
+    pub kernels: KernelCache,
+    pub gemm: Gemm,
+}
+
+impl Device {
+    pub fn new(ordinal: usize, poison: bool) -> Result<Self> {
+        check_libraries()?;
+        let ctx = CudaContext::new(ordinal).w("init")?;
+        let attr = |a| ctx.attribute(a).w("init");
+        let compute_capability = (
+            attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+        );
+        let multiprocessors =
+            attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as u32;
+        let arch = arch_for(compute_capability.0, compute_capability.1);
+        let mut driver_version = 0;
+        // SAFETY: a valid out-pointer; the driver library was checked above.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) }
+            .result()
+            .w("init")?;
+        let stream = ctx.new_stream().w("init")?;
+        let pool = Pool::new(stream.clone(), poison);
+        let kernels = KernelCache::new(ctx.clone(), arch.clone())?;
+        let gemm = Gemm::new(&pool, compute_capability.0)?;
+        Ok(Self {
+            info: DeviceInfo {
+                ordinal,
+                name: ctx.name().w("init")?,
+                compute_capability,
+                multiprocessors,
+                total_memory: ctx.total_mem().w("init")?,
+                arch,
+                nvrtc_version: kernels.nvrtc(),
+                driver_version,
+            },
+            stream,
+            pool,
+            kernels,
+            gemm,
+        })
+    }
+
+    pub fn alloc_f32(&self, elements: usize) -> Result<DeviceBuffer> {
+        self.pool.alloc(elements * std::mem::size_of::<f32>())
+    }
+
+    /// Launches `kernel` for f32 tensors with its single args struct.
+    pub fn launch<A: DeviceRepr>(&self, kernel: Kernel, cfg: LaunchConfig, args: &A) -> Result<()> {
+        let f = self.kernels.function(kernel, DType::F32)?;
+        let mut builder = self.stream.launch_builder(&f);
+        builder.arg(args);
+        // SAFETY: `A` is the `#[repr(C)]` mirror of the kernel's parameter struct (checked by the
+        // callers' field-by-field layout and the device checks); every pointer in it addresses a
+        // live pool buffer of the size the kernel indexes, as each op checks before launching.
+        unsafe { builder.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| Error::Backend {
+                backend: "cuda",
+                msg: format!("launching {}: {e}", kernel.symbol(DType::F32)),
+            })
+    }
+
+    /// A grid-stride launch over `n` elements, or nothing when `n` is 0.
+    pub fn launch_elements<A: DeviceRepr>(&self, kernel: Kernel, n: usize, args: &A) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        // Enough blocks to fill the GPU several times over; the loop covers the rest.
+        let max_blocks = self.info.multiprocessors.max(1) * 32;
+        let blocks = (n as u64).div_ceil(THREADS as u64).min(max_blocks as u64) as u32;
+        self.launch(
+            kernel,
+            LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            args,
+        )
+    }
+
+    /// Median and minimum over `iters` timed runs of `f`, in ms, measured with CUDA events on the
+    /// backend's stream after `warmup` untimed runs.
+    pub fn time(
+        &self,
+        warmup: usize,
+        iters: usize,
+        mut f: impl FnMut() -> Result<()>,
+    ) -> Result<(f64, f64)> {
+        for _ in 0..warmup {
+            f()?;
+        }
+        let ctx = self.stream.context();
+        let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let mut times = Vec::with_capacity(iters);
+        for _ in 0..iters.max(1) {
+            let start = ctx.new_event(flags).w("time")?;
+            let end = ctx.new_event(flags).w("time")?;
+            start.record(&self.stream).w("time")?;
+            f()?;
+            end.record(&self.stream).w("time")?;
+            times.push(start.elapsed_ms(&end).w("time")? as f64);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok((times[times.len() / 2], times[0]))
+    }
+}

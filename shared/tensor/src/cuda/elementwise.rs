@@ -1,0 +1,235 @@
+//! Launchers for `kernels/elementwise.cu`. Each `#[repr(C)]` struct mirrors the kernel's
+//! parameter struct field for field.
+
+use cudarc::driver::DeviceRepr;
+
+use super::device::Device;
+use super::kernels::{self, Kernel};
+use super::{CudaTensor, check_same_shape, check_suffix_shape};
+use crate::{Error, Result};
+
+#[repr(C)]
+struct UnaryArgs {
+    out: u64,
+    x: u64,
+    n: u64,
+}
+
+#[repr(C)]
+struct BroadcastArgs {
+    out: u64,
+    a: u64,
+    b: u64,
+    n: u64,
+    nb: u64,
+}
+
+#[repr(C)]
+struct ClampArgs {
+    out: u64,
+    x: u64,
+    n: u64,
+    lo: f32,
+    hi: f32,
+}
+
+#[repr(C)]
+struct GatedResidualArgs {
+    out: u64,
+    x: u64,
+    y: u64,
+    gate: u64,
+    n: u64,
+    cols: u64,
+}
+
+#[repr(C)]
+struct ChannelAffineArgs {
+    out: u64,
+    x: u64,
+    scale: u64,
+    shift: u64,
+    n: u64,
+    inner: u64,
+}
+
+/// Terms per `lincomb_f32` launch (`LINCOMB_TERMS` in the kernel).
+const LINCOMB_TERMS: usize = 8;
+
+#[repr(C)]
+struct LincombArgs {
+    out: u64,
+    terms: [u64; LINCOMB_TERMS],
+    coefs: [f32; LINCOMB_TERMS],
+    n: u64,
+    count: i32,
+    accumulate: i32,
+}
+
+// SAFETY (all six): `#[repr(C)]` structs of plain integers and floats whose fields match the
+// kernels' parameter structs in order, type and size (device pointers as u64).
+unsafe impl DeviceRepr for UnaryArgs {}
+unsafe impl DeviceRepr for BroadcastArgs {}
+unsafe impl DeviceRepr for ClampArgs {}
+unsafe impl DeviceRepr for GatedResidualArgs {}
+unsafe impl DeviceRepr for ChannelAffineArgs {}
+unsafe impl DeviceRepr for LincombArgs {}
+
+pub(super) fn unary(dev: &Device, kernel: Kernel, x: &CudaTensor) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    let n = x.numel();
+    dev.launch_elements(
+        kernel,
+        n,
+        &UnaryArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            n: n as u64,
+        },
+    )?;
+    Ok(out)
+}
+
+/// `a ∘ b` with `b`'s shape a suffix of `a`'s.
+pub(super) fn broadcast(
+    dev: &Device,
+    op: &'static str,
+    kernel: Kernel,
+    a: &CudaTensor,
+    b: &CudaTensor,
+) -> Result<CudaTensor> {
+    check_suffix_shape(op, a, b)?;
+    let out = CudaTensor::alloc(dev, a.shape())?;
+    let n = a.numel();
+    if b.numel() == 0 && n > 0 {
+        return Err(Error::shape(op, "empty broadcast operand", b.shape()));
+    }
+    dev.launch_elements(
+        kernel,
+        n,
+        &BroadcastArgs {
+            out: out.ptr(),
+            a: a.ptr(),
+            b: b.ptr(),
+            n: n as u64,
+            nb: b.numel() as u64,
+        },
+    )?;
+    Ok(out)
+}
+
+pub(super) fn clamp(dev: &Device, x: &CudaTensor, lo: f32, hi: f32) -> Result<CudaTensor> {
+    // `f32::clamp`, which the CPU backend uses, requires this too.
+    if lo.is_nan() || hi.is_nan() || lo > hi {
+        return Err(Error::invalid(
+            "clamp",
+            format!("bounds must satisfy lo <= hi, got [{lo}, {hi}]"),
+        ));
+    }
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    let n = x.numel();
+    dev.launch_elements(
+        kernels::CLAMP,
+        n,
+        &ClampArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            n: n as u64,
+            lo,
+            hi,
+        },
+    )?;
+    Ok(out)
+}
+
+pub(super) fn gated_residual(
+    dev: &Device,
+    x: &CudaTensor,
+    y: &CudaTensor,
+    gate: &CudaTensor,
+) -> Result<CudaTensor> {
+    check_same_shape("gated_residual", x, y)?;
+    let cols = x.cols();
+    if gate.numel() != cols || cols == 0 {
+        return Err(Error::shape(
+            "gated_residual",
+            format!("gate must be [{cols}]"),
+            gate.shape(),
+        ));
+    }
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    let n = x.numel();
+    dev.launch_elements(
+        kernels::GATED_RESIDUAL,
+        n,
+        &GatedResidualArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            y: y.ptr(),
+            gate: gate.ptr(),
+            n: n as u64,
+            cols: cols as u64,
+        },
+    )?;
+    Ok(out)
+}
+
+pub(super) fn channel_affine(
+    dev: &Device,
+    x: &CudaTensor,
+    scale: &CudaTensor,
+    shift: &CudaTensor,
+) -> Result<CudaTensor> {
+    let c = x.shape().first().copied().unwrap_or(0);
+    for p in [scale, shift] {
+        if p.shape() != [c] {
+            return Err(Error::shape(
+                "channel_affine",
+                format!("per-channel parameter must be [{c}]"),
+                p.shape(),
+            ));
+        }
+    }
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    let n = x.numel();
+    dev.launch_elements(
+        kernels::CHANNEL_AFFINE,
+        n,
+        &ChannelAffineArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            scale: scale.ptr(),
+            shift: shift.ptr(),
+            n: n as u64,
+            inner: (n / c.max(1)).max(1) as u64,
+        },
+    )?;
+    Ok(out)
+}
+
+pub(super) fn lincomb(dev: &Device, terms: &[(f32, &CudaTensor)]) -> Result<CudaTensor> {
+    let (_, first) = terms
+        .first()
+        .ok_or_else(|| Error::invalid("lincomb", "no terms"))?;
+    for (_, t) in terms {
+        check_same_shape("lincomb", first, t)?;
+    }
+    let out = CudaTensor::alloc(dev, first.shape())?;
+    let n = first.numel();
+    for (i, chunk) in terms.chunks(LINCOMB_TERMS).enumerate() {
+        let mut args = LincombArgs {
+            out: out.ptr(),
+            terms: [0; LINCOMB_TERMS],
+            coefs: [0.0; LINCOMB_TERMS],
+            n: n as u64,
+            count: chunk.len() as i32,
+            accumulate: (i > 0) as i32,
+        };
+        for (slot, (c, t)) in chunk.iter().enumerate() {
+            args.terms[slot] = t.ptr();
+            args.coefs[slot] = *c;
+        }
+        dev.launch_elements(kernels::LINCOMB, n, &args)?;
+    }
+    Ok(out)
+}

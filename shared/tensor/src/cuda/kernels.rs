@@ -1,0 +1,166 @@
+//! The kernel sources (`kernels/*.cu`, embedded so a binary needs no source tree) and the names of
+//! the kernels the backend launches.
+//!
+//! Each `.cu` file is one op family and compiles to one module. Its kernels are `extern "C"`
+//! symbols named `{op}_{dtype}`; the Rust side never spells a symbol by hand but builds it from a
+//! [`Kernel`] constant and the tensor dtype ([`Kernel::symbol`]).
+
+use crate::DType;
+
+/// One kernel source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Module {
+    Elementwise,
+    Norm,
+    Rope,
+    Attention,
+    Sla,
+    Layout,
+    Conv,
+}
+
+impl Module {
+    pub const ALL: [Module; 7] = [
+        Module::Elementwise,
+        Module::Norm,
+        Module::Rope,
+        Module::Attention,
+        Module::Sla,
+        Module::Layout,
+        Module::Conv,
+    ];
+
+    /// File name under `kernels/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Module::Elementwise => "elementwise.cu",
+            Module::Norm => "norm.cu",
+            Module::Rope => "rope.cu",
+            Module::Attention => "attention.cu",
+            Module::Sla => "sla.cu",
+            Module::Layout => "layout.cu",
+            Module::Conv => "conv.cu",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Module::Elementwise => include_str!("../../../../kernels/elementwise.cu"),
+            Module::Norm => include_str!("../../../../kernels/norm.cu"),
+            Module::Rope => include_str!("../../../../kernels/rope.cu"),
+            Module::Attention => include_str!("../../../../kernels/attention.cu"),
+            Module::Sla => include_str!("../../../../kernels/sla.cu"),
+            Module::Layout => include_str!("../../../../kernels/layout.cu"),
+            Module::Conv => include_str!("../../../../kernels/conv.cu"),
+        }
+    }
+
+    /// The kernels of this module the backend launches.
+    pub fn kernels(self) -> impl Iterator<Item = Kernel> {
+        ALL_KERNELS
+            .iter()
+            .copied()
+            .filter(move |k| k.module == self)
+    }
+}
+
+/// Headers the sources `#include`, as (include name, contents).
+pub const HEADERS: [(&str, &str); 1] =
+    [("common.cuh", include_str!("../../../../kernels/common.cuh"))];
+
+/// A kernel family: its module and the op prefix of its `{op}_{dtype}` symbols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    pub module: Module,
+    pub op: &'static str,
+}
+
+impl Kernel {
+    const fn new(module: Module, op: &'static str) -> Self {
+        Kernel { module, op }
+    }
+
+    /// The `extern "C"` symbol for tensors of `dtype`.
+    pub fn symbol(self, dtype: DType) -> String {
+        format!("{}_{dtype}", self.op)
+    }
+}
+
+pub const GELU_TANH: Kernel = Kernel::new(Module::Elementwise, "gelu_tanh");
+pub const SILU: Kernel = Kernel::new(Module::Elementwise, "silu");
+pub const ADD: Kernel = Kernel::new(Module::Elementwise, "add");
+pub const MUL: Kernel = Kernel::new(Module::Elementwise, "mul");
+pub const CLAMP: Kernel = Kernel::new(Module::Elementwise, "clamp");
+pub const GATED_RESIDUAL: Kernel = Kernel::new(Module::Elementwise, "gated_residual");
+pub const CHANNEL_AFFINE: Kernel = Kernel::new(Module::Elementwise, "channel_affine");
+pub const LINCOMB: Kernel = Kernel::new(Module::Elementwise, "lincomb");
+pub const LAYER_NORM: Kernel = Kernel::new(Module::Norm, "layer_norm");
+pub const RMS_NORM: Kernel = Kernel::new(Module::Norm, "rms_norm");
+pub const CHANNEL_RMS_NORM: Kernel = Kernel::new(Module::Norm, "channel_rms_norm");
+pub const ROPE: Kernel = Kernel::new(Module::Rope, "rope");
+pub const ATTENTION: Kernel = Kernel::new(Module::Attention, "attention");
+pub const SLA_POOL: Kernel = Kernel::new(Module::Sla, "sla_pool");
+pub const SLA_SCORES: Kernel = Kernel::new(Module::Sla, "sla_scores");
+pub const SLA_SELECT: Kernel = Kernel::new(Module::Sla, "sla_select");
+pub const SOFTMAX_ROWS: Kernel = Kernel::new(Module::Sla, "softmax_rows");
+pub const SLA_KV: Kernel = Kernel::new(Module::Sla, "sla_kv");
+pub const SLA_LINEAR: Kernel = Kernel::new(Module::Sla, "sla_linear");
+pub const COPY2D: Kernel = Kernel::new(Module::Layout, "copy2d");
+pub const PERMUTE: Kernel = Kernel::new(Module::Layout, "permute");
+pub const PATCHIFY: Kernel = Kernel::new(Module::Layout, "patchify");
+pub const UNPATCHIFY: Kernel = Kernel::new(Module::Layout, "unpatchify");
+pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_nearest");
+pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d");
+
+pub const ALL_KERNELS: [Kernel; 25] = [
+    GELU_TANH,
+    SILU,
+    ADD,
+    MUL,
+    CLAMP,
+    GATED_RESIDUAL,
+    CHANNEL_AFFINE,
+    LINCOMB,
+    LAYER_NORM,
+    RMS_NORM,
+    CHANNEL_RMS_NORM,
+    ROPE,
+    ATTENTION,
+    SLA_POOL,
+    SLA_SCORES,
+    SLA_SELECT,
+    SOFTMAX_ROWS,
+    SLA_KV,
+    SLA_LINEAR,
+    COPY2D,
+    PERMUTE,
+    PATCHIFY,
+    UNPATCHIFY,
+    UPSAMPLE_NEAREST,
+    CONV3D,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_follow_op_dtype_naming() {
+        assert_eq!(LAYER_NORM.symbol(DType::F32), "layer_norm_f32");
+        assert_eq!(ATTENTION.symbol(DType::BF16), "attention_bf16");
+    }
+
+    #[test]
+    fn every_module_has_kernels_and_includes_only_known_headers() {
+        for m in Module::ALL {
+            assert!(m.kernels().next().is_some(), "{m:?} has no kernels");
+            for line in m.source().lines().filter(|l| l.starts_with("#include")) {
+                assert!(
+                    HEADERS.iter().any(|(name, _)| line.contains(name)),
+                    "{}: unknown include {line}",
+                    m.file()
+                );
+            }
+        }
+    }
+}

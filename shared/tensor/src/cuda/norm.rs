@@ -1,0 +1,171 @@
+//! Launchers for `kernels/norm.cu`.
+
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+
+use super::CudaTensor;
+use super::device::Device;
+use super::kernels;
+use crate::{Error, Result};
+
+/// Threads per row of the row norms: 256 keeps a 1536- to 5120-wide row at 6–20 elements per
+/// thread; narrower rows (the tiny model's 256) simply leave threads idle.
+const ROW_THREADS: u32 = 256;
+
+#[repr(C)]
+struct LayerNormArgs {
+    out: u64,
+    x: u64,
+    mul: u64,
+    add: u64,
+    mul_offset: f32,
+    eps: f32,
+    rows: u32,
+    cols: u32,
+}
+
+#[repr(C)]
+struct RmsNormArgs {
+    out: u64,
+    x: u64,
+    weight: u64,
+    eps: f32,
+    rows: u32,
+    cols: u32,
+}
+
+#[repr(C)]
+struct ChannelRmsNormArgs {
+    out: u64,
+    x: u64,
+    gamma: u64,
+    inner: u64,
+    channels: u32,
+}
+
+// SAFETY (all three): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+// as u64, `unsigned` as u32).
+unsafe impl DeviceRepr for LayerNormArgs {}
+unsafe impl DeviceRepr for RmsNormArgs {}
+unsafe impl DeviceRepr for ChannelRmsNormArgs {}
+
+/// `(rows, cols)` of a row-norm input, which the kernels index with 32-bit counters.
+fn rows_cols(op: &'static str, x: &CudaTensor) -> Result<(u32, u32)> {
+    let cols = x.cols();
+    let rows = x.numel().checked_div(cols).unwrap_or(0);
+    match (u32::try_from(rows), u32::try_from(cols)) {
+        (Ok(r), Ok(c)) if !x.shape().is_empty() => Ok((r, c)),
+        _ => Err(Error::shape(
+            op,
+            "expected [.., D] with fewer than 2^32 rows",
+            x.shape(),
+        )),
+    }
+}
+
+fn per_row(rows: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows, 1, 1),
+        block_dim: (ROW_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// `LN(x)·(mul + mul_offset) + add` per row; `params` = `(mul, add)` each `[D]`.
+pub(super) fn layer_norm(
+    dev: &Device,
+    op: &'static str,
+    x: &CudaTensor,
+    params: Option<(&CudaTensor, &CudaTensor)>,
+    mul_offset: f32,
+    eps: f32,
+) -> Result<CudaTensor> {
+    let (rows, cols) = rows_cols(op, x)?;
+    if let Some((m, a)) = params {
+        for p in [m, a] {
+            if p.numel() != cols as usize {
+                return Err(Error::shape(
+                    op,
+                    format!("per-feature parameters must be [{cols}]"),
+                    p.shape(),
+                ));
+            }
+        }
+    }
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    if rows == 0 || cols == 0 {
+        return Ok(out);
+    }
+    let args = LayerNormArgs {
+        out: out.ptr(),
+        x: x.ptr(),
+        mul: params.map_or(0, |(m, _)| m.ptr()),
+        add: params.map_or(0, |(_, a)| a.ptr()),
+        mul_offset,
+        eps,
+        rows,
+        cols,
+    };
+    dev.launch(kernels::LAYER_NORM, per_row(rows), &args)?;
+    Ok(out)
+}
+
+pub(super) fn rms_norm(
+    dev: &Device,
+    x: &CudaTensor,
+    weight: &CudaTensor,
+    eps: f32,
+) -> Result<CudaTensor> {
+    let (rows, cols) = rows_cols("rms_norm", x)?;
+    if weight.numel() != cols as usize {
+        return Err(Error::shape(
+            "rms_norm",
+            format!("weight must be [{cols}]"),
+            weight.shape(),
+        ));
+    }
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    if rows == 0 || cols == 0 {
+        return Ok(out);
+    }
+    let args = RmsNormArgs {
+        out: out.ptr(),
+        x: x.ptr(),
+        weight: weight.ptr(),
+        eps,
+        rows,
+        cols,
+    };
+    dev.launch(kernels::RMS_NORM, per_row(rows), &args)?;
+    Ok(out)
+}
+
+pub(super) fn channel_rms_norm(
+    dev: &Device,
+    x: &CudaTensor,
+    gamma: &CudaTensor,
+) -> Result<CudaTensor> {
+    let c = x.shape().first().copied().unwrap_or(0);
+    if gamma.shape() != [c] {
+        return Err(Error::shape(
+            "channel_rms_norm",
+            format!("per-channel parameter must be [{c}]"),
+            gamma.shape(),
+        ));
+    }
+    let channels = u32::try_from(c)
+        .map_err(|_| Error::shape("channel_rms_norm", "too many channels", x.shape()))?;
+    let out = CudaTensor::alloc(dev, x.shape())?;
+    let inner = x.numel() / c.max(1);
+    dev.launch_elements(
+        kernels::CHANNEL_RMS_NORM,
+        inner * (c > 0) as usize,
+        &ChannelRmsNormArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            gamma: gamma.ptr(),
+            inner: inner as u64,
+            channels,
+        },
+    )?;
+    Ok(out)
+}
