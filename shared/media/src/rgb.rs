@@ -105,9 +105,11 @@ impl Frame<'_> {
         out
     }
 
-    /// BT.709 limited-range YUV 4:2:0, converted from the f32 values rather than from RGB8 so
-    /// the only rounding is the final one. Chroma is the mean of each 2×2 block; the H.264 SPS
-    /// written by [`crate::Mp4Writer`] signals the same BT.709 limited-range colour space.
+    /// BT.709 limited-range YUV 4:2:0 of the frame's RGB8 codes ([`Frame::to_rgb8`]'s rounding).
+    /// Quantizing first makes 8-bit RGB the one interchange form: frames that travelled as u8
+    /// (the VAE service sends them so) encode to the same bytes as frames that did not. Chroma is
+    /// the mean of each 2×2 block; the H.264 SPS written by [`crate::Mp4Writer`] signals the same
+    /// BT.709 limited-range colour space.
     pub fn to_yuv420(&self) -> Result<Yuv420> {
         let (w, h) = (self.width, self.height);
         if !w.is_multiple_of(2) || !h.is_multiple_of(2) {
@@ -145,16 +147,17 @@ impl Frame<'_> {
     }
 }
 
-/// `(x + 1) / 2 · 255`, rounded and clamped; NaN becomes 0.
+/// `(x + 1) / 2 · 255`, rounded and clamped; NaN becomes 0. The stage services quantize frames
+/// with the same formula (`turbine_pipeline::rgb::to_u8`; turbine-vae's tests hold the two
+/// together).
 fn to_u8(x: f32) -> u8 {
     // The saturating float-to-int cast clamps and sends NaN to 0.
     ((x + 1.0) * 127.5).round() as u8
 }
 
-/// [-1, 1] → [0, 1]; NaN → 0 like [`to_u8`].
+/// [-1, 1] → the [0, 1] value of its 8-bit code [`to_u8`].
 fn unit(x: f32) -> f32 {
-    let v = (x + 1.0) * 0.5;
-    if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) }
+    f32::from(to_u8(x)) / 255.0
 }
 
 // BT.709 (ITU-R BT.709-6, item 3.2-3.3): Y' = 0.2126 R' + 0.7152 G' + 0.0722 B',
@@ -316,6 +319,29 @@ mod tests {
                 "{rgb:?}"
             );
         }
+    }
+
+    #[test]
+    fn yuv_sees_only_the_8bit_codes() {
+        // Values between codes, beyond [-1, 1] and NaN: passing them through u8 first (as the
+        // VAE service does) must not change a single YUV sample.
+        let data: Vec<f32> = (0..3 * 4 * 6)
+            .map(|i| match i % 7 {
+                0 => f32::NAN,
+                1 => 1.7,
+                _ => ((i * 37) % 101) as f32 / 50.0 - 1.0 + 0.0013,
+            })
+            .collect();
+        let through_u8: Vec<f32> = data
+            .iter()
+            .map(|&x| f32::from(to_u8(x)) / 127.5 - 1.0)
+            .collect();
+        let yuv = |d: &[f32]| {
+            let chunk = FrameChunk::new(d, [3, 1, 4, 6]).unwrap();
+            chunk.frame(0).unwrap().to_yuv420().unwrap()
+        };
+        assert_eq!(yuv(&data), yuv(&through_u8));
+        assert_ne!(data, through_u8);
     }
 
     #[test]

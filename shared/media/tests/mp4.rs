@@ -114,6 +114,25 @@ fn input_rgb8(data: &[f32], frames: usize, index: usize) -> Vec<u8> {
 }
 
 #[test]
+fn frames_that_travelled_as_u8_encode_to_the_same_bytes() {
+    // Off-grid values: the moving square plus a ramp that lands between 8-bit codes.
+    let data: Vec<f32> = moving_square(N, H, W)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v + (i % 13) as f32 * 0.0007).clamp(-1.2, 1.2))
+        .collect();
+    // The stage services' round trip: `round((x + 1) / 2 · 255)` on the wire, `v / 127.5 − 1` back.
+    let through_u8: Vec<f32> = data
+        .iter()
+        .map(|&x| f32::from(((x + 1.0) * 127.5).round() as u8) / 127.5 - 1.0)
+        .collect();
+    assert_ne!(data, through_u8);
+    let (_, direct) = encode(&data, &[1, 4, 4, 4, 4], Mp4Config::default());
+    let (_, via_u8) = encode(&through_u8, &[1, 4, 4, 4, 4], Mp4Config::default());
+    assert!(direct == via_u8, "the MP4 bytes differ");
+}
+
+#[test]
 fn independent_demuxer_and_decoder_read_the_clip_back() {
     let data = moving_square(N, H, W);
     let (info, file) = encode(&data, &[N], Mp4Config::default());

@@ -15,8 +15,11 @@ use crate::{Error, Result};
 /// tools/golden/umt5.py trains for the tokenizer golden test.
 const TINY_TOKENIZER: &[u8] = include_bytes!("../../../tests/fixtures/umt5/tokenizer.json");
 
-/// Seeds of the tiny preset's three models, fixed so every machine renders the same demo.
-const TINY_SEEDS: [u64; 3] = [0x7e57_0001, 0x7e57_0002, 0x7e57_0003];
+// Seeds of the tiny preset's three models, fixed so every machine (and every stage service)
+// builds the same weights.
+const TINY_DIT_SEED: u64 = 0x7e57_0001;
+const TINY_TEXT_SEED: u64 = 0x7e57_0002;
+const TINY_VAE_SEED: u64 = 0x7e57_0003;
 
 /// Files of a Wan / TurboWan model folder. Defaults follow the upstream folder layout
 /// (wan.md §1.1) after `turbine convert` has turned the `.pth` files into safetensors.
@@ -68,17 +71,6 @@ pub enum ModelSource {
     Files(ModelFiles),
 }
 
-/// Everything needed to build the models, read and checked.
-pub(crate) struct LoadedAssets {
-    pub dit_config: WanConfig,
-    pub dit: TensorStore,
-    pub text_config: UmT5Config,
-    pub text: TensorStore,
-    pub tokenizer: UmT5Tokenizer,
-    pub vae_config: WanVaeConfig,
-    pub vae: TensorStore,
-}
-
 fn open(what: &str, path: &Path) -> Result<TensorStore> {
     if !path.exists() {
         return Err(Error::Assets(format!(
@@ -89,26 +81,52 @@ fn open(what: &str, path: &Path) -> Result<TensorStore> {
     Ok(TensorStore::open(path)?)
 }
 
+/// What the text stage is built from.
+pub(crate) struct TextAssets {
+    pub config: UmT5Config,
+    pub store: TensorStore,
+    pub tokenizer: UmT5Tokenizer,
+}
+
+/// Each stage reads only its own files, so a stage service needs no more than its model on disk.
 impl ModelSource {
-    pub(crate) fn load(&self) -> Result<LoadedAssets> {
+    pub(crate) fn text(&self) -> Result<TextAssets> {
         match self {
             ModelSource::Tiny => {
-                let (dit_config, text_config, vae_config) =
-                    (WanConfig::tiny(), UmT5Config::tiny(), WanVaeConfig::tiny());
-                let [dit_seed, text_seed, vae_seed] = TINY_SEEDS;
-                Ok(LoadedAssets {
-                    dit: seeded_store(&dit_config.tensor_shapes(), dit_seed)?,
-                    text: seeded_store(&text_config.tensor_shapes(), text_seed)?,
-                    vae: seeded_store(&vae_config.tensor_shapes(), vae_seed)?,
-                    tokenizer: UmT5Tokenizer::from_bytes(TINY_TOKENIZER, text_config.text_len)?,
-                    dit_config,
-                    text_config,
-                    vae_config,
+                let config = UmT5Config::tiny();
+                Ok(TextAssets {
+                    store: seeded_store(&config.tensor_shapes(), TINY_TEXT_SEED)?,
+                    tokenizer: UmT5Tokenizer::from_bytes(TINY_TOKENIZER, config.text_len)?,
+                    config,
                 })
             }
             ModelSource::Files(files) => {
-                let dit = open("DiT", &files.dit)?;
-                let dit_config = match (&files.dit_config, &files.dit_preset) {
+                let config = UmT5Config::xxl();
+                if !files.tokenizer.exists() {
+                    return Err(Error::Assets(format!(
+                        "tokenizer: {} does not exist",
+                        files.tokenizer.display()
+                    )));
+                }
+                Ok(TextAssets {
+                    store: open("text encoder", &files.text_encoder)?,
+                    tokenizer: UmT5Tokenizer::from_file(&files.tokenizer, config.text_len)?,
+                    config,
+                })
+            }
+        }
+    }
+
+    pub(crate) fn dit(&self) -> Result<(WanConfig, TensorStore)> {
+        match self {
+            ModelSource::Tiny => {
+                let config = WanConfig::tiny();
+                let store = seeded_store(&config.tensor_shapes(), TINY_DIT_SEED)?;
+                Ok((config, store))
+            }
+            ModelSource::Files(files) => {
+                let store = open("DiT", &files.dit)?;
+                let config = match (&files.dit_config, &files.dit_preset) {
                     (_, Some(preset)) => WanConfig::preset(preset)?,
                     (Some(path), None) => {
                         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -123,23 +141,19 @@ impl ModelSource {
                         )));
                     }
                 };
-                let text_config = UmT5Config::xxl();
-                if !files.tokenizer.exists() {
-                    return Err(Error::Assets(format!(
-                        "tokenizer: {} does not exist",
-                        files.tokenizer.display()
-                    )));
-                }
-                Ok(LoadedAssets {
-                    dit,
-                    text: open("text encoder", &files.text_encoder)?,
-                    vae: open("VAE", &files.vae)?,
-                    tokenizer: UmT5Tokenizer::from_file(&files.tokenizer, text_config.text_len)?,
-                    dit_config,
-                    text_config,
-                    vae_config: WanVaeConfig::wan21(),
-                })
+                Ok((config, store))
             }
+        }
+    }
+
+    pub(crate) fn vae(&self) -> Result<(WanVaeConfig, TensorStore)> {
+        match self {
+            ModelSource::Tiny => {
+                let config = WanVaeConfig::tiny();
+                let store = seeded_store(&config.tensor_shapes(), TINY_VAE_SEED)?;
+                Ok((config, store))
+            }
+            ModelSource::Files(files) => Ok((WanVaeConfig::wan21(), open("VAE", &files.vae)?)),
         }
     }
 }

@@ -1,10 +1,20 @@
-//! The DiT as the samplers' velocity model.
+//! The denoise stage: the DiT under a sampler, from text contexts and a seed to latents.
 
-use turbine_models::wan::{TextContext, WanModel};
-use turbine_samplers::{Conditioning, VelocityModel};
-use turbine_tensor::Backend;
+use std::ops::ControlFlow;
+use std::time::Instant;
 
-/// A prompt (and, for classifier-free guidance, a negative prompt) bound to the DiT.
+use turbine_models::wan::{AttentionMode, TextContext, WanConfig, WanModel};
+use turbine_samplers::{Conditioning, Latent, SeededNoise, StepEvent, VelocityModel};
+use turbine_tensor::{Backend, HostTensor};
+
+use crate::preview::{Preview, render_preview};
+use crate::{Error, GenerateRequest, ModelSource, Result, VideoShape};
+
+/// Most context rows the DiT takes: umT5's `text_len`, the length Wan pads every prompt to.
+pub const MAX_CONTEXT_ROWS: usize = 512;
+
+/// The DiT as the samplers' velocity model: a prompt (and, for classifier-free guidance, a
+/// negative prompt) bound to it.
 pub struct DitVelocity<'a, B: Backend> {
     pub model: &'a WanModel<B>,
     pub positive: &'a TextContext<B>,
@@ -29,5 +39,132 @@ impl<B: Backend + Clone> VelocityModel<B> for DitVelocity<'_, B> {
         self.model
             .forward(x, timestep, context, None)
             .map_err(|e| turbine_samplers::Error::Model(Box::new(e)))
+    }
+}
+
+/// The loaded DiT.
+pub struct DenoiseStage<B: Backend> {
+    dit: WanModel<B>,
+}
+
+/// One finished denoising step, as the step observer sees it.
+pub struct DenoiseStep<'a> {
+    /// 0-based index of the step, of `total`.
+    pub index: usize,
+    pub total: usize,
+    /// The timestep the DiT saw.
+    pub timestep: f64,
+    /// Wall time of the step: every forward of the step plus the update.
+    pub seconds: f64,
+    denoised: &'a Latent,
+}
+
+impl DenoiseStep<'_> {
+    /// A picture of this step's clean estimate x̂₀ (see [`crate::preview`]); computed on demand
+    /// so steps nobody previews cost nothing.
+    pub fn preview(&self) -> Result<Preview> {
+        render_preview(self.denoised)
+    }
+}
+
+impl<B: Backend + Clone> DenoiseStage<B> {
+    pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
+        let (config, store) = source.dit()?;
+        let dit = WanModel::load(backend, config, &store, AttentionMode::Dense)?;
+        Ok(Self { dit })
+    }
+
+    pub fn config(&self) -> &WanConfig {
+        self.dit.config()
+    }
+
+    pub fn backend(&self) -> &B {
+        self.dit.backend()
+    }
+
+    pub fn model(&self) -> &WanModel<B> {
+        &self.dit
+    }
+
+    /// `[out_dim, 1 + (F−1)/4, H/8, W/8]`: the latents a request samples.
+    pub fn latent_shape(&self, shape: &VideoShape) -> [usize; 4] {
+        shape.latent_shape(self.dit.config().out_dim)
+    }
+
+    /// Prepares a text encoder output `[rows, text_dim]` for the denoising loop (every block's
+    /// cross-attention keys and values); `field` names it in errors.
+    pub fn context(&self, field: &'static str, context: &B::Tensor) -> Result<TextContext<B>> {
+        let text_dim = self.dit.config().text_dim;
+        match self.backend().shape(context) {
+            [rows, width] if (1..=MAX_CONTEXT_ROWS).contains(rows) && *width == text_dim => {}
+            other => {
+                return Err(Error::invalid(
+                    field,
+                    format!("shape {other:?} must be [1..={MAX_CONTEXT_ROWS}, {text_dim}]"),
+                ));
+            }
+        }
+        Ok(self.dit.encode_context(context)?)
+    }
+
+    /// Samples the latents of `request` from its seed, reporting each step to `observer`;
+    /// [`ControlFlow::Break`] cancels (the result is then a cancelled-sampler error). Returns
+    /// `[out_dim, T, h, w]` f32, the precision the VAE decodes from.
+    pub fn denoise(
+        &mut self,
+        request: &GenerateRequest,
+        positive: &TextContext<B>,
+        negative: Option<&TextContext<B>>,
+        observer: &mut dyn FnMut(&DenoiseStep<'_>) -> ControlFlow<()>,
+    ) -> Result<HostTensor> {
+        if request.uses_negative_prompt() && negative.is_none() {
+            return Err(Error::invalid(
+                "negative_context",
+                "classifier-free guidance needs the negative prompt's context",
+            ));
+        }
+        self.dit.set_attention(request.attention)?;
+        let shape = self.latent_shape(&request.shape);
+        let mut velocity = DitVelocity {
+            model: &self.dit,
+            positive,
+            negative,
+        };
+        let mut noise = SeededNoise::new(request.seed);
+        let mut last = Instant::now();
+        let mut on_step = |e: &StepEvent<'_>| {
+            let seconds = last.elapsed().as_secs_f64();
+            last = Instant::now();
+            observer(&DenoiseStep {
+                index: e.index,
+                total: e.total,
+                timestep: e.timestep,
+                seconds,
+                denoised: e.denoised,
+            })
+        };
+        let latents = request.sampler.sample(
+            self.dit.backend(),
+            &mut velocity,
+            &shape,
+            &mut noise,
+            &mut on_step,
+        )?;
+        Ok(latents.to_host_tensor())
+    }
+
+    /// One forward on the smallest latent the patch allows, with an all-zero one-row context.
+    pub fn warm_up(&self) -> Result<()> {
+        let c = self.dit.config();
+        let b = self.backend();
+        let [pt, ph, pw] = c.patch_size;
+        let latent =
+            HostTensor::from_f32([c.in_dim, pt, ph, pw], vec![0.0; c.in_dim * pt * ph * pw])?;
+        let context = HostTensor::from_f32([1, c.text_dim], vec![0.0; c.text_dim])?;
+        let context = self.dit.encode_context(&b.upload(&context)?)?;
+        self.dit
+            .forward(&b.upload(&latent)?, 999.0, &context, None)
+            .map(drop)?;
+        Ok(())
     }
 }

@@ -1,18 +1,15 @@
-//! The three stages in one process: prompt → umT5 → DiT sampling → VAE decode → frames.
+//! The three stages composed in one process: prompt → umT5 → DiT sampling → VAE decode → frames.
 
 use std::ops::ControlFlow;
 use std::time::Instant;
 
 use serde::Serialize;
-use turbine_models::umt5::{UmT5Encoder, UmT5Tokenizer};
-use turbine_models::vae::WanVae;
-use turbine_models::wan::{TextContext, WanModel};
-use turbine_samplers::{SeededNoise, StepEvent};
 use turbine_tensor::{Backend, HostTensor};
 
-use crate::assets::ModelSource;
-use crate::denoise::DitVelocity;
-use crate::{Error, GenerateRequest, Result};
+use crate::decode::{DecodeStage, latent_frames};
+use crate::denoise::{DenoiseStage, DenoiseStep};
+use crate::text::TextStage;
+use crate::{Error, GenerateRequest, ModelSource, Result};
 
 /// Stages of a generation, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,34 +84,20 @@ pub struct Report {
     pub timings: Timings,
 }
 
-/// The loaded models of a text-to-video pipeline.
+/// The three stages of a text-to-video pipeline, loaded and cross-checked.
 pub struct Pipeline<B: Backend> {
-    tokenizer: UmT5Tokenizer,
-    text: UmT5Encoder<B>,
-    dit: WanModel<B>,
-    vae: WanVae<B>,
-}
-
-/// An encoded prompt, ready for the DiT.
-struct Prompt<B: Backend> {
-    context: TextContext<B>,
-    tokens: usize,
-    truncated: bool,
+    text: TextStage<B>,
+    denoise: DenoiseStage<B>,
+    decode: DecodeStage<B>,
 }
 
 impl<B: Backend + Clone> Pipeline<B> {
-    /// Loads and cross-checks the three models.
+    /// Loads the three models and checks that they fit together.
     pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
-        let a = source.load()?;
-        let text = UmT5Encoder::load(backend.clone(), a.text_config, &a.text)?;
-        let dit = WanModel::load(
-            backend.clone(),
-            a.dit_config,
-            &a.dit,
-            turbine_models::wan::AttentionMode::Dense,
-        )?;
-        let vae = WanVae::load(backend, a.vae_config, &a.vae)?;
-        let (t, d, v) = (text.config(), dit.config(), vae.config());
+        let denoise = DenoiseStage::load(backend.clone(), source)?;
+        let text = TextStage::load(backend.clone(), source)?;
+        let decode = DecodeStage::load(backend, source)?;
+        let (t, d, v) = (text.config(), denoise.config(), decode.config());
         if t.d_model != d.text_dim {
             return Err(Error::Assets(format!(
                 "the text encoder outputs {} features, the DiT takes {}",
@@ -127,41 +110,23 @@ impl<B: Backend + Clone> Pipeline<B> {
                 d.in_dim, d.out_dim, v.z_dim
             )));
         }
-        if a.tokenizer.vocab_size() > t.vocab_size {
-            return Err(Error::Assets(format!(
-                "the tokenizer has {} ids, the text encoder's table {}",
-                a.tokenizer.vocab_size(),
-                t.vocab_size
-            )));
-        }
         Ok(Self {
-            tokenizer: a.tokenizer,
             text,
-            dit,
-            vae,
+            denoise,
+            decode,
         })
     }
 
-    pub fn dit(&self) -> &WanModel<B> {
-        &self.dit
+    pub fn text(&self) -> &TextStage<B> {
+        &self.text
     }
 
-    fn encode_prompt(&self, prompt: &str, field: &'static str) -> Result<Prompt<B>> {
-        let tokens = if field == "negative_prompt" && prompt.trim().is_empty() {
-            // diffusers' default unconditional prompt "": the tokenizer's output is `</s>` alone.
-            self.tokenizer.end_of_text()
-        } else {
-            self.tokenizer
-                .encode(prompt)
-                .map_err(|e| Error::invalid(field, e.to_string()))?
-        };
-        let encoded = self.text.encode(&tokens.ids)?;
-        let padded = self.text.pad_context(&encoded)?;
-        Ok(Prompt {
-            context: self.dit.encode_context(&padded)?,
-            tokens: tokens.ids.len(),
-            truncated: tokens.truncated(),
-        })
+    pub fn denoiser(&self) -> &DenoiseStage<B> {
+        &self.denoise
+    }
+
+    pub fn decoder(&self) -> &DecodeStage<B> {
+        &self.decode
     }
 
     /// Runs one text-to-video generation, handing frames to `sink` as they are decoded.
@@ -173,7 +138,6 @@ impl<B: Backend + Clone> Pipeline<B> {
     ) -> Result<Report> {
         let start = Instant::now();
         let mut timings = Timings::default();
-        self.dit.set_attention(request.attention)?;
 
         let stage = Instant::now();
         let use_negative = request.uses_negative_prompt();
@@ -181,9 +145,12 @@ impl<B: Backend + Clone> Pipeline<B> {
             stage: Stage::TextEncode,
             units: 1 + use_negative as usize,
         });
-        let positive = self.encode_prompt(&request.prompt, "prompt")?;
+        let positive = self.text.encode("prompt", &request.prompt, false)?;
         let negative = if use_negative {
-            Some(self.encode_prompt(&request.negative_prompt, "negative_prompt")?)
+            Some(
+                self.text
+                    .encode("negative_prompt", &request.negative_prompt, true)?,
+            )
         } else {
             None
         };
@@ -195,37 +162,30 @@ impl<B: Backend + Clone> Pipeline<B> {
 
         let stage = Instant::now();
         let schedule = request.sampler.schedule();
-        let latent_shape = request.shape.latent_shape(self.vae.config().z_dim);
         events(&Event::StageStarted {
             stage: Stage::Denoise,
             units: schedule.steps(),
         });
-        let mut velocity = DitVelocity {
-            model: &self.dit,
-            positive: &positive.context,
-            negative: negative.as_ref().map(|p| &p.context),
+        let positive_context = self.denoise.context("context", &positive.context)?;
+        let negative_context = match &negative {
+            Some(p) => Some(self.denoise.context("negative_context", &p.context)?),
+            None => None,
         };
-        let mut noise = SeededNoise::new(request.seed);
-        let mut last = Instant::now();
-        let mut observer = |e: &StepEvent<'_>| {
-            let seconds = last.elapsed().as_secs_f64();
-            last = Instant::now();
-            timings.steps_s.push(seconds);
+        let mut on_step = |step: &DenoiseStep<'_>| {
+            timings.steps_s.push(step.seconds);
             events(&Event::Step {
-                index: e.index,
-                total: e.total,
-                timestep: e.timestep,
-                seconds,
+                index: step.index,
+                total: step.total,
+                timestep: step.timestep,
+                seconds: step.seconds,
             });
             ControlFlow::Continue(())
         };
-        let backend = self.dit.backend().clone();
-        let latents = request.sampler.sample(
-            &backend,
-            &mut velocity,
-            &latent_shape,
-            &mut noise,
-            &mut observer,
+        let latents = self.denoise.denoise(
+            request,
+            &positive_context,
+            negative_context.as_ref(),
+            &mut on_step,
         )?;
         timings.denoise_s = stage.elapsed().as_secs_f64();
         events(&Event::StageFinished {
@@ -239,10 +199,10 @@ impl<B: Backend + Clone> Pipeline<B> {
             stage: Stage::VaeDecode,
             units: total_frames,
         });
-        let latents = backend.upload(&latents.to_host_tensor())?;
+        let mut session = self.decode.session();
         let mut done = 0;
-        for chunk in self.vae.decode_stream(&latents)? {
-            let frames = backend.download(&chunk?)?;
+        for latent_frame in latent_frames(&latents)? {
+            let frames = session.push(&latent_frame)?;
             done += frames.shape[1];
             let sink_start = Instant::now();
             sink.push(&frames).map_err(Error::Output)?;
@@ -262,7 +222,7 @@ impl<B: Backend + Clone> Pipeline<B> {
             frames: done,
             width: request.shape.width(),
             height: request.shape.height(),
-            latent_shape,
+            latent_shape: self.denoise.latent_shape(&request.shape),
             seed: request.seed,
             timesteps: schedule.timesteps().to_vec(),
             prompt_tokens: positive.tokens,

@@ -3,9 +3,10 @@
 
 use bytes::{Bytes, BytesMut};
 use half::{bf16, f16};
-use tonic::Status;
 use turbine_proto::v1::{Dtype as WireDType, TensorChunk};
 use turbine_tensor::{HostData, HostTensor};
+
+use crate::{Error, Result};
 
 /// Largest `data` of one chunk: well under gRPC's common 4 MiB message limit, large enough that
 /// per-message overhead is negligible for GPU-sized tensors.
@@ -34,7 +35,7 @@ fn elem_size(dtype: WireDType) -> Option<usize> {
 
 impl WireTensor {
     /// A float tensor in its storage dtype (int8 tensors never travel).
-    pub fn from_host(t: &HostTensor) -> Result<Self, Status> {
+    pub fn from_host(t: &HostTensor) -> Result<Self> {
         let (dtype, data): (WireDType, Vec<u8>) = match &t.data {
             HostData::F32(v) => (
                 WireDType::F32,
@@ -48,7 +49,14 @@ impl WireTensor {
                 WireDType::F16,
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             ),
-            HostData::I8(_) => return Err(Status::internal("int8 tensors are not sent over gRPC")),
+            // Int8 weights never travel; asking to send one is a bug of the caller.
+            HostData::I8(_) => {
+                let e = turbine_tensor::Error::DType {
+                    op: "sending a tensor over gRPC",
+                    dtype: turbine_tensor::DType::I8,
+                };
+                return Err(turbine_pipeline::Error::Tensor(e).into());
+            }
         };
         Ok(Self {
             dtype,
@@ -67,7 +75,7 @@ impl WireTensor {
     }
 
     /// The tensor as host data (u8 is refused: callers of frames read `data` directly).
-    pub fn to_host(&self) -> Result<HostTensor, Status> {
+    pub fn to_host(&self, field: &'static str) -> Result<HostTensor> {
         let b = &self.data;
         let data = match self.dtype {
             WireDType::F32 => HostData::F32(
@@ -86,14 +94,13 @@ impl WireTensor {
                     .collect(),
             ),
             WireDType::U8 | WireDType::Unspecified => {
-                return Err(Status::invalid_argument(format!(
-                    "tensor dtype {:?} is not a float type",
-                    self.dtype
-                )));
+                return Err(Error::invalid(
+                    field,
+                    format!("dtype {:?} is not a float type", self.dtype),
+                ));
             }
         };
-        HostTensor::new(self.shape.clone(), data)
-            .map_err(|e| Status::invalid_argument(e.to_string()))
+        HostTensor::new(self.shape.clone(), data).map_err(|e| Error::invalid(field, e.to_string()))
     }
 
     /// The chunks that carry this tensor under `name` (at least one, even when empty).
@@ -121,6 +128,8 @@ impl WireTensor {
 #[derive(Debug)]
 pub struct TensorAssembler {
     field: &'static str,
+    /// When set, every chunk must carry this name.
+    name: Option<&'static str>,
     header: Option<(String, WireDType, Vec<usize>, usize)>,
     data: BytesMut,
 }
@@ -129,17 +138,31 @@ impl TensorAssembler {
     pub fn new(field: &'static str) -> Self {
         Self {
             field,
+            name: None,
             header: None,
             data: BytesMut::new(),
         }
     }
 
-    fn invalid(&self, msg: impl std::fmt::Display) -> Status {
-        Status::invalid_argument(format!("{}: {msg}", self.field))
+    /// An assembler that also requires every chunk to be named `name` (which names the field).
+    pub fn named(name: &'static str) -> Self {
+        Self {
+            name: Some(name),
+            ..Self::new(name)
+        }
+    }
+
+    fn invalid(&self, msg: impl std::fmt::Display) -> Error {
+        Error::invalid(self.field, msg.to_string())
     }
 
     /// Adds a chunk; returns the whole tensor once its last byte has arrived.
-    pub fn push(&mut self, chunk: TensorChunk) -> Result<Option<WireTensor>, Status> {
+    pub fn push(&mut self, chunk: TensorChunk) -> Result<Option<WireTensor>> {
+        if let Some(name) = self.name
+            && chunk.name != name
+        {
+            return Err(self.invalid(format!("chunk named {:?}, expected {name:?}", chunk.name)));
+        }
         let dtype = WireDType::try_from(chunk.dtype)
             .ok()
             .filter(|d| *d != WireDType::Unspecified)
@@ -204,7 +227,7 @@ impl TensorAssembler {
     }
 
     /// Errors if a tensor was begun but not finished (the stream ended early).
-    pub fn finish(&self) -> Result<(), Status> {
+    pub fn finish(&self) -> Result<()> {
         match &self.header {
             Some((_, _, shape, total)) => Err(self.invalid(format!(
                 "stream ended after {} of {total} bytes of shape {shape:?}",
@@ -213,6 +236,26 @@ impl TensorAssembler {
             None => Ok(()),
         }
     }
+}
+
+/// Reads a stream that carries exactly one tensor named `name`, then ends.
+pub async fn read_tensor(
+    input: &mut tonic::Streaming<TensorChunk>,
+    name: &'static str,
+) -> Result<WireTensor> {
+    let mut assembler = TensorAssembler::named(name);
+    let mut tensor = None;
+    while let Some(chunk) = input.message().await.map_err(Error::RequestStream)? {
+        if tensor.is_some() {
+            return Err(Error::invalid(
+                name,
+                "the stream carries more than one tensor",
+            ));
+        }
+        tensor = assembler.push(chunk)?;
+    }
+    assembler.finish()?;
+    tensor.ok_or_else(|| Error::invalid(name, "the stream ended before any chunk"))
 }
 
 #[cfg(test)]
@@ -237,7 +280,7 @@ mod tests {
             out = asm.push(c).unwrap();
         }
         asm.finish().unwrap();
-        assert_eq!(out.unwrap().to_host().unwrap(), t);
+        assert_eq!(out.unwrap().to_host("x").unwrap(), t);
     }
 
     #[test]
@@ -293,11 +336,13 @@ mod tests {
         ];
         for (stream, needle) in cases {
             let mut asm = TensorAssembler::new("context");
-            let err = stream
-                .into_iter()
-                .map(|c| asm.push(c))
-                .find_map(Result::err)
-                .unwrap();
+            let err = tonic::Status::from(
+                stream
+                    .into_iter()
+                    .map(|c| asm.push(c))
+                    .find_map(Result::err)
+                    .unwrap(),
+            );
             assert_eq!(err.code(), tonic::Code::InvalidArgument);
             assert!(
                 err.message().starts_with("context: ") && err.message().contains(needle),

@@ -1,0 +1,207 @@
+//! `turbine.v1.Denoiser`: text contexts and a seed in, step progress (and previews) and latent
+//! frames out.
+//!
+//! Concurrency: the replica samples one generation at a time (the accelerator is the unit);
+//! further calls wait FIFO, at most `--max-waiting` of them, and past that are refused with
+//! RESOURCE_EXHAUSTED. A waiting call whose client leaves never runs.
+//!
+//! Cancellation: a client that cancels or disconnects is noticed at the next step boundary —
+//! the progress send fails, or the request stream reports a reset — and sampling stops there,
+//! within one step.
+
+mod inputs;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+use turbine_pipeline::{DenoiseStage, DenoiseStep, ModelSource, latent_frames};
+use turbine_proto::v1::denoiser_server::{Denoiser, DenoiserServer};
+use turbine_proto::v1::{DenoiseEvent, DenoiseInput, Preview, StepProgress, denoise_event};
+use turbine_rpc::server::{MAX_MESSAGE_BYTES, Service};
+use turbine_rpc::stream::{ResponseStream, Sink};
+use turbine_rpc::tensor::WireTensor;
+use turbine_rpc::worker::Worker;
+use turbine_rpc::{Error, Result};
+use turbine_telemetry::{Metrics, Stage};
+use turbine_tensor::{Backend, CpuBackend};
+
+use crate::inputs::{Inputs, read_inputs, watch_for_reset};
+
+/// The fully qualified service name, for health checks.
+pub const SERVICE_NAME: &str = turbine_proto::v1::denoiser_server::SERVICE_NAME;
+
+/// Events buffered ahead of the client. Small, so a client that stops reading holds sampling
+/// back instead of letting it run ahead into a buffer nobody drains.
+const BUFFER: usize = 4;
+
+pub type Model = DenoiseStage<CpuBackend>;
+
+/// Loads the DiT and warms it up (the worker's load step).
+pub fn load(source: &ModelSource) -> Result<Model> {
+    let stage = DenoiseStage::load(CpuBackend, source)?;
+    stage.warm_up()?;
+    Ok(stage)
+}
+
+#[derive(Clone)]
+pub struct DenoiserService {
+    worker: Worker<Model>,
+    metrics: Metrics,
+    steps: Arc<AtomicU64>,
+}
+
+impl DenoiserService {
+    pub fn new(worker: Worker<Model>, metrics: Metrics) -> Self {
+        Self {
+            worker,
+            metrics,
+            steps: Arc::default(),
+        }
+    }
+
+    /// Denoising steps this replica has run, cancelled calls included (each is also one
+    /// observation of `turbine_step_seconds`).
+    pub fn steps_run(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
+    }
+
+    /// No generation is running or waiting.
+    pub fn is_idle(&self) -> bool {
+        self.worker.is_idle()
+    }
+
+    /// The service with its message limits, health name and readiness, ready to serve.
+    pub fn into_service(self) -> Service {
+        let worker = self.worker.clone();
+        let server = DenoiserServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Service {
+            name: SERVICE_NAME,
+            routes: tonic::service::Routes::new(server),
+            ready: Box::pin(async move { worker.ready().await }),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Denoiser for DenoiserService {
+    type DenoiseStream = ResponseStream<DenoiseEvent>;
+
+    async fn denoise(
+        &self,
+        request: Request<Streaming<DenoiseInput>>,
+    ) -> std::result::Result<Response<Self::DenoiseStream>, Status> {
+        let mut input = request.into_inner();
+        let inputs = read_inputs(&mut input).await?;
+        let reset = Arc::new(AtomicBool::new(false));
+        let job_reset = reset.clone();
+        let (metrics, steps) = (self.metrics.clone(), self.steps.clone());
+        let stream = self.worker.stream(BUFFER, move |stage: &mut Model, sink| {
+            let record = Record {
+                metrics: &metrics,
+                steps: &steps,
+            };
+            sample(stage, sink, inputs, &job_reset, record)
+        })?;
+        tokio::spawn(watch_for_reset(input, reset).in_current_span());
+        Ok(Response::new(stream))
+    }
+}
+
+/// Where a call's steps are counted.
+struct Record<'a> {
+    metrics: &'a Metrics,
+    steps: &'a AtomicU64,
+}
+
+fn event(kind: denoise_event::Kind) -> DenoiseEvent {
+    DenoiseEvent { kind: Some(kind) }
+}
+
+/// The model-thread half of a call: sampling with progress and previews, then the latents.
+fn sample(
+    stage: &mut Model,
+    sink: &Sink<DenoiseEvent>,
+    inputs: Inputs,
+    reset: &AtomicBool,
+    record: Record<'_>,
+) -> Result<()> {
+    let Inputs {
+        request,
+        previews,
+        context,
+        negative_context,
+    } = inputs;
+    let upload = |t| {
+        stage
+            .backend()
+            .upload(t)
+            .map_err(turbine_pipeline::Error::from)
+    };
+    let context = stage.context("context", &upload(&context)?)?;
+    let negative_context = match &negative_context {
+        Some(t) => Some(stage.context("negative_context", &upload(t)?)?),
+        None => None,
+    };
+    let mut stopped_at = None;
+    let started = Instant::now();
+    let mut observer = |step: &DenoiseStep<'_>| {
+        record.steps.fetch_add(1, Ordering::Relaxed);
+        record
+            .metrics
+            .observe_step(Duration::from_secs_f64(step.seconds));
+        let progress = event(denoise_event::Kind::Progress(StepProgress {
+            step: step.index as u32,
+            total: step.total as u32,
+            timestep: step.timestep,
+            seconds: step.seconds,
+        }));
+        let mut delivered = !reset.load(Ordering::Relaxed) && sink.send(progress).is_ok();
+        if delivered && previews {
+            // Previews are a courtesy: one that cannot be drawn is logged, not fatal.
+            match step.preview() {
+                Ok(p) => {
+                    delivered = sink
+                        .send(event(denoise_event::Kind::Preview(Preview {
+                            step: step.index as u32,
+                            width: p.width,
+                            height: p.height,
+                            png: p.png.into(),
+                        })))
+                        .is_ok();
+                }
+                Err(e) => tracing::warn!(error = %e, "no preview"),
+            }
+        }
+        if delivered {
+            ControlFlow::Continue(())
+        } else {
+            stopped_at = Some((step.index + 1, step.total));
+            ControlFlow::Break(())
+        }
+    };
+    let latents = stage.denoise(&request, &context, negative_context.as_ref(), &mut observer);
+    if let Some((done, total)) = stopped_at {
+        tracing::info!(
+            done,
+            total,
+            "client left: sampling stopped after {done} of {total} steps"
+        );
+        return Err(Error::ClientGone);
+    }
+    let latents = latents?;
+    record
+        .metrics
+        .observe_stage(Stage::Denoise, started.elapsed());
+    for frame in latent_frames(&latents)? {
+        for chunk in WireTensor::from_host(&frame)?.chunks("latent_frame") {
+            sink.send(event(denoise_event::Kind::Latent(chunk)))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `turbine-denoiser`: the DiT sampling stage as a gRPC server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use turbine_denoiser::{DenoiserService, load};
+use turbine_pipeline::ModelSource;
+use turbine_rpc::server::{ModelArgs, ServeArgs, run};
+use turbine_rpc::worker::Worker;
+
+/// Serves turbine.v1.Denoiser: text contexts + seed -> latents, with step progress and previews.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "TURBINE_LISTEN", default_value = "0.0.0.0:50062")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// DiT weights (a `.safetensors`, a sharded `*.index.json`, or a folder) instead of the model
+    /// folder's, e.g. a converted TurboWan checkpoint.
+    #[arg(long, env = "TURBINE_DIT", requires = "model_dir")]
+    dit: Option<PathBuf>,
+    /// DiT shape when the weights come without `config.json`: 1.3b, 14b, i2v-a14b.
+    #[arg(long, env = "TURBINE_DIT_PRESET", requires = "model_dir")]
+    dit_preset: Option<String>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+impl Args {
+    fn source(&self) -> ModelSource {
+        match self.model.source() {
+            ModelSource::Files(mut files) => {
+                if let Some(dit) = &self.dit {
+                    files.dit = dit.clone();
+                }
+                files.dit_preset = self.dit_preset.clone();
+                ModelSource::Files(files)
+            }
+            ModelSource::Tiny => ModelSource::Tiny,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let source = args.source();
+    run(args.listen, &args.serve, |metrics| {
+        let worker = Worker::spawn("denoiser", args.serve.max_waiting, move || load(&source));
+        DenoiserService::new(worker, metrics.clone()).into_service()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_consistent_and_a_model_is_required() {
+        Args::command().debug_assert();
+        assert!(Args::try_parse_from(["turbine-denoiser"]).is_err());
+        assert!(Args::try_parse_from(["turbine-denoiser", "--tiny", "--model-dir", "/m"]).is_err());
+        let args =
+            Args::try_parse_from(["turbine-denoiser", "--tiny", "--drain-timeout", "2.5"]).unwrap();
+        assert_eq!(args.serve.drain_timeout.as_millis(), 2500);
+        assert!(
+            Args::try_parse_from(["turbine-denoiser", "--tiny", "--drain-timeout", "-1"]).is_err()
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! One job through the stages: text encoding (through the embedding cache), then denoising,
+//! VAE decoding and H.264 encoding running as a pipeline — latent frames go to the VAE as the
+//! denoiser streams them, video frames to the encoder as the VAE decodes them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info_span};
+use turbine_proto::v1::{Artifact, DenoiseSetup, JobPreview, Progress, Stage, StageTiming};
+
+use turbine_telemetry::{Metrics, Stage as TelemetryStage};
+
+use crate::cache::PromptCache;
+use crate::error::{Error, Result};
+use crate::params::ValidParams;
+use crate::queue::{Assignment, Outcome, Queue, Update};
+use crate::stages::{DenoiseInput, DenoiseUpdate, EncodedPrompt, LatentLog, Stages};
+use crate::video::VideoWriter;
+
+/// What every job of this orchestrator shares.
+#[derive(Debug)]
+pub struct JobContext<S> {
+    pub stages: S,
+    pub cache: PromptCache,
+    pub metrics: Metrics,
+}
+
+/// Takes jobs from the queue one at a time until the queue drains for shutdown.
+pub async fn worker<S: Stages>(queue: Queue, context: Arc<JobContext<S>>) {
+    while let Some(assignment) = queue.next().await {
+        let job_id = assignment.job_id.clone();
+        let span = assignment.span.clone();
+        let outcome = run(&context, &queue, assignment).instrument(span).await;
+        queue.finish(&job_id, outcome).await;
+    }
+}
+
+async fn run<S: Stages>(context: &JobContext<S>, queue: &Queue, job: Assignment) -> Outcome {
+    let cancel = job.cancel.clone();
+    tokio::select! {
+        // Dropping the stage future drops its gRPC calls, which cancels them on the stage side
+        // (the denoiser stops at its next step boundary) and stops the video writer.
+        () = cancel.cancelled() => Outcome::Cancelled,
+        result = stages(context, queue, &job) => result.unwrap_or_else(Outcome::Failed),
+    }
+}
+
+async fn stages<S: Stages>(
+    context: &JobContext<S>,
+    queue: &Queue,
+    job: &Assignment,
+) -> Result<Outcome> {
+    let id = job.job_id.as_str();
+    let params = &job.params;
+    let video = params.video;
+    let mut timings = Vec::new();
+
+    queue.update(id, Update::Stage(Stage::TextEncode)).await;
+    let start = Instant::now();
+    let (prompt, negative) = context
+        .encode_prompts(params)
+        .instrument(info_span!("text_encode"))
+        .await?;
+    timings.push(context.timing(Stage::TextEncode, start.elapsed()));
+
+    queue.update(id, Update::Stage(Stage::Denoise)).await;
+    let denoise_start = Instant::now();
+    let input = DenoiseInput {
+        video,
+        setup: DenoiseSetup {
+            params: Some(params.resolved.clone()),
+            seed: params.seed,
+        },
+        context: prompt,
+        negative,
+    };
+    let latents = LatentLog::new(video.latent_frames());
+    let (updates_tx, mut updates_rx) = mpsc::channel(16);
+    let (frames_tx, mut frames_rx) = mpsc::channel(2);
+    let mut writer = VideoWriter::spawn(job.partial_path.clone(), video, params.fps);
+    let pixel_frames = f64::from(video.width) * f64::from(video.height) * f64::from(video.frames);
+    let tail_estimate_s = job.tail_rate.map_or(0.0, |rate| rate * pixel_frames);
+
+    let denoise = async {
+        let updates_tx = updates_tx;
+        context
+            .stages
+            .denoise(&input, &updates_tx, &latents)
+            .instrument(info_span!("denoise"))
+            .await?;
+        Ok::<_, Error>(denoise_start.elapsed())
+    };
+    let progress = async {
+        let mut clock = StepClock::default();
+        while let Some(update) = updates_rx.recv().await {
+            let update = match update {
+                DenoiseUpdate::Step(step) => {
+                    clock.record(step.seconds);
+                    if let Ok(seconds) = Duration::try_from_secs_f64(step.seconds) {
+                        context.metrics.observe_step(seconds);
+                    }
+                    let remaining = step.total.saturating_sub(step.step + 1);
+                    Update::Progress(Progress {
+                        step: step.step,
+                        total: step.total,
+                        timestep: step.timestep,
+                        eta_seconds: clock.mean_s() * f64::from(remaining) + tail_estimate_s,
+                    })
+                }
+                DenoiseUpdate::Preview(p) => Update::Preview(JobPreview {
+                    step: p.step,
+                    width: p.width,
+                    height: p.height,
+                    png: p.png,
+                }),
+                DenoiseUpdate::Restarted => {
+                    clock = StepClock::default();
+                    continue;
+                }
+            };
+            queue.update(id, update).await;
+        }
+        Ok::<_, Error>(())
+    };
+    let decode = async {
+        let frames_tx = frames_tx;
+        // The VAE call opens with the first latent frame, so its deadline covers decoding only.
+        latents.get(0).await;
+        queue.update(id, Update::Stage(Stage::VaeDecode)).await;
+        let start = Instant::now();
+        context
+            .stages
+            .decode(video, &latents, &frames_tx)
+            .instrument(info_span!("vae_decode"))
+            .await?;
+        Ok::<_, Error>(start.elapsed())
+    };
+    let write = async {
+        let mut written = 0u32;
+        while let Some(decoded) = frames_rx.recv().await {
+            let n = decoded.frames.shape.get(1).map_or(0, |&n| n as u32);
+            if decoded.first_frame + n <= written {
+                continue; // replayed by a retried decode call
+            }
+            if decoded.first_frame != written {
+                return Err(Error::StageProtocol {
+                    stage: Stage::VaeDecode,
+                    message: format!(
+                        "frames from {} on after {written} frames",
+                        decoded.first_frame
+                    ),
+                });
+            }
+            writer.push(decoded.frames).await?;
+            written += n;
+        }
+        Ok(())
+    };
+    let (denoise_time, (), decode_time, ()) = tokio::try_join!(denoise, progress, decode, write)?;
+    let sampled_at = denoise_start + denoise_time;
+    timings.push(context.timing(Stage::Denoise, denoise_time));
+    timings.push(context.timing(Stage::VaeDecode, decode_time));
+
+    queue.update(id, Update::Stage(Stage::EncodeVideo)).await;
+    let written = writer
+        .finish()
+        .instrument(info_span!("encode_video"))
+        .await?;
+    timings.push(context.timing(Stage::EncodeVideo, Duration::from_secs_f64(written.busy_s)));
+    if let Err(e) = tokio::fs::rename(&job.partial_path, &job.artifact_path).await {
+        let _ = tokio::fs::remove_file(&job.partial_path).await;
+        return Err(Error::io("storing the artifact", e));
+    }
+    Ok(Outcome::Succeeded {
+        artifact: Artifact {
+            mime_type: "video/mp4".into(),
+            size_bytes: written.info.bytes,
+            frames: written.info.frames as u32,
+            width: video.width,
+            height: video.height,
+            fps: params.fps,
+        },
+        timings,
+        tail_s: sampled_at.elapsed().as_secs_f64(),
+    })
+}
+
+impl<S: Stages> JobContext<S> {
+    /// The prompt's context and, when guidance needs it, the negative prompt's, in parallel.
+    async fn encode_prompts(
+        &self,
+        params: &ValidParams,
+    ) -> Result<(Arc<EncodedPrompt>, Option<Arc<EncodedPrompt>>)> {
+        let negative = async {
+            if params.uses_negative {
+                // allow_empty: an empty negative prompt is the unconditional `</s>`
+                // (diffusers' default, as the embedded pipeline encodes it).
+                self.encode(params.negative_prompt(), true).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        tokio::try_join!(self.encode(params.prompt(), false), negative)
+    }
+
+    /// The prompt's embedding, from the cache when this prompt was encoded recently.
+    async fn encode(&self, prompt: &str, allow_empty: bool) -> Result<Arc<EncodedPrompt>> {
+        let key = (prompt.to_string(), allow_empty);
+        if let Some(hit) = self.cache.get(&key) {
+            debug!(allow_empty, "prompt embedding from the cache");
+            return Ok(hit);
+        }
+        let encoded = Arc::new(self.stages.encode(prompt, allow_empty).await?);
+        self.cache.insert(key, encoded.clone());
+        Ok(encoded)
+    }
+
+    /// A stage's time, for the job record and the `stage_seconds` histogram.
+    fn timing(&self, stage: Stage, elapsed: Duration) -> StageTiming {
+        let label = match stage {
+            Stage::TextEncode => Some(TelemetryStage::TextEncode),
+            Stage::Denoise => Some(TelemetryStage::Denoise),
+            Stage::VaeDecode => Some(TelemetryStage::VaeDecode),
+            Stage::EncodeVideo => Some(TelemetryStage::VideoEncode),
+            Stage::Unspecified => None,
+        };
+        if let Some(label) = label {
+            self.metrics.observe_stage(label, elapsed);
+        }
+        StageTiming {
+            stage: stage as i32,
+            seconds: elapsed.as_secs_f64(),
+        }
+    }
+}
+
+/// Mean measured step time of the current denoise attempt.
+#[derive(Debug, Default)]
+struct StepClock {
+    steps: u32,
+    total_s: f64,
+}
+
+impl StepClock {
+    fn record(&mut self, seconds: f64) {
+        if seconds.is_finite() && seconds >= 0.0 {
+            self.steps += 1;
+            self.total_s += seconds;
+        }
+    }
+
+    fn mean_s(&self) -> f64 {
+        if self.steps == 0 {
+            0.0
+        } else {
+            self.total_s / f64::from(self.steps)
+        }
+    }
+}

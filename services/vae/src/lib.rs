@@ -1,0 +1,173 @@
+//! `turbine.v1.Vae`: latent frames to u8 video frames as each is decoded, and u8 video to
+//! normalized latents.
+//!
+//! Frames leave as u8 RGB planes quantized by [`turbine_pipeline::rgb::to_u8`], the formula
+//! turbine-media applies before its colour conversion, so an MP4 written from these frames has
+//! the same bytes as one written in process. Video coming in is widened with
+//! [`turbine_pipeline::rgb::from_u8`], its exact inverse on the 256 codes.
+//!
+//! One call runs at a time (a decode holds the model for its whole stream, since its causal
+//! caches live between latent frames); further calls wait FIFO up to `--max-waiting`, then get
+//! RESOURCE_EXHAUSTED.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+use turbine_pipeline::rgb::{dequantize_frames, quantize_frames};
+use turbine_pipeline::{DecodeStage, ModelSource};
+use turbine_proto::v1::vae_server::{Vae, VaeServer};
+use turbine_proto::v1::{DecodedFrames, Dtype, TensorChunk};
+use turbine_rpc::server::{MAX_MESSAGE_BYTES, Service};
+use turbine_rpc::stream::{ResponseStream, Sink};
+use turbine_rpc::tensor::{TensorAssembler, WireTensor, read_tensor};
+use turbine_rpc::worker::Worker;
+use turbine_rpc::{Error, Result};
+use turbine_telemetry::{Metrics, Stage};
+use turbine_tensor::{CpuBackend, HostTensor};
+
+/// The fully qualified service name, for health checks.
+pub const SERVICE_NAME: &str = turbine_proto::v1::vae_server::SERVICE_NAME;
+
+/// Response messages buffered ahead of the client.
+const BUFFER: usize = 8;
+/// Latent frames read ahead of the decoder.
+const READ_AHEAD: usize = 2;
+
+pub type Model = DecodeStage<CpuBackend>;
+
+/// Loads the VAE and warms it up (the worker's load step).
+pub fn load(source: &ModelSource) -> Result<Model> {
+    let stage = DecodeStage::load(CpuBackend, source)?;
+    stage.warm_up()?;
+    Ok(stage)
+}
+
+#[derive(Clone)]
+pub struct VaeService {
+    worker: Worker<Model>,
+    metrics: Metrics,
+}
+
+impl VaeService {
+    pub fn new(worker: Worker<Model>, metrics: Metrics) -> Self {
+        Self { worker, metrics }
+    }
+
+    /// The service with its message limits, health name and readiness, ready to serve.
+    pub fn into_service(self) -> Service {
+        let worker = self.worker.clone();
+        let server = VaeServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Service {
+            name: SERVICE_NAME,
+            routes: tonic::service::Routes::new(server),
+            ready: Box::pin(async move { worker.ready().await }),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Vae for VaeService {
+    type DecodeStream = ResponseStream<DecodedFrames>;
+    type EncodeStream = ResponseStream<TensorChunk>;
+
+    async fn decode(
+        &self,
+        request: Request<Streaming<TensorChunk>>,
+    ) -> std::result::Result<Response<Self::DecodeStream>, Status> {
+        let (latents, incoming) = mpsc::channel(READ_AHEAD);
+        let metrics = self.metrics.clone();
+        let stream = self.worker.stream(BUFFER, move |stage: &mut Model, sink| {
+            let compute = decode(stage, sink, incoming)?;
+            metrics.observe_stage(Stage::VaeDecode, compute);
+            Ok(())
+        })?;
+        tokio::spawn(read_latent_frames(request.into_inner(), latents).in_current_span());
+        Ok(Response::new(stream))
+    }
+
+    async fn encode(
+        &self,
+        request: Request<Streaming<TensorChunk>>,
+    ) -> std::result::Result<Response<Self::EncodeStream>, Status> {
+        let video = read_tensor(&mut request.into_inner(), "video").await?;
+        if video.dtype != Dtype::U8 {
+            return Err(
+                Error::invalid("video", format!("dtype {:?} must be U8", video.dtype)).into(),
+            );
+        }
+        let stream = self.worker.stream(BUFFER, move |stage: &mut Model, sink| {
+            let latents = stage.encode(&dequantize_frames(&video.shape, &video.data)?)?;
+            for chunk in WireTensor::from_host(&latents)?.chunks("latents") {
+                sink.send(chunk)?;
+            }
+            Ok(())
+        })?;
+        Ok(Response::new(stream))
+    }
+}
+
+/// Feeds complete latent frames to the decoder as their last chunk arrives; a malformed stream
+/// hands the decoder its error instead.
+async fn read_latent_frames(
+    mut input: Streaming<TensorChunk>,
+    latents: mpsc::Sender<Result<HostTensor>>,
+) {
+    let mut assembler = TensorAssembler::named("latent_frame");
+    loop {
+        let item = match input.message().await {
+            Ok(Some(chunk)) => match assembler.push(chunk) {
+                Ok(Some(frame)) => frame.to_host("latent_frame"),
+                Ok(None) => continue,
+                Err(e) => Err(e),
+            },
+            // The end of the stream ends the decode, unless it cut a frame short.
+            Ok(None) => match assembler.finish() {
+                Ok(()) => return,
+                Err(e) => Err(e),
+            },
+            Err(status) => Err(Error::RequestStream(status)),
+        };
+        let failed = item.is_err();
+        if latents.send(item).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The model-thread half of `Decode`: one decode session over the incoming latent frames.
+/// Returns the time spent decoding, without the waits for latent frames.
+fn decode(
+    stage: &mut Model,
+    sink: &Sink<DecodedFrames>,
+    mut latents: mpsc::Receiver<Result<HostTensor>>,
+) -> Result<Duration> {
+    let mut session = stage.session();
+    let mut first_frame = 0;
+    let mut compute = Duration::ZERO;
+    while let Some(latent) = latents.blocking_recv() {
+        let latent = latent?;
+        let started = Instant::now();
+        let frames = session.push(&latent)?;
+        compute += started.elapsed();
+        let count = frames.shape[1] as u32;
+        let wire = WireTensor::from_u8(frames.shape.clone(), quantize_frames(&frames)?);
+        for chunk in wire.chunks("frames") {
+            sink.send(DecodedFrames {
+                first_frame,
+                frames: Some(chunk),
+            })?;
+        }
+        first_frame += count;
+    }
+    if first_frame == 0 {
+        return Err(Error::invalid(
+            "latent_frame",
+            "the stream carried no latent frame",
+        ));
+    }
+    Ok(compute)
+}

@@ -1,0 +1,141 @@
+//! The VAE stage: latent frames to video frames as each arrives, and video to latents.
+
+use turbine_models::vae::{DecodeSession, WanVae, WanVaeConfig};
+use turbine_tensor::{Backend, HostTensor};
+
+use crate::request::{FRAME_STRIDE, MAX_FRAMES, MAX_SIDE};
+use crate::{Error, ModelSource, Result};
+
+/// The loaded Wan VAE.
+pub struct DecodeStage<B: Backend> {
+    vae: WanVae<B>,
+}
+
+/// A decode whose latent frames arrive one at a time: the VAE's causal caches between them.
+pub struct FrameDecoder<'a, B: Backend> {
+    session: DecodeSession<'a, B>,
+    backend: &'a B,
+    z_dim: usize,
+    /// Largest latent side: [`MAX_SIDE`] pixels.
+    max_grid: usize,
+    /// `[h, w]` of the first latent frame; later ones must match.
+    grid: Option<[usize; 2]>,
+}
+
+impl<B: Backend> DecodeStage<B> {
+    pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
+        let (config, store) = source.vae()?;
+        Ok(Self {
+            vae: WanVae::load(backend, config, &store)?,
+        })
+    }
+
+    pub fn config(&self) -> &WanVaeConfig {
+        self.vae.config()
+    }
+
+    pub fn backend(&self) -> &B {
+        self.vae.backend()
+    }
+
+    pub fn session(&self) -> FrameDecoder<'_, B> {
+        FrameDecoder {
+            session: self.vae.decode_session(),
+            backend: self.vae.backend(),
+            z_dim: self.vae.config().z_dim,
+            max_grid: MAX_SIDE as usize / self.vae.config().spatial_factor(),
+            grid: None,
+        }
+    }
+
+    /// Encodes `video: [3, 1 + 4k, H, W]` in [−1, 1] (H, W multiples of the VAE's 8) into
+    /// normalized latents `[z_dim, 1 + k, H/8, W/8]`, the posterior mean.
+    pub fn encode(&self, video: &HostTensor) -> Result<HostTensor> {
+        let sf = self.vae.config().spatial_factor();
+        let frames_ok = |f: usize| f >= 1 && (f - 1).is_multiple_of(FRAME_STRIDE as usize);
+        let side_ok = |s: usize| s > 0 && s.is_multiple_of(sf) && s <= MAX_SIDE as usize;
+        match video.shape[..] {
+            [3, f, h, w]
+                if frames_ok(f) && f <= MAX_FRAMES as usize && side_ok(h) && side_ok(w) => {}
+            _ => {
+                return Err(Error::invalid(
+                    "video",
+                    format!(
+                        "shape {:?} must be [3, 4k+1 <= {MAX_FRAMES}, H, W] with H and W positive multiples of {sf}, at most {MAX_SIDE}",
+                        video.shape
+                    ),
+                ));
+            }
+        }
+        let b = self.vae.backend();
+        Ok(b.download(&self.vae.encode(&b.upload(video)?)?)?)
+    }
+
+    /// Decodes and encodes the smallest inputs once, so the first request pays no one-time costs
+    /// and a broken model fails before serving.
+    pub fn warm_up(&self) -> Result<()> {
+        let z = self.vae.config().z_dim;
+        let sf = self.vae.config().spatial_factor();
+        self.session()
+            .push(&HostTensor::from_f32([z, 1, 1, 1], vec![0.0; z])?)?;
+        self.encode(&HostTensor::from_f32(
+            [3, 1, sf, sf],
+            vec![0.0; 3 * sf * sf],
+        )?)
+        .map(drop)
+    }
+}
+
+impl<B: Backend> FrameDecoder<'_, B> {
+    /// Decodes the next latent frame `[z_dim, 1, h, w]` into video frames `[3, n, 8h, 8w]` in
+    /// [−1, 1]: n = 1 for the first latent frame, 4 for each later one.
+    pub fn push(&mut self, latent_frame: &HostTensor) -> Result<HostTensor> {
+        let max = self.max_grid;
+        let grid = match latent_frame.shape[..] {
+            [z, 1, h, w] if z == self.z_dim && (1..=max).contains(&h) && (1..=max).contains(&w) => {
+                [h, w]
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "latent_frame",
+                    format!(
+                        "shape {:?} must be [{}, 1, h, w] with h and w in 1..={max}",
+                        latent_frame.shape, self.z_dim
+                    ),
+                ));
+            }
+        };
+        if let Some(first) = self.grid
+            && first != grid
+        {
+            return Err(Error::invalid(
+                "latent_frame",
+                format!("{grid:?} differs from the first frame's {first:?}"),
+            ));
+        }
+        self.grid = Some(grid);
+        let b = self.backend;
+        Ok(b.download(&self.session.push(&b.upload(latent_frame)?)?)?)
+    }
+}
+
+/// Latents `[C, T, h, w]` as their T latent frames `[C, 1, h, w]`, in order.
+pub fn latent_frames(latents: &HostTensor) -> Result<Vec<HostTensor>> {
+    let [c, t, h, w] = latents.shape[..] else {
+        return Err(Error::invalid(
+            "latents",
+            format!("shape {:?} must be [C, T, h, w]", latents.shape),
+        ));
+    };
+    let data = latents.to_f32_vec();
+    let plane = h * w;
+    (0..t)
+        .map(|i| {
+            let frame = (0..c)
+                .flat_map(|ch| &data[(ch * t + i) * plane..][..plane])
+                .copied()
+                .collect();
+            Ok(HostTensor::from_f32([c, 1, h, w], frame)?)
+        })
+        .collect()
+}

@@ -1,0 +1,78 @@
+//! The text stage: prompt → tokens → umT5 → the padded context the DiT cross-attends to.
+
+use turbine_models::umt5::{UmT5Config, UmT5Encoder, UmT5Tokenizer};
+use turbine_tensor::Backend;
+
+use crate::{Error, ModelSource, Result};
+
+/// The tokenizer and umT5 encoder.
+pub struct TextStage<B: Backend> {
+    tokenizer: UmT5Tokenizer,
+    encoder: UmT5Encoder<B>,
+}
+
+/// An encoded prompt.
+pub struct EncodedPrompt<B: Backend> {
+    /// `[text_len, d_model]`: the prompt's rows, then zero rows, exactly what Wan's DiT receives.
+    pub context: B::Tensor,
+    /// Tokens kept, `</s>` included.
+    pub tokens: usize,
+    /// The prompt was longer than `text_len` tokens and was cut.
+    pub truncated: bool,
+}
+
+impl<B: Backend> TextStage<B> {
+    pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
+        let assets = source.text()?;
+        let encoder = UmT5Encoder::load(backend, assets.config, &assets.store)?;
+        if assets.tokenizer.vocab_size() > encoder.config().vocab_size {
+            return Err(Error::Assets(format!(
+                "the tokenizer has {} ids, the text encoder's table {}",
+                assets.tokenizer.vocab_size(),
+                encoder.config().vocab_size
+            )));
+        }
+        Ok(Self {
+            tokenizer: assets.tokenizer,
+            encoder,
+        })
+    }
+
+    pub fn config(&self) -> &UmT5Config {
+        self.encoder.config()
+    }
+
+    pub fn backend(&self) -> &B {
+        self.encoder.backend()
+    }
+
+    /// Encodes `prompt`; `field` names it in errors. With `allow_empty`, a blank prompt is the
+    /// unconditional prompt of classifier-free guidance: diffusers' default `""`, which the
+    /// tokenizer turns into `</s>` alone.
+    pub fn encode(
+        &self,
+        field: &'static str,
+        prompt: &str,
+        allow_empty: bool,
+    ) -> Result<EncodedPrompt<B>> {
+        let tokens = if allow_empty && prompt.trim().is_empty() {
+            self.tokenizer.end_of_text()
+        } else {
+            self.tokenizer
+                .encode(prompt)
+                .map_err(|e| Error::invalid(field, e.to_string()))?
+        };
+        let encoded = self.encoder.encode(&tokens.ids)?;
+        Ok(EncodedPrompt {
+            context: self.encoder.pad_context(&encoded)?,
+            tokens: tokens.ids.len(),
+            truncated: tokens.truncated(),
+        })
+    }
+
+    /// One encode of the unconditional prompt, so the first request pays no one-time costs
+    /// (kernel compilation, allocator growth) and a broken model fails before serving.
+    pub fn warm_up(&self) -> Result<()> {
+        self.encode("prompt", "", true).map(drop)
+    }
+}
