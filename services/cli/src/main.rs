@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod convert;
 mod generate;
+mod serve;
 
 #[derive(Parser)]
 #[command(name = "turbine", version, about = "Fast Wan2.1/2.2 video generation")]
@@ -16,17 +17,24 @@ struct Cli {
 enum Command {
     /// Generate a video from a prompt: text encoder, DiT sampling and VAE in this process.
     Generate(Box<generate::Args>),
+    /// Run the text encoder, denoiser, VAE and orchestrator services in this process (local use).
+    Serve(Box<serve::Args>),
     /// Convert a PyTorch `.pth` checkpoint (torch.save zip + pickle) into safetensors.
     Convert(convert::Args),
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // `serve` installs its own subscriber (with OTLP export when configured).
+    if !matches!(command, Command::Serve(_)) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match command {
         Command::Generate(args) => generate::run(*args),
+        Command::Serve(args) => serve::run(*args),
         Command::Convert(args) => convert::run(args),
     }
 }

@@ -3,6 +3,7 @@
 use clap::Parser;
 use tokio::net::TcpListener;
 use turbine_orchestrator::Config;
+use turbine_rpc::server::shutdown_signal;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,21 +18,4 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     telemetry.shutdown()
-}
-
-/// SIGTERM (Kubernetes, docker stop) or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
