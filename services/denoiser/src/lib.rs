@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use turbine_pipeline::{DenoiseStage, DenoiseStep, ModelSource, latent_frames};
@@ -80,11 +81,7 @@ impl DenoiserService {
         let server = DenoiserServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Service {
-            name: SERVICE_NAME,
-            routes: tonic::service::Routes::new(server),
-            ready: Box::pin(async move { worker.ready().await }),
-        }
+        Service::stage(SERVICE_NAME, Routes::new(server), &worker)
     }
 }
 

@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use turbine_denoiser::{DenoiserService, load};
 use turbine_pipeline::ModelSource;
-use turbine_rpc::server::{ModelArgs, ServeArgs, run};
-use turbine_rpc::worker::Worker;
+use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
 
 /// Serves turbine.v1.Denoiser: text contexts + seed -> latents, with step progress and previews.
 #[derive(Parser)]
@@ -48,28 +47,22 @@ impl Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let source = args.source();
-    run(args.listen, &args.serve, |metrics| {
-        let worker = Worker::spawn("denoiser", args.serve.max_waiting, move || load(&source));
-        DenoiserService::new(worker, metrics.clone()).into_service()
-    })
+    let load_model = move || load(&source);
+    run_stage(
+        args.listen,
+        &args.serve,
+        "denoiser",
+        load_model,
+        |worker, metrics| DenoiserService::new(worker, metrics).into_service(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
     fn flags_are_consistent_and_a_model_is_required() {
-        Args::command().debug_assert();
-        assert!(Args::try_parse_from(["turbine-denoiser"]).is_err());
-        assert!(Args::try_parse_from(["turbine-denoiser", "--tiny", "--model-dir", "/m"]).is_err());
-        let args =
-            Args::try_parse_from(["turbine-denoiser", "--tiny", "--drain-timeout", "2.5"]).unwrap();
-        assert_eq!(args.serve.drain_timeout.as_millis(), 2500);
-        assert!(
-            Args::try_parse_from(["turbine-denoiser", "--tiny", "--drain-timeout", "-1"]).is_err()
-        );
+        turbine_rpc::testing::check_stage_flags("turbine-denoiser", |args: &Args| &args.serve);
     }
 }

@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 use turbine_pipeline::{ModelSource, TextStage};
 use turbine_proto::v1::text_encoder_server::{TextEncoder, TextEncoderServer};
@@ -50,11 +51,7 @@ impl TextEncoderService {
         let server = TextEncoderServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Service {
-            name: SERVICE_NAME,
-            routes: tonic::service::Routes::new(server),
-            ready: Box::pin(async move { worker.ready().await }),
-        }
+        Service::stage(SERVICE_NAME, Routes::new(server), &worker)
     }
 }
 

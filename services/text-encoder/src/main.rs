@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use turbine_rpc::server::{ModelArgs, ServeArgs, run};
-use turbine_rpc::worker::Worker;
+use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
 use turbine_text_encoder::{TextEncoderService, load};
 
 /// Serves turbine.v1.TextEncoder: prompt -> umT5 context.
@@ -24,34 +23,22 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let source = args.model.source();
-    run(args.listen, &args.serve, |metrics| {
-        let worker = Worker::spawn("text-encoder", args.serve.max_waiting, move || {
-            load(&source)
-        });
-        TextEncoderService::new(worker, metrics.clone()).into_service()
-    })
+    let load_model = move || load(&source);
+    run_stage(
+        args.listen,
+        &args.serve,
+        "text-encoder",
+        load_model,
+        |worker, metrics| TextEncoderService::new(worker, metrics).into_service(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
     fn flags_are_consistent_and_a_model_is_required() {
-        Args::command().debug_assert();
-        assert!(Args::try_parse_from(["turbine-text-encoder"]).is_err());
-        assert!(
-            Args::try_parse_from(["turbine-text-encoder", "--tiny", "--model-dir", "/m"]).is_err()
-        );
-        let args =
-            Args::try_parse_from(["turbine-text-encoder", "--tiny", "--drain-timeout", "2.5"])
-                .unwrap();
-        assert_eq!(args.serve.drain_timeout.as_millis(), 2500);
-        assert!(
-            Args::try_parse_from(["turbine-text-encoder", "--tiny", "--drain-timeout", "-1"])
-                .is_err()
-        );
+        turbine_rpc::testing::check_stage_flags("turbine-text-encoder", |args: &Args| &args.serve);
     }
 }

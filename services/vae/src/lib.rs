@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use turbine_pipeline::rgb::{dequantize_frames, quantize_frames};
@@ -61,11 +62,7 @@ impl VaeService {
         let server = VaeServer::new(self)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Service {
-            name: SERVICE_NAME,
-            routes: tonic::service::Routes::new(server),
-            ready: Box::pin(async move { worker.ready().await }),
-        }
+        Service::stage(SERVICE_NAME, Routes::new(server), &worker)
     }
 }
 

@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use turbine_rpc::server::{ModelArgs, ServeArgs, run};
-use turbine_rpc::worker::Worker;
+use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
 use turbine_vae::{VaeService, load};
 
 /// Serves turbine.v1.Vae: streaming decode of latent frames to u8 video, and video encode.
@@ -24,26 +23,22 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let source = args.model.source();
-    run(args.listen, &args.serve, |metrics| {
-        let worker = Worker::spawn("vae", args.serve.max_waiting, move || load(&source));
-        VaeService::new(worker, metrics.clone()).into_service()
-    })
+    let load_model = move || load(&source);
+    run_stage(
+        args.listen,
+        &args.serve,
+        "vae",
+        load_model,
+        |worker, metrics| VaeService::new(worker, metrics).into_service(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]
     fn flags_are_consistent_and_a_model_is_required() {
-        Args::command().debug_assert();
-        assert!(Args::try_parse_from(["turbine-vae"]).is_err());
-        assert!(Args::try_parse_from(["turbine-vae", "--tiny", "--model-dir", "/m"]).is_err());
-        let args =
-            Args::try_parse_from(["turbine-vae", "--tiny", "--drain-timeout", "2.5"]).unwrap();
-        assert_eq!(args.serve.drain_timeout.as_millis(), 2500);
-        assert!(Args::try_parse_from(["turbine-vae", "--tiny", "--drain-timeout", "-1"]).is_err());
+        turbine_rpc::testing::check_stage_flags("turbine-vae", |args: &Args| &args.serve);
     }
 }

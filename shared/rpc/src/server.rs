@@ -23,6 +23,7 @@ use turbine_pipeline::{ModelFiles, ModelSource};
 use turbine_telemetry::{GrpcServerLayer, Metrics, TelemetryConfig};
 
 use crate::Error;
+use crate::worker::Worker;
 
 /// Largest gRPC message a service sends or accepts. Tensor chunks carry at most 1 MiB of data
 /// ([`crate::tensor::CHUNK_BYTES`]); the rest is headroom for headers and previews, far below
@@ -86,6 +87,19 @@ pub struct Service {
     pub ready: Pin<Box<dyn Future<Output = crate::Result<()>> + Send>>,
 }
 
+impl Service {
+    /// A stage service named `name`, served by `routes` (its server built with
+    /// [`MAX_MESSAGE_BYTES`] limits) and ready once `worker` has loaded its model.
+    pub fn stage<M: 'static>(name: &'static str, routes: Routes, worker: &Worker<M>) -> Self {
+        let worker = worker.clone();
+        Service {
+            name,
+            routes,
+            ready: Box::pin(async move { worker.ready().await }),
+        }
+    }
+}
+
 /// Why a server stopped with an error. Never sent to a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -133,6 +147,20 @@ pub fn run(
             ExitCode::FAILURE
         }
     }
+}
+
+/// [`run`] for a stage binary: the model thread `name` loads the model with `load`, and
+/// `service` builds the service around that worker, recording into the process's metrics.
+pub fn run_stage<M: 'static>(
+    listen: SocketAddr,
+    args: &ServeArgs,
+    name: &str,
+    load: impl FnOnce() -> crate::Result<M> + Send + 'static,
+    service: impl FnOnce(Worker<M>, Metrics) -> Service,
+) -> ExitCode {
+    run(listen, args, |metrics| {
+        service(Worker::spawn(name, args.max_waiting, load), metrics.clone())
+    })
 }
 
 fn run_inner(

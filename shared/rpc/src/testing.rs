@@ -18,7 +18,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use turbine_telemetry::Metrics;
 
-use crate::server::{ServeError, Service, serve};
+use crate::server::{ServeArgs, ServeError, Service, serve};
 
 /// An in-process server on `127.0.0.1`.
 pub struct Running {
@@ -244,4 +244,15 @@ impl Drop for Binary {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Checks a stage binary's flags (`A`, named `bin`): consistent, a model required (`--tiny` or
+/// `--model-dir`, not both), `--drain-timeout` in seconds with fractions, never negative.
+pub fn check_stage_flags<A: clap::Parser>(bin: &str, serve: impl Fn(&A) -> &ServeArgs) {
+    A::command().debug_assert();
+    assert!(A::try_parse_from([bin]).is_err());
+    assert!(A::try_parse_from([bin, "--tiny", "--model-dir", "/m"]).is_err());
+    let args = A::try_parse_from([bin, "--tiny", "--drain-timeout", "2.5"]).unwrap();
+    assert_eq!(serve(&args).drain_timeout.as_millis(), 2500);
+    assert!(A::try_parse_from([bin, "--tiny", "--drain-timeout", "-1"]).is_err());
 }

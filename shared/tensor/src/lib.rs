@@ -14,6 +14,7 @@ pub mod dtype;
 pub mod error;
 pub mod host;
 pub mod rope;
+mod shapes;
 
 pub use backend::{Backend, LinearWeight, LinearWeights, QUANT_BLOCK, SlaParams};
 pub use cpu::{CpuBackend, CpuTensor, sla_block_map};

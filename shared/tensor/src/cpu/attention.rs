@@ -5,27 +5,17 @@ use rayon::prelude::*;
 
 use super::CpuTensor;
 use super::matmul::{View, matmul};
-use crate::{Error, Result, SlaParams};
+use crate::{Error, Result, SlaParams, shapes};
 
 /// Query rows per work item of the dense and sparse kernels.
 const QUERY_TILE: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Dims {
-    pub lq: usize,
-    pub lk: usize,
-    pub heads: usize,
-    pub dh: usize,
-}
+pub(super) use crate::shapes::Dims;
 
-pub(super) fn dims3(op: &'static str, t: &CpuTensor) -> Result<[usize; 3]> {
-    match *t.shape() {
+pub(super) fn dims3(op: &'static str, shape: &[usize]) -> Result<[usize; 3]> {
+    match *shape {
         [l, h, d] if d % 2 == 0 => Ok([l, h, d]),
-        _ => Err(Error::shape(
-            op,
-            "expected [L, H, Dh] with even Dh",
-            t.shape(),
-        )),
+        _ => Err(Error::shape(op, "expected [L, H, Dh] with even Dh", shape)),
     }
 }
 
@@ -35,23 +25,7 @@ pub(super) fn check_qkv(
     k: &CpuTensor,
     v: &CpuTensor,
 ) -> Result<Dims> {
-    let [lq, heads, dh] = dims3(op, q)?;
-    let [lk, hk, dk] = dims3(op, k)?;
-    if hk != heads || dk != dh || v.shape() != k.shape() {
-        return Err(Error::shape(
-            op,
-            format!(
-                "k and v must be [Lk, {heads}, {dh}] (q {:?}, k {:?})",
-                q.shape(),
-                k.shape()
-            ),
-            v.shape(),
-        ));
-    }
-    if lk == 0 {
-        return Err(Error::shape(op, "no keys", k.shape()));
-    }
-    Ok(Dims { lq, lk, heads, dh })
+    shapes::qkv(op, q.shape(), k.shape(), v.shape(), dims3)
 }
 
 pub(super) fn rope(

@@ -4,17 +4,10 @@ use rayon::prelude::*;
 
 use super::CpuTensor;
 use super::matmul::{View, matmul};
-use crate::{Error, Result};
+use crate::{Result, shapes};
 
 /// Column-buffer budget (f32 elements) per GEMM; bounds memory at full-resolution VAE layers.
 const COL_BUDGET: usize = 1 << 24;
-
-fn dims4(op: &'static str, t: &CpuTensor) -> Result<[usize; 4]> {
-    match *t.shape() {
-        [c, f, h, w] => Ok([c, f, h, w]),
-        _ => Err(Error::shape(op, "expected [C, F, H, W]", t.shape())),
-    }
-}
 
 pub(super) fn conv3d(
     x: &CpuTensor,
@@ -23,49 +16,12 @@ pub(super) fn conv3d(
     stride: [usize; 3],
     pad: [[usize; 2]; 3],
 ) -> Result<CpuTensor> {
-    let [cin, f, h, w] = dims4("conv3d", x)?;
-    let &[cout, wcin, kt, kh, kw] = weight.shape() else {
-        return Err(Error::shape(
-            "conv3d",
-            "weight must be [Cout, Cin, kt, kh, kw]",
-            weight.shape(),
-        ));
-    };
-    if wcin != cin || stride.contains(&0) {
-        return Err(Error::shape(
-            "conv3d",
-            format!(
-                "weight {:?} / stride {stride:?} do not fit input {:?}",
-                weight.shape(),
-                x.shape()
-            ),
-            weight.shape(),
-        ));
-    }
-    if let Some(b) = bias
-        && b.shape() != [cout]
-    {
-        return Err(Error::shape(
-            "conv3d",
-            format!("bias must be [{cout}]"),
-            b.shape(),
-        ));
-    }
-    let padded = [
-        f + pad[0][0] + pad[0][1],
-        h + pad[1][0] + pad[1][1],
-        w + pad[2][0] + pad[2][1],
-    ];
-    if padded[0] < kt || padded[1] < kh || padded[2] < kw {
-        return Err(Error::shape(
-            "conv3d",
-            "kernel larger than the padded input",
-            x.shape(),
-        ));
-    }
-    let fo = (padded[0] - kt) / stride[0] + 1;
-    let ho = (padded[1] - kh) / stride[1] + 1;
-    let wo = (padded[2] - kw) / stride[2] + 1;
+    let bias_shape = bias.map(CpuTensor::shape);
+    let shapes::Conv3d {
+        x: [cin, f, h, w],
+        k: [kt, kh, kw],
+        out: [cout, fo, ho, wo],
+    } = shapes::conv3d(x.shape(), weight.shape(), bias_shape, stride, pad)?;
     let k = cin * kt * kh * kw;
     let src = x.data();
     let mut out = vec![0f32; cout * fo * ho * wo];
@@ -133,10 +89,7 @@ pub(super) fn conv3d(
 }
 
 pub(super) fn upsample_nearest(x: &CpuTensor, [sf, sh, sw]: [usize; 3]) -> Result<CpuTensor> {
-    let [c, f, h, w] = dims4("upsample_nearest", x)?;
-    if sf == 0 || sh == 0 || sw == 0 {
-        return Err(Error::invalid("upsample_nearest", "factors must be >= 1"));
-    }
+    let [c, f, h, w] = shapes::upsample_nearest(x.shape(), [sf, sh, sw])?;
     let (fo, ho, wo) = (f * sf, h * sh, w * sw);
     let src = x.data();
     let mut out = vec![0f32; c * fo * ho * wo];
@@ -154,14 +107,7 @@ pub(super) fn upsample_nearest(x: &CpuTensor, [sf, sh, sw]: [usize; 3]) -> Resul
 
 /// Per-channel parameters `[C]` of a `[C, ...]` tensor, checked.
 fn channel_params<'a>(op: &'static str, x: &CpuTensor, p: &'a CpuTensor) -> Result<&'a [f32]> {
-    let c = x.shape().first().copied().unwrap_or(0);
-    if p.shape() != [c] {
-        return Err(Error::shape(
-            op,
-            format!("per-channel parameter must be [{c}]"),
-            p.shape(),
-        ));
-    }
+    shapes::channel_param(op, x.shape(), p.shape())?;
     Ok(p.data())
 }
 
@@ -220,7 +166,7 @@ mod tests {
 
     /// Direct 7-loop convolution.
     fn naive(x: &CpuTensor, w: &CpuTensor, stride: [usize; 3], pad: [[usize; 2]; 3]) -> Vec<f32> {
-        let [cin, f, h, wd] = dims4("t", x).unwrap();
+        let [cin, f, h, wd] = shapes::dims4("t", x.shape()).unwrap();
         let &[cout, _, kt, kh, kw] = w.shape() else {
             unreachable!()
         };

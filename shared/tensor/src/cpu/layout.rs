@@ -1,17 +1,11 @@
 //! Strided copies: slicing along any dimension and permuting dimensions.
 
 use super::CpuTensor;
-use crate::{Error, Result};
+use crate::{Result, shapes};
 
 pub(super) fn slice(t: &CpuTensor, dim: usize, start: usize, len: usize) -> Result<CpuTensor> {
+    let new_shape = shapes::slice(t.shape(), dim, start, len)?;
     let shape = t.shape();
-    if dim >= shape.len() || start + len > shape[dim] {
-        return Err(Error::shape(
-            "slice",
-            format!("{start}..{} of dim {dim} is out of range", start + len),
-            shape,
-        ));
-    }
     let outer: usize = shape[..dim].iter().product();
     let inner: usize = shape[dim + 1..].iter().product();
     let mut out = Vec::with_capacity(outer * len * inner);
@@ -19,31 +13,17 @@ pub(super) fn slice(t: &CpuTensor, dim: usize, start: usize, len: usize) -> Resu
         let at = (o * shape[dim] + start) * inner;
         out.extend_from_slice(&t.data()[at..at + len * inner]);
     }
-    let mut new_shape = shape.to_vec();
-    new_shape[dim] = len;
     CpuTensor::new(new_shape, out)
 }
 
 pub(super) fn permute(t: &CpuTensor, perm: &[usize]) -> Result<CpuTensor> {
+    let out_shape = shapes::permute(t.shape(), perm)?;
     let shape = t.shape();
     let rank = shape.len();
-    let mut seen = vec![false; rank];
-    if perm.len() != rank
-        || perm
-            .iter()
-            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
-    {
-        return Err(Error::shape(
-            "permute",
-            format!("{perm:?} is not a permutation of the dims"),
-            shape,
-        ));
-    }
     let mut strides = vec![1usize; rank];
     for d in (0..rank.saturating_sub(1)).rev() {
         strides[d] = strides[d + 1] * shape[d + 1];
     }
-    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
     let n = t.data().len();
     let mut out = Vec::with_capacity(n);

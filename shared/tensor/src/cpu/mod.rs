@@ -17,6 +17,7 @@ use half::{bf16, f16};
 
 use crate::{
     Backend, DType, Error, HostData, HostTensor, LinearWeight, LinearWeights, Result, SlaParams,
+    shapes,
 };
 
 /// A dense row-major f32 tensor in host memory, cheap to clone.
@@ -111,29 +112,6 @@ impl CpuBackend {
     }
 }
 
-fn same_shape(op: &'static str, a: &CpuTensor, b: &CpuTensor) -> Result<()> {
-    if a.shape != b.shape {
-        return Err(Error::shape(
-            op,
-            format!("operands differ: {:?} vs {:?}", a.shape, b.shape),
-            &b.shape,
-        ));
-    }
-    Ok(())
-}
-
-/// Checks `b`'s shape is a suffix of `a`'s, so `b` broadcasts over `a`'s leading dims.
-fn suffix_shape(op: &'static str, a: &CpuTensor, b: &CpuTensor) -> Result<()> {
-    if b.shape.len() > a.shape.len() || a.shape[a.shape.len() - b.shape.len()..] != b.shape[..] {
-        return Err(Error::shape(
-            op,
-            format!("{:?} does not broadcast over {:?}", b.shape, a.shape),
-            &b.shape,
-        ));
-    }
-    Ok(())
-}
-
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Linear = CpuLinear;
@@ -161,13 +139,7 @@ impl Backend for CpuBackend {
     }
 
     fn reshape(&self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
-        if shape.iter().product::<usize>() != t.data.len() {
-            return Err(Error::shape(
-                "reshape",
-                format!("cannot view {:?} as {shape:?}", t.shape),
-                &t.shape,
-            ));
-        }
+        shapes::reshape(&t.shape, shape)?;
         Ok(CpuTensor {
             shape: shape.to_vec(),
             data: t.data.clone(),
@@ -183,37 +155,11 @@ impl Backend for CpuBackend {
     }
 
     fn concat(&self, parts: &[&CpuTensor], dim: usize) -> Result<CpuTensor> {
-        let first = parts
-            .first()
-            .ok_or_else(|| Error::invalid("concat", "no tensors"))?;
-        if dim >= first.shape.len() {
-            return Err(Error::shape(
-                "concat",
-                format!("dim {dim} out of range"),
-                &first.shape,
-            ));
-        }
-        for p in parts {
-            let same = p.shape.len() == first.shape.len()
-                && p.shape
-                    .iter()
-                    .zip(&first.shape)
-                    .enumerate()
-                    .all(|(i, (a, b))| i == dim || a == b);
-            if !same {
-                return Err(Error::shape(
-                    "concat",
-                    format!(
-                        "{:?} does not match {:?} outside dim {dim}",
-                        p.shape, first.shape
-                    ),
-                    &p.shape,
-                ));
-            }
-        }
+        let shape = shapes::concat(&parts.iter().map(|p| p.shape()).collect::<Vec<_>>(), dim)?;
+        let first = parts[0];
         let outer: usize = first.shape[..dim].iter().product();
         let inner: usize = first.shape[dim + 1..].iter().product();
-        let total: usize = parts.iter().map(|p| p.shape[dim]).sum();
+        let total = shape[dim];
         let mut out = Vec::with_capacity(outer * total * inner);
         for o in 0..outer {
             for p in parts {
@@ -221,61 +167,26 @@ impl Backend for CpuBackend {
                 out.extend_from_slice(&p.data[o * chunk..(o + 1) * chunk]);
             }
         }
-        let mut shape = first.shape.clone();
-        shape[dim] = total;
         CpuTensor::new(shape, out)
     }
 
     fn upload_linear(&self, w: &LinearWeights) -> Result<CpuLinear> {
-        let expected = w.out_features * w.in_features;
+        shapes::linear_weights(w)?;
         let weight = match &w.weight {
-            LinearWeight::Dense(t) => {
-                if t.shape != [w.out_features, w.in_features] {
-                    return Err(Error::shape(
-                        "upload_linear",
-                        format!("weight must be [{}, {}]", w.out_features, w.in_features),
-                        &t.shape,
-                    ));
+            LinearWeight::Dense(t) => match &t.data {
+                HostData::F32(v) => CpuWeight::F32(v.clone()),
+                HostData::F16(v) => CpuWeight::F16(v.clone()),
+                HostData::BF16(v) => CpuWeight::BF16(v.clone()),
+                HostData::I8(_) => {
+                    return Err(Error::DType {
+                        op: "upload_linear",
+                        dtype: DType::I8,
+                    });
                 }
-                match &t.data {
-                    HostData::F32(v) => CpuWeight::F32(v.clone()),
-                    HostData::F16(v) => CpuWeight::F16(v.clone()),
-                    HostData::BF16(v) => CpuWeight::BF16(v.clone()),
-                    HostData::I8(_) => {
-                        return Err(Error::DType {
-                            op: "upload_linear",
-                            dtype: DType::I8,
-                        });
-                    }
-                }
-            }
-            LinearWeight::Int8Block { values, scales } => {
-                let (go, gi) = LinearWeights::quant_grid(w.out_features, w.in_features);
-                if values.len() != expected || scales.len() != go * gi {
-                    return Err(Error::invalid(
-                        "upload_linear",
-                        format!(
-                            "int8 weight has {} values / {} scales, expected {expected} / {}",
-                            values.len(),
-                            scales.len(),
-                            go * gi
-                        ),
-                    ));
-                }
-                CpuWeight::F32(w.dense_f32())
-            }
+            },
+            LinearWeight::Int8Block { .. } => CpuWeight::F32(w.dense_f32()),
         };
-        let bias = match &w.bias {
-            Some(b) if b.numel() != w.out_features => {
-                return Err(Error::shape(
-                    "upload_linear",
-                    format!("bias must be [{}]", w.out_features),
-                    &b.shape,
-                ));
-            }
-            Some(b) => Some(b.to_f32_vec()),
-            None => None,
-        };
+        let bias = w.bias.as_ref().map(HostTensor::to_f32_vec);
         Ok(CpuLinear {
             out_features: w.out_features,
             in_features: w.in_features,
@@ -285,13 +196,7 @@ impl Backend for CpuBackend {
     }
 
     fn linear(&self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
-        if x.shape.is_empty() || x.cols() != w.in_features {
-            return Err(Error::shape(
-                "linear",
-                format!("input features must be {}", w.in_features),
-                &x.shape,
-            ));
-        }
+        let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
         let rows = x.data.len() / w.in_features;
         let weight = w.weight.to_f32();
         let mut out = vec![0f32; rows * w.out_features];
@@ -306,9 +211,6 @@ impl Backend for CpuBackend {
         if let Some(bias) = &w.bias {
             elementwise::add_rows(&mut out, bias);
         }
-        let mut shape = x.shape.clone();
-        let last = shape.len() - 1;
-        shape[last] = w.out_features;
         CpuTensor::new(shape, out)
     }
 
@@ -378,16 +280,8 @@ impl Backend for CpuBackend {
     }
 
     fn rope(&self, x: &CpuTensor, cos: &CpuTensor, sin: &CpuTensor) -> Result<CpuTensor> {
-        let [len, heads, dh] = attention::dims3("rope", x)?;
-        for t in [cos, sin] {
-            if t.shape != [len, dh / 2] {
-                return Err(Error::shape(
-                    "rope",
-                    format!("tables must be [{len}, {}]", dh / 2),
-                    &t.shape,
-                ));
-            }
-        }
+        let [len, heads, dh] = attention::dims3("rope", &x.shape)?;
+        shapes::rope_tables(len, dh, [&cos.shape, &sin.shape])?;
         CpuTensor::new(
             x.shape.clone(),
             attention::rope(&x.data, &cos.data, &sin.data, len, heads, dh),
@@ -403,15 +297,7 @@ impl Backend for CpuBackend {
         bias: Option<&CpuTensor>,
     ) -> Result<CpuTensor> {
         let d = attention::check_qkv("attention", q, k, v)?;
-        if let Some(bias) = bias
-            && bias.shape != [d.heads, d.lq, d.lk]
-        {
-            return Err(Error::shape(
-                "attention",
-                format!("bias must be [{}, {}, {}]", d.heads, d.lq, d.lk),
-                &bias.shape,
-            ));
-        }
+        shapes::attention_bias(d, bias.map(CpuTensor::shape))?;
         let out = attention::dense(&q.data, &k.data, &v.data, d, scale, bias.map(|b| b.data()));
         CpuTensor::new(q.shape.clone(), out)
     }
@@ -425,20 +311,8 @@ impl Backend for CpuBackend {
         proj_l: &CpuLinear,
     ) -> Result<CpuTensor> {
         let dims = attention::check_qkv("sla_attention", q, k, v)?;
-        if dims.lq != dims.lk {
-            return Err(Error::shape(
-                "sla_attention",
-                "self-attention needs Lq == Lk",
-                &k.shape,
-            ));
-        }
-        params.validate()?;
-        if proj_l.in_features != dims.dh || proj_l.out_features != dims.dh {
-            return Err(Error::invalid(
-                "sla_attention",
-                format!("proj_l must map {0} -> {0}", dims.dh),
-            ));
-        }
+        shapes::sla("sla_attention", dims, &k.shape, params)?;
+        shapes::sla_projection(dims, proj_l.in_features, proj_l.out_features)?;
         let sparse = attention::sla_sparse(&q.data, &k.data, &v.data, dims, params);
         let linear = CpuTensor::new(
             [dims.lq * dims.heads, dims.dh],
@@ -468,7 +342,7 @@ impl Backend for CpuBackend {
     }
 
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        suffix_shape("add", a, b)?;
+        shapes::suffix_shape("add", &a.shape, &b.shape)?;
         CpuTensor::new(
             a.shape.clone(),
             elementwise::broadcast(&a.data, &b.data, |x, y| x + y),
@@ -476,7 +350,7 @@ impl Backend for CpuBackend {
     }
 
     fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        suffix_shape("mul", a, b)?;
+        shapes::suffix_shape("mul", &a.shape, &b.shape)?;
         CpuTensor::new(
             a.shape.clone(),
             elementwise::broadcast(&a.data, &b.data, |x, y| x * y),
@@ -484,7 +358,7 @@ impl Backend for CpuBackend {
     }
 
     fn gated_residual(&self, x: &CpuTensor, y: &CpuTensor, gate: &CpuTensor) -> Result<CpuTensor> {
-        same_shape("gated_residual", x, y)?;
+        shapes::same_shape("gated_residual", &x.shape, &y.shape)?;
         if gate.data.len() != x.cols() {
             return Err(Error::shape(
                 "gated_residual",
@@ -508,7 +382,7 @@ impl Backend for CpuBackend {
             .first()
             .ok_or_else(|| Error::invalid("lincomb", "no terms"))?;
         for (_, t) in terms {
-            same_shape("lincomb", first, t)?;
+            shapes::same_shape("lincomb", &first.shape, &t.shape)?;
         }
         let mut out = vec![0f32; first.data.len()];
         for (c, t) in terms {

@@ -1,20 +1,11 @@
 //! Patch embedding layout: video latents to token rows and back.
 
 use super::CpuTensor;
-use crate::{Error, Result};
+use crate::{Result, shapes};
 
-pub(super) fn patchify(x: &CpuTensor, [pt, ph, pw]: [usize; 3]) -> Result<CpuTensor> {
-    let &[c, f, h, w] = x.shape() else {
-        return Err(Error::shape("patchify", "expected [C, F, H, W]", x.shape()));
-    };
-    if f % pt != 0 || h % ph != 0 || w % pw != 0 {
-        return Err(Error::shape(
-            "patchify",
-            format!("F, H, W must be multiples of the patch {:?}", [pt, ph, pw]),
-            x.shape(),
-        ));
-    }
-    let (gf, gh, gw) = (f / pt, h / ph, w / pw);
+pub(super) fn patchify(x: &CpuTensor, patch: [usize; 3]) -> Result<CpuTensor> {
+    let ([c, f, h, w], [gf, gh, gw]) = shapes::patchify(x.shape(), patch)?;
+    let [pt, ph, pw] = patch;
     let feat = c * pt * ph * pw;
     let src = x.data();
     let mut out = Vec::with_capacity(gf * gh * gw * feat);
@@ -41,14 +32,8 @@ pub(super) fn unpatchify(
     [pt, ph, pw]: [usize; 3],
     c: usize,
 ) -> Result<CpuTensor> {
+    shapes::unpatchify(x.shape(), [gf, gh, gw], [pt, ph, pw], c)?;
     let feat = pt * ph * pw * c;
-    if x.shape() != [gf * gh * gw, feat] {
-        return Err(Error::shape(
-            "unpatchify",
-            format!("expected [{}, {feat}]", gf * gh * gw),
-            x.shape(),
-        ));
-    }
     let (f, h, w) = (gf * pt, gh * ph, gw * pw);
     let src = x.data();
     let mut out = vec![0f32; c * f * h * w];

@@ -6,6 +6,7 @@ use super::alloc::DeviceBuffer;
 use super::device::Device;
 use super::kernels;
 use super::{CudaLinear, CudaTensor, Wrap, gemm_linear};
+use crate::shapes::{self, Dims};
 use crate::{Error, Result, SlaParams};
 
 /// `ATT_BQ`, `ATT_WARPS` and `ATT_MAX_DH` of attention.cu.
@@ -114,50 +115,28 @@ unsafe impl DeviceRepr for SlaKvArgs {}
 unsafe impl DeviceRepr for SlaLinearArgs {}
 
 /// `[L, H, Dh]` with an even head dim, every extent fitting the kernels' 32-bit counters.
-fn dims3(op: &'static str, t: &CudaTensor) -> Result<[usize; 3]> {
-    match *t.shape() {
+fn dims3(op: &'static str, shape: &[usize]) -> Result<[usize; 3]> {
+    match *shape {
         [l, h, d] if d % 2 == 0 && i32::try_from(l * h * d).is_ok() => Ok([l, h, d]),
         _ => Err(Error::shape(
             op,
             "expected [L, H, Dh] with even Dh and fewer than 2^31 elements",
-            t.shape(),
+            shape,
         )),
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Dims {
-    lq: usize,
-    lk: usize,
-    heads: usize,
-    dh: usize,
-}
-
 /// Shapes of q, k, v, and the attention kernel's limits on the head dim.
 fn check_qkv(op: &'static str, q: &CudaTensor, k: &CudaTensor, v: &CudaTensor) -> Result<Dims> {
-    let [lq, heads, dh] = dims3(op, q)?;
-    let [lk, hk, dk] = dims3(op, k)?;
-    if hk != heads || dk != dh || v.shape() != k.shape() {
-        return Err(Error::shape(
-            op,
-            format!(
-                "k and v must be [Lk, {heads}, {dh}] (q {:?}, k {:?})",
-                q.shape(),
-                k.shape()
-            ),
-            v.shape(),
-        ));
-    }
-    if lk == 0 {
-        return Err(Error::shape(op, "no keys", k.shape()));
-    }
+    let d = shapes::qkv(op, q.shape(), k.shape(), v.shape(), dims3)?;
+    let dh = d.dh;
     if dh % 4 != 0 || dh > ATT_MAX_DH {
         return Err(Error::invalid(
             op,
             format!("head dim {dh} must be a multiple of 4 and at most {ATT_MAX_DH}"),
         ));
     }
-    Ok(Dims { lq, lk, heads, dh })
+    Ok(d)
 }
 
 pub(super) fn rope(
@@ -166,16 +145,8 @@ pub(super) fn rope(
     cos: &CudaTensor,
     sin: &CudaTensor,
 ) -> Result<CudaTensor> {
-    let [len, heads, dh] = dims3("rope", x)?;
-    for t in [cos, sin] {
-        if t.shape() != [len, dh / 2] {
-            return Err(Error::shape(
-                "rope",
-                format!("tables must be [{len}, {}]", dh / 2),
-                t.shape(),
-            ));
-        }
-    }
+    let [len, heads, dh] = dims3("rope", x.shape())?;
+    shapes::rope_tables(len, dh, [cos.shape(), sin.shape()])?;
     let out = CudaTensor::alloc(dev, x.shape())?;
     let pairs = x.numel() / 2;
     dev.launch_elements(
@@ -254,15 +225,7 @@ pub(super) fn attention_with(
     if d.heads > 65_535 {
         return Err(Error::shape("attention", "at most 65535 heads", q.shape()));
     }
-    if let Some(bias) = bias
-        && bias.shape() != [d.heads, d.lq, d.lk]
-    {
-        return Err(Error::shape(
-            "attention",
-            format!("bias must be [{}, {}, {}]", d.heads, d.lq, d.lk),
-            bias.shape(),
-        ));
-    }
+    shapes::attention_bias(d, bias.map(CudaTensor::shape))?;
     launch_attention(dev, d, q, k, v, scale, bias, None)
 }
 
@@ -275,10 +238,7 @@ fn check_sla(
     params: &SlaParams,
 ) -> Result<(Dims, usize, usize, usize)> {
     let d = check_qkv(op, q, k, v)?;
-    if d.lq != d.lk {
-        return Err(Error::shape(op, "self-attention needs Lq == Lk", k.shape()));
-    }
-    params.validate()?;
+    shapes::sla(op, d, k.shape(), params)?;
     if i32::try_from(params.block_q.max(params.block_k)).is_err() {
         return Err(Error::invalid(op, "block sizes must fit in 32 bits"));
     }
@@ -394,12 +354,7 @@ pub(super) fn sla_attention(
     proj_l: &CudaLinear,
 ) -> Result<CudaTensor> {
     let (d, qb, kb, keep) = check_sla("sla_attention", q, k, v, params)?;
-    if proj_l.in_features != d.dh || proj_l.out_features != d.dh {
-        return Err(Error::invalid(
-            "sla_attention",
-            format!("proj_l must map {0} -> {0}", d.dh),
-        ));
-    }
+    shapes::sla_projection(d, proj_l.in_features, proj_l.out_features)?;
     let mask = block_mask(dev, d, q, k, params, (qb, kb, keep))?;
     let sparse = launch_attention(
         dev,

@@ -5,7 +5,7 @@ use cudarc::driver::DeviceRepr;
 use super::CudaTensor;
 use super::device::Device;
 use super::kernels;
-use crate::{Error, Result};
+use crate::{Error, Result, shapes};
 
 #[repr(C)]
 struct Conv3dArgs {
@@ -14,22 +14,9 @@ struct Conv3dArgs {
     w: u64,
     bias: u64,
     n: u64,
-    cin: i32,
-    f: i32,
-    h: i32,
-    w_: i32,
-    fo: i32,
-    ho: i32,
-    wo: i32,
-    kt: i32,
-    kh: i32,
-    kw: i32,
-    st: i32,
-    sh: i32,
-    sw: i32,
-    pt: i32,
-    ph: i32,
-    pw: i32,
+    /// The `int` fields in conv.cu's order: input `cin, f, h, w_`, output `fo, ho, wo`, kernel
+    /// `kt, kh, kw`, stride `st, sh, sw`, leading padding `pt, ph, pw`.
+    ints: [i32; 16],
 }
 
 // SAFETY: `#[repr(C)]` mirror of `Conv3dArgs` in conv.cu (pointers as u64, `int` as i32).
@@ -43,51 +30,12 @@ pub(super) fn conv3d(
     stride: [usize; 3],
     pad: [[usize; 2]; 3],
 ) -> Result<CudaTensor> {
-    let &[cin, f, h, w] = x.shape() else {
-        return Err(Error::shape("conv3d", "expected [C, F, H, W]", x.shape()));
-    };
-    let &[cout, wcin, kt, kh, kw] = weight.shape() else {
-        return Err(Error::shape(
-            "conv3d",
-            "weight must be [Cout, Cin, kt, kh, kw]",
-            weight.shape(),
-        ));
-    };
-    if wcin != cin || stride.contains(&0) {
-        return Err(Error::shape(
-            "conv3d",
-            format!(
-                "weight {:?} / stride {stride:?} do not fit input {:?}",
-                weight.shape(),
-                x.shape()
-            ),
-            weight.shape(),
-        ));
-    }
-    if let Some(b) = bias
-        && b.shape() != [cout]
-    {
-        return Err(Error::shape(
-            "conv3d",
-            format!("bias must be [{cout}]"),
-            b.shape(),
-        ));
-    }
-    let padded = [
-        f + pad[0][0] + pad[0][1],
-        h + pad[1][0] + pad[1][1],
-        w + pad[2][0] + pad[2][1],
-    ];
-    if padded[0] < kt || padded[1] < kh || padded[2] < kw {
-        return Err(Error::shape(
-            "conv3d",
-            "kernel larger than the padded input",
-            x.shape(),
-        ));
-    }
-    let fo = (padded[0] - kt) / stride[0] + 1;
-    let ho = (padded[1] - kh) / stride[1] + 1;
-    let wo = (padded[2] - kw) / stride[2] + 1;
+    let bias_shape = bias.map(CudaTensor::shape);
+    let shapes::Conv3d {
+        x: [cin, f, h, w],
+        k: [kt, kh, kw],
+        out: [cout, fo, ho, wo],
+    } = shapes::conv3d(x.shape(), weight.shape(), bias_shape, stride, pad)?;
     let out = CudaTensor::alloc(dev, &[cout, fo, ho, wo])?;
     // The kernel indexes within one filter with 32-bit ints.
     let small = |v: usize| i32::try_from(v).ok();
@@ -102,24 +50,6 @@ pub(super) fn conv3d(
     for (o, x) in v.iter_mut().zip(ints) {
         *o = small(x).ok_or_else(|| Error::invalid("conv3d", format!("extent {x} too large")))?;
     }
-    let [
-        cin,
-        f,
-        h,
-        w_,
-        fo,
-        ho,
-        wo,
-        kt,
-        kh,
-        kw,
-        st,
-        sh,
-        sw,
-        pt,
-        ph,
-        pw,
-    ] = v;
     let n = out.numel();
     let args = Conv3dArgs {
         out: out.ptr(),
@@ -127,22 +57,7 @@ pub(super) fn conv3d(
         w: weight.ptr(),
         bias: bias.map_or(0, CudaTensor::ptr),
         n: n as u64,
-        cin,
-        f,
-        h,
-        w_,
-        fo,
-        ho,
-        wo,
-        kt,
-        kh,
-        kw,
-        st,
-        sh,
-        sw,
-        pt,
-        ph,
-        pw,
+        ints: v,
     };
     dev.launch_elements(kernels::CONV3D, n, &args)?;
     Ok(out)

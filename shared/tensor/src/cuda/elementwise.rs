@@ -3,10 +3,10 @@
 
 use cudarc::driver::DeviceRepr;
 
+use super::CudaTensor;
 use super::device::Device;
 use super::kernels::{self, Kernel};
-use super::{CudaTensor, check_same_shape, check_suffix_shape};
-use crate::{Error, Result};
+use crate::{Error, Result, shapes};
 
 #[repr(C)]
 struct UnaryArgs {
@@ -98,7 +98,7 @@ pub(super) fn broadcast(
     a: &CudaTensor,
     b: &CudaTensor,
 ) -> Result<CudaTensor> {
-    check_suffix_shape(op, a, b)?;
+    shapes::suffix_shape(op, a.shape(), b.shape())?;
     let out = CudaTensor::alloc(dev, a.shape())?;
     let n = a.numel();
     if b.numel() == 0 && n > 0 {
@@ -148,7 +148,7 @@ pub(super) fn gated_residual(
     y: &CudaTensor,
     gate: &CudaTensor,
 ) -> Result<CudaTensor> {
-    check_same_shape("gated_residual", x, y)?;
+    shapes::same_shape("gated_residual", x.shape(), y.shape())?;
     let cols = x.cols();
     if gate.numel() != cols || cols == 0 {
         return Err(Error::shape(
@@ -180,16 +180,10 @@ pub(super) fn channel_affine(
     scale: &CudaTensor,
     shift: &CudaTensor,
 ) -> Result<CudaTensor> {
-    let c = x.shape().first().copied().unwrap_or(0);
     for p in [scale, shift] {
-        if p.shape() != [c] {
-            return Err(Error::shape(
-                "channel_affine",
-                format!("per-channel parameter must be [{c}]"),
-                p.shape(),
-            ));
-        }
+        shapes::channel_param("channel_affine", x.shape(), p.shape())?;
     }
+    let c = scale.shape()[0];
     let out = CudaTensor::alloc(dev, x.shape())?;
     let n = x.numel();
     dev.launch_elements(
@@ -212,7 +206,7 @@ pub(super) fn lincomb(dev: &Device, terms: &[(f32, &CudaTensor)]) -> Result<Cuda
         .first()
         .ok_or_else(|| Error::invalid("lincomb", "no terms"))?;
     for (_, t) in terms {
-        check_same_shape("lincomb", first, t)?;
+        shapes::same_shape("lincomb", first.shape(), t.shape())?;
     }
     let out = CudaTensor::alloc(dev, first.shape())?;
     let n = first.numel();

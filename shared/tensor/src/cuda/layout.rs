@@ -6,7 +6,7 @@ use cudarc::driver::DeviceRepr;
 use super::CudaTensor;
 use super::device::Device;
 use super::kernels;
-use crate::{Error, Result};
+use crate::{Error, Result, shapes};
 
 /// `PERMUTE_MAX_RANK` of layout.cu.
 const PERMUTE_MAX_RANK: usize = 8;
@@ -101,21 +101,10 @@ pub(super) fn slice(
     start: usize,
     len: usize,
 ) -> Result<CudaTensor> {
+    let new_shape = shapes::slice(t.shape(), dim, start, len)?;
     let shape = t.shape();
-    if dim >= shape.len() || start.checked_add(len).is_none_or(|end| end > shape[dim]) {
-        return Err(Error::shape(
-            "slice",
-            format!(
-                "{start}..{} of dim {dim} is out of range",
-                start.saturating_add(len)
-            ),
-            shape,
-        ));
-    }
     let outer: usize = shape[..dim].iter().product();
     let inner: usize = shape[dim + 1..].iter().product();
-    let mut new_shape = shape.to_vec();
-    new_shape[dim] = len;
     let out = CudaTensor::alloc(dev, &new_shape)?;
     copy2d(
         dev,
@@ -132,40 +121,11 @@ pub(super) fn slice(
 }
 
 pub(super) fn concat(dev: &Device, parts: &[&CudaTensor], dim: usize) -> Result<CudaTensor> {
-    let first = parts
-        .first()
-        .ok_or_else(|| Error::invalid("concat", "no tensors"))?;
-    if dim >= first.shape().len() {
-        return Err(Error::shape(
-            "concat",
-            format!("dim {dim} out of range"),
-            first.shape(),
-        ));
-    }
-    for p in parts {
-        let same = p.shape().len() == first.shape().len()
-            && p.shape()
-                .iter()
-                .zip(first.shape())
-                .enumerate()
-                .all(|(i, (a, b))| i == dim || a == b);
-        if !same {
-            return Err(Error::shape(
-                "concat",
-                format!(
-                    "{:?} does not match {:?} outside dim {dim}",
-                    p.shape(),
-                    first.shape()
-                ),
-                p.shape(),
-            ));
-        }
-    }
+    let shape = shapes::concat(&parts.iter().map(|p| p.shape()).collect::<Vec<_>>(), dim)?;
+    let first = parts[0];
     let outer: usize = first.shape()[..dim].iter().product();
     let inner: usize = first.shape()[dim + 1..].iter().product();
-    let total: usize = parts.iter().map(|p| p.shape()[dim]).sum();
-    let mut shape = first.shape().to_vec();
-    shape[dim] = total;
+    let total = shape[dim];
     let out = CudaTensor::alloc(dev, &shape)?;
     let mut at = 0;
     for p in parts {
@@ -177,20 +137,9 @@ pub(super) fn concat(dev: &Device, parts: &[&CudaTensor], dim: usize) -> Result<
 }
 
 pub(super) fn permute(dev: &Device, t: &CudaTensor, perm: &[usize]) -> Result<CudaTensor> {
+    let out_shape = shapes::permute(t.shape(), perm)?;
     let shape = t.shape();
     let rank = shape.len();
-    let mut seen = vec![false; rank];
-    if perm.len() != rank
-        || perm
-            .iter()
-            .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
-    {
-        return Err(Error::shape(
-            "permute",
-            format!("{perm:?} is not a permutation of the dims"),
-            shape,
-        ));
-    }
     if rank > PERMUTE_MAX_RANK {
         return Err(Error::shape(
             "permute",
@@ -202,7 +151,6 @@ pub(super) fn permute(dev: &Device, t: &CudaTensor, perm: &[usize]) -> Result<Cu
     for d in (0..rank.saturating_sub(1)).rev() {
         strides[d] = strides[d + 1] * shape[d + 1];
     }
-    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let out = CudaTensor::alloc(dev, &out_shape)?;
     let mut args = PermuteArgs {
         out: out.ptr(),
@@ -220,13 +168,6 @@ pub(super) fn permute(dev: &Device, t: &CudaTensor, perm: &[usize]) -> Result<Cu
     Ok(out)
 }
 
-fn dims4(op: &'static str, t: &CudaTensor) -> Result<[usize; 4]> {
-    match *t.shape() {
-        [c, f, h, w] => Ok([c, f, h, w]),
-        _ => Err(Error::shape(op, "expected [C, F, H, W]", t.shape())),
-    }
-}
-
 fn u32s<const N: usize>(op: &'static str, values: [usize; N]) -> Result<[u32; N]> {
     let mut out = [0u32; N];
     for (o, v) in out.iter_mut().zip(values) {
@@ -235,19 +176,17 @@ fn u32s<const N: usize>(op: &'static str, values: [usize; N]) -> Result<[u32; N]
     Ok(out)
 }
 
-pub(super) fn patchify(dev: &Device, x: &CudaTensor, patch: [usize; 3]) -> Result<CudaTensor> {
-    let [c, f, h, w] = dims4("patchify", x)?;
-    let [pt, ph, pw] = patch;
-    if patch.contains(&0) || f % pt != 0 || h % ph != 0 || w % pw != 0 {
-        return Err(Error::shape(
-            "patchify",
-            format!("F, H, W must be multiples of the patch {patch:?}"),
-            x.shape(),
-        ));
-    }
-    let grid = [f / pt, h / ph, w / pw];
-    let out = CudaTensor::alloc(dev, &[grid.iter().product(), c * pt * ph * pw])?;
-    let [c, gf, gh, gw, pt, ph, pw] = u32s("patchify", [c, grid[0], grid[1], grid[2], pt, ph, pw])?;
+/// Launches `kernel` (patchify or unpatchify) between `x` and `out` for `channels` over a `grid`
+/// of `patch`es.
+fn launch_patch(
+    dev: &Device,
+    (kernel, op): (kernels::Kernel, &'static str),
+    x: &CudaTensor,
+    out: &CudaTensor,
+    [c, gf, gh, gw]: [usize; 4],
+    [pt, ph, pw]: [usize; 3],
+) -> Result<()> {
+    let [c, gf, gh, gw, pt, ph, pw] = u32s(op, [c, gf, gh, gw, pt, ph, pw])?;
     let n = out.numel();
     let args = PatchArgs {
         out: out.ptr(),
@@ -261,7 +200,15 @@ pub(super) fn patchify(dev: &Device, x: &CudaTensor, patch: [usize; 3]) -> Resul
         ph,
         pw,
     };
-    dev.launch_elements(kernels::PATCHIFY, n, &args)?;
+    dev.launch_elements(kernel, n, &args)
+}
+
+pub(super) fn patchify(dev: &Device, x: &CudaTensor, patch: [usize; 3]) -> Result<CudaTensor> {
+    let ([c, ..], [gf, gh, gw]) = shapes::patchify(x.shape(), patch)?;
+    let [pt, ph, pw] = patch;
+    let out = CudaTensor::alloc(dev, &[gf * gh * gw, c * pt * ph * pw])?;
+    let kernel = (kernels::PATCHIFY, "patchify");
+    launch_patch(dev, kernel, x, &out, [c, gf, gh, gw], patch)?;
     Ok(out)
 }
 
@@ -272,32 +219,12 @@ pub(super) fn unpatchify(
     patch: [usize; 3],
     channels: usize,
 ) -> Result<CudaTensor> {
+    shapes::unpatchify(x.shape(), grid, patch, channels)?;
     let [gf, gh, gw] = grid;
     let [pt, ph, pw] = patch;
-    let feat = pt * ph * pw * channels;
-    if x.shape() != [gf * gh * gw, feat] {
-        return Err(Error::shape(
-            "unpatchify",
-            format!("expected [{}, {feat}]", gf * gh * gw),
-            x.shape(),
-        ));
-    }
     let out = CudaTensor::alloc(dev, &[channels, gf * pt, gh * ph, gw * pw])?;
-    let [c, gf, gh, gw, pt, ph, pw] = u32s("unpatchify", [channels, gf, gh, gw, pt, ph, pw])?;
-    let n = out.numel();
-    let args = PatchArgs {
-        out: out.ptr(),
-        x: x.ptr(),
-        n: n as u64,
-        c,
-        gf,
-        gh,
-        gw,
-        pt,
-        ph,
-        pw,
-    };
-    dev.launch_elements(kernels::UNPATCHIFY, n, &args)?;
+    let kernel = (kernels::UNPATCHIFY, "unpatchify");
+    launch_patch(dev, kernel, x, &out, [channels, gf, gh, gw], patch)?;
     Ok(out)
 }
 
@@ -306,10 +233,7 @@ pub(super) fn upsample_nearest(
     x: &CudaTensor,
     factor: [usize; 3],
 ) -> Result<CudaTensor> {
-    let [c, f, h, w] = dims4("upsample_nearest", x)?;
-    if factor.contains(&0) {
-        return Err(Error::invalid("upsample_nearest", "factors must be >= 1"));
-    }
+    let [c, f, h, w] = shapes::upsample_nearest(x.shape(), factor)?;
     let [sf, sh, sw] = factor;
     let out = CudaTensor::alloc(dev, &[c, f * sf, h * sh, w * sw])?;
     let [f, h, w, sf, sh, sw] = u32s("upsample_nearest", [f, h, w, sf, sh, sw])?;

@@ -41,7 +41,7 @@ pub use device::DeviceInfo;
 use alloc::DeviceBuffer;
 use device::Device;
 
-use crate::{Backend, DType, Error, HostTensor, LinearWeights, Result, SlaParams};
+use crate::{Backend, DType, Error, HostTensor, LinearWeights, Result, SlaParams, shapes};
 
 /// Turns a CUDA library error into the crate's error, naming the op.
 pub(crate) trait Wrap<T> {
@@ -106,13 +106,7 @@ impl CudaTensor {
 
     /// The same buffer viewed with another shape of equal element count.
     fn reshaped(&self, shape: &[usize]) -> Result<Self> {
-        if shape.iter().product::<usize>() != self.numel() {
-            return Err(Error::shape(
-                "reshape",
-                format!("cannot view {:?} as {shape:?}", self.shape),
-                &self.shape,
-            ));
-        }
+        shapes::reshape(&self.shape, shape)?;
         Ok(Self {
             shape: shape.to_vec(),
             dtype: self.dtype,
@@ -153,17 +147,8 @@ impl std::fmt::Debug for CudaBackend {
 
 /// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`.
 fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
-    if x.shape.is_empty() || x.cols() != w.in_features {
-        return Err(Error::shape(
-            "linear",
-            format!("input features must be {}", w.in_features),
-            &x.shape,
-        ));
-    }
+    let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
     let rows = x.numel() / w.in_features.max(1);
-    let mut shape = x.shape.clone();
-    let last = shape.len() - 1;
-    shape[last] = w.out_features;
     let out = CudaTensor::alloc(dev, &shape)?;
     dev.gemm.linear_f32(
         &dev.stream,
@@ -176,29 +161,6 @@ fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTenso
         w.in_features,
     )?;
     Ok(out)
-}
-
-fn check_same_shape(op: &'static str, a: &CudaTensor, b: &CudaTensor) -> Result<()> {
-    if a.shape != b.shape {
-        return Err(Error::shape(
-            op,
-            format!("operands differ: {:?} vs {:?}", a.shape, b.shape),
-            &b.shape,
-        ));
-    }
-    Ok(())
-}
-
-/// Checks `b`'s shape is a suffix of `a`'s, so `b` broadcasts over `a`'s leading dims.
-fn check_suffix_shape(op: &'static str, a: &CudaTensor, b: &CudaTensor) -> Result<()> {
-    if b.shape.len() > a.shape.len() || a.shape[a.shape.len() - b.shape.len()..] != b.shape[..] {
-        return Err(Error::shape(
-            op,
-            format!("{:?} does not broadcast over {:?}", b.shape, a.shape),
-            &b.shape,
-        ));
-    }
-    Ok(())
 }
 
 impl CudaBackend {
@@ -346,48 +308,12 @@ impl Backend for CudaBackend {
     }
 
     fn upload_linear(&self, w: &LinearWeights) -> Result<CudaLinear> {
+        shapes::linear_weights(w)?;
         let weight = match &w.weight {
-            crate::LinearWeight::Dense(t) => {
-                if t.shape != [w.out_features, w.in_features] {
-                    return Err(Error::shape(
-                        "upload_linear",
-                        format!("weight must be [{}, {}]", w.out_features, w.in_features),
-                        &t.shape,
-                    ));
-                }
-                if t.dtype() == DType::I8 {
-                    return Err(Error::DType {
-                        op: "upload_linear",
-                        dtype: DType::I8,
-                    });
-                }
-                t.to_f32_vec()
-            }
-            crate::LinearWeight::Int8Block { values, scales } => {
-                let (go, gi) = LinearWeights::quant_grid(w.out_features, w.in_features);
-                if values.len() != w.out_features * w.in_features || scales.len() != go * gi {
-                    return Err(Error::invalid(
-                        "upload_linear",
-                        format!(
-                            "int8 weight has {} values / {} scales, expected {} / {}",
-                            values.len(),
-                            scales.len(),
-                            w.out_features * w.in_features,
-                            go * gi
-                        ),
-                    ));
-                }
-                w.dense_f32()
-            }
+            crate::LinearWeight::Dense(t) => t.to_f32_vec(),
+            crate::LinearWeight::Int8Block { .. } => w.dense_f32(),
         };
         let bias = match &w.bias {
-            Some(b) if b.numel() != w.out_features => {
-                return Err(Error::shape(
-                    "upload_linear",
-                    format!("bias must be [{}]", w.out_features),
-                    &b.shape,
-                ));
-            }
             Some(b) => Some(self.upload_f32(&[w.out_features], &b.to_f32_vec())?),
             None => None,
         };

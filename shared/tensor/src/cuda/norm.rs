@@ -5,7 +5,7 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 use super::CudaTensor;
 use super::device::Device;
 use super::kernels;
-use crate::{Error, Result};
+use crate::{Error, Result, shapes};
 
 /// Threads per row of the row norms: 256 keeps a 1536- to 5120-wide row at 6–20 elements per
 /// thread; narrower rows (the tiny model's 256) simply leave threads idle.
@@ -144,14 +144,8 @@ pub(super) fn channel_rms_norm(
     x: &CudaTensor,
     gamma: &CudaTensor,
 ) -> Result<CudaTensor> {
-    let c = x.shape().first().copied().unwrap_or(0);
-    if gamma.shape() != [c] {
-        return Err(Error::shape(
-            "channel_rms_norm",
-            format!("per-channel parameter must be [{c}]"),
-            gamma.shape(),
-        ));
-    }
+    shapes::channel_param("channel_rms_norm", x.shape(), gamma.shape())?;
+    let c = gamma.shape()[0];
     let channels = u32::try_from(c)
         .map_err(|_| Error::shape("channel_rms_norm", "too many channels", x.shape()))?;
     let out = CudaTensor::alloc(dev, x.shape())?;
