@@ -93,33 +93,64 @@ async fn stages<S: Stages>(
     };
     let progress = async {
         let mut clock = StepClock::default();
-        while let Some(update) = updates_rx.recv().await {
-            let update = match update {
+        let mut decode_announced = false;
+        let mut relay = |update: DenoiseUpdate| -> Option<Update> {
+            match update {
                 DenoiseUpdate::Step(step) => {
                     clock.record(step.seconds);
                     if let Ok(seconds) = Duration::try_from_secs_f64(step.seconds) {
                         context.metrics.observe_step(seconds);
                     }
                     let remaining = step.total.saturating_sub(step.step + 1);
-                    Update::Progress(Progress {
+                    Some(Update::Progress(Progress {
                         step: step.step,
                         total: step.total,
                         timestep: step.timestep,
                         eta_seconds: clock.mean_s() * f64::from(remaining) + tail_estimate_s,
-                    })
+                    }))
                 }
-                DenoiseUpdate::Preview(p) => Update::Preview(JobPreview {
+                DenoiseUpdate::Preview(p) => Some(Update::Preview(JobPreview {
                     step: p.step,
                     width: p.width,
                     height: p.height,
                     png: p.png,
-                }),
+                })),
                 DenoiseUpdate::Restarted => {
                     clock = StepClock::default();
-                    continue;
+                    None
                 }
-            };
-            queue.update(id, update).await;
+            }
+        };
+        loop {
+            tokio::select! {
+                // Updates first: the denoiser queues every step's update before the first latent
+                // frame lands, so announcing the VAE stage only once the channel is drained keeps
+                // a job's events in order.
+                biased;
+                update = updates_rx.recv() => match update {
+                    Some(update) => {
+                        if let Some(update) = relay(update) {
+                            queue.update(id, update).await;
+                        }
+                    }
+                    None => {
+                        // The denoise call has ended; if it delivered latents, the VAE started.
+                        if !decode_announced && latents.received() > 0 {
+                            queue.update(id, Update::Stage(Stage::VaeDecode)).await;
+                        }
+                        break;
+                    }
+                },
+                _ = latents.get(0), if !decode_announced => {
+                    while let Ok(update) = updates_rx.try_recv() {
+                        if let Some(update) = relay(update) {
+                            queue.update(id, update).await;
+                        }
+                    }
+                    queue.update(id, Update::Stage(Stage::VaeDecode)).await;
+                    decode_announced = true;
+                }
+            }
         }
         Ok::<_, Error>(())
     };
@@ -127,7 +158,6 @@ async fn stages<S: Stages>(
         let frames_tx = frames_tx;
         // The VAE call opens with the first latent frame, so its deadline covers decoding only.
         latents.get(0).await;
-        queue.update(id, Update::Stage(Stage::VaeDecode)).await;
         let start = Instant::now();
         context
             .stages
