@@ -39,3 +39,42 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   v = lane < (int)(blockDim.x >> 5) ? scratch[lane] : 0.0f;
   return warp_sum(v);
 }
+
+// ---- element types ----
+// Memory-bound kernels take their tensors' element types as run-time codes in the args struct
+// (a warp-uniform branch per access costs nothing next to the memory traffic), so one kernel
+// serves f32 and bf16 tensors and mixes of them (an f32 residual plus a bf16 branch).
+#define DT_F32 0
+#define DT_BF16 1
+
+typedef unsigned short bf16_t;
+
+__device__ __forceinline__ float bf16_to_f32(bf16_t h) {
+  return __uint_as_float(((unsigned)h) << 16);
+}
+
+// Round to nearest even, as PyTorch's `.to(torch.bfloat16)`.
+__device__ __forceinline__ bf16_t f32_to_bf16(float f) {
+  bf16_t r;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(f));
+  return r;
+}
+
+// Two floats as a bf16 pair: `lo` in the low half (the lower address / column).
+__device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+__device__ __forceinline__ float load_elem(const void* p, int dt, u64 i) {
+  return dt == DT_BF16 ? bf16_to_f32(((const bf16_t*)p)[i]) : ((const float*)p)[i];
+}
+
+__device__ __forceinline__ void store_elem(void* p, int dt, u64 i, float v) {
+  if (dt == DT_BF16) {
+    ((bf16_t*)p)[i] = f32_to_bf16(v);
+  } else {
+    ((float*)p)[i] = v;
+  }
+}

@@ -1,8 +1,8 @@
 // Elementwise ops over contiguous row-major tensors: activations, broadcast arithmetic, the DiT
 // gated residual, the sampler's linear combination, clamping and per-channel affine maps.
 //
-// Symbols are `{op}_{dtype}`, generated per storage type by the DEFINE_* macros below; arithmetic
-// is f32. Every kernel is a grid-stride loop over `n` output elements, so any grid size is valid.
+// Arithmetic is f32 whatever the storage type. Every kernel is a grid-stride loop over `n` output
+// elements, so any grid size is valid.
 #include "common.cuh"
 
 __device__ __forceinline__ float gelu_tanh(float x) {
@@ -12,21 +12,73 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
+// The activations, the broadcast arithmetic and the gated residual take their tensors' element
+// types as DT_* codes (f32 or bf16, mixed freely: an f32 residual plus a bf16 branch).
 struct UnaryArgs {
-  float* out;
-  const float* x;
+  void* out;
+  const void* x;
   u64 n;
+  int out_dt;
+  int x_dt;
 };
 
 // `b` broadcasts over the leading dims of `a`: its `nb` elements repeat along `a`.
 struct BroadcastArgs {
-  float* out;
-  const float* a;
-  const float* b;
+  void* out;
+  const void* a;
+  const void* b;
   u64 n;
   u64 nb;
+  int out_dt;
+  int a_dt;
+  int b_dt;
 };
 
+// x + y * gate, gate: [cols] broadcast over rows.
+struct GatedResidualArgs {
+  void* out;
+  const void* x;
+  const void* y;
+  const void* gate;
+  u64 n;
+  u64 cols;
+  int out_dt;
+  int x_dt;
+  int y_dt;
+  int gate_dt;
+};
+
+#define DEFINE_UNARY(NAME, EXPR)                                                           \
+  extern "C" __global__ void NAME(const UnaryArgs a) {                                    \
+    GRID_STRIDE(i, a.n) {                                                                  \
+      const float v = load_elem(a.x, a.x_dt, i);                                           \
+      store_elem(a.out, a.out_dt, i, (EXPR));                                              \
+    }                                                                                      \
+  }
+
+#define DEFINE_BROADCAST(NAME, OP)                                                         \
+  extern "C" __global__ void NAME(const BroadcastArgs a) {                                \
+    GRID_STRIDE(i, a.n) {                                                                  \
+      store_elem(a.out, a.out_dt, i,                                                       \
+                 load_elem(a.a, a.a_dt, i) OP load_elem(a.b, a.b_dt, i % a.nb));           \
+    }                                                                                      \
+  }
+
+DEFINE_UNARY(gelu_tanh, gelu_tanh(v))
+DEFINE_UNARY(silu, silu(v))
+// Element type conversion (bf16 rounds to nearest even).
+DEFINE_UNARY(cast, v)
+DEFINE_BROADCAST(add, +)
+DEFINE_BROADCAST(mul, *)
+
+extern "C" __global__ void gated_residual(const GatedResidualArgs a) {
+  GRID_STRIDE(i, a.n) {
+    const float x = load_elem(a.x, a.x_dt, i), y = load_elem(a.y, a.y_dt, i);
+    store_elem(a.out, a.out_dt, i, x + y * load_elem(a.gate, a.gate_dt, i % a.cols));
+  }
+}
+
+// The sampler's and the VAE's f32-only ops.
 struct ClampArgs {
   float* out;
   const float* x;
@@ -35,15 +87,9 @@ struct ClampArgs {
   float hi;
 };
 
-// x + y * gate, gate: [cols] broadcast over rows.
-struct GatedResidualArgs {
-  float* out;
-  const float* x;
-  const float* y;
-  const float* gate;
-  u64 n;
-  u64 cols;
-};
+extern "C" __global__ void clamp_f32(const ClampArgs a) {
+  GRID_STRIDE(i, a.n) { a.out[i] = fminf(fmaxf(a.x[i], a.lo), a.hi); }
+}
 
 // x[c, ...] * scale[c] + shift[c], `inner` elements per channel.
 struct ChannelAffineArgs {
@@ -55,42 +101,12 @@ struct ChannelAffineArgs {
   u64 inner;
 };
 
-#define DEFINE_UNARY(NAME, SUF, EXPR)                                                      \
-  extern "C" __global__ void NAME##_##SUF(const UnaryArgs a) {                            \
-    GRID_STRIDE(i, a.n) {                                                                  \
-      const float v = a.x[i];                                                              \
-      a.out[i] = (EXPR);                                                                   \
-    }                                                                                      \
+extern "C" __global__ void channel_affine_f32(const ChannelAffineArgs a) {
+  GRID_STRIDE(i, a.n) {
+    const u64 c = i / a.inner;
+    a.out[i] = a.x[i] * a.scale[c] + a.shift[c];
   }
-
-#define DEFINE_BROADCAST(NAME, SUF, OP)                                                    \
-  extern "C" __global__ void NAME##_##SUF(const BroadcastArgs a) {                        \
-    GRID_STRIDE(i, a.n) { a.out[i] = a.a[i] OP a.b[i % a.nb]; }                            \
-  }
-
-// The op set for one storage type; the args structs above are the f32 ones.
-#define DEFINE_ELEMENTWISE(SUF)                                                            \
-  DEFINE_UNARY(gelu_tanh, SUF, gelu_tanh(v))                                               \
-  DEFINE_UNARY(silu, SUF, silu(v))                                                         \
-  DEFINE_BROADCAST(add, SUF, +)                                                            \
-  DEFINE_BROADCAST(mul, SUF, *)                                                            \
-                                                                                           \
-  extern "C" __global__ void clamp_##SUF(const ClampArgs a) {                             \
-    GRID_STRIDE(i, a.n) { a.out[i] = fminf(fmaxf(a.x[i], a.lo), a.hi); }                   \
-  }                                                                                        \
-                                                                                           \
-  extern "C" __global__ void gated_residual_##SUF(const GatedResidualArgs a) {            \
-    GRID_STRIDE(i, a.n) { a.out[i] = a.x[i] + a.y[i] * a.gate[i % a.cols]; }               \
-  }                                                                                        \
-                                                                                           \
-  extern "C" __global__ void channel_affine_##SUF(const ChannelAffineArgs a) {            \
-    GRID_STRIDE(i, a.n) {                                                                  \
-      const u64 c = i / a.inner;                                                           \
-      a.out[i] = a.x[i] * a.scale[c] + a.shift[c];                                         \
-    }                                                                                      \
-  }
-
-DEFINE_ELEMENTWISE(f32)
+}
 
 // Terms per lincomb launch; longer combinations accumulate over several launches.
 #define LINCOMB_TERMS 8

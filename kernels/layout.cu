@@ -3,21 +3,36 @@
 // output element, grid-stride.
 #include "common.cuh"
 
+// Pure copies move elements of `esize` bytes (4: f32, 2: bf16) without looking at them.
+template <typename T>
+__device__ __forceinline__ void copy_elem(void* dst, u64 di, const void* src, u64 si) {
+  ((T*)dst)[di] = ((const T*)src)[si];
+}
+
+__device__ __forceinline__ void copy_elem(int esize, void* dst, u64 di, const void* src, u64 si) {
+  if (esize == 2) {
+    copy_elem<unsigned short>(dst, di, src, si);
+  } else {
+    copy_elem<unsigned>(dst, di, src, si);
+  }
+}
+
 // dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < cols (elements; the
 // pointers already carry the start offsets).
 struct Copy2dArgs {
-  float* dst;
-  const float* src;
+  void* dst;
+  const void* src;
   u64 rows;
   u64 cols;
   u64 dst_pitch;
   u64 src_pitch;
+  int esize;
 };
 
-extern "C" __global__ void copy2d_f32(const Copy2dArgs a) {
+extern "C" __global__ void copy2d(const Copy2dArgs a) {
   GRID_STRIDE(i, a.rows * a.cols) {
     const u64 r = i / a.cols, c = i % a.cols;
-    a.dst[r * a.dst_pitch + c] = a.src[r * a.src_pitch + c];
+    copy_elem(a.esize, a.dst, r * a.dst_pitch + c, a.src, r * a.src_pitch + c);
   }
 }
 
@@ -27,22 +42,23 @@ extern "C" __global__ void copy2d_f32(const Copy2dArgs a) {
 // out_shape: output dimension d is input dimension perm[d], whose stride the host put in
 // src_strides[d].
 struct PermuteArgs {
-  float* out;
-  const float* x;
+  void* out;
+  const void* x;
   u64 n;
   u64 out_shape[PERMUTE_MAX_RANK];
   u64 src_strides[PERMUTE_MAX_RANK];
   int rank;
+  int esize;
 };
 
-extern "C" __global__ void permute_f32(const PermuteArgs a) {
+extern "C" __global__ void permute(const PermuteArgs a) {
   GRID_STRIDE(i, a.n) {
     u64 rest = i, src = 0;
     for (int d = a.rank - 1; d >= 0; --d) {
       src += (rest % a.out_shape[d]) * a.src_strides[d];
       rest /= a.out_shape[d];
     }
-    a.out[i] = a.x[src];
+    copy_elem(a.esize, a.out, i, a.x, src);
   }
 }
 

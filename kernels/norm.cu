@@ -7,65 +7,74 @@
 #include "common.cuh"
 
 // out = LN(x) * (mul + mul_offset) + add, each of mul/add optional ([cols] or null):
-// affine LayerNorm is (weight, 0, bias), DiT modulation is (scale, 1, shift).
+// affine LayerNorm is (weight, 0, bias), DiT modulation is (scale, 1, shift). Element types are
+// DT_* codes: the DiT reads its f32 residual stream and writes bf16 for the next GEMM.
 struct LayerNormArgs {
-  float* out;        // [rows, cols]
-  const float* x;    // [rows, cols]
-  const float* mul;  // [cols] or null
-  const float* add;  // [cols] or null
+  void* out;        // [rows, cols]
+  const void* x;    // [rows, cols]
+  const void* mul;  // [cols] or null
+  const void* add;  // [cols] or null
   float mul_offset;
   float eps;
   unsigned rows;
   unsigned cols;
+  int out_dt;
+  int x_dt;
+  int param_dt;     // of mul and add
 };
 
-extern "C" __global__ void layer_norm_f32(const LayerNormArgs a) {
+extern "C" __global__ void layer_norm(const LayerNormArgs a) {
   __shared__ float scratch[32];
-  const u64 row = blockIdx.x;
-  const float* x = a.x + row * a.cols;
-  float* out = a.out + row * a.cols;
+  const u64 first = (u64)blockIdx.x * a.cols;
   const float n = (float)a.cols;
 
   float s = 0.0f;
-  for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) s += x[j];
+  for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) s += load_elem(a.x, a.x_dt, first + j);
   const float mean = block_sum(s, scratch) / n;
 
   float ss = 0.0f;
   for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) {
-    const float d = x[j] - mean;
+    const float d = load_elem(a.x, a.x_dt, first + j) - mean;
     ss += d * d;
   }
   const float inv = 1.0f / sqrtf(block_sum(ss, scratch) / n + a.eps);
 
   for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) {
-    float v = (x[j] - mean) * inv;
-    if (a.mul) v *= a.mul[j] + a.mul_offset;
-    if (a.add) v += a.add[j];
-    out[j] = v;
+    float v = (load_elem(a.x, a.x_dt, first + j) - mean) * inv;
+    if (a.mul) v *= load_elem(a.mul, a.param_dt, j) + a.mul_offset;
+    if (a.add) v += load_elem(a.add, a.param_dt, j);
+    store_elem(a.out, a.out_dt, first + j, v);
   }
 }
 
 // out = x * rsqrt(mean(x^2) + eps) * weight over each row.
 struct RmsNormArgs {
-  float* out;           // [rows, cols]
-  const float* x;       // [rows, cols]
-  const float* weight;  // [cols]
+  void* out;           // [rows, cols]
+  const void* x;       // [rows, cols]
+  const void* weight;  // [cols]
   float eps;
   unsigned rows;
   unsigned cols;
+  int out_dt;
+  int x_dt;
+  int weight_dt;
 };
 
-extern "C" __global__ void rms_norm_f32(const RmsNormArgs a) {
+extern "C" __global__ void rms_norm(const RmsNormArgs a) {
   __shared__ float scratch[32];
-  const u64 row = blockIdx.x;
-  const float* x = a.x + row * a.cols;
-  float* out = a.out + row * a.cols;
+  const u64 first = (u64)blockIdx.x * a.cols;
 
   float ss = 0.0f;
-  for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) ss += x[j] * x[j];
+  for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) {
+    const float v = load_elem(a.x, a.x_dt, first + j);
+    ss += v * v;
+  }
   const float inv = 1.0f / sqrtf(block_sum(ss, scratch) / (float)a.cols + a.eps);
 
-  for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) out[j] = x[j] * inv * a.weight[j];
+  for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) {
+    const float v = load_elem(a.x, a.x_dt, first + j);
+    store_elem(a.out, a.out_dt, first + j, v * inv * load_elem(a.weight, a.weight_dt, j));
+  }
 }
 
 // The Wan VAE's RMS_norm: x / max(||x||_2, 1e-12) * sqrt(C) * gamma, the norm taken over the

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod convert;
 mod generate;
 mod serve;
@@ -21,6 +22,8 @@ enum Command {
     Serve(Box<serve::Args>),
     /// Convert a PyTorch `.pth` checkpoint (torch.save zip + pickle) into safetensors.
     Convert(convert::Args),
+    /// Time the DiT forward (random weights or a checkpoint) and report JSON.
+    Bench(Box<bench::Args>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(*args),
         Command::Serve(args) => serve::run(*args),
         Command::Convert(args) => convert::run(args),
+        Command::Bench(args) => bench::run(*args),
     }
 }

@@ -23,6 +23,24 @@ pub fn max_rel_err(got: &[f32], want: &[f32]) -> f32 {
     diff / scale
 }
 
+/// `‖got − want‖₂ / ‖want‖₂` in f64: the whole-tensor measure of the bf16 parity gates (PyTorch
+/// peers report it), NaN when `got` holds a NaN.
+///
+/// # Panics
+///
+/// If `got` and `want` differ in length.
+pub fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "lengths differ");
+    if got.iter().any(|v| v.is_nan()) {
+        return f64::NAN;
+    }
+    let (diff, norm) = got.iter().zip(want).fold((0f64, 0f64), |(d, n), (a, b)| {
+        let (a, b) = (f64::from(*a), f64::from(*b));
+        (d + (a - b) * (a - b), n + b * b)
+    });
+    (diff / norm).sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +49,11 @@ mod tests {
     fn relative_to_the_reference_scale() {
         assert_eq!(max_rel_err(&[1.0, -1.5], &[1.0, -2.0]), 0.25);
         assert!(max_rel_err(&[f32::NAN, 0.0], &[1.0, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn rel_l2_is_the_norm_ratio() {
+        assert!((rel_l2(&[3.0, 3.0], &[3.0, 4.0]) - 0.2).abs() < 1e-12);
+        assert!(rel_l2(&[f32::NAN], &[1.0]).is_nan());
     }
 }

@@ -10,6 +10,7 @@ fn gpu() -> Option<CudaBackend> {
         0,
         CudaOptions {
             poison_allocations: true,
+            ..CudaOptions::default()
         },
     ) {
         Ok(b) => Some(b),

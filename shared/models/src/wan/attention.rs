@@ -18,6 +18,7 @@ pub enum AttentionMode {
 }
 
 /// Rotary tables for one token grid, `[L, Dh/2]` each.
+#[derive(Clone)]
 pub struct Rope<B: Backend> {
     pub cos: B::Tensor,
     pub sin: B::Tensor,

@@ -108,6 +108,18 @@ impl WanConfig {
         self.dim / self.num_heads.max(1)
     }
 
+    /// FLOPs of one forward over `tokens` video tokens and `text_tokens` context tokens, counted
+    /// as shared/reference/wan.md §2 does (2 per multiply-add; the context's cross-attention keys
+    /// and values included although a prompt computes them once; patch embedding and head left
+    /// out), so rates compare with the PyTorch peer's.
+    pub fn forward_flops(&self, tokens: usize, text_tokens: usize) -> f64 {
+        let (l, t) = (tokens as f64, text_tokens as f64);
+        let (d, f) = (self.dim as f64, self.ffn_dim as f64);
+        let linear = 8.0 * l * d * d + 4.0 * l * d * d + 4.0 * t * d * d + 4.0 * l * d * f;
+        let attention = 4.0 * l * l * d + 4.0 * l * t * d;
+        self.num_layers as f64 * (linear + attention)
+    }
+
     /// Input features of the patch embedding, ordered `(c, kt, kh, kw)`.
     pub fn patch_features(&self) -> usize {
         self.in_dim * self.patch_size.iter().product::<usize>()
@@ -203,6 +215,14 @@ impl WanConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_flops_match_the_reference_table() {
+        // shared/reference/wan.md §2: 283.0 TF (1.3B 480P), 6,523.4 TF (14B 720P).
+        let tf = |c: WanConfig, l| c.forward_flops(l, 512) / 1e12;
+        assert!((tf(WanConfig::t2v_1_3b(), 32_760) - 283.0).abs() < 0.5);
+        assert!((tf(WanConfig::t2v_14b(), 75_600) - 6523.4).abs() < 0.5);
+    }
 
     /// Parameter counts of wan.md §1.1 (measured from the diffusers models).
     fn params(c: &WanConfig) -> usize {

@@ -1,5 +1,7 @@
 //! The whole DiT: patch embedding, condition embeddings, blocks, head, unpatchify.
 
+use std::sync::{Mutex, PoisonError};
+
 use turbine_checkpoint::{Error as CkptError, TensorStore};
 use turbine_tensor::{Backend, rope::rope_tables};
 
@@ -25,6 +27,9 @@ pub struct WanModel<B: Backend> {
     /// `[2, D]`: shift and scale of the output norm; `e` is added per forward.
     head_modulation: B::Tensor,
     head: B::Linear,
+    /// The rotary tables of the last token grid: every step of a generation reuses them, and
+    /// building them on the host costs more than a block at 480p.
+    rope: Mutex<Option<([usize; 3], Rope<B>)>>,
 }
 
 /// A prompt prepared for the denoising loop: each block's cross-attention keys and values.
@@ -74,6 +79,7 @@ impl<B: Backend + Clone> WanModel<B> {
             blocks,
             head_modulation: backend.reshape(&backend.upload(&head_modulation)?, &[2, d])?,
             head: backend.upload_linear(&w.linear("head.head", c.head_features(), d)?)?,
+            rope: Mutex::new(None),
             attention: AttentionMode::Dense,
             config,
             backend,
@@ -165,11 +171,7 @@ impl<B: Backend + Clone> WanModel<B> {
             ));
         }
 
-        let (cos, sin) = rope_tables(grid, c.head_dim(), ROPE_THETA)?;
-        let rope = Rope {
-            cos: b.upload(&cos)?,
-            sin: b.upload(&sin)?,
-        };
+        let rope = self.rope(grid)?;
         let time = self.time.forward(b, timestep)?;
         let mut x = b.linear(&b.patchify(&x, c.patch_size)?, &self.patch_embedding)?;
         for (block, kv) in self.blocks.iter().zip(&context.blocks) {
@@ -181,6 +183,24 @@ impl<B: Backend + Clone> WanModel<B> {
         let h = b.layer_norm_modulate(&x, &shift, &scale, c.eps as f32)?;
         let out = b.linear(&h, &self.head)?;
         Ok(b.unpatchify(&out, grid, c.patch_size, c.out_dim)?)
+    }
+
+    /// The rotary tables of `grid`, from the cache when the last forward had the same grid.
+    fn rope(&self, grid: [usize; 3]) -> Result<Rope<B>> {
+        let mut cached = self.rope.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((g, rope)) = cached.as_ref()
+            && *g == grid
+        {
+            return Ok(rope.clone());
+        }
+        let b = &self.backend;
+        let (cos, sin) = rope_tables(grid, self.config.head_dim(), ROPE_THETA)?;
+        let rope = Rope {
+            cos: b.upload(&cos)?,
+            sin: b.upload(&sin)?,
+        };
+        *cached = Some((grid, rope.clone()));
+        Ok(rope)
     }
 
     /// The post-patch token grid of a `[C, F, H, W]` input, after checking it.

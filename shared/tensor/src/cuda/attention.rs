@@ -5,9 +5,9 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 use super::alloc::DeviceBuffer;
 use super::device::Device;
 use super::kernels;
-use super::{CudaLinear, CudaTensor, Wrap, gemm_linear};
+use super::{CudaLinear, CudaTensor, Wrap, dt_code, gemm_linear};
 use crate::shapes::{self, Dims};
-use crate::{Error, Result, SlaParams};
+use crate::{DType, Error, Result, SlaParams};
 
 /// `ATT_BQ`, `ATT_WARPS` and `ATT_MAX_DH` of attention.cu.
 const ATT_BQ: usize = 16;
@@ -23,6 +23,7 @@ struct RopeArgs {
     pairs: u64,
     heads: u32,
     half: u32,
+    dt: i32,
 }
 
 #[repr(C)]
@@ -40,6 +41,18 @@ struct AttentionArgs {
     dh: i32,
     block_q: i32,
     block_k: i32,
+}
+
+#[repr(C)]
+struct FlashArgs {
+    out: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    scale_log2: f32,
+    lq: i32,
+    lk: i32,
+    heads: i32,
 }
 
 #[repr(C)]
@@ -103,10 +116,11 @@ struct SlaLinearArgs {
     dh: u32,
 }
 
-// SAFETY (all eight): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+// SAFETY (all nine): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
 // as u64, `int` as i32, `unsigned` as u32), in field order.
 unsafe impl DeviceRepr for RopeArgs {}
 unsafe impl DeviceRepr for AttentionArgs {}
+unsafe impl DeviceRepr for FlashArgs {}
 unsafe impl DeviceRepr for SlaPoolArgs {}
 unsafe impl DeviceRepr for SlaScoreArgs {}
 unsafe impl DeviceRepr for SlaSelectArgs {}
@@ -147,7 +161,7 @@ pub(super) fn rope(
 ) -> Result<CudaTensor> {
     let [len, heads, dh] = dims3("rope", x.shape())?;
     shapes::rope_tables(len, dh, [cos.shape(), sin.shape()])?;
-    let out = CudaTensor::alloc(dev, x.shape())?;
+    let out = CudaTensor::alloc_as(dev, x.shape(), x.dtype())?;
     let pairs = x.numel() / 2;
     dev.launch_elements(
         kernels::ROPE,
@@ -160,6 +174,7 @@ pub(super) fn rope(
             pairs: pairs as u64,
             heads: heads as u32,
             half: (dh / 2) as u32,
+            dt: dt_code(x.dtype()),
         },
     )?;
     Ok(out)
@@ -429,4 +444,60 @@ pub(super) fn sla_attention(
     let rows = linear.reshaped(&[d.lq * d.heads, d.dh])?;
     let projected = gemm_linear(dev, &rows, proj_l)?.reshaped(q.shape())?;
     super::elementwise::broadcast(dev, "sla_attention", kernels::ADD, &sparse, &projected)
+}
+
+/// `FA_D`, `FA_BQ`, `FA_THREADS` and `FA_SMEM_BYTES` of flash.cu.
+const FLASH_DH: usize = 128;
+const FLASH_BQ: usize = 128;
+const FLASH_THREADS: u32 = 256;
+const FLASH_SMEM_BYTES: u32 = 7 * 128 * 128 * 2 + 1024;
+
+/// Whether [`flash_attention`] takes these tensors: bf16 q/k/v with head dim 128 on a GPU with
+/// wgmma (sm_90a).
+pub(super) fn flash_applies(dev: &Device, q: &CudaTensor, k: &CudaTensor, v: &CudaTensor) -> bool {
+    dev.info.arch == "sm_90a"
+        && [q, k, v].iter().all(|t| t.dtype() == DType::BF16)
+        && q.shape().last() == Some(&FLASH_DH)
+}
+
+/// Dense softmax attention of bf16 `q: [Lq, H, 128]`, `k`/`v: [Lk, H, 128]` on the tensor cores,
+/// bf16 output `[Lq, H, 128]` (f32 accumulation and softmax).
+pub(super) fn flash_attention(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    scale: f32,
+) -> Result<CudaTensor> {
+    let d = check_qkv("attention", q, k, v)?;
+    if d.dh != FLASH_DH || [q, k, v].iter().any(|t| t.dtype() != DType::BF16) {
+        return Err(Error::invalid(
+            "attention",
+            format!("the flash kernel takes bf16 tensors with head dim {FLASH_DH}"),
+        ));
+    }
+    let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
+    if d.lq == 0 || d.heads == 0 {
+        return Ok(out);
+    }
+    if d.lk == 0 {
+        return Err(Error::invalid("attention", "no keys to attend to"));
+    }
+    let cfg = LaunchConfig {
+        grid_dim: (d.lq.div_ceil(FLASH_BQ) as u32, d.heads as u32, 1),
+        block_dim: (FLASH_THREADS, 1, 1),
+        shared_mem_bytes: FLASH_SMEM_BYTES,
+    };
+    let args = FlashArgs {
+        out: out.ptr(),
+        q: q.ptr(),
+        k: k.ptr(),
+        v: v.ptr(),
+        scale_log2: scale * std::f32::consts::LOG2_E,
+        lq: d.lq as i32,
+        lk: d.lk as i32,
+        heads: d.heads as i32,
+    };
+    dev.launch(kernels::FLASH_ATTENTION, cfg, &args)?;
+    Ok(out)
 }

@@ -15,8 +15,14 @@
 //!   GEMMs would show as ~1e-3).
 //!
 //! SLA block selections must match exactly.
+//!
+//! The **bf16** checks ([`op_checks`] runs them after the f32 ones) run a [`Precision::Bf16`]
+//! backend on bf16 copies of the inputs against the CPU on the same bf16-rounded values, with
+//! tolerance **1e-2**: the GPU rounds each output to bf16 (a relative step of 2⁻⁸ ≈ 3.9e-3) after
+//! f32 arithmetic, linear layers also round their weights, and attention rounds the softmax
+//! probabilities to bf16 before P·V, as every bf16 flash kernel does.
 
-use super::CudaBackend;
+use super::{CudaBackend, Precision};
 use crate::{
     Backend, CpuBackend, DType, HostData, HostTensor, LinearWeight, LinearWeights, Result,
     SlaParams, compare, rope::rope_tables, sla_block_map,
@@ -25,6 +31,7 @@ use crate::{
 const EXACT: f32 = 0.0;
 const ELEMENTWISE: f32 = 1e-6;
 const REDUCTION: f32 = 1e-5;
+const BF16: f32 = 1e-2;
 
 /// One op compared on one input set.
 #[derive(Debug, Clone)]
@@ -105,6 +112,43 @@ macro_rules! check {
             $b.download(&out)?
         };
         $c.record($op, $case, $tol, &got, &want);
+    }};
+}
+
+/// As [`check!`] with the GPU side on a bf16 backend: inputs whose `as_bf16` flag is set are
+/// rounded to bf16 for both sides and handed to the GPU as bf16 tensors.
+macro_rules! check_bf16 {
+    ($c:expr, $op:expr, $case:expr, $inputs:expr, $as_bf16:expr, |$b:ident, $x:ident| $body:expr) => {{
+        let as_bf16: &[bool] = &$as_bf16;
+        let inputs: Vec<HostTensor> = $inputs
+            .into_iter()
+            .zip(as_bf16)
+            .map(|(t, &r)| if r { t.to_dtype(DType::BF16) } else { Ok(t) })
+            .collect::<Result<_>>()?;
+        let want = {
+            let $b = &$c.cpu;
+            let $x = upload_all($b, &inputs)?;
+            let out = $body?;
+            $b.download(&out)?
+        };
+        let got = {
+            let $b = &$c.gpu.with_precision(Precision::Bf16);
+            let $x = inputs
+                .iter()
+                .zip(as_bf16)
+                .map(|(t, &r)| {
+                    let d = $b.upload(t)?;
+                    if r {
+                        $b.to_dtype(&d, DType::BF16)
+                    } else {
+                        Ok(d)
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = $body?;
+            $b.download(&out)?
+        };
+        $c.record($op, $case, BF16, &got, &want);
     }};
 }
 
@@ -559,6 +603,184 @@ impl Checker<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// The bf16 paths: GEMMs on bf16 weights, norms writing bf16, bf16 elementwise and layout ops,
+    /// mixed f32/bf16 arithmetic and the tensor-core flash attention.
+    fn bf16(&mut self) -> Result<()> {
+        for (rows, in_f, out_f, bias) in [
+            (37usize, 96usize, 80usize, true),
+            (5, 33, 7, false),
+            (300, 1536, 1536, true),
+        ] {
+            let mut w = self.linear_weights(out_f, in_f, bias);
+            if let LinearWeight::Dense(t) = &w.weight {
+                w.weight = LinearWeight::Dense(t.to_dtype(DType::BF16)?);
+            }
+            w.bias = w.bias.map(|b| b.to_dtype(DType::BF16)).transpose()?;
+            for x_bf16 in [true, false] {
+                let x = self.randn(&[rows, in_f]);
+                let case = format!(
+                    "[{rows}, {in_f}] -> {out_f}, x {}",
+                    if x_bf16 { "bf16" } else { "f32" }
+                );
+                check_bf16!(self, "bf16 linear", case, vec![x], [x_bf16], |b, x| {
+                    b.linear(&x[0], &b.upload_linear(&w)?)
+                });
+            }
+        }
+        let cols = 1536;
+        let x = self.randn(&[19, cols]);
+        let (shift, scale, w) = (
+            self.randn(&[cols]),
+            self.randn(&[cols]),
+            self.randn(&[cols]),
+        );
+        for x_bf16 in [false, true] {
+            let case = format!("[19, {cols}], x {}", if x_bf16 { "bf16" } else { "f32" });
+            check_bf16!(
+                self,
+                "bf16 layer_norm_modulate",
+                case.clone(),
+                vec![x.clone(), shift.clone(), scale.clone()],
+                [x_bf16, false, false],
+                |b, x| { b.layer_norm_modulate(&x[0], &x[1], &x[2], 1e-6) }
+            );
+            check_bf16!(
+                self,
+                "bf16 layer_norm affine",
+                case.clone(),
+                vec![x.clone(), w.clone(), shift.clone()],
+                [x_bf16, false, false],
+                |b, x| { b.layer_norm(&x[0], Some((&x[1], &x[2])), 1e-6) }
+            );
+            check_bf16!(
+                self,
+                "bf16 rms_norm",
+                case,
+                vec![x.clone(), w.clone()],
+                [x_bf16, false],
+                |b, x| { b.rms_norm(&x[0], &x[1], 1e-6) }
+            );
+        }
+        let (y, row) = (self.randn(&[19, cols]), self.randn(&[cols]));
+        check_bf16!(
+            self,
+            "bf16 gelu_tanh",
+            "[19, 1536]",
+            vec![x.clone()],
+            [true],
+            |b, x| b.gelu_tanh(&x[0])
+        );
+        check_bf16!(
+            self,
+            "bf16 silu",
+            "[19, 1536]",
+            vec![x.clone()],
+            [true],
+            |b, x| b.silu(&x[0])
+        );
+        check_bf16!(
+            self,
+            "bf16 add",
+            "f32 [19, 1536] + bf16 [19, 1536]",
+            vec![x.clone(), y.clone()],
+            [false, true],
+            |b, x| b.add(&x[0], &x[1])
+        );
+        check_bf16!(
+            self,
+            "bf16 mul",
+            "bf16 [19, 1536] * bf16 [1536]",
+            vec![x.clone(), row.clone()],
+            [true, true],
+            |b, x| b.mul(&x[0], &x[1])
+        );
+        check_bf16!(
+            self,
+            "bf16 gated_residual",
+            "f32 x, bf16 y, f32 gate",
+            vec![x.clone(), y.clone(), row.clone()],
+            [false, true, false],
+            |b, x| b.gated_residual(&x[0], &x[1], &x[2])
+        );
+        let t = self.randn(&[6, 7, 8]);
+        check_bf16!(
+            self,
+            "bf16 permute",
+            "[6, 7, 8] [2, 0, 1]",
+            vec![t.clone()],
+            [true],
+            |b, x| b.permute(&x[0], &[2, 0, 1])
+        );
+        check_bf16!(
+            self,
+            "bf16 slice",
+            "[6, 7, 8] dim 1 2+3",
+            vec![t.clone()],
+            [true],
+            |b, x| b.slice(&x[0], 1, 2, 3)
+        );
+        check_bf16!(
+            self,
+            "bf16 concat",
+            "bf16 + f32 parts, dim 0",
+            vec![t.clone(), t],
+            [true, false],
+            |b, x| b.concat(&[&x[0], &x[1]], 0)
+        );
+        let (cos, sin) = rope_tables([2, 5, 5], 128, 1e4)?;
+        let q = self.randn(&[50, 3, 128]);
+        check_bf16!(
+            self,
+            "bf16 rope",
+            "[50, 3, 128]",
+            vec![q, cos, sin],
+            [true, false, false],
+            |b, x| b.rope(&x[0], &x[1], &x[2])
+        );
+
+        // Flash attention: ragged query and key counts (tile edges at 128), the 512-token text
+        // context, one query, a long sequence, and sharper softmaxes (q scaled up).
+        for (lq, lk, h, q_std) in [
+            (300usize, 300usize, 3usize, 1.0f32),
+            (200, 77, 2, 1.0),
+            (129, 512, 2, 1.0),
+            (1, 16, 2, 1.0),
+            (1000, 1000, 2, 1.0),
+            (257, 640, 2, 4.0),
+        ] {
+            let (q, k, v) = (
+                self.rng.tensor(&[lq, h, 128], q_std),
+                self.randn(&[lk, h, 128]),
+                self.randn(&[lk, h, 128]),
+            );
+            check_bf16!(
+                self,
+                "bf16 attention",
+                format!("q [{lq}, {h}, 128] x{q_std}, kv [{lk}]"),
+                vec![q, k, v],
+                [true, true, true],
+                |b, x| b.attention(&x[0], &x[1], &x[2])
+            );
+        }
+        // Head dim 64: no flash kernel, the f32 path on converted copies.
+        let (q, k, v) = (
+            self.randn(&[40, 4, 64]),
+            self.randn(&[40, 4, 64]),
+            self.randn(&[40, 4, 64]),
+        );
+        check_bf16!(
+            self,
+            "bf16 attention",
+            "q [40, 4, 64] (f32 fallback)",
+            vec![q, k, v],
+            [true, true, true],
+            |b, x| b.attention(&x[0], &x[1], &x[2])
+        );
+        Ok(())
+    }
+}
+
 /// Runs every op check with inputs drawn from `seed`.
 pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     let mut c = Checker {
@@ -574,6 +796,7 @@ pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     c.attention()?;
     c.sla()?;
     c.conv()?;
+    c.bf16()?;
     gpu.synchronize()?;
     Ok(c.rows)
 }

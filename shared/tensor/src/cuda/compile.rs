@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::Wrap;
 use super::kernels::{HEADERS, Kernel, Module};
-use crate::{DType, Error, Result};
+use crate::{Error, Result};
 
 /// The NVRTC target for a device of compute capability `major.minor`.
 pub fn arch_for(major: i32, minor: i32) -> String {
@@ -296,10 +296,9 @@ impl KernelCache {
         self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The function for `kernel` on `dtype` tensors, compiling or loading its module on first use.
-    pub fn function(&self, kernel: Kernel, dtype: DType) -> Result<CudaFunction> {
-        let symbol = kernel.symbol(dtype);
-        let key = (kernel.module, symbol);
+    /// The function for `kernel`, compiling or loading its module on first use.
+    pub fn function(&self, kernel: Kernel) -> Result<CudaFunction> {
+        let key = (kernel.module, kernel.symbol.to_string());
         // Held across a first compile: concurrent first uses would otherwise compile twice.
         let mut loaded = self.lock();
         if let Some(f) = loaded.functions.get(&key) {

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg, sys::CUdevice_attribute,
+    CudaContext, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    sys::{CUdevice_attribute, CUfunction_attribute},
 };
 
 use super::Wrap;
@@ -16,6 +17,9 @@ use crate::{DType, Error, Result};
 
 /// Threads per block of the grid-stride kernels.
 const THREADS: u32 = 256;
+
+/// Shared memory a kernel may use without opting in.
+const STATIC_SMEM_LIMIT: u32 = 48 << 10;
 
 /// What the backend found about its GPU.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,13 +114,21 @@ impl Device {
         })
     }
 
-    pub fn alloc_f32(&self, elements: usize) -> Result<DeviceBuffer> {
-        self.pool.alloc(elements * std::mem::size_of::<f32>())
+    pub fn alloc(&self, elements: usize, dtype: DType) -> Result<DeviceBuffer> {
+        self.pool.alloc(elements * dtype.size_in_bytes())
     }
 
-    /// Launches `kernel` for f32 tensors with its single args struct.
+    /// Launches `kernel` with its single args struct.
     pub fn launch<A: DeviceRepr>(&self, kernel: Kernel, cfg: LaunchConfig, args: &A) -> Result<()> {
-        let f = self.kernels.function(kernel, DType::F32)?;
+        let f = self.kernels.function(kernel)?;
+        if cfg.shared_mem_bytes > STATIC_SMEM_LIMIT {
+            // Dynamic shared memory past 48 KB must be opted into per function.
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                cfg.shared_mem_bytes as i32,
+            )
+            .w(kernel.symbol)?;
+        }
         let mut builder = self.stream.launch_builder(&f);
         builder.arg(args);
         // SAFETY: `A` is the `#[repr(C)]` mirror of the kernel's parameter struct (checked by the
@@ -126,7 +138,7 @@ impl Device {
             .map(|_| ())
             .map_err(|e| Error::Backend {
                 backend: "cuda",
-                msg: format!("launching {}: {e}", kernel.symbol(DType::F32)),
+                msg: format!("launching {}: {e}", kernel.symbol),
             })
     }
 

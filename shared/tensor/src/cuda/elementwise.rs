@@ -3,16 +3,18 @@
 
 use cudarc::driver::DeviceRepr;
 
-use super::CudaTensor;
 use super::device::Device;
 use super::kernels::{self, Kernel};
-use crate::{Error, Result, shapes};
+use super::{CudaTensor, dt_code, widest};
+use crate::{DType, Error, Result, shapes};
 
 #[repr(C)]
 struct UnaryArgs {
     out: u64,
     x: u64,
     n: u64,
+    out_dt: i32,
+    x_dt: i32,
 }
 
 #[repr(C)]
@@ -22,6 +24,9 @@ struct BroadcastArgs {
     b: u64,
     n: u64,
     nb: u64,
+    out_dt: i32,
+    a_dt: i32,
+    b_dt: i32,
 }
 
 #[repr(C)]
@@ -41,6 +46,10 @@ struct GatedResidualArgs {
     gate: u64,
     n: u64,
     cols: u64,
+    out_dt: i32,
+    x_dt: i32,
+    y_dt: i32,
+    gate_dt: i32,
 }
 
 #[repr(C)]
@@ -75,8 +84,18 @@ unsafe impl DeviceRepr for GatedResidualArgs {}
 unsafe impl DeviceRepr for ChannelAffineArgs {}
 unsafe impl DeviceRepr for LincombArgs {}
 
+/// `kernel` applied elementwise, the output in `x`'s element type.
 pub(super) fn unary(dev: &Device, kernel: Kernel, x: &CudaTensor) -> Result<CudaTensor> {
-    let out = CudaTensor::alloc(dev, x.shape())?;
+    unary_to(dev, kernel, x, x.dtype())
+}
+
+/// `x` converted to `dtype` (a copy even when it already has that type).
+pub(super) fn cast(dev: &Device, x: &CudaTensor, dtype: DType) -> Result<CudaTensor> {
+    unary_to(dev, kernels::CAST, x, dtype)
+}
+
+fn unary_to(dev: &Device, kernel: Kernel, x: &CudaTensor, dtype: DType) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc_as(dev, x.shape(), dtype)?;
     let n = x.numel();
     dev.launch_elements(
         kernel,
@@ -85,12 +104,14 @@ pub(super) fn unary(dev: &Device, kernel: Kernel, x: &CudaTensor) -> Result<Cuda
             out: out.ptr(),
             x: x.ptr(),
             n: n as u64,
+            out_dt: dt_code(dtype),
+            x_dt: dt_code(x.dtype()),
         },
     )?;
     Ok(out)
 }
 
-/// `a ∘ b` with `b`'s shape a suffix of `a`'s.
+/// `a ∘ b` with `b`'s shape a suffix of `a`'s, in the wider of the two element types.
 pub(super) fn broadcast(
     dev: &Device,
     op: &'static str,
@@ -99,7 +120,8 @@ pub(super) fn broadcast(
     b: &CudaTensor,
 ) -> Result<CudaTensor> {
     shapes::suffix_shape(op, a.shape(), b.shape())?;
-    let out = CudaTensor::alloc(dev, a.shape())?;
+    let dtype = widest(&[a, b]);
+    let out = CudaTensor::alloc_as(dev, a.shape(), dtype)?;
     let n = a.numel();
     if b.numel() == 0 && n > 0 {
         return Err(Error::shape(op, "empty broadcast operand", b.shape()));
@@ -113,6 +135,9 @@ pub(super) fn broadcast(
             b: b.ptr(),
             n: n as u64,
             nb: b.numel() as u64,
+            out_dt: dt_code(dtype),
+            a_dt: dt_code(a.dtype()),
+            b_dt: dt_code(b.dtype()),
         },
     )?;
     Ok(out)
@@ -142,6 +167,7 @@ pub(super) fn clamp(dev: &Device, x: &CudaTensor, lo: f32, hi: f32) -> Result<Cu
     Ok(out)
 }
 
+/// `x + y · gate` in the wider of `x`'s and `y`'s element types.
 pub(super) fn gated_residual(
     dev: &Device,
     x: &CudaTensor,
@@ -157,7 +183,8 @@ pub(super) fn gated_residual(
             gate.shape(),
         ));
     }
-    let out = CudaTensor::alloc(dev, x.shape())?;
+    let dtype = widest(&[x, y]);
+    let out = CudaTensor::alloc_as(dev, x.shape(), dtype)?;
     let n = x.numel();
     dev.launch_elements(
         kernels::GATED_RESIDUAL,
@@ -169,6 +196,10 @@ pub(super) fn gated_residual(
             gate: gate.ptr(),
             n: n as u64,
             cols: cols as u64,
+            out_dt: dt_code(dtype),
+            x_dt: dt_code(x.dtype()),
+            y_dt: dt_code(y.dtype()),
+            gate_dt: dt_code(gate.dtype()),
         },
     )?;
     Ok(out)

@@ -1,9 +1,8 @@
 //! Linear layers through cuBLASLt.
 //!
-//! This first version multiplies in **f32 with `CUBLAS_COMPUTE_32F`** (TF32 off): results match the
-//! CPU reference to f32 rounding (summation order only), so the model-level comparison isolates
-//! kernel bugs from precision loss. bf16 operands with f32 accumulation (`CUBLAS_COMPUTE_32F`,
-//! `CUDA_R_16BF` A/B) are the next step and only change the layouts' data types here.
+//! Two element types, both accumulating in f32 (`CUBLAS_COMPUTE_32F`): **f32** operands with TF32
+//! off, whose results match the CPU reference to f32 rounding (summation order only), and **bf16**
+//! operands, bias and output (the tensor-core path of the bf16 DiT), as PyTorch's bf16 `F.linear`.
 //!
 //! Row-major `y[M, N] = x[M, K] · W[N, K]ᵀ + b` is computed as the column-major product
 //! `yᵀ (N×M) = op(W) · xᵀ` with `W` read as a K×N column-major matrix and transposed ("TN",
@@ -20,7 +19,7 @@ use cudarc::driver::{CudaStream, sys::CUdeviceptr};
 
 use super::Wrap;
 use super::alloc::{DeviceBuffer, Pool};
-use crate::Result;
+use crate::{DType, Result};
 
 /// cuBLASLt's recommended workspace: 32 MiB on Hopper and later, 4 MiB before.
 fn workspace_bytes(cc_major: i32) -> usize {
@@ -73,6 +72,7 @@ struct Shape {
     n: u64,
     k: u64,
     bias: bool,
+    bf16: bool,
 }
 
 pub(crate) struct Gemm {
@@ -113,14 +113,16 @@ impl Gemm {
         })
     }
 
-    /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])`, all f32, enqueued on `stream`.
+    /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])`, every operand f32 or every operand
+    /// bf16 (`dtype`), enqueued on `stream`.
     ///
-    /// The caller guarantees the buffers hold `rows·k`, `n·k`, `n` and `rows·n` f32 values and
-    /// were allocated on `stream`'s pool.
+    /// The caller guarantees the buffers hold `rows·k`, `n·k`, `n` and `rows·n` values of `dtype`
+    /// and were allocated on `stream`'s pool.
     #[allow(clippy::too_many_arguments)]
-    pub fn linear_f32(
+    pub fn linear(
         &self,
         stream: &CudaStream,
+        dtype: DType,
         out: CUdeviceptr,
         x: CUdeviceptr,
         w: CUdeviceptr,
@@ -129,6 +131,16 @@ impl Gemm {
         n: usize,
         k: usize,
     ) -> Result<()> {
+        let data_t = match dtype {
+            DType::F32 => sys::cudaDataType::CUDA_R_32F,
+            DType::BF16 => sys::cudaDataType::CUDA_R_16BF,
+            DType::F16 | DType::I8 => {
+                return Err(crate::Error::DType {
+                    op: "linear",
+                    dtype,
+                });
+            }
+        };
         if rows == 0 || n == 0 {
             return Ok(());
         }
@@ -137,6 +149,7 @@ impl Gemm {
             n: rows as u64,
             k: k as u64,
             bias: bias.is_some(),
+            bf16: dtype == DType::BF16,
         };
         let f32_t = sys::cudaDataType::CUDA_R_32F;
         let desc = Desc(
@@ -172,11 +185,11 @@ impl Gemm {
         // A = W read column-major as K×N (ld K), transposed by TRANSA; B = x as K×rows (ld K);
         // D = y as N×rows (ld N).
         let a =
-            Layout(lt::create_matrix_layout(f32_t, shape.k, shape.m, shape.k as i64).w("linear")?);
+            Layout(lt::create_matrix_layout(data_t, shape.k, shape.m, shape.k as i64).w("linear")?);
         let b =
-            Layout(lt::create_matrix_layout(f32_t, shape.k, shape.n, shape.k as i64).w("linear")?);
+            Layout(lt::create_matrix_layout(data_t, shape.k, shape.n, shape.k as i64).w("linear")?);
         let d =
-            Layout(lt::create_matrix_layout(f32_t, shape.m, shape.n, shape.m as i64).w("linear")?);
+            Layout(lt::create_matrix_layout(data_t, shape.m, shape.n, shape.m as i64).w("linear")?);
         let algo = self.algo(shape, &desc, &a, &b, &d)?;
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: the layouts describe the caller-guaranteed buffer sizes; C = D = `out` with

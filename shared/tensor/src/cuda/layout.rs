@@ -19,6 +19,7 @@ struct Copy2dArgs {
     cols: u64,
     dst_pitch: u64,
     src_pitch: u64,
+    esize: i32,
 }
 
 #[repr(C)]
@@ -29,6 +30,7 @@ struct PermuteArgs {
     out_shape: [u64; PERMUTE_MAX_RANK],
     src_strides: [u64; PERMUTE_MAX_RANK],
     rank: i32,
+    esize: i32,
 }
 
 #[repr(C)]
@@ -65,9 +67,8 @@ unsafe impl DeviceRepr for PermuteArgs {}
 unsafe impl DeviceRepr for PatchArgs {}
 unsafe impl DeviceRepr for UpsampleArgs {}
 
-const F32: u64 = std::mem::size_of::<f32>() as u64;
-
-/// Copies `rows × cols` elements between two row-pitched regions, offsets in elements.
+/// Copies `rows × cols` elements between two row-pitched regions of the same element type,
+/// offsets in elements.
 #[allow(clippy::too_many_arguments)]
 fn copy2d(
     dev: &Device,
@@ -80,16 +81,18 @@ fn copy2d(
     rows: usize,
     cols: usize,
 ) -> Result<()> {
+    let esize = src.dtype().size_in_bytes();
     dev.launch_elements(
         kernels::COPY2D,
         rows * cols,
         &Copy2dArgs {
-            dst: dst.ptr() + dst_offset as u64 * F32,
-            src: src.ptr() + src_offset as u64 * F32,
+            dst: dst.ptr() + (dst_offset * esize) as u64,
+            src: src.ptr() + (src_offset * esize) as u64,
             rows: rows as u64,
             cols: cols as u64,
             dst_pitch: dst_pitch as u64,
             src_pitch: src_pitch as u64,
+            esize: esize as i32,
         },
     )
 }
@@ -105,7 +108,7 @@ pub(super) fn slice(
     let shape = t.shape();
     let outer: usize = shape[..dim].iter().product();
     let inner: usize = shape[dim + 1..].iter().product();
-    let out = CudaTensor::alloc(dev, &new_shape)?;
+    let out = CudaTensor::alloc_as(dev, &new_shape, t.dtype())?;
     copy2d(
         dev,
         &out,
@@ -126,7 +129,7 @@ pub(super) fn concat(dev: &Device, parts: &[&CudaTensor], dim: usize) -> Result<
     let outer: usize = first.shape()[..dim].iter().product();
     let inner: usize = first.shape()[dim + 1..].iter().product();
     let total = shape[dim];
-    let out = CudaTensor::alloc(dev, &shape)?;
+    let out = CudaTensor::alloc_as(dev, &shape, first.dtype())?;
     let mut at = 0;
     for p in parts {
         let chunk = p.shape()[dim] * inner;
@@ -151,7 +154,7 @@ pub(super) fn permute(dev: &Device, t: &CudaTensor, perm: &[usize]) -> Result<Cu
     for d in (0..rank.saturating_sub(1)).rev() {
         strides[d] = strides[d + 1] * shape[d + 1];
     }
-    let out = CudaTensor::alloc(dev, &out_shape)?;
+    let out = CudaTensor::alloc_as(dev, &out_shape, t.dtype())?;
     let mut args = PermuteArgs {
         out: out.ptr(),
         x: t.ptr(),
@@ -159,6 +162,7 @@ pub(super) fn permute(dev: &Device, t: &CudaTensor, perm: &[usize]) -> Result<Cu
         out_shape: [1; PERMUTE_MAX_RANK],
         src_strides: [0; PERMUTE_MAX_RANK],
         rank: rank as i32,
+        esize: t.dtype().size_in_bytes() as i32,
     };
     for (d, &p) in perm.iter().enumerate() {
         args.out_shape[d] = shape[p] as u64;

@@ -5,11 +5,14 @@
 //! tests run on machines without CUDA, and [`CudaBackend::new`] returns an error, never a panic,
 //! when the driver, NVRTC or cuBLASLt is missing or no GPU is present.
 //!
-//! **Precision of this first version**: activations are f32 ([`CudaTensor`] carries a dtype, always
-//! [`DType::F32`] for now), GEMMs run in f32 with TF32 off ([`gemm`]), attention is a tiled f32
-//! kernel with an online softmax. Results therefore match the CPU reference to f32 rounding; bf16
-//! activations and bf16 tensor-core GEMM/attention are the next step and slot in as `*_bf16`
-//! kernels selected by the tensor dtype.
+//! **Precision** ([`Precision`]): tensors are f32 or bf16 ([`CudaTensor::dtype`]). With
+//! [`Precision::F32`] every op computes and stores f32 (GEMMs with TF32 off), matching the CPU
+//! reference to f32 rounding. With [`Precision::Bf16`] the ops that feed matrix units produce bf16
+//! — linear layers (bf16 weights, f32 accumulation), norms, attention (the tensor-core flash
+//! kernel on sm_90a) — while the rest keep their inputs' types: elementwise ops store the wider of
+//! their inputs, so an f32 residual stream stays f32 while its branches are bf16, as the DiT wants.
+//! Ops without a bf16 kernel (convolutions, SLA, the sampler's arithmetic) read bf16 inputs
+//! through an f32 copy.
 //!
 //! Work is queued asynchronously on the backend's stream; [`Backend::download`] and
 //! [`Backend::synchronize`] wait for it. Launch errors surface at the launch, execution errors at
@@ -28,9 +31,10 @@ mod layout;
 mod norm;
 
 use std::fmt::Display;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use cudarc::driver::result as driver;
+use cudarc::driver::{CudaEvent, result as driver, sys::CUevent_flags};
 
 pub use alloc::PoolStats;
 pub use compile::{
@@ -75,11 +79,16 @@ impl std::fmt::Debug for CudaTensor {
 impl CudaTensor {
     /// An f32 tensor with unspecified contents (NaN-filled when the backend poisons allocations).
     fn alloc(dev: &Device, shape: &[usize]) -> Result<Self> {
+        Self::alloc_as(dev, shape, DType::F32)
+    }
+
+    /// A tensor of `dtype` with unspecified contents (NaN-filled when poisoning).
+    fn alloc_as(dev: &Device, shape: &[usize], dtype: DType) -> Result<Self> {
         let n: usize = shape.iter().product();
         Ok(Self {
             shape: shape.to_vec(),
-            dtype: DType::F32,
-            buf: Arc::new(dev.alloc_f32(n)?),
+            dtype,
+            buf: Arc::new(dev.alloc(n, dtype)?),
         })
     }
 
@@ -115,8 +124,31 @@ impl CudaTensor {
     }
 }
 
-/// A linear layer on the device: f32 weight `[out, in]` (int8 W8A8 checkpoints are dequantized
-/// when placed) and optional f32 bias `[out]`.
+/// The kernels' code for an element type (`DT_F32` / `DT_BF16` of common.cuh).
+fn dt_code(dtype: DType) -> i32 {
+    match dtype {
+        DType::BF16 => 1,
+        DType::F32 | DType::F16 | DType::I8 => 0,
+    }
+}
+
+/// The widest element type among `tensors`: f32 if any is f32.
+fn widest(tensors: &[&CudaTensor]) -> DType {
+    if tensors.iter().all(|t| t.dtype == DType::BF16) {
+        DType::BF16
+    } else {
+        DType::F32
+    }
+}
+
+impl Profiler {
+    fn marks(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, CudaEvent, CudaEvent)>> {
+        self.marks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A linear layer on the device: weight `[out, in]` and optional bias `[out]` in the backend's
+/// precision (int8 W8A8 checkpoints are dequantized when placed).
 #[derive(Debug)]
 pub struct CudaLinear {
     out_features: usize,
@@ -125,18 +157,55 @@ pub struct CudaLinear {
     bias: Option<CudaTensor>,
 }
 
+/// The element type of the tensors that feed matrix units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 everywhere: the reference numerics.
+    #[default]
+    F32,
+    /// bf16 weights and GEMM/attention operands with f32 accumulation; f32 residuals.
+    Bf16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
+
 /// Options for [`CudaBackend::with_options`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CudaOptions {
     /// Fill every allocation with NaN before handing it out, so unwritten output shows up in any
     /// comparison (device checks; costs one memset per allocation).
     pub poison_allocations: bool,
+    pub precision: Precision,
 }
 
 /// The CUDA backend for one GPU. Clones share the GPU state (stream, pool, kernels).
 #[derive(Clone)]
 pub struct CudaBackend {
     dev: Arc<Device>,
+    precision: Precision,
+    profiler: Arc<Profiler>,
+}
+
+/// Device time of one op kind over a profiled stretch of work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    pub op: &'static str,
+    pub calls: usize,
+    pub total_ms: f64,
+}
+
+/// CUDA events around every op while enabled ([`CudaBackend::start_profile`]).
+#[derive(Default)]
+struct Profiler {
+    enabled: AtomicBool,
+    marks: Mutex<Vec<(&'static str, CudaEvent, CudaEvent)>>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -145,13 +214,17 @@ impl std::fmt::Debug for CudaBackend {
     }
 }
 
-/// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`.
+/// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`, in the weight's element type (`x` is
+/// converted first when its type differs).
 fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
     let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
+    let dtype = w.weight.dtype;
+    let x = &converted(dev, x, dtype)?;
     let rows = x.numel() / w.in_features.max(1);
-    let out = CudaTensor::alloc(dev, &shape)?;
-    dev.gemm.linear_f32(
+    let out = CudaTensor::alloc_as(dev, &shape, dtype)?;
+    dev.gemm.linear(
         &dev.stream,
+        dtype,
         out.ptr(),
         x.ptr(),
         w.weight.ptr(),
@@ -163,6 +236,15 @@ fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTenso
     Ok(out)
 }
 
+/// `t` as `dtype`: the tensor itself when it already has that type, else a converted copy.
+fn converted(dev: &Device, t: &CudaTensor, dtype: DType) -> Result<CudaTensor> {
+    if t.dtype == dtype {
+        Ok(t.clone())
+    } else {
+        elementwise::cast(dev, t, dtype)
+    }
+}
+
 impl CudaBackend {
     /// The backend on GPU `ordinal`, or an error naming what is missing (library, device).
     pub fn new(ordinal: usize) -> Result<Self> {
@@ -172,7 +254,83 @@ impl CudaBackend {
     pub fn with_options(ordinal: usize, options: CudaOptions) -> Result<Self> {
         Ok(Self {
             dev: Arc::new(Device::new(ordinal, options.poison_allocations)?),
+            precision: options.precision,
+            profiler: Arc::default(),
         })
+    }
+
+    /// The same GPU state (stream, pool, kernels) with another precision: tensors move freely
+    /// between the two.
+    pub fn with_precision(&self, precision: Precision) -> Self {
+        Self {
+            dev: self.dev.clone(),
+            precision,
+            profiler: self.profiler.clone(),
+        }
+    }
+
+    /// Starts recording the device time of every op (all clones of this backend), dropping
+    /// earlier records. Costs two events per op: profile a separate run, not a timed one.
+    pub fn start_profile(&self) {
+        self.profiler.marks().clear();
+        self.profiler.enabled.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops recording, waits for the recorded work and returns the device time per op kind,
+    /// most expensive first.
+    pub fn finish_profile(&self) -> Result<Vec<OpTime>> {
+        self.profiler.enabled.store(false, Ordering::SeqCst);
+        self.dev.stream.synchronize().w("profile")?;
+        let marks = std::mem::take(&mut *self.profiler.marks());
+        let mut times: Vec<OpTime> = Vec::new();
+        for (op, start, end) in marks {
+            let ms = f64::from(start.elapsed_ms(&end).w("profile")?);
+            match times.iter_mut().find(|t| t.op == op) {
+                Some(t) => {
+                    t.calls += 1;
+                    t.total_ms += ms;
+                }
+                None => times.push(OpTime {
+                    op,
+                    calls: 1,
+                    total_ms: ms,
+                }),
+            }
+        }
+        times.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        Ok(times)
+    }
+
+    /// Runs `f`, between two recorded events when profiling.
+    fn timed<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if !self.profiler.enabled.load(Ordering::Relaxed) {
+            return f();
+        }
+        let event = || -> Result<CudaEvent> {
+            let e = self
+                .dev
+                .stream
+                .context()
+                .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .w("profile")?;
+            e.record(&self.dev.stream).w("profile")?;
+            Ok(e)
+        };
+        let start = event()?;
+        let out = f()?;
+        let end = event()?;
+        self.profiler.marks().push((op, start, end));
+        Ok(out)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// `t` converted to `dtype` (the tensor itself when it already has that type).
+    pub fn to_dtype(&self, t: &CudaTensor, dtype: DType) -> Result<CudaTensor> {
+        self.check("to_dtype", &[t])?;
+        converted(&self.dev, t, dtype)
     }
 
     pub fn info(&self) -> &DeviceInfo {
@@ -218,13 +376,13 @@ impl CudaBackend {
         params: &SlaParams,
     ) -> Result<Vec<Vec<Vec<usize>>>> {
         self.check("sla_block_map", &[q, k])?;
-        attention::sla_block_map(&self.dev, q, k, params)
+        attention::sla_block_map(&self.dev, &self.f32(q)?, &self.f32(k)?, params)
     }
 
-    /// Host-side preconditions shared by every op: f32 tensors from this backend's pool.
+    /// Host-side preconditions shared by every op: f32 or bf16 tensors from this backend's pool.
     fn check(&self, op: &'static str, tensors: &[&CudaTensor]) -> Result<()> {
         for t in tensors {
-            if t.dtype != DType::F32 {
+            if !matches!(t.dtype, DType::F32 | DType::BF16) {
                 return Err(Error::DType { op, dtype: t.dtype });
             }
             if !Arc::ptr_eq(t.buf.pool(), &self.dev.pool) {
@@ -237,13 +395,53 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// `t` as f32, for the ops without a bf16 kernel.
+    fn f32(&self, t: &CudaTensor) -> Result<CudaTensor> {
+        converted(&self.dev, t, DType::F32)
+    }
+
+    /// The element type norms and other GEMM-feeding ops produce.
+    fn compute(&self) -> DType {
+        self.precision.dtype()
+    }
+
+    /// A weight tensor in the backend's precision on the device (bf16 checkpoint values go up
+    /// as they are, with no f32 round trip).
+    fn upload_weight(&self, t: &HostTensor) -> Result<CudaTensor> {
+        match (self.precision, &t.data) {
+            (Precision::Bf16, crate::HostData::BF16(v)) => {
+                let bits: Vec<u16> = v.iter().map(|x| x.to_bits()).collect();
+                self.upload_raw(&t.shape, DType::BF16, &bits)
+            }
+            (Precision::Bf16, _) => {
+                let bits: Vec<u16> = t
+                    .to_f32_vec()
+                    .iter()
+                    .map(|v| half::bf16::from_f32(*v).to_bits())
+                    .collect();
+                self.upload_raw(&t.shape, DType::BF16, &bits)
+            }
+            (Precision::F32, _) => self.upload_f32(&t.shape, &t.to_f32_vec()),
+        }
+    }
+
     fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<CudaTensor> {
-        let t = CudaTensor::alloc(&self.dev, shape)?;
+        self.upload_raw(shape, DType::F32, data)
+    }
+
+    /// Copies `data` (the element bits of a `dtype` tensor) into a new device tensor.
+    fn upload_raw<T: cudarc::driver::DeviceRepr>(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        data: &[T],
+    ) -> Result<CudaTensor> {
+        let t = CudaTensor::alloc_as(&self.dev, shape, dtype)?;
         if !data.is_empty() {
             self.dev.stream.context().bind_to_thread().w("upload")?;
-            // SAFETY: the buffer holds at least `data.len()` f32 values; the copy is queued on the
-            // stream that orders every use of the buffer, and a pageable source is staged before
-            // the call returns, so `data` may be dropped afterwards.
+            // SAFETY: the buffer holds at least `data.len()` elements of `T`'s size (the caller's
+            // dtype); the copy is queued on the stream that orders every use of the buffer, and a
+            // pageable source is staged before the call returns, so `data` may be dropped.
             unsafe { driver::memcpy_htod_async(t.ptr(), data, self.dev.stream.cu_stream()) }
                 .w("upload")?;
         }
@@ -264,27 +462,34 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, t: &HostTensor) -> Result<CudaTensor> {
-        if t.dtype() == DType::I8 {
-            return Err(Error::DType {
-                op: "upload",
-                dtype: DType::I8,
-            });
-        }
-        self.upload_f32(&t.shape, &t.to_f32_vec())
+        self.timed("upload", || {
+            if t.dtype() == DType::I8 {
+                return Err(Error::DType {
+                    op: "upload",
+                    dtype: DType::I8,
+                });
+            }
+            self.upload_f32(&t.shape, &t.to_f32_vec())
+        })
     }
 
     fn download(&self, t: &CudaTensor) -> Result<HostTensor> {
-        self.check("download", &[t])?;
-        let mut data = vec![0f32; t.numel()];
-        if !data.is_empty() {
-            self.dev.stream.context().bind_to_thread().w("download")?;
-            // SAFETY: the buffer holds `data.len()` f32 values; the copy is queued behind the work
-            // that produces them, and `data` outlives the synchronize below.
-            unsafe { driver::memcpy_dtoh_async(&mut data, t.ptr(), self.dev.stream.cu_stream()) }
+        self.timed("download", || {
+            self.check("download", &[t])?;
+            let t = &self.f32(t)?;
+            let mut data = vec![0f32; t.numel()];
+            if !data.is_empty() {
+                self.dev.stream.context().bind_to_thread().w("download")?;
+                // SAFETY: the buffer holds `data.len()` f32 values; the copy is queued behind the work
+                // that produces them, and `data` outlives the synchronize below.
+                unsafe {
+                    driver::memcpy_dtoh_async(&mut data, t.ptr(), self.dev.stream.cu_stream())
+                }
                 .w("download")?;
-        }
-        self.dev.stream.synchronize().w("download")?;
-        HostTensor::from_f32(t.shape.clone(), data)
+            }
+            self.dev.stream.synchronize().w("download")?;
+            HostTensor::from_f32(t.shape.clone(), data)
+        })
     }
 
     fn reshape(&self, t: &CudaTensor, shape: &[usize]) -> Result<CudaTensor> {
@@ -293,34 +498,50 @@ impl Backend for CudaBackend {
     }
 
     fn slice(&self, t: &CudaTensor, dim: usize, start: usize, len: usize) -> Result<CudaTensor> {
-        self.check("slice", &[t])?;
-        layout::slice(&self.dev, t, dim, start, len)
+        self.timed("slice", || {
+            self.check("slice", &[t])?;
+            layout::slice(&self.dev, t, dim, start, len)
+        })
     }
 
     fn permute(&self, t: &CudaTensor, perm: &[usize]) -> Result<CudaTensor> {
-        self.check("permute", &[t])?;
-        layout::permute(&self.dev, t, perm)
+        self.timed("permute", || {
+            self.check("permute", &[t])?;
+            layout::permute(&self.dev, t, perm)
+        })
     }
 
     fn concat(&self, parts: &[&CudaTensor], dim: usize) -> Result<CudaTensor> {
-        self.check("concat", parts)?;
-        layout::concat(&self.dev, parts, dim)
+        self.timed("concat", || {
+            self.check("concat", parts)?;
+            let dtype = widest(parts);
+            let parts = parts
+                .iter()
+                .map(|p| converted(&self.dev, p, dtype))
+                .collect::<Result<Vec<_>>>()?;
+            layout::concat(&self.dev, &parts.iter().collect::<Vec<_>>(), dim)
+        })
     }
 
     fn upload_linear(&self, w: &LinearWeights) -> Result<CudaLinear> {
         shapes::linear_weights(w)?;
         let weight = match &w.weight {
-            crate::LinearWeight::Dense(t) => t.to_f32_vec(),
-            crate::LinearWeight::Int8Block { .. } => w.dense_f32(),
+            crate::LinearWeight::Dense(t) => self
+                .upload_weight(t)?
+                .reshaped(&[w.out_features, w.in_features])?,
+            crate::LinearWeight::Int8Block { .. } => self.upload_weight(&HostTensor::from_f32(
+                [w.out_features, w.in_features],
+                w.dense_f32(),
+            )?)?,
         };
         let bias = match &w.bias {
-            Some(b) => Some(self.upload_f32(&[w.out_features], &b.to_f32_vec())?),
+            Some(b) => Some(self.upload_weight(b)?.reshaped(&[w.out_features])?),
             None => None,
         };
         Ok(CudaLinear {
             out_features: w.out_features,
             in_features: w.in_features,
-            weight: self.upload_f32(&[w.out_features, w.in_features], &weight)?,
+            weight,
             bias,
         })
     }
@@ -330,8 +551,10 @@ impl Backend for CudaBackend {
     }
 
     fn linear(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
-        self.check("linear", &[x, &w.weight])?;
-        gemm_linear(&self.dev, x, w)
+        self.timed("linear", || {
+            self.check("linear", &[x, &w.weight])?;
+            gemm_linear(&self.dev, x, w)
+        })
     }
 
     fn layer_norm(
@@ -340,11 +563,13 @@ impl Backend for CudaBackend {
         affine: Option<(&CudaTensor, &CudaTensor)>,
         eps: f32,
     ) -> Result<CudaTensor> {
-        self.check("layer_norm", &[x])?;
-        if let Some((w, b)) = affine {
-            self.check("layer_norm", &[w, b])?;
-        }
-        norm::layer_norm(&self.dev, "layer_norm", x, affine, 0.0, eps)
+        self.timed("layer_norm", || {
+            self.check("layer_norm", &[x])?;
+            if let Some((w, b)) = affine {
+                self.check("layer_norm", &[w, b])?;
+            }
+            norm::layer_norm(&self.dev, "layer_norm", x, affine, 0.0, eps, self.compute())
+        })
     }
 
     fn layer_norm_modulate(
@@ -354,25 +579,32 @@ impl Backend for CudaBackend {
         scale: &CudaTensor,
         eps: f32,
     ) -> Result<CudaTensor> {
-        self.check("layer_norm_modulate", &[x, shift, scale])?;
-        norm::layer_norm(
-            &self.dev,
-            "layer_norm_modulate",
-            x,
-            Some((scale, shift)),
-            1.0,
-            eps,
-        )
+        self.timed("layer_norm_modulate", || {
+            self.check("layer_norm_modulate", &[x, shift, scale])?;
+            norm::layer_norm(
+                &self.dev,
+                "layer_norm_modulate",
+                x,
+                Some((scale, shift)),
+                1.0,
+                eps,
+                self.compute(),
+            )
+        })
     }
 
     fn rms_norm(&self, x: &CudaTensor, weight: &CudaTensor, eps: f32) -> Result<CudaTensor> {
-        self.check("rms_norm", &[x, weight])?;
-        norm::rms_norm(&self.dev, x, weight, eps)
+        self.timed("rms_norm", || {
+            self.check("rms_norm", &[x, weight])?;
+            norm::rms_norm(&self.dev, x, weight, eps, self.compute())
+        })
     }
 
     fn rope(&self, x: &CudaTensor, cos: &CudaTensor, sin: &CudaTensor) -> Result<CudaTensor> {
-        self.check("rope", &[x, cos, sin])?;
-        attention::rope(&self.dev, x, cos, sin)
+        self.timed("rope", || {
+            self.check("rope", &[x, cos, sin])?;
+            attention::rope(&self.dev, x, &self.f32(cos)?, &self.f32(sin)?)
+        })
     }
 
     fn attention_with(
@@ -383,11 +615,30 @@ impl Backend for CudaBackend {
         scale: f32,
         bias: Option<&CudaTensor>,
     ) -> Result<CudaTensor> {
-        self.check("attention", &[q, k, v])?;
-        if let Some(b) = bias {
-            self.check("attention", &[b])?;
-        }
-        attention::attention_with(&self.dev, q, k, v, scale, bias)
+        // Self- and cross-attention differ by orders of magnitude in cost: profile them apart.
+        let label = if q.shape().first() == k.shape().first() {
+            "attention (self)"
+        } else {
+            "attention (cross)"
+        };
+        self.timed(label, || {
+            self.check("attention", &[q, k, v])?;
+            if let Some(b) = bias {
+                self.check("attention", &[b])?;
+            }
+            if bias.is_none() && attention::flash_applies(&self.dev, q, k, v) {
+                return attention::flash_attention(&self.dev, q, k, v, scale);
+            }
+            let bias = bias.map(|b| self.f32(b)).transpose()?;
+            attention::attention_with(
+                &self.dev,
+                &self.f32(q)?,
+                &self.f32(k)?,
+                &self.f32(v)?,
+                scale,
+                bias.as_ref(),
+            )
+        })
     }
 
     fn sla_attention(
@@ -398,28 +649,39 @@ impl Backend for CudaBackend {
         params: &SlaParams,
         proj_l: &CudaLinear,
     ) -> Result<CudaTensor> {
-        self.check("sla_attention", &[q, k, v, &proj_l.weight])?;
-        attention::sla_attention(&self.dev, q, k, v, params, proj_l)
+        self.timed("sla_attention", || {
+            self.check("sla_attention", &[q, k, v, &proj_l.weight])?;
+            let (q, k, v) = (self.f32(q)?, self.f32(k)?, self.f32(v)?);
+            attention::sla_attention(&self.dev, &q, &k, &v, params, proj_l)
+        })
     }
 
     fn gelu_tanh(&self, x: &CudaTensor) -> Result<CudaTensor> {
-        self.check("gelu_tanh", &[x])?;
-        elementwise::unary(&self.dev, kernels::GELU_TANH, x)
+        self.timed("gelu_tanh", || {
+            self.check("gelu_tanh", &[x])?;
+            elementwise::unary(&self.dev, kernels::GELU_TANH, x)
+        })
     }
 
     fn silu(&self, x: &CudaTensor) -> Result<CudaTensor> {
-        self.check("silu", &[x])?;
-        elementwise::unary(&self.dev, kernels::SILU, x)
+        self.timed("silu", || {
+            self.check("silu", &[x])?;
+            elementwise::unary(&self.dev, kernels::SILU, x)
+        })
     }
 
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
-        self.check("add", &[a, b])?;
-        elementwise::broadcast(&self.dev, "add", kernels::ADD, a, b)
+        self.timed("add", || {
+            self.check("add", &[a, b])?;
+            elementwise::broadcast(&self.dev, "add", kernels::ADD, a, b)
+        })
     }
 
     fn mul(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
-        self.check("mul", &[a, b])?;
-        elementwise::broadcast(&self.dev, "mul", kernels::MUL, a, b)
+        self.timed("mul", || {
+            self.check("mul", &[a, b])?;
+            elementwise::broadcast(&self.dev, "mul", kernels::MUL, a, b)
+        })
     }
 
     fn gated_residual(
@@ -428,19 +690,30 @@ impl Backend for CudaBackend {
         y: &CudaTensor,
         gate: &CudaTensor,
     ) -> Result<CudaTensor> {
-        self.check("gated_residual", &[x, y, gate])?;
-        elementwise::gated_residual(&self.dev, x, y, gate)
+        self.timed("gated_residual", || {
+            self.check("gated_residual", &[x, y, gate])?;
+            elementwise::gated_residual(&self.dev, x, y, gate)
+        })
     }
 
     fn lincomb(&self, terms: &[(f32, &CudaTensor)]) -> Result<CudaTensor> {
-        let tensors: Vec<&CudaTensor> = terms.iter().map(|(_, t)| *t).collect();
-        self.check("lincomb", &tensors)?;
-        elementwise::lincomb(&self.dev, terms)
+        self.timed("lincomb", || {
+            let tensors: Vec<&CudaTensor> = terms.iter().map(|(_, t)| *t).collect();
+            self.check("lincomb", &tensors)?;
+            let f32s = tensors
+                .iter()
+                .map(|t| self.f32(t))
+                .collect::<Result<Vec<_>>>()?;
+            let terms: Vec<(f32, &CudaTensor)> = terms.iter().map(|(c, _)| *c).zip(&f32s).collect();
+            elementwise::lincomb(&self.dev, &terms)
+        })
     }
 
     fn clamp(&self, x: &CudaTensor, lo: f32, hi: f32) -> Result<CudaTensor> {
-        self.check("clamp", &[x])?;
-        elementwise::clamp(&self.dev, x, lo, hi)
+        self.timed("clamp", || {
+            self.check("clamp", &[x])?;
+            elementwise::clamp(&self.dev, &self.f32(x)?, lo, hi)
+        })
     }
 
     fn conv3d(
@@ -451,21 +724,35 @@ impl Backend for CudaBackend {
         stride: [usize; 3],
         pad: [[usize; 2]; 3],
     ) -> Result<CudaTensor> {
-        self.check("conv3d", &[x, weight])?;
-        if let Some(b) = bias {
-            self.check("conv3d", &[b])?;
-        }
-        conv::conv3d(&self.dev, x, weight, bias, stride, pad)
+        self.timed("conv3d", || {
+            self.check("conv3d", &[x, weight])?;
+            if let Some(b) = bias {
+                self.check("conv3d", &[b])?;
+            }
+            let bias = bias.map(|b| self.f32(b)).transpose()?;
+            conv::conv3d(
+                &self.dev,
+                &self.f32(x)?,
+                &self.f32(weight)?,
+                bias.as_ref(),
+                stride,
+                pad,
+            )
+        })
     }
 
     fn upsample_nearest(&self, x: &CudaTensor, factor: [usize; 3]) -> Result<CudaTensor> {
-        self.check("upsample_nearest", &[x])?;
-        layout::upsample_nearest(&self.dev, x, factor)
+        self.timed("upsample_nearest", || {
+            self.check("upsample_nearest", &[x])?;
+            layout::upsample_nearest(&self.dev, &self.f32(x)?, factor)
+        })
     }
 
     fn channel_rms_norm(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor> {
-        self.check("channel_rms_norm", &[x, gamma])?;
-        norm::channel_rms_norm(&self.dev, x, gamma)
+        self.timed("channel_rms_norm", || {
+            self.check("channel_rms_norm", &[x, gamma])?;
+            norm::channel_rms_norm(&self.dev, &self.f32(x)?, &self.f32(gamma)?)
+        })
     }
 
     fn channel_affine(
@@ -474,13 +761,22 @@ impl Backend for CudaBackend {
         scale: &CudaTensor,
         shift: &CudaTensor,
     ) -> Result<CudaTensor> {
-        self.check("channel_affine", &[x, scale, shift])?;
-        elementwise::channel_affine(&self.dev, x, scale, shift)
+        self.timed("channel_affine", || {
+            self.check("channel_affine", &[x, scale, shift])?;
+            elementwise::channel_affine(
+                &self.dev,
+                &self.f32(x)?,
+                &self.f32(scale)?,
+                &self.f32(shift)?,
+            )
+        })
     }
 
     fn patchify(&self, x: &CudaTensor, patch: [usize; 3]) -> Result<CudaTensor> {
-        self.check("patchify", &[x])?;
-        layout::patchify(&self.dev, x, patch)
+        self.timed("patchify", || {
+            self.check("patchify", &[x])?;
+            layout::patchify(&self.dev, &self.f32(x)?, patch)
+        })
     }
 
     fn unpatchify(
@@ -490,7 +786,9 @@ impl Backend for CudaBackend {
         patch: [usize; 3],
         channels: usize,
     ) -> Result<CudaTensor> {
-        self.check("unpatchify", &[x])?;
-        layout::unpatchify(&self.dev, x, grid, patch, channels)
+        self.timed("unpatchify", || {
+            self.check("unpatchify", &[x])?;
+            layout::unpatchify(&self.dev, &self.f32(x)?, grid, patch, channels)
+        })
     }
 }

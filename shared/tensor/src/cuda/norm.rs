@@ -2,10 +2,9 @@
 
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 
-use super::CudaTensor;
 use super::device::Device;
-use super::kernels;
-use crate::{Error, Result, shapes};
+use super::{CudaTensor, dt_code, kernels};
+use crate::{DType, Error, Result, shapes};
 
 /// Threads per row of the row norms: 256 keeps a 1536- to 5120-wide row at 6–20 elements per
 /// thread; narrower rows (the tiny model's 256) simply leave threads idle.
@@ -21,6 +20,9 @@ struct LayerNormArgs {
     eps: f32,
     rows: u32,
     cols: u32,
+    out_dt: i32,
+    x_dt: i32,
+    param_dt: i32,
 }
 
 #[repr(C)]
@@ -31,6 +33,9 @@ struct RmsNormArgs {
     eps: f32,
     rows: u32,
     cols: u32,
+    out_dt: i32,
+    x_dt: i32,
+    weight_dt: i32,
 }
 
 #[repr(C)]
@@ -70,7 +75,9 @@ fn per_row(rows: u32) -> LaunchConfig {
     }
 }
 
-/// `LN(x)·(mul + mul_offset) + add` per row; `params` = `(mul, add)` each `[D]`.
+/// `LN(x)·(mul + mul_offset) + add` per row in `out_dtype`; `params` = `(mul, add)` each `[D]`,
+/// both of one element type.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn layer_norm(
     dev: &Device,
     op: &'static str,
@@ -78,6 +85,7 @@ pub(super) fn layer_norm(
     params: Option<(&CudaTensor, &CudaTensor)>,
     mul_offset: f32,
     eps: f32,
+    out_dtype: DType,
 ) -> Result<CudaTensor> {
     let (rows, cols) = rows_cols(op, x)?;
     if let Some((m, a)) = params {
@@ -91,7 +99,15 @@ pub(super) fn layer_norm(
             }
         }
     }
-    let out = CudaTensor::alloc(dev, x.shape())?;
+    if let Some((m, a)) = params
+        && m.dtype() != a.dtype()
+    {
+        return Err(Error::invalid(
+            op,
+            "scale and shift must have one element type",
+        ));
+    }
+    let out = CudaTensor::alloc_as(dev, x.shape(), out_dtype)?;
     if rows == 0 || cols == 0 {
         return Ok(out);
     }
@@ -104,16 +120,21 @@ pub(super) fn layer_norm(
         eps,
         rows,
         cols,
+        out_dt: dt_code(out_dtype),
+        x_dt: dt_code(x.dtype()),
+        param_dt: params.map_or(0, |(m, _)| dt_code(m.dtype())),
     };
     dev.launch(kernels::LAYER_NORM, per_row(rows), &args)?;
     Ok(out)
 }
 
+/// RMSNorm per row in `out_dtype`.
 pub(super) fn rms_norm(
     dev: &Device,
     x: &CudaTensor,
     weight: &CudaTensor,
     eps: f32,
+    out_dtype: DType,
 ) -> Result<CudaTensor> {
     let (rows, cols) = rows_cols("rms_norm", x)?;
     if weight.numel() != cols as usize {
@@ -123,7 +144,7 @@ pub(super) fn rms_norm(
             weight.shape(),
         ));
     }
-    let out = CudaTensor::alloc(dev, x.shape())?;
+    let out = CudaTensor::alloc_as(dev, x.shape(), out_dtype)?;
     if rows == 0 || cols == 0 {
         return Ok(out);
     }
@@ -134,6 +155,9 @@ pub(super) fn rms_norm(
         eps,
         rows,
         cols,
+        out_dt: dt_code(out_dtype),
+        x_dt: dt_code(x.dtype()),
+        weight_dt: dt_code(weight.dtype()),
     };
     dev.launch(kernels::RMS_NORM, per_row(rows), &args)?;
     Ok(out)

@@ -1,0 +1,394 @@
+//! `turbine bench`: the DiT forward timed, with seeded random weights (no files needed) or a
+//! checkpoint, printed and written as JSON.
+//!
+//! On CUDA: forward time from CUDA events (warm-ups, then the median of `--iters`), TFLOP/s
+//! against the FLOP count of shared/reference/wan.md §2, a per-op breakdown of one profiled
+//! forward, weights and peak device memory. `--export-weights` writes the random weights as a
+//! safetensors checkpoint in the original Wan layout and `--dump` the inputs and outputs at a few
+//! timesteps, which tools/gpu/dit_parity.py feeds to diffusers for the parity check.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use turbine_checkpoint::TensorStore;
+use turbine_checkpoint::convert::{HostView, write_safetensors};
+use turbine_models::seeded::seeded_safetensors;
+use turbine_models::wan::{AttentionMode, WanConfig, WanModel};
+use turbine_samplers::{NoiseSource, SeededNoise};
+use turbine_tensor::cuda::Precision;
+use turbine_tensor::{Backend, CpuBackend, CudaBackend, CudaOptions, HostTensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model preset: 1.3b, 14b, i2v-a14b or tiny.
+    #[arg(long, default_value = "1.3b")]
+    model: String,
+    /// A safetensors checkpoint of that model; without it, seeded random weights.
+    #[arg(long, value_name = "PATH")]
+    weights: Option<PathBuf>,
+    /// Seed of the random weights and of the inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Video size: 480p (832x480), 720p (1280x720) or WIDTHxHEIGHT (multiples of 16).
+    #[arg(long, default_value = "480p")]
+    size: String,
+    /// Video frames, 4k+1.
+    #[arg(long, default_value_t = 81)]
+    frames: usize,
+    /// Text context tokens.
+    #[arg(long, default_value_t = 512)]
+    text_tokens: usize,
+    #[arg(long, value_enum, default_value_t = BackendArg::Cuda)]
+    backend: BackendArg,
+    /// CUDA activations and weights: bf16 (f32 accumulation and residual) or f32.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Bf16)]
+    precision: PrecisionArg,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Write the report here as JSON (it is printed either way).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// Write the random weights here (safetensors, original Wan key layout, bf16).
+    #[arg(long, value_name = "PATH")]
+    export_weights: Option<PathBuf>,
+    /// Write the inputs and the outputs at `--dump-timesteps` here (safetensors).
+    #[arg(long, value_name = "PATH")]
+    dump: Option<PathBuf>,
+    #[arg(long, value_delimiter = ',', default_value = "999,500,100")]
+    dump_timesteps: Vec<f64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendArg {
+    Cuda,
+    Cpu,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PrecisionArg {
+    Bf16,
+    F32,
+}
+
+/// What differs between backends: how a forward is timed, and what the device reports.
+trait Bench: Backend + Clone {
+    /// Median and minimum ms of `f` over `iters` runs after `warmup`.
+    fn time(
+        &self,
+        warmup: usize,
+        iters: usize,
+        f: &mut dyn FnMut() -> turbine_tensor::Result<()>,
+    ) -> Result<(f64, f64)>;
+    /// Per-op device time of one run of `f`, if the backend can measure it.
+    fn profile(&self, f: &mut dyn FnMut() -> turbine_tensor::Result<()>) -> Result<Value>;
+    /// Device description and memory figures.
+    fn device(&self) -> Value;
+}
+
+impl Bench for CudaBackend {
+    fn time(
+        &self,
+        warmup: usize,
+        iters: usize,
+        f: &mut dyn FnMut() -> turbine_tensor::Result<()>,
+    ) -> Result<(f64, f64)> {
+        Ok(self.time_ms(warmup, iters, f)?)
+    }
+
+    fn profile(&self, f: &mut dyn FnMut() -> turbine_tensor::Result<()>) -> Result<Value> {
+        self.start_profile();
+        let run = f();
+        let ops = self.finish_profile()?;
+        run?;
+        let total: f64 = ops.iter().map(|o| o.total_ms).sum();
+        Ok(ops
+            .iter()
+            .map(|o| {
+                json!({"op": o.op, "calls": o.calls, "total_ms": o.total_ms,
+                       "share": o.total_ms / total.max(f64::MIN_POSITIVE)})
+            })
+            .collect())
+    }
+
+    fn device(&self) -> Value {
+        let info = self.info();
+        let pool = self.pool_stats();
+        json!({
+            "backend": "cuda",
+            "name": info.name,
+            "compute_capability": [info.compute_capability.0, info.compute_capability.1],
+            "arch": info.arch,
+            "driver": info.driver_version,
+            "nvrtc": [info.nvrtc_version.0, info.nvrtc_version.1],
+            "precision": format!("{:?}", self.precision()).to_lowercase(),
+            "memory_total_bytes": info.total_memory,
+            "peak_live_bytes": pool.peak_live_bytes,
+            "live_bytes": pool.live_bytes,
+        })
+    }
+}
+
+impl Bench for CpuBackend {
+    fn time(
+        &self,
+        warmup: usize,
+        iters: usize,
+        f: &mut dyn FnMut() -> turbine_tensor::Result<()>,
+    ) -> Result<(f64, f64)> {
+        for _ in 0..warmup {
+            f()?;
+        }
+        let mut times = Vec::with_capacity(iters.max(1));
+        for _ in 0..iters.max(1) {
+            let start = Instant::now();
+            f()?;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok((times[times.len() / 2], times[0]))
+    }
+
+    fn profile(&self, _f: &mut dyn FnMut() -> turbine_tensor::Result<()>) -> Result<Value> {
+        Ok(Value::Null)
+    }
+
+    fn device(&self) -> Value {
+        json!({"backend": "cpu", "threads": std::thread::available_parallelism().map_or(1, |n| n.get())})
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let config = WanConfig::preset(&args.model)?;
+    let (width, height) = parse_size(&args.size)?;
+    if args.frames == 0 || !(args.frames - 1).is_multiple_of(4) {
+        bail!("--frames must be 4k+1, got {}", args.frames);
+    }
+    if args.text_tokens == 0 {
+        bail!("--text-tokens must be at least 1");
+    }
+    // Wan2.1 VAE: 4x temporal, 8x spatial compression.
+    let latent = [
+        config.out_dim,
+        (args.frames - 1) / 4 + 1,
+        height / 8,
+        width / 8,
+    ];
+    let [pt, ph, pw] = config.patch_size;
+    if !latent[2].is_multiple_of(ph)
+        || !latent[3].is_multiple_of(pw)
+        || !latent[1].is_multiple_of(pt)
+    {
+        bail!("--size {width}x{height} does not divide into the model's patches");
+    }
+    let tokens = latent[1] / pt * (latent[2] / ph) * (latent[3] / pw);
+
+    let load_start = Instant::now();
+    let store = match &args.weights {
+        Some(path) => {
+            TensorStore::open(path).with_context(|| format!("weights {}", path.display()))?
+        }
+        None => {
+            let image = seeded_safetensors(&config.tensor_shapes(), args.seed)?;
+            if let Some(path) = &args.export_weights {
+                std::fs::write(path, &image)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("wrote the random weights to {}", path.display());
+            }
+            TensorStore::from_bytes(format!("<seeded weights, seed {}>", args.seed), image)?
+        }
+    };
+    let mut report = json!({
+        "model": args.model,
+        "weights": args.weights.as_ref().map_or_else(|| format!("random, seed {}", args.seed), |p| p.display().to_string()),
+        "video": {"width": width, "height": height, "frames": args.frames},
+        "latent": latent,
+        "tokens": tokens,
+        "text_tokens": args.text_tokens,
+        "commit": std::env::var("TURBINE_COMMIT").unwrap_or_else(|_| "unknown".into()),
+        "flops_per_forward": config.forward_flops(tokens, args.text_tokens),
+    });
+    let stats = match args.backend {
+        BackendArg::Cuda => {
+            let precision = match args.precision {
+                PrecisionArg::Bf16 => Precision::Bf16,
+                PrecisionArg::F32 => Precision::F32,
+            };
+            let b = CudaBackend::with_options(
+                args.device,
+                CudaOptions {
+                    precision,
+                    ..CudaOptions::default()
+                },
+            )?;
+            b.warm_up()?;
+            measure(&b, &args, &config, store, latent, load_start)?
+        }
+        BackendArg::Cpu => measure(&CpuBackend, &args, &config, store, latent, load_start)?,
+    };
+    merge(&mut report, stats);
+    let text = serde_json::to_string_pretty(&report)?;
+    println!("{text}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Loads the model, then times, profiles and optionally dumps forwards.
+fn measure<B: Bench>(
+    b: &B,
+    args: &Args,
+    config: &WanConfig,
+    store: TensorStore,
+    latent: [usize; 4],
+    load_start: Instant,
+) -> Result<Value> {
+    let model = WanModel::load(b.clone(), config.clone(), &store, AttentionMode::Dense)?;
+    drop(store);
+    b.synchronize()?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let weights_device = b.device();
+
+    let mut noise = SeededNoise::new(args.seed ^ 0x5EED);
+    let x = HostTensor::from_f32(latent, noise.draw(&latent)?)?;
+    let ctx_shape = [args.text_tokens, config.text_dim];
+    let context = HostTensor::from_f32(ctx_shape, noise.draw(&ctx_shape)?)?;
+    let condition = if config.in_dim > config.out_dim {
+        let shape = [
+            config.in_dim - config.out_dim,
+            latent[1],
+            latent[2],
+            latent[3],
+        ];
+        Some(HostTensor::from_f32(shape, noise.draw(&shape)?)?)
+    } else {
+        None
+    };
+    let xd = b.upload(&x)?;
+    let cond = condition.as_ref().map(|c| b.upload(c)).transpose()?;
+    let ctx = model.encode_context(&b.upload(&context)?)?;
+    let mut forward = || -> turbine_tensor::Result<()> {
+        model
+            .forward(&xd, 500.0, &ctx, cond.as_ref())
+            .map(|_| ())
+            .map_err(|e| turbine_tensor::Error::Backend {
+                backend: "model",
+                msg: e.to_string(),
+            })
+    };
+    let (median, min) = b.time(args.warmup, args.iters, &mut forward)?;
+    let ops = b.profile(&mut forward)?;
+    let flops = config.forward_flops(
+        latent[1] / config.patch_size[0]
+            * (latent[2] / config.patch_size[1])
+            * (latent[3] / config.patch_size[2]),
+        args.text_tokens,
+    );
+
+    if let Some(path) = &args.dump {
+        let mut tensors: Vec<(String, HostTensor)> =
+            vec![("x".into(), x.clone()), ("context".into(), context.clone())];
+        if let Some(c) = &condition {
+            tensors.push(("condition".into(), c.clone()));
+        }
+        for (i, &t) in args.dump_timesteps.iter().enumerate() {
+            let out = model.forward(&xd, t, &ctx, cond.as_ref())?;
+            tensors.push((format!("out{i}"), b.download(&out)?));
+        }
+        let timesteps = args
+            .dump_timesteps
+            .iter()
+            .map(f64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        write(
+            path,
+            &tensors,
+            HashMap::from([("timesteps".into(), timesteps)]),
+        )?;
+    }
+    Ok(json!({
+        "load_s": load_s,
+        "forward": {
+            "median_ms": median,
+            "min_ms": min,
+            "warmup": args.warmup,
+            "iters": args.iters,
+            "tflops": flops / (median * 1e-3) / 1e12,
+        },
+        "ops": ops,
+        "device_after_load": weights_device,
+        "device": b.device(),
+    }))
+}
+
+fn write(
+    path: &Path,
+    tensors: &[(String, HostTensor)],
+    meta: HashMap<String, String>,
+) -> Result<()> {
+    write_safetensors(
+        path,
+        tensors.iter().map(|(n, t)| (n.clone(), HostView(t))),
+        meta,
+    )
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, from) {
+        a.extend(b);
+    }
+}
+
+/// `480p`, `720p` or `WxH` → (width, height), multiples of 16.
+fn parse_size(size: &str) -> Result<(usize, usize)> {
+    let (w, h) = match size {
+        "480p" => (832, 480),
+        "720p" => (1280, 720),
+        other => {
+            let (w, h) = other
+                .split_once('x')
+                .with_context(|| format!("--size must be 480p, 720p or WxH, got `{other}`"))?;
+            (
+                w.parse().with_context(|| format!("--size width `{w}`"))?,
+                h.parse().with_context(|| format!("--size height `{h}`"))?,
+            )
+        }
+    };
+    if w == 0 || h == 0 || w % 16 != 0 || h % 16 != 0 {
+        bail!("--size {w}x{h}: width and height must be positive multiples of 16");
+    }
+    Ok((w, h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_size("480p").unwrap(), (832, 480));
+        assert_eq!(parse_size("64x32").unwrap(), (64, 32));
+        assert!(
+            parse_size("65x32")
+                .unwrap_err()
+                .to_string()
+                .contains("multiples of 16")
+        );
+        assert!(
+            parse_size("big")
+                .unwrap_err()
+                .to_string()
+                .contains("--size")
+        );
+    }
+}

@@ -1,0 +1,139 @@
+"""Parity and speed of Turbine's CUDA DiT forward against diffusers' WanTransformer3DModel on a GPU.
+
+Inputs come from `turbine bench --export-weights W --dump D` (same random weights, original Wan key
+layout; latent, text context and Turbine's outputs at a few timesteps). This script loads W into
+diffusers (bf16, CUDA, default SDPA), runs the same inputs, and reports the relative L2 error
+‖turbine − diffusers‖ / ‖diffusers‖ per timestep; with --fp32-reference also both against a
+diffusers fp32 forward (TF32 off), which tells whose bf16 rounding the difference is. It then times
+the diffusers bf16 forward (CUDA events, median) with its peak memory: the peer measured in the
+same call as Turbine's `turbine bench`.
+
+The time embedding's sinusoid runs in float64 as the original Wan computes it (diffusers' float32
+version differs by ~1e-4 rad at t ~ 1000), the same change tools/golden/wan_dit.py makes.
+
+    python3 tools/gpu/dit_parity.py --model 1.3b --weights W --dump D --out parity.json
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
+from wan_dit import to_original_key  # noqa: E402  (the golden script's key table)
+
+from diffusers import WanTransformer3DModel  # noqa: E402
+
+CONFIGS = {
+    "1.3b": dict(num_attention_heads=12, ffn_dim=8960, num_layers=30, text_dim=4096),
+    "14b": dict(num_attention_heads=40, ffn_dim=13824, num_layers=40, text_dim=4096),
+}
+
+
+class SinusoidF64(torch.nn.Module):
+    """The original Wan's `sinusoidal_embedding_1d`: float64, cos first, on the input's device."""
+
+    def forward(self, t, dim=256):
+        half = dim // 2
+        freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+        args = t.to(torch.float64)[:, None] * freqs[None, :]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=1).to(torch.float32)
+
+
+def load(model_name, weights, dtype):
+    with torch.device("cuda"):
+        model = WanTransformer3DModel(
+            patch_size=(1, 2, 2),
+            attention_head_dim=128,
+            in_channels=16,
+            out_channels=16,
+            freq_dim=256,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
+            **CONFIGS[model_name],
+        ).to(dtype)
+    model.eval()
+    model.condition_embedder.timesteps_proj = SinusoidF64()
+    state = load_file(weights, device="cuda")
+    with torch.no_grad():
+        for key, param in model.state_dict().items():
+            src = state[to_original_key(key)]
+            param.copy_(src.reshape(param.shape).to(dtype))
+    del state
+    return model
+
+
+def forward(model, x, ctx, t, dtype):
+    with torch.no_grad():
+        return model(
+            hidden_states=x[None].to(dtype),
+            timestep=torch.tensor([t], device="cuda"),
+            encoder_hidden_states=ctx[None].to(dtype),
+            return_dict=False,
+        )[0][0].float()
+
+
+def rel_l2(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="1.3b", choices=sorted(CONFIGS))
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--dump", required=True)
+    parser.add_argument("--out")
+    parser.add_argument("--fp32-reference", action="store_true")
+    parser.add_argument("--time-iters", type=int, default=5)
+    args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+    dump = load_file(args.dump, device="cuda")
+    with safe_open(args.dump, "pt") as f:
+        timesteps = [float(t) for t in f.metadata()["timesteps"].split(",")]
+    x, ctx = dump["x"], dump["context"]
+    ours = [dump[f"out{i}"] for i in range(len(timesteps))]
+    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "model": args.model,
+              "latent": list(x.shape), "timesteps": timesteps}
+
+    if args.fp32_reference:
+        ref_model = load(args.model, args.weights, torch.float32)
+        refs = [forward(ref_model, x, ctx, t, torch.float32) for t in timesteps]
+        del ref_model
+        torch.cuda.empty_cache()
+        result["turbine_vs_fp32_rel_l2"] = [rel_l2(o, r) for o, r in zip(ours, refs)]
+
+    model = load(args.model, args.weights, torch.bfloat16)
+    theirs = [forward(model, x, ctx, t, torch.bfloat16) for t in timesteps]
+    result["turbine_vs_diffusers_bf16_rel_l2"] = [rel_l2(o, r) for o, r in zip(ours, theirs)]
+    if args.fp32_reference:
+        result["diffusers_bf16_vs_fp32_rel_l2"] = [rel_l2(o, r) for o, r in zip(theirs, refs)]
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(args.time_iters + 2):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        forward(model, x, ctx, 500.0, torch.bfloat16)
+        end.record()
+        torch.cuda.synchronize()
+        if i >= 2:
+            times.append(start.elapsed_time(end))
+    times.sort()
+    result["diffusers_bf16_forward_ms"] = times[len(times) // 2]
+    result["diffusers_bf16_peak_bytes"] = torch.cuda.max_memory_allocated()
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

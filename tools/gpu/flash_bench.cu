@@ -1,0 +1,144 @@
+// Standalone check and timing of a flash-attention kernel source (kernels/flash.cu or a variant of
+// it) with nvcc on the GPU host, for iterating on the kernel without a Rust build:
+//
+//   nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -Ikernels \
+//        -DFLASH_SRC='"kernels/flash.cu"' -o /tmp/flash_bench tools/gpu/flash_bench.cu
+//   /tmp/flash_bench
+//
+// Checks the kernel against a naive f32 kernel on bf16 inputs (ragged sizes, NaN-poisoned
+// output), then times it at the Wan shapes (CUDA events, median of 20 after 3 warm-ups) and
+// prints TFLOP/s. The shipped kernel's own checks are the Rust device checks (turbine-gpucheck).
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include <algorithm>
+
+#include FLASH_SRC
+
+#define CK(x)                                                                          \
+  do {                                                                                 \
+    cudaError_t e = (x);                                                               \
+    if (e != cudaSuccess) {                                                            \
+      printf("%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e));         \
+      exit(1);                                                                         \
+    }                                                                                  \
+  } while (0)
+
+__global__ void naive(float* out, const bf16_t* q, const bf16_t* k, const bf16_t* v, int lq, int lk,
+                      int heads, float scale) {
+  const int row = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y;
+  if (row >= lq) return;
+  const u64 stride = (u64)heads * 128;
+  float m = -1e30f, l = 0.f, acc[128];
+  for (int d = 0; d < 128; ++d) acc[d] = 0.f;
+  for (int j = 0; j < lk; ++j) {
+    float s = 0.f;
+    for (int d = 0; d < 128; ++d)
+      s += bf16_to_f32(q[row * stride + h * 128 + d]) * bf16_to_f32(k[j * stride + h * 128 + d]);
+    s *= scale;
+    const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);
+    l = l * c + p;
+    for (int d = 0; d < 128; ++d) acc[d] = acc[d] * c + p * bf16_to_f32(v[j * stride + h * 128 + d]);
+    m = mn;
+  }
+  for (int d = 0; d < 128; ++d) out[row * stride + h * 128 + d] = acc[d] / l;
+}
+
+static unsigned short to_bf16(float f) {
+  unsigned u;
+  memcpy(&u, &f, 4);
+  return (unsigned short)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static std::vector<unsigned short> randn(size_t n, float std, unsigned seed) {
+  std::vector<unsigned short> out(n);
+  srand(seed);
+  for (auto& x : out) {
+    float s = 0;
+    for (int i = 0; i < 4; ++i) s += rand() / (float)RAND_MAX - 0.5f;
+    x = to_bf16(s * std * 1.7320508f);
+  }
+  return out;
+}
+
+struct Problem {
+  int lq, lk, heads;
+  bf16_t *q, *k, *v, *out;
+  Problem(int lq_, int lk_, int h, float qstd, unsigned seed) : lq(lq_), lk(lk_), heads(h) {
+    auto up = [](const std::vector<unsigned short>& x) {
+      bf16_t* d;
+      CK(cudaMalloc(&d, x.size() * 2));
+      CK(cudaMemcpy(d, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
+      return d;
+    };
+    q = up(randn((size_t)lq * h * 128, qstd, seed));
+    k = up(randn((size_t)lk * h * 128, 1.f, seed + 1));
+    v = up(randn((size_t)lk * h * 128, 1.f, seed + 2));
+    CK(cudaMalloc(&out, (size_t)lq * h * 128 * 2));
+    CK(cudaMemset(out, 0xff, (size_t)lq * h * 128 * 2));
+  }
+  void launch() {
+    FlashArgs a{out, q, k, v, 1.4426950408889634f / sqrtf(128.f), lq, lk, heads};
+    flash_attention_bf16<<<dim3((lq + FA_BQ - 1) / FA_BQ, heads), FA_THREADS, FA_SMEM_BYTES>>>(a);
+  }
+};
+
+int main() {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  CK(cudaFuncSetAttribute(flash_attention_bf16, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          FA_SMEM_BYTES));
+  int ok = 1;
+  const int cases[][4] = {{300, 300, 3, 1}, {200, 77, 2, 1}, {129, 512, 2, 1}, {1000, 1000, 2, 4}, {1, 16, 2, 1}};
+  for (auto& c : cases) {
+    Problem p(c[0], c[1], c[2], (float)c[3], 7);
+    p.launch();
+    CK(cudaGetLastError());
+    float* ref;
+    size_t n = (size_t)c[0] * c[2] * 128;
+    CK(cudaMalloc(&ref, n * 4));
+    naive<<<dim3((c[0] + 63) / 64, c[2]), 64>>>(ref, p.q, p.k, p.v, c[0], c[1], c[2], 1.f / sqrtf(128.f));
+    CK(cudaDeviceSynchronize());
+    std::vector<unsigned short> got(n);
+    std::vector<float> want(n);
+    CK(cudaMemcpy(got.data(), p.out, n * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(want.data(), ref, n * 4, cudaMemcpyDeviceToHost));
+    double maxd = 0, maxr = 0;
+    for (size_t i = 0; i < n; ++i) {
+      unsigned u = (unsigned)got[i] << 16;
+      float g;
+      memcpy(&g, &u, 4);
+      double d = std::isnan(g) ? 1e30 : fabs(g - want[i]);
+      maxd = std::max(maxd, d);
+      maxr = std::max(maxr, (double)fabs(want[i]));
+    }
+    const double err = maxd / maxr;
+    ok &= err < 1e-2;
+    printf("check q %5d kv %5d h %d: max rel %.2e %s\n", c[0], c[1], c[2], err, err < 1e-2 ? "ok" : "FAIL");
+  }
+  const int shapes[][2] = {{32760, 12}, {75600, 40}};
+  for (auto& s : shapes) {
+    Problem p(s[0], s[0], s[1], 1.f, 11);
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    std::vector<float> times;
+    const int iters = s[1] == 40 ? 5 : 20;
+    for (int i = 0; i < 3 + iters; ++i) {
+      CK(cudaEventRecord(a));
+      p.launch();
+      CK(cudaEventRecord(b));
+      CK(cudaEventSynchronize(b));
+      float ms;
+      CK(cudaEventElapsedTime(&ms, a, b));
+      if (i >= 3) times.push_back(ms);
+    }
+    CK(cudaGetLastError());
+    std::sort(times.begin(), times.end());
+    const double ms = times[times.size() / 2];
+    const double flops = 4.0 * s[1] * (double)s[0] * s[0] * 128;
+    printf("time %d x %d x 128: %.3f ms, %.1f TFLOP/s\n", s[1], s[0], ms, flops / (ms * 1e-3) / 1e12);
+  }
+  printf(ok ? "flash_bench: ok\n" : "flash_bench: FAIL\n");
+  return ok ? 0 : 1;
+}

@@ -1,0 +1,73 @@
+"""PyTorch peers of Turbine's GPU kernels, timed in the same device call as Turbine's own benchmarks.
+
+Prints one JSON object (and writes it to --out): bf16 scaled-dot-product attention per SDPA backend
+(cuDNN, flash) at the Wan shapes, and bf16 `F.linear` at the Wan2.1-1.3B 480p block shapes. CUDA
+events, warm-up, median of N; random inputs (never zeros).
+
+    python3 tools/gpu/peers.py --out peers.json
+"""
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def median_ms(fn, warmup=3, iters=10):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def attention(results):
+    for name, heads, tokens in [("wan1.3b_480p", 12, 32760), ("wan14b_720p", 40, 75600)]:
+        q, k, v = (torch.randn(1, heads, tokens, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        flops = 4.0 * heads * tokens * tokens * 128
+        for backend, label in [(SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash")]:
+            with sdpa_kernel(backend):
+                ms = median_ms(lambda: F.scaled_dot_product_attention(q, k, v), iters=5 if heads == 40 else 10)
+            results[f"sdpa_{label}_{name}_ms"] = ms
+            results[f"sdpa_{label}_{name}_tflops"] = flops / (ms * 1e-3) / 1e12
+        del q, k, v
+        torch.cuda.empty_cache()
+
+
+def linears(results):
+    tokens = 32760
+    for name, n_in, n_out in [("qkvo", 1536, 1536), ("ffn_in", 1536, 8960), ("ffn_out", 8960, 1536)]:
+        x = torch.randn(tokens, n_in, device="cuda", dtype=torch.bfloat16)
+        w = torch.randn(n_out, n_in, device="cuda", dtype=torch.bfloat16) / n_in**0.5
+        b = torch.randn(n_out, device="cuda", dtype=torch.bfloat16)
+        ms = median_ms(lambda: F.linear(x, w, b), iters=20)
+        results[f"linear_{name}_ms"] = ms
+        results[f"linear_{name}_tflops"] = 2.0 * tokens * n_in * n_out / (ms * 1e-3) / 1e12
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    attention(results)
+    linears(results)
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
