@@ -2,9 +2,9 @@
 // softmax(scale · q kᵀ) v with an online softmax, f32 accumulation, bf16 output.
 //
 // Tensors are [L, H, 128] row-major (the DiT's layout after the head split): no transposes before
-// or after. One CTA takes 128 query rows of one head with two warpgroups of 64 rows each; both
-// warpgroups share every 128-key K/V tile, which all 256 threads stage with cp.async into shared
-// memory, three stages deep (the next tile loads while this one computes).
+// or after. One CTA takes 128 query rows of one head with two consumer warpgroups of 64 rows
+// each; both share every 128-key K/V tile, which a producer warpgroup stages with cp.async into
+// shared memory, three stages deep (the next tiles load while this one computes).
 //
 // Per tile and warpgroup: S = Q Kᵀ is 8 wgmma m64n128k16 (Q and K from shared memory, both
 // K-major), the online softmax runs on S in registers (exp2 with the scale folded in), and
@@ -21,7 +21,12 @@
 #define FA_D 128
 #define FA_BQ 128
 #define FA_BK 128
-#define FA_THREADS 256
+// Two consumer warpgroups and a producer warpgroup: registers are allocated per warpgroup, and
+// the producer gives most of its share to the consumers.
+#define FA_CONSUMERS 256
+#define FA_THREADS (FA_CONSUMERS + 128)
+#define FA_PRODUCER_REGS 56
+#define FA_CONSUMER_REGS 224
 #define FA_TILE_BYTES (FA_BK * FA_D * 2)
 #define FA_STAGES 3
 // Q, then three stages of (K, V), plus slack to align the base to 1024 bytes: 225 KB.
@@ -72,7 +77,7 @@ __device__ __forceinline__ float ex2(float x) {
 // rows at or past `limit` are zero-filled. Once per CTA, so plain index arithmetic.
 __device__ __forceinline__ void load_q(unsigned tile, const bf16_t* g, u64 stride, int row0,
                                        int limit) {
-  for (int i = threadIdx.x; i < FA_BQ * 16; i += FA_THREADS) {
+  for (int i = threadIdx.x; i < FA_BQ * 16; i += FA_CONSUMERS) {
     const int r = i >> 4, c = i & 15, br = r & 63;
     const int row = row0 + r;
     const bool inside = row < limit;
@@ -83,46 +88,55 @@ __device__ __forceinline__ void load_q(unsigned tile, const bf16_t* g, u64 strid
   }
 }
 
-// Loads of K/V tiles ([2][128][128 B] each): thread t always copies 16-byte chunk t % 16 of rows
-// t / 16 + 16 i (i < 8), so its shared-memory offsets are fixed and its global addresses advance
-// by 16 rows per copy: eight copies per tensor and tile with no index arithmetic.
-struct KvLoader {
-  const bf16_t* k;  // this thread's first chunk of key row r0 of tile 0
-  const bf16_t* v;
-  u64 stride;       // elements between rows
-  unsigned dst;     // this thread's first chunk within a tile
-  int r0;
-};
-
-__device__ __forceinline__ KvLoader kv_loader(const bf16_t* kg, const bf16_t* vg, u64 stride) {
-  const int c = threadIdx.x & 15, r0 = threadIdx.x >> 4;
-  KvLoader l;
-  l.k = kg + (u64)r0 * stride + c * 8;
-  l.v = vg + (u64)r0 * stride + c * 8;
-  l.stride = stride;
-  l.dst = (c >> 3) * (FA_BK * 128) + r0 * 128 + (((c & 7) ^ (r0 & 7)) << 4);
-  l.r0 = r0;
-  return l;
+// mbarriers (shared::cta): the producer warp's loads complete `full[stage]`, the consumer
+// warpgroups' releases complete `empty[stage]`; waits poll a phase parity.
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
 }
 
-// Key/value tile `tile` into the stage at `kb` (K) and `kb + FA_TILE_BYTES` (V); rows at or past
-// `lk` (only in the last tile) are zero-filled.
-__device__ __forceinline__ void load_kv(const KvLoader& l, unsigned kb, int tile, int lk) {
-  const u64 first = (u64)tile * FA_BK * l.stride;
-  const u64 step = 16 * l.stride;
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+  asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(bar)
+               : "memory");
+}
+
+// Arrives on `bar` once all of this thread's earlier cp.async copies have landed.
+__device__ __forceinline__ void mbar_arrive_on_copies(unsigned bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// The producer warpgroup's copy of key/value tile `tile` into the stage at `kb` (K) and
+// `kb + FA_TILE_BYTES` (V) ([2][128][128 B] each): thread t of the warpgroup copies 16-byte chunk
+// t % 16 of rows t / 16 + 8 i (i < 16), so its shared-memory offsets are fixed (the swizzle phase
+// of a row is row % 8, the same for all its rows) and its global addresses advance by eight rows
+// per copy. Rows at or past `lk` (only in the last tile) are zero-filled.
+__device__ __forceinline__ void load_kv(const bf16_t* kg, const bf16_t* vg, u64 stride,
+                                        unsigned kb, int tile, int lk) {
+  const int t = threadIdx.x & 127, c = t & 15, r0 = t >> 4;
+  const unsigned dst = kb + (c >> 3) * (FA_BK * 128) + r0 * 128 + (((c & 7) ^ r0) << 4);
+  const u64 first = ((u64)tile * FA_BK + r0) * stride + c * 8;
+  const u64 step = 8 * stride;
   if ((tile + 1) * FA_BK <= lk) {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) cp_async16(kb + l.dst + i * 2048, l.k + first + i * step, 16);
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-      cp_async16(kb + FA_TILE_BYTES + l.dst + i * 2048, l.v + first + i * step, 16);
+#pragma unroll 4
+    for (int i = 0; i < 16; ++i) {
+      cp_async16(dst + i * 1024, kg + first + i * step, 16);
+      cp_async16(dst + i * 1024 + FA_TILE_BYTES, vg + first + i * step, 16);
+    }
   } else {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const bool inside = tile * FA_BK + l.r0 + 16 * i < lk;
+#pragma unroll 4
+    for (int i = 0; i < 16; ++i) {
+      const bool inside = tile * FA_BK + r0 + 8 * i < lk;
       const u64 at = inside ? first + i * step : 0;
-      cp_async16(kb + l.dst + i * 2048, l.k + at, inside ? 16 : 0);
-      cp_async16(kb + FA_TILE_BYTES + l.dst + i * 2048, l.v + at, inside ? 16 : 0);
+      cp_async16(dst + i * 1024, kg + at, inside ? 16 : 0);
+      cp_async16(dst + i * 1024 + FA_TILE_BYTES, vg + at, inside ? 16 : 0);
     }
   }
 }
@@ -263,44 +277,61 @@ __device__ __forceinline__ void issue_pv(float* o, const unsigned* p, unsigned v
 }
 #endif
 
-// Grid (ceil(Lq / 128), H), 256 threads, FA_SMEM_BYTES dynamic shared memory.
+// Grid (ceil(Lq / 128), H), FA_THREADS threads, FA_SMEM_BYTES dynamic shared memory.
 //
-// Pipeline: K/V tiles rotate through three shared-memory stages; tile j+1 loads during all of
-// iteration j. Within a warpgroup, iteration j issues S_j = Q K_jᵀ and then O += P_{j-1} V_{j-1}
-// back to back, waits for S_j only, and runs the softmax of S_j while P_{j-1} V_{j-1} still
-// occupies the tensor cores; O is rescaled once that product has landed.
+// Warpgroups 0 and 1 are consumers of 64 query rows each; warpgroup 2 is the producer, which
+// streams K/V tiles through three shared-memory stages (`full`/`empty` mbarriers), so the
+// consumers neither issue loads nor wait on each other. Within a consumer, iteration j issues
+// S_j = Q K_jᵀ and O += P_{j-1} V_{j-1} back to back, waits for S_j only, and runs the softmax of
+// S_j while P_{j-1} V_{j-1} still occupies the tensor cores. (Explicit ping-pong between the two
+// consumers, FlashAttention-3 style, measured no faster here: bench/results notes.)
 extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
     flash_attention_bf16(const FlashArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ u8 smem_raw[];
+  __shared__ __align__(8) u64 bars[2 * FA_STAGES];
   const unsigned base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const unsigned sq = base;
   const unsigned skv = base + FA_TILE_BYTES;  // stage t: K at skv + 2·t·TILE, V one TILE later
+  const unsigned full0 = smem_addr(bars), empty0 = full0 + 8 * FA_STAGES;
+#define FA_STAGE(t) ((t) % FA_STAGES)
+#define FA_K_STAGE(t) (skv + FA_STAGE(t) * 2 * FA_TILE_BYTES)
 
   const int head = blockIdx.y, q0 = blockIdx.x * FA_BQ;
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const u64 stride = (u64)a.heads * FA_D;
-  const bf16_t* kg = a.k + (u64)head * FA_D;
-  const bf16_t* vg = a.v + (u64)head * FA_D;
   const int tiles = (a.lk + FA_BK - 1) / FA_BK;
-  const unsigned qa = sq + wg * (64 * 256);
-#define FA_K_STAGE(t) (skv + ((t) % FA_STAGES) * 2 * FA_TILE_BYTES)
 
-  const KvLoader loader = kv_loader(kg, vg, stride);
-  load_q(sq, a.q + (u64)head * FA_D, stride, q0, a.lq);
-  load_kv(loader, FA_K_STAGE(0), 0, a.lk);
-  cp_async_commit();
-  if (tiles > 1) {
-    load_kv(loader, FA_K_STAGE(1), 1, a.lk);
-    cp_async_commit();
-    cp_async_wait<1>();
-  } else {
-    cp_async_wait<0>();
+  if (threadIdx.x == 0) {
+    for (int t = 0; t < FA_STAGES; ++t) {
+      mbar_init(full0 + 8 * t, 128);
+      mbar_init(empty0 + 8 * t, FA_CONSUMERS);
+    }
   }
-  // cp.async writes through the generic proxy; wgmma reads through the async proxy.
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  if (threadIdx.x < FA_CONSUMERS) {
+    load_q(sq, a.q + (u64)head * FA_D, stride, q0, a.lq);
+    cp_async_commit();
+    cp_async_wait<0>();
+    // cp.async writes through the generic proxy; wgmma reads through the async proxy.
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
   __syncthreads();
 
+  if (wg == 2) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(FA_PRODUCER_REGS));
+    // Producer: tile t goes into stage t % 3 once both warpgroups have released tile t - 3.
+    const bf16_t* kg = a.k + (u64)head * FA_D;
+    const bf16_t* vg = a.v + (u64)head * FA_D;
+    for (int t = 0; t < tiles; ++t) {
+      if (t >= FA_STAGES) mbar_wait(empty0 + 8 * FA_STAGE(t), ((t / FA_STAGES) - 1) & 1);
+      load_kv(kg, vg, stride, FA_K_STAGE(t), t, a.lk);
+      mbar_arrive_on_copies(full0 + 8 * FA_STAGE(t));
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FA_CONSUMER_REGS));
+  const unsigned qa = sq + wg * (64 * 256);
   float o[64], s[64];
   unsigned p[32];
 #pragma unroll
@@ -308,22 +339,18 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
   // Running max (exp2 domain) and sum of this thread's two rows, and the rescale factors.
   float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
 
+  mbar_wait(full0, 0);
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   wgmma_fence();
   issue_qk(s, qa, FA_K_STAGE(0));
   wgmma_wait<0>();
   pin(s);
   online_softmax(s, 0, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
   pack_p(p, s);
-  cp_async_wait<0>();
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 
   for (int j = 1; j < tiles; ++j) {
-    // Tile j has landed for every thread, and every warpgroup is done with tile j-2's stage.
-    __syncthreads();
-    if (j + 1 < tiles) {
-      load_kv(loader, FA_K_STAGE(j + 1), j + 1, a.lk);
-      cp_async_commit();
-    }
+    mbar_wait(full0 + 8 * FA_STAGE(j), (j / FA_STAGES) & 1);
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     wgmma_fence();
     issue_qk(s, qa, FA_K_STAGE(j));
     issue_pv(o, p, FA_K_STAGE(j - 1) + FA_TILE_BYTES);
@@ -332,6 +359,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
     online_softmax(s, j * FA_BK, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
     wgmma_wait<0>();
     pin(o);
+    mbar_arrive(empty0 + 8 * FA_STAGE(j - 1));
 #pragma unroll
     for (int g = 0; g < 16; ++g) {
       o[4 * g] *= c0;
@@ -340,13 +368,12 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
       o[4 * g + 3] *= c1;
     }
     pack_p(p, s);
-    cp_async_wait<0>();
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   }
   wgmma_fence();
   issue_pv(o, p, FA_K_STAGE(tiles - 1) + FA_TILE_BYTES);
   wgmma_wait<0>();
   pin(o);
+#undef FA_STAGE
 #undef FA_K_STAGE
 
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);

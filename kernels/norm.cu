@@ -102,3 +102,44 @@ extern "C" __global__ void channel_rms_norm_f32(const ChannelRmsNormArgs a) {
     }
   }
 }
+
+// The DiT's q/k path in one pass: RMSNorm across all heads of a row of x: [L, H·Dh], then the
+// rotary embedding on interleaved pairs of each head with per-token tables cos/sin: [L, Dh/2].
+// One block per row; the output is [L, H, Dh] (the same memory as [L, H·Dh]).
+struct RmsNormRopeArgs {
+  void* out;           // [rows, cols]
+  const void* x;       // [rows, cols]
+  const void* weight;  // [cols]
+  const float* cos;    // [rows, half]
+  const float* sin;    // [rows, half]
+  float eps;
+  unsigned rows;
+  unsigned cols;
+  unsigned half;       // Dh/2
+  int out_dt;
+  int x_dt;
+  int weight_dt;
+};
+
+extern "C" __global__ void rms_norm_rope(const RmsNormRopeArgs a) {
+  __shared__ float scratch[32];
+  const u64 row = blockIdx.x, first = row * a.cols;
+
+  float ss = 0.0f;
+  for (unsigned j = threadIdx.x; j < a.cols; j += blockDim.x) {
+    const float v = load_elem(a.x, a.x_dt, first + j);
+    ss += v * v;
+  }
+  const float inv = 1.0f / sqrtf(block_sum(ss, scratch) / (float)a.cols + a.eps);
+
+  for (unsigned p = threadIdx.x; p < a.cols / 2; p += blockDim.x) {
+    const unsigned j = p % a.half;
+    const float c = a.cos[row * a.half + j], s = a.sin[row * a.half + j];
+    const float re = load_elem(a.x, a.x_dt, first + 2 * p) * inv *
+                     load_elem(a.weight, a.weight_dt, 2 * p);
+    const float im = load_elem(a.x, a.x_dt, first + 2 * p + 1) * inv *
+                     load_elem(a.weight, a.weight_dt, 2 * p + 1);
+    store_elem(a.out, a.out_dt, first + 2 * p, re * c - im * s);
+    store_elem(a.out, a.out_dt, first + 2 * p + 1, re * s + im * c);
+  }
+}

@@ -5,7 +5,8 @@
 #   tools/gpu/dit_bench.sh
 #
 # Steps, all outputs under $OUT (default ./dit-bench-out):
-#   1. PyTorch peers in this call: SDPA (cuDNN, flash) at Wan shapes, bf16 linears (peers.json);
+#   1. PyTorch peers in this call: SDPA (cuDNN, flash) at Wan shapes, bf16 linears, the diffusers
+#      14B 720p forward unless SKIP_14B=1 (peers.json);
 #   2. `turbine bench`, Wan2.1-1.3B 480p bf16 on seeded random weights, exporting the weights and
 #      dumping outputs at three timesteps (bench-1.3b-480p.json);
 #   3. tools/gpu/dit_parity.py: the same weights and inputs through diffusers bf16 and fp32, the
@@ -30,7 +31,9 @@ fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
 
 echo "== 1. PyTorch peers"
-python3 tools/gpu/peers.py --out "$OUT/peers.json" >"$OUT/peers.log" 2>&1 || status=1
+PEER_DIT=()
+[ "${SKIP_14B:-0}" != 1 ] && PEER_DIT=(--dit 14b:720p)
+python3 tools/gpu/peers.py --out "$OUT/peers.json" "${PEER_DIT[@]}" >"$OUT/peers.log" 2>&1 || status=1
 
 echo "== 2. turbine bench 1.3b 480p"
 "$BIN/turbine" bench --model 1.3b --size 480p --frames 81 --precision bf16 --iters 10 \
@@ -72,6 +75,8 @@ if par:
 for k, v in peers.items():
     if k.endswith("_ms"):
         print(f"peer {k}: {v:.2f}")
+    elif k.endswith("_peak_bytes"):
+        print(f"peer {k}: {gib(v):.2f} GiB")
 PY
 echo "dit_bench.sh: exit $status"
 exit "$status"

@@ -45,36 +45,37 @@ __global__ void naive(float* out, const bf16_t* q, const bf16_t* k, const bf16_t
   for (int d = 0; d < 128; ++d) out[row * stride + h * 128 + d] = acc[d] / l;
 }
 
-static unsigned short to_bf16(float f) {
-  unsigned u;
-  memcpy(&u, &f, 4);
-  return (unsigned short)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-static std::vector<unsigned short> randn(size_t n, float std, unsigned seed) {
-  std::vector<unsigned short> out(n);
-  srand(seed);
-  for (auto& x : out) {
-    float s = 0;
-    for (int i = 0; i < 4; ++i) s += rand() / (float)RAND_MAX - 0.5f;
-    x = to_bf16(s * std * 1.7320508f);
+// Sum-of-four-uniforms normal-ish values from a hash of the index: random data, made on the GPU.
+__global__ void fill(bf16_t* x, u64 n, float std, unsigned seed) {
+  GRID_STRIDE(i, n) {
+    float s = 0.f;
+    unsigned h = (unsigned)i * 2654435761u ^ seed * 2246822519u;
+    for (int k = 0; k < 4; ++k) {
+      h ^= h >> 15;
+      h *= 2246822519u;
+      h ^= h >> 13;
+      h *= 3266489917u;
+      h ^= h >> 16;
+      s += (h >> 8) * (1.f / 16777216.f) - 0.5f;
+    }
+    x[i] = f32_to_bf16(s * std * 1.7320508f);
   }
-  return out;
 }
 
 struct Problem {
   int lq, lk, heads;
   bf16_t *q, *k, *v, *out;
   Problem(int lq_, int lk_, int h, float qstd, unsigned seed) : lq(lq_), lk(lk_), heads(h) {
-    auto up = [](const std::vector<unsigned short>& x) {
+    auto make = [](size_t n, float std, unsigned seed) {
       bf16_t* d;
-      CK(cudaMalloc(&d, x.size() * 2));
-      CK(cudaMemcpy(d, x.data(), x.size() * 2, cudaMemcpyHostToDevice));
+      CK(cudaMalloc(&d, n * 2));
+      fill<<<1024, 256>>>(d, n, std, seed);
+      CK(cudaGetLastError());
       return d;
     };
-    q = up(randn((size_t)lq * h * 128, qstd, seed));
-    k = up(randn((size_t)lk * h * 128, 1.f, seed + 1));
-    v = up(randn((size_t)lk * h * 128, 1.f, seed + 2));
+    q = make((size_t)lq * h * 128, qstd, seed);
+    k = make((size_t)lk * h * 128, 1.f, seed + 1);
+    v = make((size_t)lk * h * 128, 1.f, seed + 2);
     CK(cudaMalloc(&out, (size_t)lq * h * 128 * 2));
     CK(cudaMemset(out, 0xff, (size_t)lq * h * 128 * 2));
   }

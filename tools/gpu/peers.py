@@ -1,10 +1,11 @@
 """PyTorch peers of Turbine's GPU kernels, timed in the same device call as Turbine's own benchmarks.
 
 Prints one JSON object (and writes it to --out): bf16 scaled-dot-product attention per SDPA backend
-(cuDNN, flash) at the Wan shapes, and bf16 `F.linear` at the Wan2.1-1.3B 480p block shapes. CUDA
-events, warm-up, median of N; random inputs (never zeros).
+(cuDNN, flash) at the Wan shapes, bf16 `F.linear` at the Wan2.1-1.3B 480p block shapes, and with
+--dit the diffusers WanTransformer3DModel forward (bf16, random weights, default SDPA) at the given
+model/size pairs with its peak memory. CUDA events, warm-up, median of N; random inputs.
 
-    python3 tools/gpu/peers.py --out peers.json
+    python3 tools/gpu/peers.py --out peers.json [--dit 14b:720p]
 """
 
 import argparse
@@ -54,14 +55,49 @@ def linears(results):
         results[f"linear_{name}_tflops"] = 2.0 * tokens * n_in * n_out / (ms * 1e-3) / 1e12
 
 
+DIT_CONFIGS = {
+    "1.3b": dict(num_attention_heads=12, ffn_dim=8960, num_layers=30),
+    "14b": dict(num_attention_heads=40, ffn_dim=13824, num_layers=40),
+}
+SIZES = {"480p": (60, 104), "720p": (90, 160)}
+
+
+def dit(results, spec):
+    from diffusers import WanTransformer3DModel
+
+    name, size = spec.split(":")
+    with torch.device("cuda"):
+        model = WanTransformer3DModel(
+            patch_size=(1, 2, 2), attention_head_dim=128, in_channels=16, out_channels=16,
+            text_dim=4096, freq_dim=256, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+            eps=1e-6, **DIT_CONFIGS[name],
+        ).to(torch.bfloat16).eval()
+    h, w = SIZES[size]
+    x = torch.randn(1, 16, 21, h, w, device="cuda", dtype=torch.bfloat16)
+    ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)
+    t = torch.tensor([500.0], device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        ms = median_ms(lambda: model(hidden_states=x, timestep=t, encoder_hidden_states=ctx, return_dict=False),
+                       warmup=1, iters=3)
+    results[f"diffusers_wan{name}_{size}_forward_ms"] = ms
+    results[f"diffusers_wan{name}_{size}_peak_bytes"] = torch.cuda.max_memory_allocated()
+    del model
+    torch.cuda.empty_cache()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out")
+    parser.add_argument("--dit", action="append", default=[], help="model:size, e.g. 14b:720p")
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     attention(results)
     linears(results)
+    for spec in args.dit:
+        dit(results, spec)
     text = json.dumps(results, indent=1)
     print(text)
     if args.out:

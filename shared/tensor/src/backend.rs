@@ -124,6 +124,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `[.., in] -> [.., out]`, `x Wᵀ + b`.
     fn linear(&self, x: &Self::Tensor, w: &Self::Linear) -> Result<Self::Tensor>;
 
+    /// `gelu_tanh(x Wᵀ + b)`: the FFN's first layer, which backends may fuse into the GEMM.
+    fn linear_gelu_tanh(&self, x: &Self::Tensor, w: &Self::Linear) -> Result<Self::Tensor> {
+        self.gelu_tanh(&self.linear(x, w)?)
+    }
+
     // ---- norms ----
     /// LayerNorm over the last dim, optionally affine `(weight, bias)`.
     fn layer_norm(
@@ -142,6 +147,37 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor>;
     /// RMSNorm over the last dim, `x·rsqrt(mean(x²) + eps)·weight`.
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f32) -> Result<Self::Tensor>;
+
+    /// RMSNorm of `x: [L, H·Dh]` over each whole row, then the rotary embedding of
+    /// [`Backend::rope`] on its `heads` heads: `[L, H, Dh]`. The DiT's self-attention q/k path,
+    /// which backends may fuse into one pass.
+    fn rms_norm_rope(
+        &self,
+        x: &Self::Tensor,
+        weight: &Self::Tensor,
+        eps: f32,
+        cos: &Self::Tensor,
+        sin: &Self::Tensor,
+        heads: usize,
+    ) -> Result<Self::Tensor> {
+        let normed = self.rms_norm(x, weight, eps)?;
+        let shape = self.shape(&normed).to_vec();
+        let (len, width) = match shape.as_slice() {
+            [len, width] if heads > 0 && width % heads == 0 => (*len, *width),
+            _ => {
+                return Err(crate::Error::shape(
+                    "rms_norm_rope",
+                    format!("expected [L, D] with D a multiple of {heads} heads"),
+                    &shape,
+                ));
+            }
+        };
+        self.rope(
+            &self.reshape(&normed, &[len, heads, width / heads])?,
+            cos,
+            sin,
+        )
+    }
 
     // ---- position and attention ----
     /// Rotary embedding on interleaved pairs `(x[2j], x[2j+1])` of `x: [L, H, Dh]` with

@@ -76,6 +76,23 @@ impl<B: Backend> Projections<B> {
         )
     }
 
+    /// The RMS-normalized, rotated queries (or keys, `k`) of `x: [L, D]`, `[L, H, Dh]`.
+    fn rotated(&self, b: &B, x: &B::Tensor, rope: &Rope<B>, k: bool) -> Result<B::Tensor> {
+        let (w, norm) = if k {
+            (&self.k, &self.norm_k)
+        } else {
+            (&self.q, &self.norm_q)
+        };
+        Ok(b.rms_norm_rope(
+            &b.linear(x, w)?,
+            norm,
+            self.eps,
+            &rope.cos,
+            &rope.sin,
+            self.heads,
+        )?)
+    }
+
     /// The values of `x: [L, D]`, split into heads `[L, H, Dh]`.
     fn value(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
         self.split(b, &b.linear(x, &self.v)?)
@@ -132,8 +149,8 @@ impl<B: Backend> SelfAttention<B> {
         mode: &AttentionMode,
     ) -> Result<B::Tensor> {
         let p = &self.projections;
-        let q = b.rope(&p.query(b, x)?, &rope.cos, &rope.sin)?;
-        let k = b.rope(&p.key(b, x)?, &rope.cos, &rope.sin)?;
+        let q = p.rotated(b, x, rope, false)?;
+        let k = p.rotated(b, x, rope, true)?;
         let v = p.value(b, x)?;
         let out = match mode {
             AttentionMode::Dense => b.attention(&q, &k, &v)?,

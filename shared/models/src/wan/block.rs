@@ -66,7 +66,7 @@ impl<B: Backend> Block<B> {
         let x = b.add(&x, &y)?;
 
         let h = b.layer_norm_modulate(&x, &shift_ffn, &scale_ffn, self.eps)?;
-        let y = b.linear(&b.gelu_tanh(&b.linear(&h, &self.ffn_in)?)?, &self.ffn_out)?;
+        let y = b.linear(&b.linear_gelu_tanh(&h, &self.ffn_in)?, &self.ffn_out)?;
         Ok(b.gated_residual(&x, &y, &gate_ffn)?)
     }
 }

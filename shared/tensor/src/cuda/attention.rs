@@ -449,7 +449,7 @@ pub(super) fn sla_attention(
 /// `FA_D`, `FA_BQ`, `FA_THREADS` and `FA_SMEM_BYTES` of flash.cu.
 const FLASH_DH: usize = 128;
 const FLASH_BQ: usize = 128;
-const FLASH_THREADS: u32 = 256;
+const FLASH_THREADS: u32 = 384;
 const FLASH_SMEM_BYTES: u32 = 7 * 128 * 128 * 2 + 1024;
 
 /// Whether [`flash_attention`] takes these tensors: bf16 q/k/v with head dim 128 on a GPU with

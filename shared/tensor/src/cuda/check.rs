@@ -494,8 +494,17 @@ impl Checker<'_> {
             "rope",
             "[50, 3, 128]",
             ELEMENTWISE,
-            vec![x, cos, sin],
+            vec![x, cos.clone(), sin.clone()],
             |b, x| { b.rope(&x[0], &x[1], &x[2]) }
+        );
+        let (xr, wr) = (self.randn(&[len, heads * dh]), self.randn(&[heads * dh]));
+        check!(
+            self,
+            "rms_norm_rope",
+            "[50, 384] as 3 heads",
+            REDUCTION,
+            vec![xr, wr, cos, sin],
+            |b, x| { b.rms_norm_rope(&x[0], &x[1], 1e-6, &x[2], &x[3], 3) }
         );
         for (lq, lk, h, d) in [
             (50usize, 77usize, 3usize, 128usize),
@@ -628,6 +637,21 @@ impl Checker<'_> {
                 });
             }
         }
+        // cuBLASLt's GELU epilogue on the FFN's first layer.
+        let mut w = self.linear_weights(160, 96, true);
+        if let LinearWeight::Dense(t) = &w.weight {
+            w.weight = LinearWeight::Dense(t.to_dtype(DType::BF16)?);
+        }
+        w.bias = w.bias.map(|b| b.to_dtype(DType::BF16)).transpose()?;
+        let x = self.randn(&[37, 96]);
+        check_bf16!(
+            self,
+            "bf16 linear_gelu_tanh",
+            "[37, 96] -> 160",
+            vec![x],
+            [true],
+            |b, x| { b.linear_gelu_tanh(&x[0], &b.upload_linear(&w)?) }
+        );
         let cols = 1536;
         let x = self.randn(&[19, cols]);
         let (shift, scale, w) = (
@@ -729,6 +753,15 @@ impl Checker<'_> {
             |b, x| b.concat(&[&x[0], &x[1]], 0)
         );
         let (cos, sin) = rope_tables([2, 5, 5], 128, 1e4)?;
+        let (xq, wq) = (self.randn(&[50, 384]), self.randn(&[384]));
+        check_bf16!(
+            self,
+            "bf16 rms_norm_rope",
+            "[50, 384] as 3 heads",
+            vec![xq, wq, cos.clone(), sin.clone()],
+            [true, false, false, false],
+            |b, x| b.rms_norm_rope(&x[0], &x[1], 1e-6, &x[2], &x[3], 3)
+        );
         let q = self.randn(&[50, 3, 128]);
         check_bf16!(
             self,

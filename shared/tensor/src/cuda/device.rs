@@ -118,6 +118,11 @@ impl Device {
         self.pool.alloc(elements * dtype.size_in_bytes())
     }
 
+    /// [`Device::alloc`] without size-class rounding, for weights.
+    pub fn alloc_exact(&self, elements: usize, dtype: DType) -> Result<DeviceBuffer> {
+        self.pool.alloc_exact(elements * dtype.size_in_bytes())
+    }
+
     /// Launches `kernel` with its single args struct.
     pub fn launch<A: DeviceRepr>(&self, kernel: Kernel, cfg: LaunchConfig, args: &A) -> Result<()> {
         let f = self.kernels.function(kernel)?;

@@ -73,6 +73,7 @@ struct Shape {
     k: u64,
     bias: bool,
     bf16: bool,
+    gelu: bool,
 }
 
 pub(crate) struct Gemm {
@@ -114,7 +115,8 @@ impl Gemm {
     }
 
     /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])`, every operand f32 or every operand
-    /// bf16 (`dtype`), enqueued on `stream`.
+    /// bf16 (`dtype`), enqueued on `stream`; with `gelu`, cuBLASLt's GELU epilogue (the tanh
+    /// approximation) follows the bias in the same kernel.
     ///
     /// The caller guarantees the buffers hold `rows·k`, `n·k`, `n` and `rows·n` values of `dtype`
     /// and were allocated on `stream`'s pool.
@@ -127,6 +129,7 @@ impl Gemm {
         x: CUdeviceptr,
         w: CUdeviceptr,
         bias: Option<CUdeviceptr>,
+        gelu: bool,
         rows: usize,
         n: usize,
         k: usize,
@@ -150,6 +153,7 @@ impl Gemm {
             k: k as u64,
             bias: bias.is_some(),
             bf16: dtype == DType::BF16,
+            gelu,
         };
         let f32_t = sys::cudaDataType::CUDA_R_32F;
         let desc = Desc(
@@ -165,22 +169,31 @@ impl Gemm {
                 &op_t,
             )
         }?;
-        if let Some(bias) = bias {
-            let epilogue = sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS;
-            // SAFETY: EPILOGUE takes a uint32 cublasLtEpilogue_t, BIAS_POINTER a device pointer to
-            // `m` values of the output type.
+        let epilogue = match (bias.is_some(), gelu) {
+            (false, false) => None,
+            (true, false) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS),
+            (false, true) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU),
+            (true, true) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU_BIAS),
+        };
+        if let Some(epilogue) = epilogue {
+            // SAFETY: EPILOGUE takes a uint32 cublasLtEpilogue_t.
             unsafe {
                 set_desc(
                     &desc,
                     sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_EPILOGUE,
                     &epilogue,
-                )?;
+                )
+            }?;
+        }
+        if let Some(bias) = bias {
+            // SAFETY: BIAS_POINTER takes a device pointer to `m` values of the output type.
+            unsafe {
                 set_desc(
                     &desc,
                     sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                     &bias,
-                )?;
-            }
+                )
+            }?;
         }
         // A = W read column-major as K×N (ld K), transposed by TRANSA; B = x as K×rows (ld K);
         // D = y as N×rows (ld N).

@@ -95,6 +95,7 @@ pub const CHANNEL_AFFINE: Kernel = Kernel::new(Module::Elementwise, "channel_aff
 pub const LINCOMB: Kernel = Kernel::new(Module::Elementwise, "lincomb_f32");
 pub const LAYER_NORM: Kernel = Kernel::new(Module::Norm, "layer_norm");
 pub const RMS_NORM: Kernel = Kernel::new(Module::Norm, "rms_norm");
+pub const RMS_NORM_ROPE: Kernel = Kernel::new(Module::Norm, "rms_norm_rope");
 pub const CHANNEL_RMS_NORM: Kernel = Kernel::new(Module::Norm, "channel_rms_norm_f32");
 pub const ROPE: Kernel = Kernel::new(Module::Rope, "rope");
 pub const ATTENTION: Kernel = Kernel::new(Module::Attention, "attention_f32");
@@ -113,7 +114,7 @@ pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
 
-pub const ALL_KERNELS: [Kernel; 27] = [
+pub const ALL_KERNELS: [Kernel; 28] = [
     GELU_TANH,
     SILU,
     ADD,
@@ -124,6 +125,7 @@ pub const ALL_KERNELS: [Kernel; 27] = [
     LINCOMB,
     LAYER_NORM,
     RMS_NORM,
+    RMS_NORM_ROPE,
     CHANNEL_RMS_NORM,
     ROPE,
     ATTENTION,

@@ -217,6 +217,11 @@ impl std::fmt::Debug for CudaBackend {
 /// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`, in the weight's element type (`x` is
 /// converted first when its type differs).
 fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
+    gemm(dev, x, w, false)
+}
+
+/// [`gemm_linear`], with cuBLASLt's GELU (tanh) epilogue when `gelu`.
+fn gemm(dev: &Device, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
     let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
     let dtype = w.weight.dtype;
     let x = &converted(dev, x, dtype)?;
@@ -229,6 +234,7 @@ fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTenso
         x.ptr(),
         w.weight.ptr(),
         w.bias.as_ref().map(CudaTensor::ptr),
+        gelu,
         rows,
         w.out_features,
         w.in_features,
@@ -429,14 +435,19 @@ impl CudaBackend {
         self.upload_raw(shape, DType::F32, data)
     }
 
-    /// Copies `data` (the element bits of a `dtype` tensor) into a new device tensor.
+    /// Copies `data` (the element bits of a `dtype` tensor) into a new device tensor, allocated
+    /// exactly: uploads are weights and inputs, which live long or are few.
     fn upload_raw<T: cudarc::driver::DeviceRepr>(
         &self,
         shape: &[usize],
         dtype: DType,
         data: &[T],
     ) -> Result<CudaTensor> {
-        let t = CudaTensor::alloc_as(&self.dev, shape, dtype)?;
+        let t = CudaTensor {
+            shape: shape.to_vec(),
+            dtype,
+            buf: Arc::new(self.dev.alloc_exact(data.len(), dtype)?),
+        };
         if !data.is_empty() {
             self.dev.stream.context().bind_to_thread().w("upload")?;
             // SAFETY: the buffer holds at least `data.len()` elements of `T`'s size (the caller's
@@ -550,6 +561,18 @@ impl Backend for CudaBackend {
         self.dev.stream.synchronize().w("synchronize")
     }
 
+    fn linear_gelu_tanh(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
+        // The epilogue's GELU is an approximation of its own: the f32 reference path keeps the
+        // separate kernel, whose result matches the CPU to f32 rounding.
+        if w.weight.dtype != DType::BF16 {
+            return self.gelu_tanh(&self.linear(x, w)?);
+        }
+        self.timed("linear+gelu", || {
+            self.check("linear_gelu_tanh", &[x, &w.weight])?;
+            gemm(&self.dev, x, w, true)
+        })
+    }
+
     fn linear(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
         self.timed("linear", || {
             self.check("linear", &[x, &w.weight])?;
@@ -597,6 +620,30 @@ impl Backend for CudaBackend {
         self.timed("rms_norm", || {
             self.check("rms_norm", &[x, weight])?;
             norm::rms_norm(&self.dev, x, weight, eps, self.compute())
+        })
+    }
+
+    fn rms_norm_rope(
+        &self,
+        x: &CudaTensor,
+        weight: &CudaTensor,
+        eps: f32,
+        cos: &CudaTensor,
+        sin: &CudaTensor,
+        heads: usize,
+    ) -> Result<CudaTensor> {
+        self.timed("rms_norm_rope", || {
+            self.check("rms_norm_rope", &[x, weight, cos, sin])?;
+            norm::rms_norm_rope(
+                &self.dev,
+                x,
+                weight,
+                eps,
+                &self.f32(cos)?,
+                &self.f32(sin)?,
+                heads,
+                self.compute(),
+            )
         })
     }
 

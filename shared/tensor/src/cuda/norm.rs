@@ -39,6 +39,22 @@ struct RmsNormArgs {
 }
 
 #[repr(C)]
+struct RmsNormRopeArgs {
+    out: u64,
+    x: u64,
+    weight: u64,
+    cos: u64,
+    sin: u64,
+    eps: f32,
+    rows: u32,
+    cols: u32,
+    half: u32,
+    out_dt: i32,
+    x_dt: i32,
+    weight_dt: i32,
+}
+
+#[repr(C)]
 struct ChannelRmsNormArgs {
     out: u64,
     x: u64,
@@ -47,10 +63,11 @@ struct ChannelRmsNormArgs {
     channels: u32,
 }
 
-// SAFETY (all three): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+// SAFETY (all four): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
 // as u64, `unsigned` as u32).
 unsafe impl DeviceRepr for LayerNormArgs {}
 unsafe impl DeviceRepr for RmsNormArgs {}
+unsafe impl DeviceRepr for RmsNormRopeArgs {}
 unsafe impl DeviceRepr for ChannelRmsNormArgs {}
 
 /// `(rows, cols)` of a row-norm input, which the kernels index with 32-bit counters.
@@ -160,6 +177,63 @@ pub(super) fn rms_norm(
         weight_dt: dt_code(weight.dtype()),
     };
     dev.launch(kernels::RMS_NORM, per_row(rows), &args)?;
+    Ok(out)
+}
+
+/// RMSNorm per row of `x: [L, H·Dh]` then RoPE per head with f32 `cos`/`sin: [L, Dh/2]`, in
+/// `out_dtype`, returned as `[L, H, Dh]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn rms_norm_rope(
+    dev: &Device,
+    x: &CudaTensor,
+    weight: &CudaTensor,
+    eps: f32,
+    cos: &CudaTensor,
+    sin: &CudaTensor,
+    heads: usize,
+    out_dtype: DType,
+) -> Result<CudaTensor> {
+    let (rows, cols) = rows_cols("rms_norm_rope", x)?;
+    let (len, width) = (rows as usize, cols as usize);
+    if x.shape().len() != 2
+        || heads == 0
+        || !width.is_multiple_of(heads)
+        || !(width / heads).is_multiple_of(2)
+    {
+        return Err(Error::shape(
+            "rms_norm_rope",
+            format!("expected [L, D] with D = {heads} heads of an even head dim"),
+            x.shape(),
+        ));
+    }
+    if weight.numel() != width {
+        return Err(Error::shape(
+            "rms_norm_rope",
+            format!("weight must be [{width}]"),
+            weight.shape(),
+        ));
+    }
+    let dh = width / heads;
+    shapes::rope_tables(len, dh, [cos.shape(), sin.shape()])?;
+    let out = CudaTensor::alloc_as(dev, &[len, heads, dh], out_dtype)?;
+    if rows == 0 {
+        return Ok(out);
+    }
+    let args = RmsNormRopeArgs {
+        out: out.ptr(),
+        x: x.ptr(),
+        weight: weight.ptr(),
+        cos: cos.ptr(),
+        sin: sin.ptr(),
+        eps,
+        rows,
+        cols,
+        half: (dh / 2) as u32,
+        out_dt: dt_code(out_dtype),
+        x_dt: dt_code(x.dtype()),
+        weight_dt: dt_code(weight.dtype()),
+    };
+    dev.launch(kernels::RMS_NORM_ROPE, per_row(rows), &args)?;
     Ok(out)
 }
 
