@@ -212,7 +212,7 @@ pub fn run(args: Args) -> Result<()> {
         "latent": latent,
         "tokens": tokens,
         "text_tokens": args.text_tokens,
-        "commit": std::env::var("TURBINE_COMMIT").unwrap_or_else(|_| "unknown".into()),
+        "commit": env!("TURBINE_BUILD_COMMIT"),
         "flops_per_forward": config.forward_flops(tokens, args.text_tokens),
     });
     let stats = match args.backend {

@@ -416,8 +416,7 @@ impl CudaBackend {
     fn upload_weight(&self, t: &HostTensor) -> Result<CudaTensor> {
         match (self.precision, &t.data) {
             (Precision::Bf16, crate::HostData::BF16(v)) => {
-                let bits: Vec<u16> = v.iter().map(|x| x.to_bits()).collect();
-                self.upload_raw(&t.shape, DType::BF16, &bits)
+                self.upload_raw(&t.shape, DType::BF16, bytemuck::cast_slice::<_, u16>(v))
             }
             (Precision::Bf16, _) => {
                 let bits: Vec<u16> = t
