@@ -16,7 +16,7 @@
 // [rows, 64] halves (one 128-byte row each), and the 16-byte chunk c of row r sits at chunk
 // c ^ (r % 8). Every tile starts 1024-byte aligned, so the hardware's swizzle (address bits 4-6
 // XOR bits 7-9) sees the same pattern the loads wrote.
-#include "common.cuh"
+#include "async.cuh"
 
 #define FA_D 128
 #define FA_BQ 128
@@ -44,33 +44,6 @@ struct FlashArgs {
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-
-__device__ __forceinline__ unsigned smem_addr(const void* p) {
-  unsigned a;
-  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-  return a;
-}
-
-// 16 bytes global -> shared, zero-filled when `bytes` is 0 (rows past the tensor's end).
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(bytes)
-               : "memory");
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ float ex2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // Stages the query rows [row0, row0 + 128) of one head (`g` points at the head's first element,
 // rows `stride` elements apart) as two 64-row blocks, one per warpgroup, each [2][64][128 B];
@@ -198,18 +171,20 @@ __device__ __forceinline__ void wgmma_rs(float* d, const unsigned* a, u64 b) {
 
 #endif
 
-// One tile's scores `s` (64 rows x 128 keys of this warpgroup, in the wgmma accumulator layout)
-// become unnormalised probabilities in place: keys past `lk` are masked, the running row maxima
-// `m0`/`m1` (exp2 domain) move up, and the factors that rescale earlier partial sums come back
-// in `c0`/`c1` (0 on the first tile). Row sums `l0`/`l1` are updated.
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// The online softmax on one tile of scores in the m16n8 accumulator layout shared by wgmma and
+// mma.sync: this thread holds rows r and r + 8 of its warp's 16, and in each group g of 8 keys the
+// columns 2(lane % 4) and +1 (`s[4g]`, `s[4g+1]` for row r; `s[4g+2]`, `s[4g+3]` for row r + 8).
+// The tile's G·8 scores become unnormalised probabilities in place: keys past `lk` are masked, the
+// running row maxima `m0`/`m1` (exp2 domain) move up, and the factors that rescale earlier
+// partial sums come back in `c0`/`c1` (0 on the first tile). Row sums `l0`/`l1` are updated.
+template <int G>
 __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float scale_log2,
                                                float& m0, float& m1, float& l0, float& l1,
                                                float& c0, float& c1) {
   const int lane = threadIdx.x & 31;
-  if (key0 + FA_BK > lk) {
+  if (key0 + G * 8 > lk) {
 #pragma unroll
-    for (int g = 0; g < 16; ++g) {
+    for (int g = 0; g < G; ++g) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         if (key0 + g * 8 + (lane & 3) * 2 + e >= lk) {
@@ -221,7 +196,7 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float
   }
   float r0 = -TURBINE_INF, r1 = -TURBINE_INF;
 #pragma unroll
-  for (int g = 0; g < 16; ++g) {
+  for (int g = 0; g < G; ++g) {
     r0 = fmaxf(r0, fmaxf(s[4 * g], s[4 * g + 1]));
     r1 = fmaxf(r1, fmaxf(s[4 * g + 2], s[4 * g + 3]));
   }
@@ -236,7 +211,7 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float
   m1 = n1;
   float t0 = 0.0f, t1 = 0.0f;
 #pragma unroll
-  for (int g = 0; g < 16; ++g) {
+  for (int g = 0; g < G; ++g) {
     s[4 * g] = ex2(fmaf(s[4 * g], scale_log2, -n0));
     s[4 * g + 1] = ex2(fmaf(s[4 * g + 1], scale_log2, -n0));
     s[4 * g + 2] = ex2(fmaf(s[4 * g + 2], scale_log2, -n1));
@@ -248,15 +223,39 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float
   l1 = l1 * c1 + t1;
 }
 
-// P as the A operand of m64k16: step kk takes S columns 16kk..16kk+15 (groups 2kk, 2kk+1).
+// P as the A operand of m·k16 steps: step kk takes S columns 16kk..16kk+15 (groups 2kk, 2kk+1).
+template <int G>
 __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
 #pragma unroll
-  for (int g = 0; g < 16; ++g) {
+  for (int g = 0; g < G; ++g) {
     p[4 * (g >> 1) + 2 * (g & 1)] = pack_bf16x2(s[4 * g], s[4 * g + 1]);
     p[4 * (g >> 1) + 2 * (g & 1) + 1] = pack_bf16x2(s[4 * g + 2], s[4 * g + 3]);
   }
 }
 
+// O[16 rows of a warp][128] (m16n8 layout, 16 groups) / row sums, as bf16 rows `row0`, `row0+8`.
+__device__ __forceinline__ void store_rows(const FlashArgs& a, const float* o, float l0, float l1,
+                                           int row0) {
+  const int lane = threadIdx.x & 31;
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+  const u64 stride = (u64)a.heads * FA_D;
+  const int row1 = row0 + 8;
+  bf16_t* out = a.out + (u64)blockIdx.y * FA_D + (lane & 3) * 2;
+#pragma unroll
+  for (int g = 0; g < 16; ++g) {
+    if (row0 < a.lq)
+      *(unsigned*)(out + (u64)row0 * stride + g * 8) = pack_bf16x2(o[4 * g] * i0, o[4 * g + 1] * i0);
+    if (row1 < a.lq)
+      *(unsigned*)(out + (u64)row1 * stride + g * 8) =
+          pack_bf16x2(o[4 * g + 2] * i1, o[4 * g + 3] * i1);
+  }
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // S = Q Kᵀ for this warpgroup's 64 rows against one 128-key tile, issued asynchronously.
 __device__ __forceinline__ void issue_qk(float* s, unsigned qa, unsigned kb) {
 #pragma unroll
@@ -345,8 +344,8 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
   issue_qk(s, qa, FA_K_STAGE(0));
   wgmma_wait<0>();
   pin(s);
-  online_softmax(s, 0, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
-  pack_p(p, s);
+  online_softmax<16>(s, 0, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
+  pack_p<16>(p, s);
 
   for (int j = 1; j < tiles; ++j) {
     mbar_wait(full0 + 8 * FA_STAGE(j), (j / FA_STAGES) & 1);
@@ -356,7 +355,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
     issue_pv(o, p, FA_K_STAGE(j - 1) + FA_TILE_BYTES);
     wgmma_wait<1>();
     pin(s);
-    online_softmax(s, j * FA_BK, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
+    online_softmax<16>(s, j * FA_BK, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
     wgmma_wait<0>();
     pin(o);
     mbar_arrive(empty0 + 8 * FA_STAGE(j - 1));
@@ -371,7 +370,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
         o[4 * g + 3] *= c1;
       }
     }
-    pack_p(p, s);
+    pack_p<16>(p, s);
   }
   wgmma_fence();
   issue_pv(o, p, FA_K_STAGE(tiles - 1) + FA_TILE_BYTES);
@@ -380,23 +379,146 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 #undef FA_STAGE
 #undef FA_K_STAGE
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float i0 = 1.0f / l0, i1 = 1.0f / l1;
-  const int row0 = q0 + wg * 64 + warp * 16 + (lane >> 2), row1 = row0 + 8;
-  bf16_t* out = a.out + (u64)head * FA_D + (lane & 3) * 2;
-#pragma unroll
-  for (int g = 0; g < 16; ++g) {
-    if (row0 < a.lq)
-      *(unsigned*)(out + (u64)row0 * stride + g * 8) = pack_bf16x2(o[4 * g] * i0, o[4 * g + 1] * i0);
-    if (row1 < a.lq)
-      *(unsigned*)(out + (u64)row1 * stride + g * 8) =
-          pack_bf16x2(o[4 * g + 2] * i1, o[4 * g + 3] * i1);
-  }
+  store_rows(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2));
 #else
   // Built for a GPU without wgmma: the backend never launches this kernel there.
+  __trap();
+#endif
+}
+
+// ---- portable kernel: mma.sync (sm_80 and later: A100, RTX 4090/5090; also runs on Hopper) ----
+//
+// FlashAttention-2's layout: one CTA = 64 query rows of one head, four warps of 16 rows; 64-key K/V
+// tiles double-buffered by cp.async into shared memory, 256-byte rows with the 16-byte chunks
+// XOR-swizzled by row % 8 so ldmatrix reads them without bank conflicts. Q stays in registers as
+// mma A fragments; S = Q Kᵀ and O += P V are m16n8k16 bf16 MMAs with f32 accumulation (K through
+// ldmatrix, V through ldmatrix.trans), the softmax and the epilogue are the ones above.
+#define FM_BQ 64
+#define FM_BK 64
+#define FM_THREADS 128
+#define FM_TILE_BYTES (FM_BK * FA_D * 2)
+// Q, then two stages of (K, V).
+#define FM_SMEM_BYTES (5 * FM_TILE_BYTES)
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// Byte offset of 16-byte chunk `c` (of 16) of row `r` in a swizzled [rows][256 B] tile.
+__device__ __forceinline__ unsigned fm_offset(int r, int c) { return r * 256 + ((c ^ (r & 7)) << 4); }
+
+// Rows [row0, row0 + 64) of one head into a swizzled tile, zero-filled at or past `limit`.
+__device__ __forceinline__ void fm_load(unsigned tile, const bf16_t* g, u64 stride, int row0,
+                                        int limit) {
+  const int c = threadIdx.x & 15;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int r = (threadIdx.x >> 4) + 8 * i, row = row0 + r;
+    const bool inside = row < limit;
+    cp_async16(tile + fm_offset(r, c), g + (u64)(inside ? row : 0) * stride + c * 8,
+               inside ? 16 : 0);
+  }
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned* d, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* d, unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(addr));
+}
+
+// d (16x8, f32) += a (16x16, bf16) · b (16x8, bf16).
+__device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
+
+// Grid (ceil(Lq / 64), H), FM_THREADS threads, FM_SMEM_BYTES dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(FM_THREADS)
+    flash_attention_mma_bf16(const FlashArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(128) u8 fm_smem[];
+  const unsigned sq = smem_addr(fm_smem), skv = sq + FM_TILE_BYTES;
+  const int head = blockIdx.y, q0 = blockIdx.x * FM_BQ;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = lane >> 3;
+  const u64 stride = (u64)a.heads * FA_D;
+  const bf16_t* kg = a.k + (u64)head * FA_D;
+  const bf16_t* vg = a.v + (u64)head * FA_D;
+  const int tiles = (a.lk + FM_BK - 1) / FM_BK;
+#define FM_K(t) (skv + ((t) & 1) * 2 * FM_TILE_BYTES)
+
+  fm_load(sq, a.q + (u64)head * FA_D, stride, q0, a.lq);
+  fm_load(FM_K(0), kg, stride, 0, a.lk);
+  fm_load(FM_K(0) + FM_TILE_BYTES, vg, stride, 0, a.lk);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Q fragments of this warp's 16 rows: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) of each step.
+  unsigned qf[8][4];
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk)
+    ldmatrix_x4(qf[kk], sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
+
+  float o[64], s[32];
+  unsigned p[16];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
+
+  for (int j = 0; j < tiles; ++j) {
+    if (j + 1 < tiles) {
+      // The other stage was last read by tile j - 1, which every warp finished (barrier below).
+      fm_load(FM_K(j + 1), kg, stride, (j + 1) * FM_BK, a.lk);
+      fm_load(FM_K(j + 1) + FM_TILE_BYTES, vg, stride, (j + 1) * FM_BK, a.lk);
+      cp_async_commit();
+    }
+    const unsigned kb = FM_K(j), vb = kb + FM_TILE_BYTES;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) s[i] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        // Key groups 2np and 2np+1 (rows of K), head-dim chunks 2kk and 2kk+1.
+        unsigned b[4];
+        ldmatrix_x4(b, kb + fm_offset((2 * np + (m >> 1)) * 8 + (lane & 7), 2 * kk + (m & 1)));
+        mma_bf16(s + 8 * np, qf[kk], b[0], b[1]);
+        mma_bf16(s + 8 * np + 4, qf[kk], b[2], b[3]);
+      }
+    }
+    online_softmax<8>(s, j * FM_BK, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
+#pragma unroll
+    for (int g = 0; g < 16; ++g) {
+      o[4 * g] *= c0;
+      o[4 * g + 1] *= c0;
+      o[4 * g + 2] *= c1;
+      o[4 * g + 3] *= c1;
+    }
+    pack_p<8>(p, s);
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+#pragma unroll
+      for (int dp = 0; dp < 8; ++dp) {
+        // Keys 16ks..16ks+15 (rows of V), head-dim groups 2dp and 2dp+1, transposed on load.
+        unsigned b[4];
+        ldmatrix_x4_trans(b, vb + fm_offset(16 * ks + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
+        mma_bf16(o + 8 * dp, p + 4 * ks, b[0], b[1]);
+        mma_bf16(o + 8 * dp + 4, p + 4 * ks, b[2], b[3]);
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+  }
+#undef FM_K
+  store_rows(a, o, l0, l1, q0 + warp * 16 + (lane >> 2));
+#else
   __trap();
 #endif
 }

@@ -1,9 +1,11 @@
 // Standalone check and timing of a flash-attention kernel source (kernels/flash.cu or a variant of
 // it) with nvcc on the GPU host, for iterating on the kernel without a Rust build:
 //
-//   nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -Ikernels \
+//   nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -I. -Ikernels \
 //        -DFLASH_SRC='"kernels/flash.cu"' -o /tmp/flash_bench tools/gpu/flash_bench.cu
 //   /tmp/flash_bench
+//
+// With -DPORTABLE it runs the mma.sync kernel (flash_attention_mma_bf16) instead of the wgmma one.
 //
 // Checks the kernel against a naive f32 kernel on bf16 inputs (ragged sizes, NaN-poisoned
 // output), then times it at the Wan shapes (CUDA events, median of 20 after 3 warm-ups) and
@@ -15,6 +17,18 @@
 #include <algorithm>
 
 #include FLASH_SRC
+
+#ifdef PORTABLE
+#define KERNEL flash_attention_mma_bf16
+#define ROWS FM_BQ
+#define THREADS FM_THREADS
+#define SMEM FM_SMEM_BYTES
+#else
+#define KERNEL flash_attention_bf16
+#define ROWS FA_BQ
+#define THREADS FA_THREADS
+#define SMEM FA_SMEM_BYTES
+#endif
 
 #define CK(x)                                                                          \
   do {                                                                                 \
@@ -81,14 +95,13 @@ struct Problem {
   }
   void launch() {
     FlashArgs a{out, q, k, v, 1.4426950408889634f / sqrtf(128.f), lq, lk, heads};
-    flash_attention_bf16<<<dim3((lq + FA_BQ - 1) / FA_BQ, heads), FA_THREADS, FA_SMEM_BYTES>>>(a);
+    KERNEL<<<dim3((lq + ROWS - 1) / ROWS, heads), THREADS, SMEM>>>(a);
   }
 };
 
 int main() {
   setvbuf(stdout, NULL, _IONBF, 0);
-  CK(cudaFuncSetAttribute(flash_attention_bf16, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          FA_SMEM_BYTES));
+  CK(cudaFuncSetAttribute(KERNEL, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
   int ok = 1;
   const int cases[][4] = {{300, 300, 3, 1}, {200, 77, 2, 1}, {129, 512, 2, 1}, {1000, 1000, 2, 4}, {1, 16, 2, 1}};
   for (auto& c : cases) {

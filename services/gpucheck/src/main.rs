@@ -492,6 +492,17 @@ fn benchmarks(b: &CudaBackend, fixtures: &Path, seed: u64) -> Result<Value> {
         0.0,
         || b.attention(&q, &k, &v).map(|_| ()),
     )?);
+    if dt == DType::BF16 {
+        let portable = b.with_portable_attention();
+        rows.push(time_row(
+            b,
+            "self-attention [32760, 12, 128], mma.sync kernel",
+            10,
+            4.0 * lf * lf * dh as f64 * h as f64,
+            0.0,
+            || portable.attention(&q, &k, &v).map(|_| ()),
+        )?);
+    }
     let kc = act(random(&[lctx, h, dh], seed + 11)?)?;
     let vc = act(random(&[lctx, h, dh], seed + 12)?)?;
     rows.push(time_row(

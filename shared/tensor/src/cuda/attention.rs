@@ -446,24 +446,38 @@ pub(super) fn sla_attention(
     super::elementwise::broadcast(dev, "sla_attention", kernels::ADD, &sparse, &projected)
 }
 
-/// `FA_D`, `FA_BQ`, `FA_THREADS` and `FA_SMEM_BYTES` of flash.cu.
+/// `FA_D` of flash.cu, and each kernel's rows per CTA, threads and dynamic shared memory
+/// (`FA_BQ`, `FA_THREADS`, `FA_SMEM_BYTES`; `FM_BQ`, `FM_THREADS`, `FM_SMEM_BYTES`).
 const FLASH_DH: usize = 128;
-const FLASH_BQ: usize = 128;
-const FLASH_THREADS: u32 = 384;
-const FLASH_SMEM_BYTES: u32 = 7 * 128 * 128 * 2 + 1024;
+const FLASH_WGMMA: (usize, u32, u32) = (128, 384, 7 * 128 * 128 * 2 + 1024);
+const FLASH_MMA: (usize, u32, u32) = (64, 128, 5 * 64 * 128 * 2);
 
-/// Whether [`flash_attention`] takes these tensors: bf16 q/k/v with head dim 128 on a GPU with
-/// wgmma (sm_90a).
-pub(super) fn flash_applies(dev: &Device, q: &CudaTensor, k: &CudaTensor, v: &CudaTensor) -> bool {
-    dev.info.arch == "sm_90a"
-        && [q, k, v].iter().all(|t| t.dtype() == DType::BF16)
-        && q.shape().last() == Some(&FLASH_DH)
+/// Which tensor-core attention kernel takes these tensors, if any: bf16 q/k/v with head dim 128,
+/// the wgmma kernel on sm_90a unless `portable`, the mma.sync kernel on any other GPU from sm_80.
+pub(super) fn flash_kernel(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    portable: bool,
+) -> Option<kernels::Kernel> {
+    if ![q, k, v].iter().all(|t| t.dtype() == DType::BF16) || q.shape().last() != Some(&FLASH_DH) {
+        return None;
+    }
+    if dev.info.arch == "sm_90a" && !portable {
+        Some(kernels::FLASH_ATTENTION)
+    } else if dev.info.compute_capability.0 >= 8 {
+        Some(kernels::FLASH_ATTENTION_MMA)
+    } else {
+        None
+    }
 }
 
-/// Dense softmax attention of bf16 `q: [Lq, H, 128]`, `k`/`v: [Lk, H, 128]` on the tensor cores,
-/// bf16 output `[Lq, H, 128]` (f32 accumulation and softmax).
+/// Dense softmax attention of bf16 `q: [Lq, H, 128]`, `k`/`v: [Lk, H, 128]` on the tensor cores
+/// with `kernel` (from [`flash_kernel`]), bf16 output `[Lq, H, 128]` (f32 accumulation and softmax).
 pub(super) fn flash_attention(
     dev: &Device,
+    kernel: kernels::Kernel,
     q: &CudaTensor,
     k: &CudaTensor,
     v: &CudaTensor,
@@ -473,9 +487,14 @@ pub(super) fn flash_attention(
     if d.dh != FLASH_DH || [q, k, v].iter().any(|t| t.dtype() != DType::BF16) {
         return Err(Error::invalid(
             "attention",
-            format!("the flash kernel takes bf16 tensors with head dim {FLASH_DH}"),
+            format!("the flash kernels take bf16 tensors with head dim {FLASH_DH}"),
         ));
     }
+    let (rows, threads, smem) = if kernel == kernels::FLASH_ATTENTION {
+        FLASH_WGMMA
+    } else {
+        FLASH_MMA
+    };
     let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
     if d.lq == 0 || d.heads == 0 {
         return Ok(out);
@@ -484,9 +503,9 @@ pub(super) fn flash_attention(
         return Err(Error::invalid("attention", "no keys to attend to"));
     }
     let cfg = LaunchConfig {
-        grid_dim: (d.lq.div_ceil(FLASH_BQ) as u32, d.heads as u32, 1),
-        block_dim: (FLASH_THREADS, 1, 1),
-        shared_mem_bytes: FLASH_SMEM_BYTES,
+        grid_dim: (d.lq.div_ceil(rows) as u32, d.heads as u32, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: smem,
     };
     let args = FlashArgs {
         out: out.ptr(),
@@ -498,6 +517,6 @@ pub(super) fn flash_attention(
         lk: d.lk as i32,
         heads: d.heads as i32,
     };
-    dev.launch(kernels::FLASH_ATTENTION, cfg, &args)?;
+    dev.launch(kernel, cfg, &args)?;
     Ok(out)
 }

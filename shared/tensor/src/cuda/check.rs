@@ -88,6 +88,8 @@ struct Checker<'a> {
     cpu: CpuBackend,
     rng: Normal,
     rows: Vec<CheckRow>,
+    /// The bf16 checks run attention on the portable mma.sync kernel.
+    portable_attention: bool,
 }
 
 fn upload_all<B: Backend>(b: &B, inputs: &[HostTensor]) -> Result<Vec<B::Tensor>> {
@@ -132,7 +134,12 @@ macro_rules! check_bf16 {
             $b.download(&out)?
         };
         let got = {
-            let $b = &$c.gpu.with_precision(Precision::Bf16);
+            let gpu = $c.gpu.with_precision(Precision::Bf16);
+            let $b = &if $c.portable_attention {
+                gpu.with_portable_attention()
+            } else {
+                gpu
+            };
             let $x = inputs
                 .iter()
                 .zip(as_bf16)
@@ -787,14 +794,23 @@ impl Checker<'_> {
                 self.randn(&[lk, h, 128]),
                 self.randn(&[lk, h, 128]),
             );
-            check_bf16!(
-                self,
-                "bf16 attention",
-                format!("q [{lq}, {h}, 128] x{q_std}, kv [{lk}]"),
-                vec![q, k, v],
-                [true, true, true],
-                |b, x| b.attention(&x[0], &x[1], &x[2])
-            );
+            // The GPU's own kernel, then the portable mma.sync one (on Hopper, forced).
+            for portable in [false, true] {
+                self.portable_attention = portable;
+                check_bf16!(
+                    self,
+                    if portable {
+                        "bf16 attention mma"
+                    } else {
+                        "bf16 attention"
+                    },
+                    format!("q [{lq}, {h}, 128] x{q_std}, kv [{lk}]"),
+                    vec![q.clone(), k.clone(), v.clone()],
+                    [true, true, true],
+                    |b, x| b.attention(&x[0], &x[1], &x[2])
+                );
+            }
+            self.portable_attention = false;
         }
         // Head dim 64: no flash kernel, the f32 path on converted copies.
         let (q, k, v) = (
@@ -821,6 +837,7 @@ pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
         cpu: CpuBackend,
         rng: Normal { state: seed },
         rows: Vec::new(),
+        portable_attention: false,
     };
     c.transfers_and_layout()?;
     c.elementwise()?;

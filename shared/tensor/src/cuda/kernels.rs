@@ -69,8 +69,10 @@ impl Module {
 }
 
 /// Headers the sources `#include`, as (include name, contents).
-pub const HEADERS: [(&str, &str); 1] =
-    [("common.cuh", include_str!("../../../../kernels/common.cuh"))];
+pub const HEADERS: [(&str, &str); 2] = [
+    ("common.cuh", include_str!("../../../../kernels/common.cuh")),
+    ("async.cuh", include_str!("../../../../kernels/async.cuh")),
+];
 
 /// A kernel: its module and its `extern "C"` symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,8 +115,9 @@ pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_neare
 pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
+pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
 
-pub const ALL_KERNELS: [Kernel; 28] = [
+pub const ALL_KERNELS: [Kernel; 29] = [
     GELU_TANH,
     SILU,
     ADD,
@@ -143,6 +146,7 @@ pub const ALL_KERNELS: [Kernel; 28] = [
     CONV3D,
     CAST,
     FLASH_ATTENTION,
+    FLASH_ATTENTION_MMA,
 ];
 
 #[cfg(test)]

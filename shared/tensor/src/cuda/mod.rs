@@ -190,6 +190,8 @@ pub struct CudaOptions {
 pub struct CudaBackend {
     dev: Arc<Device>,
     precision: Precision,
+    /// Run bf16 attention on the portable mma.sync kernel even where the wgmma one applies.
+    portable_attention: bool,
     profiler: Arc<Profiler>,
 }
 
@@ -261,6 +263,7 @@ impl CudaBackend {
         Ok(Self {
             dev: Arc::new(Device::new(ordinal, options.poison_allocations)?),
             precision: options.precision,
+            portable_attention: false,
             profiler: Arc::default(),
         })
     }
@@ -271,7 +274,17 @@ impl CudaBackend {
         Self {
             dev: self.dev.clone(),
             precision,
+            portable_attention: self.portable_attention,
             profiler: self.profiler.clone(),
+        }
+    }
+
+    /// The same GPU state, running bf16 attention on the portable mma.sync kernel (the one GPUs
+    /// other than H100/H200 use) even on Hopper: for checking and timing that kernel there.
+    pub fn with_portable_attention(&self) -> Self {
+        Self {
+            portable_attention: true,
+            ..self.clone()
         }
     }
 
@@ -672,8 +685,11 @@ impl Backend for CudaBackend {
             if let Some(b) = bias {
                 self.check("attention", &[b])?;
             }
-            if bias.is_none() && attention::flash_applies(&self.dev, q, k, v) {
-                return attention::flash_attention(&self.dev, q, k, v, scale);
+            if bias.is_none()
+                && let Some(kernel) =
+                    attention::flash_kernel(&self.dev, q, k, v, self.portable_attention)
+            {
+                return attention::flash_attention(&self.dev, kernel, q, k, v, scale);
             }
             let bias = bias.map(|b| self.f32(b)).transpose()?;
             attention::attention_with(
