@@ -10,7 +10,10 @@
 #      (gpucheck.log, gpucheck.json);
 #   2. warm disk cache, another seed: start-up cost and the op checks again (warm.log);
 #   3. compute-sanitizer memcheck (out-of-bounds accesses) and racecheck (shared-memory races)
-#      over the op and DiT checks (memcheck.log, racecheck.log).
+#      over the op and DiT checks (memcheck.log, racecheck.log). Racecheck reports hazards inside
+#      cuBLASLt's own bf16 GEMM kernels (`nvjet_*`, whose asynchronous-proxy synchronization it
+#      does not follow): those are listed and not counted; a hazard in any other kernel fails.
+#      (Its --kernel-name-exclude crashed the sanitizer on these kernels, H200, 2026-11-26.)
 # Exits non-zero when any step fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,6 +50,13 @@ for tool in memcheck racecheck; do
         "$BIN" --parts ops,dit --seed 11 >"$OUT/$tool.log" 2>&1
     rc=$?
     grep -E '^(ops:|dit:)|ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$tool.log"
+    if [ "$tool" = racecheck ] && [ "$rc" = 9 ] \
+        && ! grep -E '^========= (Error|Internal)' "$OUT/$tool.log" | grep -qv 'nvjet_' \
+        && grep -qE '^(ops|dit): .* 0 failed' "$OUT/$tool.log"; then
+        echo "racecheck: hazards only inside cuBLASLt's nvjet kernels (not counted):"
+        grep -E '^========= Error' "$OUT/$tool.log" | sort | uniq -c
+        rc=0
+    fi
     echo "step 3 $tool: exit $rc"
     status=$((status | rc))
 done
