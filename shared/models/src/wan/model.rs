@@ -2,6 +2,8 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use rayon::prelude::*;
+
 use turbine_checkpoint::{Error as CkptError, TensorStore};
 use turbine_tensor::{Backend, rope::rope_tables};
 
@@ -51,7 +53,10 @@ impl<B: Backend + Clone> WanModel<B> {
         let w = WanWeights::new(store)?;
         let c = &config;
         let d = c.dim;
+        // Blocks load in parallel: decoding and converting 14B-class weights is host work that
+        // one thread would take tens of seconds over; the uploads queue on the backend's stream.
         let blocks = (0..c.num_layers)
+            .into_par_iter()
             .map(|i| Block::load(&backend, &w, c, i))
             .collect::<Result<Vec<_>>>()?;
         // SLA fine-tuning adds proj_l to every layer; a checkpoint with some but not all is damaged,
