@@ -1,11 +1,13 @@
 //! `turbine-gpucheck`: the CUDA backend's device check, run on a GPU host by tools/gpu/check.sh.
 //!
 //! 1. every [`Backend`] op on fresh random inputs, CUDA against the CPU oracle, on a backend that
-//!    poisons its allocations (`turbine_tensor::cuda::check`);
+//!    poisons its allocations, in f32 and in bf16 (both flash-attention kernels included)
+//!    (`turbine_tensor::cuda::check`);
 //! 2. the tiny Wan DiT (`tests/fixtures/wan_dit`) CUDA against CPU and against the diffusers
-//!    reference outputs, dense and SLA;
-//! 3. CUDA-event timings (median): the tiny DiT forward, the ops of one Wan2.1-1.3B block at 480p
-//!    (32760 tokens) and a one-layer 1.3B-shape forward, on a backend without poisoning.
+//!    reference outputs, dense and SLA, in f32 and (rel L2 against the CPU) in bf16;
+//! 3. CUDA-event timings (median), bf16 then f32: the tiny DiT forward, the ops of one
+//!    Wan2.1-1.3B block at 480p (32760 tokens) and a one-layer 1.3B-shape forward, on a backend
+//!    without poisoning. Whole-model timings are `turbine bench`'s.
 //!
 //! Prints tables, optionally writes every number as JSON, and exits 1 when a check fails, 2 when
 //! CUDA is unavailable.
