@@ -233,6 +233,21 @@ __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
   }
 }
 
+// O[16 rows of a warp][128] (m16n8 layout, 16 groups) times the rows' rescale factors. Late tiles
+// rarely raise a row's max: the multiply is skipped when no row of the warp moved (3-4 % of the
+// wgmma kernel's time at Wan shapes).
+__device__ __forceinline__ void rescale(float* o, float c0, float c1) {
+  if (__any_sync(0xffffffffu, c0 != 1.0f || c1 != 1.0f)) {
+#pragma unroll
+    for (int g = 0; g < 16; ++g) {
+      o[4 * g] *= c0;
+      o[4 * g + 1] *= c0;
+      o[4 * g + 2] *= c1;
+      o[4 * g + 3] *= c1;
+    }
+  }
+}
+
 // O[16 rows of a warp][128] (m16n8 layout, 16 groups) / row sums, as bf16 rows `row0`, `row0+8`.
 __device__ __forceinline__ void store_rows(const FlashArgs& a, const float* o, float l0, float l1,
                                            int row0) {
@@ -359,17 +374,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
     wgmma_wait<0>();
     pin(o);
     mbar_arrive(empty0 + 8 * FA_STAGE(j - 1));
-    // Late tiles rarely raise a row's max: skip the rescale when no row of the warp moved
-    // (3-4 % of the kernel's time at Wan shapes).
-    if (__any_sync(0xffffffffu, c0 != 1.0f || c1 != 1.0f)) {
-#pragma unroll
-      for (int g = 0; g < 16; ++g) {
-        o[4 * g] *= c0;
-        o[4 * g + 1] *= c0;
-        o[4 * g + 2] *= c1;
-        o[4 * g + 3] *= c1;
-      }
-    }
+    rescale(o, c0, c1);
     pack_p<16>(p, s);
   }
   wgmma_fence();
@@ -494,13 +499,7 @@ extern "C" __global__ void __launch_bounds__(FM_THREADS)
       }
     }
     online_softmax<8>(s, j * FM_BK, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
-#pragma unroll
-    for (int g = 0; g < 16; ++g) {
-      o[4 * g] *= c0;
-      o[4 * g + 1] *= c0;
-      o[4 * g + 2] *= c1;
-      o[4 * g + 3] *= c1;
-    }
+    rescale(o, c0, c1);
     pack_p<8>(p, s);
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {

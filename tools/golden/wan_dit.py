@@ -82,7 +82,7 @@ class SinusoidF64(torch.nn.Module):
 
     def forward(self, t, dim=256):
         half = dim // 2
-        freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64) / half)
+        freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
         args = t.to(torch.float64)[:, None] * freqs[None, :]
         return torch.cat([torch.cos(args), torch.sin(args)], dim=1).to(torch.float32)
 

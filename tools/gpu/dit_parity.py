@@ -24,40 +24,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
-from wan_dit import to_original_key  # noqa: E402  (the golden script's key table)
-
-from diffusers import WanTransformer3DModel  # noqa: E402
-
-CONFIGS = {
-    "1.3b": dict(num_attention_heads=12, ffn_dim=8960, num_layers=30, text_dim=4096),
-    "14b": dict(num_attention_heads=40, ffn_dim=13824, num_layers=40, text_dim=4096),
-}
-
-
-class SinusoidF64(torch.nn.Module):
-    """The original Wan's `sinusoidal_embedding_1d`: float64, cos first, on the input's device."""
-
-    def forward(self, t, dim=256):
-        half = dim // 2
-        freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
-        args = t.to(torch.float64)[:, None] * freqs[None, :]
-        return torch.cat([torch.cos(args), torch.sin(args)], dim=1).to(torch.float32)
+from peers import build_dit, median_ms  # noqa: E402  (same folder)
+from wan_dit import SinusoidF64, to_original_key  # noqa: E402  (the golden script's key table)
 
 
 def load(model_name, weights, dtype):
-    with torch.device("cuda"):
-        model = WanTransformer3DModel(
-            patch_size=(1, 2, 2),
-            attention_head_dim=128,
-            in_channels=16,
-            out_channels=16,
-            freq_dim=256,
-            cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads",
-            eps=1e-6,
-            **CONFIGS[model_name],
-        ).to(dtype)
-    model.eval()
+    model = build_dit(model_name, dtype)
     model.condition_embedder.timesteps_proj = SinusoidF64()
     state = load_file(weights, device="cuda")
     with torch.no_grad():
@@ -84,7 +56,7 @@ def rel_l2(a, b):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="1.3b", choices=sorted(CONFIGS))
+    parser.add_argument("--model", default="1.3b", choices=["1.3b", "14b"])
     parser.add_argument("--weights", required=True)
     parser.add_argument("--dump", required=True)
     parser.add_argument("--out")
@@ -117,17 +89,8 @@ def main():
 
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(args.time_iters + 2):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        forward(model, x, ctx, 500.0, torch.bfloat16)
-        end.record()
-        torch.cuda.synchronize()
-        if i >= 2:
-            times.append(start.elapsed_time(end))
-    times.sort()
-    result["diffusers_bf16_forward_ms"] = times[len(times) // 2]
+    result["diffusers_bf16_forward_ms"] = median_ms(
+        lambda: forward(model, x, ctx, 500.0, torch.bfloat16), warmup=2, iters=args.time_iters)
     result["diffusers_bf16_peak_bytes"] = torch.cuda.max_memory_allocated()
     text = json.dumps(result, indent=1)
     print(text)

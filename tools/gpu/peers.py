@@ -62,16 +62,21 @@ DIT_CONFIGS = {
 SIZES = {"480p": (60, 104), "720p": (90, 160)}
 
 
-def dit(results, spec):
+def build_dit(name, dtype):
+    """diffusers' WanTransformer3DModel of a Wan2.1 preset on the GPU, random weights."""
     from diffusers import WanTransformer3DModel
 
-    name, size = spec.split(":")
     with torch.device("cuda"):
-        model = WanTransformer3DModel(
+        return WanTransformer3DModel(
             patch_size=(1, 2, 2), attention_head_dim=128, in_channels=16, out_channels=16,
             text_dim=4096, freq_dim=256, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
             eps=1e-6, **DIT_CONFIGS[name],
-        ).to(torch.bfloat16).eval()
+        ).to(dtype).eval()
+
+
+def dit(results, spec):
+    name, size = spec.split(":")
+    model = build_dit(name, torch.bfloat16)
     h, w = SIZES[size]
     x = torch.randn(1, 16, 21, h, w, device="cuda", dtype=torch.bfloat16)
     ctx = torch.randn(1, 512, 4096, device="cuda", dtype=torch.bfloat16)

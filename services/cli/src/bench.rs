@@ -189,6 +189,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--size {width}x{height} does not divide into the model's patches");
     }
     let tokens = latent[1] / pt * (latent[2] / ph) * (latent[3] / pw);
+    let flops = config.forward_flops(tokens, args.text_tokens);
 
     let load_start = Instant::now();
     let store = match &args.weights {
@@ -213,7 +214,7 @@ pub fn run(args: Args) -> Result<()> {
         "tokens": tokens,
         "text_tokens": args.text_tokens,
         "commit": env!("TURBINE_BUILD_COMMIT"),
-        "flops_per_forward": config.forward_flops(tokens, args.text_tokens),
+        "flops_per_forward": flops,
     });
     let stats = match args.backend {
         BackendArg::Cuda => {
@@ -229,9 +230,17 @@ pub fn run(args: Args) -> Result<()> {
                 },
             )?;
             b.warm_up()?;
-            measure(&b, &args, &config, store, latent, load_start)?
+            measure(&b, &args, &config, store, latent, flops, load_start)?
         }
-        BackendArg::Cpu => measure(&CpuBackend, &args, &config, store, latent, load_start)?,
+        BackendArg::Cpu => measure(
+            &CpuBackend,
+            &args,
+            &config,
+            store,
+            latent,
+            flops,
+            load_start,
+        )?,
     };
     merge(&mut report, stats);
     let text = serde_json::to_string_pretty(&report)?;
@@ -242,13 +251,14 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Loads the model, then times, profiles and optionally dumps forwards.
+/// Loads the model, then times (`flops` per forward), profiles and optionally dumps forwards.
 fn measure<B: Bench>(
     b: &B,
     args: &Args,
     config: &WanConfig,
     store: TensorStore,
     latent: [usize; 4],
+    flops: f64,
     load_start: Instant,
 ) -> Result<Value> {
     let model = WanModel::load(b.clone(), config.clone(), &store, AttentionMode::Dense)?;
@@ -286,18 +296,12 @@ fn measure<B: Bench>(
     };
     let (median, min) = b.time(args.warmup, args.iters, &mut forward)?;
     let ops = b.profile(&mut forward)?;
-    let flops = config.forward_flops(
-        latent[1] / config.patch_size[0]
-            * (latent[2] / config.patch_size[1])
-            * (latent[3] / config.patch_size[2]),
-        args.text_tokens,
-    );
 
     if let Some(path) = &args.dump {
         let mut tensors: Vec<(String, HostTensor)> =
-            vec![("x".into(), x.clone()), ("context".into(), context.clone())];
-        if let Some(c) = &condition {
-            tensors.push(("condition".into(), c.clone()));
+            vec![("x".into(), x), ("context".into(), context)];
+        if let Some(c) = condition {
+            tensors.push(("condition".into(), c));
         }
         for (i, &t) in args.dump_timesteps.iter().enumerate() {
             let out = model.forward(&xd, t, &ctx, cond.as_ref())?;

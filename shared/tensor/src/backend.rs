@@ -160,23 +160,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
         sin: &Self::Tensor,
         heads: usize,
     ) -> Result<Self::Tensor> {
+        let (len, dh) = crate::shapes::head_split(self.shape(x), heads)?;
         let normed = self.rms_norm(x, weight, eps)?;
-        let shape = self.shape(&normed).to_vec();
-        let (len, width) = match shape.as_slice() {
-            [len, width] if heads > 0 && width % heads == 0 => (*len, *width),
-            _ => {
-                return Err(crate::Error::shape(
-                    "rms_norm_rope",
-                    format!("expected [L, D] with D a multiple of {heads} heads"),
-                    &shape,
-                ));
-            }
-        };
-        self.rope(
-            &self.reshape(&normed, &[len, heads, width / heads])?,
-            cos,
-            sin,
-        )
+        self.rope(&self.reshape(&normed, &[len, heads, dh])?, cos, sin)
     }
 
     // ---- position and attention ----

@@ -326,6 +326,22 @@ pub(crate) fn qkv(
 }
 
 /// RoPE tables `cos`, `sin` for `x: [len, H, dh]` are `[len, dh / 2]`.
+/// `[L, H·Dh]` of `rms_norm_rope` split into `heads` heads of an even head dim: `(L, Dh)`.
+pub(crate) fn head_split(x: &[usize], heads: usize) -> Result<(usize, usize)> {
+    match *x {
+        [len, width]
+            if heads > 0 && width.is_multiple_of(heads) && (width / heads).is_multiple_of(2) =>
+        {
+            Ok((len, width / heads))
+        }
+        _ => Err(Error::shape(
+            "rms_norm_rope",
+            format!("expected [L, D] with D = {heads} heads of an even head dim"),
+            x,
+        )),
+    }
+}
+
 pub(crate) fn rope_tables(len: usize, dh: usize, tables: [&[usize]; 2]) -> Result<()> {
     for t in tables {
         if t != [len, dh / 2] {

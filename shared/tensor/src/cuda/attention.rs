@@ -484,12 +484,6 @@ pub(super) fn flash_attention(
     scale: f32,
 ) -> Result<CudaTensor> {
     let d = check_qkv("attention", q, k, v)?;
-    if d.dh != FLASH_DH || [q, k, v].iter().any(|t| t.dtype() != DType::BF16) {
-        return Err(Error::invalid(
-            "attention",
-            format!("the flash kernels take bf16 tensors with head dim {FLASH_DH}"),
-        ));
-    }
     let (rows, threads, smem) = if kernel == kernels::FLASH_ATTENTION {
         FLASH_WGMMA
     } else {

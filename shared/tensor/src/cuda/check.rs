@@ -96,31 +96,12 @@ fn upload_all<B: Backend>(b: &B, inputs: &[HostTensor]) -> Result<Vec<B::Tensor>
     inputs.iter().map(|t| b.upload(t)).collect()
 }
 
-/// Runs `$body` (an expression over backend `$b` and uploaded inputs `$x`) on both backends and
-/// records the comparison.
-macro_rules! check {
-    ($c:expr, $op:expr, $case:expr, $tol:expr, $inputs:expr, |$b:ident, $x:ident| $body:expr) => {{
-        let inputs: Vec<HostTensor> = $inputs;
-        let want = {
-            let $b = &$c.cpu;
-            let $x = upload_all($b, &inputs)?;
-            let out = $body?;
-            $b.download(&out)?
-        };
-        let got = {
-            let $b = $c.gpu;
-            let $x = upload_all($b, &inputs)?;
-            let out = $body?;
-            $b.download(&out)?
-        };
-        $c.record($op, $case, $tol, &got, &want);
-    }};
-}
-
-/// As [`check!`] with the GPU side on a bf16 backend: inputs whose `as_bf16` flag is set are
-/// rounded to bf16 for both sides and handed to the GPU as bf16 tensors.
-macro_rules! check_bf16 {
-    ($c:expr, $op:expr, $case:expr, $inputs:expr, $as_bf16:expr, |$b:ident, $x:ident| $body:expr) => {{
+/// Runs `$body` (an expression over backend `$b` and uploaded inputs `$x`) on the CPU and on the
+/// GPU backend `$gpu` and records the comparison. Inputs whose `$as_bf16` flag is set are rounded
+/// to bf16 for both sides and handed to the GPU as bf16 tensors.
+macro_rules! compare {
+    ($c:expr, $gpu:expr, $op:expr, $case:expr, $tol:expr, $inputs:expr, $as_bf16:expr,
+     |$b:ident, $x:ident| $body:expr) => {{
         let as_bf16: &[bool] = &$as_bf16;
         let inputs: Vec<HostTensor> = $inputs
             .into_iter()
@@ -134,12 +115,8 @@ macro_rules! check_bf16 {
             $b.download(&out)?
         };
         let got = {
-            let gpu = $c.gpu.with_precision(Precision::Bf16);
-            let $b = &if $c.portable_attention {
-                gpu.with_portable_attention()
-            } else {
-                gpu
-            };
+            let gpu: CudaBackend = $gpu;
+            let $b = &gpu;
             let $x = inputs
                 .iter()
                 .zip(as_bf16)
@@ -155,11 +132,70 @@ macro_rules! check_bf16 {
             let out = $body?;
             $b.download(&out)?
         };
-        $c.record($op, $case, BF16, &got, &want);
+        $c.record($op, $case, $tol, &got, &want);
     }};
 }
 
+/// [`compare!`] on the checker's f32 backend with f32 inputs.
+macro_rules! check {
+    ($c:expr, $op:expr, $case:expr, $tol:expr, $inputs:expr, |$b:ident, $x:ident| $body:expr) => {{
+        let inputs: Vec<HostTensor> = $inputs;
+        let as_bf16 = vec![false; inputs.len()];
+        compare!(
+            $c,
+            $c.gpu.clone(),
+            $op,
+            $case,
+            $tol,
+            inputs,
+            as_bf16,
+            |$b, $x| $body
+        )
+    }};
+}
+
+/// [`compare!`] on a bf16 backend (running attention on the portable kernel when the checker
+/// says so), tolerance [`BF16`].
+macro_rules! check_bf16 {
+    ($c:expr, $op:expr, $case:expr, $inputs:expr, $as_bf16:expr, |$b:ident, $x:ident| $body:expr) => {
+        compare!(
+            $c,
+            $c.bf16_gpu(),
+            $op,
+            $case,
+            BF16,
+            $inputs,
+            $as_bf16,
+            |$b, $x| $body
+        )
+    };
+}
+
 impl Checker<'_> {
+    fn bf16_gpu(&self) -> CudaBackend {
+        let gpu = self.gpu.with_precision(Precision::Bf16);
+        if self.portable_attention {
+            gpu.with_portable_attention()
+        } else {
+            gpu
+        }
+    }
+
+    /// [`Checker::linear_weights`] rounded to bf16, so both backends multiply the same values.
+    fn bf16_linear_weights(
+        &mut self,
+        out_f: usize,
+        in_f: usize,
+        bias: bool,
+    ) -> Result<LinearWeights> {
+        let mut w = self.linear_weights(out_f, in_f, bias);
+        if let LinearWeight::Dense(t) = &w.weight {
+            w.weight = LinearWeight::Dense(t.to_dtype(DType::BF16)?);
+        }
+        w.bias = w.bias.map(|b| b.to_dtype(DType::BF16)).transpose()?;
+        Ok(w)
+    }
+
     fn randn(&mut self, shape: &[usize]) -> HostTensor {
         self.rng.tensor(shape, 1.0)
     }
@@ -628,11 +664,7 @@ impl Checker<'_> {
             (5, 33, 7, false),
             (300, 1536, 1536, true),
         ] {
-            let mut w = self.linear_weights(out_f, in_f, bias);
-            if let LinearWeight::Dense(t) = &w.weight {
-                w.weight = LinearWeight::Dense(t.to_dtype(DType::BF16)?);
-            }
-            w.bias = w.bias.map(|b| b.to_dtype(DType::BF16)).transpose()?;
+            let w = self.bf16_linear_weights(out_f, in_f, bias)?;
             for x_bf16 in [true, false] {
                 let x = self.randn(&[rows, in_f]);
                 let case = format!(
@@ -645,11 +677,7 @@ impl Checker<'_> {
             }
         }
         // cuBLASLt's GELU epilogue on the FFN's first layer.
-        let mut w = self.linear_weights(160, 96, true);
-        if let LinearWeight::Dense(t) = &w.weight {
-            w.weight = LinearWeight::Dense(t.to_dtype(DType::BF16)?);
-        }
-        w.bias = w.bias.map(|b| b.to_dtype(DType::BF16)).transpose()?;
+        let w = self.bf16_linear_weights(160, 96, true)?;
         let x = self.randn(&[37, 96]);
         check_bf16!(
             self,

@@ -193,19 +193,9 @@ pub(super) fn rms_norm_rope(
     heads: usize,
     out_dtype: DType,
 ) -> Result<CudaTensor> {
+    let (len, dh) = shapes::head_split(x.shape(), heads)?;
     let (rows, cols) = rows_cols("rms_norm_rope", x)?;
-    let (len, width) = (rows as usize, cols as usize);
-    if x.shape().len() != 2
-        || heads == 0
-        || !width.is_multiple_of(heads)
-        || !(width / heads).is_multiple_of(2)
-    {
-        return Err(Error::shape(
-            "rms_norm_rope",
-            format!("expected [L, D] with D = {heads} heads of an even head dim"),
-            x.shape(),
-        ));
-    }
+    let width = cols as usize;
     if weight.numel() != width {
         return Err(Error::shape(
             "rms_norm_rope",
@@ -213,7 +203,6 @@ pub(super) fn rms_norm_rope(
             weight.shape(),
         ));
     }
-    let dh = width / heads;
     shapes::rope_tables(len, dh, [cos.shape(), sin.shape()])?;
     let out = CudaTensor::alloc_as(dev, &[len, heads, dh], out_dtype)?;
     if rows == 0 {
