@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod dtype;
 pub mod error;
+pub mod fp8;
 pub mod host;
 pub mod rope;
 mod shapes;

@@ -18,10 +18,11 @@ pub enum Module {
     Layout,
     Conv,
     Flash,
+    Quant,
 }
 
 impl Module {
-    pub const ALL: [Module; 8] = [
+    pub const ALL: [Module; 9] = [
         Module::Elementwise,
         Module::Norm,
         Module::Rope,
@@ -30,6 +31,7 @@ impl Module {
         Module::Layout,
         Module::Conv,
         Module::Flash,
+        Module::Quant,
     ];
 
     /// File name under `kernels/`.
@@ -43,6 +45,7 @@ impl Module {
             Module::Layout => "layout.cu",
             Module::Conv => "conv.cu",
             Module::Flash => "flash.cu",
+            Module::Quant => "quant.cu",
         }
     }
 
@@ -56,6 +59,7 @@ impl Module {
             Module::Layout => include_str!("../../../../kernels/layout.cu"),
             Module::Conv => include_str!("../../../../kernels/conv.cu"),
             Module::Flash => include_str!("../../../../kernels/flash.cu"),
+            Module::Quant => include_str!("../../../../kernels/quant.cu"),
         }
     }
 
@@ -116,8 +120,9 @@ pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
 pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
+pub const QUANTIZE_FP8_ROWS: Kernel = Kernel::new(Module::Quant, "quantize_fp8_rows");
 
-pub const ALL_KERNELS: [Kernel; 29] = [
+pub const ALL_KERNELS: [Kernel; 30] = [
     GELU_TANH,
     SILU,
     ADD,
@@ -147,6 +152,7 @@ pub const ALL_KERNELS: [Kernel; 29] = [
     CAST,
     FLASH_ATTENTION,
     FLASH_ATTENTION_MMA,
+    QUANTIZE_FP8_ROWS,
 ];
 
 #[cfg(test)]

@@ -1,0 +1,81 @@
+// Per-row FP8 e4m3 quantization for the FP8 linear layers: weights per output channel (rows of
+// W[N, K], once at load) and activations per token (rows of x[M, K], before every GEMM).
+//
+// out[r, c] = e4m3(x[r, c] * (448 / amax_r)) and scales[r] = amax_r / 448, amax_r = max |x[r, .]|
+// floored at 1e-8; the e4m3 conversion rounds to nearest even and saturates at +-448. The host
+// reference (shared/tensor/src/fp8.rs) does the same f32 operations, so the two agree bit for bit.
+//
+// One warp per row, eight elements per lane and step (one 16-byte bf16 load or two f32 loads, one
+// 8-byte store): cols must be a multiple of 8, which the FP8 GEMM's K % 16 already implies. The
+// second pass re-reads the row, which the first has just pulled into L1/L2.
+#include "common.cuh"
+
+#define E4M3_MAX 448.0f
+#define AMAX_FLOOR 1e-8f
+#define ROWS_PER_BLOCK 8
+
+struct QuantizeFp8Args {
+  u8* out;        // [rows, cols] e4m3
+  float* scales;  // [rows]
+  const void* x;  // [rows, cols]
+  unsigned rows;
+  unsigned cols;  // multiple of 8
+  int x_dt;
+};
+
+// x[i .. i + 8) as f32; `i` is a multiple of 8, so the loads are aligned.
+__device__ __forceinline__ void load8(const void* p, int dt, u64 i, float v[8]) {
+  if (dt == DT_BF16) {
+    const uint4 r = *reinterpret_cast<const uint4*>((const bf16_t*)p + i);
+    const unsigned w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      v[2 * k] = __uint_as_float(w[k] << 16);
+      v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+  } else {
+    const float4 a = *reinterpret_cast<const float4*>((const float*)p + i);
+    const float4 b = *reinterpret_cast<const float4*>((const float*)p + i + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  }
+}
+
+// Two floats as an e4m3 pair, `lo` in the low byte (the lower address). The conversion exists
+// from sm_89; the backend uses FP8 linears only on Hopper, so other targets never run this.
+__device__ __forceinline__ unsigned e4m3x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short r;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+  return r;
+#else
+  __trap();
+  return 0;
+#endif
+}
+
+extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
+  const unsigned lane = threadIdx.x & 31;
+  const u64 row = (u64)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+  if (row >= a.rows) return;
+  const u64 first = row * a.cols;
+  float v[8];
+
+  float amax = 0.0f;
+  for (unsigned c = 8 * lane; c < a.cols; c += 8 * 32) {
+    load8(a.x, a.x_dt, first + c, v);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) amax = fmaxf(amax, fabsf(v[k]));
+  }
+  amax = fmaxf(warp_max(amax), AMAX_FLOOR);
+  const float inv = E4M3_MAX / amax;
+  if (lane == 0) a.scales[row] = amax / E4M3_MAX;
+
+  for (unsigned c = 8 * lane; c < a.cols; c += 8 * 32) {
+    load8(a.x, a.x_dt, first + c, v);
+    uint2 packed;
+    packed.x = e4m3x2(v[0] * inv, v[1] * inv) | (e4m3x2(v[2] * inv, v[3] * inv) << 16);
+    packed.y = e4m3x2(v[4] * inv, v[5] * inv) | (e4m3x2(v[6] * inv, v[7] * inv) << 16);
+    *reinterpret_cast<uint2*>(a.out + first + c) = packed;
+  }
+}
