@@ -115,6 +115,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Concatenation along dimension `dim`.
     fn concat(&self, parts: &[&Self::Tensor], dim: usize) -> Result<Self::Tensor>;
     fn upload_linear(&self, w: &LinearWeights) -> Result<Self::Linear>;
+    /// [`Backend::upload_linear`] for a layer the backend may quantize: the linears inside the
+    /// DiT blocks that TurboDiffusion quantizes (attention q/k/v/o, FFN), not the embeddings,
+    /// head or SLA `proj_l`. Backends without weight quantization place it as any other layer.
+    fn upload_linear_quantizable(&self, w: &LinearWeights) -> Result<Self::Linear> {
+        self.upload_linear(w)
+    }
     /// Waits for queued work (a no-op on synchronous backends).
     fn synchronize(&self) -> Result<()> {
         Ok(())

@@ -42,7 +42,7 @@ impl<B: Backend> Projections<B> {
     fn load(backend: &B, w: &WanWeights, c: &WanConfig, prefix: &str) -> Result<Self> {
         let d = c.dim;
         let linear = |n: &str| -> Result<B::Linear> {
-            Ok(backend.upload_linear(&w.linear(&format!("{prefix}.{n}"), d, d)?)?)
+            Ok(backend.upload_linear_quantizable(&w.linear(&format!("{prefix}.{n}"), d, d)?)?)
         };
         let norm = |n: &str| -> Result<B::Tensor> {
             Ok(backend.upload(&w.tensor(&format!("{prefix}.{n}.weight"), &[d])?)?)

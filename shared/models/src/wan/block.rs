@@ -33,8 +33,8 @@ impl<B: Backend> Block<B> {
                 backend.upload(&w.tensor(&p("norm3.bias"), &[d])?)?,
             ),
             cross_attn: CrossAttention::load(backend, w, c, i)?,
-            ffn_in: backend.upload_linear(&w.linear(&p("ffn.0"), c.ffn_dim, d)?)?,
-            ffn_out: backend.upload_linear(&w.linear(&p("ffn.2"), d, c.ffn_dim)?)?,
+            ffn_in: backend.upload_linear_quantizable(&w.linear(&p("ffn.0"), c.ffn_dim, d)?)?,
+            ffn_out: backend.upload_linear_quantizable(&w.linear(&p("ffn.2"), d, c.ffn_dim)?)?,
             eps: c.eps as f32,
         })
     }

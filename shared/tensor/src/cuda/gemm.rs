@@ -1,13 +1,22 @@
 //! Linear layers through cuBLASLt.
 //!
-//! Two element types, both accumulating in f32 (`CUBLAS_COMPUTE_32F`): **f32** operands with TF32
-//! off, whose results match the CPU reference to f32 rounding (summation order only), and **bf16**
-//! operands, bias and output (the tensor-core path of the bf16 DiT), as PyTorch's bf16 `F.linear`.
+//! Three kinds of operands, all accumulating in f32 (`CUBLAS_COMPUTE_32F`): **f32** operands with
+//! TF32 off, whose results match the CPU reference to f32 rounding (summation order only);
+//! **bf16** operands, bias and output (the tensor-core path of the bf16 DiT), as PyTorch's bf16
+//! `F.linear`; and **FP8** e4m3 weights and activations, each row with its own f32 scale, bf16 bias
+//! and output (`--quant fp8`, the Hopper fast path of issue 6; see [`Operands::Fp8`]).
 //!
 //! Row-major `y[M, N] = x[M, K] · W[N, K]ᵀ + b` is computed as the column-major product
 //! `yᵀ (N×M) = op(W) · xᵀ` with `W` read as a K×N column-major matrix and transposed ("TN",
-//! the form cuBLASLt's kernels prefer), and the bias added per row of `yᵀ` by the `BIAS`
-//! epilogue.
+//! the form cuBLASLt's kernels prefer and its FP8 kernels require), and the bias added per row of
+//! `yᵀ` by the `BIAS` epilogue.
+//!
+//! FP8 requirements (cuBLAS 13 docs, `cublasLtMatmul()` and "Outer Vector Scaling for FP8 Data
+//! Types"): "TN", f32 compute and scale type, 16-byte aligned pointers and leading dimensions (K a
+//! multiple of 16 for the FP8 operands, N a multiple of 8 for the bf16 output), and outer-vector
+//! scaling on compute capability 9.0 only. Fast accumulation (`FAST_ACCUM`) stays off, cuBLASLt's
+//! default and PyTorch's `_scaled_mm`'s: Hopper's FP8 MMA accumulates with reduced precision, and
+//! without fast accumulation cuBLASLt promotes partial sums into f32, which K up to 13824 needs.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -20,6 +29,9 @@ use cudarc::driver::{CudaStream, sys::CUdeviceptr};
 use super::Wrap;
 use super::alloc::{DeviceBuffer, Pool};
 use crate::{DType, Result};
+
+use sys::cublasLtMatmulDescAttributes_t as Attr;
+use sys::cudaDataType::{CUDA_R_8F_E4M3, CUDA_R_16BF, CUDA_R_32F};
 
 /// cuBLASLt's recommended workspace: 32 MiB on Hopper and later, 4 MiB before.
 fn workspace_bytes(cc_major: i32) -> usize {
@@ -65,21 +77,70 @@ impl Drop for Pref {
     }
 }
 
-/// A problem size for which the heuristic has been asked once.
+/// The element types of one GEMM's operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operands {
+    /// Every operand (x, w, bias, out) f32, or every operand bf16.
+    Float(DType),
+    /// `x` and `w` FP8 e4m3, each row scaled by an f32 factor (`x_scales: [rows]`, `w_scales:
+    /// [n]`, see [`crate::fp8`]); bias and output bf16.
+    Fp8 {
+        x_scales: CUdeviceptr,
+        w_scales: CUdeviceptr,
+    },
+}
+
+/// One linear layer's GEMM, `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])`, optionally
+/// followed by GELU (tanh). The caller guarantees the buffers hold `rows·k`, `n·k`, `n` and
+/// `rows·n` values of the operands' types (and `rows`, `n` scales) and were allocated on the
+/// stream's pool.
+pub(crate) struct LinearGemm {
+    pub operands: Operands,
+    pub out: CUdeviceptr,
+    pub x: CUdeviceptr,
+    pub w: CUdeviceptr,
+    pub bias: Option<CUdeviceptr>,
+    pub gelu: bool,
+    pub rows: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// The epilogue steps [`Gemm::linear`] left to the caller, who applies them in this order: the
+/// bias, then the GELU. Both false unless cuBLASLt had no kernel with them for the operands.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub bias: bool,
+    pub gelu: bool,
+}
+
+/// Operand types as the algorithm cache tells problems apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    F32,
+    Bf16,
+    Fp8,
+}
+
+/// A problem for which the heuristic has been asked once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Shape {
     m: u64,
     n: u64,
     k: u64,
     bias: bool,
-    bf16: bool,
+    kind: Kind,
     gelu: bool,
 }
+
+/// The heuristic's answer for one [`Shape`]: its fastest algorithm, or why there is none.
+type Answer = std::result::Result<sys::cublasLtMatmulAlgo_t, String>;
 
 pub(crate) struct Gemm {
     handle: Handle,
     workspace: DeviceBuffer,
-    algos: Mutex<HashMap<Shape, sys::cublasLtMatmulAlgo_t>>,
+    algos: Mutex<HashMap<Shape, Answer>>,
 }
 
 /// Sets one descriptor attribute from a plain value.
@@ -114,96 +175,86 @@ impl Gemm {
         })
     }
 
-    /// `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])`, every operand f32 or every operand
-    /// bf16 (`dtype`), enqueued on `stream`; with `gelu`, cuBLASLt's GELU epilogue (the tanh
-    /// approximation) follows the bias in the same kernel.
-    ///
-    /// The caller guarantees the buffers hold `rows·k`, `n·k`, `n` and `rows·n` values of `dtype`
-    /// and were allocated on `stream`'s pool.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear(
-        &self,
-        stream: &CudaStream,
-        dtype: DType,
-        out: CUdeviceptr,
-        x: CUdeviceptr,
-        w: CUdeviceptr,
-        bias: Option<CUdeviceptr>,
-        gelu: bool,
-        rows: usize,
-        n: usize,
-        k: usize,
-    ) -> Result<()> {
-        let data_t = match dtype {
-            DType::F32 => sys::cudaDataType::CUDA_R_32F,
-            DType::BF16 => sys::cudaDataType::CUDA_R_16BF,
-            DType::F16 | DType::I8 => {
+    /// Enqueues `op` on `stream`. Where cuBLASLt has no kernel with the requested epilogue, the
+    /// GELU and then the bias drop out of it into [`Pending`] (FP8 with outer-vector scaling is
+    /// the case the fallback exists for: cuBLAS documents no epilogue limits there, and a
+    /// heuristic that finds nothing must not fail the layer). No algorithm at all is an error
+    /// naming the problem.
+    pub fn linear(&self, stream: &CudaStream, op: &LinearGemm) -> Result<Pending> {
+        let (kind, in_t, out_t) = match op.operands {
+            Operands::Float(DType::F32) => (Kind::F32, CUDA_R_32F, CUDA_R_32F),
+            Operands::Float(DType::BF16) => (Kind::Bf16, CUDA_R_16BF, CUDA_R_16BF),
+            Operands::Float(dtype @ (DType::F16 | DType::I8)) => {
                 return Err(crate::Error::DType {
                     op: "linear",
                     dtype,
                 });
             }
+            Operands::Fp8 { .. } => (Kind::Fp8, CUDA_R_8F_E4M3, CUDA_R_16BF),
         };
-        if rows == 0 || n == 0 {
-            return Ok(());
-        }
-        let shape = Shape {
-            m: n as u64,
-            n: rows as u64,
-            k: k as u64,
-            bias: bias.is_some(),
-            bf16: dtype == DType::BF16,
-            gelu,
-        };
-        let f32_t = sys::cudaDataType::CUDA_R_32F;
-        let desc = Desc(
-            lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, f32_t)
-                .w("linear")?,
-        );
-        let op_t = cublasOperation_t::CUBLAS_OP_T as i32;
-        // SAFETY: TRANSA takes an int32 cublasOperation_t.
-        unsafe {
-            set_desc(
-                &desc,
-                sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
-                &op_t,
-            )
-        }?;
-        let epilogue = match (bias.is_some(), gelu) {
-            (false, false) => None,
-            (true, false) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS),
-            (false, true) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU),
-            (true, true) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU_BIAS),
-        };
-        if let Some(epilogue) = epilogue {
-            // SAFETY: EPILOGUE takes a uint32 cublasLtEpilogue_t.
-            unsafe {
-                set_desc(
-                    &desc,
-                    sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_EPILOGUE,
-                    &epilogue,
-                )
-            }?;
-        }
-        if let Some(bias) = bias {
-            // SAFETY: BIAS_POINTER takes a device pointer to `m` values of the output type.
-            unsafe {
-                set_desc(
-                    &desc,
-                    sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                    &bias,
-                )
-            }?;
+        let bias = op.bias.is_some();
+        if op.rows == 0 || op.n == 0 {
+            return Ok(Pending {
+                bias: false,
+                gelu: false,
+            });
         }
         // A = W read column-major as K×N (ld K), transposed by TRANSA; B = x as K×rows (ld K);
-        // D = y as N×rows (ld N).
-        let a =
-            Layout(lt::create_matrix_layout(data_t, shape.k, shape.m, shape.k as i64).w("linear")?);
-        let b =
-            Layout(lt::create_matrix_layout(data_t, shape.k, shape.n, shape.k as i64).w("linear")?);
-        let d =
-            Layout(lt::create_matrix_layout(data_t, shape.m, shape.n, shape.m as i64).w("linear")?);
-        let algo = self.algo(shape, &desc, &a, &b, &d)?;
+        // C = D = y as N×rows (ld N).
+        let (m, n, k) = (op.n as u64, op.rows as u64, op.k as u64);
+        let layout = |t, rows: u64, cols: u64| -> Result<Layout> {
+            Ok(Layout(
+                lt::create_matrix_layout(t, rows, cols, rows as i64).w("linear")?,
+            ))
+        };
+        let (a, b, d) = (
+            layout(in_t, k, m)?,
+            layout(in_t, k, n)?,
+            layout(out_t, m, n)?,
+        );
+        // Fused epilogues first: bias and GELU, bias alone, nothing.
+        let mut tries = vec![(bias, op.gelu)];
+        if op.gelu {
+            tries.push((bias, false));
+        }
+        if bias {
+            tries.push((false, false));
+        }
+        let mut missing = None;
+        for (with_bias, with_gelu) in tries {
+            let shape = Shape {
+                m,
+                n,
+                k,
+                bias: with_bias,
+                kind,
+                gelu: with_gelu,
+            };
+            let desc = descriptor(op, with_bias, with_gelu)?;
+            match self.algo(shape, &desc, &a, &b, &d) {
+                Ok(algo) => {
+                    self.matmul(stream, op, &desc, (&a, &b, &d), &algo)?;
+                    return Ok(Pending {
+                        bias: bias && !with_bias,
+                        gelu: op.gelu && !with_gelu,
+                    });
+                }
+                Err(e) => missing = Some(e),
+            }
+        }
+        // `tries` is never empty: the error is the plain GEMM's (or the only try's).
+        Err(missing.unwrap_or_else(|| crate::Error::invalid("linear", "no GEMM configuration")))
+    }
+
+    /// Enqueues `D = op(A)·B` for the descriptors the heuristic chose `algo` under.
+    fn matmul(
+        &self,
+        stream: &CudaStream,
+        op: &LinearGemm,
+        desc: &Desc,
+        (a, b, d): (&Layout, &Layout, &Layout),
+        algo: &sys::cublasLtMatmulAlgo_t,
+    ) -> Result<()> {
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: the layouts describe the caller-guaranteed buffer sizes; C = D = `out` with
         // beta = 0; the workspace is owned by `self` and large enough for any algorithm the
@@ -214,15 +265,15 @@ impl Gemm {
                 desc.0,
                 (&alpha as *const f32).cast::<c_void>(),
                 (&beta as *const f32).cast::<c_void>(),
-                w as *const c_void,
+                op.w as *const c_void,
                 a.0,
-                x as *const c_void,
+                op.x as *const c_void,
                 b.0,
-                out as *const c_void,
+                op.out as *const c_void,
                 d.0,
-                out as *mut c_void,
+                op.out as *mut c_void,
                 d.0,
-                &algo,
+                algo,
                 self.workspace.ptr() as *mut c_void,
                 self.workspace.capacity(),
                 stream.cu_stream() as sys::cudaStream_t,
@@ -231,6 +282,7 @@ impl Gemm {
         .w("linear")
     }
 
+    /// The heuristic's fastest algorithm for `shape`, asked once per shape.
     fn algo(
         &self,
         shape: Shape,
@@ -240,9 +292,25 @@ impl Gemm {
         d: &Layout,
     ) -> Result<sys::cublasLtMatmulAlgo_t> {
         let mut algos = self.algos.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(algo) = algos.get(&shape) {
-            return Ok(*algo);
-        }
+        let answer = match algos.get(&shape) {
+            Some(answer) => answer.clone(),
+            None => {
+                let answer = self.heuristic(desc, a, b, d)?;
+                if let Err(e) = &answer {
+                    tracing::info!(?shape, "cuBLASLt has no algorithm: {e}");
+                }
+                algos.insert(shape, answer.clone());
+                answer
+            }
+        };
+        answer.map_err(|e| crate::Error::Backend {
+            backend: "cuda",
+            msg: format!("linear: no cuBLASLt algorithm for {shape:?}: {e}"),
+        })
+    }
+
+    /// Asks cuBLASLt's heuristic; `Ok(Err(..))` when it has no algorithm for the problem.
+    fn heuristic(&self, desc: &Desc, a: &Layout, b: &Layout, d: &Layout) -> Result<Answer> {
         let pref = Pref(lt::create_matmul_pref().w("linear")?);
         let limit = self.workspace.capacity();
         // SAFETY: MAX_WORKSPACE_BYTES takes a uint64; `pref` is live.
@@ -258,12 +326,50 @@ impl Gemm {
         // SAFETY: all descriptors are live; C and D share a layout.
         let heuristic = unsafe {
             lt::get_matmul_algo_heuristic(self.handle.0, desc.0, a.0, b.0, d.0, d.0, pref.0)
-        }
-        .map_err(|e| crate::Error::Backend {
-            backend: "cuda",
-            msg: format!("linear: no cuBLASLt algorithm for {shape:?}: {e}"),
-        })?;
-        algos.insert(shape, heuristic.algo);
-        Ok(heuristic.algo)
+        };
+        Ok(heuristic.map(|h| h.algo).map_err(|e| e.to_string()))
     }
+}
+
+/// The matmul descriptor of `op`: f32 compute and scale type, "TN", the bias (`bias`) and GELU
+/// (`gelu`) epilogue, and for FP8 the per-row scale vectors.
+fn descriptor(op: &LinearGemm, bias: bool, gelu: bool) -> Result<Desc> {
+    let desc = Desc(
+        lt::create_matmul_desc(sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, CUDA_R_32F)
+            .w("linear")?,
+    );
+    let op_t = cublasOperation_t::CUBLAS_OP_T as i32;
+    // SAFETY: TRANSA takes an int32 cublasOperation_t.
+    unsafe { set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_TRANSA, &op_t) }?;
+    let epilogue = match (bias, gelu) {
+        (false, false) => None,
+        (true, false) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS),
+        (false, true) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU),
+        (true, true) => Some(sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU_BIAS),
+    };
+    if let Some(epilogue) = epilogue {
+        // SAFETY: EPILOGUE takes a uint32 cublasLtEpilogue_t.
+        unsafe { set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue) }?;
+    }
+    if let Some(ptr) = op.bias.filter(|_| bias) {
+        // SAFETY: BIAS_POINTER takes a device pointer; the bias type defaults to the output type
+        // (bf16 for FP8 operands, which cuBLASLt's FP8 table lists).
+        unsafe { set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr) }?;
+    }
+    if let Operands::Fp8 { x_scales, w_scales } = op.operands {
+        // Outer-vector scaling: D[i, j] = scale_A[i] · scale_B[j] · Σ_l op(A)[i, l] · B[l, j],
+        // scale_A of length m (rows of op(A)), scale_B of length n (columns of B). Here op(A) is
+        // W (m = output features) and B is xᵀ (n = tokens): A takes the weight's per-channel
+        // scales, B the activations' per-token scales.
+        let mode = sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        // SAFETY: the SCALE_MODEs take an int32 cublasLtMatmulMatrixScale_t, the SCALE_POINTERs a
+        // device pointer to the f32 vectors, of n and rows values.
+        unsafe {
+            set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode)?;
+            set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode)?;
+            set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scales)?;
+            set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scales)?;
+        }
+    }
+    Ok(desc)
 }

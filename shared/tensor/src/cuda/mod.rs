@@ -14,6 +14,12 @@
 //! Ops without a bf16 kernel (convolutions, SLA, the sampler's arithmetic) read bf16 inputs
 //! through an f32 copy.
 //!
+//! **Quantization** ([`Quant`]): with [`Quant::Fp8`] on a bf16 backend, the linear layers a model
+//! uploads through [`Backend::upload_linear_quantizable`] (the DiT blocks' projections and FFN)
+//! hold FP8 e4m3 weights with one scale per output channel, quantize their input per token on the
+//! fly (`kernels/quant.cu`) and multiply through cuBLASLt's FP8 GEMM into bf16; every other layer
+//! stays bf16.
+//!
 //! Work is queued asynchronously on the backend's stream; [`Backend::download`] and
 //! [`Backend::synchronize`] wait for it. Launch errors surface at the launch, execution errors at
 //! the next synchronizing call.
@@ -29,6 +35,7 @@ mod gemm;
 pub mod kernels;
 mod layout;
 mod norm;
+mod quant;
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,9 +48,12 @@ pub use compile::{
     Compiled, KernelStats, arch_for, compile_module, compile_source, nvrtc_available, nvrtc_version,
 };
 pub use device::DeviceInfo;
+pub use quant::CudaFp8Rows;
 
 use alloc::DeviceBuffer;
 use device::Device;
+use gemm::{LinearGemm, Operands, Pending};
+use quant::Lifetime;
 
 use crate::{Backend, DType, Error, HostTensor, LinearWeights, Result, SlaParams, shapes};
 
@@ -147,14 +157,37 @@ impl Profiler {
     }
 }
 
-/// A linear layer on the device: weight `[out, in]` and optional bias `[out]` in the backend's
-/// precision (int8 W8A8 checkpoints are dequantized when placed).
+/// A linear layer on the device: weight `[out, in]` in the backend's precision or in FP8 (see
+/// [`Quant`]), optional bias `[out]` in the backend's precision (int8 W8A8 checkpoints are
+/// dequantized when placed).
 #[derive(Debug)]
 pub struct CudaLinear {
     out_features: usize,
     in_features: usize,
-    weight: CudaTensor,
+    weight: LinearWeight,
     bias: Option<CudaTensor>,
+}
+
+#[derive(Debug)]
+enum LinearWeight {
+    Dense(CudaTensor),
+    /// Quantized per output channel.
+    Fp8(CudaFp8Rows),
+}
+
+impl CudaLinear {
+    /// A tensor of the layer's, for [`CudaBackend::check`]'s test that it lives on this backend.
+    fn anchor(&self) -> &CudaTensor {
+        match &self.weight {
+            LinearWeight::Dense(w) => w,
+            LinearWeight::Fp8(w) => &w.scales,
+        }
+    }
+
+    /// Whether the weight is FP8.
+    pub fn is_fp8(&self) -> bool {
+        matches!(self.weight, LinearWeight::Fp8(_))
+    }
 }
 
 /// The element type of the tensors that feed matrix units.
@@ -176,6 +209,20 @@ impl Precision {
     }
 }
 
+/// How the linear layers a model marks quantizable ([`Backend::upload_linear_quantizable`]) store
+/// their weights and multiply. Applies to [`Precision::Bf16`] backends; an f32 backend keeps the
+/// reference numerics and ignores it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Quant {
+    /// In the backend's precision, like every other layer.
+    #[default]
+    None,
+    /// FP8 e4m3 weights (per-output-channel scales, quantized at load) and activations
+    /// (per-token scales, quantized before each GEMM), bf16 bias and output: cuBLASLt's FP8 GEMM
+    /// with outer-vector scaling, which needs compute capability 9.0 (H100/H200).
+    Fp8,
+}
+
 /// Options for [`CudaBackend::with_options`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CudaOptions {
@@ -183,6 +230,7 @@ pub struct CudaOptions {
     /// comparison (device checks; costs one memset per allocation).
     pub poison_allocations: bool,
     pub precision: Precision,
+    pub quant: Quant,
 }
 
 /// The CUDA backend for one GPU. Clones share the GPU state (stream, pool, kernels).
@@ -190,6 +238,7 @@ pub struct CudaOptions {
 pub struct CudaBackend {
     dev: Arc<Device>,
     precision: Precision,
+    quant: Quant,
     /// Run bf16 attention on the portable mma.sync kernel even where the wgmma one applies.
     portable_attention: bool,
     profiler: Arc<Profiler>,
@@ -216,32 +265,97 @@ impl std::fmt::Debug for CudaBackend {
     }
 }
 
-/// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`, in the weight's element type (`x` is
-/// converted first when its type differs).
+/// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`: in the weight's element type (`x` is
+/// converted first when its type differs), or for an FP8 layer on `x` quantized per token.
 fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
     gemm(dev, x, w, false)
 }
 
-/// [`gemm_linear`], with cuBLASLt's GELU (tanh) epilogue when `gelu`.
+/// [`gemm_linear`], followed by GELU (tanh) when `gelu`: in cuBLASLt's epilogue where it has
+/// one, like the bias.
 fn gemm(dev: &Device, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
     let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
-    let dtype = w.weight.dtype;
-    let x = &converted(dev, x, dtype)?;
-    let rows = x.numel() / w.in_features.max(1);
-    let out = CudaTensor::alloc_as(dev, &shape, dtype)?;
-    dev.gemm.linear(
-        &dev.stream,
-        dtype,
-        out.ptr(),
-        x.ptr(),
-        w.weight.ptr(),
-        w.bias.as_ref().map(CudaTensor::ptr),
-        gelu,
-        rows,
-        w.out_features,
-        w.in_features,
-    )?;
+    let out = match &w.weight {
+        LinearWeight::Dense(weight) => {
+            let dtype = weight.dtype;
+            let x = &converted(dev, x, dtype)?;
+            let rows = x.numel() / w.in_features.max(1);
+            let out = CudaTensor::alloc_as(dev, &shape, dtype)?;
+            let pending = dev.gemm.linear(
+                &dev.stream,
+                &LinearGemm {
+                    operands: Operands::Float(dtype),
+                    out: out.ptr(),
+                    x: x.ptr(),
+                    w: weight.ptr(),
+                    bias: w.bias.as_ref().map(CudaTensor::ptr),
+                    gelu,
+                    rows,
+                    n: w.out_features,
+                    k: w.in_features,
+                },
+            )?;
+            finish(dev, out, w, pending)?
+        }
+        LinearWeight::Fp8(_) => {
+            let xq = quant::quantize_rows(dev, x, Lifetime::Activation)?;
+            gemm_fp8(dev, &xq, w, gelu)?.reshaped(&shape)?
+        }
+    };
     Ok(out)
+}
+
+/// `x · wᵀ + b` (then GELU when `gelu`) for an FP8 layer and quantized rows `x: [rows, in]`:
+/// `[rows, out]` bf16.
+fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
+    let LinearWeight::Fp8(weight) = &w.weight else {
+        return Err(Error::invalid(
+            "linear_fp8",
+            format!(
+                "the layer [{}, {}] has no FP8 weight (upload it with Quant::Fp8)",
+                w.out_features, w.in_features
+            ),
+        ));
+    };
+    if x.cols != w.in_features {
+        return Err(Error::shape(
+            "linear_fp8",
+            format!("input features must be {}", w.in_features),
+            &[x.rows, x.cols],
+        ));
+    }
+    let out = CudaTensor::alloc_as(dev, &[x.rows, w.out_features], DType::BF16)?;
+    let pending = dev.gemm.linear(
+        &dev.stream,
+        &LinearGemm {
+            operands: Operands::Fp8 {
+                x_scales: x.scales.ptr(),
+                w_scales: weight.scales.ptr(),
+            },
+            out: out.ptr(),
+            x: x.values.ptr(),
+            w: weight.values.ptr(),
+            bias: w.bias.as_ref().map(CudaTensor::ptr),
+            gelu,
+            rows: x.rows,
+            n: w.out_features,
+            k: w.in_features,
+        },
+    )?;
+    finish(dev, out, w, pending)
+}
+
+/// The GEMM output `out` of layer `w` with the epilogue steps cuBLASLt could not fuse applied.
+fn finish(dev: &Device, out: CudaTensor, w: &CudaLinear, pending: Pending) -> Result<CudaTensor> {
+    let out = match w.bias.as_ref().filter(|_| pending.bias) {
+        Some(bias) => elementwise::broadcast(dev, "linear", kernels::ADD, &out, bias)?,
+        None => out,
+    };
+    if pending.gelu {
+        elementwise::unary(dev, kernels::GELU_TANH, &out)
+    } else {
+        Ok(out)
+    }
 }
 
 /// `t` as `dtype`: the tensor itself when it already has that type, else a converted copy.
@@ -263,6 +377,7 @@ impl CudaBackend {
         Ok(Self {
             dev: Arc::new(Device::new(ordinal, options.poison_allocations)?),
             precision: options.precision,
+            quant: options.quant,
             portable_attention: false,
             profiler: Arc::default(),
         })
@@ -272,10 +387,17 @@ impl CudaBackend {
     /// between the two.
     pub fn with_precision(&self, precision: Precision) -> Self {
         Self {
-            dev: self.dev.clone(),
             precision,
-            portable_attention: self.portable_attention,
-            profiler: self.profiler.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The same GPU state with another quantization of the layers models upload through
+    /// [`Backend::upload_linear_quantizable`] (it applies to layers uploaded from now on).
+    pub fn with_quant(&self, quant: Quant) -> Self {
+        Self {
+            quant,
+            ..self.clone()
         }
     }
 
@@ -344,6 +466,104 @@ impl CudaBackend {
 
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    pub fn quant(&self) -> Quant {
+        self.quant
+    }
+
+    /// `x: [.., K]` (f32 or bf16, K a multiple of 8) quantized to FP8 per row of its last
+    /// dimension, as an FP8 layer quantizes its input.
+    pub fn quantize_fp8(&self, x: &CudaTensor) -> Result<CudaFp8Rows> {
+        self.timed("quantize fp8", || {
+            self.check("quantize_fp8", &[x])?;
+            quant::quantize_rows(&self.dev, x, Lifetime::Activation)
+        })
+    }
+
+    /// The GEMM of an FP8 layer on already quantized rows `x: [rows, in]` -> bf16 `[rows, out]`:
+    /// [`Backend::linear`] without the quantization of its input.
+    pub fn linear_fp8(&self, x: &CudaFp8Rows, w: &CudaLinear) -> Result<CudaTensor> {
+        self.timed("linear fp8", || {
+            self.check("linear_fp8", &[&x.scales, w.anchor()])?;
+            gemm_fp8(&self.dev, x, w, false)
+        })
+    }
+
+    /// FP8 rows copied back to the host.
+    pub fn download_fp8(&self, x: &CudaFp8Rows) -> Result<crate::fp8::Fp8Rows> {
+        self.check("download_fp8", &[&x.scales])?;
+        quant::download(&self.dev, x)
+    }
+
+    /// `x · wᵀ + b`, then GELU (tanh) when `gelu`, profiled as one op (an FP8 layer's with the
+    /// quantization of its input).
+    fn linear_op(&self, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
+        let label = match (w.is_fp8(), gelu) {
+            (false, false) => "linear",
+            (false, true) => "linear+gelu",
+            (true, false) => "linear fp8",
+            (true, true) => "linear+gelu fp8",
+        };
+        self.timed(label, || {
+            let op = if gelu { "linear_gelu_tanh" } else { "linear" };
+            self.check(op, &[x, w.anchor()])?;
+            gemm(&self.dev, x, w, gelu)
+        })
+    }
+
+    /// An FP8 layer: the weight quantized per output channel on the device from its bf16
+    /// checkpoint values (f32 for other types, dequantized int8 for `-quant` checkpoints), the
+    /// bias in bf16.
+    fn upload_linear_fp8(&self, w: &LinearWeights) -> Result<CudaLinear> {
+        shapes::linear_weights(w)?;
+        let (major, minor) = self.dev.info.compute_capability;
+        if major != 9 {
+            return Err(Error::invalid(
+                "upload_linear",
+                format!(
+                    "FP8 linears use cuBLASLt's outer-vector scaling, documented for compute \
+                     capability 9.0 (H100/H200) only; {} is {major}.{minor}",
+                    self.dev.info.name
+                ),
+            ));
+        }
+        let (n, k) = (w.out_features, w.in_features);
+        if !k.is_multiple_of(16) || !n.is_multiple_of(8) {
+            return Err(Error::invalid(
+                "upload_linear",
+                format!(
+                    "an FP8 layer needs in_features % 16 == 0 and out_features % 8 == 0 \
+                     (cuBLASLt's 16-byte FP8 rows and bf16 output columns), got [{n}, {k}]"
+                ),
+            ));
+        }
+        let source = match &w.weight {
+            crate::LinearWeight::Dense(t) => match &t.data {
+                crate::HostData::BF16(v) => {
+                    self.upload_raw(&[n, k], DType::BF16, bytemuck::cast_slice::<_, u16>(v))?
+                }
+                crate::HostData::F32(_) | crate::HostData::F16(_) | crate::HostData::I8(_) => {
+                    self.upload_f32(&[n, k], &t.to_f32_vec())?
+                }
+            },
+            crate::LinearWeight::Int8Block { .. } => self.upload_f32(&[n, k], &w.dense_f32())?,
+        };
+        let weight = quant::quantize_rows(&self.dev, &source, Lifetime::Weight)?;
+        Ok(CudaLinear {
+            out_features: n,
+            in_features: k,
+            weight: LinearWeight::Fp8(weight),
+            bias: self.upload_bias(w)?,
+        })
+    }
+
+    /// The layer's bias `[out]` in the backend's precision.
+    fn upload_bias(&self, w: &LinearWeights) -> Result<Option<CudaTensor>> {
+        w.bias
+            .as_ref()
+            .map(|b| self.upload_weight(b)?.reshaped(&[w.out_features]))
+            .transpose()
     }
 
     /// `t` converted to `dtype` (the tensor itself when it already has that type).
@@ -557,16 +777,19 @@ impl Backend for CudaBackend {
                 w.dense_f32(),
             )?)?,
         };
-        let bias = match &w.bias {
-            Some(b) => Some(self.upload_weight(b)?.reshaped(&[w.out_features])?),
-            None => None,
-        };
         Ok(CudaLinear {
             out_features: w.out_features,
             in_features: w.in_features,
-            weight,
-            bias,
+            weight: LinearWeight::Dense(weight),
+            bias: self.upload_bias(w)?,
         })
+    }
+
+    fn upload_linear_quantizable(&self, w: &LinearWeights) -> Result<CudaLinear> {
+        match (self.quant, self.precision) {
+            (Quant::Fp8, Precision::Bf16) => self.upload_linear_fp8(w),
+            (Quant::None, _) | (Quant::Fp8, Precision::F32) => self.upload_linear(w),
+        }
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -576,20 +799,16 @@ impl Backend for CudaBackend {
     fn linear_gelu_tanh(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
         // The epilogue's GELU is an approximation of its own: the f32 reference path keeps the
         // separate kernel, whose result matches the CPU to f32 rounding.
-        if w.weight.dtype != DType::BF16 {
+        if let LinearWeight::Dense(weight) = &w.weight
+            && weight.dtype != DType::BF16
+        {
             return self.gelu_tanh(&self.linear(x, w)?);
         }
-        self.timed("linear+gelu", || {
-            self.check("linear_gelu_tanh", &[x, &w.weight])?;
-            gemm(&self.dev, x, w, true)
-        })
+        self.linear_op(x, w, true)
     }
 
     fn linear(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
-        self.timed("linear", || {
-            self.check("linear", &[x, &w.weight])?;
-            gemm_linear(&self.dev, x, w)
-        })
+        self.linear_op(x, w, false)
     }
 
     fn layer_norm(
@@ -712,7 +931,7 @@ impl Backend for CudaBackend {
         proj_l: &CudaLinear,
     ) -> Result<CudaTensor> {
         self.timed("sla_attention", || {
-            self.check("sla_attention", &[q, k, v, &proj_l.weight])?;
+            self.check("sla_attention", &[q, k, v, proj_l.anchor()])?;
             let (q, k, v) = (self.f32(q)?, self.f32(k)?, self.f32(v)?);
             attention::sla_attention(&self.dev, &q, &k, &v, params, proj_l)
         })

@@ -1,0 +1,162 @@
+//! Launcher for `kernels/quant.cu`: matrices quantized per row to FP8 e4m3, the operands of the
+//! FP8 linear layers.
+
+use std::sync::Arc;
+
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+
+use super::alloc::DeviceBuffer;
+use super::device::Device;
+use super::{CudaTensor, Wrap, dt_code, kernels};
+use crate::fp8::Fp8Rows;
+use crate::{DType, Error, Result};
+
+/// Rows per block (one warp each; `ROWS_PER_BLOCK` in the kernel).
+const ROWS_PER_BLOCK: u32 = 8;
+
+/// A `[rows, cols]` matrix on the device quantized per row (the layout of [`crate::fp8`]):
+/// `x[r, c] ≈ e4m3(values[r, c]) · scales[r]`. Cheap to clone (the buffers are shared).
+#[derive(Clone)]
+pub struct CudaFp8Rows {
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    /// `rows·cols` e4m3 bytes, row-major.
+    pub(super) values: Arc<DeviceBuffer>,
+    /// f32 `[rows]`.
+    pub(super) scales: CudaTensor,
+}
+
+impl std::fmt::Debug for CudaFp8Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaFp8Rows[{}, {}]", self.rows, self.cols)
+    }
+}
+
+impl CudaFp8Rows {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// How long a quantized matrix lives, which decides its allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lifetime {
+    /// A weight, kept as long as the model: exact sizes.
+    Weight,
+    /// An activation, gone after one GEMM: size classes, reused by the next.
+    Activation,
+}
+
+#[repr(C)]
+struct QuantizeFp8Args {
+    out: u64,
+    scales: u64,
+    x: u64,
+    rows: u32,
+    cols: u32,
+    x_dt: i32,
+}
+
+// SAFETY: `#[repr(C)]` mirror of the kernel's parameter struct (device pointers as u64,
+// `unsigned` as u32, `int` as i32).
+unsafe impl DeviceRepr for QuantizeFp8Args {}
+
+/// `x: [.., cols]` (f32 or bf16, `cols` a multiple of 8) quantized per row of its last dimension.
+pub(super) fn quantize_rows(
+    dev: &Device,
+    x: &CudaTensor,
+    lifetime: Lifetime,
+) -> Result<CudaFp8Rows> {
+    let cols = x.cols();
+    let rows = x.numel().checked_div(cols).unwrap_or(0);
+    let (Ok(rows32), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
+        return Err(Error::shape(
+            "quantize_fp8",
+            "expected [.., K] with fewer than 2^32 rows and columns",
+            x.shape(),
+        ));
+    };
+    if x.shape().is_empty() || !cols.is_multiple_of(8) {
+        return Err(Error::shape(
+            "quantize_fp8",
+            "expected [.., K] with K a multiple of 8 (the kernel's 8-element loads)",
+            x.shape(),
+        ));
+    }
+    let bytes = rows * cols;
+    let (values, scales) = match lifetime {
+        Lifetime::Weight => (
+            dev.pool.alloc_exact(bytes)?,
+            dev.alloc_exact(rows, DType::F32)?,
+        ),
+        Lifetime::Activation => (dev.pool.alloc(bytes)?, dev.alloc(rows, DType::F32)?),
+    };
+    let q = CudaFp8Rows {
+        rows,
+        cols,
+        values: Arc::new(values),
+        scales: CudaTensor {
+            shape: vec![rows],
+            dtype: DType::F32,
+            buf: Arc::new(scales),
+        },
+    };
+    if rows > 0 {
+        dev.launch(
+            kernels::QUANTIZE_FP8_ROWS,
+            LaunchConfig {
+                grid_dim: (rows32.div_ceil(ROWS_PER_BLOCK), 1, 1),
+                block_dim: (32 * ROWS_PER_BLOCK, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            &QuantizeFp8Args {
+                out: q.values.ptr(),
+                scales: q.scales.ptr(),
+                x: x.ptr(),
+                rows: rows32,
+                cols: cols32,
+                x_dt: dt_code(x.dtype()),
+            },
+        )?;
+    }
+    Ok(q)
+}
+
+/// `q` copied back to the host.
+pub(super) fn download(dev: &Device, q: &CudaFp8Rows) -> Result<Fp8Rows> {
+    let mut values = vec![0u8; q.rows * q.cols];
+    let mut scales = vec![0f32; q.rows];
+    if q.rows > 0 {
+        dev.stream.context().bind_to_thread().w("download_fp8")?;
+        // SAFETY: the buffers hold `values.len()` bytes and `scales.len()` f32 values; the copies
+        // are queued behind the work that produces them, and both vectors outlive the
+        // synchronize below.
+        unsafe {
+            if !values.is_empty() {
+                cudarc::driver::result::memcpy_dtoh_async(
+                    &mut values,
+                    q.values.ptr(),
+                    dev.stream.cu_stream(),
+                )
+                .w("download_fp8")?;
+            }
+            cudarc::driver::result::memcpy_dtoh_async(
+                &mut scales,
+                q.scales.ptr(),
+                dev.stream.cu_stream(),
+            )
+            .w("download_fp8")?;
+        }
+    }
+    dev.stream.synchronize().w("download_fp8")?;
+    Ok(Fp8Rows {
+        rows: q.rows,
+        cols: q.cols,
+        values,
+        scales,
+    })
+}
