@@ -1,7 +1,8 @@
 """PyTorch peers of Turbine's GPU kernels, timed in the same device call as Turbine's own benchmarks.
 
 Prints one JSON object (and writes it to --out): bf16 scaled-dot-product attention per SDPA backend
-(cuDNN, flash) at the Wan shapes, bf16 `F.linear` at the Wan2.1-1.3B 480p block shapes, and with
+(cuDNN, flash) at the Wan shapes, bf16 `F.linear` at the Wan2.1-1.3B 480p block shapes, FP8
+`torch._scaled_mm` with per-token x per-channel scales at the 1.3B and 14B block shapes, and with
 --dit the diffusers WanTransformer3DModel forward (bf16, random weights, default SDPA) at the given
 model/size pairs with its peak memory. CUDA events, warm-up, median of N; random inputs.
 
@@ -55,6 +56,31 @@ def linears(results):
         results[f"linear_{name}_tflops"] = 2.0 * tokens * n_in * n_out / (ms * 1e-3) / 1e12
 
 
+def fp8_linears(results):
+    """The cuBLASLt path of Turbine's `--quant fp8` as PyTorch reaches it: e4m3 operands scaled per
+    row of x (token) and of W (output channel), `torch._scaled_mm`'s "rowwise" (outer-vector)
+    scaling, bf16 out; the GEMM alone (no bias, quantization untimed), as gpucheck's `gemm ms`."""
+    tokens = 32760
+    e4m3 = torch.float8_e4m3fn
+    for name, n_in, n_out in [("qkvo", 1536, 1536), ("ffn_in", 1536, 8960), ("ffn_out", 8960, 1536),
+                              ("14b_qkvo", 5120, 5120), ("14b_ffn_in", 5120, 13824), ("14b_ffn_out", 13824, 5120)]:
+        x = torch.randn(tokens, n_in, device="cuda")
+        w = torch.randn(n_out, n_in, device="cuda") / n_in**0.5
+        sx = x.abs().amax(dim=1, keepdim=True) / 448.0
+        sw = w.abs().amax(dim=1, keepdim=True) / 448.0
+        xq, wq = (x / sx).to(e4m3), (w / sw).to(e4m3)
+        del x, w
+        try:
+            ms = median_ms(lambda: torch._scaled_mm(xq, wq.t(), scale_a=sx, scale_b=sw.t(),
+                                                    out_dtype=torch.bfloat16), iters=20)
+            results[f"linear_fp8_{name}_ms"] = ms
+            results[f"linear_fp8_{name}_tflops"] = 2.0 * tokens * n_in * n_out / (ms * 1e-3) / 1e12
+        except RuntimeError as e:
+            results[f"linear_fp8_{name}_error"] = str(e)
+        del xq, wq
+        torch.cuda.empty_cache()
+
+
 DIT_CONFIGS = {
     "1.3b": dict(num_attention_heads=12, ffn_dim=8960, num_layers=30),
     "14b": dict(num_attention_heads=40, ffn_dim=13824, num_layers=40),
@@ -101,6 +127,7 @@ def main():
     results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     attention(results)
     linears(results)
+    fp8_linears(results)
     for spec in args.dit:
         dit(results, spec)
     text = json.dumps(results, indent=1)

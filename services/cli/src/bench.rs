@@ -3,7 +3,8 @@
 //!
 //! On CUDA: forward time from CUDA events (warm-ups, then the median of `--iters`), TFLOP/s
 //! against the FLOP count of shared/reference/wan.md §2, a per-op breakdown of one profiled
-//! forward, weights and peak device memory. `--export-weights` writes the random weights as a
+//! forward, weights and peak device memory; `--quant fp8` runs the blocks' linears as FP8 GEMMs
+//! (H100/H200). `--export-weights` writes the random weights as a
 //! safetensors checkpoint in the original Wan layout and `--dump` the inputs and outputs at a few
 //! timesteps, which tools/gpu/dit_parity.py feeds to diffusers for the parity check.
 
@@ -18,7 +19,7 @@ use turbine_checkpoint::convert::{HostView, write_safetensors};
 use turbine_models::seeded::seeded_safetensors;
 use turbine_models::wan::{AttentionMode, WanConfig, WanModel};
 use turbine_samplers::{NoiseSource, SeededNoise};
-use turbine_tensor::cuda::Precision;
+use turbine_tensor::cuda::{Precision, Quant};
 use turbine_tensor::{Backend, CpuBackend, CudaBackend, CudaOptions, HostTensor};
 
 #[derive(clap::Args)]
@@ -46,6 +47,10 @@ pub struct Args {
     /// CUDA activations and weights: bf16 (f32 accumulation and residual) or f32.
     #[arg(long, value_enum, default_value_t = PrecisionArg::Bf16)]
     precision: PrecisionArg,
+    /// CUDA linears of the DiT blocks (attention q/k/v/o, FFN): none (in --precision) or fp8
+    /// (e4m3 weights and activations, per-channel x per-token scales; H100/H200, bf16 only).
+    #[arg(long, value_enum, default_value_t = QuantArg::None)]
+    quant: QuantArg,
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
@@ -76,6 +81,25 @@ enum BackendArg {
 enum PrecisionArg {
     Bf16,
     F32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QuantArg {
+    None,
+    Fp8,
+}
+
+impl Args {
+    /// The CUDA backend's quantization, refusing combinations that would run without it.
+    fn quant(&self) -> Result<Quant> {
+        match (self.quant, self.backend, self.precision) {
+            (QuantArg::None, _, _) => Ok(Quant::None),
+            (QuantArg::Fp8, BackendArg::Cuda, PrecisionArg::Bf16) => Ok(Quant::Fp8),
+            (QuantArg::Fp8, BackendArg::Cpu, _) | (QuantArg::Fp8, _, PrecisionArg::F32) => {
+                bail!("--quant fp8 needs --backend cuda and --precision bf16")
+            }
+        }
+    }
 }
 
 /// What differs between backends: how a forward is timed, and what the device reports.
@@ -129,6 +153,7 @@ impl Bench for CudaBackend {
             "driver": info.driver_version,
             "nvrtc": [info.nvrtc_version.0, info.nvrtc_version.1],
             "precision": format!("{:?}", self.precision()).to_lowercase(),
+            "quant": format!("{:?}", self.quant()).to_lowercase(),
             "memory_total_bytes": info.total_memory,
             "peak_live_bytes": pool.peak_live_bytes,
             "live_bytes": pool.live_bytes,
@@ -190,6 +215,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let tokens = latent[1] / pt * (latent[2] / ph) * (latent[3] / pw);
     let flops = config.forward_flops(tokens, args.text_tokens);
+    let quant = args.quant()?;
 
     let load_start = Instant::now();
     let store = match &args.weights {
@@ -213,6 +239,7 @@ pub fn run(args: Args) -> Result<()> {
         "latent": latent,
         "tokens": tokens,
         "text_tokens": args.text_tokens,
+        "quant": format!("{quant:?}").to_lowercase(),
         "commit": env!("TURBINE_BUILD_COMMIT"),
         "flops_per_forward": flops,
     });
@@ -226,6 +253,7 @@ pub fn run(args: Args) -> Result<()> {
                 args.device,
                 CudaOptions {
                     precision,
+                    quant,
                     ..CudaOptions::default()
                 },
             )?;
@@ -377,6 +405,37 @@ fn parse_size(size: &str) -> Result<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn quant(flags: &[&str]) -> Result<Quant> {
+        let cli = <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("bench").chain(flags.iter().copied()),
+        )?;
+        cli.args.quant()
+    }
+
+    #[test]
+    fn quant_is_fp8_only_on_bf16_cuda() {
+        assert_eq!(quant(&[]).unwrap(), Quant::None);
+        assert_eq!(
+            quant(&["--quant", "none", "--backend", "cpu"]).unwrap(),
+            Quant::None
+        );
+        assert_eq!(quant(&["--quant", "fp8"]).unwrap(), Quant::Fp8);
+        for flags in [
+            &["--quant", "fp8", "--precision", "f32"][..],
+            &["--quant", "fp8", "--backend", "cpu"],
+        ] {
+            let err = quant(flags).unwrap_err().to_string();
+            assert!(err.contains("--quant fp8 needs"), "{flags:?}: {err}");
+        }
+        assert!(quant(&["--quant", "int8"]).is_err());
+    }
 
     #[test]
     fn sizes_parse_and_bad_ones_are_named() {

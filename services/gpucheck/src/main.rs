@@ -9,12 +9,17 @@
 //!    Wan2.1-1.3B block at 480p (32760 tokens) and a one-layer 1.3B-shape forward, on a backend
 //!    without poisoning. Whole-model timings are `turbine bench`'s.
 //!
+//! Parts `fp8` and `fp8-bench` ([`fp8`]) check and time the FP8 linear layers of `--quant fp8` on
+//! H100/H200.
+//!
 //! Prints tables, optionally writes every number as JSON, and exits 1 when a check fails, 2 when
 //! CUDA is unavailable.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
+
+mod fp8;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -33,7 +38,9 @@ use turbine_tensor::{
 enum Part {
     Ops,
     Dit,
+    Fp8,
     Bench,
+    Fp8Bench,
 }
 
 #[derive(Debug, Parser)]
@@ -46,7 +53,11 @@ struct Args {
     #[arg(long, default_value_t = 20_261_126)]
     seed: u64,
     /// Parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "ops,dit,bench")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ops,dit,fp8,bench,fp8-bench"
+    )]
     parts: Vec<Part>,
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
@@ -196,6 +207,19 @@ fn run(args: &Args) -> Result<bool> {
     );
     drop(gpu);
 
+    if args.parts.contains(&Part::Fp8) {
+        let poisoned = CudaBackend::with_options(
+            args.device,
+            CudaOptions {
+                poison_allocations: true,
+                ..CudaOptions::default()
+            },
+        )?;
+        let (part, passed) = fp8::checks(&poisoned, &args.fixtures, args.seed)?;
+        report["fp8"] = part;
+        ok &= passed;
+    }
+
     if args.parts.contains(&Part::Bench) {
         let f32 = CudaBackend::new(args.device)?;
         let mut bench = serde_json::Map::new();
@@ -207,6 +231,10 @@ fn run(args: &Args) -> Result<bool> {
             );
         }
         report["bench"] = Value::Object(bench);
+    }
+
+    if args.parts.contains(&Part::Fp8Bench) {
+        report["fp8_bench"] = fp8::bench(&CudaBackend::new(args.device)?, args.seed)?;
     }
 
     if let Some(path) = &args.json {

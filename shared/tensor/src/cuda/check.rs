@@ -38,7 +38,8 @@ const BF16: f32 = 1e-2;
 pub struct CheckRow {
     pub op: &'static str,
     pub case: String,
-    /// `max|gpu − cpu| / max|cpu|`; NaN when the GPU output holds a NaN or the shapes differ.
+    /// `max|gpu − cpu| / max|cpu|` (`‖gpu − ref‖₂ / ‖ref‖₂` for ops named `… L2`); NaN when the
+    /// GPU output holds a NaN or the shapes differ.
     pub err: f32,
     pub tol: f32,
 }
@@ -50,11 +51,15 @@ impl CheckRow {
 }
 
 /// Seeded standard-normal samples: SplitMix64 and Box–Muller (no dependency for a test signal).
-struct Normal {
+pub(super) struct Normal {
     state: u64,
 }
 
 impl Normal {
+    pub(super) fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
     fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
@@ -68,12 +73,12 @@ impl Normal {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
-    fn sample(&mut self) -> f32 {
+    pub(super) fn sample(&mut self) -> f32 {
         let (u, v) = (self.uniform(), self.uniform());
         ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
     }
 
-    fn tensor(&mut self, shape: &[usize], std: f32) -> HostTensor {
+    pub(super) fn tensor(&mut self, shape: &[usize], std: f32) -> HostTensor {
         let n = shape.iter().product();
         let data = (0..n).map(|_| self.sample() * std).collect();
         HostTensor {
@@ -863,7 +868,7 @@ pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     let mut c = Checker {
         gpu,
         cpu: CpuBackend,
-        rng: Normal { state: seed },
+        rng: Normal::new(seed),
         rows: Vec::new(),
         portable_attention: false,
     };

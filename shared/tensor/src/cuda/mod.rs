@@ -27,6 +27,7 @@
 mod alloc;
 mod attention;
 pub mod check;
+pub mod check_fp8;
 mod compile;
 mod conv;
 mod device;
