@@ -68,9 +68,22 @@ impl Checker {
         });
     }
 
+    /// Records `result`'s error (a launch, cuBLASLt or CUDA failure) as a failed row, so one
+    /// broken case leaves the others' results.
+    fn record_error(&mut self, op: &'static str, case: &str, result: Result<()>) {
+        if let Err(e) = result {
+            self.push(op, &format!("{case}: {e}"), f32::NAN, 0.0);
+        }
+    }
+
     /// `x: [rows, cols]` quantized on the GPU, from a bf16 tensor when `x` is bf16, against the
     /// host quantizer.
-    fn quantize(&mut self, case: &str, x: &HostTensor) -> Result<()> {
+    fn quantize(&mut self, case: &str, x: &HostTensor) {
+        let result = self.try_quantize(case, x);
+        self.record_error("fp8 quantize", case, result);
+    }
+
+    fn try_quantize(&mut self, case: &str, x: &HostTensor) -> Result<()> {
         let (rows, cols) = (x.shape[0], x.shape[1]);
         let as_bf16 = x.dtype() == DType::BF16;
         let d = self.fp8.upload(x)?;
@@ -93,10 +106,9 @@ impl Checker {
         Ok(())
     }
 
-    /// The three comparisons of one layer.
-    fn linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool) -> Result<()> {
+    /// The three comparisons of one layer on fresh inputs `[rows, in]`.
+    fn linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool) {
         let (out_f, in_f) = (w.out_features, w.in_features);
-        let x = self.rng.tensor(&[rows, in_f], 1.0).to_dtype(DType::BF16)?;
         let case = format!(
             "[{rows}, {in_f}] -> {out_f}{}{}{}",
             if w.bias.is_some() { " + bias" } else { "" },
@@ -107,7 +119,13 @@ impl Checker {
                 ""
             }
         );
+        let result = self.try_linear(rows, w, gelu, &case);
+        self.record_error("fp8 linear", &case, result);
+    }
 
+    fn try_linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool, case: &str) -> Result<()> {
+        let (out_f, in_f) = (w.out_features, w.in_features);
+        let x = self.rng.tensor(&[rows, in_f], 1.0).to_dtype(DType::BF16)?;
         let b = &self.fp8;
         let xd = b.to_dtype(&b.upload(&x)?, DType::BF16)?;
         let layer = b.upload_linear_quantizable(w)?;
@@ -152,7 +170,7 @@ impl Checker {
         let floor = l2(&sim, &reference);
         self.push(
             "fp8 linear vs sim",
-            &case,
+            case,
             measure(compare::max_rel_err, &got, &sim),
             SIM,
         );
@@ -162,7 +180,7 @@ impl Checker {
             l2(&got, &reference),
             FP8_REL_L2,
         );
-        self.push("fp8 linear vs bf16 L2", &case, l2(&got, &bf16), FP8_REL_L2);
+        self.push("fp8 linear vs bf16 L2", case, l2(&got, &bf16), FP8_REL_L2);
         Ok(())
     }
 
@@ -203,14 +221,12 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
         rows: Vec::new(),
     };
 
-    c.quantize("structured [4, 64]", &structured(64)?)?;
+    c.quantize("structured [4, 64]", &structured(64)?);
     for (rows, cols) in [(37usize, 96usize), (300, 1536)] {
         let x = c.rng.tensor(&[rows, cols], 1.0);
-        c.quantize(
-            &format!("randn [{rows}, {cols}]"),
-            &x.to_dtype(DType::BF16)?,
-        )?;
-        c.quantize(&format!("randn [{rows}, {cols}]"), &x)?;
+        let case = format!("randn [{rows}, {cols}]");
+        c.quantize(&case, &x.to_dtype(DType::BF16)?);
+        c.quantize(&case, &x);
     }
 
     for (rows, in_f, out_f, bias, gelu) in [
@@ -220,7 +236,7 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
         (300, 1536, 1536, true, false),
     ] {
         let w = c.weights(out_f, in_f, bias)?;
-        c.linear(rows, &w, gelu)?;
+        c.linear(rows, &w, gelu);
     }
     // A `-quant` checkpoint layer: dequantized, then requantized per output channel.
     let (out_f, in_f) = (136usize, 256usize);
@@ -235,7 +251,7 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
         weight: LinearWeight::Int8Block { values, scales },
         bias: Some(c.rng.tensor(&[out_f], 0.1).to_dtype(DType::BF16)?),
     };
-    c.linear(9, &w, false)?;
+    c.linear(9, &w, false);
 
     // A layer cuBLASLt's FP8 kernels cannot take (K not a multiple of 16) is refused at upload.
     let odd = c.weights(16, 40, true)?;
@@ -251,8 +267,9 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     let (l, d, f) = (32_760usize, 1536usize, 8960usize);
     for (in_f, out_f, gelu) in [(d, d, false), (d, f, true), (f, d, false)] {
         let w = c.weights(out_f, in_f, true)?;
-        c.linear(l, &w, gelu)?;
+        c.linear(l, &w, gelu);
     }
-    gpu.synchronize()?;
+    let synced = gpu.synchronize();
+    c.record_error("fp8 synchronize", "after the checks", synced);
     Ok(c.rows)
 }
