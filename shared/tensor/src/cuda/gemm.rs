@@ -9,7 +9,7 @@
 //! Row-major `y[M, N] = x[M, K] · W[N, K]ᵀ + b` is computed as the column-major product
 //! `yᵀ (N×M) = op(W) · xᵀ` with `W` read as a K×N column-major matrix and transposed ("TN",
 //! the form cuBLASLt's kernels prefer and its FP8 kernels require), and the bias added per row of
-//! `yᵀ` by the `BIAS` epilogue.
+//! `yᵀ` by the `BIAS` epilogue (by a separate kernel where cuBLASLt has no kernel with it).
 //!
 //! FP8 requirements (cuBLAS 13 docs, `cublasLtMatmul()` and "Outer Vector Scaling for FP8 Data
 //! Types"): "TN", f32 compute and scale type, 16-byte aligned pointers and leading dimensions (K a
@@ -176,10 +176,9 @@ impl Gemm {
     }
 
     /// Enqueues `op` on `stream`. Where cuBLASLt has no kernel with the requested epilogue, the
-    /// GELU and then the bias drop out of it into [`Pending`] (FP8 with outer-vector scaling is
-    /// the case the fallback exists for: cuBLAS documents no epilogue limits there, and a
-    /// heuristic that finds nothing must not fail the layer). No algorithm at all is an error
-    /// naming the problem.
+    /// GELU and then the bias drop out of it into [`Pending`]: the fallback exists for FP8 with
+    /// outer-vector scaling, whose epilogue support cuBLAS does not document (its FP8 table lists
+    /// a bf16 bias; the heuristic decides). No algorithm at all is an error naming the problem.
     pub fn linear(&self, stream: &CudaStream, op: &LinearGemm) -> Result<Pending> {
         let (kind, in_t, out_t) = match op.operands {
             Operands::Float(DType::F32) => (Kind::F32, CUDA_R_32F, CUDA_R_32F),
