@@ -55,9 +55,12 @@ impl<B: Backend + Clone> WanModel<B> {
         let d = c.dim;
         // Blocks load in parallel: decoding and converting 14B-class weights is host work that
         // one thread would take tens of seconds over; the uploads queue on the backend's stream.
+        // Errors are reported for the lowest failing block, whichever thread finished first.
         let blocks = (0..c.num_layers)
             .into_par_iter()
             .map(|i| Block::load(&backend, &w, c, i))
+            .collect::<Vec<_>>()
+            .into_iter()
             .collect::<Result<Vec<_>>>()?;
         // SLA fine-tuning adds proj_l to every layer; a checkpoint with some but not all is damaged,
         // and zero-filling the gap would run but silently degrade the video.
