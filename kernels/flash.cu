@@ -16,7 +16,9 @@
 // [rows, 64] halves (one 128-byte row each), and the 16-byte chunk c of row r sits at chunk
 // c ^ (r % 8). Every tile starts 1024-byte aligned, so the hardware's swizzle (address bits 4-6
 // XOR bits 7-9) sees the same pattern the loads wrote.
-#include "async.cuh"
+#include "mma.cuh"
+#include "softmax.cuh"
+#include "wgmma.cuh"
 
 #define FA_D 128
 #define FA_BQ 128
@@ -61,31 +63,6 @@ __device__ __forceinline__ void load_q(unsigned tile, const bf16_t* g, u64 strid
   }
 }
 
-// mbarriers (shared::cta): the producer warp's loads complete `full[stage]`, the consumer
-// warpgroups' releases complete `empty[stage]`; waits poll a phase parity.
-__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(unsigned bar) {
-  asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(bar)
-               : "memory");
-}
-
-// Arrives on `bar` once all of this thread's earlier cp.async copies have landed.
-__device__ __forceinline__ void mbar_arrive_on_copies(unsigned bar) {
-  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nWAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT;\n}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-
 // The producer warpgroup's copy of key/value tile `tile` into the stage at `kb` (K) and
 // `kb + FA_TILE_BYTES` (V) ([2][128][128 B] each): thread t of the warpgroup copies 16-byte chunk
 // t % 16 of rows t / 16 + 8 i (i < 16), so its shared-memory offsets are fixed (the swizzle phase
@@ -112,31 +89,6 @@ __device__ __forceinline__ void load_kv(const bf16_t* kg, const bf16_t* vg, u64 
       cp_async16(dst + i * 1024 + FA_TILE_BYTES, vg + at, inside ? 16 : 0);
     }
   }
-}
-
-// A wgmma shared-memory matrix descriptor with the 128-byte swizzle. `lbo`/`sbo` in bytes: for a
-// K-major operand sbo is the step between 8-row groups (lbo unused); for an MN-major one lbo is
-// the step between 64-element atoms along MN and sbo the step between 8-row groups along K.
-__device__ __forceinline__ u64 smem_desc(unsigned addr, unsigned lbo, unsigned sbo) {
-  return (u64)((addr & 0x3FFFF) >> 4) | ((u64)((lbo & 0x3FFFF) >> 4) << 16) |
-         ((u64)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-}
-// Waits until at most N committed wgmma groups of this warpgroup are still in flight.
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-}
-
-// Keeps the compiler from moving accesses of accumulator registers across the asynchronous
-// wgmma window (it cannot see that the hardware writes them until the wait).
-__device__ __forceinline__ void pin(float* d) {
-#pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 #define FA_D8(i)                                                                              \
@@ -171,58 +123,6 @@ __device__ __forceinline__ void wgmma_rs(float* d, const unsigned* a, u64 b) {
 
 #endif
 
-// The online softmax on one tile of scores in the m16n8 accumulator layout shared by wgmma and
-// mma.sync: this thread holds rows r and r + 8 of its warp's 16, and in each group g of 8 keys the
-// columns 2(lane % 4) and +1 (`s[4g]`, `s[4g+1]` for row r; `s[4g+2]`, `s[4g+3]` for row r + 8).
-// The tile's G·8 scores become unnormalised probabilities in place: keys past `lk` are masked, the
-// running row maxima `m0`/`m1` (exp2 domain) move up, and the factors that rescale earlier
-// partial sums come back in `c0`/`c1` (0 on the first tile). Row sums `l0`/`l1` are updated.
-template <int G>
-__device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float scale_log2,
-                                               float& m0, float& m1, float& l0, float& l1,
-                                               float& c0, float& c1) {
-  const int lane = threadIdx.x & 31;
-  if (key0 + G * 8 > lk) {
-#pragma unroll
-    for (int g = 0; g < G; ++g) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        if (key0 + g * 8 + (lane & 3) * 2 + e >= lk) {
-          s[4 * g + e] = -TURBINE_INF;
-          s[4 * g + 2 + e] = -TURBINE_INF;
-        }
-      }
-    }
-  }
-  float r0 = -TURBINE_INF, r1 = -TURBINE_INF;
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    r0 = fmaxf(r0, fmaxf(s[4 * g], s[4 * g + 1]));
-    r1 = fmaxf(r1, fmaxf(s[4 * g + 2], s[4 * g + 3]));
-  }
-  r0 = fmaxf(r0, __shfl_xor_sync(0xffffffffu, r0, 1));
-  r0 = fmaxf(r0, __shfl_xor_sync(0xffffffffu, r0, 2));
-  r1 = fmaxf(r1, __shfl_xor_sync(0xffffffffu, r1, 1));
-  r1 = fmaxf(r1, __shfl_xor_sync(0xffffffffu, r1, 2));
-  const float n0 = fmaxf(m0, r0 * scale_log2), n1 = fmaxf(m1, r1 * scale_log2);
-  c0 = ex2(m0 - n0);
-  c1 = ex2(m1 - n1);
-  m0 = n0;
-  m1 = n1;
-  float t0 = 0.0f, t1 = 0.0f;
-#pragma unroll
-  for (int g = 0; g < G; ++g) {
-    s[4 * g] = ex2(fmaf(s[4 * g], scale_log2, -n0));
-    s[4 * g + 1] = ex2(fmaf(s[4 * g + 1], scale_log2, -n0));
-    s[4 * g + 2] = ex2(fmaf(s[4 * g + 2], scale_log2, -n1));
-    s[4 * g + 3] = ex2(fmaf(s[4 * g + 3], scale_log2, -n1));
-    t0 += s[4 * g] + s[4 * g + 1];
-    t1 += s[4 * g + 2] + s[4 * g + 3];
-  }
-  l0 = l0 * c0 + t0;
-  l1 = l1 * c1 + t1;
-}
-
 // P as the A operand of m·k16 steps: step kk takes S columns 16kk..16kk+15 (groups 2kk, 2kk+1).
 template <int G>
 __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
@@ -230,21 +130,6 @@ __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
   for (int g = 0; g < G; ++g) {
     p[4 * (g >> 1) + 2 * (g & 1)] = pack_bf16x2(s[4 * g], s[4 * g + 1]);
     p[4 * (g >> 1) + 2 * (g & 1) + 1] = pack_bf16x2(s[4 * g + 2], s[4 * g + 3]);
-  }
-}
-
-// O[16 rows of a warp][128] (m16n8 layout, 16 groups) times the rows' rescale factors. Late tiles
-// rarely raise a row's max: the multiply is skipped when no row of the warp moved (3-4 % of the
-// wgmma kernel's time at Wan shapes).
-__device__ __forceinline__ void rescale(float* o, float c0, float c1) {
-  if (__any_sync(0xffffffffu, c0 != 1.0f || c1 != 1.0f)) {
-#pragma unroll
-    for (int g = 0; g < 16; ++g) {
-      o[4 * g] *= c0;
-      o[4 * g + 1] *= c0;
-      o[4 * g + 2] *= c1;
-      o[4 * g + 3] *= c1;
-    }
   }
 }
 
@@ -359,7 +244,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
   issue_qk(s, qa, FA_K_STAGE(0));
   wgmma_wait<0>();
   pin(s);
-  online_softmax<16>(s, 0, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
+  online_softmax<16>(s, 0, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
   pack_p<16>(p, s);
 
   for (int j = 1; j < tiles; ++j) {
@@ -370,7 +255,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
     issue_pv(o, p, FA_K_STAGE(j - 1) + FA_TILE_BYTES);
     wgmma_wait<1>();
     pin(s);
-    online_softmax<16>(s, j * FA_BK, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
+    online_softmax<16>(s, j * FA_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
     wgmma_wait<0>();
     pin(o);
     mbar_arrive(empty0 + 8 * FA_STAGE(j - 1));
@@ -406,9 +291,6 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 #define FM_SMEM_BYTES (5 * FM_TILE_BYTES)
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-// Byte offset of 16-byte chunk `c` (of 16) of row `r` in a swizzled [rows][256 B] tile.
-__device__ __forceinline__ unsigned fm_offset(int r, int c) { return r * 256 + ((c ^ (r & 7)) << 4); }
-
 // Rows [row0, row0 + 64) of one head into a swizzled tile, zero-filled at or past `limit`.
 __device__ __forceinline__ void fm_load(unsigned tile, const bf16_t* g, u64 stride, int row0,
                                         int limit) {
@@ -422,26 +304,6 @@ __device__ __forceinline__ void fm_load(unsigned tile, const bf16_t* g, u64 stri
   }
 }
 
-__device__ __forceinline__ void ldmatrix_x4(unsigned* d, unsigned addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-               : "r"(addr));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned* d, unsigned addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-               : "r"(addr));
-}
-
-// d (16x8, f32) += a (16x16, bf16) · b (16x8, bf16).
-__device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 #endif
 
 // Grid (ceil(Lq / 64), H), FM_THREADS threads, FM_SMEM_BYTES dynamic shared memory.
@@ -498,7 +360,7 @@ extern "C" __global__ void __launch_bounds__(FM_THREADS)
         mma_bf16(s + 8 * np + 4, qf[kk], b[2], b[3]);
       }
     }
-    online_softmax<8>(s, j * FM_BK, a.lk, a.scale_log2, m0, m1, l0, l1, c0, c1);
+    online_softmax<8>(s, j * FM_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
     rescale(o, c0, c1);
     pack_p<8>(p, s);
 #pragma unroll

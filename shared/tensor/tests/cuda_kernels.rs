@@ -1,12 +1,13 @@
 //! Every `kernels/*.cu` compiles with NVRTC for the targets Turbine ships (`sm_90a`: H100/H200,
-//! `sm_120a`: RTX 5090) and defines every kernel the backend launches. Needs the NVRTC library,
+//! `sm_120a`: RTX 5090, and the sm_80 / sm_89 fallbacks: A100, L40, RTX 4090; the backend
+//! compiles every module when it starts) and defines every kernel the backend launches. Needs the NVRTC library,
 //! not a GPU: CI installs the `nvidia-cuda-nvrtc` wheel (tools/ci/compile_kernels.sh) and sets
 //! `TURBINE_REQUIRE_NVRTC=1`, which turns a missing library into a failure instead of a skip.
 
 use turbine_tensor::cuda::kernels::Module;
 use turbine_tensor::cuda::{compile_module, compile_source, nvrtc_available, nvrtc_version};
 
-const TARGETS: [&str; 2] = ["sm_90a", "sm_120a"];
+const TARGETS: [&str; 4] = ["sm_80", "sm_89", "sm_90a", "sm_120a"];
 
 /// False (after a note) when NVRTC is missing and not required.
 fn nvrtc() -> bool {

@@ -73,9 +73,12 @@ impl Module {
 }
 
 /// Headers the sources `#include`, as (include name, contents).
-pub const HEADERS: [(&str, &str); 2] = [
+pub const HEADERS: [(&str, &str); 5] = [
     ("common.cuh", include_str!("../../../../kernels/common.cuh")),
     ("async.cuh", include_str!("../../../../kernels/async.cuh")),
+    ("mma.cuh", include_str!("../../../../kernels/mma.cuh")),
+    ("softmax.cuh", include_str!("../../../../kernels/softmax.cuh")),
+    ("wgmma.cuh", include_str!("../../../../kernels/wgmma.cuh")),
 ];
 
 /// A kernel: its module and its `extern "C"` symbol.
