@@ -20,7 +20,7 @@ use turbine_models::seeded::seeded_safetensors;
 use turbine_models::wan::{AttentionMode, WanConfig, WanModel};
 use turbine_samplers::{NoiseSource, SeededNoise};
 use turbine_tensor::cuda::{Precision, Quant};
-use turbine_tensor::{Backend, CpuBackend, CudaBackend, CudaOptions, HostTensor};
+use turbine_tensor::{Backend, CpuBackend, CudaBackend, CudaOptions, HostTensor, SlaParams};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -69,6 +69,36 @@ pub struct Args {
     dump: Option<PathBuf>,
     #[arg(long, value_delimiter = ',', default_value = "999,500,100")]
     dump_timesteps: Vec<f64>,
+    /// Self-attention: dense, sage (8-bit dense), sla or sagesla (TurboDiffusion's default). The
+    /// sparse modes add random proj_l weights when the model has none.
+    #[arg(long, value_enum, default_value_t = AttentionArg::Dense)]
+    attention: AttentionArg,
+    /// Fraction of key blocks the sparse modes keep.
+    #[arg(long, default_value_t = 0.1)]
+    topk: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AttentionArg {
+    Dense,
+    Sage,
+    Sla,
+    Sagesla,
+}
+
+impl Args {
+    fn attention(&self) -> AttentionMode {
+        match self.attention {
+            AttentionArg::Dense => AttentionMode::Dense,
+            AttentionArg::Sage => AttentionMode::Sage,
+            AttentionArg::Sla => AttentionMode::Sla(SlaParams {
+                topk: self.topk,
+                block_q: 128,
+                block_k: 64,
+            }),
+            AttentionArg::Sagesla => AttentionMode::SageSla(SlaParams::sage(self.topk)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -223,7 +253,11 @@ pub fn run(args: Args) -> Result<()> {
             TensorStore::open(path).with_context(|| format!("weights {}", path.display()))?
         }
         None => {
-            let image = seeded_safetensors(&config.tensor_shapes(), args.seed)?;
+            let mut shapes = config.tensor_shapes();
+            if args.attention().sla().is_some() {
+                shapes.extend(config.proj_l_shapes());
+            }
+            let image = seeded_safetensors(&shapes, args.seed)?;
             if let Some(path) = &args.export_weights {
                 std::fs::write(path, &image)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -242,6 +276,7 @@ pub fn run(args: Args) -> Result<()> {
         "quant": format!("{quant:?}").to_lowercase(),
         "commit": env!("TURBINE_BUILD_COMMIT"),
         "flops_per_forward": flops,
+        "attention": args.attention().to_string(),
     });
     let stats = match args.backend {
         BackendArg::Cuda => {
@@ -289,7 +324,7 @@ fn measure<B: Bench>(
     flops: f64,
     load_start: Instant,
 ) -> Result<Value> {
-    let model = WanModel::load(b.clone(), config.clone(), &store, AttentionMode::Dense)?;
+    let model = WanModel::load(b.clone(), config.clone(), &store, args.attention())?;
     drop(store);
     b.synchronize()?;
     let load_s = load_start.elapsed().as_secs_f64();

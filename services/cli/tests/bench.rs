@@ -110,3 +110,48 @@ fn bad_sizes_name_the_flag() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn sparse_attention_modes_add_proj_l_to_random_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, name) in [
+        ("sagesla", "sagesla topk 0.5 blocks 64x128"),
+        ("sla", "sla topk 0.5 blocks 128x64"),
+        ("sage", "sage"),
+    ] {
+        let out = turbine(
+            &[
+                "bench",
+                "--model",
+                "tiny",
+                "--backend",
+                "cpu",
+                "--size",
+                "64x32",
+                "--frames",
+                "5",
+                "--text-tokens",
+                "7",
+                "--warmup",
+                "0",
+                "--iters",
+                "1",
+                "--attention",
+                mode,
+                "--topk",
+                "0.5",
+                "--json",
+                "b.json",
+            ],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("b.json")).unwrap()).unwrap();
+        assert_eq!(report["attention"], name);
+    }
+}

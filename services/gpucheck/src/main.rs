@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod fp8;
+mod sage;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -38,6 +39,7 @@ use turbine_tensor::{
 enum Part {
     Ops,
     Dit,
+    Sage,
     Fp8,
     Bench,
     Fp8Bench,
@@ -56,7 +58,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ops,dit,fp8,bench,fp8-bench"
+        default_value = "ops,dit,sage,fp8,bench,fp8-bench"
     )]
     parts: Vec<Part>,
     /// CUDA device ordinal.
@@ -207,6 +209,21 @@ fn run(args: &Args) -> Result<bool> {
     );
     drop(gpu);
 
+    if args.parts.contains(&Part::Sage) {
+        // Accuracy on poisoned allocations (unwritten output shows as NaN), timings without.
+        let poisoned = CudaBackend::with_options(
+            args.device,
+            CudaOptions {
+                poison_allocations: true,
+                ..CudaOptions::default()
+            },
+        )?;
+        let (part, passed) =
+            sage::sage_part(&poisoned, &CudaBackend::new(args.device)?, args.seed)?;
+        report["sage"] = part;
+        ok &= passed;
+    }
+
     if args.parts.contains(&Part::Fp8) {
         let poisoned = CudaBackend::with_options(
             args.device,
@@ -342,12 +359,7 @@ fn dit_parity(gpu: &CudaBackend, fixtures: &Path) -> Result<Vec<Value>> {
             rel_err(&got, &reference),
             rel_err(&want, &reference),
         );
-        let attention = match mode {
-            AttentionMode::Dense => "dense".to_string(),
-            AttentionMode::Sla(p) => {
-                format!("sla topk {} blocks {}/{}", p.topk, p.block_q, p.block_k)
-            }
-        };
+        let attention = mode.to_string();
         rows.push(json!({
             "case": case,
             "latent": format!("{:?}", reference.shape),

@@ -143,8 +143,16 @@ fn attention(mode: &AttentionMode) -> Attention {
             mode: WireAttention::Dense as i32,
             ..Attention::default()
         },
-        AttentionMode::Sla(p) => Attention {
-            mode: WireAttention::Sla as i32,
+        AttentionMode::Sage => Attention {
+            mode: WireAttention::Sage as i32,
+            ..Attention::default()
+        },
+        AttentionMode::Sla(p) | AttentionMode::SageSla(p) => Attention {
+            mode: if matches!(mode, AttentionMode::Sla(_)) {
+                WireAttention::Sla
+            } else {
+                WireAttention::SageSla
+            } as i32,
             topk: Some(p.topk),
             block_q: Some(p.block_q as u32),
             block_k: Some(p.block_k as u32),

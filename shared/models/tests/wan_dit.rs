@@ -37,19 +37,19 @@ fn meta_f64(store: &TensorStore, key: &str) -> f64 {
 fn dense_forward_matches_diffusers() {
     let weights = open("wan_dit/tiny.safetensors");
     let cases = open("wan_dit/forward.safetensors");
-    let model = tiny(&weights, AttentionMode::Dense);
+    let mut model = tiny(&weights, AttentionMode::Dense);
     let n: usize = cases.metadata("dense_cases").unwrap().parse().unwrap();
     assert!(n >= 4);
     for i in 0..n {
         let case = format!("case{i}");
-        let err = run(
-            &model,
-            &cases,
-            &case,
-            meta_f64(&cases, &format!("{case}.timestep")),
-        );
+        let t = meta_f64(&cases, &format!("{case}.timestep"));
+        let err = run(&model, &cases, &case, t);
         println!("{case}: max rel err {err:.2e}");
         assert!(err <= TOL, "{case}: {err}");
+        // Dense Sage attention is 8-bit on GPUs that have it and exact on the CPU.
+        model.set_attention(AttentionMode::Sage).unwrap();
+        assert_eq!(run(&model, &cases, &case, t), err, "{case} with Sage");
+        model.set_attention(AttentionMode::Dense).unwrap();
     }
 }
 
@@ -79,6 +79,13 @@ fn sla_forward_matches_reference() {
         let err = run(&model, &cases, &case, p.timestep);
         println!("{case} ({params:?}): max rel err {err:.2e}");
         assert!(err <= TOL, "{case}: {err}");
+        // SageSLA is SLA with 8-bit numerics, which the CPU computes exactly.
+        model.set_attention(AttentionMode::SageSla(params)).unwrap();
+        assert_eq!(
+            run(&model, &cases, &case, p.timestep),
+            err,
+            "{case} as SageSLA"
+        );
         // The case must exercise SLA: dense attention gives a clearly different output.
         model.set_attention(AttentionMode::Dense).unwrap();
         assert!(

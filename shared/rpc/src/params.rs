@@ -148,7 +148,9 @@ fn attention(a: Option<&Attention>) -> Result<AttentionMode> {
     };
     match WireAttention::try_from(a.mode) {
         Ok(WireAttention::Unspecified | WireAttention::Dense) => Ok(AttentionMode::Dense),
-        Ok(WireAttention::Sla) => {
+        Ok(WireAttention::Sage) => Ok(AttentionMode::Sage),
+        Ok(mode @ (WireAttention::Sla | WireAttention::SageSla)) => {
+            let sage = mode == WireAttention::SageSla;
             let topk = a.topk.unwrap_or(SLA_DEFAULT_TOPK);
             if !(topk > 0.0 && topk <= 1.0) {
                 return Err(Error::invalid(
@@ -161,15 +163,36 @@ fn attention(a: Option<&Attention>) -> Result<AttentionMode> {
                     0 => Err(Error::invalid(field, "must be > 0")),
                     n => Ok(n as usize),
                 };
+            let defaults = if sage {
+                SlaParams::sage(topk)
+            } else {
+                SlaParams {
+                    topk,
+                    block_q: SLA_DEFAULT_BLOCK_Q as usize,
+                    block_k: SLA_DEFAULT_BLOCK_K as usize,
+                }
+            };
             let params = SlaParams {
                 topk,
-                block_q: block("attention.block_q", a.block_q, SLA_DEFAULT_BLOCK_Q)?,
-                block_k: block("attention.block_k", a.block_k, SLA_DEFAULT_BLOCK_K)?,
+                block_q: block("attention.block_q", a.block_q, defaults.block_q as u32)?,
+                block_k: block("attention.block_k", a.block_k, defaults.block_k as u32)?,
             };
             params
                 .validate()
                 .map_err(|e| Error::invalid("attention", e.to_string()))?;
-            Ok(AttentionMode::Sla(params))
+            if !sage {
+                return Ok(AttentionMode::Sla(params));
+            }
+            if params != defaults {
+                return Err(Error::invalid(
+                    "attention.block_q",
+                    format!(
+                        "SageSLA blocks are {} x {} tokens, got {} x {}",
+                        defaults.block_q, defaults.block_k, params.block_q, params.block_k
+                    ),
+                ));
+            }
+            Ok(AttentionMode::SageSla(params))
         }
         Err(_) => Err(Error::invalid(
             "attention.mode",
@@ -225,6 +248,47 @@ mod tests {
                 block_q: 128,
                 block_k: 64
             })
+        );
+    }
+
+    #[test]
+    fn sage_modes_take_sagesla_blocks() {
+        let with = |mode: WireAttention, a: Attention| GenerationParams {
+            attention: Some(Attention {
+                mode: mode as i32,
+                ..a
+            }),
+            ..params()
+        };
+        let r = validate(&with(WireAttention::Sage, Attention::default()), 1).unwrap();
+        assert_eq!(r.request.attention, AttentionMode::Sage);
+        let sparse = Attention {
+            topk: Some(0.15),
+            ..Attention::default()
+        };
+        let r = validate(&with(WireAttention::SageSla, sparse), 1).unwrap();
+        assert_eq!(
+            r.request.attention,
+            AttentionMode::SageSla(SlaParams::sage(0.15))
+        );
+        let explicit = Attention {
+            block_q: Some(64),
+            block_k: Some(128),
+            ..sparse
+        };
+        let r = validate(&with(WireAttention::SageSla, explicit), 1).unwrap();
+        assert_eq!(
+            r.request.attention,
+            AttentionMode::SageSla(SlaParams::sage(0.15))
+        );
+        let other = Attention {
+            block_q: Some(128),
+            ..sparse
+        };
+        let err = validate(&with(WireAttention::SageSla, other), 1).unwrap_err();
+        assert!(
+            err.to_string().contains("attention.block_q") && err.to_string().contains("64 x 128"),
+            "{err}"
         );
     }
 

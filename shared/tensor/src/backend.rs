@@ -80,6 +80,15 @@ impl SlaParams {
         Ok(())
     }
 
+    /// SageSLA's block shape on every GPU (TurboDiffusion's Hopper shape): 64 queries x 128 keys.
+    pub fn sage(topk: f64) -> Self {
+        Self {
+            topk,
+            block_q: 64,
+            block_k: 128,
+        }
+    }
+
     /// Selected key blocks per query block: `floor(topk · key_blocks)` clamped to `[1, key_blocks]`.
     pub fn blocks_kept(&self, key_blocks: usize) -> usize {
         ((self.topk * key_blocks as f64).floor() as usize).clamp(1, key_blocks.max(1))
@@ -210,6 +219,22 @@ pub trait Backend: Send + Sync + Sized + 'static {
         params: &SlaParams,
         proj_l: &Self::Linear,
     ) -> Result<Self::Tensor>;
+    /// Self-attention with SageAttention's 8-bit numerics (INT8 q·kᵀ with smoothed k, FP8 P̃·V):
+    /// dense, or SageSLA when `sla` holds the top-k parameters and `proj_l`. A backend without
+    /// 8-bit kernels computes the same attention exactly ([`Backend::attention`],
+    /// [`Backend::sla_attention`]).
+    fn sage_attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        sla: Option<(&SlaParams, &Self::Linear)>,
+    ) -> Result<Self::Tensor> {
+        match sla {
+            None => self.attention(q, k, v),
+            Some((params, proj_l)) => self.sla_attention(q, k, v, params, proj_l),
+        }
+    }
 
     // ---- elementwise ----
     fn gelu_tanh(&self, x: &Self::Tensor) -> Result<Self::Tensor>;

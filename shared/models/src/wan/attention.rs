@@ -15,6 +15,41 @@ pub enum AttentionMode {
     /// TurboDiffusion's sparse-linear attention: top-k key blocks plus the linear branch through
     /// each layer's learned `proj_l`.
     Sla(SlaParams),
+    /// Dense attention with SageAttention's 8-bit numerics (INT8 q·kᵀ, FP8 P̃·V) where the backend
+    /// has them.
+    Sage,
+    /// TurboDiffusion's SageSLA: [`AttentionMode::Sla`] with 8-bit numerics (upstream's default
+    /// `sagesla`), blocks of 64 queries x 128 keys ([`SlaParams::sage`]).
+    SageSla(SlaParams),
+}
+
+impl std::fmt::Display for AttentionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            AttentionMode::Dense => "dense",
+            AttentionMode::Sage => "sage",
+            AttentionMode::Sla(_) => "sla",
+            AttentionMode::SageSla(_) => "sagesla",
+        };
+        match self.sla() {
+            Some(p) => write!(
+                f,
+                "{name} topk {} blocks {}x{}",
+                p.topk, p.block_q, p.block_k
+            ),
+            None => f.write_str(name),
+        }
+    }
+}
+
+impl AttentionMode {
+    /// The top-k parameters of the sparse modes.
+    pub fn sla(&self) -> Option<&SlaParams> {
+        match self {
+            AttentionMode::Sla(p) | AttentionMode::SageSla(p) => Some(p),
+            AttentionMode::Dense | AttentionMode::Sage => None,
+        }
+    }
 }
 
 /// Rotary tables for one token grid, `[L, Dh/2]` each.
@@ -152,13 +187,17 @@ impl<B: Backend> SelfAttention<B> {
         let q = p.rotated(b, x, rope, false)?;
         let k = p.rotated(b, x, rope, true)?;
         let v = p.value(b, x)?;
+        let proj_l = || {
+            self.proj_l.as_ref().ok_or_else(|| {
+                Error::Input("SLA attention needs the layer's proj_l weights".into())
+            })
+        };
         let out = match mode {
             AttentionMode::Dense => b.attention(&q, &k, &v)?,
-            AttentionMode::Sla(params) => {
-                let proj_l = self.proj_l.as_ref().ok_or_else(|| {
-                    Error::Input("SLA attention needs the layer's proj_l weights".into())
-                })?;
-                b.sla_attention(&q, &k, &v, params, proj_l)?
+            AttentionMode::Sla(params) => b.sla_attention(&q, &k, &v, params, proj_l()?)?,
+            AttentionMode::Sage => b.sage_attention(&q, &k, &v, None)?,
+            AttentionMode::SageSla(params) => {
+                b.sage_attention(&q, &k, &v, Some((params, proj_l()?)))?
             }
         };
         p.output(b, &out)

@@ -174,6 +174,20 @@ impl WanConfig {
         out
     }
 
+    /// The SLA `proj_l` of every block (TurboWan checkpoints), `[Dh, Dh]` and `[Dh]`.
+    pub fn proj_l_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let hd = self.head_dim();
+        (0..self.num_layers)
+            .flat_map(|i| {
+                let name = format!("blocks.{i}.self_attn.attn_op.local_attn.proj_l");
+                [
+                    (format!("{name}.weight"), vec![hd, hd]),
+                    (format!("{name}.bias"), vec![hd]),
+                ]
+            })
+            .collect()
+    }
+
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
         if self.num_heads == 0 || !self.dim.is_multiple_of(self.num_heads) {

@@ -97,7 +97,7 @@ impl<B: Backend + Clone> WanModel<B> {
     }
 
     fn check_attention(&self, mode: &AttentionMode, key: impl Fn(usize) -> String) -> Result<()> {
-        if let AttentionMode::Sla(params) = mode {
+        if let Some(params) = mode.sla() {
             params.validate()?;
             if let Some(i) = self.blocks.iter().position(|b| !b.self_attn.has_proj_l()) {
                 return Err(CkptError::Missing {

@@ -19,10 +19,11 @@ pub enum Module {
     Conv,
     Flash,
     Quant,
+    Sage,
 }
 
 impl Module {
-    pub const ALL: [Module; 9] = [
+    pub const ALL: [Module; 10] = [
         Module::Elementwise,
         Module::Norm,
         Module::Rope,
@@ -32,6 +33,7 @@ impl Module {
         Module::Conv,
         Module::Flash,
         Module::Quant,
+        Module::Sage,
     ];
 
     /// File name under `kernels/`.
@@ -46,6 +48,7 @@ impl Module {
             Module::Conv => "conv.cu",
             Module::Flash => "flash.cu",
             Module::Quant => "quant.cu",
+            Module::Sage => "sage.cu",
         }
     }
 
@@ -60,6 +63,7 @@ impl Module {
             Module::Conv => include_str!("../../../../kernels/conv.cu"),
             Module::Flash => include_str!("../../../../kernels/flash.cu"),
             Module::Quant => include_str!("../../../../kernels/quant.cu"),
+            Module::Sage => include_str!("../../../../kernels/sage.cu"),
         }
     }
 
@@ -77,7 +81,10 @@ pub const HEADERS: [(&str, &str); 5] = [
     ("common.cuh", include_str!("../../../../kernels/common.cuh")),
     ("async.cuh", include_str!("../../../../kernels/async.cuh")),
     ("mma.cuh", include_str!("../../../../kernels/mma.cuh")),
-    ("softmax.cuh", include_str!("../../../../kernels/softmax.cuh")),
+    (
+        "softmax.cuh",
+        include_str!("../../../../kernels/softmax.cuh"),
+    ),
     ("wgmma.cuh", include_str!("../../../../kernels/wgmma.cuh")),
 ];
 
@@ -125,7 +132,18 @@ pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_
 pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
 pub const QUANTIZE_FP8_ROWS: Kernel = Kernel::new(Module::Quant, "quantize_fp8_rows");
 
-pub const ALL_KERNELS: [Kernel; 30] = [
+pub const SAGE_STATS: Kernel = Kernel::new(Module::Sage, "sage_stats");
+pub const SAGE_STATS_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_stats_reduce");
+pub const SAGE_QUANT_K: Kernel = Kernel::new(Module::Sage, "sage_quant_k");
+pub const SAGE_QUANT_Q: Kernel = Kernel::new(Module::Sage, "sage_quant_q");
+pub const SAGE_SELECT: Kernel = Kernel::new(Module::Sage, "sage_select");
+pub const SAGE_KV: Kernel = Kernel::new(Module::Sage, "sage_kv");
+pub const SAGE_KV_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_kv_reduce");
+pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
+pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
+pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
+
+pub const ALL_KERNELS: [Kernel; 40] = [
     GELU_TANH,
     SILU,
     ADD,
@@ -156,6 +174,16 @@ pub const ALL_KERNELS: [Kernel; 30] = [
     FLASH_ATTENTION,
     FLASH_ATTENTION_MMA,
     QUANTIZE_FP8_ROWS,
+    SAGE_STATS,
+    SAGE_STATS_REDUCE,
+    SAGE_QUANT_K,
+    SAGE_QUANT_Q,
+    SAGE_SELECT,
+    SAGE_KV,
+    SAGE_KV_REDUCE,
+    SAGE_LINEAR,
+    SAGE_ATTENTION,
+    SAGE_ATTENTION_MMA,
 ];
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub mod kernels;
 mod layout;
 mod norm;
 mod quant;
+mod sage;
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -935,6 +936,65 @@ impl Backend for CudaBackend {
             self.check("sla_attention", &[q, k, v, proj_l.anchor()])?;
             let (q, k, v) = (self.f32(q)?, self.f32(k)?, self.f32(v)?);
             attention::sla_attention(&self.dev, &q, &k, &v, params, proj_l)
+        })
+    }
+
+    fn sage_attention(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        sla: Option<(&SlaParams, &CudaLinear)>,
+    ) -> Result<CudaTensor> {
+        // The 8-bit kernels serve the bf16 path; f32 precision and GPUs without FP8 tensor cores
+        // compute the attention exactly.
+        let kernel = sage::sage_kernel(&self.dev, self.portable_attention)
+            .filter(|_| self.precision == Precision::Bf16);
+        let Some(kernel) = kernel else {
+            return match sla {
+                None => self.attention(q, k, v),
+                Some((params, proj_l)) => self.sla_attention(q, k, v, params, proj_l),
+            };
+        };
+        // Profiled by stage: quantization, block selection, linear branch, attention.
+        self.check("sage_attention", &[q, k, v])?;
+        if let Some((_, proj_l)) = sla {
+            self.check("sage_attention", &[proj_l.anchor()])?;
+        }
+        let (q, k, v) = self.timed("sage cast", || {
+            let bf16 = |t: &CudaTensor| converted(&self.dev, t, DType::BF16);
+            Ok((bf16(q)?, bf16(k)?, bf16(v)?))
+        })?;
+        let (len, heads, keep) = sage::check(&q, &k, &v, sla)?;
+        if len == 0 || heads == 0 {
+            return CudaTensor::alloc_as(&self.dev, q.shape(), DType::BF16);
+        }
+        let x = self.timed("sage quantize", || {
+            sage::quantize(&self.dev, &q, &k, &v, (len, heads))
+        })?;
+        let lut = if keep < len.div_ceil(sage::SAGE_BLOCK_K) {
+            Some(self.timed("sage select", || sage::select(&self.dev, &x, keep))?)
+        } else {
+            None
+        };
+        let lin = sla
+            .map(|(_, proj_l)| {
+                let kvw = self.timed("sage linear kv", || {
+                    sage::kv_projected(&self.dev, &k, &v, proj_l)
+                })?;
+                self.timed("sage linear out", || {
+                    sage::linear_branch(&self.dev, &q, &x, &kvw, proj_l)
+                })
+            })
+            .transpose()?;
+        self.timed("sage attention", || {
+            sage::attend(
+                &self.dev,
+                kernel,
+                &x,
+                lut.as_ref().map(|l| (l, keep)),
+                lin.as_ref(),
+            )
         })
     }
 

@@ -1,0 +1,1048 @@
+// SageSLA self-attention: TurboDiffusion's sparse-linear attention with SageAttention2's 8-bit
+// numerics (reference: shared/reference/kernels.md §2 and §6, turbodiffusion.md §4).
+//
+// q, k, v are bf16 [L, H, 128]. A layer runs, in order:
+//   sage_stats / sage_stats_reduce  per head: mean of k (smooth-K), Σ φ(k) (the linear branch's
+//                                   normaliser), per-channel amax of v;
+//   sage_quant_k                    per 128-key block: INT8 k − k̄ with one scale, the block's
+//                                   mean of k − k̄ (for selection), FP8 e4m3 vᵀ per channel;
+//   sage_quant_q                    per 64-query block: INT8 q with one scale and the block mean;
+//   sage_select                     per (head, query block): the top-k key blocks by
+//                                   pooled q · pooled (k − k̄), as ascending indices;
+//   sage_kv / sage_kv_reduce        the linear branch's φ(K)ᵀ V per head, times proj_lᵀ;
+//   sage_linear                     φ(q) · (kv proj_lᵀ) / (φ(q) · Σφ(k) + 1e-5) + proj_l bias;
+//   sage_attention_sm90             softmax(q kᵀ / √d) v over the selected blocks, plus the
+//                                   linear branch, bf16 out.
+// The dense 8-bit mode is the same attention kernel over every key block (no LUT, no linear
+// branch). Blocks are 64 queries × 128 keys on every GPU, TurboDiffusion's Hopper shape, so the
+// selection does not depend on the GPU.
+//
+// Quantized operands are written as the exact shared-memory images the attention kernel's wgmma
+// reads (128-byte rows, 16-byte chunk c of row r at chunk c ^ (r % 8)), one contiguous tile per
+// block, so the kernel stages a tile with one bulk copy and no address arithmetic. V is stored
+// transposed ([channel][token], tokens contiguous: FP8 wgmma needs both operands K-major) with
+// the tokens of every 16-token group in the order [0,1,8,9,2,3,10,11,4,5,12,13,6,7,14,15], which
+// makes the four bytes a thread holds of P̃ after Q Kᵀ exactly its A-operand register for P̃ V.
+#include "mma.cuh"
+#include "softmax.cuh"
+#include "wgmma.cuh"
+
+#define SG_D 128
+#define SG_BQ 64
+#define SG_BK 128
+#define SG_Q_TILE (SG_BQ * SG_D)
+#define SG_K_TILE (SG_BK * SG_D)
+// log2(448): P̃ = 448 · exp2(s − m) fills FP8 e4m3's range [0, 448].
+#define SG_P_SHIFT 8.807354922057604f
+// |V̂| ≤ 2.25 (SpargeAttn's scale_max on every GPU; keeps FP16 PV accumulation safe where used).
+#define SG_V_RANGE 2.25f
+#define SG_AMAX_FLOOR 1e-8f
+// Q Kᵀ accumulators start at the bits of 1.5·2^23: an INT8 dot product over 128 channels stays
+// within ±2^21, so the s32 sum is the bit pattern of the float 1.5·2^23 + s, exact, and one FADD
+// (full rate) recovers s instead of a quarter-rate integer-to-float conversion.
+#define SG_ACC_SEED 0x4B400000
+#define SG_ACC_SEED_F 12582912.0f
+
+// Byte offset of byte `b` of row `r` in a swizzled [rows][128 B] tile.
+__device__ __forceinline__ unsigned sw128(int r, int b) {
+  return r * 128 + ((((b >> 4) ^ r) & 7) << 4) + (b & 15);
+}
+
+// Position of token `w` (0-15) of a 16-token group in the stored V order.
+__device__ __forceinline__ int v_position(int w) {
+  return ((w & 7) >> 1) * 4 + ((w >> 3) << 1) + (w & 1);
+}
+
+// Four bf16 of channels 4·lane .. 4·lane + 3 of one row, as floats.
+__device__ __forceinline__ void load4(const bf16_t* row, int lane, float* x) {
+  const uint2 u = *(const uint2*)(row + 4 * lane);
+  x[0] = bf16_to_f32((bf16_t)(u.x & 0xffff));
+  x[1] = bf16_to_f32((bf16_t)(u.x >> 16));
+  x[2] = bf16_to_f32((bf16_t)(u.y & 0xffff));
+  x[3] = bf16_to_f32((bf16_t)(u.y >> 16));
+}
+
+// Four bf16 of one row (8 bytes at channel 4·lane) as floats.
+__device__ __forceinline__ void unpack4(uint2 u, float* x) {
+  x[0] = bf16_to_f32((bf16_t)(u.x & 0xffff));
+  x[1] = bf16_to_f32((bf16_t)(u.x >> 16));
+  x[2] = bf16_to_f32((bf16_t)(u.y & 0xffff));
+  x[3] = bf16_to_f32((bf16_t)(u.y >> 16));
+}
+
+// φ = softmax over the 128 channels of one row held 4 per lane across a warp.
+__device__ __forceinline__ void phi4(float* x) {
+  float m = warp_max(fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3])));
+  float z = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    x[i] = __expf(x[i] - m);
+    z += x[i];
+  }
+  const float inv = 1.0f / warp_sum(z);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) x[i] *= inv;
+}
+
+__device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
+  unsigned r = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int q = max(-127, min(127, __float2int_rn(x[i] * inv)));
+    r |= ((unsigned)q & 0xffu) << (8 * i);
+  }
+  return r;
+}
+
+// Four floats as FP8 e4m3 bytes, `a` in the lowest (round to nearest, saturating). The
+// conversion exists from sm_89; the backend runs the 8-bit path only there (sage.rs), but every
+// module is compiled for every GPU, so older targets get a trap.
+__device__ __forceinline__ unsigned fp8x4(float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short lo, hi;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lo) : "f"(b), "f"(a));
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hi) : "f"(d), "f"(c));
+  return (unsigned)lo | ((unsigned)hi << 16);
+#else
+  __trap();
+  return 0;
+#endif
+}
+
+// ---- per-head statistics ----
+
+struct SageStatsArgs {
+  float* partial;    // [H, KB, 3, 128]: Σ k, Σ φ(k), max |v| over the block's tokens
+  const bf16_t* k;   // [L, H, 128]
+  const bf16_t* v;   // [L, H, 128]
+  int len;
+  int heads;
+  int kblocks;
+};
+
+// Grid (KB, H), 128 threads: warp w takes tokens 32w .. 32w + 31 of the block.
+extern "C" __global__ void __launch_bounds__(128) sage_stats(const SageStatsArgs a) {
+  __shared__ float part[4][3][SG_D];
+  const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const u64 stride = (u64)a.heads * SG_D;
+  float sk[4] = {0, 0, 0, 0}, sphi[4] = {0, 0, 0, 0}, vmax[4] = {0, 0, 0, 0};
+  // Eight tokens' loads in flight at a time: the per-token softmax would otherwise serialize them.
+  for (int i0 = 0; i0 < 32; i0 += 8) {
+    uint2 kr[8], vr[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int t = blk * SG_BK + warp * 32 + i0 + i;
+      const u64 at = t * stride + h * SG_D + 4 * lane;
+      kr[i] = t < a.len ? *(const uint2*)(a.k + at) : make_uint2(0, 0);
+      vr[i] = t < a.len ? *(const uint2*)(a.v + at) : make_uint2(0, 0);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if (blk * SG_BK + warp * 32 + i0 + i >= a.len) break;
+      float x[4], y[4];
+      unpack4(kr[i], x);
+      unpack4(vr[i], y);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        sk[c] += x[c];
+        vmax[c] = fmaxf(vmax[c], fabsf(y[c]));
+      }
+      phi4(x);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) sphi[c] += x[c];
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    part[warp][0][4 * lane + c] = sk[c];
+    part[warp][1][4 * lane + c] = sphi[c];
+    part[warp][2][4 * lane + c] = vmax[c];
+  }
+  __syncthreads();
+  const int c = threadIdx.x;
+  float* out = a.partial + ((u64)h * a.kblocks + blk) * 3 * SG_D;
+  out[c] = ((part[0][0][c] + part[1][0][c]) + part[2][0][c]) + part[3][0][c];
+  out[SG_D + c] = ((part[0][1][c] + part[1][1][c]) + part[2][1][c]) + part[3][1][c];
+  out[2 * SG_D + c] =
+      fmaxf(fmaxf(part[0][2][c], part[1][2][c]), fmaxf(part[2][2][c], part[3][2][c]));
+}
+
+struct SageStatsReduceArgs {
+  float* stats;            // [H, 3, 128]: k̄, Σ φ(k), V scale (amax / 2.25)
+  const float* partial;    // [H, KB, 3, 128]
+  int len;
+  int kblocks;
+};
+
+// Grid H, 128 threads (one channel each); blocks summed in order, so the result is deterministic.
+extern "C" __global__ void __launch_bounds__(128) sage_stats_reduce(const SageStatsReduceArgs a) {
+  const int h = blockIdx.x, c = threadIdx.x;
+  const float* p = a.partial + (u64)h * a.kblocks * 3 * SG_D + c;
+  float sk = 0.0f, sphi = 0.0f, vmax = 0.0f;
+  for (int b = 0; b < a.kblocks; ++b, p += 3 * SG_D) {
+    sk += p[0];
+    sphi += p[SG_D];
+    vmax = fmaxf(vmax, p[2 * SG_D]);
+  }
+  float* out = a.stats + (u64)h * 3 * SG_D + c;
+  out[0] = sk / (float)a.len;
+  out[SG_D] = sphi;
+  out[2 * SG_D] = fmaxf(vmax, SG_AMAX_FLOOR) / SG_V_RANGE;
+}
+
+// ---- quantization ----
+
+struct SageQuantKArgs {
+  u8* kq;              // [H, KB] tiles [128 keys][128 B] INT8 k − k̄, swizzled
+  u8* vq;              // [H, KB] tiles [128 channels][128 tokens] FP8 e4m3 vᵀ, permuted, swizzled
+  float* kscale;       // [H, KB]
+  float* kpool;        // [H, KB, 128]: mean of k − k̄ over the block's tokens
+  const bf16_t* k;     // [L, H, 128]
+  const bf16_t* v;     // [L, H, 128]
+  const float* stats;  // [H, 3, 128] from sage_stats_reduce
+  int len;
+  int heads;
+  int kblocks;
+};
+
+// Grid (KB, H), 128 threads. K: warp w takes tokens 32w .. 32w + 31, lane 4 channels; a first
+// pass finds the block's amax and channel sums, a second writes the INT8 rows. V: thread c takes
+// channel c and writes its 128-byte row of the transposed tile, 16 permuted tokens at a time.
+// Tokens past L are zero.
+extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKArgs a) {
+  __shared__ float part[4][SG_D];
+  __shared__ float red[32];
+  const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const u64 stride = (u64)a.heads * SG_D;
+  const float* mean = a.stats + (u64)h * 3 * SG_D;
+  float center[4];
+#pragma unroll
+  for (int c = 0; c < 4; ++c) center[c] = mean[4 * lane + c];
+  const int t0 = blk * SG_BK + warp * 32;
+  // The warp's 32 rows stay in registers between the two passes (all loads in flight at once).
+  uint2 rows[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    rows[i] = t0 + i < a.len ? *(const uint2*)(a.k + (t0 + i) * stride + h * SG_D + 4 * lane)
+                             : make_uint2(0, 0);
+  }
+  float sum[4] = {0, 0, 0, 0}, amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    if (t0 + i >= a.len) break;
+    float x[4];
+    unpack4(rows[i], x);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      x[c] -= center[c];
+      sum[c] += x[c];
+      amax = fmaxf(amax, fabsf(x[c]));
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c) part[warp][4 * lane + c] = sum[c];
+  amax = warp_max(amax);
+  if (lane == 0) red[warp] = amax;
+  __syncthreads();
+  amax = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+  const int count = min(SG_BK, a.len - blk * SG_BK);
+  const u64 bi = (u64)h * a.kblocks + blk;
+  {
+    const int c = threadIdx.x;
+    a.kpool[bi * SG_D + c] =
+        (((part[0][c] + part[1][c]) + part[2][c]) + part[3][c]) / (float)count;
+  }
+  const float scale = fmaxf(amax, SG_AMAX_FLOOR) / 127.0f, inv = 1.0f / scale;
+  if (threadIdx.x == 0) a.kscale[bi] = scale;
+  u8* kt = a.kq + bi * SG_K_TILE;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int r = warp * 32 + i;
+    unsigned word = 0;
+    if (t0 + i < a.len) {
+      float x[4];
+      unpack4(rows[i], x);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) x[c] -= center[c];
+      word = quant_s8x4(x, inv);
+    }
+    *(unsigned*)(kt + sw128(r, 4 * lane)) = word;
+  }
+
+  // V: channel c of 16 tokens per 16-byte chunk.
+  const int c = threadIdx.x;
+  const float vinv = 1.0f / mean[2 * SG_D + c];
+  u8* vt = a.vq + bi * SG_K_TILE;
+  const bf16_t* vg = a.v + h * SG_D + c;
+  for (int chunk = 0; chunk < 8; ++chunk) {
+    float x[16];
+#pragma unroll
+    for (int w = 0; w < 16; ++w) {
+      const int t = blk * SG_BK + chunk * 16 + w;
+      x[v_position(w)] = t < a.len ? bf16_to_f32(vg[t * stride]) * vinv : 0.0f;
+    }
+    uint4 out;
+    out.x = fp8x4(x[0], x[1], x[2], x[3]);
+    out.y = fp8x4(x[4], x[5], x[6], x[7]);
+    out.z = fp8x4(x[8], x[9], x[10], x[11]);
+    out.w = fp8x4(x[12], x[13], x[14], x[15]);
+    *(uint4*)(vt + sw128(c, chunk * 16)) = out;
+  }
+}
+
+struct SageQuantQArgs {
+  u8* qq;              // [H, QB] tiles [64 queries][128 B] INT8, swizzled
+  float* qscale;       // [H, QB]: INT8 scale × softmax scale × log2(e)
+  float* qpool;        // [H, QB, 128]: mean of q over the block's tokens
+  const bf16_t* q;     // [L, H, 128]
+  float scale_log2;    // softmax scale × log2(e)
+  int len;
+  int heads;
+  int qblocks;
+};
+
+// Grid (QB, H), 128 threads: warp w takes tokens 16w .. 16w + 15, lane 4 channels.
+extern "C" __global__ void __launch_bounds__(128) sage_quant_q(const SageQuantQArgs a) {
+  __shared__ float part[4][SG_D];
+  __shared__ float red[32];
+  const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const u64 stride = (u64)a.heads * SG_D;
+  const int t0 = blk * SG_BQ + warp * 16;
+  float rows[16][4];
+  float sum[4] = {0, 0, 0, 0}, amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    if (t0 + i < a.len) {
+      load4(a.q + (t0 + i) * stride + h * SG_D, lane, rows[i]);
+    } else {
+      rows[i][0] = rows[i][1] = rows[i][2] = rows[i][3] = 0.0f;
+    }
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      sum[c] += rows[i][c];
+      amax = fmaxf(amax, fabsf(rows[i][c]));
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < 4; ++c) part[warp][4 * lane + c] = sum[c];
+  amax = warp_max(amax);
+  if (lane == 0) red[warp] = amax;
+  __syncthreads();
+  amax = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+  const int count = min(SG_BQ, a.len - blk * SG_BQ);
+  const u64 bi = (u64)h * a.qblocks + blk;
+  {
+    const int c = threadIdx.x;
+    a.qpool[bi * SG_D + c] =
+        (((part[0][c] + part[1][c]) + part[2][c]) + part[3][c]) / (float)count;
+  }
+  const float scale = fmaxf(amax, SG_AMAX_FLOOR) / 127.0f, inv = 1.0f / scale;
+  if (threadIdx.x == 0) a.qscale[bi] = scale * a.scale_log2;
+  u8* qt = a.qq + bi * SG_Q_TILE;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    *(unsigned*)(qt + sw128(warp * 16 + i, 4 * lane)) = quant_s8x4(rows[i], inv);
+  }
+}
+
+// ---- block selection ----
+
+struct SageSelectArgs {
+  int* lut;             // [H, QB, keep]: selected key blocks, ascending
+  const float* qpool;   // [H, QB, 128]
+  const float* kpool;   // [H, KB, 128]
+  int qblocks;
+  int kblocks;
+  int keep;
+};
+
+// Scores as unsigned keys that order like the floats.
+__device__ __forceinline__ unsigned order_key(float f) {
+  const unsigned u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Query blocks per CTA (one warp each) and pooled-key rows per shared-memory chunk. Every pooled
+// key row is read once per CTA, not once per query block: at 720p the rows (591 × 512 B per head)
+// would otherwise be re-read for each of 1182 query blocks.
+#define SG_SELECT_ROWS 16
+#define SG_SELECT_CHUNK 64
+
+// Grid (ceil(QB / 16), H), 512 threads, dynamic shared memory 4·(16·KB + 64·129 + 16·128) bytes.
+// Warp w scores query block 16·blockIdx.x + w against every key block, then finds the keep-th
+// largest score bit by bit (32 counting passes instead of a sort) and writes the blocks above it
+// and, by lowest index, the ties at it, in ascending order.
+extern "C" __global__ void __launch_bounds__(512) sage_select(const SageSelectArgs a) {
+  extern __shared__ float sel[];
+  unsigned* keys = (unsigned*)sel;                          // [16][KB]
+  float* kc = sel + SG_SELECT_ROWS * a.kblocks;             // [64][129]
+  float* pq = kc + SG_SELECT_CHUNK * (SG_D + 1);            // [16][128]
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int qb0 = blockIdx.x * SG_SELECT_ROWS, qb = qb0 + warp;
+  for (int i = tid; i < SG_SELECT_ROWS * SG_D; i += 512) {
+    const int r = qb0 + i / SG_D;
+    pq[i] = r < a.qblocks ? a.qpool[((u64)h * a.qblocks + r) * SG_D + i % SG_D] : 0.0f;
+  }
+  unsigned* mine = keys + warp * a.kblocks;
+  const float* q = pq + warp * SG_D;
+  for (int c0 = 0; c0 < a.kblocks; c0 += SG_SELECT_CHUNK) {
+    const int n = min(SG_SELECT_CHUNK, a.kblocks - c0);
+    __syncthreads();
+    const float* src = a.kpool + ((u64)h * a.kblocks + c0) * SG_D;
+    for (int i = tid; i < n * SG_D; i += 512) kc[(i / SG_D) * (SG_D + 1) + i % SG_D] = src[i];
+    __syncthreads();
+    for (int jj = lane; jj < n; jj += 32) {
+      const float* k = kc + jj * (SG_D + 1);
+      float s = 0.0f;
+#pragma unroll 8
+      for (int d = 0; d < SG_D; ++d) s = fmaf(q[d], k[d], s);
+      mine[c0 + jj] = order_key(s);
+    }
+  }
+  __syncwarp();
+  if (qb >= a.qblocks) return;
+  unsigned thr = 0;
+  for (int bit = 31; bit >= 0; --bit) {
+    const unsigned cand = thr | (1u << bit);
+    unsigned n = 0;
+    for (int j = lane; j < a.kblocks; j += 32) n += mine[j] >= cand;
+    if ((int)__reduce_add_sync(0xffffffffu, n) >= a.keep) thr = cand;
+  }
+  unsigned above = 0;
+  for (int j = lane; j < a.kblocks; j += 32) above += mine[j] > thr;
+  const int tie_slots = a.keep - (int)__reduce_add_sync(0xffffffffu, above);
+  const unsigned before = (1u << lane) - 1;
+  int* lut = a.lut + ((u64)h * a.qblocks + qb) * a.keep;
+  int pos = 0, ties = 0;
+  for (int base = 0; base < a.kblocks; base += 32) {
+    const int j = base + lane;
+    const unsigned key = j < a.kblocks ? mine[j] : 0;
+    const bool eq = j < a.kblocks && key == thr;
+    const unsigned eqs = __ballot_sync(0xffffffffu, eq);
+    const bool take = (j < a.kblocks && key > thr) || (eq && ties + __popc(eqs & before) < tie_slots);
+    const unsigned takes = __ballot_sync(0xffffffffu, take);
+    if (take) lut[pos + __popc(takes & before)] = j;
+    pos += __popc(takes);
+    ties += __popc(eqs);
+  }
+}
+
+// ---- linear branch ----
+
+#define SG_KV_CHUNK 1024
+// kv · proj_lᵀ of one head as the B operand image of sage_linear: [128 rows][256 B] bf16,
+// 16-byte chunks swizzled by row % 8 (fm_offset).
+#define SG_KVW_BYTES (SG_D * SG_D * 2)
+
+struct SageKvArgs {
+  float* partial;      // [H, S, 128, 128]: Σ φ(k)ᵀ v over chunk s of SG_KV_CHUNK tokens
+  const bf16_t* k;     // [L, H, 128]
+  const bf16_t* v;     // [L, H, 128]
+  int len;
+  int heads;
+  int chunks;          // S
+};
+
+// Grid (S, H), 256 threads: warp w accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the
+// chunk's 128×128 partial with bf16 m16n8k16 MMAs over 64-token tiles that all warps stage: φ(k)
+// (computed here, 8 tokens per warp) and v, each [64 tokens][256 B]. Both operands are
+// token-major in shared memory, so both go through ldmatrix.trans. The next tile's k and v are
+// loaded into registers while this one multiplies.
+extern "C" __global__ void __launch_bounds__(256) sage_kv(const SageKvArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  __shared__ __align__(128) u8 tiles[2 * 64 * 256];
+  const unsigned sphi = smem_addr(tiles), sv = sphi + 64 * 256;
+  const int s = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int m = lane >> 3;
+  const u64 stride = (u64)a.heads * SG_D;
+  const bf16_t* kg = a.k + h * SG_D + 4 * lane;
+  const bf16_t* vg = a.v + h * SG_D + 4 * lane;
+  float acc[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
+  const int end = min(a.len, (s + 1) * SG_KV_CHUNK);
+  uint2 kr[8], vr[8];
+  const auto load = [&](int base) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int t = base + warp * 8 + i;
+      kr[i] = t < end ? *(const uint2*)(kg + t * stride) : make_uint2(0, 0);
+      vr[i] = t < end ? *(const uint2*)(vg + t * stride) : make_uint2(0, 0);
+    }
+  };
+  load(s * SG_KV_CHUNK);
+  for (int base = s * SG_KV_CHUNK; base < end; base += 64) {
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int r = warp * 8 + i;
+      float x[4];
+      unpack4(kr[i], x);
+      if (base + r < end) {
+        phi4(x);
+      }
+      const unsigned at = fm_offset(r, lane >> 1) + (lane & 1) * 8;
+      *(uint2*)(tiles + at) = make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+      *(uint2*)(tiles + 64 * 256 + at) = vr[i];
+    }
+    __syncthreads();
+    if (base + 64 < end) load(base + 64);
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+      unsigned af[4];
+      ldmatrix_x4_trans(af, sphi + fm_offset(16 * ks + (m >> 1) * 8 + (lane & 7), 2 * warp + (m & 1)));
+#pragma unroll
+      for (int dp = 0; dp < 8; ++dp) {
+        unsigned b[4];
+        ldmatrix_x4_trans(b, sv + fm_offset(16 * ks + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
+        mma_bf16(acc + 8 * dp, af, b[0], b[1]);
+        mma_bf16(acc + 8 * dp + 4, af, b[2], b[3]);
+      }
+    }
+  }
+  float* out = a.partial + ((u64)h * a.chunks + s) * SG_D * SG_D;
+  const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
+#pragma unroll
+  for (int g = 0; g < 16; ++g) {
+    *(float2*)(out + r0 * SG_D + 8 * g + col) = make_float2(acc[4 * g], acc[4 * g + 1]);
+    *(float2*)(out + (r0 + 8) * SG_D + 8 * g + col) = make_float2(acc[4 * g + 2], acc[4 * g + 3]);
+  }
+#else
+  __trap();
+#endif
+}
+
+struct SageKvReduceArgs {
+  u8* kvw;               // [H] images of kv · proj_lᵀ (SG_KVW_BYTES each)
+  const float* partial;  // [H, S, 128, 128]
+  const void* weight;    // proj_l [128 out, 128 in]
+  int weight_dt;
+  int chunks;
+};
+
+#define SG_KVW_ROWS 16
+#define SG_KV_REDUCE_SMEM ((SG_D * (SG_D + 1) + SG_KVW_ROWS * SG_D) * 4)
+
+// Grid (128 / 16, H), 128 threads (one output column each), SG_KV_REDUCE_SMEM dynamic shared
+// memory: rows 16·blockIdx.x .. + 15 of kv (chunks summed in order, so deterministic), then those
+// rows times proj_lᵀ, from proj_l staged transposed in shared memory.
+extern "C" __global__ void __launch_bounds__(128) sage_kv_reduce(const SageKvReduceArgs a) {
+  extern __shared__ float red_smem[];
+  float* wt = red_smem;                   // [128 in][129]: proj_l transposed
+  float* rows = red_smem + SG_D * (SG_D + 1);  // [16][128]
+  const int r0 = blockIdx.x * SG_KVW_ROWS, h = blockIdx.y, c = threadIdx.x;
+  for (int i = c; i < SG_D * SG_D; i += 128) {
+    wt[(i % SG_D) * (SG_D + 1) + i / SG_D] = load_elem(a.weight, a.weight_dt, i);
+  }
+  const float* p = a.partial + ((u64)h * a.chunks * SG_D + r0) * SG_D + c;
+  // Rows innermost: sixteen independent loads in flight per chunk.
+  float sum[SG_KVW_ROWS];
+#pragma unroll
+  for (int r = 0; r < SG_KVW_ROWS; ++r) sum[r] = 0.0f;
+  for (int s = 0; s < a.chunks; ++s) {
+#pragma unroll
+    for (int r = 0; r < SG_KVW_ROWS; ++r) sum[r] += p[(u64)s * SG_D * SG_D + r * SG_D];
+  }
+#pragma unroll
+  for (int r = 0; r < SG_KVW_ROWS; ++r) rows[r * SG_D + c] = sum[r];
+  __syncthreads();
+  bf16_t* img = (bf16_t*)(a.kvw + (u64)h * SG_KVW_BYTES);
+  for (int r = 0; r < SG_KVW_ROWS; ++r) {
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int d2 = 0; d2 < SG_D; ++d2) acc = fmaf(rows[r * SG_D + d2], wt[d2 * (SG_D + 1) + c], acc);
+    const int d1 = r0 + r;
+    img[(((d1 * 16) + ((c >> 3) ^ (d1 & 7))) << 3) + (c & 7)] = f32_to_bf16(acc);
+  }
+}
+
+struct SageLinearArgs {
+  bf16_t* out;          // [L, H, 128]: the projected linear branch
+  const bf16_t* q;      // [L, H, 128]
+  const u8* kvw;        // [H] images from sage_kv_reduce
+  const float* stats;   // [H, 3, 128]: Σ φ(k) in row 1
+  const void* bias;     // proj_l bias [128] or null
+  int bias_dt;
+  int len;
+  int heads;
+};
+
+#define SG_LINEAR_ROWS 128
+#define SG_LINEAR_SMEM (SG_LINEAR_ROWS * 256 + SG_KVW_BYTES + SG_LINEAR_ROWS * 4)
+
+// Grid (ceil(L / 128), H), 256 threads, SG_LINEAR_SMEM dynamic shared memory. Warp w computes
+// rows 16w .. 16w + 15: φ(q) (bf16, as upstream's autocast matmul sees it) times the head's
+// kv · proj_lᵀ on m16n8k16 MMAs, divided by φ(q) · Σ φ(k) + 1e-5, plus the bias.
+extern "C" __global__ void __launch_bounds__(256) sage_linear(const SageLinearArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  extern __shared__ __align__(128) u8 lsm[];
+  const unsigned sq = smem_addr(lsm), sb = sq + SG_LINEAR_ROWS * 256;
+  float* den = (float*)(lsm + SG_LINEAR_ROWS * 256 + SG_KVW_BYTES);
+  const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int m = lane >> 3;
+  const u64 stride = (u64)a.heads * SG_D;
+  const u8* img = a.kvw + (u64)h * SG_KVW_BYTES;
+  for (int i = threadIdx.x; i < SG_KVW_BYTES / 16; i += 256) cp_async16(sb + 16 * i, img + 16 * i, 16);
+  cp_async_commit();
+  const float* ksum = a.stats + (u64)h * 3 * SG_D + SG_D;
+  float kz[4];
+#pragma unroll
+  for (int c = 0; c < 4; ++c) kz[c] = ksum[4 * lane + c];
+  const int t0 = blk * SG_LINEAR_ROWS + warp * 16;
+  uint2 qr[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    qr[i] = t0 + i < a.len ? *(const uint2*)(a.q + (t0 + i) * stride + h * SG_D + 4 * lane)
+                           : make_uint2(0, 0);
+  }
+#pragma unroll
+  for (int i = 0; i < 16; ++i) {
+    const int r = warp * 16 + i;
+    float x[4], z = 1.0f;
+    unpack4(qr[i], x);
+    if (t0 + i < a.len) {
+      phi4(x);
+      z = warp_sum(x[0] * kz[0] + x[1] * kz[1] + x[2] * kz[2] + x[3] * kz[3]) + 1e-5f;
+    }
+    *(uint2*)(lsm + fm_offset(r, lane >> 1) + (lane & 1) * 8) =
+        make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+    if (lane == 0) den[r] = z;
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < 8; ++kk) {
+    unsigned af[4];
+    ldmatrix_x4(af, sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
+#pragma unroll
+    for (int dp = 0; dp < 8; ++dp) {
+      unsigned b[4];
+      ldmatrix_x4_trans(b, sb + fm_offset(16 * kk + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
+      mma_bf16(o + 8 * dp, af, b[0], b[1]);
+      mma_bf16(o + 8 * dp + 4, af, b[2], b[3]);
+    }
+  }
+  const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r = r0 + 8 * half, t = blk * SG_LINEAR_ROWS + r;
+    if (t >= a.len) continue;
+    const float inv = 1.0f / den[r];
+    bf16_t* out = a.out + t * stride + h * SG_D + col;
+#pragma unroll
+    for (int g = 0; g < 16; ++g) {
+      const int n = 8 * g + col;
+      const float b0 = a.bias ? load_elem(a.bias, a.bias_dt, n) : 0.0f;
+      const float b1 = a.bias ? load_elem(a.bias, a.bias_dt, n + 1) : 0.0f;
+      *(unsigned*)(out + 8 * g) =
+          pack_bf16x2(fmaf(o[4 * g + 2 * half], inv, b0), fmaf(o[4 * g + 2 * half + 1], inv, b1));
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
+// ---- attention ----
+
+struct SageArgs {
+  bf16_t* out;          // [L, H, 128]
+  const u8* q;          // sage_quant_q tiles
+  const u8* k;          // sage_quant_k K tiles
+  const u8* v;          // sage_quant_k Vᵀ tiles
+  const float* qscale;  // [H, QB] (× softmax scale × log2 e)
+  const float* kscale;  // [H, KB]
+  const float* stats;   // [H, 3, 128]: V channel scales in row 2
+  const int* lut;       // [H, QB, blocks] from sage_select, or null for every key block in order
+  const bf16_t* lin;    // [L, H, 128] linear branch to add, or null
+  int len;
+  int heads;
+  int qblocks;
+  int kblocks;
+  int blocks;           // key blocks per query block
+};
+
+// P̃ (FP8) as the A operand of the k32 steps of P̃ V: step kk covers S groups 4kk .. 4kk + 3,
+// whose columns the permuted V order lines up with this thread's register bytes.
+__device__ __forceinline__ void pack_p8(unsigned* p, const float* s) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const float* g = s + 16 * kk;
+    p[4 * kk] = fp8x4(g[0], g[1], g[4], g[5]);
+    p[4 * kk + 1] = fp8x4(g[2], g[3], g[6], g[7]);
+    p[4 * kk + 2] = fp8x4(g[8], g[9], g[12], g[13]);
+    p[4 * kk + 3] = fp8x4(g[10], g[11], g[14], g[15]);
+  }
+}
+
+// O[16 rows of a warp][128] in the m16n8 layout, scaled by V's channel scales and 1 / row sum,
+// plus the linear branch, as bf16 rows `row0` and `row0 + 8` of head `h`.
+__device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, float l0, float l1,
+                                           int row0, int h) {
+  const int lane = threadIdx.x & 31, col = (lane & 3) * 2;
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv[2] = {1.0f / l0, 1.0f / l1};
+  const float* vs = a.stats + (u64)h * 3 * SG_D + 2 * SG_D;
+  const u64 stride = (u64)a.heads * SG_D;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int t = row0 + 8 * half;
+    if (t >= a.len) continue;
+    const u64 at = t * stride + h * SG_D + col;
+#pragma unroll
+    for (int g = 0; g < 16; ++g) {
+      const int n = 8 * g + col;
+      float x0 = o[4 * g + 2 * half] * inv[half] * vs[n];
+      float x1 = o[4 * g + 2 * half + 1] * inv[half] * vs[n + 1];
+      if (a.lin) {
+        const unsigned l = *(const unsigned*)(a.lin + at + 8 * g);
+        x0 += bf16_to_f32((bf16_t)(l & 0xffff));
+        x1 += bf16_to_f32((bf16_t)(l >> 16));
+      }
+      *(unsigned*)(a.out + at + 8 * g) = pack_bf16x2(x0, x1);
+    }
+  }
+}
+
+// The scores of one tile from seeded accumulators, which are re-seeded for the next tile.
+__device__ __forceinline__ void unseed(float* s, int* acc) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) {
+    s[i] = __int_as_float(acc[i]) - SG_ACC_SEED_F;
+    acc[i] = SG_ACC_SEED;
+  }
+}
+
+// o = (o + t) · c per row: the FP8 products of one tile, accumulated on their own (Hopper's FP8
+// MMA keeps about 22 bits of its f32 accumulator), join the f32 sum rescaled to the new maxima.
+__device__ __forceinline__ void accumulate(float* o, const float* t, float c0, float c1) {
+  if (__any_sync(0xffffffffu, c0 != 1.0f || c1 != 1.0f)) {
+#pragma unroll
+    for (int g = 0; g < 16; ++g) {
+      o[4 * g] = (o[4 * g] + t[4 * g]) * c0;
+      o[4 * g + 1] = (o[4 * g + 1] + t[4 * g + 1]) * c0;
+      o[4 * g + 2] = (o[4 * g + 2] + t[4 * g + 2]) * c1;
+      o[4 * g + 3] = (o[4 * g + 3] + t[4 * g + 3]) * c1;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] += t[i];
+  }
+}
+
+#define SG_STAGES 3
+#define SG_STAGE_BYTES (2 * SG_K_TILE)
+// Two Q tiles, then per consumer SG_STAGES stages of (K, Vᵀ), plus slack to align to 1024 bytes.
+#define SG_SMEM_BYTES (2 * SG_Q_TILE + 2 * SG_STAGES * SG_STAGE_BYTES + 1024)
+#define SG_PRODUCER_REGS 24
+#define SG_CONSUMER_REGS 240
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define SG_D8(i)                                                                              \
+  "+r"(d[(i)]), "+r"(d[(i) + 1]), "+r"(d[(i) + 2]), "+r"(d[(i) + 3]), "+r"(d[(i) + 4]),         \
+      "+r"(d[(i) + 5]), "+r"(d[(i) + 6]), "+r"(d[(i) + 7])
+#define SG_D64 SG_D8(0), SG_D8(8), SG_D8(16), SG_D8(24), SG_D8(32), SG_D8(40), SG_D8(48), SG_D8(56)
+#define SG_F8(i)                                                                              \
+  "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),         \
+      "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
+#define SG_F64 SG_F8(0), SG_F8(8), SG_F8(16), SG_F8(24), SG_F8(32), SG_F8(40), SG_F8(48), SG_F8(56)
+#define SG_REGS64                                                                             \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "  \
+  "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
+  "%56, %57, %58, %59, %60, %61, %62, %63}"
+
+// d[64x128] (+)= A[64x32] · B[128x32]ᵀ in INT8, both K-major in shared memory.
+__device__ __forceinline__ void wgmma_s8(int* d, u64 a, u64 b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " SG_REGS64 ", %64, %65, p;\n}\n"
+      : SG_D64
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
+// d[64x128] (+)= A[64x32] · B[128x32]ᵀ in FP8 e4m3, A from registers, B K-major in shared memory.
+__device__ __forceinline__ void wgmma_e4m3(float* d, const unsigned* a, u64 b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " SG_REGS64
+      ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+      : SG_F64
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+}
+
+__device__ __forceinline__ void issue_qk8(int* s, unsigned qa, unsigned kb) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    wgmma_s8(s, smem_desc(qa + kk * 32, 16, 1024), smem_desc(kb + kk * 32, 16, 1024), 1);
+  wgmma_commit();
+}
+
+// t = P̃ V for one tile into a fresh accumulator.
+__device__ __forceinline__ void issue_pv8(float* t, const unsigned* p, unsigned vb) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) wgmma_e4m3(t, p + 4 * kk, smem_desc(vb + kk * 32, 16, 1024), kk > 0);
+  wgmma_commit();
+}
+#endif
+
+// Grid (ceil(QB / 2), H), 384 threads, SG_SMEM_BYTES dynamic shared memory (sm_90a).
+//
+// Warpgroups 0 and 1 are consumers, each of its own 64-query block (2·blockIdx.x + wg) with its
+// own list of key blocks; warpgroup 2 is the producer, whose lane 0 of warp c streams consumer
+// c's Q tile and K/Vᵀ tiles with one bulk copy each into that consumer's ring of three stages
+// (`full`/`empty` mbarriers). A consumer's iteration j issues S_j = Q K_jᵀ (INT8 wgmma, s32) and
+// T = P̃_{j-1} V_{j-1} (FP8 wgmma, fresh f32 accumulator) back to back, runs the softmax of S_j
+// (dequantized by q scale · k scale) while T is in flight, then folds T into O. (Dense, one ring
+// shared by both consumers halves the L2 traffic but measured 8 % slower: the consumers then
+// wait on each other.)
+extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const SageArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ u8 smem_raw[];
+  // Per consumer: full[SG_STAGES], empty[SG_STAGES], q.
+  __shared__ __align__(8) u64 bars[2 * (2 * SG_STAGES + 1)];
+  // Per consumer and stage: the staged key block and its scale, written by the producer before
+  // it arrives on the stage's barrier (so the consumer reads no global memory in its loop).
+  __shared__ int stage_blk[2][SG_STAGES];
+  __shared__ float stage_scale[2][SG_STAGES];
+  const unsigned base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const int h = blockIdx.y, wg = threadIdx.x >> 7;
+  const unsigned bar0 = smem_addr(bars);
+#define SG_FULL(c, t) (bar0 + 8 * ((c) * (2 * SG_STAGES + 1) + (t)))
+#define SG_EMPTY(c, t) (SG_FULL(c, t) + 8 * SG_STAGES)
+#define SG_QBAR(c) (SG_FULL(c, 0) + 16 * SG_STAGES)
+#define SG_QTILE(c) (base + (c) * SG_Q_TILE)
+#define SG_KTILE(c, t) (base + 2 * SG_Q_TILE + ((c) * SG_STAGES + (t)) * SG_STAGE_BYTES)
+  if (threadIdx.x == 0) {
+    for (int c = 0; c < 2; ++c) {
+      for (int t = 0; t < SG_STAGES; ++t) {
+        mbar_init(SG_FULL(c, t), 1);
+        mbar_init(SG_EMPTY(c, t), 128);
+      }
+      mbar_init(SG_QBAR(c), 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 2) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(SG_PRODUCER_REGS));
+    const int c = (threadIdx.x >> 5) & 3;
+    const int qb = 2 * blockIdx.x + c;
+    if (c < 2 && (threadIdx.x & 31) == 0 && qb < a.qblocks) {
+      const u64 row = (u64)h * a.qblocks + qb;
+      mbar_expect(SG_QBAR(c), SG_Q_TILE);
+      bulk_copy(SG_QTILE(c), a.q + row * SG_Q_TILE, SG_Q_TILE, SG_QBAR(c));
+      const int* lut = a.lut ? a.lut + row * a.blocks : nullptr;
+      const u8* kg = a.k + (u64)h * a.kblocks * SG_K_TILE;
+      const u8* vg = a.v + (u64)h * a.kblocks * SG_K_TILE;
+      const float* ks = a.kscale + (u64)h * a.kblocks;
+      for (int j = 0; j < a.blocks; ++j) {
+        const int t = j % SG_STAGES;
+        const int blk = lut ? lut[j] : j;
+        const float scale = ks[blk];
+        if (j >= SG_STAGES) mbar_wait(SG_EMPTY(c, t), ((j / SG_STAGES) - 1) & 1);
+        stage_blk[c][t] = blk;
+        stage_scale[c][t] = scale;
+        mbar_expect(SG_FULL(c, t), SG_STAGE_BYTES);
+        bulk_copy(SG_KTILE(c, t), kg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, t));
+        bulk_copy(SG_KTILE(c, t) + SG_K_TILE, vg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, t));
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(SG_CONSUMER_REGS));
+  const int qb = 2 * blockIdx.x + wg;
+  if (qb >= a.qblocks) return;
+  const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const float qs = a.qscale[(u64)h * a.qblocks + qb];
+  const unsigned qa = SG_QTILE(wg);
+  int acc[64];
+  float s[64], o[64], t[64];
+  unsigned p[16];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) {
+    o[i] = 0.0f;
+    acc[i] = SG_ACC_SEED;
+  }
+  float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
+
+  mbar_wait(SG_QBAR(wg), 0);
+  mbar_wait(SG_FULL(wg, 0), 0);
+  wgmma_fence();
+  issue_qk8(acc, qa, SG_KTILE(wg, 0));
+  wgmma_wait<0>();
+  pin(acc);
+  unseed(s, acc);
+  online_softmax<16>(s, stage_blk[wg][0] * SG_BK, a.len, qs * stage_scale[wg][0], SG_P_SHIFT, m0, m1,
+                     l0, l1, c0, c1);
+  pack_p8(p, s);
+
+  for (int j = 1; j < a.blocks; ++j) {
+    const int st = j % SG_STAGES, prev = (j - 1) % SG_STAGES;
+    mbar_wait(SG_FULL(wg, st), (j / SG_STAGES) & 1);
+    const int key0 = stage_blk[wg][st] * SG_BK;
+    const float scale = qs * stage_scale[wg][st];
+    wgmma_fence();
+    issue_qk8(acc, qa, SG_KTILE(wg, st));
+    issue_pv8(t, p, SG_KTILE(wg, prev) + SG_K_TILE);
+    wgmma_wait<1>();
+    pin(acc);
+    unseed(s, acc);
+    online_softmax<16>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1);
+    wgmma_wait<0>();
+    pin(t);
+    mbar_arrive(SG_EMPTY(wg, prev));
+    accumulate(o, t, c0, c1);
+    pack_p8(p, s);
+  }
+  wgmma_fence();
+  issue_pv8(t, p, SG_KTILE(wg, (a.blocks - 1) % SG_STAGES) + SG_K_TILE);
+  wgmma_wait<0>();
+  pin(t);
+  accumulate(o, t, 1.0f, 1.0f);
+#undef SG_FULL
+#undef SG_EMPTY
+#undef SG_QBAR
+#undef SG_QTILE
+#undef SG_KTILE
+  store_sage(a, o, l0, l1, qb * SG_BQ + warp * 16 + (lane >> 2), h);
+#else
+  __trap();
+#endif
+}
+
+// ---- portable kernel: mma.sync (sm_89 and later but sm_90a: RTX 4090/5090, L40) ----
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+// Byte offset of 16-byte chunk `c` (of 8) of row `r` in a swizzled [rows][128 B] tile.
+__device__ __forceinline__ unsigned sw_chunk(int r, int c) { return r * 128 + (((c ^ r) & 7) << 4); }
+
+// d (16x8, s32) += a (16x32, s8) · b (32x8, s8).
+__device__ __forceinline__ void mma_s8(int* d, const unsigned* a, unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// d (16x8, f32) += a (16x32, e4m3) · b (32x8, e4m3).
+__device__ __forceinline__ void mma_e4m3(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// One tile image (`bytes`, contiguous) global -> shared by the CTA's 128 threads.
+__device__ __forceinline__ void copy_tile(unsigned dst, const u8* src, int bytes) {
+  for (int i = threadIdx.x; i < bytes / 16; i += 128) cp_async16(dst + 16 * i, src + 16 * i, 16);
+}
+#endif
+
+#define SG_MMA_SMEM_BYTES (SG_Q_TILE + 2 * SG_STAGE_BYTES)
+
+// Grid (QB, H), 128 threads, SG_MMA_SMEM_BYTES dynamic shared memory. One 64-query block per CTA,
+// four warps of 16 rows; K/Vᵀ tiles double-buffered by cp.async from the same images the Hopper
+// kernel bulk-copies. Q Kᵀ and P̃ V are m16n8k32 MMAs (INT8 → s32, FP8 → f32) with operands
+// through ldmatrix; P̃ V accumulates each 8-channel group over the tile's 128 keys on its own
+// before joining O, so the two-level accumulation costs 8 registers, not 64.
+extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  extern __shared__ __align__(128) u8 sg_smem[];
+  const unsigned sq = smem_addr(sg_smem), skv = sq + SG_Q_TILE;
+  const int qb = blockIdx.x, h = blockIdx.y;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = lane >> 3;
+  const u64 row = (u64)h * a.qblocks + qb;
+  const int* lut = a.lut ? a.lut + row * a.blocks : nullptr;
+  const u8* kg = a.k + (u64)h * a.kblocks * SG_K_TILE;
+  const u8* vg = a.v + (u64)h * a.kblocks * SG_K_TILE;
+  const float* ks = a.kscale + (u64)h * a.kblocks;
+  const float qs = a.qscale[row];
+#define SG_STAGE(j) (skv + ((j) & 1) * SG_STAGE_BYTES)
+
+  int blk = lut ? lut[0] : 0;
+  copy_tile(sq, a.q + row * SG_Q_TILE, SG_Q_TILE);
+  copy_tile(SG_STAGE(0), kg + (u64)blk * SG_K_TILE, SG_K_TILE);
+  copy_tile(SG_STAGE(0) + SG_K_TILE, vg + (u64)blk * SG_K_TILE, SG_K_TILE);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Q fragments of this warp's 16 rows: (rows 0-7 | 8-15) x (bytes 0-15 | 16-31) of each k32 step.
+  unsigned qf[4][4];
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+    ldmatrix_x4(qf[kk], sq + sw_chunk(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
+
+  int acc[64];
+  float s[64], o[64];
+  unsigned p[16];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) {
+    o[i] = 0.0f;
+    acc[i] = SG_ACC_SEED;
+  }
+  float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
+
+  for (int j = 0; j < a.blocks; ++j) {
+    if (j + 1 < a.blocks) {
+      const u64 next = lut ? lut[j + 1] : j + 1;
+      copy_tile(SG_STAGE(j + 1), kg + next * SG_K_TILE, SG_K_TILE);
+      copy_tile(SG_STAGE(j + 1) + SG_K_TILE, vg + next * SG_K_TILE, SG_K_TILE);
+      cp_async_commit();
+    }
+    blk = lut ? lut[j] : j;
+    const unsigned kb = SG_STAGE(j), vb = kb + SG_K_TILE;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int np = 0; np < 8; ++np) {
+        // Key groups 2np and 2np+1, bytes 32kk .. 32kk + 31.
+        unsigned b[4];
+        ldmatrix_x4(b, kb + sw_chunk((2 * np + (m >> 1)) * 8 + (lane & 7), 2 * kk + (m & 1)));
+        mma_s8(acc + 8 * np, qf[kk], b[0], b[1]);
+        mma_s8(acc + 8 * np + 4, qf[kk], b[2], b[3]);
+      }
+    }
+    unseed(s, acc);
+    online_softmax<16>(s, blk * SG_BK, a.len, qs * ks[blk], SG_P_SHIFT, m0, m1, l0, l1, c0, c1);
+    pack_p8(p, s);
+#pragma unroll
+    for (int np = 0; np < 8; ++np) {
+      // Channel groups 2np and 2np+1 over the tile's four k32 token steps.
+      float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        unsigned b[4];
+        ldmatrix_x4(b, vb + sw_chunk((2 * np + (m >> 1)) * 8 + (lane & 7), 2 * kk + (m & 1)));
+        mma_e4m3(t, p + 4 * kk, b[0], b[1]);
+        mma_e4m3(t + 4, p + 4 * kk, b[2], b[3]);
+      }
+#pragma unroll
+      for (int e = 0; e < 8; e += 4) {
+        float* og = o + 8 * np + e;
+        og[0] = (og[0] * c0) + t[e];
+        og[1] = (og[1] * c0) + t[e + 1];
+        og[2] = (og[2] * c1) + t[e + 2];
+        og[3] = (og[3] * c1) + t[e + 3];
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+  }
+#undef SG_STAGE
+  store_sage(a, o, l0, l1, qb * SG_BQ + warp * 16 + (lane >> 2), h);
+#else
+  __trap();
+#endif
+}

@@ -1,0 +1,490 @@
+//! Launchers for `kernels/sage.cu`: 8-bit (INT8 Q·Kᵀ, FP8 P̃·V) self-attention, dense or
+//! TurboDiffusion's SageSLA (top-k key blocks plus the linear branch through `proj_l`).
+
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+
+use super::alloc::DeviceBuffer;
+use super::device::Device;
+use super::{CudaLinear, CudaTensor, LinearWeight, dt_code, kernels};
+use crate::shapes;
+use crate::{DType, Error, Result, SlaParams};
+
+/// `SG_D`, `SG_BQ`, `SG_BK` of sage.cu: head dim and block shape (queries × keys).
+pub const SAGE_HEAD_DIM: usize = 128;
+pub const SAGE_BLOCK_Q: usize = 64;
+pub const SAGE_BLOCK_K: usize = 128;
+/// Bytes of one quantized Q tile and of one K or Vᵀ tile.
+const Q_TILE: usize = SAGE_BLOCK_Q * SAGE_HEAD_DIM;
+const K_TILE: usize = SAGE_BLOCK_K * SAGE_HEAD_DIM;
+/// `SG_KV_CHUNK`, `SG_KVW_BYTES`, `SG_KVW_ROWS`, `SG_KV_REDUCE_SMEM`, `SG_LINEAR_ROWS`,
+/// `SG_LINEAR_SMEM`.
+const KV_CHUNK: usize = 1024;
+const KVW_BYTES: usize = SAGE_HEAD_DIM * SAGE_HEAD_DIM * 2;
+const KVW_ROWS: usize = 16;
+const KV_REDUCE_SMEM: u32 =
+    ((SAGE_HEAD_DIM * (SAGE_HEAD_DIM + 1) + KVW_ROWS * SAGE_HEAD_DIM) * 4) as u32;
+const LINEAR_ROWS: usize = 128;
+const LINEAR_SMEM: u32 = (LINEAR_ROWS * 256 + KVW_BYTES + LINEAR_ROWS * 4) as u32;
+/// `SG_SELECT_ROWS`, `SG_SELECT_CHUNK`, and the most key blocks whose scores fit the shared
+/// memory every supported GPU gives a block (99 KB on sm_120): 120,320 tokens.
+const SELECT_ROWS: usize = 16;
+const SELECT_CHUNK: usize = 64;
+const SELECT_MAX_KEY_BLOCKS: usize = 940;
+/// `SG_SMEM_BYTES` (three stages per consumer) and `SG_MMA_SMEM_BYTES`.
+const SM90_SMEM: u32 = (2 * Q_TILE + 2 * 3 * 2 * K_TILE + 1024) as u32;
+const MMA_SMEM: u32 = (Q_TILE + 2 * 2 * K_TILE) as u32;
+
+#[repr(C)]
+struct StatsArgs {
+    partial: u64,
+    k: u64,
+    v: u64,
+    len: i32,
+    heads: i32,
+    kblocks: i32,
+}
+
+#[repr(C)]
+struct StatsReduceArgs {
+    stats: u64,
+    partial: u64,
+    len: i32,
+    kblocks: i32,
+}
+
+#[repr(C)]
+struct QuantKArgs {
+    kq: u64,
+    vq: u64,
+    kscale: u64,
+    kpool: u64,
+    k: u64,
+    v: u64,
+    stats: u64,
+    len: i32,
+    heads: i32,
+    kblocks: i32,
+}
+
+#[repr(C)]
+struct QuantQArgs {
+    qq: u64,
+    qscale: u64,
+    qpool: u64,
+    q: u64,
+    scale_log2: f32,
+    len: i32,
+    heads: i32,
+    qblocks: i32,
+}
+
+#[repr(C)]
+struct SelectArgs {
+    lut: u64,
+    qpool: u64,
+    kpool: u64,
+    qblocks: i32,
+    kblocks: i32,
+    keep: i32,
+}
+
+#[repr(C)]
+struct KvArgs {
+    partial: u64,
+    k: u64,
+    v: u64,
+    len: i32,
+    heads: i32,
+    chunks: i32,
+}
+
+#[repr(C)]
+struct KvReduceArgs {
+    kvw: u64,
+    partial: u64,
+    weight: u64,
+    weight_dt: i32,
+    chunks: i32,
+}
+
+#[repr(C)]
+struct LinearArgs {
+    out: u64,
+    q: u64,
+    kvw: u64,
+    stats: u64,
+    bias: u64,
+    bias_dt: i32,
+    len: i32,
+    heads: i32,
+}
+
+#[repr(C)]
+struct AttentionArgs {
+    out: u64,
+    q: u64,
+    k: u64,
+    v: u64,
+    qscale: u64,
+    kscale: u64,
+    stats: u64,
+    lut: u64,
+    lin: u64,
+    len: i32,
+    heads: i32,
+    qblocks: i32,
+    kblocks: i32,
+    blocks: i32,
+}
+
+// SAFETY: `#[repr(C)]` mirrors of sage.cu's argument structs (u64 for pointers, i32 for int,
+// f32 for float, in declaration order), passed by value as the kernels' single parameter.
+unsafe impl DeviceRepr for StatsArgs {}
+unsafe impl DeviceRepr for StatsReduceArgs {}
+unsafe impl DeviceRepr for QuantKArgs {}
+unsafe impl DeviceRepr for QuantQArgs {}
+unsafe impl DeviceRepr for SelectArgs {}
+unsafe impl DeviceRepr for KvArgs {}
+unsafe impl DeviceRepr for KvReduceArgs {}
+unsafe impl DeviceRepr for LinearArgs {}
+unsafe impl DeviceRepr for AttentionArgs {}
+
+/// Which 8-bit attention kernel this GPU runs: the wgmma one on sm_90a unless `portable`, the
+/// mma.sync one on any other GPU with FP8 tensor cores (sm_89 and later); `None` before sm_89.
+pub(super) fn sage_kernel(dev: &Device, portable: bool) -> Option<kernels::Kernel> {
+    if dev.info.arch == "sm_90a" && !portable {
+        Some(kernels::SAGE_ATTENTION)
+    } else if dev.info.compute_capability >= (8, 9) {
+        Some(kernels::SAGE_ATTENTION_MMA)
+    } else {
+        None
+    }
+}
+
+/// Checks that `params` use the kernels' block shape and returns the key blocks kept per query
+/// block.
+pub(super) fn sage_blocks(params: &SlaParams, key_blocks: usize) -> Result<usize> {
+    params.validate()?;
+    if (params.block_q, params.block_k) != (SAGE_BLOCK_Q, SAGE_BLOCK_K) {
+        return Err(Error::invalid(
+            "sage_attention",
+            format!(
+                "SageSLA blocks are {SAGE_BLOCK_Q} queries x {SAGE_BLOCK_K} keys, got {} x {}",
+                params.block_q, params.block_k
+            ),
+        ));
+    }
+    Ok(params.blocks_kept(key_blocks))
+}
+
+fn grid(x: usize, y: usize, threads: u32, smem: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (x as u32, y as u32, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: smem,
+    }
+}
+
+/// Checks bf16 `q`, `k`, `v: [L, H, 128]` (self-attention) and, for SageSLA, `sla`; returns
+/// `(L, H)` and the key blocks each query block attends to.
+pub(super) fn check(
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    sla: Option<(&SlaParams, &CudaLinear)>,
+) -> Result<(usize, usize, usize)> {
+    const OP: &str = "sage_attention";
+    let d = shapes::qkv(OP, q.shape(), k.shape(), v.shape(), |op, s| match *s {
+        [l, h, dh] => Ok([l, h, dh]),
+        _ => Err(Error::shape(op, "expected [L, H, Dh]", s)),
+    })?;
+    if [q, k, v].iter().any(|t| t.dtype() != DType::BF16) {
+        return Err(Error::invalid(OP, "q, k and v must be bf16"));
+    }
+    if d.dh != SAGE_HEAD_DIM || d.lq != d.lk {
+        return Err(Error::shape(
+            OP,
+            "self-attention with head dim 128 (q and k of equal length)",
+            q.shape(),
+        ));
+    }
+    if i32::try_from(d.lq * d.heads * SAGE_HEAD_DIM).is_err() || d.heads > 65_535 {
+        return Err(Error::shape(
+            OP,
+            "fewer than 2^31 elements and 65536 heads",
+            q.shape(),
+        ));
+    }
+    let kb = d.lk.div_ceil(SAGE_BLOCK_K);
+    let keep = match sla {
+        Some((params, proj_l)) => {
+            shapes::sla_projection(d, proj_l.in_features, proj_l.out_features)?;
+            let keep = sage_blocks(params, kb)?;
+            if keep < kb && kb > SELECT_MAX_KEY_BLOCKS {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "SageSLA block selection handles at most {} tokens",
+                        SELECT_MAX_KEY_BLOCKS * SAGE_BLOCK_K
+                    ),
+                    q.shape(),
+                ));
+            }
+            keep
+        }
+        None => kb,
+    };
+    Ok((d.lq, d.heads, keep))
+}
+
+/// The quantized operands and statistics of one attention call.
+pub(super) struct Quantized {
+    len: usize,
+    heads: usize,
+    /// `[H, 3, 128]`: k̄, Σ φ(k), V channel scales.
+    stats: DeviceBuffer,
+    qq: DeviceBuffer,
+    qscale: DeviceBuffer,
+    qpool: DeviceBuffer,
+    kq: DeviceBuffer,
+    vq: DeviceBuffer,
+    kscale: DeviceBuffer,
+    kpool: DeviceBuffer,
+}
+
+impl Quantized {
+    fn qblocks(&self) -> usize {
+        self.len.div_ceil(SAGE_BLOCK_Q)
+    }
+
+    fn kblocks(&self) -> usize {
+        self.len.div_ceil(SAGE_BLOCK_K)
+    }
+}
+
+/// Per-head statistics, then INT8 Q and K − k̄ and FP8 Vᵀ tiles with their scales and block means.
+pub(super) fn quantize(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    (len, heads): (usize, usize),
+) -> Result<Quantized> {
+    let (qb, kb) = (len.div_ceil(SAGE_BLOCK_Q), len.div_ceil(SAGE_BLOCK_K));
+    let (l32, h32, kb32) = (len as i32, heads as i32, kb as i32);
+    let f32s = |n: usize| dev.alloc(n, DType::F32);
+    let partial = f32s(heads * kb * 3 * SAGE_HEAD_DIM)?;
+    dev.launch(
+        kernels::SAGE_STATS,
+        grid(kb, heads, 128, 0),
+        &StatsArgs {
+            partial: partial.ptr(),
+            k: k.ptr(),
+            v: v.ptr(),
+            len: l32,
+            heads: h32,
+            kblocks: kb32,
+        },
+    )?;
+    let stats = f32s(heads * 3 * SAGE_HEAD_DIM)?;
+    dev.launch(
+        kernels::SAGE_STATS_REDUCE,
+        grid(heads, 1, 128, 0),
+        &StatsReduceArgs {
+            stats: stats.ptr(),
+            partial: partial.ptr(),
+            len: l32,
+            kblocks: kb32,
+        },
+    )?;
+    drop(partial);
+    let (kq, vq) = (
+        dev.pool.alloc(heads * kb * K_TILE)?,
+        dev.pool.alloc(heads * kb * K_TILE)?,
+    );
+    let (kscale, kpool) = (f32s(heads * kb)?, f32s(heads * kb * SAGE_HEAD_DIM)?);
+    dev.launch(
+        kernels::SAGE_QUANT_K,
+        grid(kb, heads, 128, 0),
+        &QuantKArgs {
+            kq: kq.ptr(),
+            vq: vq.ptr(),
+            kscale: kscale.ptr(),
+            kpool: kpool.ptr(),
+            k: k.ptr(),
+            v: v.ptr(),
+            stats: stats.ptr(),
+            len: l32,
+            heads: h32,
+            kblocks: kb32,
+        },
+    )?;
+    let qq = dev.pool.alloc(heads * qb * Q_TILE)?;
+    let (qscale, qpool) = (f32s(heads * qb)?, f32s(heads * qb * SAGE_HEAD_DIM)?);
+    dev.launch(
+        kernels::SAGE_QUANT_Q,
+        grid(qb, heads, 128, 0),
+        &QuantQArgs {
+            qq: qq.ptr(),
+            qscale: qscale.ptr(),
+            qpool: qpool.ptr(),
+            q: q.ptr(),
+            scale_log2: std::f32::consts::LOG2_E / (SAGE_HEAD_DIM as f32).sqrt(),
+            len: l32,
+            heads: h32,
+            qblocks: qb as i32,
+        },
+    )?;
+    Ok(Quantized {
+        len,
+        heads,
+        stats,
+        qq,
+        qscale,
+        qpool,
+        kq,
+        vq,
+        kscale,
+        kpool,
+    })
+}
+
+/// Softmax attention over the quantized operands with `kernel` (from [`sage_kernel`]): over the
+/// `blocks` key blocks of `lut` per query block, or over all of them without one; plus the linear
+/// branch `lin` when given. bf16 `[L, H, 128]`.
+pub(super) fn attend(
+    dev: &Device,
+    kernel: kernels::Kernel,
+    x: &Quantized,
+    lut: Option<(&DeviceBuffer, usize)>,
+    lin: Option<&CudaTensor>,
+) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc_as(dev, &[x.len, x.heads, SAGE_HEAD_DIM], DType::BF16)?;
+    if x.len == 0 || x.heads == 0 {
+        return Ok(out);
+    }
+    let (qb, kb) = (x.qblocks(), x.kblocks());
+    let (rows_per_cta, threads, smem) = if kernel == kernels::SAGE_ATTENTION {
+        (2, 384, SM90_SMEM)
+    } else {
+        (1, 128, MMA_SMEM)
+    };
+    dev.launch(
+        kernel,
+        grid(qb.div_ceil(rows_per_cta), x.heads, threads, smem),
+        &AttentionArgs {
+            out: out.ptr(),
+            q: x.qq.ptr(),
+            k: x.kq.ptr(),
+            v: x.vq.ptr(),
+            qscale: x.qscale.ptr(),
+            kscale: x.kscale.ptr(),
+            stats: x.stats.ptr(),
+            lut: lut.map_or(0, |(l, _)| l.ptr()),
+            lin: lin.map_or(0, CudaTensor::ptr),
+            len: x.len as i32,
+            heads: x.heads as i32,
+            qblocks: qb as i32,
+            kblocks: kb as i32,
+            blocks: lut.map_or(kb, |(_, n)| n) as i32,
+        },
+    )?;
+    Ok(out)
+}
+
+/// The `keep` best key blocks of every (head, query block), ascending: `[H, QB, keep]` i32.
+pub(super) fn select(dev: &Device, x: &Quantized, keep: usize) -> Result<DeviceBuffer> {
+    let (qb, kb) = (x.qblocks(), x.kblocks());
+    let lut = dev.pool.alloc(x.heads * qb * keep * 4)?;
+    dev.launch(
+        kernels::SAGE_SELECT,
+        grid(
+            qb.div_ceil(SELECT_ROWS),
+            x.heads,
+            512,
+            (4 * (SELECT_ROWS * kb
+                + SELECT_CHUNK * (SAGE_HEAD_DIM + 1)
+                + SELECT_ROWS * SAGE_HEAD_DIM)) as u32,
+        ),
+        &SelectArgs {
+            lut: lut.ptr(),
+            qpool: x.qpool.ptr(),
+            kpool: x.kpool.ptr(),
+            qblocks: qb as i32,
+            kblocks: kb as i32,
+            keep: keep as i32,
+        },
+    )?;
+    Ok(lut)
+}
+
+/// The linear branch's per-head `φ(K)ᵀV · proj_lᵀ` (as sage_linear's B-operand images), summed
+/// over the keys in chunks of `KV_CHUNK` tokens.
+pub(super) fn kv_projected(
+    dev: &Device,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    proj_l: &CudaLinear,
+) -> Result<DeviceBuffer> {
+    let LinearWeight::Dense(weight) = &proj_l.weight else {
+        return Err(Error::invalid(
+            "sage_attention",
+            "proj_l must be a dense (unquantized) linear layer",
+        ));
+    };
+    let [len, heads] = [k.shape()[0], k.shape()[1]];
+    let chunks = len.div_ceil(KV_CHUNK);
+    let partial = dev.alloc(heads * chunks * SAGE_HEAD_DIM * SAGE_HEAD_DIM, DType::F32)?;
+    dev.launch(
+        kernels::SAGE_KV,
+        grid(chunks, heads, 256, 0),
+        &KvArgs {
+            partial: partial.ptr(),
+            k: k.ptr(),
+            v: v.ptr(),
+            len: len as i32,
+            heads: heads as i32,
+            chunks: chunks as i32,
+        },
+    )?;
+    let kvw = dev.pool.alloc(heads * KVW_BYTES)?;
+    dev.launch(
+        kernels::SAGE_KV_REDUCE,
+        grid(SAGE_HEAD_DIM / KVW_ROWS, heads, 128, KV_REDUCE_SMEM),
+        &KvReduceArgs {
+            kvw: kvw.ptr(),
+            partial: partial.ptr(),
+            weight: weight.ptr(),
+            weight_dt: dt_code(weight.dtype()),
+            chunks: chunks as i32,
+        },
+    )?;
+    Ok(kvw)
+}
+
+/// The linear branch, projected: `φ(q) · kvw / (φ(q)·Σφ(k) + 1e-5)` plus `proj_l`'s bias, which is
+/// `proj_l(φ(q) φ(K)ᵀV / (φ(q)·Σφ(k) + 1e-5))`, `[L, H, 128]` bf16.
+pub(super) fn linear_branch(
+    dev: &Device,
+    q: &CudaTensor,
+    x: &Quantized,
+    kvw: &DeviceBuffer,
+    proj_l: &CudaLinear,
+) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
+    dev.launch(
+        kernels::SAGE_LINEAR,
+        grid(x.len.div_ceil(LINEAR_ROWS), x.heads, 256, LINEAR_SMEM),
+        &LinearArgs {
+            out: out.ptr(),
+            q: q.ptr(),
+            kvw: kvw.ptr(),
+            stats: x.stats.ptr(),
+            bias: proj_l.bias.as_ref().map_or(0, CudaTensor::ptr),
+            bias_dt: proj_l.bias.as_ref().map_or(0, |b| dt_code(b.dtype())),
+            len: x.len as i32,
+            heads: x.heads as i32,
+        },
+    )?;
+    Ok(out)
+}
