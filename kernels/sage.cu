@@ -70,18 +70,38 @@ __device__ __forceinline__ void unpack4(uint2 u, float* x) {
   x[3] = bf16_to_f32((bf16_t)(u.y >> 16));
 }
 
-// φ = softmax over the 128 channels of one row held 4 per lane across a warp.
-__device__ __forceinline__ void phi4(float* x) {
-  float m = warp_max(fmaxf(fmaxf(x[0], x[1]), fmaxf(x[2], x[3])));
-  float z = 0.0f;
+// φ of T rows at once (row t's channels 4·lane .. 4·lane + 3 in x[t]): the T rows' warp
+// reductions interleave, so their shuffle latencies overlap instead of adding up.
+template <int T>
+__device__ __forceinline__ void phi_rows(float (&x)[T][4]) {
+  float m[T], z[T];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    x[i] = __expf(x[i] - m);
-    z += x[i];
+  for (int t = 0; t < T; ++t) m[t] = fmaxf(fmaxf(x[t][0], x[t][1]), fmaxf(x[t][2], x[t][3]));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+    for (int t = 0; t < T; ++t) m[t] = fmaxf(m[t], __shfl_xor_sync(0xffffffffu, m[t], o));
   }
-  const float inv = 1.0f / warp_sum(z);
 #pragma unroll
-  for (int i = 0; i < 4; ++i) x[i] *= inv;
+  for (int t = 0; t < T; ++t) {
+    z[t] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      x[t][i] = __expf(x[t][i] - m[t]);
+      z[t] += x[t][i];
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+    for (int t = 0; t < T; ++t) z[t] += __shfl_xor_sync(0xffffffffu, z[t], o);
+  }
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    const float inv = 1.0f / z[t];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) x[t][i] *= inv;
+  }
 }
 
 __device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
@@ -136,20 +156,25 @@ extern "C" __global__ void __launch_bounds__(128) sage_stats(const SageStatsArgs
       kr[i] = t < a.len ? *(const uint2*)(a.k + at) : make_uint2(0, 0);
       vr[i] = t < a.len ? *(const uint2*)(a.v + at) : make_uint2(0, 0);
     }
+    float x[8][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      if (blk * SG_BK + warp * 32 + i0 + i >= a.len) break;
-      float x[4], y[4];
-      unpack4(kr[i], x);
+      float y[4];
+      unpack4(kr[i], x[i]);
       unpack4(vr[i], y);
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        sk[c] += x[c];
+        sk[c] += x[i][c];
         vmax[c] = fmaxf(vmax[c], fabsf(y[c]));
       }
-      phi4(x);
+    }
+    phi_rows<8>(x);
 #pragma unroll
-      for (int c = 0; c < 4; ++c) sphi[c] += x[c];
+    for (int i = 0; i < 8; ++i) {
+      if (blk * SG_BK + warp * 32 + i0 + i < a.len) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) sphi[c] += x[i][c];
+      }
     }
   }
 #pragma unroll
@@ -179,6 +204,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_stats_reduce(const SageSt
   const int h = blockIdx.x, c = threadIdx.x;
   const float* p = a.partial + (u64)h * a.kblocks * 3 * SG_D + c;
   float sk = 0.0f, sphi = 0.0f, vmax = 0.0f;
+#pragma unroll 8
   for (int b = 0; b < a.kblocks; ++b, p += 3 * SG_D) {
     sk += p[0];
     sphi += p[SG_D];
@@ -205,13 +231,15 @@ struct SageQuantKArgs {
   int kblocks;
 };
 
-// Grid (KB, H), 128 threads. K: warp w takes tokens 32w .. 32w + 31, lane 4 channels; a first
-// pass finds the block's amax and channel sums, a second writes the INT8 rows. V: thread c takes
-// channel c and writes its 128-byte row of the transposed tile, 16 permuted tokens at a time.
-// Tokens past L are zero.
+// Grid (KB, H), 128 threads. K: warp w takes tokens 32w .. 32w + 31, lane 4 channels, held in
+// registers; a first pass finds the block's amax and channel sums, a second writes the INT8 rows.
+// V: staged row-major in shared memory, then thread c writes channel c's 128-byte row of the
+// transposed tile, 16 permuted tokens at a time. Tokens past L are zero.
 extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKArgs a) {
   __shared__ float part[4][SG_D];
   __shared__ float red[32];
+  // The block's v rows, so each thread can read its channel down the tokens.
+  __shared__ __align__(16) bf16_t vrows[SG_BK][SG_D];
   const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const u64 stride = (u64)a.heads * SG_D;
   const float* mean = a.stats + (u64)h * 3 * SG_D;
@@ -225,6 +253,12 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKA
   for (int i = 0; i < 32; ++i) {
     rows[i] = t0 + i < a.len ? *(const uint2*)(a.k + (t0 + i) * stride + h * SG_D + 4 * lane)
                              : make_uint2(0, 0);
+  }
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    *(uint2*)&vrows[warp * 32 + i][4 * lane] =
+        t0 + i < a.len ? *(const uint2*)(a.v + (t0 + i) * stride + h * SG_D + 4 * lane)
+                       : make_uint2(0, 0);
   }
   float sum[4] = {0, 0, 0, 0}, amax = 0.0f;
 #pragma unroll
@@ -273,14 +307,10 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKA
   const int c = threadIdx.x;
   const float vinv = 1.0f / mean[2 * SG_D + c];
   u8* vt = a.vq + bi * SG_K_TILE;
-  const bf16_t* vg = a.v + h * SG_D + c;
   for (int chunk = 0; chunk < 8; ++chunk) {
     float x[16];
 #pragma unroll
-    for (int w = 0; w < 16; ++w) {
-      const int t = blk * SG_BK + chunk * 16 + w;
-      x[v_position(w)] = t < a.len ? bf16_to_f32(vg[t * stride]) * vinv : 0.0f;
-    }
+    for (int w = 0; w < 16; ++w) x[v_position(w)] = bf16_to_f32(vrows[chunk * 16 + w][c]) * vinv;
     uint4 out;
     out.x = fp8x4(x[0], x[1], x[2], x[3]);
     out.y = fp8x4(x[4], x[5], x[6], x[7]);
@@ -429,7 +459,7 @@ extern "C" __global__ void __launch_bounds__(512) sage_select(const SageSelectAr
 
 // ---- linear branch ----
 
-#define SG_KV_CHUNK 1024
+#define SG_KV_CHUNK 512
 // kv · proj_lᵀ of one head as the B operand image of sage_linear: [128 rows][256 B] bf16,
 // 16-byte chunks swizzled by row % 8 (fm_offset).
 #define SG_KVW_BYTES (SG_D * SG_D * 2)
@@ -446,9 +476,9 @@ struct SageKvArgs {
 // Grid (S, H), 256 threads: warp w accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the
 // chunk's 128×128 partial with bf16 m16n8k16 MMAs over 64-token tiles that all warps stage: φ(k)
 // (computed here, 8 tokens per warp) and v, each [64 tokens][256 B]. Both operands are
-// token-major in shared memory, so both go through ldmatrix.trans. The next tile's k and v are
-// loaded into registers while this one multiplies.
-extern "C" __global__ void __launch_bounds__(256) sage_kv(const SageKvArgs a) {
+// token-major in shared memory, so both go through ldmatrix.trans. Two CTAs share an SM, so one
+// loads while the other multiplies.
+extern "C" __global__ void __launch_bounds__(256, 2) sage_kv(const SageKvArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   __shared__ __align__(128) u8 tiles[2 * 64 * 256];
   const unsigned sphi = smem_addr(tiles), sv = sphi + 64 * 256;
@@ -461,32 +491,31 @@ extern "C" __global__ void __launch_bounds__(256) sage_kv(const SageKvArgs a) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
   const int end = min(a.len, (s + 1) * SG_KV_CHUNK);
-  uint2 kr[8], vr[8];
-  const auto load = [&](int base) {
+  for (int base = s * SG_KV_CHUNK; base < end; base += 64) {
+    uint2 kr[8], vr[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int t = base + warp * 8 + i;
       kr[i] = t < end ? *(const uint2*)(kg + t * stride) : make_uint2(0, 0);
       vr[i] = t < end ? *(const uint2*)(vg + t * stride) : make_uint2(0, 0);
     }
-  };
-  load(s * SG_KV_CHUNK);
-  for (int base = s * SG_KV_CHUNK; base < end; base += 64) {
     __syncthreads();
+    float x[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) unpack4(kr[i], x[i]);
+    phi_rows<8>(x);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int r = warp * 8 + i;
-      float x[4];
-      unpack4(kr[i], x);
-      if (base + r < end) {
-        phi4(x);
-      }
+      // Tokens past the chunk's end add nothing: zero rows of φ(k) (v is zero there too).
+      const bool inside = base + r < end;
       const unsigned at = fm_offset(r, lane >> 1) + (lane & 1) * 8;
-      *(uint2*)(tiles + at) = make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
+      *(uint2*)(tiles + at) =
+          inside ? make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]))
+                 : make_uint2(0, 0);
       *(uint2*)(tiles + 64 * 256 + at) = vr[i];
     }
     __syncthreads();
-    if (base + 64 < end) load(base + 64);
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
       unsigned af[4];
@@ -520,11 +549,11 @@ struct SageKvReduceArgs {
   int chunks;
 };
 
-#define SG_KVW_ROWS 16
+#define SG_KVW_ROWS 4
 #define SG_KV_REDUCE_SMEM ((SG_D * (SG_D + 1) + SG_KVW_ROWS * SG_D) * 4)
 
-// Grid (128 / 16, H), 128 threads (one output column each), SG_KV_REDUCE_SMEM dynamic shared
-// memory: rows 16·blockIdx.x .. + 15 of kv (chunks summed in order, so deterministic), then those
+// Grid (128 / 4, H), 128 threads (one output column each), SG_KV_REDUCE_SMEM dynamic shared
+// memory: rows 4·blockIdx.x .. + 3 of kv (chunks summed in order, so deterministic), then those
 // rows times proj_lᵀ, from proj_l staged transposed in shared memory.
 extern "C" __global__ void __launch_bounds__(128) sage_kv_reduce(const SageKvReduceArgs a) {
   extern __shared__ float red_smem[];
@@ -535,10 +564,11 @@ extern "C" __global__ void __launch_bounds__(128) sage_kv_reduce(const SageKvRed
     wt[(i % SG_D) * (SG_D + 1) + i / SG_D] = load_elem(a.weight, a.weight_dt, i);
   }
   const float* p = a.partial + ((u64)h * a.chunks * SG_D + r0) * SG_D + c;
-  // Rows innermost: sixteen independent loads in flight per chunk.
+  // Rows innermost, chunks unrolled: independent loads in flight.
   float sum[SG_KVW_ROWS];
 #pragma unroll
   for (int r = 0; r < SG_KVW_ROWS; ++r) sum[r] = 0.0f;
+#pragma unroll 4
   for (int s = 0; s < a.chunks; ++s) {
 #pragma unroll
     for (int r = 0; r < SG_KVW_ROWS; ++r) sum[r] += p[(u64)s * SG_D * SG_D + r * SG_D];
@@ -595,18 +625,24 @@ extern "C" __global__ void __launch_bounds__(256) sage_linear(const SageLinearAr
     qr[i] = t0 + i < a.len ? *(const uint2*)(a.q + (t0 + i) * stride + h * SG_D + 4 * lane)
                            : make_uint2(0, 0);
   }
+  float x[16][4], z[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) unpack4(qr[i], x[i]);
+  phi_rows<16>(x);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) z[i] = x[i][0] * kz[0] + x[i][1] * kz[1] + x[i][2] * kz[2] + x[i][3] * kz[3];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) z[i] += __shfl_xor_sync(0xffffffffu, z[i], o);
+  }
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
     const int r = warp * 16 + i;
-    float x[4], z = 1.0f;
-    unpack4(qr[i], x);
-    if (t0 + i < a.len) {
-      phi4(x);
-      z = warp_sum(x[0] * kz[0] + x[1] * kz[1] + x[2] * kz[2] + x[3] * kz[3]) + 1e-5f;
-    }
+    // Rows past L are computed on zeros and never stored.
     *(uint2*)(lsm + fm_offset(r, lane >> 1) + (lane & 1) * 8) =
-        make_uint2(pack_bf16x2(x[0], x[1]), pack_bf16x2(x[2], x[3]));
-    if (lane == 0) den[r] = z;
+        make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]));
+    if (lane == 0) den[r] = z[i] + 1e-5f;
   }
   cp_async_wait<0>();
   __syncthreads();

@@ -18,9 +18,9 @@ const Q_TILE: usize = SAGE_BLOCK_Q * SAGE_HEAD_DIM;
 const K_TILE: usize = SAGE_BLOCK_K * SAGE_HEAD_DIM;
 /// `SG_KV_CHUNK`, `SG_KVW_BYTES`, `SG_KVW_ROWS`, `SG_KV_REDUCE_SMEM`, `SG_LINEAR_ROWS`,
 /// `SG_LINEAR_SMEM`.
-const KV_CHUNK: usize = 1024;
+const KV_CHUNK: usize = 512;
 const KVW_BYTES: usize = SAGE_HEAD_DIM * SAGE_HEAD_DIM * 2;
-const KVW_ROWS: usize = 16;
+const KVW_ROWS: usize = 4;
 const KV_REDUCE_SMEM: u32 =
     ((SAGE_HEAD_DIM * (SAGE_HEAD_DIM + 1) + KVW_ROWS * SAGE_HEAD_DIM) * 4) as u32;
 const LINEAR_ROWS: usize = 128;
