@@ -67,17 +67,17 @@ pub struct Args {
     #[arg(long, default_value_t = turbine_samplers::FlowConfig::DEFAULT_GUIDANCE)]
     guidance: f64,
 
-    /// Self-attention: dense, or TurboDiffusion's sparse-linear attention (needs a TurboWan
-    /// checkpoint's `proj_l`).
+    /// Self-attention: dense, or TurboDiffusion's sparse-linear attention (sla, sagesla: needs a
+    /// TurboWan checkpoint's `proj_l`); the sage modes are 8-bit on GPUs and exact on the CPU.
     #[arg(long, value_enum, default_value_t = AttentionArg::Dense)]
     attention: AttentionArg,
     /// SLA: fraction of key blocks each query block attends to (upstream 0.1; 0.15 for quality).
     #[arg(long, default_value_t = 0.1)]
     sla_topk: f64,
-    /// SLA query block size in tokens.
+    /// SLA query block size in tokens (sagesla: always 64).
     #[arg(long, default_value_t = 128)]
     sla_block_q: usize,
-    /// SLA key block size in tokens.
+    /// SLA key block size in tokens (sagesla: always 128).
     #[arg(long, default_value_t = 64)]
     sla_block_k: usize,
 
@@ -124,6 +124,10 @@ enum SamplerArg {
 enum AttentionArg {
     Dense,
     Sla,
+    /// Dense with SageAttention's 8-bit numerics where the GPU has them.
+    Sage,
+    /// SLA with 8-bit numerics and 64 x 128 blocks (TurboDiffusion's default).
+    Sagesla,
 }
 
 impl ModelArgs {
@@ -187,6 +191,23 @@ impl Args {
                 };
                 params.validate()?;
                 AttentionMode::Sla(params)
+            }
+            AttentionArg::Sage => AttentionMode::Sage,
+            AttentionArg::Sagesla => {
+                let params = SlaParams::sage(self.sla_topk);
+                params.validate()?;
+                // The block flags left at their SLA defaults, or set to SageSLA's shape.
+                let blocks = (self.sla_block_q, self.sla_block_k);
+                if blocks != (128, 64) && blocks != (params.block_q, params.block_k) {
+                    anyhow::bail!(
+                        "--sla-block-q/--sla-block-k: SageSLA blocks are {} x {} tokens, got {} x {}",
+                        params.block_q,
+                        params.block_k,
+                        blocks.0,
+                        blocks.1
+                    );
+                }
+                AttentionMode::SageSla(params)
             }
         };
         Ok(GenerateRequest {

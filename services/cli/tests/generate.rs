@@ -131,7 +131,7 @@ fn bad_input_is_a_clear_error() {
         b"\x10\x00\x00\x00\x00\x00\x00\x00{not json",
     )
     .unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--frames", "12"], "frames"),
         (&["--width", "100"], "width"),
         (&["--prompt", "   "], "prompt"),
@@ -144,6 +144,12 @@ fn bad_input_is_a_clear_error() {
             "diffusion_pytorch_model.safetensors: not a valid safetensors file",
         ),
         (&["--steps", "9"], "steps"),
+        (
+            &["--attention", "sagesla", "--sla-block-q", "32"],
+            "--sla-block-q/--sla-block-k: SageSLA blocks are 64 x 128",
+        ),
+        // The tiny preset is not SLA-tuned.
+        (&["--attention", "sagesla"], "proj_l"),
     ];
     for (extra, needle) in cases {
         let mut args = vec![
