@@ -6,8 +6,9 @@
 // reference (shared/tensor/src/fp8.rs) does the same f32 operations, so the two agree bit for bit.
 //
 // One warp per row, eight elements per lane and step (one 16-byte bf16 load or two f32 loads, one
-// 8-byte store): cols must be a multiple of 8, which the FP8 GEMM's K % 16 already implies. The
-// second pass re-reads the row, which the first has just pulled into L1/L2.
+// 8-byte store), four steps' loads issued together: cols must be a multiple of 8, which the FP8
+// GEMM's K % 16 already implies. The second pass re-reads the row, which the first has just pulled
+// into L1/L2.
 #include "common.cuh"
 
 #define E4M3_MAX 448.0f
@@ -59,23 +60,46 @@ extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
   const u64 row = (u64)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
   if (row >= a.rows) return;
   const u64 first = row * a.cols;
-  float v[8];
 
+  // Four 16-byte loads per lane in flight per step: an 8960-wide row is 35 chunks per lane.
   float amax = 0.0f;
-  for (unsigned c = 8 * lane; c < a.cols; c += 8 * 32) {
-    load8(a.x, a.x_dt, first + c, v);
+  for (unsigned c0 = 8 * lane; c0 < a.cols; c0 += 4 * 8 * 32) {
+    float w[4][8];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) amax = fmaxf(amax, fabsf(v[k]));
+    for (int u = 0; u < 4; ++u) {
+      const unsigned c = c0 + u * 8 * 32;
+      if (c < a.cols) {
+        load8(a.x, a.x_dt, first + c, w[u]);
+      } else {
+#pragma unroll
+        for (int k = 0; k < 8; ++k) w[u][k] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) amax = fmaxf(amax, fabsf(w[u][k]));
+    }
   }
   amax = fmaxf(warp_max(amax), AMAX_FLOOR);
   const float inv = E4M3_MAX / amax;
   if (lane == 0) a.scales[row] = amax / E4M3_MAX;
 
-  for (unsigned c = 8 * lane; c < a.cols; c += 8 * 32) {
-    load8(a.x, a.x_dt, first + c, v);
-    uint2 packed;
-    packed.x = e4m3x2(v[0] * inv, v[1] * inv) | (e4m3x2(v[2] * inv, v[3] * inv) << 16);
-    packed.y = e4m3x2(v[4] * inv, v[5] * inv) | (e4m3x2(v[6] * inv, v[7] * inv) << 16);
-    *reinterpret_cast<uint2*>(a.out + first + c) = packed;
+  for (unsigned c0 = 8 * lane; c0 < a.cols; c0 += 4 * 8 * 32) {
+    float w[4][8];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      if (c0 + u * 8 * 32 < a.cols) load8(a.x, a.x_dt, first + c0 + u * 8 * 32, w[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const unsigned c = c0 + u * 8 * 32;
+      if (c >= a.cols) break;
+      const float* v = w[u];
+      uint2 packed;
+      packed.x = e4m3x2(v[0] * inv, v[1] * inv) | (e4m3x2(v[2] * inv, v[3] * inv) << 16);
+      packed.y = e4m3x2(v[4] * inv, v[5] * inv) | (e4m3x2(v[6] * inv, v[7] * inv) << 16);
+      *reinterpret_cast<uint2*>(a.out + first + c) = packed;
+    }
   }
 }
