@@ -78,3 +78,22 @@ __device__ __forceinline__ void store_elem(void* p, int dt, u64 i, float v) {
     ((float*)p)[i] = v;
   }
 }
+
+// Two floats as an FP8 e4m3 pair, `lo` in the low byte (the lower address), rounded to nearest
+// even and saturating at ±448. The conversion exists from sm_89; the backend runs FP8 code only
+// there, but every module compiles for every GPU, so older targets get a trap.
+__device__ __forceinline__ unsigned e4m3x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  unsigned short r;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+  return r;
+#else
+  __trap();
+  return 0;
+#endif
+}
+
+// Four floats as FP8 e4m3 bytes, `a` in the lowest.
+__device__ __forceinline__ unsigned fp8x4(float a, float b, float c, float d) {
+  return e4m3x2(a, b) | (e4m3x2(c, d) << 16);
+}

@@ -137,10 +137,8 @@ __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
 __device__ __forceinline__ void store_rows(const FlashArgs& a, const float* o, float l0, float l1,
                                            int row0) {
   const int lane = threadIdx.x & 31;
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  l0 = quad_sum(l0);
+  l1 = quad_sum(l1);
   const float i0 = 1.0f / l0, i1 = 1.0f / l1;
   const u64 stride = (u64)a.heads * FA_D;
   const int row1 = row0 + 8;

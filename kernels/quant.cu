@@ -42,19 +42,6 @@ __device__ __forceinline__ void load8(const void* p, int dt, u64 i, float v[8]) 
   }
 }
 
-// Two floats as an e4m3 pair, `lo` in the low byte (the lower address). The conversion exists
-// from sm_89; the backend uses FP8 linears only on Hopper, so other targets never run this.
-__device__ __forceinline__ unsigned e4m3x2(float lo, float hi) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-  unsigned short r;
-  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
-  return r;
-#else
-  __trap();
-  return 0;
-#endif
-}
-
 extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
   const unsigned lane = threadIdx.x & 31;
   const u64 row = (u64)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
@@ -97,8 +84,8 @@ extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
       if (c >= a.cols) break;
       const float* v = w[u];
       uint2 packed;
-      packed.x = e4m3x2(v[0] * inv, v[1] * inv) | (e4m3x2(v[2] * inv, v[3] * inv) << 16);
-      packed.y = e4m3x2(v[4] * inv, v[5] * inv) | (e4m3x2(v[6] * inv, v[7] * inv) << 16);
+      packed.x = fp8x4(v[0] * inv, v[1] * inv, v[2] * inv, v[3] * inv);
+      packed.y = fp8x4(v[4] * inv, v[5] * inv, v[6] * inv, v[7] * inv);
       *reinterpret_cast<uint2*>(a.out + first + c) = packed;
     }
   }

@@ -53,15 +53,6 @@ __device__ __forceinline__ int v_position(int w) {
   return ((w & 7) >> 1) * 4 + ((w >> 3) << 1) + (w & 1);
 }
 
-// Four bf16 of channels 4·lane .. 4·lane + 3 of one row, as floats.
-__device__ __forceinline__ void load4(const bf16_t* row, int lane, float* x) {
-  const uint2 u = *(const uint2*)(row + 4 * lane);
-  x[0] = bf16_to_f32((bf16_t)(u.x & 0xffff));
-  x[1] = bf16_to_f32((bf16_t)(u.x >> 16));
-  x[2] = bf16_to_f32((bf16_t)(u.y & 0xffff));
-  x[3] = bf16_to_f32((bf16_t)(u.y >> 16));
-}
-
 // Four bf16 of one row (8 bytes at channel 4·lane) as floats.
 __device__ __forceinline__ void unpack4(uint2 u, float* x) {
   x[0] = bf16_to_f32((bf16_t)(u.x & 0xffff));
@@ -112,21 +103,6 @@ __device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
     r |= ((unsigned)q & 0xffu) << (8 * i);
   }
   return r;
-}
-
-// Four floats as FP8 e4m3 bytes, `a` in the lowest (round to nearest, saturating). The
-// conversion exists from sm_89; the backend runs the 8-bit path only there (sage.rs), but every
-// module is compiled for every GPU, so older targets get a trap.
-__device__ __forceinline__ unsigned fp8x4(float a, float b, float c, float d) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-  unsigned short lo, hi;
-  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lo) : "f"(b), "f"(a));
-  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hi) : "f"(d), "f"(c));
-  return (unsigned)lo | ((unsigned)hi << 16);
-#else
-  __trap();
-  return 0;
-#endif
 }
 
 // ---- per-head statistics ----
@@ -218,6 +194,23 @@ extern "C" __global__ void __launch_bounds__(128) sage_stats_reduce(const SageSt
 
 // ---- quantization ----
 
+// The end of a quantizer's first pass over one block, all 128 threads: the per-warp channel sums
+// `sum` (4 per lane) and amax become the block's mean per channel over `count` tokens, written to
+// `pool`, and the returned INT8 scale amax/127.
+__device__ __forceinline__ float pool_and_scale(const float* sum, float amax, int count,
+                                                float* pool, float (*part)[SG_D], float* red) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, c = threadIdx.x;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) part[warp][4 * lane + i] = sum[i];
+  amax = warp_max(amax);
+  if (lane == 0) red[warp] = amax;
+  __syncthreads();
+  amax = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+  pool[c] = (((part[0][c] + part[1][c]) + part[2][c]) + part[3][c]) / (float)count;
+  return fmaxf(amax, SG_AMAX_FLOOR) / 127.0f;
+}
+
+
 struct SageQuantKArgs {
   u8* kq;              // [H, KB] tiles [128 keys][128 B] INT8 k − k̄, swizzled
   u8* vq;              // [H, KB] tiles [128 channels][128 tokens] FP8 e4m3 vᵀ, permuted, swizzled
@@ -273,20 +266,10 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKA
       amax = fmaxf(amax, fabsf(x[c]));
     }
   }
-#pragma unroll
-  for (int c = 0; c < 4; ++c) part[warp][4 * lane + c] = sum[c];
-  amax = warp_max(amax);
-  if (lane == 0) red[warp] = amax;
-  __syncthreads();
-  amax = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
-  const int count = min(SG_BK, a.len - blk * SG_BK);
   const u64 bi = (u64)h * a.kblocks + blk;
-  {
-    const int c = threadIdx.x;
-    a.kpool[bi * SG_D + c] =
-        (((part[0][c] + part[1][c]) + part[2][c]) + part[3][c]) / (float)count;
-  }
-  const float scale = fmaxf(amax, SG_AMAX_FLOOR) / 127.0f, inv = 1.0f / scale;
+  const float scale = pool_and_scale(sum, amax, min(SG_BK, a.len - blk * SG_BK),
+                                     a.kpool + bi * SG_D, part, red);
+  const float inv = 1.0f / scale;
   if (threadIdx.x == 0) a.kscale[bi] = scale;
   u8* kt = a.kq + bi * SG_K_TILE;
 #pragma unroll
@@ -343,7 +326,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_q(const SageQuantQA
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
     if (t0 + i < a.len) {
-      load4(a.q + (t0 + i) * stride + h * SG_D, lane, rows[i]);
+      unpack4(*(const uint2*)(a.q + (t0 + i) * stride + h * SG_D + 4 * lane), rows[i]);
     } else {
       rows[i][0] = rows[i][1] = rows[i][2] = rows[i][3] = 0.0f;
     }
@@ -353,20 +336,10 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_q(const SageQuantQA
       amax = fmaxf(amax, fabsf(rows[i][c]));
     }
   }
-#pragma unroll
-  for (int c = 0; c < 4; ++c) part[warp][4 * lane + c] = sum[c];
-  amax = warp_max(amax);
-  if (lane == 0) red[warp] = amax;
-  __syncthreads();
-  amax = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
-  const int count = min(SG_BQ, a.len - blk * SG_BQ);
   const u64 bi = (u64)h * a.qblocks + blk;
-  {
-    const int c = threadIdx.x;
-    a.qpool[bi * SG_D + c] =
-        (((part[0][c] + part[1][c]) + part[2][c]) + part[3][c]) / (float)count;
-  }
-  const float scale = fmaxf(amax, SG_AMAX_FLOOR) / 127.0f, inv = 1.0f / scale;
+  const float scale = pool_and_scale(sum, amax, min(SG_BQ, a.len - blk * SG_BQ),
+                                     a.qpool + bi * SG_D, part, red);
+  const float inv = 1.0f / scale;
   if (threadIdx.x == 0) a.qscale[bi] = scale * a.scale_log2;
   u8* qt = a.qq + bi * SG_Q_TILE;
 #pragma unroll
@@ -719,10 +692,8 @@ __device__ __forceinline__ void pack_p8(unsigned* p, const float* s) {
 __device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, float l0, float l1,
                                            int row0, int h) {
   const int lane = threadIdx.x & 31, col = (lane & 3) * 2;
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  l0 = quad_sum(l0);
+  l1 = quad_sum(l1);
   const float inv[2] = {1.0f / l0, 1.0f / l1};
   const float* vs = a.stats + (u64)h * 3 * SG_D + 2 * SG_D;
   const u64 stride = (u64)a.heads * SG_D;
@@ -958,9 +929,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
 // ---- portable kernel: mma.sync (sm_89 and later but sm_90a: RTX 4090/5090, L40) ----
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-// Byte offset of 16-byte chunk `c` (of 8) of row `r` in a swizzled [rows][128 B] tile.
-__device__ __forceinline__ unsigned sw_chunk(int r, int c) { return r * 128 + (((c ^ r) & 7) << 4); }
-
 // d (16x8, s32) += a (16x32, s8) · b (32x8, s8).
 __device__ __forceinline__ void mma_s8(int* d, const unsigned* a, unsigned b0, unsigned b1) {
   asm volatile(
@@ -1018,7 +986,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageA
   unsigned qf[4][4];
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)
-    ldmatrix_x4(qf[kk], sq + sw_chunk(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
+    ldmatrix_x4(qf[kk], sq + sw128(warp * 16 + (lane & 7) + (m & 1) * 8, 16 * (2 * kk + (m >> 1))));
 
   int acc[64];
   float s[64], o[64];
@@ -1045,7 +1013,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageA
       for (int np = 0; np < 8; ++np) {
         // Key groups 2np and 2np+1, bytes 32kk .. 32kk + 31.
         unsigned b[4];
-        ldmatrix_x4(b, kb + sw_chunk((2 * np + (m >> 1)) * 8 + (lane & 7), 2 * kk + (m & 1)));
+        ldmatrix_x4(b, kb + sw128((2 * np + (m >> 1)) * 8 + (lane & 7), 16 * (2 * kk + (m & 1))));
         mma_s8(acc + 8 * np, qf[kk], b[0], b[1]);
         mma_s8(acc + 8 * np + 4, qf[kk], b[2], b[3]);
       }
@@ -1060,7 +1028,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageA
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         unsigned b[4];
-        ldmatrix_x4(b, vb + sw_chunk((2 * np + (m >> 1)) * 8 + (lane & 7), 2 * kk + (m & 1)));
+        ldmatrix_x4(b, vb + sw128((2 * np + (m >> 1)) * 8 + (lane & 7), 16 * (2 * kk + (m & 1))));
         mma_e4m3(t, p + 4 * kk, b[0], b[1]);
         mma_e4m3(t + 4, p + 4 * kk, b[2], b[3]);
       }

@@ -72,3 +72,9 @@ __device__ __forceinline__ void rescale(float* o, float c0, float c1) {
     }
   }
 }
+
+// A row's sum over the four lanes that hold its columns (lanes 4g .. 4g + 3 in the m16n8 layout).
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}

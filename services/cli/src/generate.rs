@@ -74,12 +74,12 @@ pub struct Args {
     /// SLA: fraction of key blocks each query block attends to (upstream 0.1; 0.15 for quality).
     #[arg(long, default_value_t = 0.1)]
     sla_topk: f64,
-    /// SLA query block size in tokens (sagesla: always 64).
-    #[arg(long, default_value_t = 128)]
-    sla_block_q: usize,
-    /// SLA key block size in tokens (sagesla: always 128).
-    #[arg(long, default_value_t = 64)]
-    sla_block_k: usize,
+    /// SLA query block size in tokens [default: 128; sagesla: 64, the only size it takes].
+    #[arg(long)]
+    sla_block_q: Option<usize>,
+    /// SLA key block size in tokens [default: 64; sagesla: 128, the only size it takes].
+    #[arg(long)]
+    sla_block_k: Option<usize>,
 
     /// Write the run's report (sizes, timesteps, per-stage timings) as JSON here (`-` for stdout).
     #[arg(long, value_name = "PATH")]
@@ -186,8 +186,8 @@ impl Args {
             AttentionArg::Sla => {
                 let params = SlaParams {
                     topk: self.sla_topk,
-                    block_q: self.sla_block_q,
-                    block_k: self.sla_block_k,
+                    block_q: self.sla_block_q.unwrap_or(128),
+                    block_k: self.sla_block_k.unwrap_or(64),
                 };
                 params.validate()?;
                 AttentionMode::Sla(params)
@@ -196,9 +196,11 @@ impl Args {
             AttentionArg::Sagesla => {
                 let params = SlaParams::sage(self.sla_topk);
                 params.validate()?;
-                // The block flags left at their SLA defaults, or set to SageSLA's shape.
-                let blocks = (self.sla_block_q, self.sla_block_k);
-                if blocks != (128, 64) && blocks != (params.block_q, params.block_k) {
+                let blocks = (
+                    self.sla_block_q.unwrap_or(params.block_q),
+                    self.sla_block_k.unwrap_or(params.block_k),
+                );
+                if blocks != (params.block_q, params.block_k) {
                     anyhow::bail!(
                         "--sla-block-q/--sla-block-k: SageSLA blocks are {} x {} tokens, got {} x {}",
                         params.block_q,

@@ -18,30 +18,39 @@ fn turbine(args: &[&str], dir: &Path) -> Output {
         .expect("run turbine")
 }
 
+/// `turbine bench` on the tiny preset, CPU, a 64x32 5-frame video and 7 text tokens, no warm-up,
+/// writing b.json, plus `extra`.
+fn tiny_bench(extra: &[&str], dir: &Path) -> Output {
+    let mut args = vec![
+        "bench",
+        "--model",
+        "tiny",
+        "--backend",
+        "cpu",
+        "--size",
+        "64x32",
+        "--frames",
+        "5",
+        "--text-tokens",
+        "7",
+        "--warmup",
+        "0",
+        "--json",
+        "b.json",
+    ];
+    args.extend_from_slice(extra);
+    turbine(&args, dir)
+}
+
 #[test]
 fn reports_json_and_exports_weights_that_reproduce_the_dump() {
     let dir = tempfile::tempdir().unwrap();
-    let out = turbine(
+    let out = tiny_bench(
         &[
-            "bench",
-            "--model",
-            "tiny",
-            "--backend",
-            "cpu",
-            "--size",
-            "64x32",
-            "--frames",
-            "5",
-            "--text-tokens",
-            "7",
-            "--warmup",
-            "0",
             "--iters",
             "2",
             "--seed",
             "3",
-            "--json",
-            "b.json",
             "--export-weights",
             "w.safetensors",
             "--dump",
@@ -119,30 +128,8 @@ fn sparse_attention_modes_add_proj_l_to_random_weights() {
         ("sla", "sla topk 0.5 blocks 128x64"),
         ("sage", "sage"),
     ] {
-        let out = turbine(
-            &[
-                "bench",
-                "--model",
-                "tiny",
-                "--backend",
-                "cpu",
-                "--size",
-                "64x32",
-                "--frames",
-                "5",
-                "--text-tokens",
-                "7",
-                "--warmup",
-                "0",
-                "--iters",
-                "1",
-                "--attention",
-                mode,
-                "--topk",
-                "0.5",
-                "--json",
-                "b.json",
-            ],
+        let out = tiny_bench(
+            &["--iters", "1", "--attention", mode, "--topk", "0.5"],
             dir.path(),
         );
         assert!(

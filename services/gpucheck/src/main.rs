@@ -96,17 +96,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the selected parts; `Ok(false)` when any check failed.
-fn run(args: &Args) -> Result<bool> {
-    let start = Instant::now();
-    let gpu = CudaBackend::with_options(
-        args.device,
+/// A backend that fills every allocation with NaN first, so output a kernel fails to write shows
+/// up in the comparisons.
+fn poisoned(device: usize) -> turbine_tensor::Result<CudaBackend> {
+    CudaBackend::with_options(
+        device,
         CudaOptions {
             poison_allocations: true,
             ..CudaOptions::default()
         },
     )
-    .context("creating the CUDA backend")?;
+}
+
+/// Runs the selected parts; `Ok(false)` when any check failed.
+fn run(args: &Args) -> Result<bool> {
+    let start = Instant::now();
+    let gpu = poisoned(args.device).context("creating the CUDA backend")?;
     let info = gpu.info().clone();
     println!(
         "device {}: {} (sm {}.{}, {} SMs, {:.1} GiB), arch {}, NVRTC {}.{}, driver {}",
@@ -210,29 +215,18 @@ fn run(args: &Args) -> Result<bool> {
     drop(gpu);
 
     if args.parts.contains(&Part::Sage) {
-        // Accuracy on poisoned allocations (unwritten output shows as NaN), timings without.
-        let poisoned = CudaBackend::with_options(
-            args.device,
-            CudaOptions {
-                poison_allocations: true,
-                ..CudaOptions::default()
-            },
+        // Accuracy on poisoned allocations, timings without.
+        let (part, passed) = sage::sage_part(
+            &poisoned(args.device)?,
+            &CudaBackend::new(args.device)?,
+            args.seed,
         )?;
-        let (part, passed) =
-            sage::sage_part(&poisoned, &CudaBackend::new(args.device)?, args.seed)?;
         report["sage"] = part;
         ok &= passed;
     }
 
     if args.parts.contains(&Part::Fp8) {
-        let poisoned = CudaBackend::with_options(
-            args.device,
-            CudaOptions {
-                poison_allocations: true,
-                ..CudaOptions::default()
-            },
-        )?;
-        let (part, passed) = fp8::checks(&poisoned, &args.fixtures, args.seed)?;
+        let (part, passed) = fp8::checks(&poisoned(args.device)?, &args.fixtures, args.seed)?;
         report["fp8"] = part;
         ok &= passed;
     }

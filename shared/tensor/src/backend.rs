@@ -230,10 +230,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         v: &Self::Tensor,
         sla: Option<(&SlaParams, &Self::Linear)>,
     ) -> Result<Self::Tensor> {
-        match sla {
-            None => self.attention(q, k, v),
-            Some((params, proj_l)) => self.sla_attention(q, k, v, params, proj_l),
-        }
+        exact_sage_attention(self, q, k, v, sla)
     }
 
     // ---- elementwise ----
@@ -291,4 +288,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         patch: [usize; 3],
         channels: usize,
     ) -> Result<Self::Tensor>;
+}
+
+/// What [`Backend::sage_attention`] approximates: dense attention, or SLA with `sla`'s parameters
+/// and `proj_l`. Backends without 8-bit kernels (or without them for some input) compute this.
+pub(crate) fn exact_sage_attention<B: Backend>(
+    b: &B,
+    q: &B::Tensor,
+    k: &B::Tensor,
+    v: &B::Tensor,
+    sla: Option<(&SlaParams, &B::Linear)>,
+) -> Result<B::Tensor> {
+    match sla {
+        None => b.attention(q, k, v),
+        Some((params, proj_l)) => b.sla_attention(q, k, v, params, proj_l),
+    }
 }

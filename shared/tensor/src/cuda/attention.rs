@@ -129,7 +129,7 @@ unsafe impl DeviceRepr for SlaKvArgs {}
 unsafe impl DeviceRepr for SlaLinearArgs {}
 
 /// `[L, H, Dh]` with an even head dim, every extent fitting the kernels' 32-bit counters.
-fn dims3(op: &'static str, shape: &[usize]) -> Result<[usize; 3]> {
+pub(super) fn dims3(op: &'static str, shape: &[usize]) -> Result<[usize; 3]> {
     match *shape {
         [l, h, d] if d % 2 == 0 && i32::try_from(l * h * d).is_ok() => Ok([l, h, d]),
         _ => Err(Error::shape(

@@ -951,10 +951,7 @@ impl Backend for CudaBackend {
         let kernel = sage::sage_kernel(&self.dev, self.portable_attention)
             .filter(|_| self.precision == Precision::Bf16);
         let Some(kernel) = kernel else {
-            return match sla {
-                None => self.attention(q, k, v),
-                Some((params, proj_l)) => self.sla_attention(q, k, v, params, proj_l),
-            };
+            return crate::backend::exact_sage_attention(self, q, k, v, sla);
         };
         // Profiled by stage: quantization, block selection, linear branch, attention.
         self.check("sage_attention", &[q, k, v])?;

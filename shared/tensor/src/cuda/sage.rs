@@ -194,10 +194,7 @@ pub(super) fn check(
     sla: Option<(&SlaParams, &CudaLinear)>,
 ) -> Result<(usize, usize, usize)> {
     const OP: &str = "sage_attention";
-    let d = shapes::qkv(OP, q.shape(), k.shape(), v.shape(), |op, s| match *s {
-        [l, h, dh] => Ok([l, h, dh]),
-        _ => Err(Error::shape(op, "expected [L, H, Dh]", s)),
-    })?;
+    let d = shapes::qkv(OP, q.shape(), k.shape(), v.shape(), super::attention::dims3)?;
     if [q, k, v].iter().any(|t| t.dtype() != DType::BF16) {
         return Err(Error::invalid(OP, "q, k and v must be bf16"));
     }
@@ -208,12 +205,8 @@ pub(super) fn check(
             q.shape(),
         ));
     }
-    if i32::try_from(d.lq * d.heads * SAGE_HEAD_DIM).is_err() || d.heads > 65_535 {
-        return Err(Error::shape(
-            OP,
-            "fewer than 2^31 elements and 65536 heads",
-            q.shape(),
-        ));
+    if d.heads > 65_535 {
+        return Err(Error::shape(OP, "at most 65535 heads", q.shape()));
     }
     let kb = d.lk.div_ceil(SAGE_BLOCK_K);
     let keep = match sla {
