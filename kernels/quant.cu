@@ -5,22 +5,25 @@
 // floored at 1e-8; the e4m3 conversion rounds to nearest even and saturates at +-448. The host
 // reference (shared/tensor/src/fp8.rs) does the same f32 operations, so the two agree bit for bit.
 //
-// One warp per row, eight elements per lane and step (one 16-byte bf16 load or two f32 loads, one
-// 8-byte store), four steps' loads issued together: cols must be a multiple of 8, which the FP8
-// GEMM's K % 16 already implies. The second pass re-reads the row, which the first has just pulled
-// into L1/L2.
+// A row is read once: `warps_per_row` warps hold it in registers, CHUNKS chunks of eight elements
+// per lane (one 16-byte bf16 load or two f32 loads, one 8-byte store each), so rows up to
+// 2048 * warps_per_row columns (65536 with 32 warps) — Wan's 13824-wide FFN inputs take 7 warps.
+// The warps of a row combine their maxima in shared memory; `rows_per_block` rows share a block.
+// cols must be a multiple of 8, which the FP8 GEMM's K % 16 already implies.
 #include "common.cuh"
 
 #define E4M3_MAX 448.0f
 #define AMAX_FLOOR 1e-8f
-#define ROWS_PER_BLOCK 8
+#define CHUNKS 8
 
 struct QuantizeFp8Args {
   u8* out;        // [rows, cols] e4m3
   float* scales;  // [rows]
   const void* x;  // [rows, cols]
   unsigned rows;
-  unsigned cols;  // multiple of 8
+  unsigned cols;  // multiple of 8, at most 2048 * warps_per_row
+  unsigned warps_per_row;
+  unsigned rows_per_block;
   int x_dt;
 };
 
@@ -43,45 +46,46 @@ __device__ __forceinline__ void load8(const void* p, int dt, u64 i, float v[8]) 
 }
 
 extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
-  const unsigned lane = threadIdx.x & 31;
-  const u64 row = (u64)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
-  if (row >= a.rows) return;
+  const unsigned per_row = 32 * a.warps_per_row;
+  const unsigned slot = threadIdx.x / per_row;
+  const unsigned t = threadIdx.x % per_row;
+  const u64 row = (u64)blockIdx.x * a.rows_per_block + slot;
+  const bool live = row < a.rows;
   const u64 first = row * a.cols;
 
-  // Four 16-byte loads per lane in flight per step: an 8960-wide row is 35 chunks per lane.
+  // All CHUNKS loads are issued before the first use, and the row stays in registers for the
+  // second pass.
+  float w[CHUNKS][8];
   float amax = 0.0f;
-  for (unsigned c0 = 8 * lane; c0 < a.cols; c0 += 4 * 8 * 32) {
-    float w[4][8];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const unsigned c = c0 + u * 8 * 32;
-      if (c < a.cols) {
-        load8(a.x, a.x_dt, first + c, w[u]);
-      } else {
+  for (int u = 0; u < CHUNKS; ++u) {
+    const unsigned c = 8 * (t + u * per_row);
+    if (live && c < a.cols) load8(a.x, a.x_dt, first + c, w[u]);
+  }
 #pragma unroll
-        for (int k = 0; k < 8; ++k) w[u][k] = 0.0f;
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
+  for (int u = 0; u < CHUNKS; ++u) {
+    if (live && 8 * (t + u * per_row) < a.cols) {
 #pragma unroll
       for (int k = 0; k < 8; ++k) amax = fmaxf(amax, fabsf(w[u][k]));
     }
   }
-  amax = fmaxf(warp_max(amax), AMAX_FLOOR);
+  amax = warp_max(amax);
+  if (a.warps_per_row > 1) {
+    __shared__ float warp_amax[32];
+    if ((threadIdx.x & 31) == 0) warp_amax[threadIdx.x >> 5] = amax;
+    __syncthreads();
+    const float* mine = warp_amax + slot * a.warps_per_row;
+    for (unsigned i = 0; i < a.warps_per_row; ++i) amax = fmaxf(amax, mine[i]);
+  }
+  if (!live) return;
+  amax = fmaxf(amax, AMAX_FLOOR);
   const float inv = E4M3_MAX / amax;
-  if (lane == 0) a.scales[row] = amax / E4M3_MAX;
+  if (t == 0) a.scales[row] = amax / E4M3_MAX;
 
-  for (unsigned c0 = 8 * lane; c0 < a.cols; c0 += 4 * 8 * 32) {
-    float w[4][8];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      if (c0 + u * 8 * 32 < a.cols) load8(a.x, a.x_dt, first + c0 + u * 8 * 32, w[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const unsigned c = c0 + u * 8 * 32;
-      if (c >= a.cols) break;
+  for (int u = 0; u < CHUNKS; ++u) {
+    const unsigned c = 8 * (t + u * per_row);
+    if (c < a.cols) {
       const float* v = w[u];
       uint2 packed;
       packed.x = fp8x4(v[0] * inv, v[1] * inv, v[2] * inv, v[3] * inv);

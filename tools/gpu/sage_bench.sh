@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 6's device run for the 8-bit attention, from the repository root of a GPU host, with the
 # release binaries in .gpu/ (see check.sh):
-#   1. turbine-gpucheck --parts ops,sage: every op check (the flash kernels share the softmax and
-#      wgmma headers with the Sage kernels), then the Sage accuracy gates and kernel timings next
-#      to the bf16 flash kernel (gpucheck.log, gpucheck.json);
+#   1. turbine-gpucheck --parts ops,sage,sage-forward: every op check (the flash kernels share the
+#      softmax and wgmma headers with the Sage kernels), the Sage accuracy gates and kernel timings
+#      next to the bf16 flash kernel, then the gates on a 1.3B forward's own q/k/v and the whole
+#      forward's error against dense bf16 (gpucheck.log, gpucheck.json);
 #   2. whole Wan2.1-1.3B 480p forwards, seeded random weights, with dense bf16, dense Sage and
 #      SageSLA top-k 0.1 / 0.15 self-attention, and SageSLA 0.1 with FP8 linears (bench-*.json);
 #      BENCH_14B=1 adds 14B 720p dense bf16 and SageSLA 0.1 + FP8.
@@ -17,7 +18,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 git log -1 --format='commit %H' 2>/dev/null | tee -a "$OUT/env.txt"
 
 echo "== 1. op checks and the Sage part"
-timeout "${CHECK_TIMEOUT:-400}" .gpu/turbine-gpucheck --parts "${PARTS:-ops,sage}" \
+timeout "${CHECK_TIMEOUT:-400}" .gpu/turbine-gpucheck --parts "${PARTS:-ops,sage,sage-forward}" \
     --json "$OUT/gpucheck.json" 2>&1 | tee "$OUT/gpucheck.log"
 rc=${PIPESTATUS[0]}
 echo "step 1: exit $rc"

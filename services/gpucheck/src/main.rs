@@ -21,6 +21,7 @@ use std::time::Instant;
 
 mod fp8;
 mod sage;
+mod sage_forward;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -40,6 +41,7 @@ enum Part {
     Ops,
     Dit,
     Sage,
+    SageForward,
     Fp8,
     Bench,
     Fp8Bench,
@@ -58,7 +60,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ops,dit,sage,fp8,bench,fp8-bench"
+        default_value = "ops,dit,sage,sage-forward,fp8,bench,fp8-bench"
     )]
     parts: Vec<Part>,
     /// CUDA device ordinal.
@@ -222,6 +224,12 @@ fn run(args: &Args) -> Result<bool> {
             args.seed,
         )?;
         report["sage"] = part;
+        ok &= passed;
+    }
+
+    if args.parts.contains(&Part::SageForward) {
+        let (part, passed) = sage_forward::sage_forward_part(&poisoned(args.device)?, args.seed)?;
+        report["sage_forward"] = part;
         ok &= passed;
     }
 

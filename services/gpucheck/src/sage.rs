@@ -37,7 +37,7 @@ fn qkv(len: usize, heads: usize, seed: u64) -> Result<[HostTensor; 3]> {
     ])
 }
 
-fn proj_l(seed: u64, zero: bool) -> Result<LinearWeights> {
+pub(crate) fn proj_l(seed: u64, zero: bool) -> Result<LinearWeights> {
     let scale = if zero { 0.0 } else { 0.1 };
     let mut w = random(&[128, 128], seed)?.to_f32_vec();
     let mut b = random(&[128], seed + 1)?.to_f32_vec();
@@ -56,7 +56,7 @@ fn upload_bf16(b: &CudaBackend, t: &HostTensor) -> Result<turbine_tensor::CudaTe
 }
 
 /// One accuracy row: `got` against `want` by cosine and rel L1 (gated), or by exact equality.
-fn row(name: &str, got: &HostTensor, want: &HostTensor, exact: bool) -> (Value, bool) {
+pub(crate) fn row(name: &str, got: &HostTensor, want: &HostTensor, exact: bool) -> (Value, bool) {
     let (g, w) = (got.to_f32_vec(), want.to_f32_vec());
     let (cos, l1) = (compare::cosine(&g, &w), compare::rel_l1(&g, &w));
     let max_abs = g.iter().zip(&w).fold(0f32, |m, (a, b)| {

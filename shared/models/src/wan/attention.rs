@@ -148,6 +148,14 @@ impl<B: Backend> Projections<B> {
     }
 }
 
+/// The inputs of one self-attention call, each `[L, H, Dh]`: normalized, rotated queries and keys,
+/// and values.
+pub struct Qkv<B: Backend> {
+    pub q: B::Tensor,
+    pub k: B::Tensor,
+    pub v: B::Tensor,
+}
+
 pub struct SelfAttention<B: Backend> {
     projections: Projections<B>,
     /// The SLA linear branch's projection; present in TurboWan checkpoints.
@@ -175,18 +183,23 @@ impl<B: Backend> SelfAttention<B> {
         self.proj_l.is_some()
     }
 
-    /// `x: [L, D]` (normalized and modulated) `-> [L, D]`.
+    /// `x: [L, D]` (normalized and modulated) `-> [L, D]`; `probe` sees q, k, v first.
     pub fn forward(
         &self,
         b: &B,
         x: &B::Tensor,
         rope: &Rope<B>,
         mode: &AttentionMode,
+        probe: &mut dyn FnMut(&Qkv<B>) -> Result<()>,
     ) -> Result<B::Tensor> {
         let p = &self.projections;
-        let q = p.rotated(b, x, rope, false)?;
-        let k = p.rotated(b, x, rope, true)?;
-        let v = p.value(b, x)?;
+        let qkv = Qkv {
+            q: p.rotated(b, x, rope, false)?,
+            k: p.rotated(b, x, rope, true)?,
+            v: p.value(b, x)?,
+        };
+        probe(&qkv)?;
+        let Qkv { q, k, v } = qkv;
         let proj_l = || {
             self.proj_l.as_ref().ok_or_else(|| {
                 Error::Input("SLA attention needs the layer's proj_l weights".into())

@@ -4,7 +4,7 @@
 use turbine_tensor::Backend;
 
 use super::WanConfig;
-use super::attention::{AttentionMode, ContextKv, CrossAttention, Rope, SelfAttention};
+use super::attention::{AttentionMode, ContextKv, CrossAttention, Qkv, Rope, SelfAttention};
 use super::weights::WanWeights;
 use crate::Result;
 
@@ -39,7 +39,9 @@ impl<B: Backend> Block<B> {
         })
     }
 
-    /// `x: [L, D]` residual stream; `e0: [6, D]` time modulation.
+    /// `x: [L, D]` residual stream; `e0: [6, D]` time modulation; `probe` sees the
+    /// self-attention's inputs.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         b: &B,
@@ -48,6 +50,7 @@ impl<B: Backend> Block<B> {
         context: &ContextKv<B>,
         rope: &Rope<B>,
         mode: &AttentionMode,
+        probe: &mut dyn FnMut(&Qkv<B>) -> Result<()>,
     ) -> Result<B::Tensor> {
         let m = b.add(&self.modulation, e0)?;
         let row = |i: usize| -> Result<B::Tensor> {
@@ -58,7 +61,7 @@ impl<B: Backend> Block<B> {
         let (shift_ffn, scale_ffn, gate_ffn) = (row(3)?, row(4)?, row(5)?);
 
         let h = b.layer_norm_modulate(x, &shift_msa, &scale_msa, self.eps)?;
-        let y = self.self_attn.forward(b, &h, rope, mode)?;
+        let y = self.self_attn.forward(b, &h, rope, mode, probe)?;
         let x = b.gated_residual(x, &y, &gate_msa)?;
 
         let h = b.layer_norm(&x, Some((&self.norm3.0, &self.norm3.1)), self.eps)?;

@@ -12,7 +12,7 @@ mod embeddings;
 mod model;
 pub mod weights;
 
-pub use attention::AttentionMode;
+pub use attention::{AttentionMode, Qkv};
 pub use config::WanConfig;
 pub use embeddings::sinusoid;
 pub use model::{TextContext, WanModel};

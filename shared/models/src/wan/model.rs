@@ -8,7 +8,7 @@ use turbine_checkpoint::{Error as CkptError, TensorStore};
 use turbine_tensor::{Backend, rope::rope_tables};
 
 use super::WanConfig;
-use super::attention::{AttentionMode, ContextKv, Rope};
+use super::attention::{AttentionMode, ContextKv, Qkv, Rope};
 use super::block::Block;
 use super::embeddings::{TextEmbedding, TimeEmbedding};
 use super::weights::WanWeights;
@@ -161,6 +161,20 @@ impl<B: Backend + Clone> WanModel<B> {
         context: &TextContext<B>,
         condition: Option<&B::Tensor>,
     ) -> Result<B::Tensor> {
+        self.forward_probed(latents, timestep, context, condition, &mut |_, _| Ok(()))
+    }
+
+    /// [`forward`](Self::forward), handing every block's self-attention inputs to `probe` with the
+    /// block's index: accuracy harnesses compare attention kernels on a real forward's
+    /// activations.
+    pub fn forward_probed(
+        &self,
+        latents: &B::Tensor,
+        timestep: f64,
+        context: &TextContext<B>,
+        condition: Option<&B::Tensor>,
+        probe: &mut dyn FnMut(usize, &Qkv<B>) -> Result<()>,
+    ) -> Result<B::Tensor> {
         let b = &self.backend;
         let c = &self.config;
         let x = match condition {
@@ -182,8 +196,16 @@ impl<B: Backend + Clone> WanModel<B> {
         let rope = self.rope(grid)?;
         let time = self.time.forward(b, timestep)?;
         let mut x = b.linear(&b.patchify(&x, c.patch_size)?, &self.patch_embedding)?;
-        for (block, kv) in self.blocks.iter().zip(&context.blocks) {
-            x = block.forward(b, &x, &time.modulation, kv, &rope, &self.attention)?;
+        for (i, (block, kv)) in self.blocks.iter().zip(&context.blocks).enumerate() {
+            x = block.forward(
+                b,
+                &x,
+                &time.modulation,
+                kv,
+                &rope,
+                &self.attention,
+                &mut |qkv| probe(i, qkv),
+            )?;
         }
         let m = b.add(&self.head_modulation, &time.embedding)?;
         let shift = b.reshape(&b.narrow(&m, 0, 1)?, &[c.dim])?;

@@ -222,7 +222,8 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     };
 
     c.quantize("structured [4, 64]", &structured(64)?);
-    for (rows, cols) in [(37usize, 96usize), (300, 1536)] {
+    // Rows held by one warp, by three (2048 < K ≤ 6144) and by seven (the 14B's FFN input).
+    for (rows, cols) in [(37usize, 96usize), (300, 1536), (33, 5128), (19, 13824)] {
         let x = c.rng.tensor(&[rows, cols], 1.0);
         let case = format!("randn [{rows}, {cols}]");
         c.quantize(&case, &x.to_dtype(DType::BF16)?);

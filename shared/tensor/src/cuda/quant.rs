@@ -11,8 +11,12 @@ use super::{CudaTensor, Wrap, dt_code, kernels};
 use crate::fp8::Fp8Rows;
 use crate::{DType, Error, Result};
 
-/// Rows per block (one warp each; `ROWS_PER_BLOCK` in the kernel).
-const ROWS_PER_BLOCK: u32 = 8;
+/// Columns one warp holds in registers (`8 * CHUNKS * 32` in the kernel).
+const COLS_PER_WARP: usize = 2048;
+/// Warps of a block when rows are narrow (several rows per block).
+const BLOCK_WARPS: u32 = 8;
+/// A block's warp limit (1024 threads), hence the widest row.
+const MAX_WARPS: usize = 32;
 
 /// A `[rows, cols]` matrix on the device quantized per row (the layout of [`crate::fp8`]):
 /// `x[r, c] ≈ e4m3(values[r, c]) · scales[r]`. Cheap to clone (the buffers are shared).
@@ -58,6 +62,8 @@ struct QuantizeFp8Args {
     x: u64,
     rows: u32,
     cols: u32,
+    warps_per_row: u32,
+    rows_per_block: u32,
     x_dt: i32,
 }
 
@@ -87,6 +93,16 @@ pub(super) fn quantize_rows(
             x.shape(),
         ));
     }
+    let warps_per_row = cols.div_ceil(COLS_PER_WARP).max(1);
+    if warps_per_row > MAX_WARPS {
+        return Err(Error::shape(
+            "quantize_fp8",
+            "expected [.., K] with K at most 65536 (one block holds a row)",
+            x.shape(),
+        ));
+    }
+    let warps_per_row = warps_per_row as u32;
+    let rows_per_block = (BLOCK_WARPS / warps_per_row).max(1);
     let bytes = rows * cols;
     let (values, scales) = match lifetime {
         Lifetime::Weight => (
@@ -109,8 +125,8 @@ pub(super) fn quantize_rows(
         dev.launch(
             kernels::QUANTIZE_FP8_ROWS,
             LaunchConfig {
-                grid_dim: (rows32.div_ceil(ROWS_PER_BLOCK), 1, 1),
-                block_dim: (32 * ROWS_PER_BLOCK, 1, 1),
+                grid_dim: (rows32.div_ceil(rows_per_block), 1, 1),
+                block_dim: (32 * warps_per_row * rows_per_block, 1, 1),
                 shared_mem_bytes: 0,
             },
             &QuantizeFp8Args {
@@ -119,6 +135,8 @@ pub(super) fn quantize_rows(
                 x: x.ptr(),
                 rows: rows32,
                 cols: cols32,
+                warps_per_row,
+                rows_per_block,
                 x_dt: dt_code(x.dtype()),
             },
         )?;
