@@ -5,6 +5,7 @@ use turbine_checkpoint::Error as CheckpointError;
 use turbine_models::Error as ModelError;
 use turbine_pipeline::Error as PipelineError;
 use turbine_samplers::Error as SamplerError;
+use turbine_tensor::Error as TensorError;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -71,7 +72,8 @@ fn pipeline_code(e: &PipelineError) -> Code {
         PipelineError::Model(e) => model_code(e),
         PipelineError::Sampler(e) => sampler_code(e),
         PipelineError::Checkpoint(e) => checkpoint_code(e),
-        PipelineError::Tensor(_) | PipelineError::Output(_) => Code::Internal,
+        PipelineError::Tensor(e) => tensor_code(e),
+        PipelineError::Output(_) => Code::Internal,
     }
 }
 
@@ -80,7 +82,17 @@ fn model_code(e: &ModelError) -> Code {
         ModelError::Input(_) => Code::InvalidArgument,
         ModelError::Config(_) => Code::FailedPrecondition,
         ModelError::Checkpoint(e) => checkpoint_code(e),
-        ModelError::Tensor(_) => Code::Internal,
+        ModelError::Tensor(e) => tensor_code(e),
+    }
+}
+
+/// A request that does not fit in device memory is the caller's to shrink or send elsewhere;
+/// every other tensor failure is the server's.
+fn tensor_code(e: &TensorError) -> Code {
+    if e.is_out_of_memory() {
+        Code::ResourceExhausted
+    } else {
+        Code::Internal
     }
 }
 
@@ -93,10 +105,10 @@ fn sampler_code(e: &SamplerError) -> Code {
             Some(e) => model_code(e),
             None => Code::Internal,
         },
+        SamplerError::Tensor(e) => tensor_code(e),
         SamplerError::ElementCount { .. }
         | SamplerError::ModelOutputShape { .. }
-        | SamplerError::Noise(_)
-        | SamplerError::Tensor(_) => Code::Internal,
+        | SamplerError::Noise(_) => Code::Internal,
     }
 }
 
@@ -104,7 +116,7 @@ fn sampler_code(e: &SamplerError) -> Code {
 /// `proj_l`): the replica lacks what the request needs.
 fn checkpoint_code(e: &CheckpointError) -> Code {
     match e {
-        CheckpointError::Tensor(_) => Code::Internal,
+        CheckpointError::Tensor(e) => tensor_code(e),
         CheckpointError::Io { .. }
         | CheckpointError::Safetensors { .. }
         | CheckpointError::Pth { .. }
@@ -200,6 +212,18 @@ mod tests {
                 PipelineError::Tensor(turbine_tensor::Error::invalid("op", "broken")).into(),
                 Code::Internal,
                 "broken",
+            ),
+            (
+                PipelineError::Sampler(SamplerError::Model(Box::new(ModelError::Tensor(
+                    turbine_tensor::Error::OutOfMemory {
+                        backend: "cuda",
+                        bytes: 1 << 34,
+                        detail: "cache released".into(),
+                    },
+                ))))
+                .into(),
+                Code::ResourceExhausted,
+                "out of device memory allocating 17179869184 bytes",
             ),
             (Error::Busy { slots: 1 }, Code::ResourceExhausted, "busy"),
             (Error::Loading, Code::Unavailable, "loading"),

@@ -21,6 +21,15 @@ pub enum Error {
     // Backend failures.
     #[error("backend {backend}: {msg}")]
     Backend { backend: &'static str, msg: String },
+    /// The device has no room for an allocation even after the backend released its cache: the
+    /// request is too large for what is resident, not a fault of the backend (services answer
+    /// RESOURCE_EXHAUSTED and keep serving).
+    #[error("backend {backend}: out of device memory allocating {bytes} bytes ({detail})")]
+    OutOfMemory {
+        backend: &'static str,
+        bytes: usize,
+        detail: String,
+    },
 }
 
 impl Error {
@@ -30,6 +39,10 @@ impl Error {
             msg: msg.into(),
             got: got.to_vec(),
         }
+    }
+
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, Error::OutOfMemory { .. })
     }
 
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {

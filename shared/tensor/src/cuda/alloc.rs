@@ -169,12 +169,19 @@ impl Pool {
             Err(e) if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY => {
                 self.trim()?;
                 // SAFETY: as above.
-                unsafe { result::malloc_sync(class) }.map_err(|e| Error::Backend {
-                    backend: "cuda",
-                    msg: format!(
-                        "alloc: {class} bytes after releasing the cache: {e} ({:?})",
-                        self.stats()
-                    ),
+                unsafe { result::malloc_sync(class) }.map_err(|e| {
+                    if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
+                        Error::OutOfMemory {
+                            backend: "cuda",
+                            bytes: class,
+                            detail: format!("cache released; {:?}", self.stats()),
+                        }
+                    } else {
+                        Error::Backend {
+                            backend: "cuda",
+                            msg: format!("alloc: {class} bytes after releasing the cache: {e}"),
+                        }
+                    }
                 })?
             }
             Err(e) => return Err(e).w("alloc"),
