@@ -300,7 +300,9 @@ mod tests {
 
     #[test]
     fn row_blocks_keep_their_scales() {
-        let data: Vec<f32> = (0..300 * 128).map(|i| ((i * 7919) % 211) as f32 - 105.0).collect();
+        let data: Vec<f32> = (0..300 * 128)
+            .map(|i| ((i * 7919) % 211) as f32 - 105.0)
+            .collect();
         let q = Int8Blocks::quantize(&data, 300, 128).unwrap();
         let tail = q.row_blocks(2, 1).unwrap();
         assert_eq!((tail.rows, tail.scales.len()), (44, 1));

@@ -13,8 +13,8 @@ pub mod cuda;
 pub mod dtype;
 pub mod error;
 pub mod fp8;
-pub mod int8;
 pub mod host;
+pub mod int8;
 pub mod rope;
 mod shapes;
 

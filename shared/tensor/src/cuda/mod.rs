@@ -30,6 +30,7 @@ mod alloc;
 mod attention;
 pub mod check;
 pub mod check_fp8;
+pub mod check_int8;
 mod compile;
 mod conv;
 mod device;
