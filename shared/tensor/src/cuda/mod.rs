@@ -643,7 +643,9 @@ impl CudaBackend {
                     crate::HostData::BF16(v) => {
                         self.upload_raw(&[n, k], DType::BF16, bytemuck::cast_slice::<_, u16>(v))?
                     }
-                    _ => self.upload_f32(&[n, k], &t.to_f32_vec())?,
+                    crate::HostData::F32(_) | crate::HostData::F16(_) | crate::HostData::I8(_) => {
+                        self.upload_f32(&[n, k], &t.to_f32_vec())?
+                    }
                 };
                 int8::quantize(&self.dev, &source, Lifetime::Weight)?
             }
