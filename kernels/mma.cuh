@@ -7,6 +7,12 @@
 // Byte offset of 16-byte chunk `c` (of 16) of row `r` in a swizzled [rows][256 B] tile.
 __device__ __forceinline__ unsigned fm_offset(int r, int c) { return r * 256 + ((c ^ (r & 7)) << 4); }
 
+// Byte offset of 16-byte chunk `c` (of 8) of row `r` in a swizzled [rows][128 B] tile: the eight
+// rows one ldmatrix matrix reads sit in eight different bank groups.
+__device__ __forceinline__ unsigned swz128_offset(int r, int c) {
+  return r * 128 + ((c ^ (r & 7)) << 4);
+}
+
 __device__ __forceinline__ void ldmatrix_x4(unsigned* d, unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
                : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
@@ -25,6 +31,15 @@ __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// d (16x8, s32) += a (16x32, s8) · b (32x8, s8).
+__device__ __forceinline__ void mma_s8(int* d, const unsigned* a, unsigned b0, unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 #endif

@@ -1,4 +1,6 @@
-// Per-row FP8 e4m3 quantization for the FP8 linear layers: weights per output channel (rows of
+// Quantizers of the 8-bit linear layers.
+//
+// quantize_fp8_rows: per-row FP8 e4m3 for the FP8 linears: weights per output channel (rows of
 // W[N, K], once at load) and activations per token (rows of x[M, K], before every GEMM).
 //
 // out[r, c] = e4m3(x[r, c] * (448 / amax_r)) and scales[r] = amax_r / 448, amax_r = max |x[r, .]|
@@ -10,6 +12,11 @@
 // 2048 * warps_per_row columns (65536 with 32 warps) — Wan's 13824-wide FFN inputs take 7 warps.
 // The warps of a row combine their maxima in shared memory; `rows_per_block` rows share a block.
 // cols must be a multiple of 8, which the FP8 GEMM's K % 16 already implies.
+//
+// quantize_int8_blocks: TurboDiffusion's W8A8 INT8 format (upstream `quant_cuda`), 128x128 tiles
+// of x[rows, cols] (activations: 128 tokens x 128 channels; weights: 128 outputs x 128 inputs):
+// out = cvt.rni.sat.s8(x * (128 / amax)), scale = amax / 128, amax = max(1e-8, max |tile|). The
+// host reference (shared/tensor/src/int8.rs) does the same f32 operations: bit for bit.
 #include "common.cuh"
 
 #define E4M3_MAX 448.0f
@@ -92,5 +99,71 @@ extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
       packed.y = fp8x4(v[4] * inv, v[5] * inv, v[6] * inv, v[7] * inv);
       *reinterpret_cast<uint2*>(a.out + first + c) = packed;
     }
+  }
+}
+
+#define INT8_TILE 128
+#define INT8_SCALE 128.0f
+
+struct QuantizeInt8Args {
+  signed char* out;  // [rows, cols]
+  float* scales;     // [ceil(rows / 128), cols / 128]
+  const void* x;     // [rows, cols]
+  unsigned rows;
+  unsigned cols;  // multiple of 128
+  int x_dt;
+};
+
+// cvt.rni.sat.s8.f32 of four floats, packed `a` in the lowest byte.
+__device__ __forceinline__ unsigned s8x4(float a, float b, float c, float d) {
+  const float v[4] = {a, b, c, d};
+  unsigned r = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    unsigned q;
+    asm("cvt.rni.sat.s8.f32 %0, %1;" : "=r"(q) : "f"(v[i]));
+    r |= (q & 0xffu) << (8 * i);
+  }
+  return r;
+}
+
+// One 256-thread CTA per tile (grid: cols / 128, ceil(rows / 128)); per step a warp reads two
+// whole tile rows, eight elements per lane, so the loads coalesce; rows past the end count as
+// zeros and are not stored, as upstream's loader zero-fills them.
+extern "C" __global__ void quantize_int8_blocks(const QuantizeInt8Args a) {
+  __shared__ float warp_amax[8];
+  const unsigned t = threadIdx.x, lane = t & 31, warp = t >> 5;
+  const u64 row0 = (u64)blockIdx.y * INT8_TILE + (t >> 4);
+  const u64 col = (u64)blockIdx.x * INT8_TILE + 8 * (t & 15);
+  float v[8][8];
+  float amax = AMAX_FLOOR;
+#pragma unroll
+  for (int s = 0; s < 8; ++s) {
+    const u64 row = row0 + 16 * s;
+    if (row < a.rows) {
+      load8(a.x, a.x_dt, row * a.cols + col, v[s]);
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) v[s][k] = 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) amax = fmaxf(amax, fabsf(v[s][k]));
+  }
+  amax = warp_max(amax);
+  if (lane == 0) warp_amax[warp] = amax;
+  __syncthreads();
+#pragma unroll
+  for (int w = 0; w < 8; ++w) amax = fmaxf(amax, warp_amax[w]);
+  const float inv = INT8_SCALE / amax;
+  if (t == 0) a.scales[(u64)blockIdx.y * gridDim.x + blockIdx.x] = amax / INT8_SCALE;
+#pragma unroll
+  for (int s = 0; s < 8; ++s) {
+    const u64 row = row0 + 16 * s;
+    if (row >= a.rows) break;
+    const float* w = v[s];
+    uint2 packed;
+    packed.x = s8x4(w[0] * inv, w[1] * inv, w[2] * inv, w[3] * inv);
+    packed.y = s8x4(w[4] * inv, w[5] * inv, w[6] * inv, w[7] * inv);
+    *reinterpret_cast<uint2*>(a.out + row * a.cols + col) = packed;
   }
 }

@@ -929,15 +929,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
 // ---- portable kernel: mma.sync (sm_89 and later but sm_90a: RTX 4090/5090, L40) ----
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-// d (16x8, s32) += a (16x32, s8) · b (32x8, s8).
-__device__ __forceinline__ void mma_s8(int* d, const unsigned* a, unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};"
-      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // d (16x8, f32) += a (16x32, e4m3) · b (32x8, e4m3).
 __device__ __forceinline__ void mma_e4m3(float* d, const unsigned* a, unsigned b0, unsigned b1) {
   asm volatile(

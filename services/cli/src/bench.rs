@@ -4,7 +4,8 @@
 //! On CUDA: forward time from CUDA events (warm-ups, then the median of `--iters`), TFLOP/s
 //! against the FLOP count of shared/reference/wan.md §2, a per-op breakdown of one profiled
 //! forward, weights and peak device memory; `--quant fp8` runs the blocks' linears as FP8 GEMMs
-//! (H100/H200). `--export-weights` writes the random weights as a
+//! (H100/H200), `--quant int8` as TurboDiffusion's W8A8 INT8 GEMMs (random weights quantized at
+//! load, a `-quant` checkpoint's int8 weights as they are). `--export-weights` writes the random weights as a
 //! safetensors checkpoint in the original Wan layout and `--dump` the inputs and outputs at a few
 //! timesteps, which tools/gpu/dit_parity.py feeds to diffusers for the parity check.
 
@@ -48,7 +49,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = PrecisionArg::Bf16)]
     precision: PrecisionArg,
     /// CUDA linears of the DiT blocks (attention q/k/v/o, FFN): none (in --precision) or fp8
-    /// (e4m3 weights and activations, per-channel x per-token scales; H100/H200, bf16 only).
+    /// (e4m3 weights and activations, per-channel x per-token scales; H100/H200, bf16 only) or
+    /// int8 (TurboDiffusion's W8A8, 128x128 block scales; bf16 only).
     #[arg(long, value_enum, default_value_t = QuantArg::None)]
     quant: QuantArg,
     /// CUDA device ordinal.
@@ -117,6 +119,7 @@ enum PrecisionArg {
 enum QuantArg {
     None,
     Fp8,
+    Int8,
 }
 
 impl Args {
@@ -125,8 +128,12 @@ impl Args {
         match (self.quant, self.backend, self.precision) {
             (QuantArg::None, _, _) => Ok(Quant::None),
             (QuantArg::Fp8, BackendArg::Cuda, PrecisionArg::Bf16) => Ok(Quant::Fp8),
+            (QuantArg::Int8, BackendArg::Cuda, PrecisionArg::Bf16) => Ok(Quant::Int8),
             (QuantArg::Fp8, BackendArg::Cpu, _) | (QuantArg::Fp8, _, PrecisionArg::F32) => {
                 bail!("--quant fp8 needs --backend cuda and --precision bf16")
+            }
+            (QuantArg::Int8, BackendArg::Cpu, _) | (QuantArg::Int8, _, PrecisionArg::F32) => {
+                bail!("--quant int8 needs --backend cuda and --precision bf16")
             }
         }
     }
@@ -455,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn quant_is_fp8_only_on_bf16_cuda() {
+    fn quantization_only_on_bf16_cuda() {
         assert_eq!(quant(&[]).unwrap(), Quant::None);
         assert_eq!(
             quant(&["--quant", "none", "--backend", "cpu"]).unwrap(),
@@ -469,7 +476,12 @@ mod tests {
             let err = quant(flags).unwrap_err().to_string();
             assert!(err.contains("--quant fp8 needs"), "{flags:?}: {err}");
         }
-        assert!(quant(&["--quant", "int8"]).is_err());
+        assert_eq!(quant(&["--quant", "int8"]).unwrap(), Quant::Int8);
+        let err = quant(&["--quant", "int8", "--backend", "cpu"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--quant int8 needs"), "{err}");
+        assert!(quant(&["--quant", "int4"]).is_err());
     }
 
     #[test]

@@ -29,10 +29,10 @@ use turbine_tensor::{
 use super::{forward, meta, open, random};
 
 /// Timed runs per measurement, after 2 warm-ups.
-const ITERS: usize = 20;
+pub const ITERS: usize = 20;
 
 /// Tokens of Wan2.1 at 480p, 81 frames: 21x30x52.
-const M: usize = 32_760;
+pub const M: usize = 32_760;
 
 /// Why `b`'s GPU cannot run FP8 linears, if it cannot.
 fn unsupported(b: &CudaBackend) -> Option<Value> {
@@ -56,7 +56,13 @@ pub fn checks(poisoned: &CudaBackend, fixtures: &Path, seed: u64) -> Result<(Val
         return Ok((skipped, true));
     }
     let mut rows = fp8_checks(poisoned, seed)?;
-    match tiny_dit(poisoned, fixtures) {
+    match tiny_dit(
+        poisoned,
+        fixtures,
+        Quant::Fp8,
+        "tiny DiT fp8 vs f32 L2",
+        TINY_DIT_FP8,
+    ) {
         Ok(dit) => rows.extend(dit),
         Err(e) => rows.push(CheckRow {
             op: "tiny DiT fp8 vs f32 L2",
@@ -80,8 +86,15 @@ pub fn checks(poisoned: &CudaBackend, fixtures: &Path, seed: u64) -> Result<(Val
     Ok((Value::Array(report), failed == 0))
 }
 
-/// The tiny Wan DiT's dense fixture cases, FP8 and bf16 against the CPU in f32 (rel L2).
-fn tiny_dit(gpu: &CudaBackend, fixtures: &Path) -> Result<Vec<CheckRow>> {
+/// The tiny Wan DiT's dense fixture cases with quantized block linears (`quant`, rows named `op`)
+/// and in bf16, against the CPU in f32 (rel L2, gated at `tol`).
+pub fn tiny_dit(
+    gpu: &CudaBackend,
+    fixtures: &Path,
+    quant: Quant,
+    op: &'static str,
+    tol: f32,
+) -> Result<Vec<CheckRow>> {
     let weights = open(fixtures, "wan_dit/tiny.safetensors")?;
     let cases = open(fixtures, "wan_dit/forward.safetensors")?;
     let load =
@@ -95,7 +108,7 @@ fn tiny_dit(gpu: &CudaBackend, fixtures: &Path) -> Result<Vec<CheckRow>> {
     let bf16 = gpu.with_precision(Precision::Bf16);
     let models = [
         ("tiny DiT bf16 vs f32 L2", load(bf16.clone())?),
-        ("tiny DiT fp8 vs f32 L2", load(bf16.with_quant(Quant::Fp8))?),
+        (op, load(bf16.with_quant(quant))?),
     ];
     let mut rows = Vec::new();
     for i in 0..meta::<usize>(&cases, "dense_cases")? {
@@ -112,7 +125,7 @@ fn tiny_dit(gpu: &CudaBackend, fixtures: &Path) -> Result<Vec<CheckRow>> {
                 } else {
                     f32::NAN
                 },
-                tol: TINY_DIT_FP8,
+                tol,
             });
         }
     }
@@ -120,7 +133,7 @@ fn tiny_dit(gpu: &CudaBackend, fixtures: &Path) -> Result<Vec<CheckRow>> {
 }
 
 /// Median ms of `f` over [`ITERS`] runs.
-fn median(b: &CudaBackend, mut f: impl FnMut() -> turbine_tensor::Result<()>) -> Result<f64> {
+pub fn median(b: &CudaBackend, mut f: impl FnMut() -> turbine_tensor::Result<()>) -> Result<f64> {
     Ok(b.time_ms(2, ITERS, &mut f)?.0)
 }
 

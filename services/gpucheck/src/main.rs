@@ -10,7 +10,7 @@
 //!    without poisoning. Whole-model timings are `turbine bench`'s.
 //!
 //! Parts `fp8` and `fp8-bench` ([`fp8`]) check and time the FP8 linear layers of `--quant fp8` on
-//! H100/H200.
+//! H100/H200; parts `int8` and `int8-bench` ([`int8`]) the INT8 W8A8 linears of `--quant int8`.
 //!
 //! Prints tables, optionally writes every number as JSON, and exits 1 when a check fails, 2 when
 //! CUDA is unavailable.
@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod fp8;
+mod int8;
 mod sage;
 mod sage_forward;
 
@@ -43,8 +44,10 @@ enum Part {
     Sage,
     SageForward,
     Fp8,
+    Int8,
     Bench,
     Fp8Bench,
+    Int8Bench,
 }
 
 #[derive(Debug, Parser)]
@@ -60,12 +63,15 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "ops,dit,sage,sage-forward,fp8,bench,fp8-bench"
+        default_value = "ops,dit,sage,sage-forward,fp8,int8,bench,fp8-bench,int8-bench"
     )]
     parts: Vec<Part>,
     /// CUDA device ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
+    /// Tokens of part int8's Wan-shape cases (fewer keep a compute-sanitizer run short).
+    #[arg(long, default_value_t = 32_760)]
+    int8_tokens: usize,
     /// Also write every number here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -239,6 +245,17 @@ fn run(args: &Args) -> Result<bool> {
         ok &= passed;
     }
 
+    if args.parts.contains(&Part::Int8) {
+        let (part, passed) = int8::checks(
+            &poisoned(args.device)?,
+            &args.fixtures,
+            args.seed,
+            args.int8_tokens,
+        )?;
+        report["int8"] = part;
+        ok &= passed;
+    }
+
     if args.parts.contains(&Part::Bench) {
         let f32 = CudaBackend::new(args.device)?;
         let mut bench = serde_json::Map::new();
@@ -254,6 +271,10 @@ fn run(args: &Args) -> Result<bool> {
 
     if args.parts.contains(&Part::Fp8Bench) {
         report["fp8_bench"] = fp8::bench(&CudaBackend::new(args.device)?, args.seed)?;
+    }
+
+    if args.parts.contains(&Part::Int8Bench) {
+        report["int8_bench"] = int8::bench(&CudaBackend::new(args.device)?, args.seed)?;
     }
 
     if let Some(path) = &args.json {

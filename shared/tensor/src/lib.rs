@@ -14,6 +14,7 @@ pub mod dtype;
 pub mod error;
 pub mod fp8;
 pub mod host;
+pub mod int8;
 pub mod rope;
 mod shapes;
 

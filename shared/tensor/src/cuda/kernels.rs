@@ -19,11 +19,12 @@ pub enum Module {
     Conv,
     Flash,
     Quant,
+    Int8Gemm,
     Sage,
 }
 
 impl Module {
-    pub const ALL: [Module; 10] = [
+    pub const ALL: [Module; 11] = [
         Module::Elementwise,
         Module::Norm,
         Module::Rope,
@@ -33,6 +34,7 @@ impl Module {
         Module::Conv,
         Module::Flash,
         Module::Quant,
+        Module::Int8Gemm,
         Module::Sage,
     ];
 
@@ -48,6 +50,7 @@ impl Module {
             Module::Conv => "conv.cu",
             Module::Flash => "flash.cu",
             Module::Quant => "quant.cu",
+            Module::Int8Gemm => "int8_gemm.cu",
             Module::Sage => "sage.cu",
         }
     }
@@ -63,6 +66,7 @@ impl Module {
             Module::Conv => include_str!("../../../../kernels/conv.cu"),
             Module::Flash => include_str!("../../../../kernels/flash.cu"),
             Module::Quant => include_str!("../../../../kernels/quant.cu"),
+            Module::Int8Gemm => include_str!("../../../../kernels/int8_gemm.cu"),
             Module::Sage => include_str!("../../../../kernels/sage.cu"),
         }
     }
@@ -131,6 +135,8 @@ pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
 pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
 pub const QUANTIZE_FP8_ROWS: Kernel = Kernel::new(Module::Quant, "quantize_fp8_rows");
+pub const QUANTIZE_INT8_BLOCKS: Kernel = Kernel::new(Module::Quant, "quantize_int8_blocks");
+pub const INT8_GEMM: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_bf16");
 
 pub const SAGE_STATS: Kernel = Kernel::new(Module::Sage, "sage_stats");
 pub const SAGE_STATS_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_stats_reduce");
@@ -143,7 +149,7 @@ pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
 pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
 
-pub const ALL_KERNELS: [Kernel; 40] = [
+pub const ALL_KERNELS: [Kernel; 42] = [
     GELU_TANH,
     SILU,
     ADD,
@@ -174,6 +180,8 @@ pub const ALL_KERNELS: [Kernel; 40] = [
     FLASH_ATTENTION,
     FLASH_ATTENTION_MMA,
     QUANTIZE_FP8_ROWS,
+    QUANTIZE_INT8_BLOCKS,
+    INT8_GEMM,
     SAGE_STATS,
     SAGE_STATS_REDUCE,
     SAGE_QUANT_K,

@@ -18,7 +18,9 @@
 //! uploads through [`Backend::upload_linear_quantizable`] (the DiT blocks' projections and FFN)
 //! hold FP8 e4m3 weights with one scale per output channel, quantize their input per token on the
 //! fly (`kernels/quant.cu`) and multiply through cuBLASLt's FP8 GEMM into bf16; every other layer
-//! stays bf16.
+//! stays bf16. With [`Quant::Int8`] they run TurboDiffusion's W8A8 scheme instead: int8 weights
+//! and activations in 128×128 tiles with one f32 scale each (a `-quant` checkpoint's weights as
+//! they are, others quantized at load), through an own mma.sync GEMM (`kernels/int8_gemm.cu`).
 //!
 //! Work is queued asynchronously on the backend's stream; [`Backend::download`] and
 //! [`Backend::synchronize`] wait for it. Launch errors surface at the launch, execution errors at
@@ -28,11 +30,13 @@ mod alloc;
 mod attention;
 pub mod check;
 pub mod check_fp8;
+pub mod check_int8;
 mod compile;
 mod conv;
 mod device;
 mod elementwise;
 mod gemm;
+mod int8;
 pub mod kernels;
 mod layout;
 mod norm;
@@ -50,6 +54,7 @@ pub use compile::{
     Compiled, KernelStats, arch_for, compile_module, compile_source, nvrtc_available, nvrtc_version,
 };
 pub use device::DeviceInfo;
+pub use int8::CudaInt8Blocks;
 pub use quant::CudaFp8Rows;
 
 use alloc::DeviceBuffer;
@@ -159,9 +164,9 @@ impl Profiler {
     }
 }
 
-/// A linear layer on the device: weight `[out, in]` in the backend's precision or in FP8 (see
-/// [`Quant`]), optional bias `[out]` in the backend's precision (int8 W8A8 checkpoints are
-/// dequantized when placed).
+/// A linear layer on the device: weight `[out, in]` in the backend's precision, in FP8 or in INT8
+/// blocks (see [`Quant`]), optional bias `[out]` in the backend's precision (int8 W8A8 checkpoints
+/// are dequantized when placed as dense or FP8 layers).
 #[derive(Debug)]
 pub struct CudaLinear {
     out_features: usize,
@@ -175,6 +180,8 @@ enum LinearWeight {
     Dense(CudaTensor),
     /// Quantized per output channel.
     Fp8(CudaFp8Rows),
+    /// TurboDiffusion's 128×128 int8 tiles.
+    Int8(CudaInt8Blocks),
 }
 
 impl CudaLinear {
@@ -183,12 +190,18 @@ impl CudaLinear {
         match &self.weight {
             LinearWeight::Dense(w) => w,
             LinearWeight::Fp8(w) => &w.scales,
+            LinearWeight::Int8(w) => &w.scales,
         }
     }
 
     /// Whether the weight is FP8.
     pub fn is_fp8(&self) -> bool {
         matches!(self.weight, LinearWeight::Fp8(_))
+    }
+
+    /// Whether the weight is in INT8 blocks.
+    pub fn is_int8(&self) -> bool {
+        matches!(self.weight, LinearWeight::Int8(_))
     }
 }
 
@@ -223,6 +236,12 @@ pub enum Quant {
     /// (per-token scales, quantized before each GEMM), bf16 bias and output: cuBLASLt's FP8 GEMM
     /// with outer-vector scaling, which needs compute capability 9.0 (H100/H200).
     Fp8,
+    /// TurboDiffusion's W8A8: int8 weights and activations in 128×128 tiles with f32 scales
+    /// (weights as a `-quant` checkpoint holds them or quantized at load, activations before each
+    /// GEMM), int32 sums per 128-deep K block promoted into f32, bf16 bias and output
+    /// (`kernels/int8_gemm.cu`, mma.sync: every supported GPU). Layers need in_features % 128 ==
+    /// 0 and out_features % 8 == 0.
+    Int8,
 }
 
 /// Options for [`CudaBackend::with_options`].
@@ -303,8 +322,28 @@ fn gemm(dev: &Device, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<Cuda
             let xq = quant::quantize_rows(dev, x, Lifetime::Activation)?;
             gemm_fp8(dev, &xq, w, gelu)?.reshaped(&shape)?
         }
+        LinearWeight::Int8(_) => {
+            let xq = int8::quantize(dev, x, Lifetime::Activation)?;
+            let out = gemm_int8(dev, &xq, w)?;
+            let pending = Pending { bias: false, gelu };
+            finish(dev, out, w, pending)?.reshaped(&shape)?
+        }
     };
     Ok(out)
+}
+
+/// `x · wᵀ + b` for an INT8 layer and block-quantized rows `x: [rows, in]`: `[rows, out]` bf16.
+fn gemm_int8(dev: &Device, x: &CudaInt8Blocks, w: &CudaLinear) -> Result<CudaTensor> {
+    let LinearWeight::Int8(weight) = &w.weight else {
+        return Err(Error::invalid(
+            "linear_int8",
+            format!(
+                "the layer [{}, {}] has no INT8 weight (upload it with Quant::Int8)",
+                w.out_features, w.in_features
+            ),
+        ));
+    };
+    int8::gemm(dev, x, weight, w.bias.as_ref())
 }
 
 /// `x · wᵀ + b` (then GELU when `gelu`) for an FP8 layer and quantized rows `x: [rows, in]`:
@@ -492,6 +531,30 @@ impl CudaBackend {
         })
     }
 
+    /// `x: [.., K]` (f32 or bf16, K a multiple of 128) quantized to INT8 in 128×128 tiles, as an
+    /// INT8 layer quantizes its input.
+    pub fn quantize_int8(&self, x: &CudaTensor) -> Result<CudaInt8Blocks> {
+        self.timed("quantize int8", || {
+            self.check("quantize_int8", &[x])?;
+            int8::quantize(&self.dev, x, Lifetime::Activation)
+        })
+    }
+
+    /// The GEMM of an INT8 layer on already quantized rows `x: [rows, in]` -> bf16 `[rows, out]`
+    /// (bias included): [`Backend::linear`] without the quantization of its input.
+    pub fn linear_int8(&self, x: &CudaInt8Blocks, w: &CudaLinear) -> Result<CudaTensor> {
+        self.timed("linear int8", || {
+            self.check("linear_int8", &[&x.scales, w.anchor()])?;
+            gemm_int8(&self.dev, x, w)
+        })
+    }
+
+    /// INT8 blocks copied back to the host.
+    pub fn download_int8(&self, x: &CudaInt8Blocks) -> Result<crate::int8::Int8Blocks> {
+        self.check("download_int8", &[&x.scales])?;
+        int8::download(&self.dev, x)
+    }
+
     /// FP8 rows copied back to the host.
     pub fn download_fp8(&self, x: &CudaFp8Rows) -> Result<crate::fp8::Fp8Rows> {
         self.check("download_fp8", &[&x.scales])?;
@@ -501,11 +564,13 @@ impl CudaBackend {
     /// `x · wᵀ + b`, then GELU (tanh) when `gelu`, profiled as one op (an FP8 layer's with the
     /// quantization of its input).
     fn linear_op(&self, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
-        let label = match (w.is_fp8(), gelu) {
-            (false, false) => "linear",
-            (false, true) => "linear+gelu",
-            (true, false) => "linear fp8",
-            (true, true) => "linear+gelu fp8",
+        let label = match (&w.weight, gelu) {
+            (LinearWeight::Dense(_), false) => "linear",
+            (LinearWeight::Dense(_), true) => "linear+gelu",
+            (LinearWeight::Fp8(_), false) => "linear fp8",
+            (LinearWeight::Fp8(_), true) => "linear+gelu fp8",
+            (LinearWeight::Int8(_), false) => "linear int8",
+            (LinearWeight::Int8(_), true) => "linear+gelu int8",
         };
         self.timed(label, || {
             let op = if gelu { "linear_gelu_tanh" } else { "linear" };
@@ -556,6 +621,39 @@ impl CudaBackend {
             out_features: n,
             in_features: k,
             weight: LinearWeight::Fp8(weight),
+            bias: self.upload_bias(w)?,
+        })
+    }
+
+    /// An INT8 layer: a `-quant` checkpoint's int8 weight and scales as they are, any other
+    /// weight quantized on the device from its bf16 values (f32 for other types) with the
+    /// activations' quantizer, as upstream's `modify_model.py` does offline; the bias in bf16.
+    fn upload_linear_int8(&self, w: &LinearWeights) -> Result<CudaLinear> {
+        shapes::linear_weights(w)?;
+        let (n, k) = (w.out_features, w.in_features);
+        if let Some(why) = int8::unsupported(n, k) {
+            return Err(Error::invalid("upload_linear", why));
+        }
+        let weight = match &w.weight {
+            crate::LinearWeight::Int8Block { values, scales } => {
+                int8::upload(&self.dev, [n, k], values, scales)?
+            }
+            crate::LinearWeight::Dense(t) => {
+                let source = match &t.data {
+                    crate::HostData::BF16(v) => {
+                        self.upload_raw(&[n, k], DType::BF16, bytemuck::cast_slice::<_, u16>(v))?
+                    }
+                    crate::HostData::F32(_) | crate::HostData::F16(_) | crate::HostData::I8(_) => {
+                        self.upload_f32(&[n, k], &t.to_f32_vec())?
+                    }
+                };
+                int8::quantize(&self.dev, &source, Lifetime::Weight)?
+            }
+        };
+        Ok(CudaLinear {
+            out_features: n,
+            in_features: k,
+            weight: LinearWeight::Int8(weight),
             bias: self.upload_bias(w)?,
         })
     }
@@ -790,7 +888,8 @@ impl Backend for CudaBackend {
     fn upload_linear_quantizable(&self, w: &LinearWeights) -> Result<CudaLinear> {
         match (self.quant, self.precision) {
             (Quant::Fp8, Precision::Bf16) => self.upload_linear_fp8(w),
-            (Quant::None, _) | (Quant::Fp8, Precision::F32) => self.upload_linear(w),
+            (Quant::Int8, Precision::Bf16) => self.upload_linear_int8(w),
+            (Quant::None, _) | (Quant::Fp8 | Quant::Int8, Precision::F32) => self.upload_linear(w),
         }
     }
 

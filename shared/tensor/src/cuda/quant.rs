@@ -146,35 +146,49 @@ pub(super) fn quantize_rows(
 
 /// `q` copied back to the host.
 pub(super) fn download(dev: &Device, q: &CudaFp8Rows) -> Result<Fp8Rows> {
-    let mut values = vec![0u8; q.rows * q.cols];
-    let mut scales = vec![0f32; q.rows];
-    if q.rows > 0 {
-        dev.stream.context().bind_to_thread().w("download_fp8")?;
-        // SAFETY: the buffers hold `values.len()` bytes and `scales.len()` f32 values; the copies
-        // are queued behind the work that produces them, and both vectors outlive the
-        // synchronize below.
-        unsafe {
-            if !values.is_empty() {
-                cudarc::driver::result::memcpy_dtoh_async(
-                    &mut values,
-                    q.values.ptr(),
-                    dev.stream.cu_stream(),
-                )
-                .w("download_fp8")?;
-            }
-            cudarc::driver::result::memcpy_dtoh_async(
-                &mut scales,
-                q.scales.ptr(),
-                dev.stream.cu_stream(),
-            )
-            .w("download_fp8")?;
-        }
-    }
-    dev.stream.synchronize().w("download_fp8")?;
+    let (values, scales) =
+        download_parts(dev, "download_fp8", &q.values, q.rows * q.cols, &q.scales)?;
     Ok(Fp8Rows {
         rows: q.rows,
         cols: q.cols,
         values,
         scales,
     })
+}
+
+/// The first `bytes` bytes of `values` and all of the f32 tensor `scales`, copied to the host:
+/// a quantized matrix's two parts.
+pub(super) fn download_parts<T: bytemuck::Pod + Default>(
+    dev: &Device,
+    op: &str,
+    values: &DeviceBuffer,
+    len: usize,
+    scales: &CudaTensor,
+) -> Result<(Vec<T>, Vec<f32>)> {
+    let mut out = vec![T::default(); len];
+    let mut sc = vec![0f32; scales.numel()];
+    dev.stream.context().bind_to_thread().w(op)?;
+    // SAFETY: `values` holds at least `len` elements of `T` (one byte each for the 8-bit
+    // formats) and `scales` `sc.len()` f32 values; the copies are queued behind the work that
+    // produces them, and both vectors outlive the synchronize below.
+    unsafe {
+        if len > 0 {
+            cudarc::driver::result::memcpy_dtoh_async(
+                bytemuck::cast_slice_mut::<T, u8>(&mut out),
+                values.ptr(),
+                dev.stream.cu_stream(),
+            )
+            .w(op)?;
+        }
+        if !sc.is_empty() {
+            cudarc::driver::result::memcpy_dtoh_async(
+                &mut sc,
+                scales.ptr(),
+                dev.stream.cu_stream(),
+            )
+            .w(op)?;
+        }
+    }
+    dev.stream.synchronize().w(op)?;
+    Ok((out, sc))
 }

@@ -1,0 +1,280 @@
+//! Launchers for TurboDiffusion's W8A8 INT8 linears: the 128×128 block quantizer
+//! (`kernels/quant.cu`) and the block-scaled GEMM (`kernels/int8_gemm.cu`); the format and the
+//! host reference are [`crate::int8`]'s.
+
+use std::sync::Arc;
+
+use cudarc::driver::{DeviceRepr, LaunchConfig, result as driver};
+
+use super::alloc::DeviceBuffer;
+use super::device::Device;
+use super::quant::{Lifetime, download_parts};
+use super::{CudaTensor, Wrap, dt_code, kernels};
+use crate::int8::Int8Blocks;
+use crate::{DType, Error, QUANT_BLOCK, Result};
+
+/// The GEMM's CTA: 256 threads, three pipeline stages of a 128×128 int8 tile of each operand.
+const GEMM_THREADS: u32 = 256;
+const GEMM_SMEM: u32 = 3 * 2 * 128 * 128;
+
+/// A `[rows, cols]` matrix on the device in the block format of [`crate::int8`]: int8 values and
+/// f32 scales `[ceil(rows/128), cols/128]`. Cheap to clone (the buffers are shared).
+#[derive(Clone)]
+pub struct CudaInt8Blocks {
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    /// `rows·cols` int8, row-major.
+    pub(super) values: Arc<DeviceBuffer>,
+    /// f32 `[ceil(rows/128), cols/128]`.
+    pub(super) scales: CudaTensor,
+}
+
+impl std::fmt::Debug for CudaInt8Blocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaInt8Blocks[{}, {}]", self.rows, self.cols)
+    }
+}
+
+impl CudaInt8Blocks {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// Buffers for a `[rows, cols]` block matrix (contents unspecified).
+fn alloc(dev: &Device, rows: usize, cols: usize, lifetime: Lifetime) -> Result<CudaInt8Blocks> {
+    let (bytes, tiles) = (
+        rows * cols,
+        rows.div_ceil(QUANT_BLOCK) * (cols / QUANT_BLOCK),
+    );
+    let (values, scales) = match lifetime {
+        Lifetime::Weight => (
+            dev.pool.alloc_exact(bytes)?,
+            dev.alloc_exact(tiles, DType::F32)?,
+        ),
+        Lifetime::Activation => (dev.pool.alloc(bytes)?, dev.alloc(tiles, DType::F32)?),
+    };
+    Ok(CudaInt8Blocks {
+        rows,
+        cols,
+        values: Arc::new(values),
+        scales: CudaTensor {
+            shape: vec![rows.div_ceil(QUANT_BLOCK), cols / QUANT_BLOCK],
+            dtype: DType::F32,
+            buf: Arc::new(scales),
+        },
+    })
+}
+
+/// A `-quant` checkpoint's int8 weight `[rows, cols]` and its scales, uploaded as they are.
+pub(super) fn upload(
+    dev: &Device,
+    [rows, cols]: [usize; 2],
+    values: &[i8],
+    scales: &[f32],
+) -> Result<CudaInt8Blocks> {
+    let tiles = rows.div_ceil(QUANT_BLOCK) * (cols / QUANT_BLOCK);
+    if values.len() != rows * cols || scales.len() != tiles || !cols.is_multiple_of(QUANT_BLOCK) {
+        return Err(Error::invalid(
+            "upload_int8",
+            format!(
+                "[{rows}, {cols}] (in a multiple of 128) needs {} values and {tiles} scales, got \
+                 {} and {}",
+                rows * cols,
+                values.len(),
+                scales.len()
+            ),
+        ));
+    }
+    let q = alloc(dev, rows, cols, Lifetime::Weight)?;
+    dev.stream.context().bind_to_thread().w("upload_int8")?;
+    for (ptr, bytes) in [
+        (q.values.ptr(), bytemuck::cast_slice::<i8, u8>(values)),
+        (q.scales.ptr(), bytemuck::cast_slice::<f32, u8>(scales)),
+    ] {
+        if !bytes.is_empty() {
+            // SAFETY: `alloc` sized both buffers for exactly these lengths (checked above); the
+            // copy is queued on the stream that orders every use of the buffers, and a pageable
+            // source is staged before the call returns.
+            unsafe { driver::memcpy_htod_async(ptr, bytes, dev.stream.cu_stream()) }
+                .w("upload_int8")?;
+        }
+    }
+    Ok(q)
+}
+
+#[repr(C)]
+struct QuantizeInt8Args {
+    out: u64,
+    scales: u64,
+    x: u64,
+    rows: u32,
+    cols: u32,
+    x_dt: i32,
+}
+
+// SAFETY: `#[repr(C)]` mirror of the kernel's parameter struct (device pointers as u64,
+// `unsigned` as u32, `int` as i32).
+unsafe impl DeviceRepr for QuantizeInt8Args {}
+
+/// `x: [.., K]` (f32 or bf16, K a multiple of 128) quantized in 128×128 tiles of its rows (tokens
+/// or output channels) and last dimension.
+pub(super) fn quantize(dev: &Device, x: &CudaTensor, lifetime: Lifetime) -> Result<CudaInt8Blocks> {
+    let cols = x.cols();
+    let rows = x.numel().checked_div(cols).unwrap_or(0);
+    let (Ok(rows32), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
+        return Err(Error::shape(
+            "quantize_int8",
+            "expected [.., K] with fewer than 2^32 rows and columns",
+            x.shape(),
+        ));
+    };
+    if x.shape().is_empty() || !cols.is_multiple_of(QUANT_BLOCK) {
+        return Err(Error::shape(
+            "quantize_int8",
+            "expected [.., K] with K a multiple of 128 (TurboDiffusion's 128x128 tiles)",
+            x.shape(),
+        ));
+    }
+    let q = alloc(dev, rows, cols, lifetime)?;
+    if rows > 0 {
+        dev.launch(
+            kernels::QUANTIZE_INT8_BLOCKS,
+            LaunchConfig {
+                grid_dim: (cols32 / 128, rows32.div_ceil(128), 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            &QuantizeInt8Args {
+                out: q.values.ptr(),
+                scales: q.scales.ptr(),
+                x: x.ptr(),
+                rows: rows32,
+                cols: cols32,
+                x_dt: dt_code(x.dtype()),
+            },
+        )?;
+    }
+    Ok(q)
+}
+
+/// Why the GEMM cannot take a weight `[n, k]`, if it cannot: upstream's `can_implement`
+/// (K % 128, 16-byte bf16 output rows), which upstream fails silently with zeros.
+pub(super) fn unsupported(n: usize, k: usize) -> Option<String> {
+    (!k.is_multiple_of(QUANT_BLOCK) || !n.is_multiple_of(8) || k == 0).then(|| {
+        format!(
+            "an INT8 W8A8 layer needs in_features a positive multiple of 128 (the 128x128 scale \
+             tiles) and out_features a multiple of 8 (16-byte bf16 output rows), got \
+             [out {n}, in {k}]"
+        )
+    })
+}
+
+#[repr(C)]
+struct Int8GemmArgs {
+    out: u64,
+    x: u64,
+    w: u64,
+    x_scales: u64,
+    w_scales: u64,
+    bias: u64,
+    m: u32,
+    n: u32,
+    k: u32,
+}
+
+// SAFETY: `#[repr(C)]` mirror of the kernel's parameter struct (pointers as u64, `unsigned` as
+// u32; the three u32 fields end the struct, whose C size is padded to 8 like this one's).
+unsafe impl DeviceRepr for Int8GemmArgs {}
+
+/// `x · wᵀ (+ bias)` -> bf16 `[x.rows, w.rows]` for block matrices with equal `cols`; `bias`, when
+/// given, is bf16 `[w.rows]`.
+pub(super) fn gemm(
+    dev: &Device,
+    x: &CudaInt8Blocks,
+    w: &CudaInt8Blocks,
+    bias: Option<&CudaTensor>,
+) -> Result<CudaTensor> {
+    if let Some(why) = unsupported(w.rows, w.cols) {
+        return Err(Error::invalid("linear_int8", why));
+    }
+    if x.cols != w.cols {
+        return Err(Error::shape(
+            "linear_int8",
+            format!("input features must be {}", w.cols),
+            &[x.rows, x.cols],
+        ));
+    }
+    if let Some(b) = bias
+        && (b.dtype() != DType::BF16 || b.numel() != w.rows)
+    {
+        return Err(Error::invalid(
+            "linear_int8",
+            format!(
+                "bias must be bf16 [{}], got {} {:?}",
+                w.rows,
+                b.dtype(),
+                b.shape()
+            ),
+        ));
+    }
+    let (Ok(m), Ok(n), Ok(k)) = (
+        u32::try_from(x.rows),
+        u32::try_from(w.rows),
+        u32::try_from(w.cols),
+    ) else {
+        return Err(Error::shape(
+            "linear_int8",
+            "expected fewer than 2^32 rows and features",
+            &[x.rows, x.cols],
+        ));
+    };
+    let out = CudaTensor::alloc_as(dev, &[x.rows, w.rows], DType::BF16)?;
+    let tiles = u64::from(m.div_ceil(128)) * u64::from(n.div_ceil(128));
+    if tiles == 0 {
+        return Ok(out);
+    }
+    let Ok(grid) = u32::try_from(tiles) else {
+        return Err(Error::shape(
+            "linear_int8",
+            "expected fewer than 2^32 output tiles",
+            &[x.rows, w.rows],
+        ));
+    };
+    dev.launch(
+        kernels::INT8_GEMM,
+        LaunchConfig {
+            grid_dim: (grid, 1, 1),
+            block_dim: (GEMM_THREADS, 1, 1),
+            shared_mem_bytes: GEMM_SMEM,
+        },
+        &Int8GemmArgs {
+            out: out.ptr(),
+            x: x.values.ptr(),
+            w: w.values.ptr(),
+            x_scales: x.scales.ptr(),
+            w_scales: w.scales.ptr(),
+            bias: bias.map_or(0, CudaTensor::ptr),
+            m,
+            n,
+            k,
+        },
+    )?;
+    Ok(out)
+}
+
+/// `q` copied back to the host.
+pub(super) fn download(dev: &Device, q: &CudaInt8Blocks) -> Result<Int8Blocks> {
+    let (values, scales) =
+        download_parts::<i8>(dev, "download_int8", &q.values, q.rows * q.cols, &q.scales)?;
+    Ok(Int8Blocks {
+        rows: q.rows,
+        cols: q.cols,
+        values,
+        scales,
+    })
+}
