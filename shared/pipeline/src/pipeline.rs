@@ -1,6 +1,7 @@
 //! The three stages composed in one process: prompt → umT5 → DiT sampling → VAE decode → frames.
 
 use std::ops::ControlFlow;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -35,7 +36,7 @@ pub enum Event {
         timestep: f64,
         seconds: f64,
     },
-    /// Video frames `done` of `total` are decoded and handed to the sink.
+    /// Video frames `done` of `total` are decoded and queued for the sink.
     Frames {
         done: usize,
         total: usize,
@@ -47,7 +48,8 @@ pub enum Event {
 }
 
 /// Where decoded frames go, chunk by chunk as the VAE produces them: `[3, n, H, W]` in [−1, 1].
-pub trait FrameSink {
+/// A sink runs on a thread of its own, so encoding a chunk overlaps decoding the next.
+pub trait FrameSink: Send {
     fn push(
         &mut self,
         frames: &HostTensor,
@@ -61,7 +63,7 @@ pub struct Timings {
     pub denoise_s: f64,
     /// Each denoising step (all forwards of the step plus the update).
     pub steps_s: Vec<f64>,
-    /// VAE decode, frame hand-off included.
+    /// VAE decode, until the sink has taken the last chunk.
     pub vae_decode_s: f64,
     /// Time spent inside the frame sink (e.g. H.264 encoding), overlapped with decoding.
     pub sink_s: f64,
@@ -201,17 +203,41 @@ impl<B: Backend + Clone> Pipeline<B> {
         });
         let mut session = self.decode.session();
         let mut done = 0;
-        for latent_frame in latent_frames(&latents)? {
-            let frames = session.push(&latent_frame)?;
-            done += frames.shape[1];
-            let sink_start = Instant::now();
-            sink.push(&frames).map_err(Error::Output)?;
-            timings.sink_s += sink_start.elapsed().as_secs_f64();
-            events(&Event::Frames {
-                done,
-                total: total_frames,
+        // Two chunks in flight at most: the sink's queue bounds host memory when it is slower
+        // than the decoder.
+        let (queue, chunks) = mpsc::sync_channel::<HostTensor>(2);
+        timings.sink_s = std::thread::scope(|scope| -> Result<f64> {
+            let writer = scope.spawn(move || -> Result<f64> {
+                let mut busy = 0.0;
+                for frames in chunks {
+                    let start = Instant::now();
+                    sink.push(&frames).map_err(Error::Output)?;
+                    busy += start.elapsed().as_secs_f64();
+                }
+                Ok(busy)
             });
-        }
+            let decoded = (|| -> Result<()> {
+                for latent_frame in latent_frames(&latents)? {
+                    let frames = session.push(&latent_frame)?;
+                    done += frames.shape[1];
+                    if queue.send(frames).is_err() {
+                        // The writer stopped on an error, which its join reports.
+                        break;
+                    }
+                    events(&Event::Frames {
+                        done,
+                        total: total_frames,
+                    });
+                }
+                Ok(())
+            })();
+            drop(queue);
+            let written = writer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            decoded?;
+            written
+        })?;
         timings.vae_decode_s = stage.elapsed().as_secs_f64();
         events(&Event::StageFinished {
             stage: Stage::VaeDecode,
