@@ -1,7 +1,7 @@
 //! One GPU as a backend sees it: context, its single stream, the caching allocator, compiled
-//! kernels and the cuBLASLt handle; plus launch and timing helpers.
+//! kernels, the cuBLASLt handle and cuDNN when it loads; plus launch and timing helpers.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{
     CudaContext, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
@@ -11,6 +11,7 @@ use cudarc::driver::{
 use super::Wrap;
 use super::alloc::{DeviceBuffer, Pool};
 use super::compile::{KernelCache, arch_for};
+use super::cudnn::Cudnn;
 use super::gemm::Gemm;
 use super::kernels::Kernel;
 use crate::{DType, Error, Result};
@@ -73,6 +74,8 @@ pub(crate) struct Device {
     pub pool: Arc<Pool>,
     pub kernels: KernelCache,
     pub gemm: Gemm,
+    /// Opened at the first convolution: cuDNN is optional (the direct kernel stands in).
+    cudnn: OnceLock<Option<Cudnn>>,
 }
 
 impl Device {
@@ -111,7 +114,15 @@ impl Device {
             pool,
             kernels,
             gemm,
+            cudnn: OnceLock::new(),
         })
+    }
+
+    /// cuDNN on this device's stream, or `None` when it cannot be loaded (logged once).
+    pub fn cudnn(&self) -> Option<&Cudnn> {
+        self.cudnn
+            .get_or_init(|| Cudnn::load(&self.stream))
+            .as_ref()
     }
 
     pub fn alloc(&self, elements: usize, dtype: DType) -> Result<DeviceBuffer> {
