@@ -69,13 +69,14 @@ pub(crate) fn check_libraries() -> Result<()> {
 }
 
 pub(crate) struct Device {
+    /// Opened at the first convolution: cuDNN is optional (the direct kernel stands in). First, so
+    /// its handle is destroyed while the context is alive (fields drop in order).
+    cudnn: OnceLock<Option<Cudnn>>,
     pub info: DeviceInfo,
     pub stream: Arc<CudaStream>,
     pub pool: Arc<Pool>,
     pub kernels: KernelCache,
     pub gemm: Gemm,
-    /// Opened at the first convolution: cuDNN is optional (the direct kernel stands in).
-    cudnn: OnceLock<Option<Cudnn>>,
 }
 
 impl Device {
@@ -100,6 +101,7 @@ impl Device {
         let kernels = KernelCache::new(ctx.clone(), arch.clone())?;
         let gemm = Gemm::new(&pool, compute_capability.0)?;
         Ok(Self {
+            cudnn: OnceLock::new(),
             info: DeviceInfo {
                 ordinal,
                 name: ctx.name().w("init")?,
@@ -114,7 +116,6 @@ impl Device {
             pool,
             kernels,
             gemm,
-            cudnn: OnceLock::new(),
         })
     }
 
