@@ -5,8 +5,10 @@
 #      weights saved in diffusers' layout), a normalized latent [16, 21, 60, 104] and a video
 #      [3, 81, 480, 832]; diffusers fp32 and bf16 decode/encode outputs, bf16 timings and peak
 #      memory (diffusers.json);
-#   2. turbine-gpucheck --parts vae: conv3d and tiny-VAE gates (CUDA vs CPU), then the full VAE on
-#      the same weights and inputs, timed, outputs dumped (gpucheck.log, gpucheck.json);
+#   2. turbine-gpucheck --parts ops,vae: every op check (bf16 conv3d, channel norms and the 384-wide
+#      attention among them), the conv3d and tiny-VAE gates (CUDA vs CPU), cuDNN layout timings,
+#      then the full VAE on the same weights and inputs, timed, outputs dumped (gpucheck.log,
+#      gpucheck.json);
 #   3. tools/gpu/vae_parity.py compare: rel L2 vs diffusers bf16 (gate 1e-2) and fp32
 #      (parity.json).
 # cuDNN comes from the torch venv's nvidia-cudnn wheel: its directory goes on LD_LIBRARY_PATH so
@@ -49,8 +51,8 @@ args=()
 [ "$rc" = 0 ] && args=(--vae-weights "$WORK/vae.safetensors" --vae-inputs "$WORK/inputs.safetensors"
     --vae-dump "$WORK/ours.safetensors")
 
-echo "== 2. turbine-gpucheck --parts vae"
-RUST_LOG=${RUST_LOG:-turbine_tensor=info} timeout 400 "$BIN/turbine-gpucheck" --parts vae \
+echo "== 2. turbine-gpucheck --parts ${PARTS:-ops,vae}"
+RUST_LOG=${RUST_LOG:-turbine_tensor=info} timeout 400 "$BIN/turbine-gpucheck" --parts "${PARTS:-ops,vae}" \
     "${args[@]}" --json "$OUT/gpucheck.json" 2>&1 | tee "$OUT/gpucheck.log"
 rc=${PIPESTATUS[0]}
 echo "step 2: exit $rc"

@@ -203,9 +203,12 @@ pub fn vae_part(checked: &CudaBackend, opts: &Options) -> Result<(Value, bool)> 
     Ok((report, ok))
 }
 
-/// (name, x, w, symmetric pad): the decoder's heaviest convolutions as one 4-frame chunk meets
-/// them (2 cached frames in front of 4).
-const LAYOUT_CASES: [(&str, [usize; 4], [usize; 5], [usize; 3]); 5] = [
+/// (name, x, w, symmetric pad) of one convolution timed in both layouts.
+type LayoutCase = (&'static str, [usize; 4], [usize; 5], [usize; 3]);
+
+/// The decoder's heaviest convolutions as one 4-frame chunk meets them (2 cached frames in front
+/// of 4).
+const LAYOUT_CASES: [LayoutCase; 5] = [
     (
         "res conv 96, 480x832",
         [96, 6, 480, 832],
@@ -296,7 +299,11 @@ fn open(path: &std::path::Path) -> Result<TensorStore> {
 fn tensor_err(e: turbine_models::Error) -> turbine_tensor::Error {
     match e {
         turbine_models::Error::Tensor(e) => e,
-        other => turbine_tensor::Error::invalid("vae", other.to_string()),
+        other @ (turbine_models::Error::Config(_)
+        | turbine_models::Error::Input(_)
+        | turbine_models::Error::Checkpoint(_)) => {
+            turbine_tensor::Error::invalid("vae", other.to_string())
+        }
     }
 }
 
@@ -379,7 +386,10 @@ fn full_size(opts: &Options) -> Result<Value> {
     let profile: Vec<Value> = ops
         .iter()
         .map(|o| {
-            println!("    {:<40} {:>6} calls {:>10.1} ms", o.op, o.calls, o.total_ms);
+            println!(
+                "    {:<40} {:>6} calls {:>10.1} ms",
+                o.op, o.calls, o.total_ms
+            );
             json!({"op": o.op, "calls": o.calls, "ms": o.total_ms})
         })
         .collect();
