@@ -20,6 +20,7 @@ BIN=${BIN:-.gpu}
 OUT=${OUT:-vae-out}
 WORK=${WORK:-/tmp/turbine-vae-bench}
 mkdir -p "$OUT" "$WORK"
+rm -f "$WORK"/*.safetensors
 status=0
 export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
