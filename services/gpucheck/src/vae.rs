@@ -192,10 +192,14 @@ pub fn vae_part(checked: &CudaBackend, opts: &Options) -> Result<(Value, bool)> 
         ));
     }
 
-    let mut report = json!({"conv_engine": engine, "checks": checks});
-    if engine != "cudnn" {
-        println!("full-size VAE skipped: the direct conv3d kernel would take minutes (FAIL)");
-        report["full"] = json!({"skipped": "cuDNN not loaded"});
+    let (planned, fallbacks) = checked.conv_plans();
+    println!("conv3d problems so far: {planned} on cuDNN, {fallbacks} on the direct kernel");
+    let mut report = json!({"conv_engine": engine, "cudnn_plans": planned,
+                            "direct_fallbacks": fallbacks, "checks": checks});
+    // The direct kernel would take many minutes at full size.
+    if engine != "cudnn" || planned == 0 {
+        println!("full-size VAE skipped: cuDNN runs no convolution here (FAIL)");
+        report["full"] = json!({"skipped": "cuDNN not loaded or without algorithms"});
         return Ok((report, false));
     }
     report["conv_layouts"] = conv_layouts(&fresh(opts.device)?)?;
@@ -393,8 +397,10 @@ fn full_size(opts: &Options) -> Result<Value> {
             json!({"op": o.op, "calls": o.calls, "ms": o.total_ms})
         })
         .collect();
+    let (planned, fallbacks) = b.conv_plans();
     println!(
-        "    first frame {ttff:.1} ms ({first_frame_ms:.1} ms in the first call); weights {:.0} MiB",
+        "    first frame {ttff:.1} ms ({first_frame_ms:.1} ms in the first call); weights {:.0} MiB; \
+         {planned} conv problems on cuDNN, {fallbacks} on the direct kernel",
         mib(weights_bytes)
     );
     let decode = json!({
@@ -402,6 +408,7 @@ fn full_size(opts: &Options) -> Result<Value> {
         "min_ms": min, "iters": iters, "first_frame_ms": ttff,
         "first_frame_first_call_ms": first_frame_ms,
         "peak_bytes": peak, "weights_bytes": weights_bytes, "profile": profile,
+        "cudnn_plans": planned, "direct_fallbacks": fallbacks,
     });
     drop((vae, zd, z0, b));
 

@@ -195,6 +195,13 @@ impl Cudnn {
         })
     }
 
+    /// Problems planned so far: (with a cuDNN algorithm, left to the direct kernel).
+    pub fn plan_counts(&self) -> (usize, usize) {
+        let plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+        let planned = plans.values().filter(|p| p.is_some()).count();
+        (planned, plans.len() - planned)
+    }
+
     /// Enqueues `y = conv(x, w)` for `p`; `Ok(false)` when cuDNN has no algorithm for it (the
     /// caller falls back). Operands must hold `p`'s element counts of `p.dtype` and live on
     /// `pool`'s stream.

@@ -698,6 +698,12 @@ impl CudaBackend {
         conv::time_cudnn(&self.dev, &p, iters)
     }
 
+    /// Convolution problems seen so far: (run on cuDNN, left to the direct kernel because cuDNN
+    /// had no algorithm). Both 0 without cuDNN.
+    pub fn conv_plans(&self) -> (usize, usize) {
+        self.dev.cudnn().map_or((0, 0), |c| c.plan_counts())
+    }
+
     /// What runs `conv3d`: `"cudnn"`, or `"direct"` (the f32 kernel) when cuDNN cannot be loaded.
     pub fn conv_engine(&self) -> &'static str {
         if self.dev.cudnn().is_some() {
