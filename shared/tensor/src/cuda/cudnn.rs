@@ -20,7 +20,7 @@ use cudarc::cudnn::{result as dnn, sys};
 use cudarc::driver::CudaStream;
 
 use super::Wrap;
-use super::alloc::Pool;
+use super::alloc::{DeviceBuffer, Pool};
 use crate::{DType, Error, Result};
 
 use sys::cudnnMathType_t::{CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
@@ -210,7 +210,9 @@ impl Cudnn {
         let plan = match plans.get(p) {
             Some(plan) => plan.clone(),
             None => {
-                let plan = match self.plan(pool, p, ops) {
+                // Out of memory is the caller's error, not a reason to give the problem up.
+                let scratch = pool.alloc(WORKSPACE_LIMIT)?;
+                let plan = match self.plan(&scratch, p, ops) {
                     Ok(plan) => Some(Arc::new(plan)),
                     Err(e) => {
                         tracing::warn!(problem = ?p, "cuDNN has no algorithm ({e}); direct kernel");
@@ -254,8 +256,9 @@ impl Cudnn {
         Ok(true)
     }
 
-    /// Descriptors for `p` and the fastest algorithm within [`WORKSPACE_LIMIT`], timed on `ops`.
-    fn plan(&self, pool: &Arc<Pool>, p: &Problem, ops: &Operands) -> Result<Plan> {
+    /// Descriptors for `p` and the fastest algorithm within [`WORKSPACE_LIMIT`] bytes of
+    /// `scratch`, timed on `ops`.
+    fn plan(&self, scratch: &DeviceBuffer, p: &Problem, ops: &Operands) -> Result<Plan> {
         let dt = dnn_type(p.dtype);
         let mut plan = Plan {
             x: std::ptr::null_mut(),
@@ -317,7 +320,6 @@ impl Cudnn {
             .w("cudnnSetConvolutionNdDescriptor")?;
             dnn::set_convolution_math_type(plan.conv, math).w("cudnnSetConvolutionMathType")?;
         }
-        let scratch = pool.alloc(WORKSPACE_LIMIT)?;
         let mut found = [MaybeUninit::<sys::cudnnConvolutionFwdAlgoPerf_t>::uninit(); MAX_ALGOS];
         let mut count: c_int = 0;
         // SAFETY: descriptors were set above; the operands and scratch are live buffers of the
@@ -341,7 +343,6 @@ impl Cudnn {
             .result()
             .w("cudnnFindConvolutionForwardAlgorithmEx")?;
         }
-        drop(scratch);
         let returned = usize::try_from(count).unwrap_or(0).min(MAX_ALGOS);
         // SAFETY: cuDNN initialized the first `returned` results, sorted fastest first.
         let best = found[..returned]
