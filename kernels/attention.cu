@@ -167,3 +167,34 @@ extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
     }
   }
 }
+
+// softmax(scale * x), scale > 0, over each row of x: [rows, cols], f32 arithmetic in any storage
+// type: the
+// score rows of attention with heads wider than ATT_MAX_DH, whose products run on cuBLASLt. One
+// warp per row; the row's second and third reads come from L1/L2.
+struct SoftmaxScaledArgs {
+  void* out;
+  const void* x;
+  u64 rows;
+  unsigned cols;
+  float scale;
+  int out_dt, x_dt;
+};
+
+extern "C" __global__ void softmax_scaled_rows(const SoftmaxScaledArgs a) {
+  const u64 row = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  const unsigned lane = threadIdx.x & 31;
+  if (row >= a.rows) return;
+  const u64 base = row * a.cols;
+  float mx = -TURBINE_INF;
+  for (unsigned j = lane; j < a.cols; j += 32) mx = fmaxf(mx, load_elem(a.x, a.x_dt, base + j));
+  mx = warp_max(mx) * a.scale;
+  float sum = 0.0f;
+  for (unsigned j = lane; j < a.cols; j += 32) {
+    sum += expf(load_elem(a.x, a.x_dt, base + j) * a.scale - mx);
+  }
+  const float inv = 1.0f / warp_sum(sum);
+  for (unsigned j = lane; j < a.cols; j += 32) {
+    store_elem(a.out, a.out_dt, base + j, expf(load_elem(a.x, a.x_dt, base + j) * a.scale - mx) * inv);
+  }
+}

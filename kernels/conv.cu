@@ -1,8 +1,8 @@
 // Direct 3-D convolution of a channel-first video x: [Cin, F, H, W] with w: [Cout, Cin, kt, kh,
 // kw], zero padding (before, after) per dim, optional bias [Cout]. One thread per output element
 // with x fastest, so a warp shares one output channel (weight reads broadcast) and reads input
-// rows coalesced at stride 1. Correctness first: an implicit-GEMM tensor-core kernel replaces
-// this once the VAE path moves to bf16.
+// rows coalesced at stride 1. The fallback when cuDNN cannot be loaded (shared/tensor/src/cuda/
+// conv.rs): slow, f32 only, but exact to f32 rounding.
 #include "common.cuh"
 
 struct Conv3dArgs {

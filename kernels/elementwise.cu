@@ -1,5 +1,5 @@
 // Elementwise ops over contiguous row-major tensors: activations, broadcast arithmetic, the DiT
-// gated residual, the sampler's linear combination, clamping and per-channel affine maps.
+// gated residual, the sampler's linear combination, clamping, per-channel affine maps and biases.
 //
 // Arithmetic is f32 whatever the storage type. Every kernel is a grid-stride loop over `n` output
 // elements, so any grid size is valid.
@@ -93,18 +93,37 @@ extern "C" __global__ void clamp_f32(const ClampArgs a) {
 
 // x[c, ...] * scale[c] + shift[c], `inner` elements per channel.
 struct ChannelAffineArgs {
-  float* out;
-  const float* x;
-  const float* scale;
-  const float* shift;
+  void* out;
+  const void* x;
+  const void* scale;
+  const void* shift;
   u64 n;
   u64 inner;
+  int out_dt, x_dt, scale_dt, shift_dt;
 };
 
-extern "C" __global__ void channel_affine_f32(const ChannelAffineArgs a) {
+extern "C" __global__ void channel_affine(const ChannelAffineArgs a) {
   GRID_STRIDE(i, a.n) {
     const u64 c = i / a.inner;
-    a.out[i] = a.x[i] * a.scale[c] + a.shift[c];
+    const float v = load_elem(a.x, a.x_dt, i) * load_elem(a.scale, a.scale_dt, c) +
+                    load_elem(a.shift, a.shift_dt, c);
+    store_elem(a.out, a.out_dt, i, v);
+  }
+}
+
+// out[c, ...] += bias[c] in place: the bias of a convolution whose library call has none.
+struct ChannelBiasArgs {
+  void* out;
+  const void* bias;
+  u64 n;
+  u64 inner;
+  int out_dt, bias_dt;
+};
+
+extern "C" __global__ void channel_bias(const ChannelBiasArgs a) {
+  GRID_STRIDE(i, a.n) {
+    const float v = load_elem(a.out, a.out_dt, i) + load_elem(a.bias, a.bias_dt, i / a.inner);
+    store_elem(a.out, a.out_dt, i, v);
   }
 }
 

@@ -1,6 +1,6 @@
 // Data movement: strided 2-D copies (slice, concat), dimension permutes, the DiT's patch
-// layout and nearest-neighbour upsampling. Pure copies: results are bit-exact. One thread per
-// output element, grid-stride.
+// layout, nearest-neighbour upsampling and zero padding. Pure copies: results are bit-exact. One
+// thread per output element, grid-stride.
 #include "common.cuh"
 
 // Pure copies move elements of `esize` bytes (4: f32, 2: bf16) without looking at them.
@@ -98,17 +98,48 @@ extern "C" __global__ void unpatchify_f32(const PatchArgs a) {
 
 // [C, F, H, W] -> [C, F*sf, H*sh, W*sw], each output reading its nearest source element.
 struct UpsampleArgs {
-  float* out;
-  const float* x;
+  void* out;
+  const void* x;
   u64 n;  // output elements
   unsigned f, h, w;
   unsigned sf, sh, sw;
+  int esize;
 };
 
-extern "C" __global__ void upsample_nearest_f32(const UpsampleArgs a) {
+extern "C" __global__ void upsample_nearest(const UpsampleArgs a) {
   const u64 fo = (u64)a.f * a.sf, ho = (u64)a.h * a.sh, wo = (u64)a.w * a.sw;
   GRID_STRIDE(i, a.n) {
     const u64 xo = i % wo, yo = (i / wo) % ho, to = (i / (wo * ho)) % fo, ci = i / (wo * ho * fo);
-    a.out[i] = a.x[((ci * a.f + to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw];
+    copy_elem(a.esize, a.out, i, a.x, ((ci * a.f + to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw);
+  }
+}
+
+// [C, F, H, W] -> [C, F + pf, H + ph, W + pw] with x placed at (f0, h0, w0) and zeros around:
+// the asymmetric part of a convolution's padding, which cuDNN does not take.
+struct PadArgs {
+  void* out;
+  const void* x;
+  u64 n;  // output elements
+  unsigned f, h, w;     // input
+  unsigned fo, ho, wo;  // output
+  unsigned f0, h0, w0;  // leading padding
+  int esize;
+};
+
+extern "C" __global__ void pad_zero(const PadArgs a) {
+  GRID_STRIDE(i, a.n) {
+    const long long xo = (long long)(i % a.wo) - a.w0;
+    const long long yo = (long long)((i / a.wo) % a.ho) - a.h0;
+    const long long to = (long long)((i / ((u64)a.wo * a.ho)) % a.fo) - a.f0;
+    const u64 ci = i / ((u64)a.wo * a.ho * a.fo);
+    if (xo < 0 || xo >= a.w || yo < 0 || yo >= a.h || to < 0 || to >= a.f) {
+      if (a.esize == 2) {
+        ((unsigned short*)a.out)[i] = 0;
+      } else {
+        ((unsigned*)a.out)[i] = 0;
+      }
+    } else {
+      copy_elem(a.esize, a.out, i, a.x, ((ci * a.f + to) * a.h + yo) * a.w + xo);
+    }
   }
 }

@@ -78,27 +78,32 @@ extern "C" __global__ void rms_norm(const RmsNormArgs a) {
 }
 
 // The Wan VAE's RMS_norm: x / max(||x||_2, 1e-12) * sqrt(C) * gamma, the norm taken over the
-// channel dim of x: [C, inner]. Consecutive threads take consecutive positions, so each channel
-// row is read coalesced.
+// channel dim of x: [C, inner], then SiLU when `silu` is set (the residual blocks' norm -> SiLU in
+// one pass over memory). Consecutive threads take consecutive positions, so each channel row is
+// read coalesced; the second read of a position's channels comes from L1/L2.
 struct ChannelRmsNormArgs {
-  float* out;          // [C, inner]
-  const float* x;      // [C, inner]
-  const float* gamma;  // [C]
+  void* out;           // [C, inner]
+  const void* x;       // [C, inner]
+  const void* gamma;   // [C]
   u64 inner;
   unsigned channels;
+  int out_dt, x_dt, gamma_dt;
+  int silu;
 };
 
-extern "C" __global__ void channel_rms_norm_f32(const ChannelRmsNormArgs a) {
+extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
   GRID_STRIDE(p, a.inner) {
     float ss = 0.0f;
     for (unsigned c = 0; c < a.channels; ++c) {
-      const float v = a.x[c * a.inner + p];
+      const float v = load_elem(a.x, a.x_dt, c * a.inner + p);
       ss += v * v;
     }
     const float scale = sqrtf((float)a.channels) / fmaxf(sqrtf(ss), 1e-12f);
     for (unsigned c = 0; c < a.channels; ++c) {
       const u64 at = c * a.inner + p;
-      a.out[at] = a.x[at] * scale * a.gamma[c];
+      float v = load_elem(a.x, a.x_dt, at) * scale * load_elem(a.gamma, a.gamma_dt, c);
+      if (a.silu) v = v / (1.0f + expf(-v));
+      store_elem(a.out, a.out_dt, at, v);
     }
   }
 }

@@ -10,7 +10,8 @@
 //!    without poisoning. Whole-model timings are `turbine bench`'s.
 //!
 //! Parts `fp8` and `fp8-bench` ([`fp8`]) check and time the FP8 linear layers of `--quant fp8` on
-//! H100/H200; parts `int8` and `int8-bench` ([`int8`]) the INT8 W8A8 linears of `--quant int8`.
+//! H100/H200; parts `int8` and `int8-bench` ([`int8`]) the INT8 W8A8 linears of `--quant int8`;
+//! part `vae` ([`vae`]) checks and times the Wan2.1 VAE.
 //!
 //! Prints tables, optionally writes every number as JSON, and exits 1 when a check fails, 2 when
 //! CUDA is unavailable.
@@ -23,6 +24,7 @@ mod fp8;
 mod int8;
 mod sage;
 mod sage_forward;
+mod vae;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
@@ -48,6 +50,7 @@ enum Part {
     Bench,
     Fp8Bench,
     Int8Bench,
+    Vae,
 }
 
 #[derive(Debug, Parser)]
@@ -75,6 +78,19 @@ struct Args {
     /// Also write every number here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Part `vae`: a Wan2.1 VAE checkpoint (either layout) instead of seeded random weights.
+    #[arg(long, value_name = "PATH")]
+    vae_weights: Option<PathBuf>,
+    /// Part `vae`: safetensors with the inputs `z` [16, 21, 60, 104] (normalized latents) and
+    /// `video` [3, 81, 480, 832] instead of random ones.
+    #[arg(long, value_name = "PATH")]
+    vae_inputs: Option<PathBuf>,
+    /// Part `vae`: write the full-size `decoded` video and `encoded` latents here.
+    #[arg(long, value_name = "PATH")]
+    vae_dump: Option<PathBuf>,
+    /// Part `vae`: timed repetitions of the full-size decode and encode.
+    #[arg(long, default_value_t = 3)]
+    vae_iters: usize,
 }
 
 /// Tolerance of the tiny DiT, as the CPU golden test's: both backends compute in f32 and differ
@@ -253,6 +269,21 @@ fn run(args: &Args) -> Result<bool> {
             args.int8_tokens,
         )?;
         report["int8"] = part;
+        ok &= passed;
+    }
+
+    if args.parts.contains(&Part::Vae) {
+        let opts = vae::Options {
+            fixtures: args.fixtures.clone(),
+            seed: args.seed,
+            weights: args.vae_weights.clone(),
+            inputs: args.vae_inputs.clone(),
+            dump: args.vae_dump.clone(),
+            device: args.device,
+            iters: args.vae_iters,
+        };
+        let (part, passed) = vae::vae_part(&poisoned(args.device)?, &opts)?;
+        report["vae"] = part;
         ok &= passed;
     }
 

@@ -130,6 +130,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn upload_linear_quantizable(&self, w: &LinearWeights) -> Result<Self::Linear> {
         self.upload_linear(w)
     }
+    /// A model parameter that only feeds matrix units (a convolution filter): the backend may
+    /// store it in its compute precision once rather than convert it at every use.
+    fn upload_param(&self, t: &HostTensor) -> Result<Self::Tensor> {
+        self.upload(t)
+    }
     /// Waits for queued work (a no-op on synchronous backends).
     fn synchronize(&self) -> Result<()> {
         Ok(())
@@ -269,6 +274,15 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma` with the norm over the leading (channel) dim of
     /// `x: [C, ...]`, `gamma: [C]`: the Wan VAE's `RMS_norm` (`F.normalize` based).
     fn channel_rms_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `silu(channel_rms_norm(x, gamma))`: the VAE residual blocks' pre-convolution step, which
+    /// backends may fuse into one pass.
+    fn channel_rms_norm_silu(
+        &self,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        self.silu(&self.channel_rms_norm(x, gamma)?)
+    }
     /// `x[c, ...] · scale[c] + shift[c]` over the leading (channel) dim.
     fn channel_affine(
         &self,

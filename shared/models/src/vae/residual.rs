@@ -9,7 +9,7 @@ use crate::Result;
 
 /// `RMS_norm` (channel L2-normalize · √C · γ) then SiLU.
 pub(super) fn norm_silu<B: Backend>(b: &B, x: &B::Tensor, gamma: &B::Tensor) -> Result<B::Tensor> {
-    Ok(b.silu(&b.channel_rms_norm(x, gamma)?)?)
+    Ok(b.channel_rms_norm_silu(x, gamma)?)
 }
 
 /// `RMS → SiLU → CausalConv3d → RMS → SiLU → (dropout) → CausalConv3d` plus a shortcut, a 1×1×1

@@ -67,7 +67,7 @@ impl<'a, B: Backend> Loader<'a, B> {
     /// weight `[Cout, Cin, kt, kh, kw]`, and `{name}.bias`.
     pub fn conv(&self, name: &str, shape: &[usize]) -> Result<(B::Tensor, B::Tensor)> {
         let b = self.backend;
-        let w = b.upload(&self.weights.tensor(&format!("{name}.weight"), shape)?)?;
+        let w = b.upload_param(&self.weights.tensor(&format!("{name}.weight"), shape)?)?;
         let w5 = match *shape {
             [o, i, kh, kw] => vec![o, i, 1, kh, kw],
             _ => shape.to_vec(),

@@ -4,8 +4,9 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 use super::alloc::DeviceBuffer;
 use super::device::Device;
+use super::gemm::{LinearGemm, Operands};
 use super::kernels;
-use super::{CudaLinear, CudaTensor, Wrap, dt_code, gemm_linear};
+use super::{CudaLinear, CudaTensor, Wrap, converted, dt_code, gemm_linear, layout, widest};
 use crate::shapes::{self, Dims};
 use crate::{DType, Error, Result, SlaParams};
 
@@ -24,6 +25,17 @@ struct RopeArgs {
     heads: u32,
     half: u32,
     dt: i32,
+}
+
+#[repr(C)]
+struct SoftmaxScaledArgs {
+    out: u64,
+    x: u64,
+    rows: u64,
+    cols: u32,
+    scale: f32,
+    out_dt: i32,
+    x_dt: i32,
 }
 
 #[repr(C)]
@@ -116,7 +128,7 @@ struct SlaLinearArgs {
     dh: u32,
 }
 
-// SAFETY (all nine): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+// SAFETY (all ten): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
 // as u64, `int` as i32, `unsigned` as u32), in field order.
 unsafe impl DeviceRepr for RopeArgs {}
 unsafe impl DeviceRepr for AttentionArgs {}
@@ -125,6 +137,7 @@ unsafe impl DeviceRepr for SlaPoolArgs {}
 unsafe impl DeviceRepr for SlaScoreArgs {}
 unsafe impl DeviceRepr for SlaSelectArgs {}
 unsafe impl DeviceRepr for SoftmaxRowsArgs {}
+unsafe impl DeviceRepr for SoftmaxScaledArgs {}
 unsafe impl DeviceRepr for SlaKvArgs {}
 unsafe impl DeviceRepr for SlaLinearArgs {}
 
@@ -225,6 +238,89 @@ fn launch_attention(
         shared_mem_bytes: 0,
     };
     dev.launch(kernels::ATTENTION, cfg, &args)?;
+    Ok(out)
+}
+
+/// Whether `attention_with` takes these heads; wider ones go to [`wide_attention`].
+pub(super) fn fits_kernel(q: &CudaTensor) -> bool {
+    q.shape().last().is_some_and(|&dh| dh <= ATT_MAX_DH)
+}
+
+/// Softmax attention with heads wider than the kernels take (the Wan VAE's single head of 384
+/// channels, over its frames as heads): per head, `S = q kᵀ` and `O = P v` on cuBLASLt in the
+/// operands' type (bf16 when all three are, else f32) with f32 accumulation, and the scaled
+/// softmax of `S` in f32 arithmetic between them. One head's `[Lq, Lk]` scores exist at a time;
+/// bf16 scores carry bf16 rounding (2⁻⁹ relative) into the softmax, within the VAE's bf16 error.
+pub(super) fn wide_attention(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    scale: f32,
+) -> Result<CudaTensor> {
+    let d = shapes::qkv("attention", q.shape(), k.shape(), v.shape(), dims3)?;
+    let dtype = widest(&[q, k, v]);
+    // Heads outermost, v transposed, so each head's products read whole rows ("TN" GEMMs).
+    let heads_first = |t: &CudaTensor, perm: &[usize]| -> Result<CudaTensor> {
+        layout::permute(dev, &converted(dev, t, dtype)?, perm)
+    };
+    let qh = heads_first(q, &[1, 0, 2])?;
+    let kh = heads_first(k, &[1, 0, 2])?;
+    let vt = heads_first(v, &[1, 2, 0])?;
+    let mut outs = Vec::with_capacity(d.heads);
+    for h in 0..d.heads {
+        // Own allocations keep every GEMM operand at the pool's 256-byte alignment.
+        let head = |t: &CudaTensor| layout::slice(dev, t, 0, h, 1);
+        let scores = matmul_nt(dev, &head(&qh)?, &head(&kh)?, [d.lq, d.lk, d.dh])?;
+        let probs = CudaTensor::alloc_as(dev, &[d.lq, d.lk], dtype)?;
+        let cols = u32::try_from(d.lk)
+            .map_err(|_| Error::shape("attention", "too many keys", k.shape()))?;
+        dev.launch(
+            kernels::SOFTMAX_SCALED_ROWS,
+            LaunchConfig {
+                grid_dim: ((d.lq as u64).div_ceil(8) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            &SoftmaxScaledArgs {
+                out: probs.ptr(),
+                x: scores.ptr(),
+                rows: d.lq as u64,
+                cols,
+                scale,
+                out_dt: dt_code(dtype),
+                x_dt: dt_code(dtype),
+            },
+        )?;
+        outs.push(matmul_nt(dev, &probs, &head(&vt)?, [d.lq, d.dh, d.lk])?);
+    }
+    let o = layout::concat(dev, &outs.iter().collect::<Vec<_>>(), 0)?;
+    layout::permute(dev, &o.reshaped(&[d.heads, d.lq, d.dh])?, &[1, 0, 2])
+}
+
+/// `a[m, k] · b[n, k]ᵀ -> [m, n]` in `a`'s type, for `[m, n, k]`.
+fn matmul_nt(
+    dev: &Device,
+    a: &CudaTensor,
+    b: &CudaTensor,
+    [m, n, k]: [usize; 3],
+) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc_as(dev, &[m, n], a.dtype())?;
+    // Nothing is left pending without a bias or GELU.
+    let _pending = dev.gemm.linear(
+        &dev.stream,
+        &LinearGemm {
+            operands: Operands::Float(a.dtype()),
+            out: out.ptr(),
+            x: a.ptr(),
+            w: b.ptr(),
+            bias: None,
+            gelu: false,
+            rows: m,
+            n,
+            k,
+        },
+    )?;
     Ok(out)
 }
 

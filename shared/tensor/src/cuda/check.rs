@@ -16,6 +16,9 @@
 //!
 //! SLA block selections must match exactly.
 //!
+//! Convolutions run on cuDNN where it loads (FMA-only algorithms in f32), on the direct kernel
+//! elsewhere; attention with heads wider than 128 on cuBLASLt GEMMs around a softmax kernel.
+//!
 //! The **bf16** checks ([`op_checks`] runs them after the f32 ones) run a [`Precision::Bf16`]
 //! backend on bf16 copies of the inputs against the CPU on the same bf16-rounded values, with
 //! tolerance **1e-2**: the GPU rounds each output to bf16 (a relative step of 2⁻⁸ ≈ 3.9e-3) after
@@ -857,6 +860,91 @@ impl Checker<'_> {
             "q [40, 4, 64] (f32 fallback)",
             vec![q, k, v],
             [true, true, true],
+            |b, x| b.attention(&x[0], &x[1], &x[2])
+        );
+        self.bf16_video()
+    }
+
+    /// The VAE's ops in bf16: cuDNN convolutions, channel norms (fused with SiLU), affine maps,
+    /// upsampling, and attention with its 384-wide head on cuBLASLt.
+    fn bf16_video(&mut self) -> Result<()> {
+        let x = self.randn(&[16, 3, 9, 11]);
+        for (kshape, stride, pad) in [
+            (
+                [24usize, 16, 3, 3, 3],
+                [1usize, 1, 1],
+                [[2usize, 0], [1, 1], [1, 1]],
+            ),
+            ([16, 16, 1, 3, 3], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
+            ([16, 16, 3, 1, 1], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+            ([8, 16, 1, 1, 1], [1, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+        ] {
+            let fan_in = (kshape[1] * kshape[2] * kshape[3] * kshape[4]) as f32;
+            let w = self.rng.tensor(&kshape, fan_in.sqrt().recip());
+            let bias = self.randn(&[kshape[0]]);
+            let case = format!("w {kshape:?} stride {stride:?} pad {pad:?}");
+            check_bf16!(
+                self,
+                "bf16 conv3d",
+                case,
+                vec![x.clone(), w, bias],
+                [true, true, false],
+                |b, x| { b.conv3d(&x[0], &x[1], Some(&x[2]), stride, pad) }
+            );
+        }
+        let (gamma, scale, shift) = (self.randn(&[16]), self.randn(&[16]), self.randn(&[16]));
+        check_bf16!(
+            self,
+            "bf16 channel_rms_norm",
+            "[16, 3, 9, 11]",
+            vec![x.clone(), gamma.clone()],
+            [true, false],
+            |b, x| b.channel_rms_norm(&x[0], &x[1])
+        );
+        check_bf16!(
+            self,
+            "bf16 channel_rms_norm_silu",
+            "[16, 3, 9, 11]",
+            vec![x.clone(), gamma],
+            [true, false],
+            |b, x| b.channel_rms_norm_silu(&x[0], &x[1])
+        );
+        check_bf16!(
+            self,
+            "bf16 channel_affine",
+            "bf16 [16, 3, 9, 11], f32 scale and shift",
+            vec![x.clone(), scale, shift],
+            [true, false, false],
+            |b, x| b.channel_affine(&x[0], &x[1], &x[2])
+        );
+        check_bf16!(
+            self,
+            "bf16 upsample_nearest",
+            "[16, 3, 9, 11] x [1, 2, 2]",
+            vec![x],
+            [true],
+            |b, x| b.upsample_nearest(&x[0], [1, 2, 2])
+        );
+        // The VAE's middle attention: frames as heads, one head of all 384 channels.
+        let (q, k, v) = (
+            self.randn(&[300, 2, 384]),
+            self.randn(&[300, 2, 384]),
+            self.randn(&[300, 2, 384]),
+        );
+        check_bf16!(
+            self,
+            "bf16 attention",
+            "q [300, 2, 384] (wide heads on cuBLASLt)",
+            vec![q.clone(), k.clone(), v.clone()],
+            [true, true, true],
+            |b, x| b.attention(&x[0], &x[1], &x[2])
+        );
+        check!(
+            self,
+            "attention",
+            "q [300, 2, 384] (wide heads on cuBLASLt)",
+            REDUCTION,
+            vec![q, k, v],
             |b, x| b.attention(&x[0], &x[1], &x[2])
         );
         Ok(())

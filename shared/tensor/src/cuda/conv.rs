@@ -1,11 +1,11 @@
-//! Launcher for `kernels/conv.cu`.
+//! `conv3d` on the device: cuDNN when it loads, else the direct kernel of `kernels/conv.cu`.
 
 use cudarc::driver::DeviceRepr;
 
-use super::CudaTensor;
+use super::cudnn::{Operands, Problem};
 use super::device::Device;
-use super::kernels;
-use crate::{Error, Result, shapes};
+use super::{CudaTensor, converted, elementwise, kernels, layout};
+use crate::{DType, Error, Result, shapes};
 
 #[repr(C)]
 struct Conv3dArgs {
@@ -22,7 +22,88 @@ struct Conv3dArgs {
 // SAFETY: `#[repr(C)]` mirror of `Conv3dArgs` in conv.cu (pointers as u64, `int` as i32).
 unsafe impl DeviceRepr for Conv3dArgs {}
 
+/// `conv(x, weight) + bias` into `dtype` (f32 or bf16): operands are converted to `dtype`, the
+/// bias added in its own type.
 pub(super) fn conv3d(
+    dev: &Device,
+    x: &CudaTensor,
+    weight: &CudaTensor,
+    bias: Option<&CudaTensor>,
+    stride: [usize; 3],
+    pad: [[usize; 2]; 3],
+    dtype: DType,
+) -> Result<CudaTensor> {
+    shapes::conv3d(
+        x.shape(),
+        weight.shape(),
+        bias.map(CudaTensor::shape),
+        stride,
+        pad,
+    )?;
+    if let Some(dnn) = dev.cudnn() {
+        let x = converted(dev, x, dtype)?;
+        let w = converted(dev, weight, dtype)?;
+        // cuDNN pads symmetrically; the causal time padding and downsample2d's right/bottom
+        // zero column are materialized first.
+        let sym = pad.map(|[before, after]| before.min(after));
+        let extra: [[usize; 2]; 3] = [0, 1, 2].map(|d| [pad[d][0] - sym[d], pad[d][1] - sym[d]]);
+        let x = if extra.iter().flatten().any(|&p| p > 0) {
+            layout::pad_zero(dev, &x, extra)?
+        } else {
+            x
+        };
+        let dims = |s: &[usize]| -> [usize; 4] { [s[0], s[1], s[2], s[3]] };
+        let problem = Problem {
+            dtype,
+            x: dims(x.shape()),
+            w: [0, 1, 2, 3, 4].map(|d| w.shape()[d]),
+            stride,
+            pad: sym,
+            channels_last: false,
+        };
+        let out = CudaTensor::alloc_as(dev, &problem.out(), dtype)?;
+        let ops = Operands {
+            x: x.ptr(),
+            w: w.ptr(),
+            y: out.ptr(),
+        };
+        if dnn.forward(&dev.pool, &problem, &ops)? {
+            if let Some(b) = bias {
+                elementwise::add_channel_bias(dev, &out, b)?;
+            }
+            return Ok(out);
+        }
+    }
+    let f32 = |t: &CudaTensor| converted(dev, t, DType::F32);
+    let bias = bias.map(f32).transpose()?;
+    let out = direct(dev, &f32(x)?, &f32(weight)?, bias.as_ref(), stride, pad)?;
+    converted(dev, &out, dtype)
+}
+
+/// Device ms (median of `iters`) of cuDNN's convolution for `p` on scratch operands, `None`
+/// without cuDNN or an algorithm for `p`: timings only, the operands' values are arbitrary.
+pub(super) fn time_cudnn(dev: &Device, p: &Problem, iters: usize) -> Result<Option<f64>> {
+    let Some(dnn) = dev.cudnn() else {
+        return Ok(None);
+    };
+    let count = |s: &[usize]| s.iter().product::<usize>();
+    let x = dev.alloc(count(&p.x), p.dtype)?;
+    let w = dev.alloc(count(&p.w), p.dtype)?;
+    let y = dev.alloc(count(&p.out()), p.dtype)?;
+    let ops = Operands {
+        x: x.ptr(),
+        w: w.ptr(),
+        y: y.ptr(),
+    };
+    if !dnn.forward(&dev.pool, p, &ops)? {
+        return Ok(None);
+    }
+    let (median, _) = dev.time(1, iters, || dnn.forward(&dev.pool, p, &ops).map(|_| ()))?;
+    Ok(Some(median))
+}
+
+/// The direct f32 kernel: one thread per output element.
+fn direct(
     dev: &Device,
     x: &CudaTensor,
     weight: &CudaTensor,

@@ -1,7 +1,7 @@
 //! One GPU as a backend sees it: context, its single stream, the caching allocator, compiled
-//! kernels and the cuBLASLt handle; plus launch and timing helpers.
+//! kernels, the cuBLASLt handle and cuDNN when it loads; plus launch and timing helpers.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{
     CudaContext, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
@@ -11,6 +11,7 @@ use cudarc::driver::{
 use super::Wrap;
 use super::alloc::{DeviceBuffer, Pool};
 use super::compile::{KernelCache, arch_for};
+use super::cudnn::Cudnn;
 use super::gemm::Gemm;
 use super::kernels::Kernel;
 use crate::{DType, Error, Result};
@@ -68,6 +69,9 @@ pub(crate) fn check_libraries() -> Result<()> {
 }
 
 pub(crate) struct Device {
+    /// Opened at the first convolution: cuDNN is optional (the direct kernel stands in). First, so
+    /// its handle is destroyed while the context is alive (fields drop in order).
+    cudnn: OnceLock<Option<Cudnn>>,
     pub info: DeviceInfo,
     pub stream: Arc<CudaStream>,
     pub pool: Arc<Pool>,
@@ -97,6 +101,7 @@ impl Device {
         let kernels = KernelCache::new(ctx.clone(), arch.clone())?;
         let gemm = Gemm::new(&pool, compute_capability.0)?;
         Ok(Self {
+            cudnn: OnceLock::new(),
             info: DeviceInfo {
                 ordinal,
                 name: ctx.name().w("init")?,
@@ -112,6 +117,13 @@ impl Device {
             kernels,
             gemm,
         })
+    }
+
+    /// cuDNN on this device's stream, or `None` when it cannot be loaded (logged once).
+    pub fn cudnn(&self) -> Option<&Cudnn> {
+        self.cudnn
+            .get_or_init(|| Cudnn::load(&self.stream))
+            .as_ref()
     }
 
     pub fn alloc(&self, elements: usize, dtype: DType) -> Result<DeviceBuffer> {

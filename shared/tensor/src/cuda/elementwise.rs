@@ -60,6 +60,20 @@ struct ChannelAffineArgs {
     shift: u64,
     n: u64,
     inner: u64,
+    out_dt: i32,
+    x_dt: i32,
+    scale_dt: i32,
+    shift_dt: i32,
+}
+
+#[repr(C)]
+struct ChannelBiasArgs {
+    out: u64,
+    bias: u64,
+    n: u64,
+    inner: u64,
+    out_dt: i32,
+    bias_dt: i32,
 }
 
 /// Terms per `lincomb_f32` launch (`LINCOMB_TERMS` in the kernel).
@@ -75,13 +89,14 @@ struct LincombArgs {
     accumulate: i32,
 }
 
-// SAFETY (all six): `#[repr(C)]` structs of plain integers and floats whose fields match the
+// SAFETY (all seven): `#[repr(C)]` structs of plain integers and floats whose fields match the
 // kernels' parameter structs in order, type and size (device pointers as u64).
 unsafe impl DeviceRepr for UnaryArgs {}
 unsafe impl DeviceRepr for BroadcastArgs {}
 unsafe impl DeviceRepr for ClampArgs {}
 unsafe impl DeviceRepr for GatedResidualArgs {}
 unsafe impl DeviceRepr for ChannelAffineArgs {}
+unsafe impl DeviceRepr for ChannelBiasArgs {}
 unsafe impl DeviceRepr for LincombArgs {}
 
 /// `kernel` applied elementwise, the output in `x`'s element type.
@@ -205,6 +220,7 @@ pub(super) fn gated_residual(
     Ok(out)
 }
 
+/// `x[c, ...] · scale[c] + shift[c]` in the widest of the operands' types.
 pub(super) fn channel_affine(
     dev: &Device,
     x: &CudaTensor,
@@ -215,7 +231,8 @@ pub(super) fn channel_affine(
         shapes::channel_param("channel_affine", x.shape(), p.shape())?;
     }
     let c = scale.shape()[0];
-    let out = CudaTensor::alloc(dev, x.shape())?;
+    let dtype = widest(&[x, scale, shift]);
+    let out = CudaTensor::alloc_as(dev, x.shape(), dtype)?;
     let n = x.numel();
     dev.launch_elements(
         kernels::CHANNEL_AFFINE,
@@ -227,9 +244,31 @@ pub(super) fn channel_affine(
             shift: shift.ptr(),
             n: n as u64,
             inner: (n / c.max(1)).max(1) as u64,
+            out_dt: dt_code(dtype),
+            x_dt: dt_code(x.dtype()),
+            scale_dt: dt_code(scale.dtype()),
+            shift_dt: dt_code(shift.dtype()),
         },
     )?;
     Ok(out)
+}
+
+/// `out[c, ...] += bias[c]` in place, on a tensor the caller has just produced.
+pub(super) fn add_channel_bias(dev: &Device, out: &CudaTensor, bias: &CudaTensor) -> Result<()> {
+    shapes::channel_param("conv3d", out.shape(), bias.shape())?;
+    let n = out.numel();
+    dev.launch_elements(
+        kernels::CHANNEL_BIAS,
+        n,
+        &ChannelBiasArgs {
+            out: out.ptr(),
+            bias: bias.ptr(),
+            n: n as u64,
+            inner: (n / bias.numel().max(1)).max(1) as u64,
+            out_dt: dt_code(out.dtype()),
+            bias_dt: dt_code(bias.dtype()),
+        },
+    )
 }
 
 pub(super) fn lincomb(dev: &Device, terms: &[(f32, &CudaTensor)]) -> Result<CudaTensor> {

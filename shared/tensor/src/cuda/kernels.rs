@@ -111,14 +111,16 @@ pub const ADD: Kernel = Kernel::new(Module::Elementwise, "add");
 pub const MUL: Kernel = Kernel::new(Module::Elementwise, "mul");
 pub const CLAMP: Kernel = Kernel::new(Module::Elementwise, "clamp_f32");
 pub const GATED_RESIDUAL: Kernel = Kernel::new(Module::Elementwise, "gated_residual");
-pub const CHANNEL_AFFINE: Kernel = Kernel::new(Module::Elementwise, "channel_affine_f32");
+pub const CHANNEL_AFFINE: Kernel = Kernel::new(Module::Elementwise, "channel_affine");
+pub const CHANNEL_BIAS: Kernel = Kernel::new(Module::Elementwise, "channel_bias");
 pub const LINCOMB: Kernel = Kernel::new(Module::Elementwise, "lincomb_f32");
 pub const LAYER_NORM: Kernel = Kernel::new(Module::Norm, "layer_norm");
 pub const RMS_NORM: Kernel = Kernel::new(Module::Norm, "rms_norm");
 pub const RMS_NORM_ROPE: Kernel = Kernel::new(Module::Norm, "rms_norm_rope");
-pub const CHANNEL_RMS_NORM: Kernel = Kernel::new(Module::Norm, "channel_rms_norm_f32");
+pub const CHANNEL_RMS_NORM: Kernel = Kernel::new(Module::Norm, "channel_rms_norm");
 pub const ROPE: Kernel = Kernel::new(Module::Rope, "rope");
 pub const ATTENTION: Kernel = Kernel::new(Module::Attention, "attention_f32");
+pub const SOFTMAX_SCALED_ROWS: Kernel = Kernel::new(Module::Attention, "softmax_scaled_rows");
 pub const SLA_POOL: Kernel = Kernel::new(Module::Sla, "sla_pool_f32");
 pub const SLA_SCORES: Kernel = Kernel::new(Module::Sla, "sla_scores_f32");
 pub const SLA_SELECT: Kernel = Kernel::new(Module::Sla, "sla_select_f32");
@@ -129,7 +131,8 @@ pub const COPY2D: Kernel = Kernel::new(Module::Layout, "copy2d");
 pub const PERMUTE: Kernel = Kernel::new(Module::Layout, "permute");
 pub const PATCHIFY: Kernel = Kernel::new(Module::Layout, "patchify_f32");
 pub const UNPATCHIFY: Kernel = Kernel::new(Module::Layout, "unpatchify_f32");
-pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_nearest_f32");
+pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_nearest");
+pub const PAD_ZERO: Kernel = Kernel::new(Module::Layout, "pad_zero");
 pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
@@ -149,7 +152,7 @@ pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
 pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
 
-pub const ALL_KERNELS: [Kernel; 42] = [
+pub const ALL_KERNELS: [Kernel; 45] = [
     GELU_TANH,
     SILU,
     ADD,
@@ -157,6 +160,7 @@ pub const ALL_KERNELS: [Kernel; 42] = [
     CLAMP,
     GATED_RESIDUAL,
     CHANNEL_AFFINE,
+    CHANNEL_BIAS,
     LINCOMB,
     LAYER_NORM,
     RMS_NORM,
@@ -164,6 +168,7 @@ pub const ALL_KERNELS: [Kernel; 42] = [
     CHANNEL_RMS_NORM,
     ROPE,
     ATTENTION,
+    SOFTMAX_SCALED_ROWS,
     SLA_POOL,
     SLA_SCORES,
     SLA_SELECT,
@@ -175,6 +180,7 @@ pub const ALL_KERNELS: [Kernel; 42] = [
     PATCHIFY,
     UNPATCHIFY,
     UPSAMPLE_NEAREST,
+    PAD_ZERO,
     CONV3D,
     CAST,
     FLASH_ATTENTION,

@@ -58,14 +58,26 @@ struct UpsampleArgs {
     sf: u32,
     sh: u32,
     sw: u32,
+    esize: i32,
 }
 
-// SAFETY (all four): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+#[repr(C)]
+struct PadArgs {
+    out: u64,
+    x: u64,
+    n: u64,
+    /// Input `f, h, w`, output `fo, ho, wo`, leading padding `f0, h0, w0`.
+    dims: [u32; 9],
+    esize: i32,
+}
+
+// SAFETY (all five): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
 // as u64, `unsigned` as u32, `int` as i32), in field order.
 unsafe impl DeviceRepr for Copy2dArgs {}
 unsafe impl DeviceRepr for PermuteArgs {}
 unsafe impl DeviceRepr for PatchArgs {}
 unsafe impl DeviceRepr for UpsampleArgs {}
+unsafe impl DeviceRepr for PadArgs {}
 
 /// Copies `rows × cols` elements between two row-pitched regions of the same element type,
 /// offsets in elements.
@@ -239,7 +251,7 @@ pub(super) fn upsample_nearest(
 ) -> Result<CudaTensor> {
     let [c, f, h, w] = shapes::upsample_nearest(x.shape(), factor)?;
     let [sf, sh, sw] = factor;
-    let out = CudaTensor::alloc(dev, &[c, f * sf, h * sh, w * sw])?;
+    let out = CudaTensor::alloc_as(dev, &[c, f * sf, h * sh, w * sw], x.dtype())?;
     let [f, h, w, sf, sh, sw] = u32s("upsample_nearest", [f, h, w, sf, sh, sw])?;
     let n = out.numel();
     let args = UpsampleArgs {
@@ -252,7 +264,31 @@ pub(super) fn upsample_nearest(
         sf,
         sh,
         sw,
+        esize: x.dtype().size_in_bytes() as i32,
     };
     dev.launch_elements(kernels::UPSAMPLE_NEAREST, n, &args)?;
+    Ok(out)
+}
+
+/// `x: [C, F, H, W]` with `pad[d] = (before, after)` zeros around it per (F, H, W).
+pub(super) fn pad_zero(dev: &Device, x: &CudaTensor, pad: [[usize; 2]; 3]) -> Result<CudaTensor> {
+    let &[c, f, h, w] = x.shape() else {
+        return Err(Error::shape("pad", "expected [C, F, H, W]", x.shape()));
+    };
+    let [fo, ho, wo] = [0, 1, 2].map(|d| [f, h, w][d] + pad[d][0] + pad[d][1]);
+    let out = CudaTensor::alloc_as(dev, &[c, fo, ho, wo], x.dtype())?;
+    let dims = u32s(
+        "pad",
+        [f, h, w, fo, ho, wo, pad[0][0], pad[1][0], pad[2][0]],
+    )?;
+    let n = out.numel();
+    let args = PadArgs {
+        out: out.ptr(),
+        x: x.ptr(),
+        n: n as u64,
+        dims,
+        esize: x.dtype().size_in_bytes() as i32,
+    };
+    dev.launch_elements(kernels::PAD_ZERO, n, &args)?;
     Ok(out)
 }

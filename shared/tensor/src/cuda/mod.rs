@@ -11,8 +11,9 @@
 //! — linear layers (bf16 weights, f32 accumulation), norms, attention (the tensor-core flash
 //! kernel on sm_90a) — while the rest keep their inputs' types: elementwise ops store the wider of
 //! their inputs, so an f32 residual stream stays f32 while its branches are bf16, as the DiT wants.
-//! Ops without a bf16 kernel (convolutions, SLA, the sampler's arithmetic) read bf16 inputs
-//! through an f32 copy.
+//! Convolutions run on cuDNN in the backend's precision (the direct f32 kernel stands in when cuDNN
+//! cannot be loaded), and the VAE's channel ops keep their inputs' types. Ops without a bf16
+//! kernel (SLA, the sampler's arithmetic) read bf16 inputs through an f32 copy.
 //!
 //! **Quantization** ([`Quant`]): with [`Quant::Fp8`] on a bf16 backend, the linear layers a model
 //! uploads through [`Backend::upload_linear_quantizable`] (the DiT blocks' projections and FFN)
@@ -33,6 +34,7 @@ pub mod check_fp8;
 pub mod check_int8;
 mod compile;
 mod conv;
+mod cudnn;
 mod device;
 mod elementwise;
 mod gemm;
@@ -672,6 +674,45 @@ impl CudaBackend {
         converted(&self.dev, t, dtype)
     }
 
+    /// Device time (ms, median of `iters`) of one bf16 cuDNN convolution of `x: [Cin, F, H, W]`
+    /// by `w: [Cout, Cin, kt, kh, kw]` with symmetric zero `pad` and unit stride, on channel-first
+    /// or channels-last (NDHWC) operands: the measurement behind the VAE's layout. `None` without
+    /// cuDNN or an algorithm for the problem.
+    pub fn time_conv3d(
+        &self,
+        x: [usize; 4],
+        w: [usize; 5],
+        pad: [usize; 3],
+        channels_last: bool,
+        iters: usize,
+    ) -> Result<Option<f64>> {
+        shapes::conv3d(&x, &w, None, [1; 3], pad.map(|p| [p, p]))?;
+        let p = cudnn::Problem {
+            dtype: DType::BF16,
+            x,
+            w,
+            stride: [1; 3],
+            pad,
+            channels_last,
+        };
+        conv::time_cudnn(&self.dev, &p, iters)
+    }
+
+    /// Convolution problems seen so far: (run on cuDNN, left to the direct kernel because cuDNN
+    /// had no algorithm). Both 0 without cuDNN.
+    pub fn conv_plans(&self) -> (usize, usize) {
+        self.dev.cudnn().map_or((0, 0), |c| c.plan_counts())
+    }
+
+    /// What runs `conv3d`: `"cudnn"`, or `"direct"` (the f32 kernel) when cuDNN cannot be loaded.
+    pub fn conv_engine(&self) -> &'static str {
+        if self.dev.cudnn().is_some() {
+            "cudnn"
+        } else {
+            "direct"
+        }
+    }
+
     pub fn info(&self) -> &DeviceInfo {
         &self.dev.info
     }
@@ -893,6 +934,10 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn upload_param(&self, t: &HostTensor) -> Result<CudaTensor> {
+        self.timed("upload", || self.upload_weight(t))
+    }
+
     fn synchronize(&self) -> Result<()> {
         self.dev.stream.synchronize().w("synchronize")
     }
@@ -1010,6 +1055,9 @@ impl Backend for CudaBackend {
                     attention::flash_kernel(&self.dev, q, k, v, self.portable_attention)
             {
                 return attention::flash_attention(&self.dev, kernel, q, k, v, scale);
+            }
+            if bias.is_none() && !attention::fits_kernel(q) {
+                return attention::wide_attention(&self.dev, q, k, v, scale);
             }
             let bias = bias.map(|b| self.f32(b)).transpose()?;
             attention::attention_with(
@@ -1167,29 +1215,28 @@ impl Backend for CudaBackend {
             if let Some(b) = bias {
                 self.check("conv3d", &[b])?;
             }
-            let bias = bias.map(|b| self.f32(b)).transpose()?;
-            conv::conv3d(
-                &self.dev,
-                &self.f32(x)?,
-                &self.f32(weight)?,
-                bias.as_ref(),
-                stride,
-                pad,
-            )
+            conv::conv3d(&self.dev, x, weight, bias, stride, pad, self.compute())
         })
     }
 
     fn upsample_nearest(&self, x: &CudaTensor, factor: [usize; 3]) -> Result<CudaTensor> {
         self.timed("upsample_nearest", || {
             self.check("upsample_nearest", &[x])?;
-            layout::upsample_nearest(&self.dev, &self.f32(x)?, factor)
+            layout::upsample_nearest(&self.dev, x, factor)
         })
     }
 
     fn channel_rms_norm(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor> {
         self.timed("channel_rms_norm", || {
             self.check("channel_rms_norm", &[x, gamma])?;
-            norm::channel_rms_norm(&self.dev, &self.f32(x)?, &self.f32(gamma)?)
+            norm::channel_rms_norm(&self.dev, x, gamma, false, self.compute())
+        })
+    }
+
+    fn channel_rms_norm_silu(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor> {
+        self.timed("channel_rms_norm_silu", || {
+            self.check("channel_rms_norm_silu", &[x, gamma])?;
+            norm::channel_rms_norm(&self.dev, x, gamma, true, self.compute())
         })
     }
 
@@ -1201,12 +1248,7 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor> {
         self.timed("channel_affine", || {
             self.check("channel_affine", &[x, scale, shift])?;
-            elementwise::channel_affine(
-                &self.dev,
-                &self.f32(x)?,
-                &self.f32(scale)?,
-                &self.f32(shift)?,
-            )
+            elementwise::channel_affine(&self.dev, x, scale, shift)
         })
     }
 

@@ -61,6 +61,10 @@ struct ChannelRmsNormArgs {
     gamma: u64,
     inner: u64,
     channels: u32,
+    out_dt: i32,
+    x_dt: i32,
+    gamma_dt: i32,
+    silu: i32,
 }
 
 // SAFETY (all four): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
@@ -226,16 +230,19 @@ pub(super) fn rms_norm_rope(
     Ok(out)
 }
 
+/// The Wan VAE's channel RMS norm of `x: [C, ...]` into `dtype`, followed by SiLU when `silu`.
 pub(super) fn channel_rms_norm(
     dev: &Device,
     x: &CudaTensor,
     gamma: &CudaTensor,
+    silu: bool,
+    dtype: DType,
 ) -> Result<CudaTensor> {
     shapes::channel_param("channel_rms_norm", x.shape(), gamma.shape())?;
     let c = gamma.shape()[0];
     let channels = u32::try_from(c)
         .map_err(|_| Error::shape("channel_rms_norm", "too many channels", x.shape()))?;
-    let out = CudaTensor::alloc(dev, x.shape())?;
+    let out = CudaTensor::alloc_as(dev, x.shape(), dtype)?;
     let inner = x.numel() / c.max(1);
     dev.launch_elements(
         kernels::CHANNEL_RMS_NORM,
@@ -246,6 +253,10 @@ pub(super) fn channel_rms_norm(
             gamma: gamma.ptr(),
             inner: inner as u64,
             channels,
+            out_dt: dt_code(dtype),
+            x_dt: dt_code(x.dtype()),
+            gamma_dt: dt_code(gamma.dtype()),
+            silu: silu as i32,
         },
     )?;
     Ok(out)
