@@ -143,3 +143,38 @@ extern "C" __global__ void pad_zero(const PadArgs a) {
     }
   }
 }
+
+// out[b, c, r] = x[b, r, c] (+ bias[c]) for x: [batch, rows, cols]: the moves between channel-
+// first and channels-last around cuDNN's convolutions, whose tensor-core kernels want channels
+// last; the way back adds the convolution's bias (through f32, a no-op rounding for bf16 copies
+// without one). One 32x8 block per 32x32 tile, through shared memory, so both the reads and the
+// writes are coalesced.
+struct TransposeArgs {
+  void* out;
+  const void* x;
+  const void* bias;  // [cols] or null
+  u64 batch, rows, cols;
+  int dt;
+  int bias_dt;
+};
+
+extern "C" __global__ void transpose_tiles(const TransposeArgs a) {
+  __shared__ float tile[32][33];
+  const u64 col_tiles = (a.cols + 31) / 32, row_tiles = (a.rows + 31) / 32;
+  const u64 t = blockIdx.x;
+  const u64 tc = t % col_tiles, tr = (t / col_tiles) % row_tiles, b = t / (col_tiles * row_tiles);
+  const u64 base = b * a.rows * a.cols;
+  for (unsigned j = threadIdx.y; j < 32; j += 8) {
+    const u64 r = tr * 32 + j, c = tc * 32 + threadIdx.x;
+    if (r < a.rows && c < a.cols) tile[j][threadIdx.x] = load_elem(a.x, a.dt, base + r * a.cols + c);
+  }
+  __syncthreads();
+  for (unsigned j = threadIdx.y; j < 32; j += 8) {
+    const u64 c = tc * 32 + j, r = tr * 32 + threadIdx.x;
+    if (r < a.rows && c < a.cols) {
+      float v = tile[threadIdx.x][j];
+      if (a.bias) v += load_elem(a.bias, a.bias_dt, c);
+      store_elem(a.out, a.dt, base + c * a.rows + r, v);
+    }
+  }
+}

@@ -53,21 +53,47 @@ pub(super) fn conv3d(
             x
         };
         let dims = |s: &[usize]| -> [usize; 4] { [s[0], s[1], s[2], s[3]] };
+        // cuDNN's tensor-core kernels want channels-last operands: channel-first bf16 ran at
+        // 21 TFLOPS, channels-last at 240-590, on the VAE's full-resolution convolutions (H100,
+        // bench/results/2026-11-26-vae.md). bf16 problems move there and back, the bias added on
+        // the way back; f32 keeps the reference's layout.
+        let channels_last = dtype == DType::BF16;
         let problem = Problem {
             dtype,
             x: dims(x.shape()),
             w: [0, 1, 2, 3, 4].map(|d| w.shape()[d]),
             stride,
             pad: sym,
-            channels_last: false,
+            channels_last,
         };
-        let out = CudaTensor::alloc_as(dev, &problem.out(), dtype)?;
+        let [cin, f, h, wd] = problem.x;
+        let [cout, fo, ho, wo] = problem.out();
+        let taps = problem.w[2] * problem.w[3] * problem.w[4];
+        let (x, w, out) = if channels_last {
+            (
+                layout::transpose(dev, &x, [1, cin, f * h * wd], None, &[f * h * wd, cin])?,
+                layout::transpose(dev, &w, [cout, cin, taps], None, &[cout, taps, cin])?,
+                CudaTensor::alloc_as(dev, &[fo * ho * wo, cout], dtype)?,
+            )
+        } else {
+            (x, w, CudaTensor::alloc_as(dev, &problem.out(), dtype)?)
+        };
         let ops = Operands {
             x: x.ptr(),
             w: w.ptr(),
             y: out.ptr(),
         };
         if dnn.forward(&dev.pool, &problem, &ops)? {
+            if channels_last {
+                let bias = bias.map(|b| converted(dev, b, DType::F32)).transpose()?;
+                return layout::transpose(
+                    dev,
+                    &out,
+                    [1, fo * ho * wo, cout],
+                    bias.as_ref(),
+                    &problem.out(),
+                );
+            }
             if let Some(b) = bias {
                 elementwise::add_channel_bias(dev, &out, b)?;
             }

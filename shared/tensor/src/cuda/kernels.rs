@@ -133,6 +133,7 @@ pub const PATCHIFY: Kernel = Kernel::new(Module::Layout, "patchify_f32");
 pub const UNPATCHIFY: Kernel = Kernel::new(Module::Layout, "unpatchify_f32");
 pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_nearest");
 pub const PAD_ZERO: Kernel = Kernel::new(Module::Layout, "pad_zero");
+pub const TRANSPOSE_TILES: Kernel = Kernel::new(Module::Layout, "transpose_tiles");
 pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
@@ -152,7 +153,7 @@ pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
 pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
 
-pub const ALL_KERNELS: [Kernel; 45] = [
+pub const ALL_KERNELS: [Kernel; 46] = [
     GELU_TANH,
     SILU,
     ADD,
@@ -181,6 +182,7 @@ pub const ALL_KERNELS: [Kernel; 45] = [
     UNPATCHIFY,
     UPSAMPLE_NEAREST,
     PAD_ZERO,
+    TRANSPOSE_TILES,
     CONV3D,
     CAST,
     FLASH_ATTENTION,

@@ -1,9 +1,9 @@
 //! Launchers for `kernels/layout.cu`: slicing, concatenation, permutes, patch layout, upsampling.
 //! All are copies, bit-exact against the CPU backend.
 
-use cudarc::driver::DeviceRepr;
+use cudarc::driver::{DeviceRepr, LaunchConfig};
 
-use super::CudaTensor;
+use super::{CudaTensor, dt_code};
 use super::device::Device;
 use super::kernels;
 use crate::{Error, Result, shapes};
@@ -290,5 +290,72 @@ pub(super) fn pad_zero(dev: &Device, x: &CudaTensor, pad: [[usize; 2]; 3]) -> Re
         esize: x.dtype().size_in_bytes() as i32,
     };
     dev.launch_elements(kernels::PAD_ZERO, n, &args)?;
+    Ok(out)
+}
+
+#[repr(C)]
+struct TransposeArgs {
+    out: u64,
+    x: u64,
+    bias: u64,
+    batch: u64,
+    rows: u64,
+    cols: u64,
+    dt: i32,
+    bias_dt: i32,
+}
+
+// SAFETY: `#[repr(C)]` mirror of the kernel's parameter struct (device pointers as u64).
+unsafe impl DeviceRepr for TransposeArgs {}
+
+/// `x` viewed as `[batch, rows, cols]`, transposed to `[batch, cols, rows]` with `shape`, plus
+/// `bias[c]` (`[cols]`) on every element of column `c` when given.
+pub(super) fn transpose(
+    dev: &Device,
+    x: &CudaTensor,
+    [batch, rows, cols]: [usize; 3],
+    bias: Option<&CudaTensor>,
+    shape: &[usize],
+) -> Result<CudaTensor> {
+    if batch * rows * cols != x.numel() || shape.iter().product::<usize>() != x.numel() {
+        return Err(Error::shape(
+            "transpose",
+            format!("{batch}x{rows}x{cols} elements into {shape:?}"),
+            x.shape(),
+        ));
+    }
+    if let Some(b) = bias
+        && b.numel() != cols
+    {
+        return Err(Error::shape(
+            "transpose",
+            format!("bias of {cols} columns"),
+            b.shape(),
+        ));
+    }
+    let out = CudaTensor::alloc_as(dev, shape, x.dtype())?;
+    let tiles = batch as u64 * (rows as u64).div_ceil(32) * (cols as u64).div_ceil(32);
+    let grid = u32::try_from(tiles)
+        .map_err(|_| Error::shape("transpose", "fewer than 2^32 tiles of 32x32", x.shape()))?;
+    if grid > 0 {
+        dev.launch(
+            kernels::TRANSPOSE_TILES,
+            LaunchConfig {
+                grid_dim: (grid, 1, 1),
+                block_dim: (32, 8, 1),
+                shared_mem_bytes: 0,
+            },
+            &TransposeArgs {
+                out: out.ptr(),
+                x: x.ptr(),
+                bias: bias.map_or(0, CudaTensor::ptr),
+                batch: batch as u64,
+                rows: rows as u64,
+                cols: cols as u64,
+                dt: dt_code(x.dtype()),
+                bias_dt: bias.map_or(0, |b| dt_code(b.dtype())),
+            },
+        )?;
+    }
     Ok(out)
 }
