@@ -1,6 +1,6 @@
 use std::fmt::Debug;
 
-use crate::{HostTensor, Result};
+use crate::{HostTensor, Result, shapes};
 
 /// Side of the square weight tiles of TurboDiffusion's W8A8 format: one f32 scale per 128×128 tile.
 pub const QUANT_BLOCK: usize = 128;
@@ -214,6 +214,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         scale: f32,
         bias: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor>;
+    /// [`Backend::attention_with`] with T5's relative-position bias given once per relative
+    /// position: `rel: [H, Lq + Lk − 1]` (f32), score `(i, j)` of head `h` getting
+    /// `rel[h, j − i + Lq − 1]`. Backends with a kernel for it never build the `[H, Lq, Lk]` bias.
+    fn attention_rel_bias(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        scale: f32,
+        rel: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        expanded_rel_attention(self, q, k, v, scale, rel)
+    }
     /// Sparse-linear attention: block-sparse softmax attention over the top-k key blocks plus the
     /// softmax-feature-map linear branch projected by `proj_l` (`[Dh] -> [Dh]`, shared across heads).
     fn sla_attention(
@@ -317,4 +330,29 @@ pub(crate) fn exact_sage_attention<B: Backend>(
         None => b.attention(q, k, v),
         Some((params, proj_l)) => b.sla_attention(q, k, v, params, proj_l),
     }
+}
+
+/// [`Backend::attention_rel_bias`] through [`Backend::attention_with`]: the `[H, Lq, Lk]` bias
+/// expanded on the host from its `[H, Lq + Lk − 1]` relative-position rows.
+pub(crate) fn expanded_rel_attention<B: Backend>(
+    b: &B,
+    q: &B::Tensor,
+    k: &B::Tensor,
+    v: &B::Tensor,
+    scale: f32,
+    rel: &B::Tensor,
+) -> Result<B::Tensor> {
+    let (heads, lq, lk) = shapes::rel_bias(b.shape(q), b.shape(k), b.shape(rel))?;
+    let rows = b.download(rel)?.to_f32_vec();
+    let span = lq + lk - 1;
+    let mut bias = Vec::with_capacity(heads * lq * lk);
+    for h in 0..heads {
+        for i in 0..lq {
+            // Row i reads relative positions −i ..= Lk − 1 − i, stored from index Lq − 1 − i.
+            let start = h * span + lq - 1 - i;
+            bias.extend_from_slice(&rows[start..start + lk]);
+        }
+    }
+    let bias = b.upload(&HostTensor::from_f32([heads, lq, lk], bias)?)?;
+    b.attention_with(q, k, v, scale, Some(&bias))
 }
