@@ -356,3 +356,49 @@ pub(crate) fn expanded_rel_attention<B: Backend>(
     let bias = b.upload(&HostTensor::from_f32([heads, lq, lk], bias)?)?;
     b.attention_with(q, k, v, scale, Some(&bias))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Backend, CpuBackend, HostTensor};
+
+    fn tensor(shape: &[usize], step: f32) -> HostTensor {
+        let n = shape.iter().product();
+        let data = (0..n).map(|i| (i as f32 * step).sin()).collect();
+        HostTensor::from_f32(shape.to_vec(), data).unwrap()
+    }
+
+    #[test]
+    fn rel_bias_rows_are_the_full_bias_by_relative_position() {
+        let b = CpuBackend;
+        let (lq, lk, heads) = (3usize, 5usize, 2usize);
+        let q = b.upload(&tensor(&[lq, heads, 4], 0.3)).unwrap();
+        let k = b.upload(&tensor(&[lk, heads, 4], 0.7)).unwrap();
+        let v = b.upload(&tensor(&[lk, heads, 4], 1.1)).unwrap();
+        let rel = tensor(&[heads, lq + lk - 1], 0.9);
+        let rows = rel.to_f32_vec();
+        let full: Vec<f32> = (0..heads * lq * lk)
+            .map(|e| {
+                let (h, i, j) = (e / (lq * lk), e / lk % lq, e % lk);
+                rows[h * (lq + lk - 1) + j + lq - 1 - i]
+            })
+            .collect();
+        let full = b
+            .upload(&HostTensor::from_f32([heads, lq, lk], full).unwrap())
+            .unwrap();
+        let want = b.attention_with(&q, &k, &v, 0.5, Some(&full)).unwrap();
+        let got = b
+            .attention_rel_bias(&q, &k, &v, 0.5, &b.upload(&rel).unwrap())
+            .unwrap();
+        assert_eq!(got.data(), want.data());
+
+        let wrong = b.upload(&tensor(&[heads, lq + lk], 0.9)).unwrap();
+        let err = b
+            .attention_rel_bias(&q, &k, &v, 0.5, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rel must be [2, 7] for 3 queries and 5 keys"),
+            "{err}"
+        );
+    }
+}
