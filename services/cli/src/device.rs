@@ -1,4 +1,4 @@
-//! `--device auto|cpu|cuda|cuda:N` and `--quant none|fp8`: where a command runs its models.
+//! `--device auto|cpu|cuda|cuda:N` and `--quant none|fp8|int8`: where a command runs its models.
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,6 +47,7 @@ impl fmt::Display for DeviceArg {
 pub enum QuantArg {
     None,
     Fp8,
+    Int8,
 }
 
 /// `--device` and `--quant` of a command that runs the pipeline.
@@ -56,7 +57,8 @@ pub struct DeviceArgs {
     /// On a GPU, weights and activations are bf16 with f32 accumulation and residuals.
     #[arg(long, default_value = "auto")]
     device: DeviceArg,
-    /// DiT block linears on the GPU: none (bf16) or fp8 (e4m3 weights and activations; H100/H200).
+    /// DiT block linears on the GPU: none (bf16), fp8 (e4m3 weights and activations; H100/H200)
+    /// or int8 (TurboDiffusion's W8A8 in 128x128 tiles).
     #[arg(long, value_enum, default_value_t = QuantArg::None)]
     quant: QuantArg,
 }
@@ -76,6 +78,7 @@ impl DeviceArgs {
             quant: match self.quant {
                 QuantArg::None => Quant::None,
                 QuantArg::Fp8 => Quant::Fp8,
+                QuantArg::Int8 => Quant::Int8,
             },
             ..CudaOptions::default()
         };
@@ -101,8 +104,13 @@ impl DeviceArgs {
                 }
             },
         };
-        if matches!(chosen, Chosen::Cpu) && self.quant == QuantArg::Fp8 {
-            bail!("--quant fp8 needs a CUDA device (--device cuda)");
+        if matches!(chosen, Chosen::Cpu) && self.quant != QuantArg::None {
+            let name = if self.quant == QuantArg::Fp8 {
+                "fp8"
+            } else {
+                "int8"
+            };
+            bail!("--quant {name} needs a CUDA device (--device cuda)");
         }
         Ok(chosen)
     }
@@ -115,10 +123,10 @@ fn describe(b: &CudaBackend) -> String {
         info.ordinal,
         info.name,
         info.arch,
-        if b.quant() == Quant::Fp8 {
-            ", fp8 linears"
-        } else {
-            ""
+        match b.quant() {
+            Quant::None => "",
+            Quant::Fp8 => ", fp8 linears",
+            Quant::Int8 => ", int8 linears",
         }
     )
 }

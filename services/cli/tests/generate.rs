@@ -198,6 +198,7 @@ fn device_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
             "--quant fp8 needs a CUDA device",
         ),
         (&["--quant", "fp8"], "--quant fp8 needs a CUDA device"),
+        (&["--quant", "int8"], "--quant int8 needs a CUDA device"),
     ] {
         let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
         let out = turbine(&args, dir.path());
