@@ -43,6 +43,9 @@ struct FlashArgs {
   int lq;
   int lk;
   int heads;
+  // Relative-position bias [H, Lq + Lk - 1] (T5) or null: score (i, j) of head h gets
+  // rel[h][j - i + Lq - 1], added after the scale. Read by the mma.sync kernel only.
+  const float* rel;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -133,18 +136,19 @@ __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
   }
 }
 
-// O[16 rows of a warp][128] (m16n8 layout, 16 groups) / row sums, as bf16 rows `row0`, `row0+8`.
+// O[16 rows of a warp][D] (m16n8 layout, D/8 groups) / row sums, as bf16 rows `row0`, `row0+8`.
+template <int D>
 __device__ __forceinline__ void store_rows(const FlashArgs& a, const float* o, float l0, float l1,
                                            int row0) {
   const int lane = threadIdx.x & 31;
   l0 = quad_sum(l0);
   l1 = quad_sum(l1);
   const float i0 = 1.0f / l0, i1 = 1.0f / l1;
-  const u64 stride = (u64)a.heads * FA_D;
+  const u64 stride = (u64)a.heads * D;
   const int row1 = row0 + 8;
-  bf16_t* out = a.out + (u64)blockIdx.y * FA_D + (lane & 3) * 2;
+  bf16_t* out = a.out + (u64)blockIdx.y * D + (lane & 3) * 2;
 #pragma unroll
-  for (int g = 0; g < 16; ++g) {
+  for (int g = 0; g < D / 8; ++g) {
     if (row0 < a.lq)
       *(unsigned*)(out + (u64)row0 * stride + g * 8) = pack_bf16x2(o[4 * g] * i0, o[4 * g + 1] * i0);
     if (row1 < a.lq)
@@ -267,107 +271,135 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 #undef FA_STAGE
 #undef FA_K_STAGE
 
-  store_rows(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2));
+  store_rows<FA_D>(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2));
 #else
   // Built for a GPU without wgmma: the backend never launches this kernel there.
   __trap();
 #endif
 }
 
-// ---- portable kernel: mma.sync (sm_80 and later: A100, RTX 4090/5090; also runs on Hopper) ----
+// ---- portable kernels: mma.sync (sm_80 and later: A100, RTX 4090/5090; also runs on Hopper) ----
 //
 // FlashAttention-2's layout: one CTA = 64 query rows of one head, four warps of 16 rows; 64-key K/V
-// tiles double-buffered by cp.async into shared memory, 256-byte rows with the 16-byte chunks
+// tiles double-buffered by cp.async into shared memory, 2D-byte rows with the 16-byte chunks
 // XOR-swizzled by row % 8 so ldmatrix reads them without bank conflicts. Q stays in registers as
 // mma A fragments; S = Q Kᵀ and O += P V are m16n8k16 bf16 MMAs with f32 accumulation (K through
 // ldmatrix, V through ldmatrix.trans), the softmax and the epilogue are the ones above.
+//
+// Two instances: the DiT's head dim 128, and umT5's head dim 64 with its relative-position bias
+// (`FlashArgs::rel`), which is added to the scaled scores of each tile before the softmax.
 #define FM_BQ 64
 #define FM_BK 64
 #define FM_THREADS 128
-#define FM_TILE_BYTES (FM_BK * FA_D * 2)
-// Q, then two stages of (K, V).
-#define FM_SMEM_BYTES (5 * FM_TILE_BYTES)
+// Q, then two stages of (K, V): 80 KB at D = 128, 40 KB at D = 64.
+#define FM_TILE_BYTES(D) (FM_BK * (D) * 2)
+#define FM_SMEM_BYTES(D) (5 * FM_TILE_BYTES(D))
+#define FA_LOG2E 1.4426950408889634f
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 // Rows [row0, row0 + 64) of one head into a swizzled tile, zero-filled at or past `limit`.
+template <int D>
 __device__ __forceinline__ void fm_load(unsigned tile, const bf16_t* g, u64 stride, int row0,
                                         int limit) {
-  const int c = threadIdx.x & 15;
+  constexpr int CHUNKS = D / 8, ROWS = FM_THREADS / CHUNKS;
+  const int c = threadIdx.x % CHUNKS;
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int r = (threadIdx.x >> 4) + 8 * i, row = row0 + r;
+  for (int i = 0; i < FM_BQ / ROWS; ++i) {
+    const int r = threadIdx.x / CHUNKS + ROWS * i, row = row0 + r;
     const bool inside = row < limit;
-    cp_async16(tile + fm_offset(r, c), g + (u64)(inside ? row : 0) * stride + c * 8,
+    cp_async16(tile + fm_offset<D>(r, c), g + (u64)(inside ? row : 0) * stride + c * 8,
                inside ? 16 : 0);
   }
 }
 
+// The scores of one key tile (`s`, m16n8 layout, rows `row0` and `row0 + 8`) turned into the
+// exp2-domain logits scale·log2(e)·s + log2(e)·bias, so the softmax runs with scale 1.
+__device__ __forceinline__ void add_rel_bias(float* s, const FlashArgs& a, int key0, int row0) {
+  const int lane = threadIdx.x & 31;
+  const float* rel = a.rel + (u64)blockIdx.y * (a.lq + a.lk - 1) + a.lq - 1;
+#pragma unroll
+  for (int g = 0; g < 8; ++g) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = key0 + g * 8 + (lane & 3) * 2 + (e & 1), row = row0 + (e >> 1) * 8;
+      // Keys past Lk are masked by the softmax; rows past Lq are not stored.
+      const float bias = key < a.lk && row < a.lq ? __ldg(rel + key - row) : 0.0f;
+      s[4 * g + e] = fmaf(s[4 * g + e], a.scale_log2, bias * FA_LOG2E);
+    }
+  }
+}
 #endif
 
-// Grid (ceil(Lq / 64), H), FM_THREADS threads, FM_SMEM_BYTES dynamic shared memory.
-extern "C" __global__ void __launch_bounds__(FM_THREADS)
-    flash_attention_mma_bf16(const FlashArgs a) {
+template <int D, bool REL>
+__device__ __forceinline__ void flash_mma(const FlashArgs& a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ __align__(128) u8 fm_smem[];
-  const unsigned sq = smem_addr(fm_smem), skv = sq + FM_TILE_BYTES;
+  constexpr int TILE = FM_TILE_BYTES(D), KS = D / 16;
+  const unsigned sq = smem_addr(fm_smem), skv = sq + TILE;
   const int head = blockIdx.y, q0 = blockIdx.x * FM_BQ;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = lane >> 3;
-  const u64 stride = (u64)a.heads * FA_D;
-  const bf16_t* kg = a.k + (u64)head * FA_D;
-  const bf16_t* vg = a.v + (u64)head * FA_D;
+  const int row0 = q0 + warp * 16 + (lane >> 2);
+  const u64 stride = (u64)a.heads * D;
+  const bf16_t* kg = a.k + (u64)head * D;
+  const bf16_t* vg = a.v + (u64)head * D;
   const int tiles = (a.lk + FM_BK - 1) / FM_BK;
-#define FM_K(t) (skv + ((t) & 1) * 2 * FM_TILE_BYTES)
+  // With a bias the logits come out of add_rel_bias already scaled.
+  const float softmax_scale = REL ? 1.0f : a.scale_log2;
+#define FM_K(t) (skv + ((t) & 1) * 2 * TILE)
 
-  fm_load(sq, a.q + (u64)head * FA_D, stride, q0, a.lq);
-  fm_load(FM_K(0), kg, stride, 0, a.lk);
-  fm_load(FM_K(0) + FM_TILE_BYTES, vg, stride, 0, a.lk);
+  fm_load<D>(sq, a.q + (u64)head * D, stride, q0, a.lq);
+  fm_load<D>(FM_K(0), kg, stride, 0, a.lk);
+  fm_load<D>(FM_K(0) + TILE, vg, stride, 0, a.lk);
   cp_async_commit();
   cp_async_wait<0>();
   __syncthreads();
 
   // Q fragments of this warp's 16 rows: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15) of each step.
-  unsigned qf[8][4];
+  unsigned qf[KS][4];
 #pragma unroll
-  for (int kk = 0; kk < 8; ++kk)
-    ldmatrix_x4(qf[kk], sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
+  for (int kk = 0; kk < KS; ++kk)
+    ldmatrix_x4(qf[kk],
+                sq + fm_offset<D>(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
 
-  float o[64], s[32];
+  float o[D / 2], s[32];
   unsigned p[16];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
   float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
 
   for (int j = 0; j < tiles; ++j) {
     if (j + 1 < tiles) {
       // The other stage was last read by tile j - 1, which every warp finished (barrier below).
-      fm_load(FM_K(j + 1), kg, stride, (j + 1) * FM_BK, a.lk);
-      fm_load(FM_K(j + 1) + FM_TILE_BYTES, vg, stride, (j + 1) * FM_BK, a.lk);
+      fm_load<D>(FM_K(j + 1), kg, stride, (j + 1) * FM_BK, a.lk);
+      fm_load<D>(FM_K(j + 1) + TILE, vg, stride, (j + 1) * FM_BK, a.lk);
       cp_async_commit();
     }
-    const unsigned kb = FM_K(j), vb = kb + FM_TILE_BYTES;
+    const unsigned kb = FM_K(j), vb = kb + TILE;
 #pragma unroll
     for (int i = 0; i < 32; ++i) s[i] = 0.0f;
 #pragma unroll
-    for (int kk = 0; kk < 8; ++kk) {
+    for (int kk = 0; kk < KS; ++kk) {
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         // Key groups 2np and 2np+1 (rows of K), head-dim chunks 2kk and 2kk+1.
         unsigned b[4];
-        ldmatrix_x4(b, kb + fm_offset((2 * np + (m >> 1)) * 8 + (lane & 7), 2 * kk + (m & 1)));
+        ldmatrix_x4(b, kb + fm_offset<D>((2 * np + (m >> 1)) * 8 + (lane & 7), 2 * kk + (m & 1)));
         mma_bf16(s + 8 * np, qf[kk], b[0], b[1]);
         mma_bf16(s + 8 * np + 4, qf[kk], b[2], b[3]);
       }
     }
-    online_softmax<8>(s, j * FM_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
-    rescale(o, c0, c1);
+    if (REL) add_rel_bias(s, a, j * FM_BK, row0);
+    online_softmax<8>(s, j * FM_BK, a.lk, softmax_scale, 0.0f, m0, m1, l0, l1, c0, c1);
+    rescale<D / 8>(o, c0, c1);
     pack_p<8>(p, s);
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
 #pragma unroll
-      for (int dp = 0; dp < 8; ++dp) {
+      for (int dp = 0; dp < KS; ++dp) {
         // Keys 16ks..16ks+15 (rows of V), head-dim groups 2dp and 2dp+1, transposed on load.
         unsigned b[4];
-        ldmatrix_x4_trans(b, vb + fm_offset(16 * ks + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
+        ldmatrix_x4_trans(
+            b, vb + fm_offset<D>(16 * ks + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
         mma_bf16(o + 8 * dp, p + 4 * ks, b[0], b[1]);
         mma_bf16(o + 8 * dp + 4, p + 4 * ks, b[2], b[3]);
       }
@@ -376,8 +408,21 @@ extern "C" __global__ void __launch_bounds__(FM_THREADS)
     __syncthreads();
   }
 #undef FM_K
-  store_rows(a, o, l0, l1, q0 + warp * 16 + (lane >> 2));
+  store_rows<D>(a, o, l0, l1, row0);
 #else
   __trap();
 #endif
+}
+
+// Grid (ceil(Lq / 64), H), FM_THREADS threads, FM_SMEM_BYTES(128) dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(FM_THREADS)
+    flash_attention_mma_bf16(const FlashArgs a) {
+  flash_mma<FA_D, false>(a);
+}
+
+// Head dim 64 with the relative-position bias `a.rel` (umT5). Grid (ceil(Lq / 64), H),
+// FM_THREADS threads, FM_SMEM_BYTES(64) dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(FM_THREADS)
+    flash_attention_rel_mma_bf16(const FlashArgs a) {
+  flash_mma<64, true>(a);
 }

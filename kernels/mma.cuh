@@ -4,8 +4,12 @@
 #include "async.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-// Byte offset of 16-byte chunk `c` (of 16) of row `r` in a swizzled [rows][256 B] tile.
-__device__ __forceinline__ unsigned fm_offset(int r, int c) { return r * 256 + ((c ^ (r & 7)) << 4); }
+// Byte offset of 16-byte chunk `c` of row `r` in a swizzled tile of `D` bf16 per row ([rows][2D B],
+// D = 64 or 128).
+template <int D = 128>
+__device__ __forceinline__ unsigned fm_offset(int r, int c) {
+  return r * (2 * D) + ((c ^ (r & 7)) << 4);
+}
 
 // Byte offset of 16-byte chunk `c` (of 8) of row `r` in a swizzled [rows][128 B] tile: the eight
 // rows one ldmatrix matrix reads sit in eight different bank groups.

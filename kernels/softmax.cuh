@@ -58,13 +58,14 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float
   l1 = l1 * c1 + t1;
 }
 
-// O[16 rows of a warp][128] (m16n8 layout, 16 groups) times the rows' rescale factors. Late tiles
+// O[16 rows of a warp][8G] (m16n8 layout, G groups) times the rows' rescale factors. Late tiles
 // rarely raise a row's max: the multiply is skipped when no row of the warp moved (3-4 % of the
 // wgmma kernel's time at Wan shapes).
+template <int G = 16>
 __device__ __forceinline__ void rescale(float* o, float c0, float c1) {
   if (__any_sync(0xffffffffu, c0 != 1.0f || c1 != 1.0f)) {
 #pragma unroll
-    for (int g = 0; g < 16; ++g) {
+    for (int g = 0; g < G; ++g) {
       o[4 * g] *= c0;
       o[4 * g + 1] *= c0;
       o[4 * g + 2] *= c1;

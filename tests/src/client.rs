@@ -186,6 +186,8 @@ pub fn cli_args(params: &GenerationParams) -> Vec<String> {
     flag("height", params.height.to_string());
     flag("frames", params.frames.to_string());
     flag("fps", params.fps.unwrap_or(16.0).to_string());
+    // The services compute on the CPU; the reference must too, GPU or not.
+    flag("device", "cpu".into());
     flag(
         "seed",
         params.seed.expect("the reference needs a seed").to_string(),

@@ -11,7 +11,9 @@ use turbine_pipeline::{
     Event, FrameSink, GenerateRequest, ModelFiles, ModelSource, Pipeline, Report, Stage, VideoShape,
 };
 use turbine_samplers::{FlowConfig, FlowSolver, RcmConfig, RcmMode, SamplerConfig};
-use turbine_tensor::{CpuBackend, HostTensor, SlaParams};
+use turbine_tensor::{Backend, CpuBackend, HostTensor, SlaParams};
+
+use crate::device::{Chosen, DeviceArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +36,8 @@ pub struct Args {
 
     #[command(flatten)]
     models: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
 
     /// Width in pixels, a multiple of 16 [default: 832, tiny preset 160].
     #[arg(long)]
@@ -350,12 +354,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "no --model-dir: running the bundled tiny preset (seeded random weights; shows the pipeline, not a picture)"
         );
     }
-    let mut pipeline = Pipeline::load(CpuBackend, &source).context("loading models")?;
+    match args.device.select()? {
+        Chosen::Cpu => generate_on(CpuBackend, &args, &source, &request, start),
+        Chosen::Cuda(backend) => generate_on(backend, &args, &source, &request, start),
+    }
+}
+
+fn generate_on<B: Backend + Clone>(
+    backend: B,
+    args: &Args,
+    source: &ModelSource,
+    request: &GenerateRequest,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let mut pipeline = Pipeline::load(backend, source).context("loading models")?;
     let load_s = start.elapsed().as_secs_f64();
 
-    let mut outputs = Outputs::create(&args, &request.shape)?;
+    let mut outputs = Outputs::create(args, &request.shape)?;
     let mut progress = Progress { bar: None };
-    let report = pipeline.generate(&request, &mut |e| progress.on(e), &mut outputs)?;
+    let report = pipeline.generate(request, &mut |e| progress.on(e), &mut outputs)?;
     let encode_start = Instant::now();
     let info = outputs.mp4.finish().context("finishing the MP4")?;
     if let Some(gif) = outputs.gif {

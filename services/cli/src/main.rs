@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod convert;
+mod device;
 mod generate;
 mod serve;
 

@@ -163,3 +163,58 @@ fn bad_input_is_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
     }
 }
+
+/// Whether this machine has a GPU the CUDA backend starts on.
+fn gpu_present() -> bool {
+    turbine_tensor::CudaBackend::new(0).is_ok()
+}
+
+#[test]
+fn device_cuda_without_a_gpu_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
+    if gpu_present() {
+        eprintln!("a GPU is present: the no-GPU behaviour cannot be observed here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "generate", "--prompt", "a cat", "--width", "32", "--height", "32", "--frames", "5",
+        "--out", "x.mp4",
+    ];
+    for (extra, needle) in [
+        (
+            &["--device", "cuda"][..],
+            "--device cuda:0: the CUDA backend cannot start",
+        ),
+        (
+            &["--device", "cuda:1"],
+            "--device cuda:1: the CUDA backend cannot start",
+        ),
+        (
+            &["--device", "gpu"],
+            "expected auto, cpu, cuda or cuda:N, got `gpu`",
+        ),
+        (
+            &["--device", "cpu", "--quant", "fp8"],
+            "--quant fp8 needs a CUDA device",
+        ),
+        (&["--quant", "fp8"], "--quant fp8 needs a CUDA device"),
+        (&["--quant", "int8"], "--quant int8 needs a CUDA device"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let out = turbine(&args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} succeeded");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+        assert!(!dir.path().join("x.mp4").exists(), "{extra:?} wrote a file");
+    }
+
+    let out = turbine(&base, dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("device: cpu (--device auto: no usable GPU: "),
+        "{stderr}"
+    );
+    assert!(std::fs::metadata(dir.path().join("x.mp4")).unwrap().len() > 0);
+}

@@ -102,6 +102,8 @@ async fn serve_generates_the_same_video_as_generate() {
             "generate", "--prompt", PROMPT, "--width", "64", "--height", "48", "--frames", "9",
         ])
         .args(["--steps", "2", "--seed", "5", "--out", "embedded.mp4"])
+        // The services compute on the CPU; so must the embedded run, GPU or not.
+        .args(["--device", "cpu"])
         .current_dir(dir.path())
         .env_remove("TURBINE_MODEL_DIR")
         .output()

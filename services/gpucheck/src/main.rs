@@ -12,6 +12,8 @@
 //! Parts `fp8` and `fp8-bench` ([`fp8`]) check and time the FP8 linear layers of `--quant fp8` on
 //! H100/H200; parts `int8` and `int8-bench` ([`int8`]) the INT8 W8A8 linears of `--quant int8`;
 //! part `vae` ([`vae`]) checks and times the Wan2.1 VAE.
+//! Part `umt5` ([`umt5`]) checks and times the umT5 encoder in bf16 (with
+//! tools/gpu/umt5_parity.py's weights and transformers outputs when given).
 //!
 //! Prints tables, optionally writes every number as JSON, and exits 1 when a check fails, 2 when
 //! CUDA is unavailable.
@@ -24,6 +26,7 @@ mod fp8;
 mod int8;
 mod sage;
 mod sage_forward;
+mod umt5;
 mod vae;
 
 use anyhow::{Context, Result};
@@ -51,6 +54,7 @@ enum Part {
     Fp8Bench,
     Int8Bench,
     Vae,
+    Umt5,
 }
 
 #[derive(Debug, Parser)]
@@ -91,6 +95,12 @@ struct Args {
     /// Part `vae`: timed repetitions of the full-size decode and encode.
     #[arg(long, default_value_t = 3)]
     vae_iters: usize,
+    /// Part umt5: umT5-XXL weights (safetensors, either layout) instead of seeded ones.
+    #[arg(long, value_name = "PATH")]
+    umt5_weights: Option<PathBuf>,
+    /// Part umt5: transformers' outputs on the same weights (tools/gpu/umt5_parity.py).
+    #[arg(long, value_name = "PATH", requires = "umt5_weights")]
+    umt5_reference: Option<PathBuf>,
 }
 
 /// Tolerance of the tiny DiT, as the CPU golden test's: both backends compute in f32 and differ
@@ -306,6 +316,18 @@ fn run(args: &Args) -> Result<bool> {
 
     if args.parts.contains(&Part::Int8Bench) {
         report["int8_bench"] = int8::bench(&CudaBackend::new(args.device)?, args.seed)?;
+    }
+
+    if args.parts.contains(&Part::Umt5) {
+        let (part, passed) = umt5::umt5_part(
+            &poisoned(args.device)?,
+            args.device,
+            args.umt5_weights.as_deref(),
+            args.umt5_reference.as_deref(),
+            args.seed,
+        )?;
+        report["umt5"] = part;
+        ok &= passed;
     }
 
     if let Some(path) = &args.json {

@@ -1,6 +1,6 @@
 use std::fmt::Debug;
 
-use crate::{HostTensor, Result};
+use crate::{HostTensor, Result, shapes};
 
 /// Side of the square weight tiles of TurboDiffusion's W8A8 format: one f32 scale per 128×128 tile.
 pub const QUANT_BLOCK: usize = 128;
@@ -214,6 +214,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         scale: f32,
         bias: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor>;
+    /// [`Backend::attention_with`] with T5's relative-position bias given once per relative
+    /// position: `rel: [H, Lq + Lk − 1]` (f32), score `(i, j)` of head `h` getting
+    /// `rel[h, j − i + Lq − 1]`. Backends with a kernel for it never build the `[H, Lq, Lk]` bias.
+    fn attention_rel_bias(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        scale: f32,
+        rel: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        expanded_rel_attention(self, q, k, v, scale, rel)
+    }
     /// Sparse-linear attention: block-sparse softmax attention over the top-k key blocks plus the
     /// softmax-feature-map linear branch projected by `proj_l` (`[Dh] -> [Dh]`, shared across heads).
     fn sla_attention(
@@ -316,5 +329,76 @@ pub(crate) fn exact_sage_attention<B: Backend>(
     match sla {
         None => b.attention(q, k, v),
         Some((params, proj_l)) => b.sla_attention(q, k, v, params, proj_l),
+    }
+}
+
+/// [`Backend::attention_rel_bias`] through [`Backend::attention_with`]: the `[H, Lq, Lk]` bias
+/// expanded on the host from its `[H, Lq + Lk − 1]` relative-position rows.
+pub(crate) fn expanded_rel_attention<B: Backend>(
+    b: &B,
+    q: &B::Tensor,
+    k: &B::Tensor,
+    v: &B::Tensor,
+    scale: f32,
+    rel: &B::Tensor,
+) -> Result<B::Tensor> {
+    let (heads, lq, lk) = shapes::rel_bias(b.shape(q), b.shape(k), b.shape(rel))?;
+    let rows = b.download(rel)?.to_f32_vec();
+    let span = lq + lk - 1;
+    let mut bias = Vec::with_capacity(heads * lq * lk);
+    for h in 0..heads {
+        for i in 0..lq {
+            // Row i reads relative positions −i ..= Lk − 1 − i, stored from index Lq − 1 − i.
+            let start = h * span + lq - 1 - i;
+            bias.extend_from_slice(&rows[start..start + lk]);
+        }
+    }
+    let bias = b.upload(&HostTensor::from_f32([heads, lq, lk], bias)?)?;
+    b.attention_with(q, k, v, scale, Some(&bias))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Backend, CpuBackend, HostTensor};
+
+    fn tensor(shape: &[usize], step: f32) -> HostTensor {
+        let n = shape.iter().product();
+        let data = (0..n).map(|i| (i as f32 * step).sin()).collect();
+        HostTensor::from_f32(shape.to_vec(), data).unwrap()
+    }
+
+    #[test]
+    fn rel_bias_rows_are_the_full_bias_by_relative_position() {
+        let b = CpuBackend;
+        let (lq, lk, heads) = (3usize, 5usize, 2usize);
+        let q = b.upload(&tensor(&[lq, heads, 4], 0.3)).unwrap();
+        let k = b.upload(&tensor(&[lk, heads, 4], 0.7)).unwrap();
+        let v = b.upload(&tensor(&[lk, heads, 4], 1.1)).unwrap();
+        let rel = tensor(&[heads, lq + lk - 1], 0.9);
+        let rows = rel.to_f32_vec();
+        let full: Vec<f32> = (0..heads * lq * lk)
+            .map(|e| {
+                let (h, i, j) = (e / (lq * lk), e / lk % lq, e % lk);
+                rows[h * (lq + lk - 1) + j + lq - 1 - i]
+            })
+            .collect();
+        let full = b
+            .upload(&HostTensor::from_f32([heads, lq, lk], full).unwrap())
+            .unwrap();
+        let want = b.attention_with(&q, &k, &v, 0.5, Some(&full)).unwrap();
+        let got = b
+            .attention_rel_bias(&q, &k, &v, 0.5, &b.upload(&rel).unwrap())
+            .unwrap();
+        assert_eq!(got.data(), want.data());
+
+        let wrong = b.upload(&tensor(&[heads, lq + lk], 0.9)).unwrap();
+        let err = b
+            .attention_rel_bias(&q, &k, &v, 0.5, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rel must be [2, 7] for 3 queries and 5 keys"),
+            "{err}"
+        );
     }
 }

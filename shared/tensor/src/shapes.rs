@@ -369,6 +369,26 @@ pub(crate) fn attention_bias(d: Dims, bias: Option<&[usize]>) -> Result<()> {
     Ok(())
 }
 
+/// The relative-position bias rows of [`crate::Backend::attention_rel_bias`]: `[H, Lq + Lk − 1]`
+/// for `q: [Lq, H, _]`, `k: [Lk, H, _]`; returns `(H, Lq, Lk)`.
+pub(crate) fn rel_bias(q: &[usize], k: &[usize], rel: &[usize]) -> Result<(usize, usize, usize)> {
+    let op = "attention_rel_bias";
+    let (&[lq, heads, _], &[lk, ..]) = (q, k) else {
+        return Err(Error::shape(op, "q and k must be [L, H, Dh]", q));
+    };
+    if lq == 0 || lk == 0 || rel != [heads, lq + lk - 1] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "rel must be [{heads}, {}] for {lq} queries and {lk} keys",
+                (lq + lk).saturating_sub(1)
+            ),
+            rel,
+        ));
+    }
+    Ok((heads, lq, lk))
+}
+
 /// SLA is self-attention (`k` as long as `q`) with valid parameters.
 pub(crate) fn sla(op: &'static str, d: Dims, k: &[usize], params: &SlaParams) -> Result<()> {
     if d.lq != d.lk {

@@ -28,6 +28,14 @@ pub fn relative_position_bucket(rel: i64, num_buckets: usize, max_distance: usiz
     direction + large.min(half - 1)
 }
 
+/// The bucket of each relative position `−(len − 1) ..= len − 1` of a `len ≥ 1`-token sequence:
+/// the same for every layer, so computed once per prompt.
+pub fn relative_buckets(len: usize, num_buckets: usize, max_distance: usize) -> Vec<usize> {
+    (0..2 * len - 1)
+        .map(|r| relative_position_bucket(r as i64 - (len as i64 - 1), num_buckets, max_distance))
+        .collect()
+}
+
 pub struct SelfAttention<B: Backend> {
     heads: usize,
     d_kv: usize,
@@ -37,8 +45,6 @@ pub struct SelfAttention<B: Backend> {
     o: B::Linear,
     /// `[num_buckets, heads]` as stored: row `b` holds every head's bias for bucket `b`.
     table: Vec<f32>,
-    num_buckets: usize,
-    max_distance: usize,
 }
 
 impl<B: Backend> SelfAttention<B> {
@@ -60,48 +66,33 @@ impl<B: Backend> SelfAttention<B> {
             v: linear("attn.v", inner, d)?,
             o: linear("attn.o", d, inner)?,
             table: table.to_f32_vec(),
-            num_buckets: c.num_buckets,
-            max_distance: c.max_distance,
         })
     }
 
-    /// The additive score bias `[H, L, L]` of a `len ≥ 1`-token sequence, built on the host.
-    fn position_bias(&self, len: usize) -> Result<HostTensor> {
-        let (heads, span) = (self.heads, 2 * len - 1);
-        // The bias depends on `k − q` only: per head, one value for each relative position
-        // `−(len−1) ..= len−1`, of which each query row is a contiguous window.
-        let mut by_rel = vec![0f32; heads * span];
-        for r in 0..span {
-            let bucket = relative_position_bucket(
-                r as i64 - (len as i64 - 1),
-                self.num_buckets,
-                self.max_distance,
-            );
+    /// This layer's score bias per relative position, `[H, 2L − 1]` for the buckets of
+    /// [`relative_buckets`]`(L)` (entry `r` is relative position `r − (L − 1)`), as
+    /// [`Backend::attention_rel_bias`] reads it.
+    pub fn relative_bias(&self, buckets: &[usize]) -> Result<HostTensor> {
+        let (heads, span) = (self.heads, buckets.len());
+        let mut rows = vec![0f32; heads * span];
+        for (r, &bucket) in buckets.iter().enumerate() {
             for h in 0..heads {
-                by_rel[h * span + r] = self.table[bucket * heads + h];
+                rows[h * span + r] = self.table[bucket * heads + h];
             }
         }
-        let mut out = vec![0f32; heads * len * len];
-        for (h, plane) in out.chunks_mut(len * len).enumerate() {
-            let values = &by_rel[h * span..(h + 1) * span];
-            for (q, row) in plane.chunks_mut(len).enumerate() {
-                let start = len - 1 - q;
-                row.copy_from_slice(&values[start..start + len]);
-            }
-        }
-        Ok(HostTensor::from_f32([heads, len, len], out)?)
+        Ok(HostTensor::from_f32([heads, span], rows)?)
     }
 
-    /// `x: [L, D]` (after `norm1`) `-> [L, D]`.
-    pub fn forward(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+    /// `x: [L, D]` (after `norm1`), `rel`: this layer's [`SelfAttention::relative_bias`] on the
+    /// backend `-> [L, D]`.
+    pub fn forward(&self, b: &B, x: &B::Tensor, rel: &B::Tensor) -> Result<B::Tensor> {
         let len = b.shape(x)[0];
         let split = [len, self.heads, self.d_kv];
         let q = b.reshape(&b.linear(x, &self.q)?, &split)?;
         let k = b.reshape(&b.linear(x, &self.k)?, &split)?;
         let v = b.reshape(&b.linear(x, &self.v)?, &split)?;
-        let bias = b.upload(&self.position_bias(len)?)?;
         // T5 has no 1/sqrt(d_kv) scaling: it is folded into q's trained weights.
-        let out = b.attention_with(&q, &k, &v, 1.0, Some(&bias))?;
+        let out = b.attention_rel_bias(&q, &k, &v, 1.0, rel)?;
         Ok(b.linear(&b.reshape(&out, &[len, self.heads * self.d_kv])?, &self.o)?)
     }
 }

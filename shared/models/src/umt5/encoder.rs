@@ -4,7 +4,7 @@ use turbine_checkpoint::TensorStore;
 use turbine_tensor::{Backend, HostData, HostTensor};
 
 use super::UmT5Config;
-use super::attention::SelfAttention;
+use super::attention::{SelfAttention, relative_buckets};
 use super::ffn::GatedFfn;
 use super::weights::UmT5Weights;
 use crate::{Error, Result};
@@ -94,9 +94,19 @@ impl<B: Backend> UmT5Encoder<B> {
         let b = &self.backend;
         let rows = HostTensor::from_f32([ids.len(), c.d_model], self.gather(ids)?)?;
         let mut x = b.upload(&rows)?;
+        // All layers' bias rows go up before the first layer is queued: a pageable copy between
+        // queued kernels may wait for them.
+        let buckets = relative_buckets(ids.len(), c.num_buckets, c.max_distance);
+        let rels = self
+            .blocks
+            .iter()
+            .map(|block| Ok(b.upload(&block.attn.relative_bias(&buckets)?)?))
+            .collect::<Result<Vec<_>>>()?;
         let eps = c.eps as f32;
-        for block in &self.blocks {
-            let y = block.attn.forward(b, &b.rms_norm(&x, &block.norm1, eps)?)?;
+        for (block, rel) in self.blocks.iter().zip(&rels) {
+            let y = block
+                .attn
+                .forward(b, &b.rms_norm(&x, &block.norm1, eps)?, rel)?;
             x = b.add(&x, &y)?;
             let y = block.ffn.forward(b, &b.rms_norm(&x, &block.norm2, eps)?)?;
             x = b.add(&x, &y)?;

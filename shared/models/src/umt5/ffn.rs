@@ -33,7 +33,7 @@ impl<B: Backend> GatedFfn<B> {
 
     /// `h: [L, D]` (after `norm2`) `-> [L, D]`.
     pub fn forward(&self, b: &B, h: &B::Tensor) -> Result<B::Tensor> {
-        let gate = b.gelu_tanh(&b.linear(h, &self.gate)?)?;
+        let gate = b.linear_gelu_tanh(h, &self.gate)?;
         let hidden = b.mul(&b.linear(h, &self.fc1)?, &gate)?;
         Ok(b.linear(&hidden, &self.fc2)?)
     }

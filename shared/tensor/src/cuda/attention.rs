@@ -65,6 +65,7 @@ struct FlashArgs {
     lq: i32,
     lk: i32,
     heads: i32,
+    rel: u64,
 }
 
 #[repr(C)]
@@ -543,10 +544,13 @@ pub(super) fn sla_attention(
 }
 
 /// `FA_D` of flash.cu, and each kernel's rows per CTA, threads and dynamic shared memory
-/// (`FA_BQ`, `FA_THREADS`, `FA_SMEM_BYTES`; `FM_BQ`, `FM_THREADS`, `FM_SMEM_BYTES`).
+/// (`FA_BQ`, `FA_THREADS`, `FA_SMEM_BYTES`; `FM_BQ`, `FM_THREADS`, `FM_SMEM_BYTES(D)`).
 const FLASH_DH: usize = 128;
 const FLASH_WGMMA: (usize, u32, u32) = (128, 384, 7 * 128 * 128 * 2 + 1024);
 const FLASH_MMA: (usize, u32, u32) = (64, 128, 5 * 64 * 128 * 2);
+/// The head dim of the relative-bias kernel (umT5's), and its launch shape.
+const FLASH_REL_DH: usize = 64;
+const FLASH_REL_MMA: (usize, u32, u32) = (64, 128, 5 * 64 * 64 * 2);
 
 /// Which tensor-core attention kernel takes these tensors, if any: bf16 q/k/v with head dim 128,
 /// the wgmma kernel on sm_90a unless `portable`, the mma.sync kernel on any other GPU from sm_80.
@@ -569,8 +573,23 @@ pub(super) fn flash_kernel(
     }
 }
 
-/// Dense softmax attention of bf16 `q: [Lq, H, 128]`, `k`/`v: [Lk, H, 128]` on the tensor cores
-/// with `kernel` (from [`flash_kernel`]), bf16 output `[Lq, H, 128]` (f32 accumulation and softmax).
+/// Whether the tensor-core relative-bias kernel takes these tensors: bf16 q/k/v with head dim 64
+/// on sm_80 or later.
+pub(super) fn rel_flash_available(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+) -> bool {
+    [q, k, v].iter().all(|t| t.dtype() == DType::BF16)
+        && q.shape().last() == Some(&FLASH_REL_DH)
+        && dev.info.compute_capability.0 >= 8
+}
+
+/// Dense softmax attention of bf16 `q: [Lq, H, Dh]`, `k`/`v: [Lk, H, Dh]` on the tensor cores
+/// with `kernel`, bf16 output `[Lq, H, Dh]` (f32 accumulation and softmax): Dh = 128 without a
+/// bias ([`flash_kernel`]), or Dh = 64 with f32 relative-position rows `rel: [H, Lq + Lk − 1]`
+/// ([`rel_flash_available`]).
 pub(super) fn flash_attention(
     dev: &Device,
     kernel: kernels::Kernel,
@@ -578,13 +597,23 @@ pub(super) fn flash_attention(
     k: &CudaTensor,
     v: &CudaTensor,
     scale: f32,
+    rel: Option<&CudaTensor>,
 ) -> Result<CudaTensor> {
     let d = check_qkv("attention", q, k, v)?;
-    let (rows, threads, smem) = if kernel == kernels::FLASH_ATTENTION {
-        FLASH_WGMMA
-    } else {
-        FLASH_MMA
+    let (rows, threads, smem) = match kernel {
+        kernels::FLASH_ATTENTION => FLASH_WGMMA,
+        kernels::FLASH_ATTENTION_REL_MMA => FLASH_REL_MMA,
+        _ => FLASH_MMA,
     };
+    if let Some(rel) = rel {
+        shapes::rel_bias(q.shape(), k.shape(), rel.shape())?;
+        if rel.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "attention_rel_bias",
+                dtype: rel.dtype(),
+            });
+        }
+    }
     let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
     if d.lq == 0 || d.heads == 0 {
         return Ok(out);
@@ -606,6 +635,7 @@ pub(super) fn flash_attention(
         lq: d.lq as i32,
         lk: d.lk as i32,
         heads: d.heads as i32,
+        rel: rel.map_or(0, CudaTensor::ptr),
     };
     dev.launch(kernel, cfg, &args)?;
     Ok(out)

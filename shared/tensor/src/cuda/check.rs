@@ -593,6 +593,22 @@ impl Checker<'_> {
             vec![q, k, v, bias],
             |b, x| { b.attention_with(&x[0], &x[1], &x[2], 1.0, Some(&x[3])) }
         );
+        // The same bias given per relative position, with more keys than queries.
+        let (lq, lk) = (23usize, 37usize);
+        let (q, k, v) = (
+            self.randn(&[lq, h, d]),
+            self.randn(&[lk, h, d]),
+            self.randn(&[lk, h, d]),
+        );
+        let rel = self.randn(&[h, lq + lk - 1]);
+        check!(
+            self,
+            "attention rel bias",
+            format!("q [{lq}, {h}, {d}], kv [{lk}], scale 1"),
+            REDUCTION,
+            vec![q, k, v, rel],
+            |b, x| { b.attention_rel_bias(&x[0], &x[1], &x[2], 1.0, &x[3]) }
+        );
         Ok(())
     }
 
@@ -847,6 +863,31 @@ impl Checker<'_> {
                 );
             }
             self.portable_attention = false;
+        }
+        // umT5's attention: head dim 64, scale 1 (sharp softmaxes: q scaled up), and a
+        // relative-position bias with T5-sized values; ragged lengths around the 64-row tiles, a
+        // 512-token prompt, a single token, more keys than queries.
+        for (lq, lk, h, q_std) in [
+            (77usize, 77usize, 4usize, 0.3f32),
+            (512, 512, 2, 0.3),
+            (1, 1, 3, 0.3),
+            (100, 37, 3, 0.3),
+            (65, 130, 2, 0.5),
+        ] {
+            let (q, k, v) = (
+                self.rng.tensor(&[lq, h, 64], q_std),
+                self.randn(&[lk, h, 64]),
+                self.randn(&[lk, h, 64]),
+            );
+            let rel = self.rng.tensor(&[h, lq + lk - 1], 4.0);
+            check_bf16!(
+                self,
+                "bf16 attention rel",
+                format!("q [{lq}, {h}, 64] x{q_std}, kv [{lk}], rel x4"),
+                vec![q, k, v, rel],
+                [true, true, true, false],
+                |b, x| b.attention_rel_bias(&x[0], &x[1], &x[2], 1.0, &x[3])
+            );
         }
         // Head dim 64: no flash kernel, the f32 path on converted copies.
         let (q, k, v) = (

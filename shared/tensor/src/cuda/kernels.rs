@@ -138,6 +138,8 @@ pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
 pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
+pub const FLASH_ATTENTION_REL_MMA: Kernel =
+    Kernel::new(Module::Flash, "flash_attention_rel_mma_bf16");
 pub const QUANTIZE_FP8_ROWS: Kernel = Kernel::new(Module::Quant, "quantize_fp8_rows");
 pub const QUANTIZE_INT8_BLOCKS: Kernel = Kernel::new(Module::Quant, "quantize_int8_blocks");
 pub const INT8_GEMM: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_bf16");
@@ -187,6 +189,7 @@ pub const ALL_KERNELS: [Kernel; 46] = [
     CAST,
     FLASH_ATTENTION,
     FLASH_ATTENTION_MMA,
+    FLASH_ATTENTION_REL_MMA,
     QUANTIZE_FP8_ROWS,
     QUANTIZE_INT8_BLOCKS,
     INT8_GEMM,

@@ -1054,7 +1054,7 @@ impl Backend for CudaBackend {
                 && let Some(kernel) =
                     attention::flash_kernel(&self.dev, q, k, v, self.portable_attention)
             {
-                return attention::flash_attention(&self.dev, kernel, q, k, v, scale);
+                return attention::flash_attention(&self.dev, kernel, q, k, v, scale, None);
             }
             if bias.is_none() && !attention::fits_kernel(q) {
                 return attention::wide_attention(&self.dev, q, k, v, scale);
@@ -1068,6 +1068,25 @@ impl Backend for CudaBackend {
                 scale,
                 bias.as_ref(),
             )
+        })
+    }
+
+    fn attention_rel_bias(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        scale: f32,
+        rel: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        self.check("attention_rel_bias", &[q, k, v, rel])?;
+        if !attention::rel_flash_available(&self.dev, q, k, v) {
+            return crate::backend::expanded_rel_attention(self, q, k, v, scale, rel);
+        }
+        self.timed("attention (rel bias)", || {
+            let rel = self.f32(rel)?;
+            let kernel = kernels::FLASH_ATTENTION_REL_MMA;
+            attention::flash_attention(&self.dev, kernel, q, k, v, scale, Some(&rel))
         })
     }
 
