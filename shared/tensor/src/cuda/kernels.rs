@@ -155,7 +155,7 @@ pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
 pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
 
-pub const ALL_KERNELS: [Kernel; 46] = [
+pub const ALL_KERNELS: &[Kernel] = &[
     GELU_TANH,
     SILU,
     ADD,
