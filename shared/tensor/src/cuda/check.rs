@@ -35,6 +35,10 @@ const EXACT: f32 = 0.0;
 const ELEMENTWISE: f32 = 1e-6;
 const REDUCTION: f32 = 1e-5;
 const BF16: f32 = 1e-2;
+/// The wide-head attention stores its scaled scores in bf16 before the softmax: a score s moves
+/// by up to |s|·2⁻⁹, a probability by e^(|s|·2⁻⁹) − 1 ≈ 1.6 % at |s| = 8 (measured 1.12e-2 on an
+/// H100, 2026-11-26, against 1e-2 for the kernels that keep scores in f32).
+const BF16_SCORES: f32 = 2e-2;
 
 /// One op compared on one input set.
 #[derive(Debug, Clone)]
@@ -972,10 +976,12 @@ impl Checker<'_> {
             self.randn(&[300, 2, 384]),
             self.randn(&[300, 2, 384]),
         );
-        check_bf16!(
+        compare!(
             self,
+            self.bf16_gpu(),
             "bf16 attention",
             "q [300, 2, 384] (wide heads on cuBLASLt)",
+            BF16_SCORES,
             vec![q.clone(), k.clone(), v.clone()],
             [true, true, true],
             |b, x| b.attention(&x[0], &x[1], &x[2])
