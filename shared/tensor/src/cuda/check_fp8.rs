@@ -21,10 +21,11 @@
 //! checkpoint's int8 block weight requantized per channel, and Wan2.1-1.3B's block linears at 480p
 //! (32760 tokens: q/k/v/o 1536 -> 1536, ffn.0 1536 -> 8960 with its GELU, ffn.2 8960 -> 1536).
 
-use super::check::{CheckRow, Normal};
-use super::{CudaBackend, Precision, Quant};
+use super::check::CheckRow;
+use super::check_quant::{Checker, Format, Layer, l2, measure, quantizer_err};
+use super::{CudaBackend, CudaLinear, Quant};
 use crate::fp8::Fp8Rows;
-use crate::{Backend, CpuBackend, DType, HostTensor, LinearWeight, LinearWeights, Result, compare};
+use crate::{Backend, DType, HostTensor, Result, compare};
 
 /// Max rel of the FP8 GPU linear against the CPU on the same quantized values.
 const SIM: f32 = 1e-2;
@@ -42,159 +43,79 @@ const SIM: f32 = 1e-2;
 /// truncation instead of to nearest doubles the error and fails it.
 pub const FP8_REL_L2: f32 = 4.5e-2;
 
-struct Checker {
-    fp8: CudaBackend,
-    cpu: CpuBackend,
-    rng: Normal,
-    rows: Vec<CheckRow>,
-}
+/// The FP8 side of the shared checks.
+struct Fp8;
 
-/// `linear` or `linear_gelu_tanh` of `x` through `w` on any backend.
-fn apply<B: Backend>(b: &B, x: &B::Tensor, w: &B::Linear, gelu: bool) -> Result<B::Tensor> {
-    if gelu {
-        b.linear_gelu_tanh(x, w)
-    } else {
-        b.linear(x, w)
-    }
-}
+impl Format for Fp8 {
+    const QUANT: Quant = Quant::Fp8;
+    const QUANTIZE: &'static str = "fp8 quantize";
+    const LINEAR: &'static str = "fp8 linear";
+    const SYNCHRONIZE: &'static str = "fp8 synchronize";
+    const INT8_WEIGHT: &'static str = ", int8 block weight";
+    const MISPLACED: (&'static str, &'static str) = (
+        "fp8 check",
+        "upload_linear_quantizable placed a dense layer on an FP8 backend",
+    );
 
-impl Checker {
-    fn push(&mut self, op: &'static str, case: &str, err: f32, tol: f32) {
-        self.rows.push(CheckRow {
-            op,
-            case: case.to_string(),
-            err,
-            tol,
-        });
+    fn placed(layer: &CudaLinear) -> bool {
+        layer.is_fp8()
     }
 
-    /// Records `result`'s error (a launch, cuBLASLt or CUDA failure) as a failed row, so one
-    /// broken case leaves the others' results.
-    fn record_error(&mut self, op: &'static str, case: &str, result: Result<()>) {
-        if let Err(e) = result {
-            self.push(op, &format!("{case}: {e}"), f32::NAN, 0.0);
-        }
-    }
-
-    /// `x: [rows, cols]` quantized on the GPU, from a bf16 tensor when `x` is bf16, against the
-    /// host quantizer.
-    fn quantize(&mut self, case: &str, x: &HostTensor) {
-        let result = self.try_quantize(case, x);
-        self.record_error("fp8 quantize", case, result);
-    }
-
-    fn try_quantize(&mut self, case: &str, x: &HostTensor) -> Result<()> {
+    /// From a bf16 tensor when `x` is bf16.
+    fn try_quantize(c: &mut Checker<Self>, case: &str, x: &HostTensor) -> Result<()> {
         let (rows, cols) = (x.shape[0], x.shape[1]);
         let as_bf16 = x.dtype() == DType::BF16;
-        let d = self.fp8.upload(x)?;
+        let d = c.gpu.upload(x)?;
         let d = if as_bf16 {
-            self.fp8.to_dtype(&d, DType::BF16)?
+            c.gpu.to_dtype(&d, DType::BF16)?
         } else {
             d
         };
-        let got = self.fp8.download_fp8(&self.fp8.quantize_fp8(&d)?)?;
+        let got = c.gpu.download_fp8(&c.gpu.quantize_fp8(&d)?)?;
         let want = Fp8Rows::quantize(&x.to_f32_vec(), rows, cols)?;
-        let err = if got == want {
-            0.0
-        } else if got.scales != want.scales {
-            f32::NAN
-        } else {
+        let err = quantizer_err(got == want, got.scales == want.scales, || {
             compare::max_rel_err(&got.dequantize(), &want.dequantize())
-        };
+        });
         let input = if as_bf16 { "bf16" } else { "f32" };
-        self.push("fp8 quantize", &format!("{case} {input}"), err, 0.0);
+        c.push(Self::QUANTIZE, &format!("{case} {input}"), err, 0.0);
         Ok(())
     }
 
-    /// The three comparisons of one layer on fresh inputs `[rows, in]`.
-    fn linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool) {
+    /// The three comparisons of the module doc.
+    fn try_linear(c: &mut Checker<Self>, l: &Layer) -> Result<()> {
+        let &Layer {
+            rows, w, ref case, ..
+        } = l;
         let (out_f, in_f) = (w.out_features, w.in_features);
-        let case = format!(
-            "[{rows}, {in_f}] -> {out_f}{}{}{}",
-            if w.bias.is_some() { " + bias" } else { "" },
-            if gelu { ", gelu" } else { "" },
-            if let LinearWeight::Int8Block { .. } = w.weight {
-                ", int8 block weight"
-            } else {
-                ""
-            }
-        );
-        let result = self.try_linear(rows, w, gelu, &case);
-        self.record_error("fp8 linear", &case, result);
-    }
-
-    fn try_linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool, case: &str) -> Result<()> {
-        let (out_f, in_f) = (w.out_features, w.in_features);
-        let x = self.rng.tensor(&[rows, in_f], 1.0).to_dtype(DType::BF16)?;
-        let b = &self.fp8;
-        let xd = b.to_dtype(&b.upload(&x)?, DType::BF16)?;
-        let layer = b.upload_linear_quantizable(w)?;
-        if !layer.is_fp8() {
-            return Err(crate::Error::invalid(
-                "fp8 check",
-                "upload_linear_quantizable placed a dense layer on an FP8 backend",
-            ));
-        }
-        let got = b.download(&apply(b, &xd, &layer, gelu)?)?.to_f32_vec();
-        drop(layer);
-        let dense = b.upload_linear(w)?;
-        let bf16 = b.download(&apply(b, &xd, &dense, gelu)?)?.to_f32_vec();
-        drop((dense, xd));
-
-        let cpu = |x: Vec<f32>, weight: Vec<f32>| -> Result<Vec<f32>> {
-            let c = &self.cpu;
-            let layer = c.upload_linear(&LinearWeights {
-                out_features: out_f,
-                in_features: in_f,
-                weight: LinearWeight::Dense(HostTensor::from_f32([out_f, in_f], weight)?),
-                bias: w.bias.clone(),
-            })?;
-            let x = c.upload(&HostTensor::from_f32([rows, in_f], x)?)?;
-            Ok(c.download(&apply(c, &x, &layer, gelu)?)?.to_f32_vec())
-        };
-        let (x32, w32) = (x.to_f32_vec(), w.dense_f32());
-        let sim = cpu(
+        let (gpu, ()) = c.gpu_outputs(l, |_, _| Ok(()))?;
+        let (x32, w32) = (gpu.x.to_f32_vec(), w.dense_f32());
+        let sim = c.cpu_linear(
+            l,
             Fp8Rows::quantize(&x32, rows, in_f)?.dequantize(),
             Fp8Rows::quantize(&w32, out_f, in_f)?.dequantize(),
         )?;
-        let reference = cpu(x32, w32)?;
+        let reference = c.cpu_linear(l, x32, w32)?;
 
-        let measure = |f: fn(&[f32], &[f32]) -> f32, a: &[f32], b: &[f32]| {
-            if a.len() == b.len() {
-                f(a, b)
-            } else {
-                f32::NAN
-            }
-        };
-        let l2 = |a: &[f32], b: &[f32]| measure(|a, b| compare::rel_l2(a, b) as f32, a, b);
         let floor = l2(&sim, &reference);
-        self.push(
+        c.push(
             "fp8 linear vs sim",
             case,
-            measure(compare::max_rel_err, &got, &sim),
+            measure(compare::max_rel_err, &gpu.got, &sim),
             SIM,
         );
-        self.push(
+        c.push(
             "fp8 linear vs f32 L2",
             &format!("{case} (sim {floor:.1e})"),
-            l2(&got, &reference),
+            l2(&gpu.got, &reference),
             FP8_REL_L2,
         );
-        self.push("fp8 linear vs bf16 L2", case, l2(&got, &bf16), FP8_REL_L2);
+        c.push(
+            "fp8 linear vs bf16 L2",
+            case,
+            l2(&gpu.got, &gpu.bf16),
+            FP8_REL_L2,
+        );
         Ok(())
-    }
-
-    /// Seeded weights `[out, in]` rounded to bf16, as a bf16 checkpoint holds them.
-    fn weights(&mut self, out_f: usize, in_f: usize, bias: bool) -> Result<LinearWeights> {
-        let w = self.rng.tensor(&[out_f, in_f], 1.0 / (in_f as f32).sqrt());
-        Ok(LinearWeights {
-            out_features: out_f,
-            in_features: in_f,
-            weight: LinearWeight::Dense(w.to_dtype(DType::BF16)?),
-            bias: bias
-                .then(|| self.rng.tensor(&[out_f], 0.1).to_dtype(DType::BF16))
-                .transpose()?,
-        })
     }
 }
 
@@ -214,49 +135,25 @@ fn structured(cols: usize) -> Result<HostTensor> {
 /// Runs every FP8 check on `gpu`'s device with inputs drawn from `seed`. Needs compute
 /// capability 9.0 (the layers refuse to upload elsewhere, an error here).
 pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
-    let mut c = Checker {
-        fp8: gpu.with_precision(Precision::Bf16).with_quant(Quant::Fp8),
-        cpu: CpuBackend,
-        rng: Normal::new(seed),
-        rows: Vec::new(),
-    };
+    let mut c = Checker::<Fp8>::new(gpu, seed);
 
     c.quantize("structured [4, 64]", &structured(64)?);
     // Rows held by one warp, by three (2048 < K ≤ 6144) and by seven (the 14B's FFN input).
-    for (rows, cols) in [(37usize, 96usize), (300, 1536), (33, 5128), (19, 13824)] {
-        let x = c.rng.tensor(&[rows, cols], 1.0);
-        let case = format!("randn [{rows}, {cols}]");
-        c.quantize(&case, &x.to_dtype(DType::BF16)?);
-        c.quantize(&case, &x);
-    }
+    c.quantize_randn(&[(37, 96), (300, 1536), (33, 5128), (19, 13824)])?;
 
-    for (rows, in_f, out_f, bias, gelu) in [
-        (37usize, 96usize, 80usize, true, false),
+    c.layers(&[
+        (37, 96, 80, true, false),
         (5, 32, 16, false, false),
         (37, 96, 160, true, true),
         (300, 1536, 1536, true, false),
-    ] {
-        let w = c.weights(out_f, in_f, bias)?;
-        c.linear(rows, &w, gelu);
-    }
+    ])?;
     // A `-quant` checkpoint layer: dequantized, then requantized per output channel.
-    let (out_f, in_f) = (136usize, 256usize);
-    let values: Vec<i8> = (0..out_f * in_f)
-        .map(|_| (c.rng.sample() * 40.0).clamp(-127.0, 127.0) as i8)
-        .collect();
-    let (go, gi) = LinearWeights::quant_grid(out_f, in_f);
-    let scales: Vec<f32> = (0..go * gi).map(|i| 0.001 + 0.0002 * i as f32).collect();
-    let w = LinearWeights {
-        out_features: out_f,
-        in_features: in_f,
-        weight: LinearWeight::Int8Block { values, scales },
-        bias: Some(c.rng.tensor(&[out_f], 0.1).to_dtype(DType::BF16)?),
-    };
+    let w = c.checkpoint_weights(-127.0)?;
     c.linear(9, &w, false);
 
     // A layer cuBLASLt's FP8 kernels cannot take (K not a multiple of 16) is refused at upload.
     let odd = c.weights(16, 40, true)?;
-    let refused = c.fp8.upload_linear_quantizable(&odd).is_err();
+    let refused = c.gpu.upload_linear_quantizable(&odd).is_err();
     c.push(
         "fp8 upload refused",
         "[16, 40]: K % 16 != 0",
@@ -265,12 +162,6 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     );
 
     // Wan2.1-1.3B at 480p: 21x30x52 tokens.
-    let (l, d, f) = (32_760usize, 1536usize, 8960usize);
-    for (in_f, out_f, gelu) in [(d, d, false), (d, f, true), (f, d, false)] {
-        let w = c.weights(out_f, in_f, true)?;
-        c.linear(l, &w, gelu);
-    }
-    let synced = gpu.synchronize();
-    c.record_error("fp8 synchronize", "after the checks", synced);
-    Ok(c.rows)
+    c.wan_layers(32_760)?;
+    Ok(c.finish())
 }

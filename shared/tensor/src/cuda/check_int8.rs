@@ -20,13 +20,11 @@
 //! as is, N not a multiple of 128, refusals (K % 128, N % 8), and Wan2.1-1.3B's block linears at
 //! `tokens` tokens (32760 at 480p).
 
-use super::check::{CheckRow, Normal};
-use super::{CudaBackend, Precision, Quant};
+use super::check::CheckRow;
+use super::check_quant::{Checker, Format, Layer, l2, measure, quantizer_err};
+use super::{CudaBackend, CudaLinear, Quant};
 use crate::int8::{Int8Blocks, gemm};
-use crate::{
-    Backend, CpuBackend, DType, HostTensor, LinearWeight, LinearWeights, QUANT_BLOCK, Result,
-    compare,
-};
+use crate::{Backend, DType, HostTensor, LinearWeight, QUANT_BLOCK, Result, compare};
 
 /// Max rel of the GPU GEMM against the host one on the same quantized values: the bf16 output's
 /// rounding, half an ulp (2⁻⁹) of values up to the maximum, with a factor 2 of margin.
@@ -37,34 +35,6 @@ const HOST: f32 = 1.0 / 256.0;
 /// 0.035/√12 ≈ 1 % RMS per operand, ≈ 1.4 % on the output (the printed `sim` floor): unlike FP8's
 /// ~3.7 %, INT8 blocks meet 3e-2 even on random data.
 pub const INT8_REL_L2: f32 = 3e-2;
-
-struct Checker {
-    int8: CudaBackend,
-    cpu: CpuBackend,
-    rng: Normal,
-    rows: Vec<CheckRow>,
-}
-
-fn apply<B: Backend>(b: &B, x: &B::Tensor, w: &B::Linear, gelu: bool) -> Result<B::Tensor> {
-    if gelu {
-        b.linear_gelu_tanh(x, w)
-    } else {
-        b.linear(x, w)
-    }
-}
-
-/// `f(a, b)`, or NaN when the lengths differ.
-fn measure(f: impl Fn(&[f32], &[f32]) -> f32, a: &[f32], b: &[f32]) -> f32 {
-    if a.len() == b.len() {
-        f(a, b)
-    } else {
-        f32::NAN
-    }
-}
-
-fn l2(a: &[f32], b: &[f32]) -> f32 {
-    measure(|a, b| compare::rel_l2(a, b) as f32, a, b)
-}
 
 /// Fraction of `got` (bf16 values) differing from `want` rounded to bf16.
 fn bits_differ(got: &[f32], want: &[f32]) -> f32 {
@@ -82,78 +52,47 @@ fn bits_differ(got: &[f32], want: &[f32]) -> f32 {
     )
 }
 
-impl Checker {
-    fn push(&mut self, op: &'static str, case: &str, err: f32, tol: f32) {
-        self.rows.push(CheckRow {
-            op,
-            case: case.to_string(),
-            err,
-            tol,
-        });
+/// The INT8 side of the shared checks.
+struct Int8;
+
+impl Format for Int8 {
+    const QUANT: Quant = Quant::Int8;
+    const QUANTIZE: &'static str = "int8 quantize";
+    const LINEAR: &'static str = "int8 linear";
+    const SYNCHRONIZE: &'static str = "int8 synchronize";
+    const INT8_WEIGHT: &'static str = ", int8 checkpoint weight";
+    const MISPLACED: (&'static str, &'static str) = (
+        "int8 check",
+        "upload_linear_quantizable placed another layer on an INT8 backend",
+    );
+
+    fn placed(layer: &CudaLinear) -> bool {
+        layer.is_int8()
     }
 
-    fn record_error(&mut self, op: &'static str, case: &str, result: Result<()>) {
-        if let Err(e) = result {
-            self.push(op, &format!("{case}: {e}"), f32::NAN, 0.0);
-        }
-    }
-
-    fn quantize(&mut self, case: &str, x: &HostTensor) {
-        let result = self.try_quantize(case, x);
-        self.record_error("int8 quantize", case, result);
-    }
-
-    fn try_quantize(&mut self, case: &str, x: &HostTensor) -> Result<()> {
+    fn try_quantize(c: &mut Checker<Self>, case: &str, x: &HostTensor) -> Result<()> {
         let (rows, cols) = (x.shape[0], x.shape[1]);
-        let b = &self.int8;
+        let b = &c.gpu;
         let d = b.to_dtype(&b.upload(x)?, x.dtype())?;
         let got = b.download_int8(&b.quantize_int8(&d)?)?;
         let want = Int8Blocks::quantize(&x.to_f32_vec(), rows, cols)?;
-        let err = if got == want {
-            0.0
-        } else if got.scales != want.scales {
-            f32::NAN
-        } else {
+        let err = quantizer_err(got == want, got.scales == want.scales, || {
             compare::max_rel_err(&got.dequantize(), &want.dequantize()).max(f32::MIN_POSITIVE)
-        };
-        self.push("int8 quantize", &format!("{case} {}", x.dtype()), err, 0.0);
+        });
+        c.push(Self::QUANTIZE, &format!("{case} {}", x.dtype()), err, 0.0);
         Ok(())
     }
 
-    fn linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool) {
+    /// The GEMM against the host one and the L2 rows of the module doc.
+    fn try_linear(c: &mut Checker<Self>, l: &Layer) -> Result<()> {
+        let &Layer {
+            rows,
+            w,
+            gelu,
+            ref case,
+        } = l;
         let (out_f, in_f) = (w.out_features, w.in_features);
-        let case = format!(
-            "[{rows}, {in_f}] -> {out_f}{}{}{}",
-            if w.bias.is_some() { " + bias" } else { "" },
-            if gelu { ", gelu" } else { "" },
-            if let LinearWeight::Int8Block { .. } = w.weight {
-                ", int8 checkpoint weight"
-            } else {
-                ""
-            }
-        );
-        let result = self.try_linear(rows, w, gelu, &case);
-        self.record_error("int8 linear", &case, result);
-    }
-
-    fn try_linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool, case: &str) -> Result<()> {
-        let (out_f, in_f) = (w.out_features, w.in_features);
-        let x = self.rng.tensor(&[rows, in_f], 1.0).to_dtype(DType::BF16)?;
-        let b = &self.int8;
-        let xd = b.to_dtype(&b.upload(&x)?, DType::BF16)?;
-        let layer = b.upload_linear_quantizable(w)?;
-        if !layer.is_int8() {
-            return Err(crate::Error::invalid(
-                "int8 check",
-                "upload_linear_quantizable placed another layer on an INT8 backend",
-            ));
-        }
-        let got = b.download(&apply(b, &xd, &layer, gelu)?)?.to_f32_vec();
-        let xq = b.download_int8(&b.quantize_int8(&xd)?)?;
-        drop(layer);
-        let dense = b.upload_linear(w)?;
-        let bf16 = b.download(&apply(b, &xd, &dense, gelu)?)?.to_f32_vec();
-        drop((dense, xd));
+        let (gpu, xq) = c.gpu_outputs(l, |b, xd| b.download_int8(&b.quantize_int8(xd)?))?;
 
         // The host side on the first and the last row tile (all rows for small cases).
         let tiles = rows.div_ceil(QUANT_BLOCK);
@@ -186,68 +125,49 @@ impl Checker {
         for &t in &picked {
             host.extend(gemm(&xq.row_blocks(t, 1)?, &wq, bias.as_deref())?);
         }
-        let cpu = |x: Vec<f32>, weight: Vec<f32>, act: bool| -> Result<Vec<f32>> {
-            let c = &self.cpu;
-            let layer = c.upload_linear(&LinearWeights {
-                out_features: out_f,
-                in_features: in_f,
-                weight: LinearWeight::Dense(HostTensor::from_f32([out_f, in_f], weight)?),
-                bias: w.bias.clone(),
-            })?;
-            let n = x.len() / in_f;
-            let x = c.upload(&HostTensor::from_f32([n, in_f], x)?)?;
-            Ok(c.download(&apply(c, &x, &layer, act)?)?.to_f32_vec())
-        };
         let host = if gelu {
-            let c = &self.cpu;
-            let t = c.upload(&HostTensor::from_f32([host.len() / out_f, out_f], host)?)?;
-            c.download(&c.gelu_tanh(&t)?)?.to_f32_vec()
+            let cpu = &c.cpu;
+            let t = cpu.upload(&HostTensor::from_f32([host.len() / out_f, out_f], host)?)?;
+            cpu.download(&cpu.gelu_tanh(&t)?)?.to_f32_vec()
         } else {
             host
         };
-        let reference = cpu(pick(&x.to_f32_vec(), in_f), w.dense_f32(), gelu)?;
-        let got_picked = pick(&got, out_f);
+        let reference = c.cpu_linear(l, pick(&gpu.x.to_f32_vec(), in_f), w.dense_f32())?;
+        let got_picked = pick(&gpu.got, out_f);
         let floor = l2(&host, &reference);
-        self.push(
+        c.push(
             "int8 gemm vs host",
             case,
             measure(compare::max_rel_err, &got_picked, &host),
             if gelu { 1e-2 } else { HOST },
         );
         if !gelu {
-            self.push("int8 gemm bits", case, bits_differ(&got_picked, &host), 0.0);
+            c.push("int8 gemm bits", case, bits_differ(&got_picked, &host), 0.0);
         }
-        self.push(
+        c.push(
             "int8 linear vs f32 L2",
             &format!("{case} (sim {floor:.1e})"),
             l2(&got_picked, &reference),
             INT8_REL_L2,
         );
-        self.push("int8 linear vs bf16 L2", case, l2(&got, &bf16), INT8_REL_L2);
+        c.push(
+            "int8 linear vs bf16 L2",
+            case,
+            l2(&gpu.got, &gpu.bf16),
+            INT8_REL_L2,
+        );
         Ok(())
     }
+}
 
-    fn weights(&mut self, out_f: usize, in_f: usize, bias: bool) -> Result<LinearWeights> {
-        let w = self.rng.tensor(&[out_f, in_f], 1.0 / (in_f as f32).sqrt());
-        Ok(LinearWeights {
-            out_features: out_f,
-            in_features: in_f,
-            weight: LinearWeight::Dense(w.to_dtype(DType::BF16)?),
-            bias: bias
-                .then(|| self.rng.tensor(&[out_f], 0.1).to_dtype(DType::BF16))
-                .transpose()?,
-        })
-    }
-
-    fn refused(&mut self, case: &str, out_f: usize, in_f: usize) -> Result<()> {
-        let w = self.weights(out_f, in_f, true)?;
-        let err = match self.int8.upload_linear_quantizable(&w) {
-            Err(e) if e.to_string().contains("multiple of") => 0.0,
-            _ => f32::NAN,
-        };
-        self.push("int8 upload refused", case, err, 0.0);
-        Ok(())
-    }
+fn refused(c: &mut Checker<Int8>, case: &str, out_f: usize, in_f: usize) -> Result<()> {
+    let w = c.weights(out_f, in_f, true)?;
+    let err = match c.gpu.upload_linear_quantizable(&w) {
+        Err(e) if e.to_string().contains("multiple of") => 0.0,
+        _ => f32::NAN,
+    };
+    c.push("int8 upload refused", case, err, 0.0);
+    Ok(())
 }
 
 /// Rows `[130, 256]`: tile (0, 0) a ramp and values across 30 binades, tile (0, 1) zeros (the
@@ -274,57 +194,27 @@ fn structured() -> Result<HostTensor> {
 
 /// Runs every INT8 check on `gpu`'s device; the Wan-shape cases at `tokens` rows.
 pub fn int8_checks(gpu: &CudaBackend, seed: u64, tokens: usize) -> Result<Vec<CheckRow>> {
-    let mut c = Checker {
-        int8: gpu.with_precision(Precision::Bf16).with_quant(Quant::Int8),
-        cpu: CpuBackend,
-        rng: Normal::new(seed),
-        rows: Vec::new(),
-    };
+    let mut c = Checker::<Int8>::new(gpu, seed);
 
     c.quantize("structured [130, 256]", &structured()?);
-    for (rows, cols) in [(37usize, 128usize), (300, 1536)] {
-        let x = c.rng.tensor(&[rows, cols], 1.0);
-        let case = format!("randn [{rows}, {cols}]");
-        c.quantize(&case, &x.to_dtype(DType::BF16)?);
-        c.quantize(&case, &x);
-    }
+    c.quantize_randn(&[(37, 128), (300, 1536)])?;
 
-    for (rows, in_f, out_f, bias, gelu) in [
-        (37usize, 128usize, 80usize, true, false),
+    c.layers(&[
+        (37, 128, 80, true, false),
         (5, 256, 16, false, false),
         (37, 256, 160, true, true),
         (300, 384, 136, true, false),
         (300, 1536, 1536, true, false),
-    ] {
-        let w = c.weights(out_f, in_f, bias)?;
-        c.linear(rows, &w, gelu);
-    }
+    ])?;
     // A `-quant` checkpoint layer, kept as its int8 values and scales.
-    let (out_f, in_f) = (136usize, 256usize);
-    let values: Vec<i8> = (0..out_f * in_f)
-        .map(|_| (c.rng.sample() * 40.0).clamp(-128.0, 127.0) as i8)
-        .collect();
-    let (go, gi) = LinearWeights::quant_grid(out_f, in_f);
-    let scales: Vec<f32> = (0..go * gi).map(|i| 0.001 + 0.0002 * i as f32).collect();
-    let w = LinearWeights {
-        out_features: out_f,
-        in_features: in_f,
-        weight: LinearWeight::Int8Block { values, scales },
-        bias: Some(c.rng.tensor(&[out_f], 0.1).to_dtype(DType::BF16)?),
-    };
+    let w = c.checkpoint_weights(-128.0)?;
     c.linear(9, &w, false);
 
     // Upstream's kernel would leave zeros for these; here they are refused at upload.
-    c.refused("[16, 96]: K % 128 != 0", 16, 96)?;
-    c.refused("[20, 128]: N % 8 != 0", 20, 128)?;
+    refused(&mut c, "[16, 96]: K % 128 != 0", 16, 96)?;
+    refused(&mut c, "[20, 128]: N % 8 != 0", 20, 128)?;
 
     // Wan2.1-1.3B's block linears.
-    let (d, f) = (1536usize, 8960usize);
-    for (in_f, out_f, gelu) in [(d, d, false), (d, f, true), (f, d, false)] {
-        let w = c.weights(out_f, in_f, true)?;
-        c.linear(tokens, &w, gelu);
-    }
-    let synced = gpu.synchronize();
-    c.record_error("int8 synchronize", "after the checks", synced);
-    Ok(c.rows)
+    c.wan_layers(tokens)?;
+    Ok(c.finish())
 }

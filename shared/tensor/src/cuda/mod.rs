@@ -32,6 +32,7 @@ mod attention;
 pub mod check;
 pub mod check_fp8;
 pub mod check_int8;
+mod check_quant;
 mod compile;
 mod conv;
 mod cudnn;
