@@ -20,28 +20,8 @@
 #   4. `turbine bench` Wan2.1-1.3B 480p, bf16 then --quant fp8 (bench-bf16.json, bench-fp8.json):
 #      the whole DiT forward and its per-op profile.
 # Exits non-zero when any step fails.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-BIN=${BIN:-.gpu}
-OUT=${OUT:-fp8-out}
-mkdir -p "$OUT"
-status=0
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
-    | tee "$OUT/env.txt"
-
-echo "== 1. gpucheck: FP8 checks and timings"
-"$BIN/turbine-gpucheck" --parts fp8,fp8-bench --json "$OUT/fp8.json" 2>&1 | tee "$OUT/fp8.log"
-rc=${PIPESTATUS[0]}
-echo "step 1: exit $rc"
-status=$((status | rc))
-
-echo "== 2. compute-sanitizer memcheck: FP8 checks"
-timeout 600 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    "$BIN/turbine-gpucheck" --parts fp8 --seed 11 >"$OUT/memcheck.log" 2>&1
-rc=$?
-grep -E '^fp8:|ERROR SUMMARY' "$OUT/memcheck.log"
-echo "step 2: exit $rc"
-status=$((status | rc))
+FORMAT=fp8 MEMCHECK_TIMEOUT=600 MEMCHECK_NOTE="" MEMCHECK_ARGS=()
+source "$(dirname "$0")/quant_steps.sh"
 
 echo "== 3. PyTorch peers"
 python3 tools/gpu/peers.py --out "$OUT/peers.json" >"$OUT/peers.log" 2>&1

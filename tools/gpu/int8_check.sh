@@ -18,28 +18,8 @@
 #   4. `turbine bench` Wan2.1-14B 720p --quant int8, one forward (bench-14b-int8.json): the weights
 #      resident after load (issue 6 target <= 15 GB).
 # Exits non-zero when any step fails.
-set -uo pipefail
-cd "$(dirname "$0")/../.."
-BIN=${BIN:-.gpu}
-OUT=${OUT:-int8-out}
-mkdir -p "$OUT"
-status=0
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
-    | tee "$OUT/env.txt"
-
-echo "== 1. gpucheck: INT8 checks and timings"
-"$BIN/turbine-gpucheck" --parts int8,int8-bench --json "$OUT/int8.json" 2>&1 | tee "$OUT/int8.log"
-rc=${PIPESTATUS[0]}
-echo "step 1: exit $rc"
-status=$((status | rc))
-
-echo "== 2. compute-sanitizer memcheck: INT8 checks at 300 tokens"
-timeout 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    "$BIN/turbine-gpucheck" --parts int8 --int8-tokens 300 --seed 11 >"$OUT/memcheck.log" 2>&1
-rc=$?
-grep -E '^int8:|ERROR SUMMARY' "$OUT/memcheck.log"
-echo "step 2: exit $rc"
-status=$((status | rc))
+FORMAT=int8 MEMCHECK_TIMEOUT=300 MEMCHECK_NOTE=" at 300 tokens" MEMCHECK_ARGS=(--int8-tokens 300)
+source "$(dirname "$0")/quant_steps.sh"
 
 for quant in none int8; do
     echo "== 3. turbine bench 1.3b 480p --quant $quant"
