@@ -24,10 +24,7 @@ WORK=${WORK:-/tmp/turbine-dit-bench}
 mkdir -p "$OUT" "$WORK"
 status=0
 export PYTHONUNBUFFERED=1
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "$WORK/site" .whl/*.whl && export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
+source tools/gpu/wheels.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
 
 echo "== 1. PyTorch peers"
