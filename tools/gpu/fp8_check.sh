@@ -30,14 +30,7 @@ grep -E '"linear_' "$OUT/peers.json"
 echo "step 3: exit $rc"
 status=$((status | rc))
 
-for quant in none fp8; do
-    echo "== 4. turbine bench 1.3b 480p --quant $quant"
-    "$BIN/turbine" bench --model 1.3b --size 480p --frames 81 --precision bf16 --quant "$quant" \
-        --iters 10 --json "$OUT/bench-$quant.json" >"$OUT/bench-$quant.log" 2>&1
-    rc=$?
-    echo "step 4 ($quant): exit $rc"
-    status=$((status | rc))
-done
+bench_1_3b 4 10
 
 python3 - "$OUT" <<'PY'
 import json, pathlib, sys

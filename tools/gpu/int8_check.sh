@@ -21,14 +21,7 @@
 FORMAT=int8 MEMCHECK_TIMEOUT=300 MEMCHECK_NOTE=" at 300 tokens" MEMCHECK_ARGS=(--int8-tokens 300)
 source "$(dirname "$0")/quant_steps.sh"
 
-for quant in none int8; do
-    echo "== 3. turbine bench 1.3b 480p --quant $quant"
-    "$BIN/turbine" bench --model 1.3b --size 480p --frames 81 --precision bf16 --quant "$quant" \
-        --iters 5 --json "$OUT/bench-$quant.json" >"$OUT/bench-$quant.log" 2>&1
-    rc=$?
-    echo "step 3 ($quant): exit $rc"
-    status=$((status | rc))
-done
+bench_1_3b 3 5
 
 echo "== 4. turbine bench 14b 720p --quant int8"
 "$BIN/turbine" bench --model 14b --size 720p --frames 81 --precision bf16 --quant int8 \
