@@ -51,4 +51,16 @@ impl Error {
             msg: msg.into(),
         }
     }
+
+    /// [`Error::ElementCount`] unless `data` holds a `[rows, cols]` matrix.
+    pub fn check_matrix<T>(data: &[T], rows: usize, cols: usize) -> Result<()> {
+        if data.len() == rows * cols {
+            Ok(())
+        } else {
+            Err(Error::ElementCount {
+                len: data.len(),
+                shape: vec![rows, cols],
+            })
+        }
+    }
 }

@@ -67,12 +67,7 @@ pub struct Fp8Rows {
 impl Fp8Rows {
     /// Quantizes the row-major `[rows, cols]` matrix `data`.
     pub fn quantize(data: &[f32], rows: usize, cols: usize) -> Result<Self> {
-        if data.len() != rows * cols {
-            return Err(Error::ElementCount {
-                len: data.len(),
-                shape: vec![rows, cols],
-            });
-        }
+        Error::check_matrix(data, rows, cols)?;
         let mut values = Vec::with_capacity(data.len());
         let mut scales = Vec::with_capacity(rows);
         for row in (0..rows).map(|r| &data[r * cols..(r + 1) * cols]) {

@@ -50,12 +50,7 @@ impl Int8Blocks {
 
     /// Quantizes the row-major `[rows, cols]` matrix `data` tile by tile.
     pub fn quantize(data: &[f32], rows: usize, cols: usize) -> Result<Self> {
-        if data.len() != rows * cols {
-            return Err(Error::ElementCount {
-                len: data.len(),
-                shape: vec![rows, cols],
-            });
-        }
+        Error::check_matrix(data, rows, cols)?;
         if !cols.is_multiple_of(QUANT_BLOCK) {
             return Err(Error::shape(
                 "quantize_int8",
