@@ -3,9 +3,9 @@
 
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 
-use super::{CudaTensor, dt_code};
 use super::device::Device;
 use super::kernels;
+use super::{CudaTensor, dt_code};
 use crate::{Error, Result, shapes};
 
 /// `PERMUTE_MAX_RANK` of layout.cu.
