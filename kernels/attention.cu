@@ -169,9 +169,9 @@ extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
 }
 
 // softmax(scale * x), scale > 0, over each row of x: [rows, cols], f32 arithmetic in any storage
-// type: the
-// score rows of attention with heads wider than ATT_MAX_DH, whose products run on cuBLASLt. One
-// warp per row; the row's second and third reads come from L1/L2.
+// type: the score rows of attention with heads wider than ATT_MAX_DH (whose products run on
+// cuBLASLt) and SLA's feature map phi over the head dim. One warp per row; the row's second and
+// third reads come from L1/L2.
 struct SoftmaxScaledArgs {
   void* out;
   const void* x;

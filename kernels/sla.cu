@@ -86,29 +86,6 @@ extern "C" __global__ void sla_select_f32(const SlaSelectArgs a) {
   }
 }
 
-// Row softmax over the head dim (the linear branch's feature map phi), one warp per row.
-struct SoftmaxRowsArgs {
-  float* out;      // [rows, cols]
-  const float* x;  // [rows, cols]
-  u64 rows;
-  unsigned cols;
-};
-
-extern "C" __global__ void softmax_rows_f32(const SoftmaxRowsArgs a) {
-  const u64 row = ((u64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-  const unsigned lane = threadIdx.x & 31;
-  if (row >= a.rows) return;
-  const float* x = a.x + row * a.cols;
-  float* out = a.out + row * a.cols;
-  float mx = -TURBINE_INF;
-  for (unsigned j = lane; j < a.cols; j += 32) mx = fmaxf(mx, x[j]);
-  mx = warp_max(mx);
-  float sum = 0.0f;
-  for (unsigned j = lane; j < a.cols; j += 32) sum += expf(x[j] - mx);
-  const float inv = 1.0f / warp_sum(sum);
-  for (unsigned j = lane; j < a.cols; j += 32) out[j] = expf(x[j] - mx) * inv;
-}
-
 // kv[h, d1, d2] = sum_t phi_k[t, h, d1] * v[t, h, d2] and ksum[h, d1] = sum_t phi_k[t, h, d1]:
 // block (d1, h), thread d2 (threads beyond Dh idle; thread 0 also sums ksum).
 struct SlaKvArgs {

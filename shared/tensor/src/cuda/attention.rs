@@ -101,14 +101,6 @@ struct SlaSelectArgs {
 }
 
 #[repr(C)]
-struct SoftmaxRowsArgs {
-    out: u64,
-    x: u64,
-    rows: u64,
-    cols: u32,
-}
-
-#[repr(C)]
 struct SlaKvArgs {
     kv: u64,
     ksum: u64,
@@ -129,7 +121,7 @@ struct SlaLinearArgs {
     dh: u32,
 }
 
-// SAFETY (all ten): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+// SAFETY (all nine): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
 // as u64, `int` as i32, `unsigned` as u32), in field order.
 unsafe impl DeviceRepr for RopeArgs {}
 unsafe impl DeviceRepr for AttentionArgs {}
@@ -137,7 +129,6 @@ unsafe impl DeviceRepr for FlashArgs {}
 unsafe impl DeviceRepr for SlaPoolArgs {}
 unsafe impl DeviceRepr for SlaScoreArgs {}
 unsafe impl DeviceRepr for SlaSelectArgs {}
-unsafe impl DeviceRepr for SoftmaxRowsArgs {}
 unsafe impl DeviceRepr for SoftmaxScaledArgs {}
 unsafe impl DeviceRepr for SlaKvArgs {}
 unsafe impl DeviceRepr for SlaLinearArgs {}
@@ -273,30 +264,38 @@ pub(super) fn wide_attention(
         // Own allocations keep every GEMM operand at the pool's 256-byte alignment.
         let head = |t: &CudaTensor| layout::slice(dev, t, 0, h, 1);
         let scores = matmul_nt(dev, &head(&qh)?, &head(&kh)?, [d.lq, d.lk, d.dh])?;
-        let probs = CudaTensor::alloc_as(dev, &[d.lq, d.lk], dtype)?;
-        let cols = u32::try_from(d.lk)
-            .map_err(|_| Error::shape("attention", "too many keys", k.shape()))?;
-        dev.launch(
-            kernels::SOFTMAX_SCALED_ROWS,
-            LaunchConfig {
-                grid_dim: ((d.lq as u64).div_ceil(8) as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            },
-            &SoftmaxScaledArgs {
-                out: probs.ptr(),
-                x: scores.ptr(),
-                rows: d.lq as u64,
-                cols,
-                scale,
-                out_dt: dt_code(dtype),
-                x_dt: dt_code(dtype),
-            },
-        )?;
+        let probs = softmax_rows(dev, &scores, d.lk, scale)?;
         outs.push(matmul_nt(dev, &probs, &head(&vt)?, [d.lq, d.dh, d.lk])?);
     }
     let o = layout::concat(dev, &outs.iter().collect::<Vec<_>>(), 0)?;
     layout::permute(dev, &o.reshaped(&[d.heads, d.lq, d.dh])?, &[1, 0, 2])
+}
+
+/// `softmax(scale · x)` over rows of `cols` elements of `x`, in `x`'s type (f32 arithmetic).
+fn softmax_rows(dev: &Device, x: &CudaTensor, cols: usize, scale: f32) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc_as(dev, x.shape(), x.dtype())?;
+    let rows = x.numel() / cols.max(1);
+    let cols32 =
+        u32::try_from(cols).map_err(|_| Error::shape("softmax", "rows too long", x.shape()))?;
+    let warps_per_block = (ATT_THREADS / 32) as usize;
+    dev.launch(
+        kernels::SOFTMAX_SCALED_ROWS,
+        LaunchConfig {
+            grid_dim: (rows.div_ceil(warps_per_block) as u32, 1, 1),
+            block_dim: (ATT_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        },
+        &SoftmaxScaledArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            rows: rows as u64,
+            cols: cols32,
+            scale,
+            out_dt: dt_code(x.dtype()),
+            x_dt: dt_code(x.dtype()),
+        },
+    )?;
+    Ok(out)
 }
 
 /// `a[m, k] · b[n, k]ᵀ -> [m, n]` in `a`'s type, for `[m, n, k]`.
@@ -480,26 +479,7 @@ pub(super) fn sla_attention(
     )?;
 
     // Linear branch: φ = softmax over the head dim.
-    let phi = |x: &CudaTensor| {
-        let out = CudaTensor::alloc(dev, x.shape())?;
-        let rows = x.numel() / d.dh;
-        let warps_per_block = (ATT_THREADS / 32) as usize;
-        dev.launch(
-            kernels::SOFTMAX_ROWS,
-            LaunchConfig {
-                grid_dim: (rows.div_ceil(warps_per_block) as u32, 1, 1),
-                block_dim: (ATT_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            },
-            &SoftmaxRowsArgs {
-                out: out.ptr(),
-                x: x.ptr(),
-                rows: rows as u64,
-                cols: d.dh as u32,
-            },
-        )?;
-        Ok::<_, Error>(out)
-    };
+    let phi = |x: &CudaTensor| softmax_rows(dev, x, d.dh, 1.0);
     let (phi_q, phi_k) = (phi(q)?, phi(k)?);
     let kv = CudaTensor::alloc(dev, &[d.heads, d.dh, d.dh])?;
     let ksum = CudaTensor::alloc(dev, &[d.heads, d.dh])?;

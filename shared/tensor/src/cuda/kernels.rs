@@ -124,7 +124,6 @@ pub const SOFTMAX_SCALED_ROWS: Kernel = Kernel::new(Module::Attention, "softmax_
 pub const SLA_POOL: Kernel = Kernel::new(Module::Sla, "sla_pool_f32");
 pub const SLA_SCORES: Kernel = Kernel::new(Module::Sla, "sla_scores_f32");
 pub const SLA_SELECT: Kernel = Kernel::new(Module::Sla, "sla_select_f32");
-pub const SOFTMAX_ROWS: Kernel = Kernel::new(Module::Sla, "softmax_rows_f32");
 pub const SLA_KV: Kernel = Kernel::new(Module::Sla, "sla_kv_f32");
 pub const SLA_LINEAR: Kernel = Kernel::new(Module::Sla, "sla_linear_f32");
 pub const COPY2D: Kernel = Kernel::new(Module::Layout, "copy2d");
@@ -175,7 +174,6 @@ pub const ALL_KERNELS: &[Kernel] = &[
     SLA_POOL,
     SLA_SCORES,
     SLA_SELECT,
-    SOFTMAX_ROWS,
     SLA_KV,
     SLA_LINEAR,
     COPY2D,

@@ -609,14 +609,7 @@ impl CudaBackend {
             ));
         }
         let source = match &w.weight {
-            crate::LinearWeight::Dense(t) => match &t.data {
-                crate::HostData::BF16(v) => {
-                    self.upload_raw(&[n, k], DType::BF16, bytemuck::cast_slice::<_, u16>(v))?
-                }
-                crate::HostData::F32(_) | crate::HostData::F16(_) | crate::HostData::I8(_) => {
-                    self.upload_f32(&[n, k], &t.to_f32_vec())?
-                }
-            },
+            crate::LinearWeight::Dense(t) => self.upload_to_quantize(t, [n, k])?,
             crate::LinearWeight::Int8Block { .. } => self.upload_f32(&[n, k], &w.dense_f32())?,
         };
         let weight = quant::quantize_rows(&self.dev, &source, Lifetime::Weight)?;
@@ -626,6 +619,19 @@ impl CudaBackend {
             weight: LinearWeight::Fp8(weight),
             bias: self.upload_bias(w)?,
         })
+    }
+
+    /// A dense weight `[n, k]` on the device for a quantizer to read: bf16 values as they are,
+    /// other types through f32.
+    fn upload_to_quantize(&self, t: &HostTensor, [n, k]: [usize; 2]) -> Result<CudaTensor> {
+        match &t.data {
+            crate::HostData::BF16(v) => {
+                self.upload_raw(&[n, k], DType::BF16, bytemuck::cast_slice::<_, u16>(v))
+            }
+            crate::HostData::F32(_) | crate::HostData::F16(_) | crate::HostData::I8(_) => {
+                self.upload_f32(&[n, k], &t.to_f32_vec())
+            }
+        }
     }
 
     /// An INT8 layer: a `-quant` checkpoint's int8 weight and scales as they are, any other
@@ -641,17 +647,11 @@ impl CudaBackend {
             crate::LinearWeight::Int8Block { values, scales } => {
                 int8::upload(&self.dev, [n, k], values, scales)?
             }
-            crate::LinearWeight::Dense(t) => {
-                let source = match &t.data {
-                    crate::HostData::BF16(v) => {
-                        self.upload_raw(&[n, k], DType::BF16, bytemuck::cast_slice::<_, u16>(v))?
-                    }
-                    crate::HostData::F32(_) | crate::HostData::F16(_) | crate::HostData::I8(_) => {
-                        self.upload_f32(&[n, k], &t.to_f32_vec())?
-                    }
-                };
-                int8::quantize(&self.dev, &source, Lifetime::Weight)?
-            }
+            crate::LinearWeight::Dense(t) => int8::quantize(
+                &self.dev,
+                &self.upload_to_quantize(t, [n, k])?,
+                Lifetime::Weight,
+            )?,
         };
         Ok(CudaLinear {
             out_features: n,
