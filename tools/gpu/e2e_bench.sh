@@ -21,14 +21,9 @@ UMT5_DIR=${UMT5_DIR:-/tmp/turbine-umt5}
 mkdir -p "$OUT" "$MODEL/google/umt5-xxl"
 status=0
 export PYTHONUNBUFFERED=1
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "$MODEL/site" .whl/*.whl && export PYTHONPATH="$MODEL/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-cudnn=$(find / \( -path /proc -o -path /sys \) -prune -o -name 'libcudnn.so.9' -print 2>/dev/null | head -1)
-[ -n "$cudnn" ] && export LD_LIBRARY_PATH="$(dirname "$cudnn")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+WORK=$MODEL source tools/gpu/wheels.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
-echo "cuDNN: ${cudnn:-not found}" | tee -a "$OUT/env.txt"
+source tools/gpu/cudnn.sh
 
 echo "== 1. model folder (random weights)"
 .gpu/turbine bench --model 1.3b --attention sagesla --warmup 0 --iters 1 \

@@ -27,17 +27,7 @@ source tools/gpu/wheels.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
 git log -1 --format='commit %H' 2>/dev/null | tee -a "$OUT/env.txt"
 
-# cudarc (cuda-13000) tries libcudnn.so, libcudnn.so.13, .12, .11, .10, .9, .1 by name.
-found() { find / \( -path /proc -o -path /sys \) -prune -o "$@" -print 2>/dev/null; }
-cudnn=$(found \( -name 'libcudnn.so.9' -o -name 'libcudnn.so' \) | head -1)
-if [ -n "$cudnn" ]; then
-    export LD_LIBRARY_PATH="$(dirname "$cudnn")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    echo "cuDNN: $cudnn" | tee -a "$OUT/env.txt"
-else
-    echo "cuDNN: no libcudnn.so.9 / libcudnn.so found (libcudnn.so*:" \
-        "$(found -name 'libcudnn.so*' | head -3 | tr '\n' ' '));" \
-        "conv3d will run on the direct kernel and the full-size part fails" | tee -a "$OUT/env.txt"
-fi
+source tools/gpu/cudnn.sh
 
 echo "== 1. diffusers AutoencoderKLWan (reference outputs, bf16 timings)"
 timeout 300 python3 tools/gpu/vae_parity.py prepare --work "$WORK" --out "$OUT/diffusers.json" \

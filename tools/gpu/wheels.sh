@@ -1,4 +1,4 @@
-# Sourced by dit_bench.sh and vae_bench.sh from the repository root with WORK set: the GPU image
+# Sourced by dit_bench.sh, vae_bench.sh and e2e_bench.sh from the repository root with WORK set: the GPU image
 # has no diffusers, so the wheels carried in .whl/ (see dit_bench.sh) go under $WORK/site and on
 # PYTHONPATH.
 if ls .whl/*.whl >/dev/null 2>&1; then
