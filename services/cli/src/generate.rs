@@ -8,12 +8,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use turbine_media::{FrameChunk, GifConfig, GifWriter, Mp4Config, Mp4Writer, PngFrameDump};
 use turbine_models::wan::AttentionMode;
 use turbine_pipeline::{
-    Event, FrameSink, GenerateRequest, ModelFiles, ModelSource, Pipeline, Report, Stage, VideoShape,
+    DecodeStage, DenoiseStage, Event, FrameSink, GenerateRequest, ModelFiles, ModelSource,
+    Pipeline, Report, Stage, TextStage, VideoShape,
 };
 use turbine_samplers::{FlowConfig, FlowSolver, RcmConfig, RcmMode, SamplerConfig};
 use turbine_tensor::{Backend, CpuBackend, HostTensor, SlaParams};
 
-use crate::device::{Chosen, DeviceArgs};
+use turbine_rpc::device::{Chosen, DeviceArgs, QuantArgs, TextPlacementArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,6 +39,10 @@ pub struct Args {
     models: ModelArgs,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    quant: QuantArgs,
+    #[command(flatten)]
+    text: TextPlacementArgs,
 
     /// Width in pixels, a multiple of 16 [default: 832, tiny preset 160].
     #[arg(long)]
@@ -117,7 +122,7 @@ pub struct ModelArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum SamplerArg {
+pub(crate) enum SamplerArg {
     Rcm,
     RcmOde,
     Unipc,
@@ -125,7 +130,7 @@ enum SamplerArg {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum AttentionArg {
+pub(crate) enum AttentionArg {
     Dense,
     Sla,
     /// Dense with SageAttention's 8-bit numerics where the GPU has them.
@@ -354,20 +359,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "no --model-dir: running the bundled tiny preset (seeded random weights; shows the pipeline, not a picture)"
         );
     }
-    match args.device.select()? {
-        Chosen::Cpu => generate_on(CpuBackend, &args, &source, &request, start),
-        Chosen::Cuda(backend) => generate_on(backend, &args, &source, &request, start),
+    let dit = args.device.select(args.quant.quant)?;
+    match &dit {
+        Chosen::Cpu => generate_on(CpuBackend, &dit, &args, &source, &request, start),
+        Chosen::Cuda(backend) => {
+            generate_on(backend.clone(), &dit, &args, &source, &request, start)
+        }
     }
 }
 
+/// Loads the DiT and VAE onto `backend` (the one `dit` describes), then umT5 where
+/// `--text-device` puts it, and generates.
 fn generate_on<B: Backend + Clone>(
     backend: B,
+    dit: &Chosen,
     args: &Args,
     source: &ModelSource,
     request: &GenerateRequest,
     start: Instant,
 ) -> anyhow::Result<()> {
-    let mut pipeline = Pipeline::load(backend, source).context("loading models")?;
+    let denoise = DenoiseStage::load(backend.clone(), source).context("loading the DiT")?;
+    let decode = DecodeStage::load(backend, source).context("loading the VAE")?;
+    let loading_text = "loading the text encoder";
+    match args.text.place(dit, source)? {
+        Chosen::Cpu => {
+            let text = TextStage::load(CpuBackend, source).context(loading_text)?;
+            run_pipeline(
+                Pipeline::from_stages(text, denoise, decode)?,
+                args,
+                request,
+                start,
+            )
+        }
+        Chosen::Cuda(b) => {
+            let text = TextStage::load(b, source).context(loading_text)?;
+            run_pipeline(
+                Pipeline::from_stages(text, denoise, decode)?,
+                args,
+                request,
+                start,
+            )
+        }
+    }
+}
+
+fn run_pipeline<B: Backend + Clone, T: Backend>(
+    mut pipeline: Pipeline<B, T>,
+    args: &Args,
+    request: &GenerateRequest,
+    start: Instant,
+) -> anyhow::Result<()> {
     let load_s = start.elapsed().as_secs_f64();
 
     let mut outputs = Outputs::create(args, &request.shape)?;

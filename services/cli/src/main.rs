@@ -4,7 +4,6 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod convert;
-mod device;
 mod generate;
 mod serve;
 

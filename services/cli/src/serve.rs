@@ -10,8 +10,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use turbine_orchestrator::Config;
 use turbine_orchestrator::config::{ArtifactConfig, JobConfig, ModelConfig, StageConfig};
+use turbine_pipeline::ModelSource;
+use turbine_rpc::device::{Chosen, DeviceArg, DeviceArgs, QuantArgs, TextPlacementArgs};
 use turbine_rpc::server::{ModelArgs, ServeArgs, Service, serve, shutdown_signal};
 use turbine_rpc::worker::Worker;
+use turbine_telemetry::Metrics;
+use turbine_tensor::{Backend, CpuBackend};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,6 +24,12 @@ pub struct Args {
     listen: SocketAddr,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    quant: QuantArgs,
+    #[command(flatten)]
+    text: TextPlacementArgs,
     #[command(flatten)]
     serve: ServeArgs,
     #[command(flatten)]
@@ -46,11 +56,64 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(run_async(args))
 }
 
+/// The three stage services, the DiT and VAE on `backend` (the one `dit` describes) and umT5
+/// where `--text-device` puts it. For `auto` on a GPU, the text worker starts once the DiT and
+/// VAE have loaded, so the memory they hold is known.
+async fn stage_services<B: Backend + Clone>(
+    backend: B,
+    dit: &Chosen,
+    args: &Args,
+    metrics: &Metrics,
+) -> anyhow::Result<[(&'static str, Service); 3]> {
+    let source = args.model.source();
+    let max_waiting = args.serve.max_waiting;
+    let denoise = Worker::spawn("denoiser", max_waiting, {
+        let (backend, source) = (backend.clone(), source.clone());
+        move || turbine_denoiser::load(backend, &source)
+    });
+    let decode = Worker::spawn("vae", max_waiting, {
+        let source = source.clone();
+        move || turbine_vae::load(backend, &source)
+    });
+    if matches!(
+        (args.text.text_device, dit),
+        (DeviceArg::Auto, Chosen::Cuda(_))
+    ) {
+        // A failed load is reported by its own service; placement only needs it finished.
+        let _ = tokio::join!(denoise.ready(), decode.ready());
+    }
+    let text = match args.text.place(dit, &source)? {
+        Chosen::Cpu => text_service(CpuBackend, source, max_waiting, metrics),
+        Chosen::Cuda(b) => text_service(b, source, max_waiting, metrics),
+    };
+    Ok([
+        ("text-encoder", text),
+        (
+            "denoiser",
+            turbine_denoiser::DenoiserService::new(denoise, metrics.clone()).into_service(),
+        ),
+        (
+            "vae",
+            turbine_vae::VaeService::new(decode, metrics.clone()).into_service(),
+        ),
+    ])
+}
+
+fn text_service<T: Backend>(
+    backend: T,
+    source: ModelSource,
+    max_waiting: u16,
+    metrics: &Metrics,
+) -> Service {
+    let worker = Worker::spawn("text-encoder", max_waiting, move || {
+        turbine_text_encoder::load(backend, &source)
+    });
+    turbine_text_encoder::TextEncoderService::new(worker, metrics.clone()).into_service()
+}
+
 async fn run_async(args: Args) -> anyhow::Result<()> {
     let telemetry = turbine_telemetry::init(&args.serve.telemetry)?;
     let metrics = telemetry.metrics().clone();
-    let source = args.model.source();
-    let max_waiting = args.serve.max_waiting;
     let drain = args.serve.drain_timeout;
 
     // Stages stop after the orchestrator has drained, so its running jobs can finish.
@@ -58,27 +121,11 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let stop_stages = CancellationToken::new();
     let mut stages = Vec::new();
     let mut urls = Vec::new();
-    let services: [(&str, Service); 3] = [
-        ("text-encoder", {
-            let source = source.clone();
-            let worker = Worker::spawn("text-encoder", max_waiting, move || {
-                turbine_text_encoder::load(&source)
-            });
-            turbine_text_encoder::TextEncoderService::new(worker, metrics.clone()).into_service()
-        }),
-        ("denoiser", {
-            let source = source.clone();
-            let worker = Worker::spawn("denoiser", max_waiting, move || {
-                turbine_denoiser::load(&source)
-            });
-            turbine_denoiser::DenoiserService::new(worker, metrics.clone()).into_service()
-        }),
-        ("vae", {
-            let source = source.clone();
-            let worker = Worker::spawn("vae", max_waiting, move || turbine_vae::load(&source));
-            turbine_vae::VaeService::new(worker, metrics.clone()).into_service()
-        }),
-    ];
+    let dit = args.device.select(args.quant.quant)?;
+    let services = match &dit {
+        Chosen::Cpu => stage_services(CpuBackend, &dit, &args, &metrics).await?,
+        Chosen::Cuda(backend) => stage_services(backend.clone(), &dit, &args, &metrics).await?,
+    };
     for (name, service) in services {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

@@ -28,7 +28,7 @@ use turbine_rpc::tensor::WireTensor;
 use turbine_rpc::worker::Worker;
 use turbine_rpc::{Error, Result};
 use turbine_telemetry::{Metrics, Stage};
-use turbine_tensor::{Backend, CpuBackend};
+use turbine_tensor::Backend;
 
 use crate::inputs::{Inputs, read_inputs, watch_for_reset};
 
@@ -39,24 +39,33 @@ pub const SERVICE_NAME: &str = turbine_proto::v1::denoiser_server::SERVICE_NAME;
 /// back instead of letting it run ahead into a buffer nobody drains.
 const BUFFER: usize = 4;
 
-pub type Model = DenoiseStage<CpuBackend>;
+pub type Model<B> = DenoiseStage<B>;
 
-/// Loads the DiT and warms it up (the worker's load step).
-pub fn load(source: &ModelSource) -> Result<Model> {
-    let stage = DenoiseStage::load(CpuBackend, source)?;
+/// Loads the DiT onto `backend` and warms it up (the worker's load step).
+pub fn load<B: Backend + Clone>(backend: B, source: &ModelSource) -> Result<Model<B>> {
+    let stage = DenoiseStage::load(backend, source)?;
     stage.warm_up()?;
     Ok(stage)
 }
 
-#[derive(Clone)]
-pub struct DenoiserService {
-    worker: Worker<Model>,
+pub struct DenoiserService<B: Backend> {
+    worker: Worker<Model<B>>,
     metrics: Metrics,
     steps: Arc<AtomicU64>,
 }
 
-impl DenoiserService {
-    pub fn new(worker: Worker<Model>, metrics: Metrics) -> Self {
+impl<B: Backend + Clone> Clone for DenoiserService<B> {
+    fn clone(&self) -> Self {
+        Self {
+            worker: self.worker.clone(),
+            metrics: self.metrics.clone(),
+            steps: self.steps.clone(),
+        }
+    }
+}
+
+impl<B: Backend + Clone> DenoiserService<B> {
+    pub fn new(worker: Worker<Model<B>>, metrics: Metrics) -> Self {
         Self {
             worker,
             metrics,
@@ -86,7 +95,7 @@ impl DenoiserService {
 }
 
 #[tonic::async_trait]
-impl Denoiser for DenoiserService {
+impl<B: Backend + Clone> Denoiser for DenoiserService<B> {
     type DenoiseStream = ResponseStream<DenoiseEvent>;
 
     async fn denoise(
@@ -98,13 +107,15 @@ impl Denoiser for DenoiserService {
         let reset = Arc::new(AtomicBool::new(false));
         let job_reset = reset.clone();
         let (metrics, steps) = (self.metrics.clone(), self.steps.clone());
-        let stream = self.worker.stream(BUFFER, move |stage: &mut Model, sink| {
-            let record = Record {
-                metrics: &metrics,
-                steps: &steps,
-            };
-            sample(stage, sink, inputs, &job_reset, record)
-        })?;
+        let stream = self
+            .worker
+            .stream(BUFFER, move |stage: &mut Model<B>, sink| {
+                let record = Record {
+                    metrics: &metrics,
+                    steps: &steps,
+                };
+                sample(stage, sink, inputs, &job_reset, record)
+            })?;
         tokio::spawn(watch_for_reset(input, reset).in_current_span());
         Ok(Response::new(stream))
     }
@@ -121,8 +132,8 @@ fn event(kind: denoise_event::Kind) -> DenoiseEvent {
 }
 
 /// The model-thread half of a call: sampling with progress and previews, then the latents.
-fn sample(
-    stage: &mut Model,
+fn sample<B: Backend + Clone>(
+    stage: &mut Model<B>,
     sink: &Sink<DenoiseEvent>,
     inputs: Inputs,
     reset: &AtomicBool,

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use turbine_denoiser::{DenoiserService, load};
 use turbine_pipeline::ModelSource;
+use turbine_rpc::device::{Chosen, DeviceArgs, QuantArgs};
 use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
+use turbine_tensor::{Backend, CpuBackend};
 
 /// Serves turbine.v1.Denoiser: text contexts + seed -> latents, with step progress and previews.
 #[derive(Parser)]
@@ -25,6 +27,10 @@ struct Args {
     /// DiT shape when the weights come without `config.json`: 1.3b, 14b, i2v-a14b.
     #[arg(long, env = "TURBINE_DIT_PRESET", requires = "model_dir")]
     dit_preset: Option<String>,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    quant: QuantArgs,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -46,13 +52,23 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    match args.device.select(args.quant.quant) {
+        Ok(Chosen::Cpu) => serve(&args, CpuBackend),
+        Ok(Chosen::Cuda(backend)) => serve(&args, backend),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<B: Backend + Clone>(args: &Args, backend: B) -> ExitCode {
     let source = args.source();
-    let load_model = move || load(&source);
     run_stage(
         args.listen,
         &args.serve,
         "denoiser",
-        load_model,
+        move || load(backend, &source),
         |worker, metrics| DenoiserService::new(worker, metrics).into_service(),
     )
 }

@@ -12,14 +12,19 @@ use turbine_proto::v1::{
 use turbine_rpc::testing::{self, Binary, wait_serving};
 use turbine_rpc::worker::Worker;
 use turbine_telemetry::Metrics;
+use turbine_tensor::CpuBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_lets_the_running_job_finish() {
     let text = Worker::spawn("text-encoder", 4, || {
-        turbine_text_encoder::load(&ModelSource::Tiny)
+        turbine_text_encoder::load(CpuBackend, &ModelSource::Tiny)
     });
-    let denoise = Worker::spawn("denoiser", 4, || turbine_denoiser::load(&ModelSource::Tiny));
-    let decode = Worker::spawn("vae", 4, || turbine_vae::load(&ModelSource::Tiny));
+    let denoise = Worker::spawn("denoiser", 4, || {
+        turbine_denoiser::load(CpuBackend, &ModelSource::Tiny)
+    });
+    let decode = Worker::spawn("vae", 4, || {
+        turbine_vae::load(CpuBackend, &ModelSource::Tiny)
+    });
     let text = testing::start(
         turbine_text_encoder::TextEncoderService::new(text, Metrics::default()).into_service(),
     )

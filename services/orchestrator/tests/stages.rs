@@ -30,17 +30,21 @@ const READY: Duration = Duration::from_secs(120);
 struct Stages {
     text_encoder: Running,
     denoiser: Running,
-    denoiser_service: turbine_denoiser::DenoiserService,
+    denoiser_service: turbine_denoiser::DenoiserService<CpuBackend>,
     vae: Running,
 }
 
 impl Stages {
     async fn start() -> Self {
         let text = Worker::spawn("text-encoder", 4, || {
-            turbine_text_encoder::load(&ModelSource::Tiny)
+            turbine_text_encoder::load(CpuBackend, &ModelSource::Tiny)
         });
-        let denoise = Worker::spawn("denoiser", 4, || turbine_denoiser::load(&ModelSource::Tiny));
-        let decode = Worker::spawn("vae", 4, || turbine_vae::load(&ModelSource::Tiny));
+        let denoise = Worker::spawn("denoiser", 4, || {
+            turbine_denoiser::load(CpuBackend, &ModelSource::Tiny)
+        });
+        let decode = Worker::spawn("vae", 4, || {
+            turbine_vae::load(CpuBackend, &ModelSource::Tiny)
+        });
         let denoiser_service = turbine_denoiser::DenoiserService::new(denoise, Metrics::default());
         Self {
             text_encoder: testing::start(

@@ -2,8 +2,9 @@
 //!
 //! The context travels as f32 `[text_len, d_model]` (8 MiB for umT5-XXL, eight 1 MiB chunks): the
 //! CPU backend computes in f32, so f32 on the wire is exactly what the embedded pipeline hands the
-//! DiT, and the services path renders the same video bytes as `turbine generate`. (bf16 would
-//! halve the transfer, but the DiT's context embedding would then see rounded inputs.)
+//! DiT (through host memory there too), and the services path renders the same video bytes as
+//! `turbine generate`. (bf16 would halve the transfer, but a CPU-encoded context would then reach
+//! the DiT rounded.)
 
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ use turbine_rpc::stream::ResponseStream;
 use turbine_rpc::tensor::WireTensor;
 use turbine_rpc::worker::Worker;
 use turbine_telemetry::{Metrics, Stage};
-use turbine_tensor::{Backend, CpuBackend};
+use turbine_tensor::Backend;
 
 /// The fully qualified service name, for health checks.
 pub const SERVICE_NAME: &str = turbine_proto::v1::text_encoder_server::SERVICE_NAME;
@@ -25,23 +26,31 @@ pub const SERVICE_NAME: &str = turbine_proto::v1::text_encoder_server::SERVICE_N
 /// Response messages buffered ahead of the client: one info plus the chunks of one context.
 const BUFFER: usize = 16;
 
-pub type Model = TextStage<CpuBackend>;
+pub type Model<B> = TextStage<B>;
 
-/// Loads the text stage and warms it up (the worker's load step).
-pub fn load(source: &ModelSource) -> turbine_rpc::Result<Model> {
-    let stage = TextStage::load(CpuBackend, source)?;
+/// Loads the text stage onto `backend` and warms it up (the worker's load step).
+pub fn load<B: Backend>(backend: B, source: &ModelSource) -> turbine_rpc::Result<Model<B>> {
+    let stage = TextStage::load(backend, source)?;
     stage.warm_up()?;
     Ok(stage)
 }
 
-#[derive(Clone)]
-pub struct TextEncoderService {
-    worker: Worker<Model>,
+pub struct TextEncoderService<B: Backend> {
+    worker: Worker<Model<B>>,
     metrics: Metrics,
 }
 
-impl TextEncoderService {
-    pub fn new(worker: Worker<Model>, metrics: Metrics) -> Self {
+impl<B: Backend> Clone for TextEncoderService<B> {
+    fn clone(&self) -> Self {
+        Self {
+            worker: self.worker.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<B: Backend> TextEncoderService<B> {
+    pub fn new(worker: Worker<Model<B>>, metrics: Metrics) -> Self {
         Self { worker, metrics }
     }
 
@@ -56,7 +65,7 @@ impl TextEncoderService {
 }
 
 #[tonic::async_trait]
-impl TextEncoder for TextEncoderService {
+impl<B: Backend> TextEncoder for TextEncoderService<B> {
     type EncodeStream = ResponseStream<EncodeResponse>;
 
     async fn encode(
@@ -68,28 +77,30 @@ impl TextEncoder for TextEncoderService {
             allow_empty,
         } = request.into_inner();
         let metrics = self.metrics.clone();
-        let stream = self.worker.stream(BUFFER, move |stage: &mut Model, sink| {
-            let started = Instant::now();
-            let encoded = stage.encode("prompt", &prompt, allow_empty)?;
-            let context = stage
-                .backend()
-                .download(&encoded.context)
-                .map_err(turbine_pipeline::Error::from)?;
-            metrics.observe_stage(Stage::TextEncode, started.elapsed());
-            let info = EncodeInfo {
-                tokens: encoded.tokens as u32,
-                truncated: encoded.truncated,
-            };
-            sink.send(EncodeResponse {
-                kind: Some(encode_response::Kind::Info(info)),
-            })?;
-            for chunk in WireTensor::from_host(&context)?.chunks("context") {
+        let stream = self
+            .worker
+            .stream(BUFFER, move |stage: &mut Model<B>, sink| {
+                let started = Instant::now();
+                let encoded = stage.encode("prompt", &prompt, allow_empty)?;
+                let context = stage
+                    .backend()
+                    .download(&encoded.context)
+                    .map_err(turbine_pipeline::Error::from)?;
+                metrics.observe_stage(Stage::TextEncode, started.elapsed());
+                let info = EncodeInfo {
+                    tokens: encoded.tokens as u32,
+                    truncated: encoded.truncated,
+                };
                 sink.send(EncodeResponse {
-                    kind: Some(encode_response::Kind::Context(chunk)),
+                    kind: Some(encode_response::Kind::Info(info)),
                 })?;
-            }
-            Ok(())
-        })?;
+                for chunk in WireTensor::from_host(&context)?.chunks("context") {
+                    sink.send(EncodeResponse {
+                        kind: Some(encode_response::Kind::Context(chunk)),
+                    })?;
+                }
+                Ok(())
+            })?;
         Ok(Response::new(stream))
     }
 }

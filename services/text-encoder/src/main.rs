@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use turbine_rpc::device::{Chosen, DeviceArgs, QuantArg};
 use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
+use turbine_tensor::{Backend, CpuBackend};
 use turbine_text_encoder::{TextEncoderService, load};
 
 /// Serves turbine.v1.TextEncoder: prompt -> umT5 context.
@@ -17,18 +19,30 @@ struct Args {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
     serve: ServeArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    match args.device.select(QuantArg::None) {
+        Ok(Chosen::Cpu) => serve(&args, CpuBackend),
+        Ok(Chosen::Cuda(backend)) => serve(&args, backend),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<B: Backend>(args: &Args, backend: B) -> ExitCode {
     let source = args.model.source();
-    let load_model = move || load(&source);
     run_stage(
         args.listen,
         &args.serve,
         "text-encoder",
-        load_model,
+        move || load(backend, &source),
         |worker, metrics| TextEncoderService::new(worker, metrics).into_service(),
     )
 }

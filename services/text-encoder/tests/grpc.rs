@@ -54,7 +54,7 @@ async fn encode(
 }
 
 async fn serving() -> (testing::Running, Channel) {
-    let worker = Worker::spawn("text-encoder", 0, || load(&ModelSource::Tiny));
+    let worker = Worker::spawn("text-encoder", 0, || load(CpuBackend, &ModelSource::Tiny));
     let server =
         testing::start(TextEncoderService::new(worker, Metrics::new()).into_service()).await;
     let channel = server.channel().await;
@@ -67,7 +67,7 @@ async fn health_turns_serving_after_warm_up_and_reflection_lists_the_service() {
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let worker = Worker::spawn("text-encoder", 0, move || {
         gate.recv().expect("released");
-        load(&ModelSource::Tiny)
+        load(CpuBackend, &ModelSource::Tiny)
     });
     let server =
         testing::start(TextEncoderService::new(worker, Metrics::new()).into_service()).await;

@@ -26,7 +26,7 @@ use turbine_rpc::tensor::{TensorAssembler, WireTensor, read_tensor};
 use turbine_rpc::worker::Worker;
 use turbine_rpc::{Error, Result};
 use turbine_telemetry::{Metrics, Stage};
-use turbine_tensor::{CpuBackend, HostTensor};
+use turbine_tensor::{Backend, HostTensor};
 
 /// The fully qualified service name, for health checks.
 pub const SERVICE_NAME: &str = turbine_proto::v1::vae_server::SERVICE_NAME;
@@ -36,23 +36,31 @@ const BUFFER: usize = 8;
 /// Latent frames read ahead of the decoder.
 const READ_AHEAD: usize = 2;
 
-pub type Model = DecodeStage<CpuBackend>;
+pub type Model<B> = DecodeStage<B>;
 
-/// Loads the VAE and warms it up (the worker's load step).
-pub fn load(source: &ModelSource) -> Result<Model> {
-    let stage = DecodeStage::load(CpuBackend, source)?;
+/// Loads the VAE onto `backend` and warms it up (the worker's load step).
+pub fn load<B: Backend>(backend: B, source: &ModelSource) -> Result<Model<B>> {
+    let stage = DecodeStage::load(backend, source)?;
     stage.warm_up()?;
     Ok(stage)
 }
 
-#[derive(Clone)]
-pub struct VaeService {
-    worker: Worker<Model>,
+pub struct VaeService<B: Backend> {
+    worker: Worker<Model<B>>,
     metrics: Metrics,
 }
 
-impl VaeService {
-    pub fn new(worker: Worker<Model>, metrics: Metrics) -> Self {
+impl<B: Backend> Clone for VaeService<B> {
+    fn clone(&self) -> Self {
+        Self {
+            worker: self.worker.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<B: Backend> VaeService<B> {
+    pub fn new(worker: Worker<Model<B>>, metrics: Metrics) -> Self {
         Self { worker, metrics }
     }
 
@@ -67,7 +75,7 @@ impl VaeService {
 }
 
 #[tonic::async_trait]
-impl Vae for VaeService {
+impl<B: Backend> Vae for VaeService<B> {
     type DecodeStream = ResponseStream<DecodedFrames>;
     type EncodeStream = ResponseStream<TensorChunk>;
 
@@ -77,11 +85,13 @@ impl Vae for VaeService {
     ) -> std::result::Result<Response<Self::DecodeStream>, Status> {
         let (latents, incoming) = mpsc::channel(READ_AHEAD);
         let metrics = self.metrics.clone();
-        let stream = self.worker.stream(BUFFER, move |stage: &mut Model, sink| {
-            let compute = decode(stage, sink, incoming)?;
-            metrics.observe_stage(Stage::VaeDecode, compute);
-            Ok(())
-        })?;
+        let stream = self
+            .worker
+            .stream(BUFFER, move |stage: &mut Model<B>, sink| {
+                let compute = decode(stage, sink, incoming)?;
+                metrics.observe_stage(Stage::VaeDecode, compute);
+                Ok(())
+            })?;
         tokio::spawn(read_latent_frames(request.into_inner(), latents).in_current_span());
         Ok(Response::new(stream))
     }
@@ -96,13 +106,15 @@ impl Vae for VaeService {
                 Error::invalid("video", format!("dtype {:?} must be U8", video.dtype)).into(),
             );
         }
-        let stream = self.worker.stream(BUFFER, move |stage: &mut Model, sink| {
-            let latents = stage.encode(&dequantize_frames(&video.shape, &video.data)?)?;
-            for chunk in WireTensor::from_host(&latents)?.chunks("latents") {
-                sink.send(chunk)?;
-            }
-            Ok(())
-        })?;
+        let stream = self
+            .worker
+            .stream(BUFFER, move |stage: &mut Model<B>, sink| {
+                let latents = stage.encode(&dequantize_frames(&video.shape, &video.data)?)?;
+                for chunk in WireTensor::from_host(&latents)?.chunks("latents") {
+                    sink.send(chunk)?;
+                }
+                Ok(())
+            })?;
         Ok(Response::new(stream))
     }
 }
@@ -137,8 +149,8 @@ async fn read_latent_frames(
 
 /// The model-thread half of `Decode`: one decode session over the incoming latent frames.
 /// Returns the time spent decoding, without the waits for latent frames.
-fn decode(
-    stage: &mut Model,
+fn decode<B: Backend>(
+    stage: &mut Model<B>,
     sink: &Sink<DecodedFrames>,
     mut latents: mpsc::Receiver<Result<HostTensor>>,
 ) -> Result<Duration> {

@@ -145,7 +145,7 @@ async fn services_path_writes_the_same_mp4_as_the_embedded_pipeline() {
     let text = testing::start(
         TextEncoderService::new(
             Worker::spawn("text-encoder", 0, || {
-                turbine_text_encoder::load(&ModelSource::Tiny)
+                turbine_text_encoder::load(CpuBackend, &ModelSource::Tiny)
             }),
             Metrics::new(),
         )
@@ -154,7 +154,9 @@ async fn services_path_writes_the_same_mp4_as_the_embedded_pipeline() {
     .await;
     let denoiser = testing::start(
         DenoiserService::new(
-            Worker::spawn("denoiser", 0, || turbine_denoiser::load(&ModelSource::Tiny)),
+            Worker::spawn("denoiser", 0, || {
+                turbine_denoiser::load(CpuBackend, &ModelSource::Tiny)
+            }),
             Metrics::new(),
         )
         .into_service(),
@@ -162,7 +164,9 @@ async fn services_path_writes_the_same_mp4_as_the_embedded_pipeline() {
     .await;
     let vae = testing::start(
         VaeService::new(
-            Worker::spawn("vae", 0, || turbine_vae::load(&ModelSource::Tiny)),
+            Worker::spawn("vae", 0, || {
+                turbine_vae::load(CpuBackend, &ModelSource::Tiny)
+            }),
             Metrics::new(),
         )
         .into_service(),

@@ -90,18 +90,23 @@ pub(crate) struct TextAssets {
 
 /// Each stage reads only its own files, so a stage service needs no more than its model on disk.
 impl ModelSource {
-    pub(crate) fn text(&self) -> Result<TextAssets> {
+    /// The text encoder's shape: the tiny preset's, or umT5-XXL for every Wan model.
+    pub fn text_config(&self) -> UmT5Config {
         match self {
-            ModelSource::Tiny => {
-                let config = UmT5Config::tiny();
-                Ok(TextAssets {
-                    store: seeded_store(&config.tensor_shapes(), TINY_TEXT_SEED)?,
-                    tokenizer: UmT5Tokenizer::from_bytes(TINY_TOKENIZER, config.text_len)?,
-                    config,
-                })
-            }
+            ModelSource::Tiny => UmT5Config::tiny(),
+            ModelSource::Files(_) => UmT5Config::xxl(),
+        }
+    }
+
+    pub(crate) fn text(&self) -> Result<TextAssets> {
+        let config = self.text_config();
+        match self {
+            ModelSource::Tiny => Ok(TextAssets {
+                store: seeded_store(&config.tensor_shapes(), TINY_TEXT_SEED)?,
+                tokenizer: UmT5Tokenizer::from_bytes(TINY_TOKENIZER, config.text_len)?,
+                config,
+            }),
             ModelSource::Files(files) => {
-                let config = UmT5Config::xxl();
                 if !files.tokenizer.exists() {
                     return Err(Error::Assets(format!(
                         "tokenizer: {} does not exist",

@@ -9,7 +9,7 @@ use turbine_tensor::{Backend, HostTensor};
 
 use crate::decode::{DecodeStage, latent_frames};
 use crate::denoise::{DenoiseStage, DenoiseStep};
-use crate::text::TextStage;
+use crate::text::{EncodedPrompt, TextStage};
 use crate::{Error, GenerateRequest, ModelSource, Result};
 
 /// Stages of a generation, in order.
@@ -86,19 +86,34 @@ pub struct Report {
     pub timings: Timings,
 }
 
-/// The three stages of a text-to-video pipeline, loaded and cross-checked.
-pub struct Pipeline<B: Backend> {
-    text: TextStage<B>,
+/// The three stages of a text-to-video pipeline, loaded and cross-checked. The text encoder may
+/// run on another backend than the DiT and VAE (`T`): umT5 on the CPU when the GPU is short of
+/// memory, or on a second GPU. Its context reaches the DiT through host memory either way (8 MiB
+/// at most), as it does between the stage services.
+pub struct Pipeline<B: Backend, T: Backend = B> {
+    text: TextStage<T>,
     denoise: DenoiseStage<B>,
     decode: DecodeStage<B>,
 }
 
 impl<B: Backend + Clone> Pipeline<B> {
-    /// Loads the three models and checks that they fit together.
+    /// Loads the three models onto one backend and checks that they fit together.
     pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
         let denoise = DenoiseStage::load(backend.clone(), source)?;
         let text = TextStage::load(backend.clone(), source)?;
         let decode = DecodeStage::load(backend, source)?;
+        Self::from_stages(text, denoise, decode)
+    }
+}
+
+impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
+    /// Composes stages loaded separately (e.g. the DiT and VAE first, then umT5 wherever memory
+    /// is left), after checking that they fit together.
+    pub fn from_stages(
+        text: TextStage<T>,
+        denoise: DenoiseStage<B>,
+        decode: DecodeStage<B>,
+    ) -> Result<Self> {
         let (t, d, v) = (text.config(), denoise.config(), decode.config());
         if t.d_model != d.text_dim {
             return Err(Error::Assets(format!(
@@ -119,7 +134,7 @@ impl<B: Backend + Clone> Pipeline<B> {
         })
     }
 
-    pub fn text(&self) -> &TextStage<B> {
+    pub fn text(&self) -> &TextStage<T> {
         &self.text
     }
 
@@ -129,6 +144,19 @@ impl<B: Backend + Clone> Pipeline<B> {
 
     pub fn decoder(&self) -> &DecodeStage<B> {
         &self.decode
+    }
+
+    /// Encodes `prompt` and hands its context to the DiT's backend.
+    fn encode(
+        &self,
+        field: &'static str,
+        prompt: &str,
+        allow_empty: bool,
+    ) -> Result<(EncodedPrompt<T>, B::Tensor)> {
+        let encoded = self.text.encode(field, prompt, allow_empty)?;
+        let host = self.text.backend().download(&encoded.context)?;
+        let context = self.denoise.backend().upload(&host)?;
+        Ok((encoded, context))
     }
 
     /// Runs one text-to-video generation, handing frames to `sink` as they are decoded.
@@ -147,11 +175,11 @@ impl<B: Backend + Clone> Pipeline<B> {
             stage: Stage::TextEncode,
             units: 1 + use_negative as usize,
         });
-        let positive = self.text.encode("prompt", &request.prompt, false)?;
-        let negative = if use_negative {
+        let (positive, positive_context) = self.encode("prompt", &request.prompt, false)?;
+        let negative_context = if use_negative {
             Some(
-                self.text
-                    .encode("negative_prompt", &request.negative_prompt, true)?,
+                self.encode("negative_prompt", &request.negative_prompt, true)?
+                    .1,
             )
         } else {
             None
@@ -168,9 +196,9 @@ impl<B: Backend + Clone> Pipeline<B> {
             stage: Stage::Denoise,
             units: schedule.steps(),
         });
-        let positive_context = self.denoise.context("context", &positive.context)?;
-        let negative_context = match &negative {
-            Some(p) => Some(self.denoise.context("negative_context", &p.context)?),
+        let positive_context = self.denoise.context("context", &positive_context)?;
+        let negative_context = match &negative_context {
+            Some(c) => Some(self.denoise.context("negative_context", c)?),
             None => None,
         };
         let mut on_step = |step: &DenoiseStep<'_>| {

@@ -6,11 +6,14 @@
 //! - [`error`]: the one error type of the services and its one mapping to `tonic::Status`.
 //! - [`worker`]: the dedicated model thread with bounded admission; [`stream`]: bounded response
 //!   streams fed from it.
+//! - [`device`]: `--device`, `--quant` and `--text-device`: which backend a process runs its
+//!   models on, and where umT5 goes when GPU memory is short.
 //! - [`server`]: the skeleton every stage service runs: health (SERVING only after warm-up),
 //!   reflection v1 and v1alpha, message limits, SIGTERM drain, clap configuration.
 //! - `testing` (feature `testing`): loopback servers, health / reflection probes and service
 //!   binaries run as child processes, for the services' tests.
 
+pub mod device;
 pub mod error;
 pub mod params;
 pub mod server;

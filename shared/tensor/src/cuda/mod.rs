@@ -722,6 +722,18 @@ impl CudaBackend {
         self.dev.pool.stats()
     }
 
+    /// Bytes this backend could still allocate: the driver's free memory plus the pool's cached
+    /// blocks (other processes on the GPU count against the former).
+    pub fn free_memory(&self) -> Result<usize> {
+        self.dev
+            .stream
+            .context()
+            .bind_to_thread()
+            .w("free_memory")?;
+        let (free, _total) = cudarc::driver::result::mem_get_info().w("free_memory")?;
+        Ok(free + self.dev.pool.stats().cached_bytes)
+    }
+
     /// Returns cached free blocks to the driver.
     pub fn trim_pool(&self) -> Result<()> {
         self.dev.pool.trim()
