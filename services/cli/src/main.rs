@@ -6,6 +6,7 @@ mod bench;
 mod convert;
 mod generate;
 mod serve;
+mod submit;
 
 #[derive(Parser)]
 #[command(name = "turbine", version, about = "Fast Wan2.1/2.2 video generation")]
@@ -20,6 +21,8 @@ enum Command {
     Generate(Box<generate::Args>),
     /// Run the text encoder, denoiser, VAE and orchestrator services in this process (local use).
     Serve(Box<serve::Args>),
+    /// Submit one generation to a running cluster (Orchestrator.Generate) and save the MP4.
+    Submit(Box<submit::Args>),
     /// Convert a PyTorch `.pth` checkpoint (torch.save zip + pickle) into safetensors.
     Convert(convert::Args),
     /// Time the DiT forward (random weights or a checkpoint) and report JSON.
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match command {
         Command::Generate(args) => generate::run(*args),
         Command::Serve(args) => serve::run(*args),
+        Command::Submit(args) => submit::run(*args),
         Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::run(*args),
     }

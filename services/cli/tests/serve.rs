@@ -38,6 +38,8 @@ async fn serve_generates_the_same_video_as_generate() {
     let mut server = Child(
         Command::new(env!("CARGO_BIN_EXE_turbine"))
             .args(["serve", "--tiny", "--listen", &format!("127.0.0.1:{port}")])
+            // Compared byte for byte with a CPU run below, GPU or not.
+            .args(["--device", "cpu"])
             .arg("--artifact-dir")
             .arg(dir.path().join("artifacts"))
             .env_remove("TURBINE_MODEL_DIR")
@@ -102,7 +104,6 @@ async fn serve_generates_the_same_video_as_generate() {
             "generate", "--prompt", PROMPT, "--width", "64", "--height", "48", "--frames", "9",
         ])
         .args(["--steps", "2", "--seed", "5", "--out", "embedded.mp4"])
-        // The services compute on the CPU; so must the embedded run, GPU or not.
         .args(["--device", "cpu"])
         .current_dir(dir.path())
         .env_remove("TURBINE_MODEL_DIR")
@@ -117,6 +118,35 @@ async fn serve_generates_the_same_video_as_generate() {
         mp4 == std::fs::read(dir.path().join("embedded.mp4")).unwrap(),
         "served and embedded videos differ"
     );
+
+    // `turbine submit`, the CLI client of the same API, receives the same bytes, and reports
+    // what the server refuses with its code and field.
+    let submit = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_turbine"))
+            .args(["submit", "--server", &format!("http://127.0.0.1:{port}")])
+            .args(["--prompt", PROMPT, "--height", "48", "--frames", "9"])
+            .args(["--steps", "2", "--seed", "5"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let out = submit(&["--width", "64", "--out", "submitted.mp4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        mp4 == std::fs::read(dir.path().join("submitted.mp4")).unwrap(),
+        "submitted and served videos differ"
+    );
+    let out = submit(&["--width", "65", "--out", "refused.mp4"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("InvalidArgument: width: 65"), "{stderr}");
+    assert!(!dir.path().join("refused.mp4").exists());
 
     let pid = server.0.id().to_string();
     assert!(
