@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Issue 7's stage services on the GPU, from the repository root of a GPU host with the release
+# binaries in .gpu/ and the diffusers wheel in .whl/ (see dit_bench.sh):
+#   1. `turbine serve --device cuda --quant fp8`: the text encoder, denoiser and VAE services and
+#      the orchestrator in one process, talking gRPC over loopback as a cluster does (the DiT and
+#      VAE on the GPU, umT5 placed by --text-device auto), with the 1.3B random-weight folder
+#      (model_folder.sh). `turbine submit` (the CLI client of Orchestrator.Generate) renders 480p
+#      81 frames, 4-step rCM, SageSLA 0.1, twice (the first pays cuDNN planning), timings in
+#      submit-*.json.
+#   2. A request too big for the card (3840x2160, 1021 frames: an 8.3M-token DiT input) must fail
+#      with RESOURCE_EXHAUSTED, and the next normal request must succeed on the same server.
+#   3. SIGTERM: the server drains and exits 0.
+#   4. `turbine generate --reserve-gib 75`: --text-device auto finds too little room for umT5 next
+#      to the DiT and VAE and runs it on the CPU.
+# Everything under $OUT (default ./services-out).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-services-out}
+MODEL=${MODEL:-/tmp/turbine-e2e}
+UMT5_DIR=${UMT5_DIR:-/tmp/turbine-umt5}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 RUST_BACKTRACE=0
+status=0
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
+source tools/gpu/cudnn.sh
+if [ ! -f "$MODEL/config.json" ]; then
+    WORK=$MODEL source tools/gpu/wheels.sh
+    source tools/gpu/model_folder.sh
+    status=$model_status
+fi
+
+prompt="A red panda walks along a mossy branch in a misty bamboo forest at dawn, soft golden light \
+filtering through the leaves, slow camera pan, shallow depth of field, cinematic, highly detailed"
+port=50050
+submit() {
+    local name=$1
+    shift
+    timeout 300 .gpu/turbine submit --server "http://127.0.0.1:$port" --prompt "$prompt" \
+        --steps 4 --attention sagesla --sla-topk 0.1 --seed 7 --out "$OUT/$name.mp4" \
+        --timings-json "$OUT/submit-$name.json" "$@" >"$OUT/submit-$name.log" 2>&1
+    local rc=$?
+    echo "submit $name: exit $rc"
+    tail -6 "$OUT/submit-$name.log"
+    return $rc
+}
+
+echo "== 1. turbine serve --device cuda --quant fp8"
+start=$(date +%s%N)
+.gpu/turbine serve --model-dir "$MODEL" --listen "127.0.0.1:$port" --device cuda --quant fp8 \
+    --artifact-dir /tmp/turbine-artifacts >"$OUT/serve.log" 2>&1 &
+server=$!
+ready=""
+for _ in $(seq 1 240); do
+    if [ "$(grep -c 'serving' "$OUT/serve.log")" -ge 3 ]; then
+        ready=$((($(date +%s%N) - start) / 1000000))
+        break
+    fi
+    kill -0 $server 2>/dev/null || break
+    sleep 0.5
+done
+echo "stages serving after ${ready:-never} ms" | tee "$OUT/ready.txt"
+grep -E '^(device|text-device)' "$OUT/serve.log"
+nvidia-smi --query-gpu=memory.used --format=csv,noheader | sed 's/^/GPU memory used after load: /' \
+    | tee -a "$OUT/ready.txt"
+submit warm || status=1
+submit timed || status=1
+
+echo "== 2. a request that cannot fit, then a normal one"
+submit too-big --width 3840 --height 2160 --frames 1021
+grep -q "ResourceExhausted" "$OUT/submit-too-big.log" \
+    && echo "too-big: RESOURCE_EXHAUSTED as expected" \
+    || { echo "too-big: expected RESOURCE_EXHAUSTED"; status=1; }
+submit after-oom || status=1
+nvidia-smi --query-gpu=memory.used --format=csv,noheader | sed 's/^/GPU memory used after: /'
+
+echo "== 3. SIGTERM"
+kill -TERM $server
+wait $server
+rc=$?
+echo "serve exited $rc"
+[ $rc -eq 0 ] || status=1
+
+echo "== 4. turbine generate, umT5 placed on the CPU for lack of room"
+timeout 300 .gpu/turbine generate --model-dir "$MODEL" --device cuda --reserve-gib 75 \
+    --frames 81 --steps 4 --attention sagesla --quant fp8 --prompt "$prompt" \
+    --out "$OUT/text-on-cpu.mp4" --timings-json "$OUT/timings-text-on-cpu.json" \
+    >"$OUT/generate-text-on-cpu.log" 2>&1 || status=1
+grep -E '^(device|text-device)|^\s+(load|text|denoise|vae|total)' "$OUT/generate-text-on-cpu.log"
+[ -n "${KEEP_MODEL:-}" ] || rm -rf "$MODEL"
+exit $status
