@@ -21,6 +21,7 @@ use turbine_proto::v1::vae_client::VaeClient;
 use turbine_proto::v1::{
     Dtype, EncodeRequest, Stage, TensorChunk, denoise_event, denoise_input, encode_response,
 };
+use turbine_rpc::error::BUSY_METADATA;
 use turbine_rpc::server::MAX_MESSAGE_BYTES;
 use turbine_rpc::tensor::{TensorAssembler, WireTensor};
 use turbine_telemetry::{GrpcClientLayer, GrpcClientService};
@@ -78,13 +79,14 @@ fn broken_transport(status: &Status) -> bool {
     std::error::Error::source(status).is_some()
 }
 
-/// UNAVAILABLE (refused, loading, draining), RESOURCE_EXHAUSTED (that replica's queue is full:
-/// another may be idle), or a connection broken before the call completed; never
-/// INVALID_ARGUMENT, which another replica would refuse just the same.
+/// UNAVAILABLE (refused, loading, draining), RESOURCE_EXHAUSTED marked busy (that replica's
+/// queue is full: another may be idle), or a connection broken before the call completed; never
+/// INVALID_ARGUMENT or a request too big for the device's memory, which another replica would
+/// refuse just the same.
 fn retryable(status: &Status) -> bool {
     let code = status.code();
     code == Code::Unavailable
-        || code == Code::ResourceExhausted
+        || (code == Code::ResourceExhausted && status.metadata().contains_key(BUSY_METADATA))
         || (code != Code::InvalidArgument && broken_transport(status))
 }
 

@@ -1,5 +1,6 @@
 //! The services' one error type and its one mapping to gRPC status codes.
 
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use turbine_checkpoint::Error as CheckpointError;
 use turbine_models::Error as ModelError;
@@ -130,6 +131,11 @@ fn checkpoint_code(e: &CheckpointError) -> Code {
     }
 }
 
+/// Metadata of a RESOURCE_EXHAUSTED that means "this replica's queue is full", which another
+/// replica may not be. Without it RESOURCE_EXHAUSTED means the request itself is too big (out
+/// of device memory), which retrying elsewhere on the same hardware only repeats.
+pub const BUSY_METADATA: &str = "turbine-busy";
+
 /// The full source chain, for logs.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -163,7 +169,13 @@ impl From<Error> for Status {
         if code == Code::Internal {
             tracing::error!(error = %chain(&e), "internal error");
         }
-        Status::new(code, message)
+        let mut status = Status::new(code, message);
+        if matches!(e, Error::Busy { .. }) {
+            status
+                .metadata_mut()
+                .insert(BUSY_METADATA, MetadataValue::from_static("1"));
+        }
+        status
     }
 }
 
@@ -229,9 +241,15 @@ mod tests {
             (Error::Loading, Code::Unavailable, "loading"),
         ];
         for (error, code, needle) in cases {
+            let busy = matches!(error, Error::Busy { .. });
             let status = Status::from(error);
             assert_eq!(status.code(), code, "{}", status.message());
             assert!(status.message().contains(needle), "{}", status.message());
+            assert_eq!(
+                status.metadata().contains_key(BUSY_METADATA),
+                busy,
+                "{status:?}"
+            );
         }
     }
 }

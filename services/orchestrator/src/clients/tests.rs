@@ -26,6 +26,10 @@ enum Behaviour {
     Unavailable,
     InvalidArgument,
     FailedPrecondition,
+    /// The replica's queue is full (turbine-rpc's busy status).
+    Busy,
+    /// The request does not fit in the replica's device memory.
+    OutOfMemory,
     /// Sends one step, then stays silent until the server dies.
     Hang,
 }
@@ -62,6 +66,15 @@ impl Denoiser for FakeDenoiser {
             }
             Behaviour::FailedPrecondition => {
                 return Err(Status::failed_precondition("proj_l missing"));
+            }
+            Behaviour::Busy => return Err(turbine_rpc::Error::Busy { slots: 1 }.into()),
+            Behaviour::OutOfMemory => {
+                let oom = turbine_tensor::Error::OutOfMemory {
+                    backend: "cuda",
+                    bytes: 1 << 34,
+                    detail: "cache released".into(),
+                };
+                return Err(turbine_rpc::Error::from(turbine_pipeline::Error::from(oom)).into());
             }
             Behaviour::Sample | Behaviour::Hang => {}
         }
@@ -304,6 +317,24 @@ async fn unavailable_is_retried_elsewhere_and_invalid_argument_is_not() {
         Code::FailedPrecondition
     );
     assert_eq!(c.calls() + d.calls(), 1);
+
+    // RESOURCE_EXHAUSTED: a full queue is another replica's chance; a request too big for the
+    // device's memory is not.
+    let busy = FakeServer::start(Behaviour::Busy, None);
+    let good = FakeServer::start(Behaviour::Sample, None);
+    let stages_ = stages(&[&busy.url, &good.url]).await;
+    let (result, _, _) = denoise(&stages_).await;
+    result.unwrap();
+    assert_eq!((busy.calls(), good.calls()), (1, 1));
+    let e = FakeServer::start(Behaviour::OutOfMemory, None);
+    let f = FakeServer::start(Behaviour::OutOfMemory, None);
+    let stages_ = stages(&[&e.url, &f.url]).await;
+    let (result, _, _) = denoise(&stages_).await;
+    assert_eq!(
+        Status::from(result.unwrap_err()).code(),
+        Code::ResourceExhausted
+    );
+    assert_eq!(e.calls() + f.calls(), 1, "never retried");
 
     let x = FakeServer::start(Behaviour::Unavailable, None);
     let y = FakeServer::start(Behaviour::Unavailable, None);
