@@ -2,6 +2,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 use crate::{DType, Error, Result};
 
@@ -42,28 +43,29 @@ impl HostData {
     }
 
     /// Elements of `dtype` from their little-endian bytes (unaligned reads: checkpoint offsets
-    /// need not be aligned); a trailing partial element is ignored.
+    /// need not be aligned); a trailing partial element is ignored. On all cores: the umT5 token
+    /// table alone is 2.1 GB read from a checkpoint's map.
     pub fn from_le_bytes(dtype: DType, bytes: &[u8]) -> HostData {
         match dtype {
             DType::F32 => HostData::F32(
                 bytes
-                    .chunks_exact(4)
+                    .par_chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
             ),
             DType::F16 => HostData::F16(
                 bytes
-                    .chunks_exact(2)
-                    .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                    .par_chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
                     .collect(),
             ),
             DType::BF16 => HostData::BF16(
                 bytes
-                    .chunks_exact(2)
-                    .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
+                    .par_chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
                     .collect(),
             ),
-            DType::I8 => HostData::I8(bytes.iter().map(|&b| b as i8).collect()),
+            DType::I8 => HostData::I8(bytes.par_iter().map(|&b| b as i8).collect()),
         }
     }
 
