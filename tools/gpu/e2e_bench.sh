@@ -34,7 +34,7 @@ run() {
         >"$OUT/generate-$name.log" 2>&1
     local rc=$?
     echo "$name: exit $rc, $(stat -c %s "$OUT/$name.mp4" 2>/dev/null || echo 0) bytes"
-    grep -E '^\s+(load|text|denoise|vae|encode|total|step)' "$OUT/generate-$name.log"
+    grep -E '^\s+(load|text|dit|denoise|vae|encode|total|step)' "$OUT/generate-$name.log"
     return $rc
 }
 echo "== 2. turbine generate, 1.3B 480p 81 frames, 4-step rCM"

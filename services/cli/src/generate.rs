@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use turbine_media::{FrameChunk, GifConfig, GifWriter, Mp4Config, Mp4Writer, PngFrameDump};
 use turbine_models::wan::AttentionMode;
 use turbine_pipeline::{
-    DecodeStage, DenoiseStage, Event, FrameSink, GenerateRequest, ModelFiles, ModelSource,
-    Pipeline, Report, Stage, TextStage, VideoShape,
+    DecodeStage, DenoiseStage, Event, FrameSink, GenerateRequest, LoadReport, ModelFiles,
+    ModelLoad, ModelSource, Pipeline, Report, Stage, TextStage, VideoShape,
 };
 use turbine_samplers::{FlowConfig, FlowSolver, RcmConfig, RcmMode, SamplerConfig};
 use turbine_tensor::{Backend, CpuBackend, HostTensor, SlaParams};
@@ -410,6 +410,7 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
     start: Instant,
 ) -> anyhow::Result<()> {
     let load_s = start.elapsed().as_secs_f64();
+    let loads = pipeline.load_report();
 
     let mut outputs = Outputs::create(args, &request.shape)?;
     let mut progress = Progress { bar: None };
@@ -421,12 +422,13 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
     }
     let finish_s = encode_start.elapsed().as_secs_f64();
 
-    print_summary(&args.out, &report, load_s, finish_s, info.bytes);
+    print_summary(&args.out, &report, load_s, &loads, finish_s, info.bytes);
     if let Some(path) = &args.timings_json {
         write_json(
             path,
             &report,
             load_s,
+            &loads,
             finish_s,
             start.elapsed().as_secs_f64(),
         )?;
@@ -434,7 +436,23 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
     Ok(())
 }
 
-fn print_summary(out: &Path, r: &Report, load_s: f64, finish_s: f64, bytes: u64) {
+/// The models of a [`LoadReport`] with their names in the summary and the JSON.
+fn models(loads: &LoadReport) -> [(&'static str, &ModelLoad); 3] {
+    [
+        ("text_encoder", &loads.text_encoder),
+        ("dit", &loads.dit),
+        ("vae", &loads.vae),
+    ]
+}
+
+fn print_summary(
+    out: &Path,
+    r: &Report,
+    load_s: f64,
+    loads: &LoadReport,
+    finish_s: f64,
+    bytes: u64,
+) {
     let t = &r.timings;
     eprintln!(
         "wrote {} ({} frames, {}x{}, {} bytes)",
@@ -444,7 +462,15 @@ fn print_summary(out: &Path, r: &Report, load_s: f64, finish_s: f64, bytes: u64)
         r.height,
         bytes
     );
-    eprintln!("  load         {load_s:8.3} s");
+    eprintln!("  load         {load_s:8.3} s  (device set-up included)");
+    for (name, m) in models(loads) {
+        eprintln!(
+            "    {name:<12}{:7.3} s  {:6.2} GB  {:6.2} GB/s",
+            m.seconds,
+            m.bytes as f64 / 1e9,
+            m.gb_per_s()
+        );
+    }
     eprintln!("  text encode  {:8.3} s", t.text_encode_s);
     eprintln!(
         "  denoise      {:8.3} s  ({} steps)",
@@ -462,12 +488,25 @@ fn write_json(
     path: &Path,
     r: &Report,
     load_s: f64,
+    loads: &LoadReport,
     finish_s: f64,
     wall_s: f64,
 ) -> anyhow::Result<()> {
+    let load: serde_json::Map<String, serde_json::Value> = models(loads)
+        .into_iter()
+        .map(|(name, m)| {
+            let entry = serde_json::json!({
+                "seconds": m.seconds,
+                "bytes": m.bytes,
+                "gb_per_s": m.gb_per_s(),
+            });
+            (name.to_string(), entry)
+        })
+        .collect();
     let json = serde_json::json!({
         "report": r,
         "load_s": load_s,
+        "load": load,
         "finish_output_s": finish_s,
         "wall_s": wall_s,
     });

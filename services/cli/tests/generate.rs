@@ -118,6 +118,14 @@ fn tiny_preset_writes_a_readable_mp4() {
             .unwrap()
             > 0.0
     );
+    let load_s = timings["load_s"].as_f64().unwrap();
+    for model in ["text_encoder", "dit", "vae"] {
+        let load = &timings["load"][model];
+        let seconds = load["seconds"].as_f64().unwrap();
+        assert!(seconds > 0.0 && seconds <= load_s, "{model}: {load}");
+        assert!(load["bytes"].as_u64().unwrap() > 0, "{model}: {load}");
+        assert!(load["gb_per_s"].as_f64().unwrap() > 0.0, "{model}: {load}");
+    }
 }
 
 #[test]

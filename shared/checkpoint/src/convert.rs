@@ -214,14 +214,8 @@ impl View for HostView<'_> {
         &self.0.shape
     }
 
-    /// Native byte order is safetensors' little-endian on every host Turbine targets.
     fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(match &self.0.data {
-            HostData::F32(v) => bytemuck::cast_slice(v),
-            HostData::F16(v) => bytemuck::cast_slice(v),
-            HostData::BF16(v) => bytemuck::cast_slice(v),
-            HostData::I8(v) => bytemuck::cast_slice(v),
-        })
+        Cow::Borrowed(self.0.tensor_bytes().bytes())
     }
 
     fn data_len(&self) -> usize {

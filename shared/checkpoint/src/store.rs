@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype as StDtype, SafeTensors};
-use turbine_tensor::{DType, HostData, HostTensor};
+use turbine_tensor::{DType, HostBytes, HostData, HostTensor};
 
 use crate::{Error, Result};
 
@@ -38,10 +38,17 @@ impl std::ops::Deref for Backing {
     }
 }
 
+impl AsRef<[u8]> for Backing {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 /// Read-only access by name to the tensors of one or more safetensors files, zero-copy until a
 /// tensor is asked for.
 pub struct TensorStore {
-    files: Vec<(PathBuf, Backing)>,
+    /// Shared with the [`HostBytes`] handed out, which keep a file mapped while they live.
+    files: Vec<(PathBuf, Arc<Backing>)>,
     index: BTreeMap<String, TensorInfo>,
     /// The `__metadata__` string maps of all files, merged.
     metadata: BTreeMap<String, String>,
@@ -185,7 +192,7 @@ impl TensorStore {
                 });
             }
         }
-        self.files.push((path, bytes));
+        self.files.push((path, Arc::new(bytes)));
         Ok(())
     }
 
@@ -214,6 +221,14 @@ impl TensorStore {
         self.index.get(name)
     }
 
+    /// Bytes of tensor data in the store (headers excluded): what loading every tensor reads.
+    pub fn data_bytes(&self) -> u64 {
+        self.index
+            .values()
+            .map(|info| (info.end - info.start) as u64)
+            .sum()
+    }
+
     /// The raw little-endian bytes of a tensor, borrowed from the map.
     pub fn bytes(&self, name: &str) -> Result<&[u8]> {
         let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
@@ -224,12 +239,30 @@ impl TensorStore {
     pub fn get(&self, name: &str) -> Result<HostTensor> {
         let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
         let bytes = &self.files[info.file].1[info.start..info.end];
-        let data = decode(info.dtype, bytes);
+        let data = HostData::from_le_bytes(info.dtype, bytes);
         Ok(HostTensor::new(info.shape.clone(), data)?)
     }
 
     /// [`TensorStore::get`] after checking the shape.
     pub fn get_shaped(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        self.shaped(name, expected)?;
+        self.get(name)
+    }
+
+    /// A tensor of exactly `expected` shape left in the map, for a backend to read without an
+    /// intermediate copy; it keeps the file mapped while it lives.
+    pub fn mapped(&self, name: &str, expected: &[usize]) -> Result<HostBytes> {
+        let info = self.shaped(name, expected)?;
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = self.files[info.file].1.clone();
+        Ok(HostBytes::new(
+            info.shape.clone(),
+            info.dtype,
+            owner,
+            info.start..info.end,
+        )?)
+    }
+
+    fn shaped(&self, name: &str, expected: &[usize]) -> Result<&TensorInfo> {
         let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
         if info.shape != expected {
             return Err(Error::ShapeMismatch {
@@ -238,31 +271,6 @@ impl TensorStore {
                 found: info.shape.clone(),
             });
         }
-        self.get(name)
-    }
-}
-
-/// Little-endian bytes to typed host data (unaligned reads: mmap offsets need not be aligned).
-pub(crate) fn decode(dtype: DType, bytes: &[u8]) -> HostData {
-    match dtype {
-        DType::F32 => HostData::F32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        DType::F16 => HostData::F16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-        DType::BF16 => HostData::BF16(
-            bytes
-                .chunks_exact(2)
-                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-        ),
-        DType::I8 => HostData::I8(bytes.iter().map(|&b| b as i8).collect()),
+        Ok(info)
     }
 }

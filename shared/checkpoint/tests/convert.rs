@@ -210,3 +210,25 @@ fn host_tensors_export_and_load_back() {
         assert_eq!(mode & 0o777, 0o644);
     }
 }
+
+#[test]
+fn mapped_tensors_are_the_stored_bytes_and_keep_the_file_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mapped.safetensors");
+    let w = HostTensor::new(
+        [2, 3],
+        HostData::BF16((0..6).map(|i| bf16::from_f32(i as f32 * 0.75)).collect()),
+    )
+    .unwrap();
+    let b = HostTensor::from_f32([3], vec![0.5, -1.0, 7.25]).unwrap();
+    let tensors = [("w", &w), ("b", &b)].map(|(n, t)| (n.to_string(), HostView(t)));
+    write_safetensors(&out, tensors, HashMap::new()).unwrap();
+    let store = TensorStore::open(&out).unwrap();
+    assert_eq!(store.data_bytes(), 6 * 2 + 3 * 4);
+    let err = store.mapped("w", &[3, 2]).unwrap_err().to_string();
+    assert!(err.contains("expected shape [3, 2], found [2, 3]"), "{err}");
+    assert!(store.mapped("nope", &[1]).is_err());
+    let mapped = store.mapped("w", &[2, 3]).unwrap();
+    drop(store);
+    assert_eq!(mapped.tensor_bytes().to_host(), w);
+}

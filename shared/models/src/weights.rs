@@ -90,7 +90,7 @@ impl<'a, L: Copy> Checkpoint<'a, L> {
     /// A float tensor of exactly `shape` under the stored `key`.
     pub(crate) fn tensor_at(&self, key: &str, shape: &[usize]) -> Result<HostTensor> {
         let t = self.store.get_shaped(key, shape)?;
-        float_only(key, &t)?;
+        float_only(key, t.dtype())?;
         Ok(t)
     }
 
@@ -110,7 +110,7 @@ impl<'a, L: Copy> Checkpoint<'a, L> {
             .into());
         }
         let t = self.store.get(&key)?;
-        float_only(&key, &t)?;
+        float_only(&key, t.dtype())?;
         Ok(t)
     }
 
@@ -123,9 +123,7 @@ impl<'a, L: Copy> Checkpoint<'a, L> {
         in_features: usize,
     ) -> Result<LinearWeights> {
         let weight = if self.contains(&format!("{name}.weight")) {
-            LinearWeight::Dense(
-                self.tensor(&format!("{name}.weight"), &[out_features, in_features])?,
-            )
+            self.dense_weight(name, out_features, in_features)?
         } else if self.contains(&format!("{name}.int8_weight")) {
             self.int8_weight(name, out_features, in_features)?
         } else {
@@ -156,13 +154,26 @@ impl<'a, L: Copy> Checkpoint<'a, L> {
         out_features: usize,
         in_features: usize,
     ) -> Result<LinearWeights> {
-        let weight = self.tensor(&format!("{name}.weight"), &[out_features, in_features])?;
         Ok(LinearWeights {
             out_features,
             in_features,
-            weight: LinearWeight::Dense(weight),
+            weight: self.dense_weight(name, out_features, in_features)?,
             bias: None,
         })
+    }
+
+    /// `{name}.weight` `[out, in]` left in the checkpoint's map: linear weights are nearly all of
+    /// a model's bytes, and the backend reads them from there with no host copy in between.
+    fn dense_weight(
+        &self,
+        name: &str,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<LinearWeight> {
+        let key = self.key(&format!("{name}.weight"));
+        let weight = self.store.mapped(&key, &[out_features, in_features])?;
+        float_only(&key, weight.dtype())?;
+        Ok(LinearWeight::Mapped(weight))
     }
 
     fn int8_weight(
@@ -191,14 +202,11 @@ impl<'a, L: Copy> Checkpoint<'a, L> {
     }
 }
 
-fn float_only(key: &str, t: &HostTensor) -> Result<()> {
-    if !t.dtype().is_float() {
-        return Err(CkptError::dtype_mismatch(
-            key,
-            &[DType::F32, DType::BF16, DType::F16],
-            t.dtype(),
-        )
-        .into());
+fn float_only(key: &str, dtype: DType) -> Result<()> {
+    if !dtype.is_float() {
+        return Err(
+            CkptError::dtype_mismatch(key, &[DType::F32, DType::BF16, DType::F16], dtype).into(),
+        );
     }
     Ok(())
 }

@@ -1,14 +1,17 @@
 //! The VAE stage: latent frames to video frames as each arrives, and video to latents.
 
+use std::time::Instant;
+
 use turbine_models::vae::{DecodeSession, WanVae, WanVaeConfig};
 use turbine_tensor::{Backend, HostTensor};
 
 use crate::request::{FRAME_STRIDE, MAX_FRAMES, MAX_SIDE};
-use crate::{Error, ModelSource, Result};
+use crate::{Error, ModelLoad, ModelSource, Result};
 
 /// The loaded Wan VAE.
 pub struct DecodeStage<B: Backend> {
     vae: WanVae<B>,
+    load: ModelLoad,
 }
 
 /// A decode whose latent frames arrive one at a time: the VAE's causal caches between them.
@@ -24,10 +27,16 @@ pub struct FrameDecoder<'a, B: Backend> {
 
 impl<B: Backend> DecodeStage<B> {
     pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
+        let start = Instant::now();
         let (config, store) = source.vae()?;
-        Ok(Self {
-            vae: WanVae::load(backend, config, &store)?,
-        })
+        let vae = WanVae::load(backend, config, &store)?;
+        let load = ModelLoad::finish(start, vae.backend(), &store)?;
+        Ok(Self { vae, load })
+    }
+
+    /// How the VAE loaded.
+    pub fn load_report(&self) -> ModelLoad {
+        self.load
     }
 
     pub fn config(&self) -> &WanVaeConfig {

@@ -8,7 +8,7 @@ use turbine_samplers::{Conditioning, Latent, SeededNoise, StepEvent, VelocityMod
 use turbine_tensor::{Backend, HostTensor};
 
 use crate::preview::{Preview, render_preview};
-use crate::{Error, GenerateRequest, ModelSource, Result, VideoShape};
+use crate::{Error, GenerateRequest, ModelLoad, ModelSource, Result, VideoShape};
 
 /// Most context rows the DiT takes: umT5's `text_len`, the length Wan pads every prompt to.
 pub const MAX_CONTEXT_ROWS: usize = 512;
@@ -45,6 +45,7 @@ impl<B: Backend + Clone> VelocityModel<B> for DitVelocity<'_, B> {
 /// The loaded DiT.
 pub struct DenoiseStage<B: Backend> {
     dit: WanModel<B>,
+    load: ModelLoad,
 }
 
 /// One finished denoising step, as the step observer sees it.
@@ -69,9 +70,16 @@ impl DenoiseStep<'_> {
 
 impl<B: Backend + Clone> DenoiseStage<B> {
     pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
+        let start = Instant::now();
         let (config, store) = source.dit()?;
         let dit = WanModel::load(backend, config, &store, AttentionMode::Dense)?;
-        Ok(Self { dit })
+        let load = ModelLoad::finish(start, dit.backend(), &store)?;
+        Ok(Self { dit, load })
+    }
+
+    /// How the DiT loaded.
+    pub fn load_report(&self) -> ModelLoad {
+        self.load
     }
 
     pub fn config(&self) -> &WanConfig {

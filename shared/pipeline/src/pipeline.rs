@@ -10,7 +10,7 @@ use turbine_tensor::{Backend, HostTensor};
 use crate::decode::{DecodeStage, latent_frames};
 use crate::denoise::{DenoiseStage, DenoiseStep};
 use crate::text::{EncodedPrompt, TextStage};
-use crate::{Error, GenerateRequest, ModelSource, Result};
+use crate::{Error, GenerateRequest, LoadReport, ModelSource, Result};
 
 /// Stages of a generation, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,6 +144,15 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
 
     pub fn decoder(&self) -> &DecodeStage<B> {
         &self.decode
+    }
+
+    /// How each model loaded.
+    pub fn load_report(&self) -> LoadReport {
+        LoadReport {
+            text_encoder: self.text.load_report(),
+            dit: self.denoise.load_report(),
+            vae: self.decode.load_report(),
+        }
     }
 
     /// Encodes `prompt` and hands its context to the DiT's backend.

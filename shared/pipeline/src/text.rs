@@ -1,14 +1,17 @@
 //! The text stage: prompt → tokens → umT5 → the padded context the DiT cross-attends to.
 
+use std::time::Instant;
+
 use turbine_models::umt5::{UmT5Config, UmT5Encoder, UmT5Tokenizer};
 use turbine_tensor::Backend;
 
-use crate::{Error, ModelSource, Result};
+use crate::{Error, ModelLoad, ModelSource, Result};
 
 /// The tokenizer and umT5 encoder.
 pub struct TextStage<B: Backend> {
     tokenizer: UmT5Tokenizer,
     encoder: UmT5Encoder<B>,
+    load: ModelLoad,
 }
 
 /// An encoded prompt.
@@ -23,8 +26,10 @@ pub struct EncodedPrompt<B: Backend> {
 
 impl<B: Backend> TextStage<B> {
     pub fn load(backend: B, source: &ModelSource) -> Result<Self> {
+        let start = Instant::now();
         let assets = source.text()?;
         let encoder = UmT5Encoder::load(backend, assets.config, &assets.store)?;
+        let load = ModelLoad::finish(start, encoder.backend(), &assets.store)?;
         if assets.tokenizer.vocab_size() > encoder.config().vocab_size {
             return Err(Error::Assets(format!(
                 "the tokenizer has {} ids, the text encoder's table {}",
@@ -35,7 +40,13 @@ impl<B: Backend> TextStage<B> {
         Ok(Self {
             tokenizer: assets.tokenizer,
             encoder,
+            load,
         })
+    }
+
+    /// How the encoder (and tokenizer) loaded.
+    pub fn load_report(&self) -> ModelLoad {
+        self.load
     }
 
     pub fn config(&self) -> &UmT5Config {

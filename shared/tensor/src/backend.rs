@@ -1,6 +1,6 @@
 use std::fmt::Debug;
 
-use crate::{HostTensor, Result, shapes};
+use crate::{HostBytes, HostTensor, Result, TensorBytes, shapes};
 
 /// Side of the square weight tiles of TurboDiffusion's W8A8 format: one f32 scale per 128×128 tile.
 pub const QUANT_BLOCK: usize = 128;
@@ -10,6 +10,9 @@ pub const QUANT_BLOCK: usize = 128;
 pub enum LinearWeight {
     /// `[out, in]`, any float dtype.
     Dense(HostTensor),
+    /// [`LinearWeight::Dense`] with its elements still in a memory-mapped checkpoint: backends
+    /// read them from there, with no host copy in between.
+    Mapped(HostBytes),
     /// TurboDiffusion `-quant` layout: int8 `[out, in]` and f32 scales
     /// `[ceil(out/128), ceil(in/128)]`; `w[i][j] ≈ values[i][j] · scales[i/128][j/128]`.
     Int8Block { values: Vec<i8>, scales: Vec<f32> },
@@ -25,6 +28,17 @@ pub struct LinearWeights {
     pub bias: Option<HostTensor>,
 }
 
+impl LinearWeight {
+    /// The elements of a dense weight (owned or mapped); `None` for the int8 layout.
+    pub fn dense(&self) -> Option<TensorBytes<'_>> {
+        match self {
+            LinearWeight::Dense(t) => Some(t.tensor_bytes()),
+            LinearWeight::Mapped(b) => Some(b.tensor_bytes()),
+            LinearWeight::Int8Block { .. } => None,
+        }
+    }
+}
+
 impl LinearWeights {
     /// Number of scale tiles along (out, in) for the int8 layout.
     pub fn quant_grid(out_features: usize, in_features: usize) -> (usize, usize) {
@@ -38,6 +52,7 @@ impl LinearWeights {
     pub fn dense_f32(&self) -> Vec<f32> {
         match &self.weight {
             LinearWeight::Dense(w) => w.to_f32_vec(),
+            LinearWeight::Mapped(w) => w.tensor_bytes().to_host().to_f32_vec(),
             LinearWeight::Int8Block { values, scales } => {
                 let (_, grid_in) = Self::quant_grid(self.out_features, self.in_features);
                 let mut out = Vec::with_capacity(values.len());

@@ -23,4 +23,4 @@ pub use cpu::{CpuBackend, CpuTensor, sla_block_map};
 pub use cuda::{CudaBackend, CudaLinear, CudaOptions, CudaTensor};
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use host::{HostData, HostTensor};
+pub use host::{HostBytes, HostData, HostTensor, TensorBytes};

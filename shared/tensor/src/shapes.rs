@@ -128,36 +128,34 @@ pub(crate) fn permute(shape: &[usize], perm: &[usize]) -> Result<Vec<usize>> {
 
 /// Checks a linear layer's weights before a backend places them.
 pub(crate) fn linear_weights(w: &LinearWeights) -> Result<()> {
-    match &w.weight {
-        LinearWeight::Dense(t) => {
-            if t.shape != [w.out_features, w.in_features] {
-                return Err(Error::shape(
-                    "upload_linear",
-                    format!("weight must be [{}, {}]", w.out_features, w.in_features),
-                    &t.shape,
-                ));
-            }
-            if t.dtype() == crate::DType::I8 {
-                return Err(Error::DType {
-                    op: "upload_linear",
-                    dtype: crate::DType::I8,
-                });
-            }
+    if let Some(t) = w.weight.dense() {
+        let expected = [w.out_features, w.in_features];
+        if t.shape() != expected || t.numel() != w.out_features * w.in_features {
+            return Err(Error::shape(
+                "upload_linear",
+                format!("weight must be {expected:?}"),
+                t.shape(),
+            ));
         }
-        LinearWeight::Int8Block { values, scales } => {
-            let expected = w.out_features * w.in_features;
-            let (go, gi) = LinearWeights::quant_grid(w.out_features, w.in_features);
-            if values.len() != expected || scales.len() != go * gi {
-                return Err(Error::invalid(
-                    "upload_linear",
-                    format!(
-                        "int8 weight has {} values / {} scales, expected {expected} / {}",
-                        values.len(),
-                        scales.len(),
-                        go * gi
-                    ),
-                ));
-            }
+        if t.dtype() == crate::DType::I8 {
+            return Err(Error::DType {
+                op: "upload_linear",
+                dtype: crate::DType::I8,
+            });
+        }
+    } else if let LinearWeight::Int8Block { values, scales } = &w.weight {
+        let expected = w.out_features * w.in_features;
+        let (go, gi) = LinearWeights::quant_grid(w.out_features, w.in_features);
+        if values.len() != expected || scales.len() != go * gi {
+            return Err(Error::invalid(
+                "upload_linear",
+                format!(
+                    "int8 weight has {} values / {} scales, expected {expected} / {}",
+                    values.len(),
+                    scales.len(),
+                    go * gi
+                ),
+            ));
         }
     }
     if let Some(b) = &w.bias

@@ -71,6 +71,19 @@ enum CpuWeight {
 }
 
 impl CpuWeight {
+    /// A float weight as it is stored; int8 values are no dense weight.
+    fn new(data: HostData) -> Result<Self> {
+        match data {
+            HostData::F32(v) => Ok(CpuWeight::F32(v)),
+            HostData::F16(v) => Ok(CpuWeight::F16(v)),
+            HostData::BF16(v) => Ok(CpuWeight::BF16(v)),
+            HostData::I8(_) => Err(Error::DType {
+                op: "upload_linear",
+                dtype: DType::I8,
+            }),
+        }
+    }
+
     fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
         match self {
             CpuWeight::F32(v) => std::borrow::Cow::Borrowed(v),
@@ -173,17 +186,8 @@ impl Backend for CpuBackend {
     fn upload_linear(&self, w: &LinearWeights) -> Result<CpuLinear> {
         shapes::linear_weights(w)?;
         let weight = match &w.weight {
-            LinearWeight::Dense(t) => match &t.data {
-                HostData::F32(v) => CpuWeight::F32(v.clone()),
-                HostData::F16(v) => CpuWeight::F16(v.clone()),
-                HostData::BF16(v) => CpuWeight::BF16(v.clone()),
-                HostData::I8(_) => {
-                    return Err(Error::DType {
-                        op: "upload_linear",
-                        dtype: DType::I8,
-                    });
-                }
-            },
+            LinearWeight::Dense(t) => CpuWeight::new(t.data.clone())?,
+            LinearWeight::Mapped(b) => CpuWeight::new(b.tensor_bytes().to_host().data)?,
             LinearWeight::Int8Block { .. } => CpuWeight::F32(w.dense_f32()),
         };
         let bias = w.bias.as_ref().map(HostTensor::to_f32_vec);

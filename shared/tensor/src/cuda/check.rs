@@ -7,7 +7,7 @@
 //! The error measure is [`compare::max_rel_err`], `max|gpu − cpu| / max|cpu|`. Tolerances, all
 //! with f32 on both sides:
 //!
-//! - **0** (bit-exact): transfers, reshape, slice, permute, concat, (un)patchify, upsample (pure
+//! - **0** (bit-exact): transfers (small ones and ones through the pinned staging ring), reshape, slice, permute, concat, (un)patchify, upsample (pure
 //!   copies); add, mul, clamp (one correctly rounded operation per element on both sides);
 //! - **1e-6**: gelu, silu, gated residual, lincomb, channel affine, rope (FMA contraction, and
 //!   `expf`/`tanhf` within 2 ulp against Rust's libm);
@@ -25,10 +25,13 @@
 //! f32 arithmetic, linear layers also round their weights, and attention rounds the softmax
 //! probabilities to bf16 before P·V, as every bf16 flash kernel does.
 
-use super::{CudaBackend, Precision};
+use std::sync::Arc;
+
+use super::staging::SLOT_BYTES;
+use super::{CudaBackend, LinearWeight as DeviceWeight, Precision};
 use crate::{
-    Backend, CpuBackend, DType, HostData, HostTensor, LinearWeight, LinearWeights, Result,
-    SlaParams, compare, rope::rope_tables, sla_block_map,
+    Backend, CpuBackend, DType, HostBytes, HostData, HostTensor, LinearWeight, LinearWeights,
+    Result, SlaParams, compare, rope::rope_tables, sla_block_map,
 };
 
 const EXACT: f32 = 0.0;
@@ -684,6 +687,50 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
+    /// Uploads through the pinned staging ring ([`super::staging`]): a tensor spanning several
+    /// staging buffers and a partial last one (the f32 one more pieces than there are buffers, so
+    /// buffers are refilled), downloaded again and compared exactly — f32 and bf16 as stored, f32
+    /// rounded to bf16 on the way, and a bf16 linear weight read from mapped bytes. The inputs are
+    /// finite and non-zero, so a zero error means equal bits; the poisoned pool turns any element
+    /// the pieces miss into NaN.
+    fn staged_uploads(&mut self) -> Result<()> {
+        let bf16_per_slot = SLOT_BYTES / DType::BF16.size_in_bytes();
+        let (rows, cols) = (2 * bf16_per_slot / 1024 + 7, 1024);
+        let x = self.randn(&[rows, cols]);
+        let x_bf16 = x.to_dtype(DType::BF16)?;
+        let case = |what: &str| format!("[{rows}, {cols}] {what}");
+        let f32_gpu = self.gpu.with_precision(Precision::F32);
+        let bf16_gpu = self.gpu.with_precision(Precision::Bf16);
+        let got = f32_gpu.download(&f32_gpu.upload(&x)?)?;
+        self.record("staged upload", case("f32"), EXACT, &got, &x);
+        let got = bf16_gpu.download(&bf16_gpu.upload_param(&x_bf16)?)?;
+        self.record("staged upload", case("bf16"), EXACT, &got, &x_bf16);
+        let got = bf16_gpu.download(&bf16_gpu.upload_param(&x)?)?;
+        self.record("staged upload", case("f32 -> bf16"), EXACT, &got, &x_bf16);
+        let bytes: Arc<dyn AsRef<[u8]> + Send + Sync> =
+            Arc::new(x_bf16.tensor_bytes().bytes().to_vec());
+        let len = (*bytes).as_ref().len();
+        let w = LinearWeights {
+            out_features: rows,
+            in_features: cols,
+            weight: LinearWeight::Mapped(HostBytes::new([rows, cols], DType::BF16, bytes, 0..len)?),
+            bias: None,
+        };
+        for gpu in [&bf16_gpu, &f32_gpu] {
+            let layer = gpu.upload_linear(&w)?;
+            let DeviceWeight::Dense(weight) = &layer.weight else {
+                return Err(crate::Error::invalid(
+                    "staged upload",
+                    "expected a dense layer",
+                ));
+            };
+            let got = gpu.download(weight)?;
+            let what = format!("mapped bf16 linear weight, {} backend", gpu.compute());
+            self.record("staged upload", case(&what), EXACT, &got, &x_bf16);
+        }
+        Ok(())
+    }
+
     /// The bf16 paths: GEMMs on bf16 weights, norms writing bf16, bf16 elementwise and layout ops,
     /// mixed f32/bf16 arithmetic and the tensor-core flash attention.
     fn bf16(&mut self) -> Result<()> {
@@ -1008,6 +1055,7 @@ pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
         portable_attention: false,
     };
     c.transfers_and_layout()?;
+    c.staged_uploads()?;
     c.elementwise()?;
     c.norms()?;
     c.linear()?;

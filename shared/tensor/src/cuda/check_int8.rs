@@ -118,7 +118,9 @@ impl Format for Int8 {
                 values: values.clone(),
                 scales: scales.clone(),
             },
-            LinearWeight::Dense(_) => Int8Blocks::quantize(&w.dense_f32(), out_f, in_f)?,
+            LinearWeight::Dense(_) | LinearWeight::Mapped(_) => {
+                Int8Blocks::quantize(&w.dense_f32(), out_f, in_f)?
+            }
         };
         let bias = w.bias.as_ref().map(HostTensor::to_f32_vec);
         let mut host = Vec::new();

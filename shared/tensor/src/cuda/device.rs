@@ -1,11 +1,11 @@
 //! One GPU as a backend sees it: context, its single stream, the caching allocator, compiled
 //! kernels, the cuBLASLt handle and cuDNN when it loads; plus launch and timing helpers.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cudarc::driver::{
-    CudaContext, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
-    sys::{CUdevice_attribute, CUfunction_attribute},
+    CudaContext, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg, result as driver,
+    sys::{self, CUdevice_attribute, CUfunction_attribute},
 };
 
 use super::Wrap;
@@ -14,6 +14,7 @@ use super::compile::{KernelCache, arch_for};
 use super::cudnn::Cudnn;
 use super::gemm::Gemm;
 use super::kernels::Kernel;
+use super::staging::{self, DIRECT_MAX, Staging};
 use crate::{DType, Error, Result};
 
 /// Threads per block of the grid-stride kernels.
@@ -72,6 +73,9 @@ pub(crate) struct Device {
     /// Opened at the first convolution: cuDNN is optional (the direct kernel stands in). First, so
     /// its handle is destroyed while the context is alive (fields drop in order).
     cudnn: OnceLock<Option<Cudnn>>,
+    /// Pinned buffers for large uploads, allocated at the first one. Held for a whole upload, so
+    /// uploads from several threads take turns.
+    staging: Mutex<Option<Staging>>,
     pub info: DeviceInfo,
     pub stream: Arc<CudaStream>,
     pub pool: Arc<Pool>,
@@ -102,6 +106,7 @@ impl Device {
         let gemm = Gemm::new(&pool, compute_capability.0)?;
         Ok(Self {
             cudnn: OnceLock::new(),
+            staging: Mutex::new(None),
             info: DeviceInfo {
                 ordinal,
                 name: ctx.name().w("init")?,
@@ -133,6 +138,49 @@ impl Device {
     /// [`Device::alloc`] without size-class rounding, for weights.
     pub fn alloc_exact(&self, elements: usize, dtype: DType) -> Result<DeviceBuffer> {
         self.pool.alloc_exact(elements * dtype.size_in_bytes())
+    }
+
+    /// Queues the copy of `src`, little-endian elements of `from`, into the device buffer at
+    /// `dst` as elements of `to` (converted on the host when the types differ), on the stream.
+    /// Returns once `src` is no longer needed; `dst` must hold the converted elements.
+    pub fn upload(&self, dst: sys::CUdeviceptr, from: DType, src: &[u8], to: DType) -> Result<()> {
+        if !src.len().is_multiple_of(from.size_in_bytes()) {
+            return Err(Error::invalid(
+                "upload",
+                format!("{} bytes are no whole number of {from} elements", src.len()),
+            ));
+        }
+        let bytes = src.len() / from.size_in_bytes() * to.size_in_bytes();
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.stream.context().bind_to_thread().w("upload")?;
+        if bytes <= DIRECT_MAX {
+            let converted;
+            let host = if from == to {
+                src
+            } else {
+                converted = {
+                    let mut v = vec![0u8; bytes];
+                    staging::convert(from, to, src, &mut v)?;
+                    v
+                };
+                &converted
+            };
+            // SAFETY: `dst` holds `bytes` bytes (the caller's contract) and the stream orders the
+            // copy before every use of the buffer. The driver copies a pageable source this small
+            // before returning (see the staging module), so `host` may be dropped after the call.
+            return unsafe { driver::memcpy_htod_async(dst, host, self.stream.cu_stream()) }
+                .w("upload");
+        }
+        // A panic mid-upload leaves the ring usable: no copy is ever in flight from a slot
+        // without its event recorded.
+        let mut ring = self.staging.lock().unwrap_or_else(PoisonError::into_inner);
+        let ring = match &mut *ring {
+            Some(ring) => ring,
+            None => ring.insert(Staging::new(self.stream.context())?),
+        };
+        ring.upload(&self.stream, dst, from, src, to)
     }
 
     /// Launches `kernel` with its single args struct.

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{DeviceRepr, LaunchConfig, result as driver};
+use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 use super::alloc::DeviceBuffer;
 use super::device::Device;
 use super::quant::{Lifetime, download_parts};
-use super::{CudaTensor, Wrap, dt_code, kernels};
+use super::{CudaTensor, dt_code, kernels};
 use crate::int8::Int8Blocks;
 use crate::{DType, Error, QUANT_BLOCK, Result};
 
@@ -91,19 +91,19 @@ pub(super) fn upload(
         ));
     }
     let q = alloc(dev, rows, cols, Lifetime::Weight)?;
-    dev.stream.context().bind_to_thread().w("upload_int8")?;
-    for (ptr, bytes) in [
-        (q.values.ptr(), bytemuck::cast_slice::<i8, u8>(values)),
-        (q.scales.ptr(), bytemuck::cast_slice::<f32, u8>(scales)),
-    ] {
-        if !bytes.is_empty() {
-            // SAFETY: `alloc` sized both buffers for exactly these lengths (checked above); the
-            // copy is queued on the stream that orders every use of the buffers, and a pageable
-            // source is staged before the call returns.
-            unsafe { driver::memcpy_htod_async(ptr, bytes, dev.stream.cu_stream()) }
-                .w("upload_int8")?;
-        }
-    }
+    // `alloc` sized both buffers for exactly these lengths (checked above).
+    dev.upload(
+        q.values.ptr(),
+        DType::I8,
+        bytemuck::cast_slice(values),
+        DType::I8,
+    )?;
+    dev.upload(
+        q.scales.ptr(),
+        DType::F32,
+        bytemuck::cast_slice(scales),
+        DType::F32,
+    )?;
     Ok(q)
 }
 

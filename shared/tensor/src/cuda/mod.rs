@@ -45,6 +45,7 @@ mod layout;
 mod norm;
 mod quant;
 mod sage;
+mod staging;
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +66,9 @@ use device::Device;
 use gemm::{LinearGemm, Operands, Pending};
 use quant::Lifetime;
 
-use crate::{Backend, DType, Error, HostTensor, LinearWeights, Result, SlaParams, shapes};
+use crate::{
+    Backend, DType, Error, HostTensor, LinearWeights, Result, SlaParams, TensorBytes, shapes,
+};
 
 /// Turns a CUDA library error into the crate's error, naming the op.
 pub(crate) trait Wrap<T> {
@@ -608,10 +611,7 @@ impl CudaBackend {
                 ),
             ));
         }
-        let source = match &w.weight {
-            crate::LinearWeight::Dense(t) => self.upload_to_quantize(t, [n, k])?,
-            crate::LinearWeight::Int8Block { .. } => self.upload_f32(&[n, k], &w.dense_f32())?,
-        };
+        let source = with_dense(w, |t| self.upload_to_quantize(t))?;
         let weight = quant::quantize_rows(&self.dev, &source, Lifetime::Weight)?;
         Ok(CudaLinear {
             out_features: n,
@@ -621,17 +621,14 @@ impl CudaBackend {
         })
     }
 
-    /// A dense weight `[n, k]` on the device for a quantizer to read: bf16 values as they are,
-    /// other types through f32.
-    fn upload_to_quantize(&self, t: &HostTensor, [n, k]: [usize; 2]) -> Result<CudaTensor> {
-        match &t.data {
-            crate::HostData::BF16(v) => {
-                self.upload_raw(&[n, k], DType::BF16, bytemuck::cast_slice::<_, u16>(v))
-            }
-            crate::HostData::F32(_) | crate::HostData::F16(_) | crate::HostData::I8(_) => {
-                self.upload_f32(&[n, k], &t.to_f32_vec())
-            }
-        }
+    /// A dense weight on the device for a quantizer to read: bf16 values as they are, other
+    /// types as f32.
+    fn upload_to_quantize(&self, t: TensorBytes<'_>) -> Result<CudaTensor> {
+        let dtype = match t.dtype() {
+            DType::BF16 => DType::BF16,
+            DType::F32 | DType::F16 | DType::I8 => DType::F32,
+        };
+        self.upload_as(t, dtype)
     }
 
     /// An INT8 layer: a `-quant` checkpoint's int8 weight and scales as they are, any other
@@ -647,9 +644,9 @@ impl CudaBackend {
             crate::LinearWeight::Int8Block { values, scales } => {
                 int8::upload(&self.dev, [n, k], values, scales)?
             }
-            crate::LinearWeight::Dense(t) => int8::quantize(
+            crate::LinearWeight::Dense(_) | crate::LinearWeight::Mapped(_) => int8::quantize(
                 &self.dev,
-                &self.upload_to_quantize(t, [n, k])?,
+                &with_dense(w, |t| self.upload_to_quantize(t))?,
                 Lifetime::Weight,
             )?,
         };
@@ -665,7 +662,10 @@ impl CudaBackend {
     fn upload_bias(&self, w: &LinearWeights) -> Result<Option<CudaTensor>> {
         w.bias
             .as_ref()
-            .map(|b| self.upload_weight(b)?.reshaped(&[w.out_features]))
+            .map(|b| {
+                self.upload_weight(b.tensor_bytes())?
+                    .reshaped(&[w.out_features])
+            })
             .transpose()
     }
 
@@ -800,49 +800,38 @@ impl CudaBackend {
 
     /// A weight tensor in the backend's precision on the device (bf16 checkpoint values go up
     /// as they are, with no f32 round trip).
-    fn upload_weight(&self, t: &HostTensor) -> Result<CudaTensor> {
-        match (self.precision, &t.data) {
-            (Precision::Bf16, crate::HostData::BF16(v)) => {
-                self.upload_raw(&t.shape, DType::BF16, bytemuck::cast_slice::<_, u16>(v))
-            }
-            (Precision::Bf16, _) => {
-                let bits: Vec<u16> = t
-                    .to_f32_vec()
-                    .iter()
-                    .map(|v| half::bf16::from_f32(*v).to_bits())
-                    .collect();
-                self.upload_raw(&t.shape, DType::BF16, &bits)
-            }
-            (Precision::F32, _) => self.upload_f32(&t.shape, &t.to_f32_vec()),
+    fn upload_weight(&self, t: TensorBytes<'_>) -> Result<CudaTensor> {
+        self.upload_as(t, self.compute())
+    }
+
+    /// `t` as a new device tensor of `dtype`, converted on the host when its type differs;
+    /// allocated exactly: uploads are weights and inputs, which live long or are few.
+    fn upload_as(&self, t: TensorBytes<'_>, dtype: DType) -> Result<CudaTensor> {
+        let numel: usize = t.shape().iter().product();
+        if numel != t.numel() {
+            return Err(Error::ElementCount {
+                len: t.numel(),
+                shape: t.shape().to_vec(),
+            });
         }
-    }
-
-    fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<CudaTensor> {
-        self.upload_raw(shape, DType::F32, data)
-    }
-
-    /// Copies `data` (the element bits of a `dtype` tensor) into a new device tensor, allocated
-    /// exactly: uploads are weights and inputs, which live long or are few.
-    fn upload_raw<T: cudarc::driver::DeviceRepr>(
-        &self,
-        shape: &[usize],
-        dtype: DType,
-        data: &[T],
-    ) -> Result<CudaTensor> {
-        let t = CudaTensor {
-            shape: shape.to_vec(),
+        let out = CudaTensor {
+            shape: t.shape().to_vec(),
             dtype,
-            buf: Arc::new(self.dev.alloc_exact(data.len(), dtype)?),
+            buf: Arc::new(self.dev.alloc_exact(numel, dtype)?),
         };
-        if !data.is_empty() {
-            self.dev.stream.context().bind_to_thread().w("upload")?;
-            // SAFETY: the buffer holds at least `data.len()` elements of `T`'s size (the caller's
-            // dtype); the copy is queued on the stream that orders every use of the buffer, and a
-            // pageable source is staged before the call returns, so `data` may be dropped.
-            unsafe { driver::memcpy_htod_async(t.ptr(), data, self.dev.stream.cu_stream()) }
-                .w("upload")?;
-        }
-        Ok(t)
+        self.dev.upload(out.ptr(), t.dtype(), t.bytes(), dtype)?;
+        Ok(out)
+    }
+}
+
+/// Runs `f` on the elements of `w`'s dense weight `[out, in]`: as stored, or dequantized to f32
+/// for the int8 layout.
+fn with_dense<T>(w: &LinearWeights, f: impl FnOnce(TensorBytes<'_>) -> Result<T>) -> Result<T> {
+    match w.weight.dense() {
+        Some(t) => f(t),
+        None => f(
+            HostTensor::from_f32([w.out_features, w.in_features], w.dense_f32())?.tensor_bytes(),
+        ),
     }
 }
 
@@ -866,7 +855,7 @@ impl Backend for CudaBackend {
                     dtype: DType::I8,
                 });
             }
-            self.upload_f32(&t.shape, &t.to_f32_vec())
+            self.upload_as(t.tensor_bytes(), DType::F32)
         })
     }
 
@@ -922,15 +911,7 @@ impl Backend for CudaBackend {
 
     fn upload_linear(&self, w: &LinearWeights) -> Result<CudaLinear> {
         shapes::linear_weights(w)?;
-        let weight = match &w.weight {
-            crate::LinearWeight::Dense(t) => self
-                .upload_weight(t)?
-                .reshaped(&[w.out_features, w.in_features])?,
-            crate::LinearWeight::Int8Block { .. } => self.upload_weight(&HostTensor::from_f32(
-                [w.out_features, w.in_features],
-                w.dense_f32(),
-            )?)?,
-        };
+        let weight = with_dense(w, |t| self.upload_weight(t))?;
         Ok(CudaLinear {
             out_features: w.out_features,
             in_features: w.in_features,
@@ -948,7 +929,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload_param(&self, t: &HostTensor) -> Result<CudaTensor> {
-        self.timed("upload", || self.upload_weight(t))
+        self.timed("upload", || self.upload_weight(t.tensor_bytes()))
     }
 
     fn synchronize(&self) -> Result<()> {
