@@ -64,7 +64,7 @@ JSON
         --out "$OUT/14b-int8.mp4" --timings-json "$OUT/timings-14b-int8.json" \
         >"$OUT/generate-14b-int8.log" 2>&1 || status=1
     kill $smi
-    grep -E '^(device|text-device)|^\s+(load|text|denoise|vae|encode|total|step)' "$OUT/generate-14b-int8.log"
+    grep -E '^(device|text-device)|^\s+(load|text|dit|denoise|vae|encode|total|step)' "$OUT/generate-14b-int8.log"
     echo "GPU memory used, peak over the run: $(sort -n "$OUT/memory-14b.csv" | tail -1) MiB"
     rm -rf "$M14"
 fi
