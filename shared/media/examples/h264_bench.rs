@@ -1,15 +1,18 @@
 //! H.264 MP4 encoding throughput at Wan 2.1's 480p size, for the encoder options.
 //!
 //! ```sh
-//! cargo run --release -p turbine-media --example h264_bench
+//! cargo run --release -p turbine-media --example h264_bench [-- NOISE]
 //! ```
 //!
-//! Encodes 81 frames of 832×480 (a moving gradient under noise: the random-weight VAE's output is
-//! noise, H.264's worst case) pushed in chunks of 4 frames as the VAE hands them over, and prints
-//! frames per second from the first push to `finish`, the file size and the luma PSNR of the
-//! decoded file against the encoder's input.
+//! Encodes 81 frames of 832×480 (a moving gradient under noise of ±NOISE, 0.25 by default: the
+//! random-weight VAE's output is noise, H.264's worst case) pushed in chunks of 4 frames as the VAE
+//! hands them over, with one encoder at a time and with one per core, and prints frames per second
+//! from the first push to `finish`, the file size and the luma PSNR of the decoded file against
+//! the encoder's input.
 
 use std::io::Cursor;
+use std::num::NonZeroUsize;
+use std::thread;
 use std::time::Instant;
 
 use openh264::decoder::Decoder;
@@ -21,10 +24,13 @@ const H: usize = 480;
 const FRAMES: usize = 81;
 /// The Wan VAE decodes the first frame alone, then 4 frames per latent frame.
 const CHUNK: usize = 4;
-const NOISE: f32 = 0.25;
 
 fn main() {
-    let chunks = clip();
+    let noise = std::env::args()
+        .nth(1)
+        .map_or(0.25, |arg| arg.parse().expect("NOISE is a number"));
+    let cores = thread::available_parallelism().unwrap();
+    let chunks = clip(noise);
     let luma: Vec<Vec<u8>> = chunks
         .iter()
         .flat_map(|data| {
@@ -33,11 +39,17 @@ fn main() {
         })
         .map(|picture| picture.y_plane().to_vec())
         .collect();
-    println!("{FRAMES} frames of {W}x{H}, chunks of {CHUNK}");
-    println!("keyframe interval | frames/s | seconds | bytes | luma PSNR (dB)");
-    for keyframe_interval in [32, 16] {
+    println!("{FRAMES} frames of {W}x{H}, chunks of {CHUNK}, noise ±{noise}, {cores} cores");
+    println!("keyframe interval | threads | frames/s | seconds | bytes | luma PSNR (dB)");
+    for (keyframe_interval, threads) in [
+        (32, NonZeroUsize::MIN),
+        (32, cores),
+        (16, NonZeroUsize::MIN),
+        (16, cores),
+    ] {
         let config = Mp4Config {
             keyframe_interval,
+            threads: Some(threads),
             ..Mp4Config::default()
         };
         let start = Instant::now();
@@ -49,7 +61,7 @@ fn main() {
         let seconds = start.elapsed().as_secs_f64();
         let db = luma_psnr(&decode_luma(&file), &luma);
         println!(
-            "{keyframe_interval:>17} | {:>8.1} | {seconds:>7.3} | {:>7} | {db:.2}",
+            "{keyframe_interval:>17} | {threads:>7} | {:>8.1} | {seconds:>7.3} | {:>7} | {db:.2}",
             FRAMES as f64 / seconds,
             info.bytes,
         );
@@ -57,13 +69,13 @@ fn main() {
 }
 
 /// The clip as the VAE's chunks: a first frame alone, then `CHUNK` frames each.
-fn clip() -> Vec<Vec<f32>> {
+fn clip(amplitude: f32) -> Vec<Vec<f32>> {
     let mut state = 0x2545_f491_u32;
     let mut noise = move || {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
-        (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * NOISE
+        (state as f32 / u32::MAX as f32 * 2.0 - 1.0) * amplitude
     };
     let mut bounds = vec![0, 1];
     while *bounds.last().unwrap() < FRAMES {

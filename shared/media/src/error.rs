@@ -38,11 +38,19 @@ pub enum Error {
     // Codecs and sinks.
     #[error("H.264 encoder: {0}")]
     Encoder(#[from] openh264::Error),
+    #[error("H.264 encoder failed on frame {frame}: {source}")]
+    EncodeFrame { frame: u64, source: openh264::Error },
     #[error("H.264 encoder returned no picture for frame {frame} (frame type {frame_type:?})")]
     EmptyFrame {
         frame: u64,
         frame_type: openh264::encoder::FrameType,
     },
+    #[error(
+        "the H.264 segment from frame {frame} has other SPS/PPS than the first segment; an MP4 track holds one set"
+    )]
+    ParameterSetsDiffer { frame: u64 },
+    #[error("the H.264 encoder thread for the frames from {first_frame} ended: {reason}")]
+    EncoderThread { first_frame: u64, reason: String },
     #[error("MP4 muxer: {0}")]
     Muxer(#[from] muxide::api::MuxerError),
     #[error("GIF encoder: {0}")]

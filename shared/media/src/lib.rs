@@ -9,6 +9,7 @@
 
 mod error;
 mod gif;
+mod h264;
 mod mp4;
 mod png;
 mod rgb;

@@ -1,25 +1,27 @@
-//! H.264 in MP4: OpenH264 (built from source) encodes, muxide muxes.
+//! H.264 in MP4: OpenH264 (built from source) encodes, one encoder per run of frames between
+//! seek points on threads of its own ([`crate::h264`]), and muxide muxes.
 //!
 //! OpenH264 produces Constrained Baseline only (no B-frames), so samples are muxed in decode
 //! order with PTS = DTS = `index / fps`. muxide keeps every encoded sample in memory and writes the
 //! whole file at [`Mp4Writer::finish`] with `moov` first (fast start), which is why the sink only
-//! needs [`Write`]; the memory held is the encoded size (a few hundred KB for a Wan clip).
+//! needs [`Write`]; the memory held is the encoded size (a few hundred KB for a Wan clip), so the
+//! samples can reach it in runs as the encoder threads finish them.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::raw::c_int;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::Path;
+use std::thread;
 use std::time::Duration;
 
 use muxide::api::{Muxer, MuxerBuilder, VideoCodec};
-use openh264::OpenH264API;
 use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
-    VuiConfig,
+    BitRate, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode, VuiConfig,
 };
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::h264::{EncodedFrame, SegmentedEncoder};
 use crate::rgb::{FrameChunk, Yuv420};
 
 /// Smallest width and height OpenH264 encodes (`EncodeFrameInternal` rejects anything under 16).
@@ -38,7 +40,15 @@ pub struct Mp4Config {
     /// size and rate ([`auto_bitrate`]).
     pub bitrate_bps: Option<u32>,
     /// An IDR frame (seek point) every this many frames; 0 means only the first frame.
+    ///
+    /// Each run of this many frames is encoded by an encoder of its own, concurrently with the
+    /// others. 0 and 1 leave one encoder for the whole video: with 0 there is nothing to cut, and
+    /// IDR frames from separate encoders cannot follow one another directly (their `idr_pic_id`s
+    /// would be equal).
     pub keyframe_interval: u32,
+    /// How many runs between seek points are encoded at once; `None` is one per core
+    /// ([`std::thread::available_parallelism`]). The file does not depend on it.
+    pub threads: Option<NonZeroUsize>,
 }
 
 impl Default for Mp4Config {
@@ -47,6 +57,7 @@ impl Default for Mp4Config {
             fps: 16.0,
             bitrate_bps: None,
             keyframe_interval: 32,
+            threads: None,
         }
     }
 }
@@ -86,18 +97,41 @@ pub struct Mp4Info {
 /// Encodes frames to H.264 and muxes them into an MP4, one [`FrameChunk`] at a time so that
 /// encoding can run while the VAE decodes the next chunk.
 ///
+/// Frames are encoded on background threads: a push returns once its frames are queued, unless
+/// the encoders are [`Mp4Config::threads`] runs behind or a run's queue is full, and an encoder
+/// error surfaces from a later push or from [`finish`](Self::finish), naming the frame.
+///
 /// Frames must have even sides between [`MIN_SIDE`] and [`MAX_LONG_SIDE`] ×
 /// [`MAX_SHORT_SIDE`]; Wan sizes are multiples of 16 and all qualify. Nothing reaches the sink
-/// before [`finish`](Self::finish); dropping the writer without finishing writes nothing. After
-/// an encoder or muxer error the writer is in an unknown state and should be dropped.
+/// before [`finish`](Self::finish); dropping the writer without finishing writes nothing and
+/// stops its encoders. After an encoder or muxer error the writer is in an unknown state and
+/// should be dropped.
 pub struct Mp4Writer<W: Write> {
-    encoder: Encoder,
-    muxer: Muxer<W>,
+    encoder: SegmentedEncoder,
+    track: Track<W>,
     width: usize,
     height: usize,
-    fps: f64,
+    /// Frames queued for encoding.
     frames: u64,
-    annexb: Vec<u8>,
+}
+
+/// The muxer and the samples given to it so far: encoded frames, which the encoder hands back in
+/// order.
+struct Track<W: Write> {
+    muxer: Muxer<W>,
+    fps: f64,
+    samples: u64,
+}
+
+impl<W: Write> Track<W> {
+    fn write(&mut self, frames: Vec<EncodedFrame>) -> Result<()> {
+        for frame in frames {
+            let pts = self.samples as f64 / self.fps;
+            self.muxer.write_video(pts, &frame.annexb, frame.idr)?;
+            self.samples += 1;
+        }
+        Ok(())
+    }
 }
 
 impl Mp4Writer<BufWriter<File>> {
@@ -128,25 +162,32 @@ impl<W: Write> Mp4Writer<W> {
             .skip_frames(false)
             .intra_frame_period(IntraFramePeriod::from_num_frames(config.keyframe_interval))
             .vui(VuiConfig::bt709());
-        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), encoder_config)?;
-        quiet_warnings(&mut encoder)?;
+        let segment_len =
+            NonZeroU64::new(u64::from(config.keyframe_interval)).filter(|len| len.get() >= 2);
+        let threads = config
+            .threads
+            .or_else(|| thread::available_parallelism().ok())
+            .unwrap_or(NonZeroUsize::MIN);
+        let encoder = SegmentedEncoder::new(encoder_config, segment_len, threads)?;
         let muxer = MuxerBuilder::new(sink)
             .video(VideoCodec::H264, width as u32, height as u32, config.fps)
             .build()?;
         Ok(Self {
             encoder,
-            muxer,
+            track: Track {
+                muxer,
+                fps: config.fps,
+                samples: 0,
+            },
             width,
             height,
-            fps: config.fps,
             frames: 0,
-            annexb: Vec::new(),
         })
     }
 
-    /// Encodes every frame of `chunk`. The chunk's size must be the writer's. The frames are
-    /// converted to YUV in parallel (a third of the CPU time per frame at 480p) and encoded in
-    /// order.
+    /// Queues every frame of `chunk` for encoding. The chunk's size must be the writer's. The
+    /// frames are converted to YUV in parallel (a third of the CPU time per frame at 480p) on the
+    /// calling thread.
     pub fn push(&mut self, chunk: &FrameChunk<'_>) -> Result<()> {
         self.check_size(chunk.width(), chunk.height())?;
         let frames: Vec<_> = chunk.frames().collect();
@@ -154,36 +195,28 @@ impl<W: Write> Mp4Writer<W> {
             .par_iter()
             .map(|frame| frame.to_yuv420())
             .collect::<Result<Vec<_>>>()?;
-        for picture in &pictures {
-            self.push_yuv(picture)?;
+        for picture in pictures {
+            self.queue(picture)?;
         }
         Ok(())
     }
 
-    /// Encodes one frame already converted to YUV (e.g. on another thread).
-    pub fn push_yuv(&mut self, picture: &Yuv420) -> Result<()> {
+    /// Queues one frame already converted to YUV (e.g. on another thread); the encoder thread
+    /// takes it over.
+    pub fn push_yuv(&mut self, picture: Yuv420) -> Result<()> {
         self.check_size(picture.width(), picture.height())?;
-        let bitstream = self.encoder.encode(picture)?;
-        let frame_type = bitstream.frame_type();
-        self.annexb.clear();
-        bitstream.write_vec(&mut self.annexb);
-        if self.annexb.is_empty() {
-            return Err(Error::EmptyFrame {
-                frame: self.frames,
-                frame_type,
-            });
-        }
-        // Only IDR frames are sync samples: a non-IDR I frame does not stop later frames from
-        // referencing pictures before it.
-        let keyframe = frame_type == FrameType::IDR;
-        let pts = self.frames as f64 / self.fps;
-        self.muxer.write_video(pts, &self.annexb, keyframe)?;
-        self.frames += 1;
-        Ok(())
+        self.queue(picture)
     }
 
+    /// Frames pushed so far, encoded or still queued.
     pub fn frames_written(&self) -> u64 {
         self.frames
+    }
+
+    fn queue(&mut self, picture: Yuv420) -> Result<()> {
+        let ready = self.encoder.push(picture)?;
+        self.frames += 1;
+        self.track.write(ready)
     }
 
     fn check_size(&self, width: usize, height: usize) -> Result<()> {
@@ -204,46 +237,35 @@ impl<W: Write> Mp4Writer<W> {
     }
 
     /// Like [`finish`](Self::finish), also handing back the sink (e.g. a `Vec<u8>`).
-    pub fn finish_into_sink(mut self) -> Result<(Mp4Info, W)> {
+    pub fn finish_into_sink(self) -> Result<(Mp4Info, W)> {
         if self.frames == 0 {
             return Err(Error::NoFrames);
         }
-        let stats = self.muxer.finish_in_place_with_stats()?;
-        let mut sink = self.muxer.into_writer();
+        let Self {
+            encoder,
+            mut track,
+            width,
+            height,
+            frames,
+        } = self;
+        track.write(encoder.finish()?)?;
+        debug_assert_eq!(
+            track.samples, frames,
+            "every queued frame comes back encoded"
+        );
+        let stats = track.muxer.finish_in_place_with_stats()?;
+        let mut sink = track.muxer.into_writer();
         sink.flush()?;
         let info = Mp4Info {
-            frames: self.frames,
-            width: self.width,
-            height: self.height,
-            fps: self.fps,
-            duration: Duration::from_secs_f64(self.frames as f64 / self.fps),
+            frames,
+            width,
+            height,
+            fps: track.fps,
+            duration: Duration::from_secs_f64(frames as f64 / track.fps),
             bytes: stats.bytes_written,
         };
         Ok((info, sink))
     }
-}
-
-/// OpenH264 logs to stderr at warning level until it is initialised, which happens at the first
-/// frame, and it warns there that the bitrate is soft without frame skipping: deliberate here.
-/// Errors still print, since the returned error codes alone do not say what was wrong; after
-/// initialisation the `openh264` crate silences the log entirely.
-fn quiet_warnings(encoder: &mut Encoder) -> Result<()> {
-    let mut level: c_int = openh264_sys2::WELS_LOG_ERROR;
-    // SAFETY: the trace level is not an encoding parameter the crate relies on (`raw_api`'s
-    // contract), it is one of the options OpenH264 accepts before initialisation
-    // (`CWelsH264SVCEncoder::SetOption`), and OpenH264 reads one int through the pointer during
-    // the call.
-    let rc = unsafe {
-        encoder.raw_api().set_option(
-            openh264_sys2::ENCODER_OPTION_TRACE_LEVEL,
-            (&raw mut level).cast(),
-        )
-    };
-    if rc != 0 {
-        let msg = format!("setting the trace level failed with code {rc}");
-        return Err(openh264::Error::msg_string(msg).into());
-    }
-    Ok(())
 }
 
 fn validate(width: usize, height: usize, config: &Mp4Config) -> Result<()> {

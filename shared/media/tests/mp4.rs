@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::Cursor;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use common::{chunk, frame_range, moving_square, psnr};
@@ -38,6 +39,10 @@ struct Demuxed {
     frame_rate: f64,
     /// (start time, duration, is sync) per sample, in track timescale units.
     timing: Vec<(u64, u32, bool)>,
+    /// The avcC box's SPS and PPS.
+    parameter_sets: [Vec<u8>; 2],
+    /// Each sample's NAL units.
+    nals: Vec<Vec<Vec<u8>>>,
     /// Decoded pictures as interleaved RGB8 (BT.709 limited range inverted).
     rgb: Vec<Vec<u8>>,
 }
@@ -49,11 +54,12 @@ fn demux_and_decode(file: &[u8]) -> Demuxed {
     assert_eq!(track.track_type().unwrap(), mp4::TrackType::Video);
     assert_eq!(track.media_type().unwrap(), mp4::MediaType::H264);
     // The avcC box carries SPS and PPS; samples are 4-byte length-prefixed NAL units.
+    let parameter_sets = [
+        track.sequence_parameter_set().unwrap().to_vec(),
+        track.picture_parameter_set().unwrap().to_vec(),
+    ];
     let mut annexb = Vec::new();
-    for set in [
-        track.sequence_parameter_set().unwrap(),
-        track.picture_parameter_set().unwrap(),
-    ] {
+    for set in &parameter_sets {
         annexb.extend([0, 0, 0, 1]);
         annexb.extend(set);
     }
@@ -61,17 +67,20 @@ fn demux_and_decode(file: &[u8]) -> Demuxed {
     let (timescale, duration, frame_rate) =
         (track.timescale(), track.duration(), track.frame_rate());
     let mut decoder = Decoder::new().unwrap();
-    let (mut timing, mut rgb) = (Vec::new(), Vec::new());
+    let (mut timing, mut nals, mut rgb) = (Vec::new(), Vec::new(), Vec::new());
     for sample_id in 1..=track.sample_count() {
         let sample = mp4.read_sample(id, sample_id).unwrap().unwrap();
         timing.push((sample.start_time, sample.duration, sample.is_sync));
-        let mut nals = &sample.bytes[..];
-        while !nals.is_empty() {
-            let len = u32::from_be_bytes(nals[..4].try_into().unwrap()) as usize;
+        let mut rest = &sample.bytes[..];
+        let mut units = Vec::new();
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
             annexb.extend([0, 0, 0, 1]);
-            annexb.extend(&nals[4..4 + len]);
-            nals = &nals[4 + len..];
+            annexb.extend(&rest[4..4 + len]);
+            units.push(rest[4..4 + len].to_vec());
+            rest = &rest[4 + len..];
         }
+        nals.push(units);
         if let Some(picture) = decoder.decode(&annexb).unwrap() {
             rgb.push(bt709_to_rgb8(&picture));
         }
@@ -84,6 +93,8 @@ fn demux_and_decode(file: &[u8]) -> Demuxed {
         duration,
         frame_rate,
         timing,
+        parameter_sets,
+        nals,
         rgb,
     }
 }
@@ -332,8 +343,217 @@ fn bad_input_is_an_error() {
     ));
 }
 
+/// Frames of the segmented clip: six segments of 8 frames and one of 2.
+const SEGMENTED: usize = 50;
+
+/// Seek points every 8 frames, `threads` of them encoded at once.
+fn segmented(threads: usize) -> Mp4Config {
+    Mp4Config {
+        keyframe_interval: 8,
+        threads: NonZeroUsize::new(threads),
+        ..Mp4Config::default()
+    }
+}
+
+/// The moving square under seeded noise of ±0.05, so that every frame costs bits.
+fn noisy_square(frames: usize) -> Vec<f32> {
+    let mut state = 0x9e37_79b9_u32;
+    moving_square(frames, H, W)
+        .iter()
+        .map(|&v| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (v + 0.05 * ((state >> 8) as f32 / (1 << 23) as f32 - 1.0)).clamp(-1.0, 1.0)
+        })
+        .collect()
+}
+
+#[test]
+fn segments_encoded_apart_decode_as_one_stream() {
+    let data = noisy_square(SEGMENTED);
+    // As the VAE hands them over: the first frame alone, then 4 at a time.
+    let sizes: Vec<usize> = [1].into_iter().chain([4; 12]).chain([1]).collect();
+    let (info, file) = encode(&data, &sizes, segmented(3));
+    assert_eq!(info.frames, SEGMENTED as u64);
+
+    let clip = demux_and_decode(&file);
+    let tick = 90_000 / 16;
+    assert_eq!(clip.timing.len(), SEGMENTED);
+    for (i, &(start, duration, sync)) in clip.timing.iter().enumerate() {
+        assert_eq!(
+            (start, duration, sync),
+            (i as u64 * tick, tick as u32, i % 8 == 0),
+            "sample {i}"
+        );
+    }
+    assert_eq!(
+        clip.rgb.len(),
+        SEGMENTED,
+        "every sample decodes to a picture"
+    );
+    // 26.7 to 36.0 dB at the 200 kbit/s floor; the P pictures that carry the moving square get
+    // the fewest bits.
+    for (i, decoded) in clip.rgb.iter().enumerate() {
+        let db = psnr(decoded, &input_rgb8(&data, SEGMENTED, i));
+        assert!(db > 25.0, "frame {i}: PSNR {db:.1} dB");
+    }
+
+    // Each segment's IDR picture repeats the avcC's SPS and PPS in band; no other sample has any.
+    let [sps, pps] = &clip.parameter_sets;
+    for (i, nals) in clip.nals.iter().enumerate() {
+        let types: Vec<u8> = nals.iter().map(|nal| nal[0] & 0x1f).collect();
+        if i % 8 == 0 {
+            assert_eq!(types, [7, 8, 5], "sample {i}");
+            assert!(nals[0] == *sps && nals[1] == *pps, "sample {i}");
+        } else {
+            assert_eq!(types, [1], "sample {i}");
+        }
+    }
+    // Every segment's fresh encoder numbers its IDR picture alike: two IDR pictures in a row would
+    // break H.264 7.4.3, which is why a segment is never one frame followed by another.
+    let log2_max_frame_num = log2_max_frame_num(sps);
+    let ids: Vec<u32> = clip
+        .nals
+        .iter()
+        .step_by(8)
+        .map(|nals| idr_pic_id(&nals[2], log2_max_frame_num))
+        .collect();
+    assert!(ids.iter().all(|&id| id == ids[0]), "idr_pic_id {ids:?}");
+}
+
+#[test]
+fn thread_count_does_not_change_the_file() {
+    let data = noisy_square(SEGMENTED);
+    let (_, one) = encode(&data, &[SEGMENTED], segmented(1));
+    for threads in [2, 7] {
+        let (_, many) = encode(&data, &[SEGMENTED], segmented(threads));
+        assert!(many == one, "{threads} threads changed the file");
+    }
+}
+
+#[test]
+fn keyframe_intervals_below_two_keep_one_encoder() {
+    let data = noisy_square(N);
+    let every_frame = Mp4Config {
+        keyframe_interval: 1,
+        ..Mp4Config::default()
+    };
+    let clip = demux_and_decode(&encode(&data, &[N], every_frame).1);
+    assert_eq!(clip.rgb.len(), N);
+    assert!(clip.timing.iter().all(|&(_, _, sync)| sync));
+    // H.264 7.4.3: IDR pictures in a row differ in idr_pic_id, which one encoder counts up.
+    let log2_max_frame_num = log2_max_frame_num(&clip.parameter_sets[0]);
+    let ids: Vec<u32> = clip
+        .nals
+        .iter()
+        .map(|nals| idr_pic_id(nals.last().unwrap(), log2_max_frame_num))
+        .collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] != pair[1]),
+        "idr_pic_id {ids:?}"
+    );
+
+    let first_only = Mp4Config {
+        keyframe_interval: 0,
+        ..Mp4Config::default()
+    };
+    let clip = demux_and_decode(&encode(&data, &[N], first_only).1);
+    assert_eq!(clip.rgb.len(), N);
+    let sync: Vec<usize> = clip
+        .timing
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &(_, _, sync))| sync.then_some(i))
+        .collect();
+    assert_eq!(sync, [0]);
+}
+
+#[test]
+fn a_writer_dropped_unfinished_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.mp4");
+    let data = noisy_square(N);
+    let config = Mp4Config {
+        keyframe_interval: 4,
+        ..Mp4Config::default()
+    };
+    let mut writer = Mp4Writer::create(&path, W, H, config).unwrap();
+    writer.push(&chunk(&data, H, W)).unwrap();
+    drop(writer);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+}
+
 #[test]
 fn writer_can_move_to_an_encoding_thread() {
     fn assert_send<T: Send>() {}
     assert_send::<Mp4Writer<std::io::BufWriter<std::fs::File>>>();
+}
+
+/// Reads an RBSP: a NAL unit after its header byte, emulation prevention bytes removed.
+struct Bits {
+    rbsp: Vec<u8>,
+    pos: usize,
+}
+
+impl Bits {
+    fn new(nal: &[u8]) -> Self {
+        let (mut rbsp, mut zeros) = (Vec::new(), 0);
+        for &byte in &nal[1..] {
+            if zeros >= 2 && byte == 3 {
+                zeros = 0;
+                continue;
+            }
+            zeros = if byte == 0 { zeros + 1 } else { 0 };
+            rbsp.push(byte);
+        }
+        Self { rbsp, pos: 0 }
+    }
+
+    fn bits(&mut self, n: u32) -> u32 {
+        (0..n).fold(0, |acc, _| {
+            let bit = (self.rbsp[self.pos / 8] >> (7 - self.pos % 8)) & 1;
+            self.pos += 1;
+            acc << 1 | u32::from(bit)
+        })
+    }
+
+    /// Exp-Golomb `ue(v)`.
+    fn ue(&mut self) -> u32 {
+        let mut zeros = 0;
+        while self.bits(1) == 0 {
+            zeros += 1;
+        }
+        (1 << zeros) - 1 + self.bits(zeros)
+    }
+}
+
+/// The frame_num width a slice header uses, from a Baseline SPS of frame macroblocks only (so
+/// that no field flag sits between frame_num and idr_pic_id).
+fn log2_max_frame_num(sps: &[u8]) -> u32 {
+    let mut bits = Bits::new(sps);
+    assert_eq!(bits.bits(8), 66, "profile_idc: Baseline");
+    bits.bits(16); // constraint flags, reserved zero bits, level_idc
+    bits.ue(); // seq_parameter_set_id
+    let log2_max_frame_num = bits.ue() + 4;
+    match bits.ue() {
+        0 => drop(bits.ue()), // log2_max_pic_order_cnt_lsb_minus4
+        2 => {}
+        other => panic!("pic_order_cnt_type {other}"),
+    }
+    bits.ue(); // max_num_ref_frames
+    bits.bits(1); // gaps_in_frame_num_value_allowed_flag
+    bits.ue(); // pic_width_in_mbs_minus1
+    bits.ue(); // pic_height_in_map_units_minus1
+    assert_eq!(bits.bits(1), 1, "frame_mbs_only_flag");
+    log2_max_frame_num
+}
+
+/// `idr_pic_id` of an IDR slice (NAL unit type 5).
+fn idr_pic_id(slice: &[u8], log2_max_frame_num: u32) -> u32 {
+    assert_eq!(slice[0] & 0x1f, 5, "an IDR slice");
+    let mut bits = Bits::new(slice);
+    bits.ue(); // first_mb_in_slice
+    bits.ue(); // slice_type
+    bits.ue(); // pic_parameter_set_id
+    bits.bits(log2_max_frame_num); // frame_num
+    bits.ue()
 }
