@@ -12,15 +12,19 @@
 //!   the settings and the frame size only (the level from size, rate and bitrate; the ids are
 //!   constant under `SpsPpsStrategy::ConstantId`), which every segment shares; segments whose
 //!   sets differ from the first segment's are refused rather than muxed.
-//! - Two IDR pictures in a row need different `idr_pic_id`s (H.264 7.4.3), and every fresh
-//!   encoder numbers its first IDR picture alike. Segments of two frames or more keep their first
-//!   pictures apart; an IDR picture OpenH264 puts inside a segment on a scene change has a later
-//!   id than that segment's first, so it differs from the next segment's first too.
+//! - Two IDR pictures in a row need different `idr_pic_id`s (H.264 7.4.3), and the encoders of
+//!   different segments number their first IDR pictures alike. A segment's only IDR picture is its
+//!   first (no periodic ones, no scene-change ones), and segments are two frames or more, so IDR
+//!   pictures are never adjacent.
 //!
-//! Rate control restarts with each segment, and a fresh encoder overspends on its first pictures:
-//! at 832×480 under noise, 97 KB for the IDR picture and 78 and 23 KB for the next two, where a
-//! running encoder spends 48 and 7 KB. The output depends on the frames and the settings only, not
-//! on how many segments were encoded at once.
+//! Rate control restarts with each encoder, and a fresh one overspends on its first pictures: at
+//! 832×480 under noise, 97 KB for the IDR picture and 78 and 23 KB for the next two, where a
+//! running encoder spends 48 and 7 KB. So every segment but the first warms its encoder up on the
+//! [`WARM_UP_FRAMES`] frames before its cut, discards that output and forces the IDR picture at
+//! the cut: 52.7 and 7.2 KB, as the single encoder spends there. The warm-up frames reach the next
+//! segment's encoder while the current one encodes them, so the warm-up overlaps the segment
+//! before. The output depends on the frames and the settings only, not on how many segments were
+//! encoded at once.
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -31,7 +35,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::{self, JoinHandle};
 
 use openh264::OpenH264API;
-use openh264::encoder::{EncodedBitStream, Encoder, EncoderConfig, FrameType};
+use openh264::encoder::{EncodedBitStream, Encoder, EncoderConfig, FrameType, IntraFramePeriod};
 
 use crate::error::{Error, Result};
 use crate::rgb::Yuv420;
@@ -40,6 +44,11 @@ use crate::rgb::Yuv420;
 /// second of Wan video, more than an encoder falls behind while the VAE hands over a segment
 /// (4 frames per chunk, faster than one encoder takes them at 480p).
 const QUEUED_FRAMES: usize = 16;
+
+/// Frames before a cut that the next segment's encoder encodes and discards: one IDR and one P
+/// picture, after which its rate control spends what a running encoder's would (one frame was
+/// not enough: 56 and 30 KB for the first two pictures above). Segments are at least this long.
+const WARM_UP_FRAMES: u64 = 2;
 
 /// One encoded picture: Annex B NAL units.
 pub(crate) struct EncodedFrame {
@@ -51,16 +60,19 @@ pub(crate) struct EncodedFrame {
 /// Encodes frames pushed in display order on background threads and hands them back in the same
 /// order as they complete.
 ///
-/// At most `max_segments` segments are in flight, each holding at most [`QUEUED_FRAMES`] frames
-/// waiting; a push that would exceed either waits for the oldest segment. Dropping the encoder
-/// stops its threads at their next frame.
+/// At most `max_segments` segments are in flight, plus the next one warming up, each holding at
+/// most [`QUEUED_FRAMES`] frames waiting; a push that would exceed either waits for the oldest
+/// segment. Dropping the encoder stops its threads at their next frame.
 pub(crate) struct SegmentedEncoder {
     config: EncoderConfig,
-    /// Frames per segment; `None` encodes everything with one encoder.
+    /// Frames per segment, at least [`WARM_UP_FRAMES`]; `None` encodes everything with one
+    /// encoder.
     segment_len: Option<NonZeroU64>,
     max_segments: NonZeroUsize,
     /// The newest segment's queue; replacing it lets that segment's thread run to its end.
     feed: SyncSender<Yuv420>,
+    /// The next segment while it warms up on the frames before its first.
+    next: Option<(Segment, SyncSender<Yuv420>)>,
     in_flight: InFlight,
     queued: u64,
     stop: StopOnDrop,
@@ -73,13 +85,22 @@ impl SegmentedEncoder {
         segment_len: Option<NonZeroU64>,
         max_segments: NonZeroUsize,
     ) -> Result<Self> {
+        debug_assert!(segment_len.is_none_or(|len| len.get() >= WARM_UP_FRAMES));
+        // The cuts place every IDR picture of a segmented stream.
+        let config = match segment_len {
+            Some(_) => config
+                .intra_frame_period(IntraFramePeriod::from_num_frames(0))
+                .scene_change_detect(false),
+            None => config,
+        };
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
-        let (segment, feed) = Segment::start(0, config, &stop.0)?;
+        let (segment, feed) = Segment::start(0, 0, config, &stop.0)?;
         Ok(Self {
             config,
             segment_len,
             max_segments,
             feed,
+            next: None,
             in_flight: InFlight {
                 segments: VecDeque::from([segment]),
                 parameter_sets: None,
@@ -95,14 +116,22 @@ impl SegmentedEncoder {
     pub fn push(&mut self, picture: Yuv420) -> Result<Vec<EncodedFrame>> {
         let frame = self.queued;
         let mut ready = Vec::new();
-        if frame > 0 && self.segment_len.is_some_and(|len| frame % len == 0) {
-            let (segment, feed) = Segment::start(frame, self.config, &self.stop.0)?;
+        if let Some((segment, feed)) = self.next.take_if(|(next, _)| next.first_frame == frame) {
             self.in_flight.segments.push_back(segment);
             // Closes the previous segment's queue first, so that joining it below can end.
             self.feed = feed;
             if self.in_flight.segments.len() > self.max_segments.get() {
                 self.in_flight.join_front(&mut ready)?;
             }
+        }
+        let cut = frame + WARM_UP_FRAMES;
+        if self.segment_len.is_some_and(|len| cut % len == 0) {
+            let next = Segment::start(cut, WARM_UP_FRAMES, self.config, &self.stop.0)?;
+            self.next = Some(next);
+        }
+        if let Some((_, feed)) = &self.next {
+            // A warm-up that failed shows when the segment's first frame finds its queue closed.
+            let _ = feed.send(picture.clone());
         }
         if self.feed.send(picture).is_err() {
             // The newest segment's thread let go of its queue early, which it does on an error
@@ -118,12 +147,14 @@ impl SegmentedEncoder {
     pub fn finish(self) -> Result<Vec<EncodedFrame>> {
         let Self {
             feed,
+            next,
             mut in_flight,
             stop,
             ..
         } = self;
-        // Closing the newest queue lets its thread end; the stop flag waits for the last join.
-        drop(feed);
+        // Closing the newest queue lets its thread end; the stop flag waits for the last join. A
+        // segment still warming up has no frames of its own.
+        drop((feed, next));
         let mut ready = Vec::new();
         while !in_flight.segments.is_empty() {
             in_flight.join_front(&mut ready)?;
@@ -199,9 +230,11 @@ struct Encoded {
 }
 
 impl Segment {
-    /// A fresh encoder on a new thread, and the sending end of its queue.
+    /// A fresh encoder on a new thread, and the sending end of its queue, which takes the
+    /// `warm_up` frames before `first_frame` first.
     fn start(
         first_frame: u64,
+        warm_up: u64,
         config: EncoderConfig,
         stop: &Arc<AtomicBool>,
     ) -> Result<(Self, SyncSender<Yuv420>)> {
@@ -211,7 +244,7 @@ impl Segment {
         let stop = Arc::clone(stop);
         let thread = thread::Builder::new()
             .name(format!("h264-{first_frame}"))
-            .spawn(move || encode_segment(encoder, first_frame, &queue, &stop))?;
+            .spawn(move || encode_segment(encoder, first_frame, warm_up, &queue, &stop))?;
         Ok((
             Self {
                 first_frame,
@@ -239,6 +272,7 @@ impl Segment {
 fn encode_segment(
     mut encoder: Encoder,
     first_frame: u64,
+    warm_up: u64,
     queue: &Receiver<Yuv420>,
     stop: &AtomicBool,
 ) -> Result<Encoded> {
@@ -246,13 +280,22 @@ fn encode_segment(
         parameter_sets: Vec::new(),
         frames: Vec::new(),
     };
-    for (frame, picture) in (first_frame..).zip(queue) {
+    for (frame, picture) in (first_frame - warm_up..).zip(queue) {
         // Nobody will read the result of a dropped writer; its frames are not worth the cores.
         if stop.load(Ordering::Relaxed) {
             return Err(Error::EncoderThread {
                 first_frame,
                 reason: "stopped with its writer".into(),
             });
+        }
+        if frame < first_frame {
+            encoder
+                .encode(&picture)
+                .map_err(|source| Error::EncodeFrame { frame, source })?;
+            if frame + 1 == first_frame {
+                encoder.force_intra_frame();
+            }
+            continue;
         }
         let bitstream = encoder
             .encode(&picture)
