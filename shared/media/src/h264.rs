@@ -57,8 +57,8 @@ pub(crate) struct EncodedFrame {
     pub idr: bool,
 }
 
-/// Encodes frames pushed in display order on background threads and hands them back in the same
-/// order as they complete.
+/// Encodes frames pushed in display order on background threads and hands them back in that
+/// order as their segments complete.
 ///
 /// At most `max_segments` segments are in flight, plus the next one warming up, each holding at
 /// most [`QUEUED_FRAMES`] frames waiting; a push that would exceed either waits for the oldest

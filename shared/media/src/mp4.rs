@@ -42,11 +42,12 @@ pub struct Mp4Config {
     /// An IDR frame (seek point) every this many frames; 0 means only the first frame.
     ///
     /// Each run of this many frames is encoded by an encoder of its own, concurrently with the
-    /// others. 0 and 1 leave one encoder for the whole video: with 0 there is nothing to cut, and
-    /// IDR frames from separate encoders cannot follow one another directly (their `idr_pic_id`s
-    /// would be equal).
+    /// others, after warming up on the 2 frames before it. 0 and 1 leave one encoder for the
+    /// whole video: with 0 there is nothing to cut, and IDR frames from separate encoders cannot
+    /// follow one another directly (their `idr_pic_id`s would be equal).
     pub keyframe_interval: u32,
-    /// How many runs between seek points are encoded at once; `None` is one per core
+    /// How many runs between seek points are encoded at once (one more warms up), each holding
+    /// up to 16 frames that wait for its encoder; `None` is one per core
     /// ([`std::thread::available_parallelism`]). The file does not depend on it.
     pub threads: Option<NonZeroUsize>,
 }
