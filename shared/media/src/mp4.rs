@@ -31,7 +31,14 @@ pub const MAX_LONG_SIDE: usize = 3840;
 pub const MAX_SHORT_SIDE: usize = 2160;
 
 /// Encoding settings. The defaults suit Wan output: 16 fps (Wan 2.1's rate), quality-first rate
-/// control at [`auto_bitrate`], a seek point every 32 frames (2 s at 16 fps).
+/// control at [`auto_bitrate`], a seek point every 16 frames (1 s at 16 fps).
+///
+/// The runs between seek points encode at once, so the interval bounds how fast a clip encodes:
+/// 81 frames are 6 runs at 16 and 3 at 32, and when frames arrive faster than one encoder takes
+/// them, the clip is done about one run's encoding after its last full run starts: 16 frames'
+/// rather than 32 (0.43 s rather than 0.86 s at 480p on the H100 host, 27 ms a frame). Against
+/// 32, 16 changed file sizes by -3.5% to +17% at luma PSNR within 0.25 dB (`h264_bench`: 81
+/// frames of 832×480, a moving gradient under noise of ±0 to ±0.25).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mp4Config {
     /// Frames per second, in [1, 60]: OpenH264's rate control clamps to that range.
@@ -57,7 +64,7 @@ impl Default for Mp4Config {
         Self {
             fps: 16.0,
             bitrate_bps: None,
-            keyframe_interval: 32,
+            keyframe_interval: 16,
             threads: None,
         }
     }
