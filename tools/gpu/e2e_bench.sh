@@ -48,7 +48,7 @@ if [ -n "${E2E_14B:-}" ]; then
     echo "== 3. turbine generate, 14B int8 720p 81 frames, 4-step rCM, SageSLA 0.1"
     M14=${M14:-/tmp/turbine-14b}
     mkdir -p "$M14"
-    .gpu/turbine bench --model 14b --attention sagesla --warmup 0 --iters 1 \
+    timeout 300 .gpu/turbine bench --model 14b --attention sagesla --warmup 0 --iters 1 \
         --export-weights "$M14/diffusion_pytorch_model.safetensors" >"$OUT/export-14b.log" 2>&1 \
         || { echo "14B export failed"; status=1; }
     cat >"$M14/config.json" <<'JSON'

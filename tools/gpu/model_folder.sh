@@ -10,7 +10,7 @@
 # Sets model_status to 1 when a part could not be built.
 model_status=0
 mkdir -p "$MODEL/google/umt5-xxl"
-.gpu/turbine bench --model 1.3b --attention sagesla --warmup 0 --iters 1 \
+timeout 240 .gpu/turbine bench --model 1.3b --attention sagesla --warmup 0 --iters 1 \
     --export-weights "$MODEL/diffusion_pytorch_model.safetensors" >"$OUT/export-dit.log" 2>&1 \
     || { echo "DiT export failed"; model_status=1; }
 if [ ! -f "$UMT5_DIR/umt5-xxl.safetensors" ]; then

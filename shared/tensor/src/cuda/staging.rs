@@ -7,7 +7,7 @@
 //! [`DIRECT_MAX`] therefore go through [`SLOTS`] pinned buffers of [`SLOT_BYTES`] each, allocated
 //! at a backend's first such upload and freed with it:
 //!
-//! - the source is cut into buffer-sized pieces ([`pieces`]); all cores (rayon) write a piece into
+//! - the source is cut into buffer-sized pieces ([`pieces`]); all cores (scoped threads) write a piece into
 //!   the next buffer, converting on the way when the device's element type differs (f32 -> bf16
 //!   rounds to nearest even, as `half` does), and its DMA is queued on the backend's stream;
 //! - an event recorded after each DMA marks its buffer busy, and a buffer is refilled only once
@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, CudaEvent, CudaStream, PinnedHostSlice, result as driver, sys};
 use half::{bf16, f16};
-use rayon::prelude::*;
 
 use super::Wrap;
 use crate::{DType, Error, Result};
@@ -39,7 +38,7 @@ pub(super) const SLOT_BYTES: usize = 32 << 20;
 /// Staging buffers: while the copy engine drains one, the host fills the others.
 const SLOTS: usize = 4;
 
-/// Elements each rayon task converts: a few hundred KB, enough to amortize the task overhead.
+/// Fewest elements a conversion thread takes: a few hundred KB, enough to amortize starting it.
 const TASK_ELEMENTS: usize = 1 << 16;
 
 /// The element ranges `0..elements` is cut into, each at most `per_piece` long (`per_piece` of 0
@@ -71,11 +70,35 @@ pub(super) fn convert(from: DType, to: DType, src: &[u8], dst: &mut [u8]) -> Res
     Ok(())
 }
 
-/// [`convert`] on all cores, in tasks of [`TASK_ELEMENTS`].
+/// [`convert`] on all cores, in at least [`TASK_ELEMENTS`] elements per thread. Scoped threads
+/// rather than rayon: the caller holds the ring's lock, and a rayon worker waiting for its own
+/// parallel loop runs other tasks of the pool meanwhile, such as another weight's upload, which
+/// then waits on that lock forever (a 1.3B DiT, whose blocks load in parallel, hung so on an H100).
 pub(super) fn convert_parallel(from: DType, to: DType, src: &[u8], dst: &mut [u8]) -> Result<()> {
-    src.par_chunks(TASK_ELEMENTS * from.size_in_bytes())
-        .zip(dst.par_chunks_mut(TASK_ELEMENTS * to.size_in_bytes()))
-        .try_for_each(|(src, dst)| convert(from, to, src, dst))
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let elements = src.len() / from.size_in_bytes();
+    let per_thread = elements.div_ceil(threads).max(TASK_ELEMENTS);
+    let (src_chunk, dst_chunk) = (
+        per_thread * from.size_in_bytes(),
+        per_thread * to.size_in_bytes(),
+    );
+    if src.len() <= src_chunk {
+        return convert(from, to, src, dst);
+    }
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = src
+            .chunks(src_chunk)
+            .zip(dst.chunks_mut(dst_chunk))
+            .map(|(src, dst)| scope.spawn(move || convert(from, to, src, dst)))
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Each `from` element of `src` read as f32 and stored into `dst` by `store`.
@@ -189,6 +212,8 @@ impl Staging {
 
 #[cfg(test)]
 mod tests {
+    use rayon::prelude::*;
+
     use super::*;
     use crate::{HostData, HostTensor};
 
@@ -225,6 +250,33 @@ mod tests {
 
     fn le_bytes(t: &HostTensor) -> Vec<u8> {
         t.tensor_bytes().bytes().to_vec()
+    }
+
+    #[test]
+    fn conversion_under_a_lock_shared_by_rayon_tasks_finishes() {
+        // The pattern of parallel weight loading: rayon tasks taking the ring's lock in turn and
+        // converting under it (rayon's own deadlock needs an idle worker stealing at the wrong
+        // moment, which this does not force; the scoped threads rule it out by construction).
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let lock = std::sync::Mutex::new(());
+            let src = vec![0x3Fu8; 4 * 16 * TASK_ELEMENTS];
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(8)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                (0..256).into_par_iter().for_each(|_| {
+                    let _held = lock.lock().unwrap();
+                    let mut dst = vec![0u8; src.len() / 2];
+                    convert_parallel(DType::F32, DType::BF16, &src, &mut dst).unwrap();
+                })
+            });
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("conversions under a shared lock deadlocked");
     }
 
     #[test]
