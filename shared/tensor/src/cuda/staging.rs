@@ -91,13 +91,11 @@ pub(super) fn convert_parallel(from: DType, to: DType, src: &[u8], dst: &mut [u8
             .zip(dst.chunks_mut(dst_chunk))
             .map(|(src, dst)| scope.spawn(move || convert(from, to, src, dst)))
             .collect();
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        // The scope joins whatever the first error leaves unjoined.
+        threads.into_iter().try_for_each(|t| {
+            t.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     })
 }
 
