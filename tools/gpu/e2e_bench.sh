@@ -6,7 +6,8 @@
 # linears, twice (the first process compiles kernels into the disk cache; each process plans its
 # cuDNN convolutions again), and once dense bf16. Per-stage timings (load = time to ready) in
 # timings-*.json, logs in generate-*.log, under $OUT (default ./e2e-out). E2E_14B=1 adds a 14B
-# int8 720p run next to umT5-XXL and the VAE with the GPU's peak memory use.
+# int8 720p run next to umT5-XXL and the VAE with the GPU's peak memory use; ENCODER_THREADS
+# (below) repeats the SageSLA + FP8 run with fewer H.264 encoder threads.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-e2e-out}
@@ -41,6 +42,12 @@ echo "== 2. turbine generate, 1.3B 480p 81 frames, 4-step rCM"
 run sagesla-fp8-cold --attention sagesla --sla-topk 0.1 --quant fp8 || status=1
 run sagesla-fp8 --attention sagesla --sla-topk 0.1 --quant fp8 || status=1
 run dense --attention dense || status=1
+# ENCODER_THREADS="8 4": the SageSLA + FP8 run again with that many H.264 segments at once (the
+# default is one per core), to see what the encoder threads cost the thread feeding the GPU.
+for n in ${ENCODER_THREADS:-}; do
+    run "sagesla-fp8-enc$n" --attention sagesla --sla-topk 0.1 --quant fp8 --encoder-threads "$n" \
+        || status=1
+done
 
 if [ -n "${E2E_14B:-}" ]; then
     # Issue 7's memory plan: a 14B DiT with int8 weights next to umT5-XXL and the VAE on one

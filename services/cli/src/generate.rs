@@ -56,6 +56,10 @@ pub struct Args {
     /// Frames per second of the MP4 / GIF.
     #[arg(long, default_value_t = 16.0)]
     fps: f64,
+    /// H.264 segments (16 frames between seek points) encoded at once [default: one per core].
+    /// The file does not depend on it.
+    #[arg(long, value_name = "N")]
+    encoder_threads: Option<std::num::NonZeroUsize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 
@@ -248,6 +252,7 @@ impl Outputs {
             h,
             Mp4Config {
                 fps: args.fps,
+                threads: args.encoder_threads,
                 ..Mp4Config::default()
             },
         )
