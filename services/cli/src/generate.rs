@@ -365,55 +365,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let dit = args.device.select(args.quant.quant)?;
+    let job = Job {
+        args: &args,
+        source: &source,
+        request: &request,
+        start,
+    };
     match &dit {
-        Chosen::Cpu => generate_on(CpuBackend, &dit, &args, &source, &request, start),
-        Chosen::Cuda(backend) => {
-            generate_on(backend.clone(), &dit, &args, &source, &request, start)
-        }
+        Chosen::Cpu => generate_on(CpuBackend, &dit, &job),
+        Chosen::Cuda(backend) => generate_on(backend.clone(), &dit, &job),
     }
+}
+
+/// What one `turbine generate` runs, and when it started.
+struct Job<'a> {
+    args: &'a Args,
+    source: &'a ModelSource,
+    request: &'a GenerateRequest,
+    start: Instant,
 }
 
 /// Loads the DiT and VAE onto `backend` (the one `dit` describes), then umT5 where
 /// `--text-device` puts it, and generates.
-fn generate_on<B: Backend + Clone>(
-    backend: B,
-    dit: &Chosen,
-    args: &Args,
-    source: &ModelSource,
-    request: &GenerateRequest,
-    start: Instant,
-) -> anyhow::Result<()> {
-    let denoise = DenoiseStage::load(backend.clone(), source).context("loading the DiT")?;
-    let decode = DecodeStage::load(backend, source).context("loading the VAE")?;
-    let loading_text = "loading the text encoder";
-    match args.text.place(dit, source)? {
-        Chosen::Cpu => {
-            let text = TextStage::load(CpuBackend, source).context(loading_text)?;
-            run_pipeline(
-                Pipeline::from_stages(text, denoise, decode)?,
-                args,
-                request,
-                start,
-            )
-        }
-        Chosen::Cuda(b) => {
-            let text = TextStage::load(b, source).context(loading_text)?;
-            run_pipeline(
-                Pipeline::from_stages(text, denoise, decode)?,
-                args,
-                request,
-                start,
-            )
-        }
+fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> anyhow::Result<()> {
+    let denoise = DenoiseStage::load(backend.clone(), job.source).context("loading the DiT")?;
+    let decode = DecodeStage::load(backend, job.source).context("loading the VAE")?;
+    match job.args.text.place(dit, job.source)? {
+        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, job),
+        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, job),
     }
 }
 
+/// Loads umT5 onto `text_backend` next to the loaded DiT and VAE, generates, and writes the
+/// outputs and the report.
 fn run_pipeline<B: Backend + Clone, T: Backend>(
-    mut pipeline: Pipeline<B, T>,
-    args: &Args,
-    request: &GenerateRequest,
-    start: Instant,
+    text_backend: T,
+    denoise: DenoiseStage<B>,
+    decode: DecodeStage<B>,
+    job: &Job<'_>,
 ) -> anyhow::Result<()> {
+    let Job {
+        args,
+        request,
+        start,
+        ..
+    } = *job;
+    let text = TextStage::load(text_backend, job.source).context("loading the text encoder")?;
+    let mut pipeline = Pipeline::from_stages(text, denoise, decode)?;
     let load_s = start.elapsed().as_secs_f64();
     let loads = pipeline.load_report();
 

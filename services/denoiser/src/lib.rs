@@ -48,20 +48,11 @@ pub fn load<B: Backend + Clone>(backend: B, source: &ModelSource) -> Result<Mode
     Ok(stage)
 }
 
+#[derive(Clone)]
 pub struct DenoiserService<B: Backend> {
     worker: Worker<Model<B>>,
     metrics: Metrics,
     steps: Arc<AtomicU64>,
-}
-
-impl<B: Backend + Clone> Clone for DenoiserService<B> {
-    fn clone(&self) -> Self {
-        Self {
-            worker: self.worker.clone(),
-            metrics: self.metrics.clone(),
-            steps: self.steps.clone(),
-        }
-    }
 }
 
 impl<B: Backend + Clone> DenoiserService<B> {

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use turbine_denoiser::{DenoiserService, load};
 use turbine_pipeline::ModelSource;
-use turbine_rpc::device::{Chosen, DeviceArgs, QuantArgs};
+use turbine_rpc::device::{DeviceArgs, OnBackend, QuantArgs, serve_on};
 use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
-use turbine_tensor::{Backend, CpuBackend};
+use turbine_tensor::Backend;
 
 /// Serves turbine.v1.Denoiser: text contexts + seed -> latents, with step progress and previews.
 #[derive(Parser)]
@@ -52,25 +52,21 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match args.device.select(args.quant.quant) {
-        Ok(Chosen::Cpu) => serve(&args, CpuBackend),
-        Ok(Chosen::Cuda(backend)) => serve(&args, backend),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let chosen = args.device.select(args.quant.quant);
+    serve_on(chosen, args)
 }
 
-fn serve<B: Backend + Clone>(args: &Args, backend: B) -> ExitCode {
-    let source = args.source();
-    run_stage(
-        args.listen,
-        &args.serve,
-        "denoiser",
-        move || load(backend, &source),
-        |worker, metrics| DenoiserService::new(worker, metrics).into_service(),
-    )
+impl OnBackend for Args {
+    fn on<B: Backend + Clone>(self, backend: B) -> ExitCode {
+        let source = self.source();
+        run_stage(
+            self.listen,
+            &self.serve,
+            "denoiser",
+            move || load(backend, &source),
+            |worker, metrics| DenoiserService::new(worker, metrics).into_service(),
+        )
+    }
 }
 
 #[cfg(test)]

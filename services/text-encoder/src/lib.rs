@@ -35,18 +35,10 @@ pub fn load<B: Backend>(backend: B, source: &ModelSource) -> turbine_rpc::Result
     Ok(stage)
 }
 
+#[derive(Clone)]
 pub struct TextEncoderService<B: Backend> {
     worker: Worker<Model<B>>,
     metrics: Metrics,
-}
-
-impl<B: Backend> Clone for TextEncoderService<B> {
-    fn clone(&self) -> Self {
-        Self {
-            worker: self.worker.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
 }
 
 impl<B: Backend> TextEncoderService<B> {

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use turbine_rpc::device::{Chosen, DeviceArgs, QuantArg};
+use turbine_rpc::device::{DeviceArgs, OnBackend, QuantArg, serve_on};
 use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
-use turbine_tensor::{Backend, CpuBackend};
+use turbine_tensor::Backend;
 use turbine_text_encoder::{TextEncoderService, load};
 
 /// Serves turbine.v1.TextEncoder: prompt -> umT5 context.
@@ -26,25 +26,21 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match args.device.select(QuantArg::None) {
-        Ok(Chosen::Cpu) => serve(&args, CpuBackend),
-        Ok(Chosen::Cuda(backend)) => serve(&args, backend),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    let chosen = args.device.select(QuantArg::None);
+    serve_on(chosen, args)
 }
 
-fn serve<B: Backend>(args: &Args, backend: B) -> ExitCode {
-    let source = args.model.source();
-    run_stage(
-        args.listen,
-        &args.serve,
-        "text-encoder",
-        move || load(backend, &source),
-        |worker, metrics| TextEncoderService::new(worker, metrics).into_service(),
-    )
+impl OnBackend for Args {
+    fn on<B: Backend + Clone>(self, backend: B) -> ExitCode {
+        let source = self.model.source();
+        run_stage(
+            self.listen,
+            &self.serve,
+            "text-encoder",
+            move || load(backend, &source),
+            |worker, metrics| TextEncoderService::new(worker, metrics).into_service(),
+        )
+    }
 }
 
 #[cfg(test)]

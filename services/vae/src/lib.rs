@@ -45,18 +45,10 @@ pub fn load<B: Backend>(backend: B, source: &ModelSource) -> Result<Model<B>> {
     Ok(stage)
 }
 
+#[derive(Clone)]
 pub struct VaeService<B: Backend> {
     worker: Worker<Model<B>>,
     metrics: Metrics,
-}
-
-impl<B: Backend> Clone for VaeService<B> {
-    fn clone(&self) -> Self {
-        Self {
-            worker: self.worker.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
 }
 
 impl<B: Backend> VaeService<B> {

@@ -2,12 +2,13 @@
 //! for the DiT, and `--text-device` for umT5 when it shares a process with the DiT.
 
 use std::fmt;
+use std::process::ExitCode;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use turbine_pipeline::ModelSource;
 use turbine_tensor::cuda::{Precision, Quant};
-use turbine_tensor::{CudaBackend, CudaOptions};
+use turbine_tensor::{Backend, CpuBackend, CudaBackend, CudaOptions};
 
 /// The device a command asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +109,25 @@ const GPU_BYTES_PER_PARAMETER: usize = 2;
 pub enum Chosen {
     Cpu,
     Cuda(CudaBackend),
+}
+
+/// A stage binary run on a backend, for [`serve_on`]: where its run-time choice of backend
+/// becomes a type.
+pub trait OnBackend {
+    fn on<B: Backend + Clone>(self, backend: B) -> ExitCode;
+}
+
+/// A stage binary's `main` once its flags are parsed: `work` on the backend `chosen`, or the
+/// reason none could start and a failing exit.
+pub fn serve_on(chosen: anyhow::Result<Chosen>, work: impl OnBackend) -> ExitCode {
+    match chosen {
+        Ok(Chosen::Cpu) => work.on(CpuBackend),
+        Ok(Chosen::Cuda(backend)) => work.on(backend),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 impl Chosen {
