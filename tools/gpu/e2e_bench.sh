@@ -11,11 +11,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-e2e-out}
-MODEL=${MODEL:-/tmp/turbine-e2e}
-UMT5_DIR=${UMT5_DIR:-/tmp/turbine-umt5}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-WORK=$MODEL source tools/gpu/wheels.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
 source tools/gpu/cudnn.sh
 
@@ -23,8 +20,6 @@ echo "== 1. model folder (random weights)"
 source tools/gpu/model_folder.sh
 status=$model_status
 
-prompt="A red panda walks along a mossy branch in a misty bamboo forest at dawn, soft golden light \
-filtering through the leaves, slow camera pan, shallow depth of field, cinematic, highly detailed"
 run() {
     local name=$1
     shift

@@ -1,6 +1,7 @@
-# Sourced by e2e_bench.sh and services_check.sh from the repository root with OUT, MODEL and
-# UMT5_DIR set (wheels.sh sourced first): no real weights reach these hosts, so a 1.3B model
-# folder is built from random weights:
+# Sourced by e2e_bench.sh and services_check.sh from the repository root with OUT set. Sets
+# MODEL and UMT5_DIR (defaults under /tmp) and the runs' shared `prompt`. No real weights reach
+# these hosts, so unless $MODEL already holds one (a KEEP_MODEL run before), a 1.3B model folder
+# is built from random weights:
 #   - DiT: Wan2.1-1.3B with SLA proj_l, seeded, written by `turbine bench --export-weights`;
 #   - umT5-XXL: UMT5EncoderModel's layout from tools/gpu/umt5_parity.py (run it first, or let
 #     umt5_bench.sh keep it with KEEP_UMT5=1; $UMT5_DIR/umt5-xxl.safetensors), else built here;
@@ -8,7 +9,13 @@
 #   - tokenizer: the tests' small SentencePiece model (google/umt5-xxl's is not on the host): the
 #     prompt's token count differs from the real tokenizer's, its cost does not.
 # Sets model_status to 1 when a part could not be built.
+MODEL=${MODEL:-/tmp/turbine-e2e}
+UMT5_DIR=${UMT5_DIR:-/tmp/turbine-umt5}
+prompt="A red panda walks along a mossy branch in a misty bamboo forest at dawn, soft golden light \
+filtering through the leaves, slow camera pan, shallow depth of field, cinematic, highly detailed"
 model_status=0
+[ -f "$MODEL/config.json" ] && return 0
+WORK=$MODEL source tools/gpu/wheels.sh
 mkdir -p "$MODEL/google/umt5-xxl"
 timeout 240 .gpu/turbine bench --model 1.3b --attention sagesla --warmup 0 --iters 1 \
     --export-weights "$MODEL/diffusion_pytorch_model.safetensors" >"$OUT/export-dit.log" 2>&1 \

@@ -16,21 +16,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-services-out}
-MODEL=${MODEL:-/tmp/turbine-e2e}
-UMT5_DIR=${UMT5_DIR:-/tmp/turbine-umt5}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RUST_BACKTRACE=0
-status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
 source tools/gpu/cudnn.sh
-if [ ! -f "$MODEL/config.json" ]; then
-    WORK=$MODEL source tools/gpu/wheels.sh
-    source tools/gpu/model_folder.sh
-    status=$model_status
-fi
+source tools/gpu/model_folder.sh
+status=$model_status
 
-prompt="A red panda walks along a mossy branch in a misty bamboo forest at dawn, soft golden light \
-filtering through the leaves, slow camera pan, shallow depth of field, cinematic, highly detailed"
 port=50050
 submit() {
     local name=$1
