@@ -10,8 +10,9 @@ use crate::{Error, Result};
 /// Where a sampler's Gaussian noise comes from.
 ///
 /// Samplers draw in a fixed order: one tensor of the latent's shape for the initial state, then
-/// (rCM SDE only) one per step, the last step included.
-pub trait NoiseSource {
+/// (rCM SDE only) one per step, the last step included. A sampler may draw on another thread
+/// while the model runs, hence `Send`.
+pub trait NoiseSource: Send {
     /// One tensor of standard-normal f32 values, row-major over `shape`.
     fn draw(&mut self, shape: &[usize]) -> Result<Vec<f32>>;
 }

@@ -89,11 +89,23 @@ impl RcmConfig {
         for (k, &timestep) in schedule.timesteps().iter().enumerate() {
             let (s_cur, s_next) = (s[k], s[k + 1]);
             let input = runner.upload(&x)?;
-            let v = runner.velocity(&input, shape, timestep, Conditioning::Positive)?;
+            // The step's noise (millions of draws) comes on another thread while the model runs;
+            // the draw order is unchanged.
+            let (v, eps) = std::thread::scope(|scope| {
+                let eps = (self.mode == RcmMode::Sde).then(|| scope.spawn(|| noise.draw(shape)));
+                let v = runner.velocity(&input, shape, timestep, Conditioning::Positive);
+                let eps = eps.map(|draw| {
+                    draw.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                });
+                (v, eps)
+            });
+            let v = v?;
             let denoised = Latent::from_fn(shape, |i| x.data()[i] - s_cur * v[i]);
-            x = match self.mode {
-                RcmMode::Sde => {
-                    let eps = noise.draw(shape)?;
+            x = match eps {
+                // SDE: a fresh sample at the next noise level.
+                Some(eps) => {
+                    let eps = eps?;
                     // Upstream multiplies the f32 noise by the f64 scalar in f32 (PyTorch lets a
                     // dimensioned f32 tensor win over a 0-dim f64) before adding to the f64 state.
                     let s_next_f32 = s_next as f32;
@@ -101,7 +113,7 @@ impl RcmConfig {
                         (1.0 - s_next) * denoised.data()[i] + f64::from(s_next_f32 * eps[i])
                     })
                 }
-                RcmMode::Ode => Latent::from_fn(shape, |i| x.data()[i] - (s_cur - s_next) * v[i]),
+                None => Latent::from_fn(shape, |i| x.data()[i] - (s_cur - s_next) * v[i]),
             };
             notify(observer, &schedule, k, &denoised, &x)?;
         }
