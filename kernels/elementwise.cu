@@ -91,38 +91,38 @@ extern "C" __global__ void clamp_f32(const ClampArgs a) {
   GRID_STRIDE(i, a.n) { a.out[i] = fminf(fmaxf(a.x[i], a.lo), a.hi); }
 }
 
-// x[c, ...] * scale[c] + shift[c], `inner` elements per channel.
+// x[..., c] * scale[c] + shift[c] over a channels-last tensor.
 struct ChannelAffineArgs {
   void* out;
   const void* x;
   const void* scale;
   const void* shift;
   u64 n;
-  u64 inner;
+  u64 channels;
   int out_dt, x_dt, scale_dt, shift_dt;
 };
 
 extern "C" __global__ void channel_affine(const ChannelAffineArgs a) {
   GRID_STRIDE(i, a.n) {
-    const u64 c = i / a.inner;
+    const u64 c = i % a.channels;
     const float v = load_elem(a.x, a.x_dt, i) * load_elem(a.scale, a.scale_dt, c) +
                     load_elem(a.shift, a.shift_dt, c);
     store_elem(a.out, a.out_dt, i, v);
   }
 }
 
-// out[c, ...] += bias[c] in place: the bias of a convolution whose library call has none.
+// out[..., c] += bias[c] in place: the bias of a convolution whose library call has none.
 struct ChannelBiasArgs {
   void* out;
   const void* bias;
   u64 n;
-  u64 inner;
+  u64 channels;
   int out_dt, bias_dt;
 };
 
 extern "C" __global__ void channel_bias(const ChannelBiasArgs a) {
   GRID_STRIDE(i, a.n) {
-    const float v = load_elem(a.out, a.out_dt, i) + load_elem(a.bias, a.bias_dt, i / a.inner);
+    const float v = load_elem(a.out, a.out_dt, i) + load_elem(a.bias, a.bias_dt, i % a.channels);
     store_elem(a.out, a.out_dt, i, v);
   }
 }

@@ -96,30 +96,32 @@ extern "C" __global__ void unpatchify_f32(const PatchArgs a) {
   }
 }
 
-// [C, F, H, W] -> [C, F*sf, H*sh, W*sw], each output reading its nearest source element.
+// [F, H, W, C] -> [F*sf, H*sh, W*sw, C], each output reading its nearest source element.
 struct UpsampleArgs {
   void* out;
   const void* x;
   u64 n;  // output elements
-  unsigned f, h, w;
+  unsigned f, h, w, c;
   unsigned sf, sh, sw;
   int esize;
 };
 
 extern "C" __global__ void upsample_nearest(const UpsampleArgs a) {
-  const u64 fo = (u64)a.f * a.sf, ho = (u64)a.h * a.sh, wo = (u64)a.w * a.sw;
+  const u64 ho = (u64)a.h * a.sh, wo = (u64)a.w * a.sw;
   GRID_STRIDE(i, a.n) {
-    const u64 xo = i % wo, yo = (i / wo) % ho, to = (i / (wo * ho)) % fo, ci = i / (wo * ho * fo);
-    copy_elem(a.esize, a.out, i, a.x, ((ci * a.f + to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw);
+    const u64 ci = i % a.c, p = i / a.c;
+    const u64 xo = p % wo, yo = (p / wo) % ho, to = p / (wo * ho);
+    copy_elem(a.esize, a.out, i, a.x, (((to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw) * a.c + ci);
   }
 }
 
-// [C, F, H, W] -> [C, F + pf, H + ph, W + pw] with x placed at (f0, h0, w0) and zeros around:
+// [F, H, W, C] -> [F + pf, H + ph, W + pw, C] with x placed at (f0, h0, w0) and zeros around:
 // the asymmetric part of a convolution's padding, which cuDNN does not take.
 struct PadArgs {
   void* out;
   const void* x;
   u64 n;  // output elements
+  unsigned c;
   unsigned f, h, w;     // input
   unsigned fo, ho, wo;  // output
   unsigned f0, h0, w0;  // leading padding
@@ -128,10 +130,10 @@ struct PadArgs {
 
 extern "C" __global__ void pad_zero(const PadArgs a) {
   GRID_STRIDE(i, a.n) {
-    const long long xo = (long long)(i % a.wo) - a.w0;
-    const long long yo = (long long)((i / a.wo) % a.ho) - a.h0;
-    const long long to = (long long)((i / ((u64)a.wo * a.ho)) % a.fo) - a.f0;
-    const u64 ci = i / ((u64)a.wo * a.ho * a.fo);
+    const u64 ci = i % a.c, p = i / a.c;
+    const long long xo = (long long)(p % a.wo) - a.w0;
+    const long long yo = (long long)((p / a.wo) % a.ho) - a.h0;
+    const long long to = (long long)(p / ((u64)a.wo * a.ho)) - a.f0;
     if (xo < 0 || xo >= a.w || yo < 0 || yo >= a.h || to < 0 || to >= a.f) {
       if (a.esize == 2) {
         ((unsigned short*)a.out)[i] = 0;
@@ -139,42 +141,8 @@ extern "C" __global__ void pad_zero(const PadArgs a) {
         ((unsigned*)a.out)[i] = 0;
       }
     } else {
-      copy_elem(a.esize, a.out, i, a.x, ((ci * a.f + to) * a.h + yo) * a.w + xo);
+      copy_elem(a.esize, a.out, i, a.x, ((to * a.h + yo) * a.w + xo) * a.c + ci);
     }
   }
 }
 
-// out[b, c, r] = x[b, r, c] (+ bias[c]) for x: [batch, rows, cols]: the moves between channel-
-// first and channels-last around cuDNN's convolutions, whose tensor-core kernels want channels
-// last; the way back adds the convolution's bias (through f32, a no-op rounding for bf16 copies
-// without one). One 32x8 block per 32x32 tile, through shared memory, so both the reads and the
-// writes are coalesced.
-struct TransposeArgs {
-  void* out;
-  const void* x;
-  const void* bias;  // [cols] or null
-  u64 batch, rows, cols;
-  int dt;
-  int bias_dt;
-};
-
-extern "C" __global__ void transpose_tiles(const TransposeArgs a) {
-  __shared__ float tile[32][33];
-  const u64 col_tiles = (a.cols + 31) / 32, row_tiles = (a.rows + 31) / 32;
-  const u64 t = blockIdx.x;
-  const u64 tc = t % col_tiles, tr = (t / col_tiles) % row_tiles, b = t / (col_tiles * row_tiles);
-  const u64 base = b * a.rows * a.cols;
-  for (unsigned j = threadIdx.y; j < 32; j += 8) {
-    const u64 r = tr * 32 + j, c = tc * 32 + threadIdx.x;
-    if (r < a.rows && c < a.cols) tile[j][threadIdx.x] = load_elem(a.x, a.dt, base + r * a.cols + c);
-  }
-  __syncthreads();
-  for (unsigned j = threadIdx.y; j < 32; j += 8) {
-    const u64 c = tc * 32 + j, r = tr * 32 + threadIdx.x;
-    if (r < a.rows && c < a.cols) {
-      float v = tile[threadIdx.x][j];
-      if (a.bias) v += load_elem(a.bias, a.bias_dt, c);
-      store_elem(a.out, a.dt, base + c * a.rows + r, v);
-    }
-  }
-}

@@ -3,7 +3,7 @@
 // layer_norm / rms_norm: one block per row of a [rows, cols] tensor. LayerNorm uses two passes
 // (mean, then the centred variance) like the CPU reference, which stays accurate on rows with a
 // large mean; the row is re-read from L1/L2 rather than held in registers, so any `cols` works.
-// channel_rms_norm: one thread per spatial position of a channel-first [C, ...] tensor.
+// channel_rms_norm: one warp per position of a channels-last [..., C] tensor (a row of C).
 #include "common.cuh"
 
 // out = LN(x) * (mul + mul_offset) + add, each of mul/add optional ([cols] or null):
@@ -78,32 +78,33 @@ extern "C" __global__ void rms_norm(const RmsNormArgs a) {
 }
 
 // The Wan VAE's RMS_norm: x / max(||x||_2, 1e-12) * sqrt(C) * gamma, the norm taken over the
-// channel dim of x: [C, inner], then SiLU when `silu` is set (the residual blocks' norm -> SiLU in
-// one pass over memory). Consecutive threads take consecutive positions, so each channel row is
-// read coalesced; the second read of a position's channels comes from L1/L2.
+// channel dim of x: [rows, C], then SiLU when `silu` is set (the residual blocks' norm -> SiLU in
+// one pass over memory). A warp reads a row's channels coalesced; the second read comes from L1.
 struct ChannelRmsNormArgs {
-  void* out;           // [C, inner]
-  const void* x;       // [C, inner]
+  void* out;           // [rows, C]
+  const void* x;       // [rows, C]
   const void* gamma;   // [C]
-  u64 inner;
+  u64 rows;
   unsigned channels;
   int out_dt, x_dt, gamma_dt;
   int silu;
 };
 
 extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
-  GRID_STRIDE(p, a.inner) {
+  const unsigned lane = threadIdx.x & 31;
+  const u64 warps = (u64)gridDim.x * (blockDim.x / 32);
+  for (u64 row = ((u64)blockIdx.x * blockDim.x + threadIdx.x) / 32; row < a.rows; row += warps) {
+    const u64 base = row * a.channels;
     float ss = 0.0f;
-    for (unsigned c = 0; c < a.channels; ++c) {
-      const float v = load_elem(a.x, a.x_dt, c * a.inner + p);
+    for (unsigned c = lane; c < a.channels; c += 32) {
+      const float v = load_elem(a.x, a.x_dt, base + c);
       ss += v * v;
     }
-    const float scale = sqrtf((float)a.channels) / fmaxf(sqrtf(ss), 1e-12f);
-    for (unsigned c = 0; c < a.channels; ++c) {
-      const u64 at = c * a.inner + p;
-      float v = load_elem(a.x, a.x_dt, at) * scale * load_elem(a.gamma, a.gamma_dt, c);
+    const float scale = sqrtf((float)a.channels) / fmaxf(sqrtf(warp_sum(ss)), 1e-12f);
+    for (unsigned c = lane; c < a.channels; c += 32) {
+      float v = load_elem(a.x, a.x_dt, base + c) * scale * load_elem(a.gamma, a.gamma_dt, c);
       if (a.silu) v = v / (1.0f + expf(-v));
-      store_elem(a.out, a.out_dt, at, v);
+      store_elem(a.out, a.out_dt, base + c, v);
     }
   }
 }

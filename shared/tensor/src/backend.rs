@@ -286,9 +286,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `clamp(x, lo, hi)` elementwise.
     fn clamp(&self, x: &Self::Tensor, lo: f32, hi: f32) -> Result<Self::Tensor>;
 
-    // ---- channel-first video ops (`[C, F, H, W]`, the VAE's layout) ----
-    /// 3-D convolution of `x: [Cin, F, H, W]` with `weight: [Cout, Cin, kt, kh, kw]`, zero padding
-    /// `pad[d] = (before, after)` per dimension (F, H, W), then `bias: [Cout]`.
+    // ---- channels-last video ops (`[F, H, W, C]`, the VAE's layout) ----
+    /// 3-D convolution of `x: [F, H, W, Cin]` with `weight: [Cout, kt, kh, kw, Cin]`, zero
+    /// padding `pad[d] = (before, after)` per dimension (F, H, W), then `bias: [Cout]`; the output
+    /// is `[Fo, Ho, Wo, Cout]`. Channels last because that is where tensor-core convolutions run
+    /// fast, and it keeps each frame contiguous for the VAE's causal caches.
     fn conv3d(
         &self,
         x: &Self::Tensor,
@@ -297,10 +299,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
         stride: [usize; 3],
         pad: [[usize; 2]; 3],
     ) -> Result<Self::Tensor>;
-    /// Nearest-neighbour upsampling of `[C, F, H, W]` by integer factors per (F, H, W).
+    /// Nearest-neighbour upsampling of `[F, H, W, C]` by integer factors per (F, H, W).
     fn upsample_nearest(&self, x: &Self::Tensor, factor: [usize; 3]) -> Result<Self::Tensor>;
-    /// `x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma` with the norm over the leading (channel) dim of
-    /// `x: [C, ...]`, `gamma: [C]`: the Wan VAE's `RMS_norm` (`F.normalize` based).
+    /// `x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma` with the norm over the last (channel) dim of
+    /// `x: [..., C]`, `gamma: [C]`: the Wan VAE's `RMS_norm` (`F.normalize` based).
     fn channel_rms_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor>;
     /// `silu(channel_rms_norm(x, gamma))`: the VAE residual blocks' pre-convolution step, which
     /// backends may fuse into one pass.
@@ -311,7 +313,22 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor> {
         self.silu(&self.channel_rms_norm(x, gamma)?)
     }
-    /// `x[c, ...] · scale[c] + shift[c]` over the leading (channel) dim.
+    /// `concat([past, channel_rms_norm_silu(x, gamma)], 0)` over frames: the input of a causal
+    /// convolution with its cached frames in front, which backends may write without the
+    /// concatenation's second copy of the normalized frames.
+    fn causal_rms_norm_silu(
+        &self,
+        past: Option<&Self::Tensor>,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        let y = self.channel_rms_norm_silu(x, gamma)?;
+        match past {
+            Some(p) => self.concat(&[p, &y], 0),
+            None => Ok(y),
+        }
+    }
+    /// `x[..., c] · scale[c] + shift[c]` over the last (channel) dim.
     fn channel_affine(
         &self,
         x: &Self::Tensor,

@@ -15,8 +15,8 @@ pub(crate) struct Dims {
     pub dh: usize,
 }
 
-/// Extents of a 3-D convolution: input `x: [cin, f, h, w]`, kernel `k: [kt, kh, kw]` (weight
-/// `[cout, cin, kt, kh, kw]`), output `out: [cout, fo, ho, wo]`.
+/// Extents of a channels-last 3-D convolution: input `x: [f, h, w, cin]`, kernel `k: [kt, kh,
+/// kw]` (weight `[cout, kt, kh, kw, cin]`), output `out: [fo, ho, wo, cout]`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Conv3d {
     pub x: [usize; 4],
@@ -194,6 +194,14 @@ pub(crate) fn dims4(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
     }
 }
 
+/// `[F, H, W, C]`.
+fn channels_last(op: &'static str, shape: &[usize]) -> Result<[usize; 4]> {
+    match *shape {
+        [f, h, w, c] => Ok([f, h, w, c]),
+        _ => Err(Error::shape(op, "expected [F, H, W, C]", shape)),
+    }
+}
+
 /// Extents of `conv3d(x, weight, bias, stride, pad)`.
 pub(crate) fn conv3d(
     x: &[usize],
@@ -202,11 +210,11 @@ pub(crate) fn conv3d(
     stride: [usize; 3],
     pad: [[usize; 2]; 3],
 ) -> Result<Conv3d> {
-    let [cin, f, h, w] = dims4("conv3d", x)?;
-    let &[cout, wcin, kt, kh, kw] = weight else {
+    let [f, h, w, cin] = channels_last("conv3d", x)?;
+    let &[cout, kt, kh, kw, wcin] = weight else {
         return Err(Error::shape(
             "conv3d",
-            "weight must be [Cout, Cin, kt, kh, kw]",
+            "weight must be [Cout, kt, kh, kw, Cin]",
             weight,
         ));
     };
@@ -235,29 +243,29 @@ pub(crate) fn conv3d(
         ));
     }
     Ok(Conv3d {
-        x: [cin, f, h, w],
+        x: [f, h, w, cin],
         k: [kt, kh, kw],
         out: [
-            cout,
             (padded[0] - kt) / stride[0] + 1,
             (padded[1] - kh) / stride[1] + 1,
             (padded[2] - kw) / stride[2] + 1,
+            cout,
         ],
     })
 }
 
-/// `x: [C, F, H, W]` and the upsampling factors, checked; returns `x`'s dims.
+/// `x: [F, H, W, C]` and the upsampling factors, checked; returns `x`'s dims.
 pub(crate) fn upsample_nearest(x: &[usize], factor: [usize; 3]) -> Result<[usize; 4]> {
-    let dims = dims4("upsample_nearest", x)?;
+    let dims = channels_last("upsample_nearest", x)?;
     if factor.contains(&0) {
         return Err(Error::invalid("upsample_nearest", "factors must be >= 1"));
     }
     Ok(dims)
 }
 
-/// A per-channel parameter `[C]` of a `[C, ...]` tensor.
+/// A per-channel parameter `[C]` of a `[..., C]` tensor.
 pub(crate) fn channel_param(op: &'static str, x: &[usize], p: &[usize]) -> Result<()> {
-    let c = x.first().copied().unwrap_or(0);
+    let c = x.last().copied().unwrap_or(0);
     if p != [c] {
         return Err(Error::shape(
             op,

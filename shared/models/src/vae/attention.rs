@@ -25,17 +25,16 @@ impl<B: Backend> AttentionBlock<B> {
     }
 
     pub fn forward(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        let [c, f, h, w] = dims(b, x)?;
+        let [f, h, w, c] = dims(b, x)?;
         let qkv = self
             .to_qkv
             .forward(b, &b.channel_rms_norm(x, &self.norm)?)?;
-        // Frames as attention heads keep them apart: [C, F, H, W] -> [H·W, F, C].
-        let tokens = |i: usize| -> Result<B::Tensor> {
-            let part = b.permute(&b.slice(&qkv, 0, i * c, c)?, &[2, 3, 1, 0])?;
-            Ok(b.reshape(&part, &[h * w, f, c])?)
-        };
-        let o = b.attention(&tokens(0)?, &tokens(1)?, &tokens(2)?)?;
-        let o = b.permute(&b.reshape(&o, &[h, w, f, c])?, &[3, 2, 0, 1])?;
+        // Frames as attention heads keep them apart: [F, H·W, 3C] -> [H·W, F, 3C], then q, k
+        // and v are its three channel ranges.
+        let qkv = b.permute(&b.reshape(&qkv, &[f, h * w, 3 * c])?, &[1, 0, 2])?;
+        let part = |i: usize| b.slice(&qkv, 2, i * c, c);
+        let o = b.attention(&part(0)?, &part(1)?, &part(2)?)?;
+        let o = b.reshape(&b.permute(&o, &[1, 0, 2])?, &[f, h, w, c])?;
         Ok(b.add(&self.proj.forward(b, &o)?, x)?)
     }
 }

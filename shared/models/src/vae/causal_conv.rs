@@ -1,4 +1,4 @@
-//! Convolutions over `[C, F, H, W]`, and the causal feature cache that lets the VAE run a video a
+//! Convolutions over channels-last activations `[F, H, W, C]`, and the causal feature cache that lets the VAE run a video a
 //! chunk of frames at a time with the result of one pass over all of it.
 
 use turbine_tensor::Backend;
@@ -31,18 +31,18 @@ impl<B: Backend> FeatCache<B> {
     }
 }
 
-/// The `[C, F, H, W]` dims of an activation.
+/// The `[F, H, W, C]` dims of an activation.
 pub(super) fn dims<B: Backend>(b: &B, x: &B::Tensor) -> Result<[usize; 4]> {
     match *b.shape(x) {
-        [c, f, h, w] => Ok([c, f, h, w]),
+        [f, h, w, c] => Ok([f, h, w, c]),
         ref other => Err(Error::Input(format!(
-            "VAE activations must be [C, F, H, W], got {other:?}"
+            "VAE activations must be [F, H, W, C], got {other:?}"
         ))),
     }
 }
 
 fn frames<B: Backend>(b: &B, x: &B::Tensor) -> Result<usize> {
-    Ok(dims(b, x)?[1])
+    Ok(dims(b, x)?[0])
 }
 
 /// A convolution with fixed stride and zero padding and no history: a Conv2d applied per frame
@@ -56,7 +56,8 @@ pub(super) struct Conv<B: Backend> {
 }
 
 impl<B: Backend> Conv<B> {
-    /// `shape` is the stored weight shape: `[Cout, Cin, kh, kw]` for a Conv2d, else 5-D.
+    /// `shape` is the stored weight shape: `[Cout, Cin, kh, kw]` for a Conv2d, else 5-D
+    /// `[Cout, Cin, kt, kh, kw]`.
     pub fn load(
         l: &Loader<B>,
         name: &str,
@@ -105,19 +106,41 @@ impl<B: Backend> CausalConv3d<B> {
     }
 
     pub fn forward(&self, b: &B, x: &B::Tensor, cache: &mut FeatCache<B>) -> Result<B::Tensor> {
-        let n = frames(b, x)?;
         let past = cache.take(self.slot);
-        // The next chunk's history is this input's last CACHE_T frames; a one-frame chunk keeps
-        // the newest frame of the old history in front of it.
-        let keep = match &past {
-            _ if n >= CACHE_T => b.slice(x, 1, n - CACHE_T, CACHE_T)?,
-            Some(p) => b.concat(&[&b.slice(p, 1, frames(b, p)? - 1, 1)?, x], 1)?,
+        let input = match &past {
+            Some(p) => b.concat(&[p, x], 0)?,
             None => x.clone(),
         };
-        let (input, front) = match &past {
-            Some(p) => (b.concat(&[p, x], 1)?, CACHE_T - frames(b, p)?),
-            None => (x.clone(), CACHE_T),
-        };
+        self.run(b, input, past.as_ref(), cache)
+    }
+
+    /// `forward(silu(channel_rms_norm(x, gamma)))`, the norm written behind the cached frames
+    /// ([`Backend::causal_rms_norm_silu`]) rather than concatenated to them afterwards.
+    pub fn forward_normed(
+        &self,
+        b: &B,
+        x: &B::Tensor,
+        gamma: &B::Tensor,
+        cache: &mut FeatCache<B>,
+    ) -> Result<B::Tensor> {
+        let past = cache.take(self.slot);
+        let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma)?;
+        self.run(b, input, past.as_ref(), cache)
+    }
+
+    /// Convolves `input` (the cached frames `past`, then this chunk's) and caches its last
+    /// `CACHE_T` frames for the next chunk: with a one-frame chunk, the newest cached frame stays
+    /// in front of it.
+    fn run(
+        &self,
+        b: &B,
+        input: B::Tensor,
+        past: Option<&B::Tensor>,
+        cache: &mut FeatCache<B>,
+    ) -> Result<B::Tensor> {
+        let n = frames(b, &input)?;
+        let keep = b.slice(&input, 0, n - n.min(CACHE_T), n.min(CACHE_T))?;
+        let front = CACHE_T - past.map(|p| frames(b, p)).transpose()?.unwrap_or(0);
         let [ph, pw] = self.space_pad;
         let y = b.conv3d(
             &input,

@@ -1,5 +1,5 @@
-//! `Decoder3d`: one latent frame `[z_dim, 1, h, w]` (after the post-quant convolution) → video
-//! frames `[3, n, 8h, 8w]`, n = 1 for the first chunk and 4 after.
+//! `Decoder3d`: one latent frame `[1, h, w, z_dim]` (after the post-quant convolution) → video
+//! frames `[n, 8h, 8w, 3]`, n = 1 for the first chunk and 4 after, channels last.
 
 use turbine_tensor::Backend;
 
@@ -7,7 +7,7 @@ use super::WanVaeConfig;
 use super::attention::Middle;
 use super::causal_conv::{CausalConv3d, FeatCache};
 use super::resample::Upsample;
-use super::residual::{Head, ResidualBlock};
+use super::residual::{NormConv, ResidualBlock};
 use super::weights::Loader;
 use crate::Result;
 
@@ -20,7 +20,7 @@ pub(super) struct Decoder<B: Backend> {
     conv_in: CausalConv3d<B>,
     middle: Middle<B>,
     stages: Vec<Stage<B>>,
-    head: Head<B>,
+    head: NormConv<B>,
     /// Cache slots one decode session needs.
     pub slots: usize,
 }
@@ -63,7 +63,7 @@ impl<B: Backend> Decoder<B> {
             conv_in,
             middle,
             stages,
-            head: Head::load(l, "decoder.head", c, 3)?,
+            head: NormConv::head(l, "decoder.head", c, 3)?,
             slots: l.slots(),
         })
     }

@@ -1,5 +1,5 @@
-//! `Encoder3d`: video chunk `[3, F, H, W]` → `[2·z_dim, F', H/8, W/8]` (mean and log-variance,
-//! before the quant convolution).
+//! `Encoder3d`: video chunk `[F, H, W, 3]` → `[F', H/8, W/8, 2·z_dim]` (mean and log-variance,
+//! before the quant convolution), channels last.
 
 use turbine_tensor::Backend;
 
@@ -7,7 +7,7 @@ use super::WanVaeConfig;
 use super::attention::Middle;
 use super::causal_conv::{CausalConv3d, FeatCache};
 use super::resample::Downsample;
-use super::residual::{Head, ResidualBlock};
+use super::residual::{NormConv, ResidualBlock};
 use super::weights::Loader;
 use crate::Result;
 
@@ -20,7 +20,7 @@ pub(super) struct Encoder<B: Backend> {
     conv_in: CausalConv3d<B>,
     stages: Vec<Stage<B>>,
     middle: Middle<B>,
-    head: Head<B>,
+    head: NormConv<B>,
     /// Cache slots one encode pass needs.
     pub slots: usize,
 }
@@ -61,7 +61,7 @@ impl<B: Backend> Encoder<B> {
             conv_in,
             stages,
             middle: Middle::load(l, "encoder.middle", c)?,
-            head: Head::load(l, "encoder.head", c, 2 * config.z_dim)?,
+            head: NormConv::head(l, "encoder.head", c, 2 * config.z_dim)?,
             slots: l.slots(),
         })
     }

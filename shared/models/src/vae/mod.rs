@@ -3,6 +3,10 @@
 //! compression to 16 channels, run chunk by chunk in time with causal caches, so decoding streams
 //! video frames as latent frames are decoded.
 //!
+//! The API takes and returns upstream's channel-first `[C, F, H, W]`; inside, activations are
+//! channels-last `[F, H, W, C]` (see [`turbine_tensor::Backend::conv3d`]), converted once at
+//! each end.
+//!
 //! The API speaks the DiT's normalized latents: `decode` applies `z·std + mean` itself (diffusers'
 //! `AutoencoderKLWan.decode` expects the caller to), `encode` returns `(mu − mean)/std`. The
 //! original runs the VAE in f32; the CPU backend computes everything in f32.

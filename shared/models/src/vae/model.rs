@@ -13,6 +13,11 @@ use crate::{Error, Result};
 /// Video channels (RGB in [−1, 1]).
 const RGB: usize = 3;
 
+/// `[C, F, H, W]` (the API's layout) → `[F, H, W, C]` (the layers').
+const TO_CHANNELS_LAST: [usize; 4] = [1, 2, 3, 0];
+/// `[F, H, W, C]` → `[C, F, H, W]`.
+const TO_CHANNEL_FIRST: [usize; 4] = [3, 0, 1, 2];
+
 /// A Wan2.1 causal video VAE. Latents on both sides are normalized per channel, `(mu − mean) /
 /// std`, the space the DiT works in.
 pub struct WanVae<B: Backend> {
@@ -77,19 +82,21 @@ impl<B: Backend> WanVae<B> {
     pub fn encode(&self, video: &B::Tensor) -> Result<B::Tensor> {
         let b = &self.backend;
         let frames = self.check_video(b.shape(video))?;
+        let video = b.permute(video, &TO_CHANNELS_LAST)?;
         let tf = self.config.temporal_factor();
         let chunks = std::iter::once((0, 1)).chain((1..frames).step_by(tf).map(|s| (s, tf)));
         let mut cache = FeatCache::new(self.encoder.slots);
         let mut out = Vec::new();
         for (start, len) in chunks {
-            let chunk = b.slice(video, 1, start, len)?;
+            let chunk = b.slice(&video, 0, start, len)?;
             out.push(self.encoder.forward(b, &chunk, &mut cache)?);
         }
         let stats = self
             .quant
-            .forward(b, &b.concat(&out.iter().collect::<Vec<_>>(), 1)?)?;
-        let mu = b.slice(&stats, 0, 0, self.config.z_dim)?;
-        Ok(b.channel_affine(&mu, &self.normalize.0, &self.normalize.1)?)
+            .forward(b, &b.concat(&out.iter().collect::<Vec<_>>(), 0)?)?;
+        let mu = b.slice(&stats, 3, 0, self.config.z_dim)?;
+        let mu = b.channel_affine(&mu, &self.normalize.0, &self.normalize.1)?;
+        Ok(b.permute(&mu, &TO_CHANNEL_FIRST)?)
     }
 
     /// Decodes normalized latents `[z_dim, T, h, w]` into the video `[3, 1 + 4(T−1), 8h, 8w]` in
@@ -191,12 +198,13 @@ impl<B: Backend> DecodeSession<'_, B> {
             ));
         }
         let first = self.grid.is_none();
-        let z = b.channel_affine(latent, &vae.denormalize.0, &vae.denormalize.1)?;
+        let z = b.permute(latent, &TO_CHANNELS_LAST)?;
+        let z = b.channel_affine(&z, &vae.denormalize.0, &vae.denormalize.1)?;
         let out = vae
             .post_quant
             .forward(b, &z)
             .and_then(|z| vae.decoder.forward(b, &z, &mut self.cache, first))
-            .and_then(|x| Ok(b.clamp(&x, -1.0, 1.0)?));
+            .and_then(|x| Ok(b.permute(&b.clamp(&x, -1.0, 1.0)?, &TO_CHANNEL_FIRST)?));
         match out {
             Ok(_) => self.grid = Some([h, w]),
             Err(_) => self.failed = true,

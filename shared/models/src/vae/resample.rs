@@ -44,10 +44,10 @@ impl<B: Backend> Downsample<B> {
         let Some((time_conv, slot)) = &self.time else {
             return Ok(x);
         };
-        let n = dims(b, &x)?[1];
-        let newest = b.slice(&x, 1, n - 1, 1)?;
+        let n = dims(b, &x)?[0];
+        let newest = b.slice(&x, 0, n - 1, 1)?;
         let y = match cache.take(*slot) {
-            Some(past) => time_conv.forward(b, &b.concat(&[&past, &x], 1)?)?,
+            Some(past) => time_conv.forward(b, &b.concat(&[&past, &x], 0)?)?,
             None => x,
         };
         cache.put(*slot, newest);
@@ -97,10 +97,10 @@ impl<B: Backend> Upsample<B> {
     ) -> Result<B::Tensor> {
         let x = match &self.time_conv {
             Some(time_conv) if !first => {
-                let [c, t, h, w] = dims(b, x)?;
-                let y = b.reshape(&time_conv.forward(b, x, cache)?, &[2, c, t, h, w])?;
-                let y = b.permute(&y, &[1, 2, 0, 3, 4])?;
-                b.reshape(&y, &[c, 2 * t, h, w])?
+                let [t, h, w, c] = dims(b, x)?;
+                let y = b.reshape(&time_conv.forward(b, x, cache)?, &[t, h, w, 2, c])?;
+                let y = b.permute(&y, &[0, 3, 1, 2, 4])?;
+                b.reshape(&y, &[2 * t, h, w, c])?
             }
             _ => x.clone(),
         };

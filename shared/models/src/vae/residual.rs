@@ -1,5 +1,5 @@
-//! Upstream's `ResidualBlock` and the norm → SiLU → causal-conv head that ends the encoder and the
-//! decoder.
+//! Upstream's `ResidualBlock` and the norm → SiLU → causal-conv step it is built of, which also
+//! ends the encoder and the decoder as their `head`.
 
 use turbine_tensor::Backend;
 
@@ -7,18 +7,42 @@ use super::causal_conv::{CausalConv3d, Conv, FeatCache};
 use super::weights::Loader;
 use crate::Result;
 
-/// `RMS_norm` (channel L2-normalize · √C · γ) then SiLU.
-pub(super) fn norm_silu<B: Backend>(b: &B, x: &B::Tensor, gamma: &B::Tensor) -> Result<B::Tensor> {
-    Ok(b.channel_rms_norm_silu(x, gamma)?)
+/// `RMS_norm` (channel L2-normalize · √C · γ) → SiLU → `CausalConv3d`.
+pub(super) struct NormConv<B: Backend> {
+    gamma: B::Tensor,
+    conv: CausalConv3d<B>,
+}
+
+impl<B: Backend> NormConv<B> {
+    /// The norm's `gamma` at `norm`, the convolution at `conv`.
+    fn load(l: &mut Loader<B>, norm: &str, conv: &str, cin: usize, cout: usize) -> Result<Self> {
+        Ok(NormConv {
+            gamma: l.gamma(norm, cin, false)?,
+            conv: CausalConv3d::load(l, conv, [cout, cin, 3, 3, 3])?,
+        })
+    }
+
+    /// `head`: `Sequential(RMS_norm, SiLU, CausalConv3d)` under `name`.
+    pub fn head(l: &mut Loader<B>, name: &str, cin: usize, cout: usize) -> Result<Self> {
+        Self::load(
+            l,
+            &format!("{name}.0.gamma"),
+            &format!("{name}.2"),
+            cin,
+            cout,
+        )
+    }
+
+    pub fn forward(&self, b: &B, x: &B::Tensor, cache: &mut FeatCache<B>) -> Result<B::Tensor> {
+        self.conv.forward_normed(b, x, &self.gamma, cache)
+    }
 }
 
 /// `RMS → SiLU → CausalConv3d → RMS → SiLU → (dropout) → CausalConv3d` plus a shortcut, a 1×1×1
 /// convolution when the channel count changes.
 pub(super) struct ResidualBlock<B: Backend> {
-    norm1: B::Tensor,
-    conv1: CausalConv3d<B>,
-    norm2: B::Tensor,
-    conv2: CausalConv3d<B>,
+    first: NormConv<B>,
+    second: NormConv<B>,
     shortcut: Option<Conv<B>>,
 }
 
@@ -26,10 +50,8 @@ impl<B: Backend> ResidualBlock<B> {
     pub fn load(l: &mut Loader<B>, name: &str, cin: usize, cout: usize) -> Result<Self> {
         let p = |n: &str| format!("{name}.{n}");
         Ok(ResidualBlock {
-            norm1: l.gamma(&p("residual.0.gamma"), cin, false)?,
-            conv1: CausalConv3d::load(l, &p("residual.2"), [cout, cin, 3, 3, 3])?,
-            norm2: l.gamma(&p("residual.3.gamma"), cout, false)?,
-            conv2: CausalConv3d::load(l, &p("residual.6"), [cout, cout, 3, 3, 3])?,
+            first: NormConv::load(l, &p("residual.0.gamma"), &p("residual.2"), cin, cout)?,
+            second: NormConv::load(l, &p("residual.3.gamma"), &p("residual.6"), cout, cout)?,
             shortcut: if cin == cout {
                 None
             } else {
@@ -43,31 +65,8 @@ impl<B: Backend> ResidualBlock<B> {
             Some(s) => s.forward(b, x)?,
             None => x.clone(),
         };
-        let y = self
-            .conv1
-            .forward(b, &norm_silu(b, x, &self.norm1)?, cache)?;
-        let y = self
-            .conv2
-            .forward(b, &norm_silu(b, &y, &self.norm2)?, cache)?;
+        let y = self.first.forward(b, x, cache)?;
+        let y = self.second.forward(b, &y, cache)?;
         Ok(b.add(&y, &h)?)
-    }
-}
-
-/// `head`: RMS → SiLU → CausalConv3d.
-pub(super) struct Head<B: Backend> {
-    norm: B::Tensor,
-    conv: CausalConv3d<B>,
-}
-
-impl<B: Backend> Head<B> {
-    pub fn load(l: &mut Loader<B>, name: &str, cin: usize, cout: usize) -> Result<Self> {
-        Ok(Head {
-            norm: l.gamma(&format!("{name}.0.gamma"), cin, false)?,
-            conv: CausalConv3d::load(l, &format!("{name}.2"), [cout, cin, 3, 3, 3])?,
-        })
-    }
-
-    pub fn forward(&self, b: &B, x: &B::Tensor, cache: &mut FeatCache<B>) -> Result<B::Tensor> {
-        self.conv.forward(b, &norm_silu(b, x, &self.norm)?, cache)
     }
 }

@@ -63,8 +63,9 @@ impl<'a, B: Backend> Loader<'a, B> {
         }
     }
 
-    /// `{name}.weight` of the stored `shape` (`[Cout, Cin, kh, kw]` for a Conv2d), as a Conv3d
-    /// weight `[Cout, Cin, kt, kh, kw]`, and `{name}.bias`.
+    /// `{name}.weight` of the stored `shape` (`[Cout, Cin, kt, kh, kw]`, or `[Cout, Cin, kh, kw]`
+    /// for a Conv2d) as the channels-last filter `[Cout, kt, kh, kw, Cin]` of
+    /// [`Backend::conv3d`], and `{name}.bias`.
     pub fn conv(&self, name: &str, shape: &[usize]) -> Result<(B::Tensor, B::Tensor)> {
         let b = self.backend;
         let w = b.upload_param(&self.weights.tensor(&format!("{name}.weight"), shape)?)?;
@@ -72,8 +73,9 @@ impl<'a, B: Backend> Loader<'a, B> {
             [o, i, kh, kw] => vec![o, i, 1, kh, kw],
             _ => shape.to_vec(),
         };
+        let w = b.permute(&b.reshape(&w, &w5)?, &[0, 2, 3, 4, 1])?;
         let bias = self.weights.tensor(&format!("{name}.bias"), &shape[..1])?;
-        Ok((b.reshape(&w, &w5)?, b.upload(&bias)?))
+        Ok((w, b.upload(&bias)?))
     }
 
     /// An RMS-norm `gamma` of the stored `[C, 1, 1, 1]` (video) or `[C, 1, 1]` (image) shape, as `[C]`.

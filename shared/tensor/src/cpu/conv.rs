@@ -1,9 +1,9 @@
-//! Channel-first video ops: 3-D convolution (im2col + GEMM), nearest upsampling, channel norms.
+//! Channels-last video ops: 3-D convolution (im2col + GEMM), nearest upsampling, channel norms.
 
 use rayon::prelude::*;
 
 use super::CpuTensor;
-use super::matmul::{View, matmul};
+use super::matmul::x_wt;
 use crate::{Result, shapes};
 
 /// Column-buffer budget (f32 elements) per GEMM; bounds memory at full-resolution VAE layers.
@@ -18,94 +18,72 @@ pub(super) fn conv3d(
 ) -> Result<CpuTensor> {
     let bias_shape = bias.map(CpuTensor::shape);
     let shapes::Conv3d {
-        x: [cin, f, h, w],
+        x: [f, h, w, cin],
         k: [kt, kh, kw],
-        out: [cout, fo, ho, wo],
+        out: [fo, ho, wo, cout],
     } = shapes::conv3d(x.shape(), weight.shape(), bias_shape, stride, pad)?;
-    let k = cin * kt * kh * kw;
+    let k = kt * kh * kw * cin;
     let src = x.data();
-    let mut out = vec![0f32; cout * fo * ho * wo];
+    let mut out = vec![0f32; fo * ho * wo * cout];
     let rows_per_chunk = (COL_BUDGET / (k * wo).max(1)).clamp(1, ho);
     let mut col = Vec::new();
-    let mut tmp = Vec::new();
     for t in 0..fo {
         for r0 in (0..ho).step_by(rows_per_chunk) {
             let rows = rows_per_chunk.min(ho - r0);
             let n = rows * wo;
             col.clear();
-            col.resize(k * n, 0f32);
-            // col[(ci, dt, dy, dx), (oy, ox)] = x[ci, t·s + dt − p, oy·s + dy − p, ox·s + dx − p] or 0.
-            col.par_chunks_mut(n).enumerate().for_each(|(row, dst)| {
-                let dx = row % kw;
-                let dy = (row / kw) % kh;
-                let dt = (row / (kw * kh)) % kt;
-                let ci = row / (kw * kh * kt);
-                let Some(fi) = (t * stride[0] + dt)
-                    .checked_sub(pad[0][0])
-                    .filter(|&fi| fi < f)
-                else {
-                    return;
-                };
-                for oy in 0..rows {
-                    let Some(yi) = ((r0 + oy) * stride[1] + dy)
-                        .checked_sub(pad[1][0])
-                        .filter(|&y| y < h)
-                    else {
-                        continue;
+            col.resize(n * k, 0f32);
+            // col[(oy, ox), (dt, dy, dx, ci)] = x[t·s + dt − p, oy·s + dy − p, ox·s + dx − p, ci]
+            // or 0: the filter's own (kt, kh, kw, Cin) order, so each tap is one contiguous run.
+            col.par_chunks_mut(k).enumerate().for_each(|(pos, dst)| {
+                let (oy, ox) = (r0 + pos / wo, pos % wo);
+                for (tap, run) in dst.chunks_mut(cin).enumerate() {
+                    let dx = tap % kw;
+                    let dy = (tap / kw) % kh;
+                    let dt = tap / (kw * kh);
+                    let at = |o: usize, s: usize, d: usize, p: usize, len: usize| {
+                        (o * s + d).checked_sub(p).filter(|&i| i < len)
                     };
-                    let line = &src[((ci * f + fi) * h + yi) * w..][..w];
-                    for ox in 0..wo {
-                        if let Some(xi) = (ox * stride[2] + dx)
-                            .checked_sub(pad[2][0])
-                            .filter(|&xi| xi < w)
-                        {
-                            dst[oy * wo + ox] = line[xi];
-                        }
+                    if let (Some(fi), Some(yi), Some(xi)) = (
+                        at(t, stride[0], dt, pad[0][0], f),
+                        at(oy, stride[1], dy, pad[1][0], h),
+                        at(ox, stride[2], dx, pad[2][0], w),
+                    ) {
+                        run.copy_from_slice(&src[((fi * h + yi) * w + xi) * cin..][..cin]);
                     }
                 }
             });
-            tmp.clear();
-            tmp.resize(cout * n, 0f32);
-            matmul(
-                &mut tmp,
-                cout,
-                n,
-                k,
-                View::row_major(weight.data(), k),
-                View::row_major(&col, n),
-                true,
-            );
-            for (co, chunk) in tmp.chunks(n).enumerate() {
-                let at = ((co * fo + t) * ho + r0) * wo;
-                let b = bias.map_or(0.0, |b| b.data()[co]);
-                out[at..at + n]
-                    .iter_mut()
-                    .zip(chunk)
-                    .for_each(|(o, v)| *o = v + b);
+            let at = (t * ho + r0) * wo * cout;
+            let dst = &mut out[at..at + n * cout];
+            x_wt(dst, &col, weight.data(), n, k, cout);
+            if let Some(b) = bias {
+                dst.par_chunks_mut(cout).for_each(|row| {
+                    row.iter_mut().zip(b.data()).for_each(|(o, b)| *o += b);
+                });
             }
         }
     }
-    CpuTensor::new([cout, fo, ho, wo], out)
+    CpuTensor::new([fo, ho, wo, cout], out)
 }
 
 pub(super) fn upsample_nearest(x: &CpuTensor, [sf, sh, sw]: [usize; 3]) -> Result<CpuTensor> {
-    let [c, f, h, w] = shapes::upsample_nearest(x.shape(), [sf, sh, sw])?;
+    let [f, h, w, c] = shapes::upsample_nearest(x.shape(), [sf, sh, sw])?;
     let (fo, ho, wo) = (f * sf, h * sh, w * sw);
     let src = x.data();
-    let mut out = vec![0f32; c * fo * ho * wo];
-    out.par_chunks_mut(wo).enumerate().for_each(|(line, dst)| {
-        let y = line % ho;
-        let t = (line / ho) % fo;
-        let ci = line / (ho * fo);
-        let row = &src[((ci * f + t / sf) * h + y / sh) * w..][..w];
-        dst.iter_mut()
-            .enumerate()
-            .for_each(|(x, d)| *d = row[x / sw]);
-    });
-    CpuTensor::new([c, fo, ho, wo], out)
+    let mut out = vec![0f32; fo * ho * wo * c];
+    out.par_chunks_mut(wo * c)
+        .enumerate()
+        .for_each(|(line, dst)| {
+            let (t, y) = (line / ho, line % ho);
+            let row = &src[((t / sf) * h + y / sh) * w * c..][..w * c];
+            for (xo, px) in dst.chunks_mut(c).enumerate() {
+                px.copy_from_slice(&row[(xo / sw) * c..][..c]);
+            }
+        });
+    CpuTensor::new([fo, ho, wo, c], out)
 }
 
-/// Per-channel parameters `[C]` of a `[C, ...]` tensor, checked.
+/// Per-channel parameters `[C]` of a `[..., C]` tensor, checked.
 fn channel_params<'a>(op: &'static str, x: &CpuTensor, p: &'a CpuTensor) -> Result<&'a [f32]> {
     shapes::channel_param(op, x.shape(), p.shape())?;
     Ok(p.data())
@@ -113,29 +91,18 @@ fn channel_params<'a>(op: &'static str, x: &CpuTensor, p: &'a CpuTensor) -> Resu
 
 pub(super) fn channel_rms_norm(x: &CpuTensor, gamma: &CpuTensor) -> Result<CpuTensor> {
     let gamma = channel_params("channel_rms_norm", x, gamma)?;
-    let c = gamma.len();
-    let inner = x.data().len() / c.max(1);
-    let src = x.data();
-    let mut norms = vec![0f32; inner];
-    for ci in 0..c {
-        norms
-            .iter_mut()
-            .zip(&src[ci * inner..(ci + 1) * inner])
-            .for_each(|(n, v)| *n += v * v);
-    }
-    let sqrt_c = (c as f32).sqrt();
-    norms
-        .iter_mut()
-        .for_each(|n| *n = sqrt_c / n.sqrt().max(1e-12));
-    let mut out = vec![0f32; src.len()];
-    out.par_chunks_mut(inner)
-        .zip(src.par_chunks(inner))
-        .zip(gamma.par_iter())
-        .for_each(|((o, s), g)| {
+    let c = gamma.len().max(1);
+    let sqrt_c = (gamma.len() as f32).sqrt();
+    let mut out = vec![0f32; x.data().len()];
+    out.par_chunks_mut(c)
+        .zip(x.data().par_chunks(c))
+        .for_each(|(o, s)| {
+            let norm = s.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let scale = sqrt_c / norm.max(1e-12);
             o.iter_mut()
                 .zip(s)
-                .zip(&norms)
-                .for_each(|((o, v), n)| *o = v * n * g);
+                .zip(gamma)
+                .for_each(|((o, v), g)| *o = v * scale * g);
         });
     CpuTensor::new(x.shape().to_vec(), out)
 }
@@ -147,15 +114,13 @@ pub(super) fn channel_affine(
 ) -> Result<CpuTensor> {
     let scale = channel_params("channel_affine", x, scale)?;
     let shift = channel_params("channel_affine", x, shift)?;
-    let inner = x.data().len() / scale.len().max(1);
     let mut out = vec![0f32; x.data().len()];
-    out.par_chunks_mut(inner)
-        .zip(x.data().par_chunks(inner))
-        .enumerate()
-        .for_each(|(c, (o, s))| {
-            o.iter_mut()
-                .zip(s)
-                .for_each(|(o, v)| *o = v * scale[c] + shift[c]);
+    out.par_chunks_mut(scale.len().max(1))
+        .zip(x.data().par_chunks(scale.len().max(1)))
+        .for_each(|(o, s)| {
+            for (((o, v), a), b) in o.iter_mut().zip(s).zip(scale).zip(shift) {
+                *o = v * a + b;
+            }
         });
     CpuTensor::new(x.shape().to_vec(), out)
 }
@@ -166,8 +131,10 @@ mod tests {
 
     /// Direct 7-loop convolution.
     fn naive(x: &CpuTensor, w: &CpuTensor, stride: [usize; 3], pad: [[usize; 2]; 3]) -> Vec<f32> {
-        let [cin, f, h, wd] = shapes::dims4("t", x.shape()).unwrap();
-        let &[cout, _, kt, kh, kw] = w.shape() else {
+        let &[f, h, wd, cin] = x.shape() else {
+            unreachable!()
+        };
+        let &[cout, kt, kh, kw, _] = w.shape() else {
             unreachable!()
         };
         let fo = (f + pad[0][0] + pad[0][1] - kt) / stride[0] + 1;
@@ -197,14 +164,14 @@ mod tests {
                                             continue;
                                         }
                                         let (fi, yi, xi) = (fi as usize, yi as usize, xi as usize);
-                                        acc += x.data()[((ci * f + fi) * h + yi) * wd + xi]
+                                        acc += x.data()[((fi * h + yi) * wd + xi) * cin + ci]
                                             * w.data()
-                                                [(((co * cin + ci) * kt + dt) * kh + dy) * kw + dx];
+                                                [(((co * kt + dt) * kh + dy) * kw + dx) * cin + ci];
                                     }
                                 }
                             }
                         }
-                        out[((co * fo + t) * ho + y) * wo + xo] = acc;
+                        out[((t * ho + y) * wo + xo) * cout + co] = acc;
                     }
                 }
             }
@@ -223,16 +190,19 @@ mod tests {
 
     #[test]
     fn conv3d_matches_direct_loops() {
-        let x = arange(&[3, 4, 5, 7], 0.37);
+        let x = arange(&[4, 5, 7, 3], 0.37);
         for (kshape, stride, pad) in [
             ([2, 3, 3, 3, 3], [1, 1, 1], [[2, 0], [1, 1], [1, 1]]),
-            ([4, 3, 1, 3, 3], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
-            ([2, 3, 3, 1, 1], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+            ([4, 1, 3, 3, 3], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
+            ([2, 3, 1, 1, 3], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
         ] {
             let w = arange(&kshape, 0.11);
-            let got = conv3d(&x, &w, None, stride, pad).unwrap();
+            let bias = arange(&kshape[..1], 0.7);
+            let got = conv3d(&x, &w, Some(&bias), stride, pad).unwrap();
             let want = naive(&x, &w, stride, pad);
-            for (a, b) in got.data().iter().zip(&want) {
+            assert_eq!(got.data().len(), want.len());
+            for (i, (a, b)) in got.data().iter().zip(&want).enumerate() {
+                let b = b + bias.data()[i % kshape[0]];
                 assert!((a - b).abs() < 1e-4, "{kshape:?}: {a} vs {b}");
             }
         }
@@ -240,14 +210,17 @@ mod tests {
 
     #[test]
     fn upsample_and_channel_norm() {
-        let x = arange(&[2, 1, 2, 2], 1.0);
+        // [F, H, W, C] = [1, 2, 2, 2]: pixel (y, x) holds channels at 2·(2y + x).
+        let x = arange(&[1, 2, 2, 2], 1.0);
         let up = upsample_nearest(&x, [1, 2, 2]).unwrap();
-        assert_eq!(up.shape(), [2, 1, 4, 4]);
-        assert_eq!(up.data()[5], x.data()[0]);
-        assert_eq!(up.data()[7], x.data()[1]);
+        assert_eq!(up.shape(), [1, 4, 4, 2]);
+        // Output pixel (0, 1) repeats input pixel (0, 0); (0, 2) is input (0, 1); (2, 0) is (1, 0).
+        assert_eq!(up.data()[2..4], x.data()[0..2]);
+        assert_eq!(up.data()[4..6], x.data()[2..4]);
+        assert_eq!(up.data()[16..18], x.data()[4..6]);
         let g = CpuTensor::new([2], vec![1.0, 2.0]).unwrap();
         let n = channel_rms_norm(&x, &g).unwrap();
-        let norm0 = (x.data()[0].powi(2) + x.data()[4].powi(2)).sqrt();
-        assert!((n.data()[4] - x.data()[4] / norm0 * 2f32.sqrt() * 2.0).abs() < 1e-6);
+        let norm0 = (x.data()[0].powi(2) + x.data()[1].powi(2)).sqrt();
+        assert!((n.data()[1] - x.data()[1] / norm0 * 2f32.sqrt() * 2.0).abs() < 1e-6);
     }
 }

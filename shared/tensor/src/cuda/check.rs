@@ -433,12 +433,12 @@ impl Checker<'_> {
                 }
             );
         }
-        let video = self.randn(&[6, 3, 5, 7]);
+        let video = self.randn(&[3, 5, 7, 6]);
         let (scale, shift) = (self.randn(&[6]), self.randn(&[6]));
         check!(
             self,
             "channel_affine",
-            "[6, 3, 5, 7]",
+            "[3, 5, 7, 6]",
             ELEMENTWISE,
             vec![video.clone(), scale, shift],
             |b, x| { b.channel_affine(&x[0], &x[1], &x[2]) }
@@ -447,7 +447,7 @@ impl Checker<'_> {
         check!(
             self,
             "channel_rms_norm",
-            "[6, 3, 5, 7]",
+            "[3, 5, 7, 6]",
             REDUCTION,
             vec![video, gamma],
             |b, x| { b.channel_rms_norm(&x[0], &x[1]) }
@@ -659,15 +659,15 @@ impl Checker<'_> {
     }
 
     fn conv(&mut self) -> Result<()> {
-        let x = self.randn(&[3, 4, 9, 11]);
+        let x = self.randn(&[4, 9, 11, 3]);
         for (kshape, stride, pad) in [
             (
                 [5usize, 3, 3, 3, 3],
                 [1usize, 1, 1],
                 [[2usize, 0], [1, 1], [1, 1]],
             ),
-            ([4, 3, 1, 3, 3], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
-            ([2, 3, 3, 1, 1], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+            ([4, 1, 3, 3, 3], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
+            ([2, 3, 1, 1, 3], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
         ] {
             let fan_in = (kshape[1] * kshape[2] * kshape[3] * kshape[4]) as f32;
             let w = self.rng.tensor(&kshape, fan_in.sqrt().recip());
@@ -960,16 +960,18 @@ impl Checker<'_> {
     /// The VAE's ops in bf16: cuDNN convolutions, channel norms (fused with SiLU), affine maps,
     /// upsampling, and attention with its 384-wide head on cuBLASLt.
     fn bf16_video(&mut self) -> Result<()> {
-        let x = self.randn(&[16, 3, 9, 11]);
+        let x = self.randn(&[3, 9, 11, 16]);
         for (kshape, stride, pad) in [
             (
-                [24usize, 16, 3, 3, 3],
+                [24usize, 3, 3, 3, 16],
                 [1usize, 1, 1],
                 [[2usize, 0], [1, 1], [1, 1]],
             ),
-            ([16, 16, 1, 3, 3], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
-            ([16, 16, 3, 1, 1], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
-            ([8, 16, 1, 1, 1], [1, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+            ([16, 1, 3, 3, 16], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
+            ([16, 3, 1, 1, 16], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+            ([8, 1, 1, 1, 16], [1, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+            // The VAE's head: three output channels.
+            ([3, 3, 3, 3, 16], [1, 1, 1], [[2, 0], [1, 1], [1, 1]]),
         ] {
             let fan_in = (kshape[1] * kshape[2] * kshape[3] * kshape[4]) as f32;
             let w = self.rng.tensor(&kshape, fan_in.sqrt().recip());
@@ -988,7 +990,7 @@ impl Checker<'_> {
         check_bf16!(
             self,
             "bf16 channel_rms_norm",
-            "[16, 3, 9, 11]",
+            "[3, 9, 11, 16]",
             vec![x.clone(), gamma.clone()],
             [true, false],
             |b, x| b.channel_rms_norm(&x[0], &x[1])
@@ -996,7 +998,7 @@ impl Checker<'_> {
         check_bf16!(
             self,
             "bf16 channel_rms_norm_silu",
-            "[16, 3, 9, 11]",
+            "[3, 9, 11, 16]",
             vec![x.clone(), gamma],
             [true, false],
             |b, x| b.channel_rms_norm_silu(&x[0], &x[1])
@@ -1004,7 +1006,7 @@ impl Checker<'_> {
         check_bf16!(
             self,
             "bf16 channel_affine",
-            "bf16 [16, 3, 9, 11], f32 scale and shift",
+            "bf16 [3, 9, 11, 16], f32 scale and shift",
             vec![x.clone(), scale, shift],
             [true, false, false],
             |b, x| b.channel_affine(&x[0], &x[1], &x[2])
@@ -1012,7 +1014,7 @@ impl Checker<'_> {
         check_bf16!(
             self,
             "bf16 upsample_nearest",
-            "[16, 3, 9, 11] x [1, 2, 2]",
+            "[3, 9, 11, 16] x [1, 2, 2]",
             vec![x],
             [true],
             |b, x| b.upsample_nearest(&x[0], [1, 2, 2])

@@ -14,16 +14,16 @@ struct Conv3dArgs {
     w: u64,
     bias: u64,
     n: u64,
-    /// The `int` fields in conv.cu's order: input `cin, f, h, w_`, output `fo, ho, wo`, kernel
-    /// `kt, kh, kw`, stride `st, sh, sw`, leading padding `pt, ph, pw`.
-    ints: [i32; 16],
+    /// The `int` fields in conv.cu's order: input `cin, f, h, w_`, output `cout, fo, ho, wo`,
+    /// kernel `kt, kh, kw`, stride `st, sh, sw`, leading padding `pt, ph, pw`.
+    ints: [i32; 17],
 }
 
 // SAFETY: `#[repr(C)]` mirror of `Conv3dArgs` in conv.cu (pointers as u64, `int` as i32).
 unsafe impl DeviceRepr for Conv3dArgs {}
 
-/// `conv(x, weight) + bias` into `dtype` (f32 or bf16): operands are converted to `dtype`, the
-/// bias added in its own type.
+/// `conv(x, weight) + bias` into `dtype` (f32 or bf16), channels last: operands are converted
+/// to `dtype`, the bias added in its own type.
 pub(super) fn conv3d(
     dev: &Device,
     x: &CudaTensor,
@@ -52,48 +52,21 @@ pub(super) fn conv3d(
         } else {
             x
         };
-        let dims = |s: &[usize]| -> [usize; 4] { [s[0], s[1], s[2], s[3]] };
-        // cuDNN's tensor-core kernels want channels-last operands: channel-first bf16 ran at
-        // 21 TFLOPS, channels-last at 240-590, on the VAE's full-resolution convolutions (H100,
-        // bench/results/2026-11-26-vae.md). bf16 problems move there and back, the bias added on
-        // the way back; f32 keeps the reference's layout.
-        let channels_last = dtype == DType::BF16;
+        let s = x.shape();
         let problem = Problem {
             dtype,
-            x: dims(x.shape()),
+            x: [s[0], s[1], s[2], s[3]],
             w: [0, 1, 2, 3, 4].map(|d| w.shape()[d]),
             stride,
             pad: sym,
-            channels_last,
         };
-        let [cin, f, h, wd] = problem.x;
-        let [cout, fo, ho, wo] = problem.out();
-        let taps = problem.w[2] * problem.w[3] * problem.w[4];
-        let (x, w, out) = if channels_last {
-            (
-                layout::transpose(dev, &x, [1, cin, f * h * wd], None, &[f * h * wd, cin])?,
-                layout::transpose(dev, &w, [cout, cin, taps], None, &[cout, taps, cin])?,
-                CudaTensor::alloc_as(dev, &[fo * ho * wo, cout], dtype)?,
-            )
-        } else {
-            (x, w, CudaTensor::alloc_as(dev, &problem.out(), dtype)?)
-        };
+        let out = CudaTensor::alloc_as(dev, &problem.out(), dtype)?;
         let ops = Operands {
             x: x.ptr(),
             w: w.ptr(),
             y: out.ptr(),
         };
         if dnn.forward(&dev.pool, &problem, &ops)? {
-            if channels_last {
-                let bias = bias.map(|b| converted(dev, b, DType::F32)).transpose()?;
-                return layout::transpose(
-                    dev,
-                    &out,
-                    [1, fo * ho * wo, cout],
-                    bias.as_ref(),
-                    &problem.out(),
-                );
-            }
             if let Some(b) = bias {
                 elementwise::add_channel_bias(dev, &out, b)?;
             }
@@ -139,21 +112,21 @@ fn direct(
 ) -> Result<CudaTensor> {
     let bias_shape = bias.map(CudaTensor::shape);
     let shapes::Conv3d {
-        x: [cin, f, h, w],
+        x: [f, h, w, cin],
         k: [kt, kh, kw],
-        out: [cout, fo, ho, wo],
+        out: [fo, ho, wo, cout],
     } = shapes::conv3d(x.shape(), weight.shape(), bias_shape, stride, pad)?;
-    let out = CudaTensor::alloc(dev, &[cout, fo, ho, wo])?;
+    let out = CudaTensor::alloc(dev, &[fo, ho, wo, cout])?;
     // The kernel indexes within one filter with 32-bit ints.
     let small = |v: usize| i32::try_from(v).ok();
     if small(cin * kt * kh * kw).is_none() {
         return Err(Error::shape("conv3d", "filter too large", weight.shape()));
     }
     let ints = [
-        cin, f, h, w, fo, ho, wo, kt, kh, kw, stride[0], stride[1], stride[2], pad[0][0],
+        cin, f, h, w, cout, fo, ho, wo, kt, kh, kw, stride[0], stride[1], stride[2], pad[0][0],
         pad[1][0], pad[2][0],
     ];
-    let mut v = [0i32; 16];
+    let mut v = [0i32; 17];
     for (o, x) in v.iter_mut().zip(ints) {
         *o = small(x).ok_or_else(|| Error::invalid("conv3d", format!("extent {x} too large")))?;
     }

@@ -1,11 +1,11 @@
 //! 3-D convolutions through cuDNN's convolution API (`libcudnn.so.9`, opened at run time like the
 //! other CUDA libraries).
 //!
-//! A problem is described in the model's channel-first terms (`x: [Cin, F, H, W]`, cuDNN's NCDHW
-//! with N = 1; the filter `[Cout, Cin, kt, kh, kw]`, KCTRS) and runs either on operands in that
-//! layout or, with [`Problem::channels_last`], on NDHWC activations and a KTRSC filter, where
-//! cuDNN's bf16 tensor-core kernels are ~25x faster (the caller transposes). cuDNN takes symmetric
-//! zero padding only; the caller pads the asymmetric rest explicitly.
+//! Operands are channels-last, as the backend's `conv3d` takes them: NDHWC activations (`x: [F,
+//! H, W, Cin]`, N = 1) and a KTRSC filter (`[Cout, kt, kh, kw, Cin]`), the layout where cuDNN's
+//! bf16 tensor-core kernels run (channel-first bf16 ran ~25x slower on the VAE's shapes,
+//! bench/results/2026-11-26-vae.md). cuDNN takes symmetric zero padding only; the caller pads the
+//! asymmetric rest explicitly.
 //!
 //! The first call of a problem (element type, shapes, stride, padding) times cuDNN's algorithms on
 //! the real operands (`cudnnFindConvolutionForwardAlgorithmEx`) and keeps the fastest, so later
@@ -37,22 +37,20 @@ const MAX_ALGOS: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Problem {
     pub dtype: DType,
-    /// `[Cin, F, H, W]`.
+    /// `[F, H, W, Cin]`.
     pub x: [usize; 4],
-    /// `[Cout, Cin, kt, kh, kw]`.
+    /// `[Cout, kt, kh, kw, Cin]`.
     pub w: [usize; 5],
     pub stride: [usize; 3],
     /// Symmetric zero padding per (F, H, W).
     pub pad: [usize; 3],
-    /// Operands channels-last (NDHWC activations, KTRSC filter) instead of channel-first.
-    pub channels_last: bool,
 }
 
 impl Problem {
-    /// `[Cout, Fo, Ho, Wo]`.
+    /// `[Fo, Ho, Wo, Cout]`.
     pub fn out(&self) -> [usize; 4] {
-        let o = |d: usize| (self.x[d + 1] + 2 * self.pad[d] - self.w[d + 2]) / self.stride[d] + 1;
-        [self.w[0], o(0), o(1), o(2)]
+        let o = |d: usize| (self.x[d] + 2 * self.pad[d] - self.w[d + 1]) / self.stride[d] + 1;
+        [o(0), o(1), o(2), self.w[0]]
     }
 }
 
@@ -143,15 +141,6 @@ fn ints<const N: usize>(v: [usize; N]) -> Result<[c_int; N]> {
             .map_err(|_| Error::invalid("conv3d", format!("extent {x} too large for cuDNN")))?;
     }
     Ok(out)
-}
-
-/// Row-major strides of `dims`.
-fn packed<const N: usize>(dims: [c_int; N]) -> [c_int; N] {
-    let mut s = [1; N];
-    for d in (0..N - 1).rev() {
-        s[d] = s[d + 1] * dims[d + 1];
-    }
-    s
 }
 
 /// Strides of `[N, C, D, H, W]` stored channels-last (NDHWC).
@@ -269,13 +258,18 @@ impl Cudnn {
             algo: sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
             workspace: 0,
         };
-        let [c, f, h, w] = ints(p.x)?;
+        // cuDNN's dims are always in NCDHW / KCTRS order; the strides and the filter format
+        // say the memory is channels-last.
+        let [f, h, w, c] = ints(p.x)?;
         let xdims = [1, c, f, h, w];
         let ydims = {
-            let [c, f, h, w] = ints(p.out())?;
+            let [f, h, w, c] = ints(p.out())?;
             [1, c, f, h, w]
         };
-        let wdims = ints(p.w)?;
+        let wdims = {
+            let [k, t, r, s, c] = ints(p.w)?;
+            [k, c, t, r, s]
+        };
         let pads = ints(p.pad)?;
         let strides = ints(p.stride)?;
         let math = if p.dtype == DType::BF16 {
@@ -283,19 +277,11 @@ impl Cudnn {
         } else {
             CUDNN_FMA_MATH
         };
-        let (xstrides, ystrides, wformat) = if p.channels_last {
-            (
-                channels_last(xdims),
-                channels_last(ydims),
-                sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
-            )
-        } else {
-            (
-                packed(xdims),
-                packed(ydims),
-                sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
-            )
-        };
+        let (xstrides, ystrides, wformat) = (
+            channels_last(xdims),
+            channels_last(ydims),
+            sys::cudnnTensorFormat_t::CUDNN_TENSOR_NHWC,
+        );
         // SAFETY: each descriptor is created before it is set, with arrays of the stated lengths;
         // `plan`'s Drop destroys whatever was created if a later step fails.
         unsafe {
@@ -380,30 +366,29 @@ mod tests {
     fn output_extents_follow_stride_and_symmetric_padding() {
         let p = Problem {
             dtype: DType::BF16,
-            x: [96, 6, 480, 832],
-            w: [96, 96, 3, 3, 3],
+            x: [6, 480, 832, 96],
+            w: [96, 3, 3, 3, 96],
             stride: [1, 1, 1],
             pad: [0, 1, 1],
-            channels_last: false,
         };
-        assert_eq!(p.out(), [96, 4, 480, 832]);
+        assert_eq!(p.out(), [4, 480, 832, 96]);
         // downsample2d after its explicit right/bottom column: 3x3, stride 2.
         let p = Problem {
-            x: [96, 1, 481, 833],
-            w: [96, 96, 1, 3, 3],
+            x: [1, 481, 833, 96],
+            w: [96, 1, 3, 3, 96],
             stride: [1, 2, 2],
             pad: [0, 0, 0],
             ..p
         };
-        assert_eq!(p.out(), [96, 1, 240, 416]);
+        assert_eq!(p.out(), [1, 240, 416, 96]);
         // time_conv of downsample3d: 5 frames, kernel 3, stride 2.
         let p = Problem {
-            x: [192, 5, 240, 416],
-            w: [192, 192, 3, 1, 1],
+            x: [5, 240, 416, 192],
+            w: [192, 3, 1, 1, 192],
             stride: [2, 1, 1],
             ..p
         };
-        assert_eq!(p.out(), [192, 2, 240, 416]);
+        assert_eq!(p.out(), [2, 240, 416, 192]);
     }
 
     #[test]
@@ -411,14 +396,6 @@ mod tests {
         assert_eq!(
             channels_last([1, 96, 4, 8, 10]),
             [96 * 320, 1, 80 * 96, 10 * 96, 96]
-        );
-    }
-
-    #[test]
-    fn packed_strides_are_row_major() {
-        assert_eq!(
-            packed([1, 96, 4, 480, 832]),
-            [96 * 4 * 480 * 832, 4 * 480 * 832, 480 * 832, 832, 1]
         );
     }
 }

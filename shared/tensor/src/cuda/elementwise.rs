@@ -59,7 +59,7 @@ struct ChannelAffineArgs {
     scale: u64,
     shift: u64,
     n: u64,
-    inner: u64,
+    channels: u64,
     out_dt: i32,
     x_dt: i32,
     scale_dt: i32,
@@ -71,7 +71,7 @@ struct ChannelBiasArgs {
     out: u64,
     bias: u64,
     n: u64,
-    inner: u64,
+    channels: u64,
     out_dt: i32,
     bias_dt: i32,
 }
@@ -220,7 +220,7 @@ pub(super) fn gated_residual(
     Ok(out)
 }
 
-/// `x[c, ...] · scale[c] + shift[c]` in the widest of the operands' types.
+/// `x[..., c] · scale[c] + shift[c]` in the widest of the operands' types.
 pub(super) fn channel_affine(
     dev: &Device,
     x: &CudaTensor,
@@ -243,7 +243,7 @@ pub(super) fn channel_affine(
             scale: scale.ptr(),
             shift: shift.ptr(),
             n: n as u64,
-            inner: (n / c.max(1)).max(1) as u64,
+            channels: c.max(1) as u64,
             out_dt: dt_code(dtype),
             x_dt: dt_code(x.dtype()),
             scale_dt: dt_code(scale.dtype()),
@@ -253,7 +253,7 @@ pub(super) fn channel_affine(
     Ok(out)
 }
 
-/// `out[c, ...] += bias[c]` in place, on a tensor the caller has just produced.
+/// `out[..., c] += bias[c]` in place, on a tensor the caller has just produced.
 pub(super) fn add_channel_bias(dev: &Device, out: &CudaTensor, bias: &CudaTensor) -> Result<()> {
     shapes::channel_param("conv3d", out.shape(), bias.shape())?;
     let n = out.numel();
@@ -264,7 +264,7 @@ pub(super) fn add_channel_bias(dev: &Device, out: &CudaTensor, bias: &CudaTensor
             out: out.ptr(),
             bias: bias.ptr(),
             n: n as u64,
-            inner: (n / bias.numel().max(1)).max(1) as u64,
+            channels: bias.numel().max(1) as u64,
             out_dt: dt_code(out.dtype()),
             bias_dt: dt_code(bias.dtype()),
         },

@@ -132,7 +132,6 @@ pub const PATCHIFY: Kernel = Kernel::new(Module::Layout, "patchify_f32");
 pub const UNPATCHIFY: Kernel = Kernel::new(Module::Layout, "unpatchify_f32");
 pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_nearest");
 pub const PAD_ZERO: Kernel = Kernel::new(Module::Layout, "pad_zero");
-pub const TRANSPOSE_TILES: Kernel = Kernel::new(Module::Layout, "transpose_tiles");
 pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
@@ -182,7 +181,6 @@ pub const ALL_KERNELS: &[Kernel] = &[
     UNPATCHIFY,
     UPSAMPLE_NEAREST,
     PAD_ZERO,
-    TRANSPOSE_TILES,
     CONV3D,
     CAST,
     FLASH_ATTENTION,

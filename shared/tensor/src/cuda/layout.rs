@@ -1,11 +1,11 @@
 //! Launchers for `kernels/layout.cu`: slicing, concatenation, permutes, patch layout, upsampling.
 //! All are copies, bit-exact against the CPU backend.
 
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
 
+use super::CudaTensor;
 use super::device::Device;
 use super::kernels;
-use super::{CudaTensor, dt_code};
 use crate::{Error, Result, shapes};
 
 /// `PERMUTE_MAX_RANK` of layout.cu.
@@ -55,6 +55,7 @@ struct UpsampleArgs {
     f: u32,
     h: u32,
     w: u32,
+    c: u32,
     sf: u32,
     sh: u32,
     sw: u32,
@@ -66,8 +67,8 @@ struct PadArgs {
     out: u64,
     x: u64,
     n: u64,
-    /// Input `f, h, w`, output `fo, ho, wo`, leading padding `f0, h0, w0`.
-    dims: [u32; 9],
+    /// Channels `c`, input `f, h, w`, output `fo, ho, wo`, leading padding `f0, h0, w0`.
+    dims: [u32; 10],
     esize: i32,
 }
 
@@ -82,7 +83,7 @@ unsafe impl DeviceRepr for PadArgs {}
 /// Copies `rows × cols` elements between two row-pitched regions of the same element type,
 /// offsets in elements.
 #[allow(clippy::too_many_arguments)]
-fn copy2d(
+pub(super) fn copy2d(
     dev: &Device,
     dst: &CudaTensor,
     dst_offset: usize,
@@ -249,10 +250,10 @@ pub(super) fn upsample_nearest(
     x: &CudaTensor,
     factor: [usize; 3],
 ) -> Result<CudaTensor> {
-    let [c, f, h, w] = shapes::upsample_nearest(x.shape(), factor)?;
+    let [f, h, w, c] = shapes::upsample_nearest(x.shape(), factor)?;
     let [sf, sh, sw] = factor;
-    let out = CudaTensor::alloc_as(dev, &[c, f * sf, h * sh, w * sw], x.dtype())?;
-    let [f, h, w, sf, sh, sw] = u32s("upsample_nearest", [f, h, w, sf, sh, sw])?;
+    let out = CudaTensor::alloc_as(dev, &[f * sf, h * sh, w * sw, c], x.dtype())?;
+    let [f, h, w, c, sf, sh, sw] = u32s("upsample_nearest", [f, h, w, c, sf, sh, sw])?;
     let n = out.numel();
     let args = UpsampleArgs {
         out: out.ptr(),
@@ -261,6 +262,7 @@ pub(super) fn upsample_nearest(
         f,
         h,
         w,
+        c,
         sf,
         sh,
         sw,
@@ -270,16 +272,16 @@ pub(super) fn upsample_nearest(
     Ok(out)
 }
 
-/// `x: [C, F, H, W]` with `pad[d] = (before, after)` zeros around it per (F, H, W).
+/// `x: [F, H, W, C]` with `pad[d] = (before, after)` zeros around it per (F, H, W).
 pub(super) fn pad_zero(dev: &Device, x: &CudaTensor, pad: [[usize; 2]; 3]) -> Result<CudaTensor> {
-    let &[c, f, h, w] = x.shape() else {
-        return Err(Error::shape("pad", "expected [C, F, H, W]", x.shape()));
+    let &[f, h, w, c] = x.shape() else {
+        return Err(Error::shape("pad", "expected [F, H, W, C]", x.shape()));
     };
     let [fo, ho, wo] = [0, 1, 2].map(|d| [f, h, w][d] + pad[d][0] + pad[d][1]);
-    let out = CudaTensor::alloc_as(dev, &[c, fo, ho, wo], x.dtype())?;
+    let out = CudaTensor::alloc_as(dev, &[fo, ho, wo, c], x.dtype())?;
     let dims = u32s(
         "pad",
-        [f, h, w, fo, ho, wo, pad[0][0], pad[1][0], pad[2][0]],
+        [c, f, h, w, fo, ho, wo, pad[0][0], pad[1][0], pad[2][0]],
     )?;
     let n = out.numel();
     let args = PadArgs {
@@ -290,72 +292,5 @@ pub(super) fn pad_zero(dev: &Device, x: &CudaTensor, pad: [[usize; 2]; 3]) -> Re
         esize: x.dtype().size_in_bytes() as i32,
     };
     dev.launch_elements(kernels::PAD_ZERO, n, &args)?;
-    Ok(out)
-}
-
-#[repr(C)]
-struct TransposeArgs {
-    out: u64,
-    x: u64,
-    bias: u64,
-    batch: u64,
-    rows: u64,
-    cols: u64,
-    dt: i32,
-    bias_dt: i32,
-}
-
-// SAFETY: `#[repr(C)]` mirror of the kernel's parameter struct (device pointers as u64).
-unsafe impl DeviceRepr for TransposeArgs {}
-
-/// `x` viewed as `[batch, rows, cols]`, transposed to `[batch, cols, rows]` with `shape`, plus
-/// `bias[c]` (`[cols]`) on every element of column `c` when given.
-pub(super) fn transpose(
-    dev: &Device,
-    x: &CudaTensor,
-    [batch, rows, cols]: [usize; 3],
-    bias: Option<&CudaTensor>,
-    shape: &[usize],
-) -> Result<CudaTensor> {
-    if batch * rows * cols != x.numel() || shape.iter().product::<usize>() != x.numel() {
-        return Err(Error::shape(
-            "transpose",
-            format!("{batch}x{rows}x{cols} elements into {shape:?}"),
-            x.shape(),
-        ));
-    }
-    if let Some(b) = bias
-        && b.numel() != cols
-    {
-        return Err(Error::shape(
-            "transpose",
-            format!("bias of {cols} columns"),
-            b.shape(),
-        ));
-    }
-    let out = CudaTensor::alloc_as(dev, shape, x.dtype())?;
-    let tiles = batch as u64 * (rows as u64).div_ceil(32) * (cols as u64).div_ceil(32);
-    let grid = u32::try_from(tiles)
-        .map_err(|_| Error::shape("transpose", "fewer than 2^32 tiles of 32x32", x.shape()))?;
-    if grid > 0 {
-        dev.launch(
-            kernels::TRANSPOSE_TILES,
-            LaunchConfig {
-                grid_dim: (grid, 1, 1),
-                block_dim: (32, 8, 1),
-                shared_mem_bytes: 0,
-            },
-            &TransposeArgs {
-                out: out.ptr(),
-                x: x.ptr(),
-                bias: bias.map_or(0, CudaTensor::ptr),
-                batch: batch as u64,
-                rows: rows as u64,
-                cols: cols as u64,
-                dt: dt_code(x.dtype()),
-                bias_dt: bias.map_or(0, |b| dt_code(b.dtype())),
-            },
-        )?;
-    }
     Ok(out)
 }

@@ -675,16 +675,14 @@ impl CudaBackend {
         converted(&self.dev, t, dtype)
     }
 
-    /// Device time (ms, median of `iters`) of one bf16 cuDNN convolution of `x: [Cin, F, H, W]`
-    /// by `w: [Cout, Cin, kt, kh, kw]` with symmetric zero `pad` and unit stride, on channel-first
-    /// or channels-last (NDHWC) operands: the measurement behind the VAE's layout. `None` without
-    /// cuDNN or an algorithm for the problem.
+    /// Device time (ms, median of `iters`) of one bf16 cuDNN convolution of `x: [F, H, W, Cin]`
+    /// by `w: [Cout, kt, kh, kw, Cin]` with symmetric zero `pad` and unit stride, the operands'
+    /// values arbitrary. `None` without cuDNN or an algorithm for the problem.
     pub fn time_conv3d(
         &self,
         x: [usize; 4],
         w: [usize; 5],
         pad: [usize; 3],
-        channels_last: bool,
         iters: usize,
     ) -> Result<Option<f64>> {
         shapes::conv3d(&x, &w, None, [1; 3], pad.map(|p| [p, p]))?;
@@ -694,7 +692,6 @@ impl CudaBackend {
             w,
             stride: [1; 3],
             pad,
-            channels_last,
         };
         conv::time_cudnn(&self.dev, &p, iters)
     }
@@ -1250,6 +1247,28 @@ impl Backend for CudaBackend {
         self.timed("channel_rms_norm_silu", || {
             self.check("channel_rms_norm_silu", &[x, gamma])?;
             norm::channel_rms_norm(&self.dev, x, gamma, true, self.compute())
+        })
+    }
+
+    fn causal_rms_norm_silu(
+        &self,
+        past: Option<&CudaTensor>,
+        x: &CudaTensor,
+        gamma: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        self.timed("causal_rms_norm_silu", || {
+            self.check("causal_rms_norm_silu", &[x, gamma])?;
+            let Some(past) = past else {
+                return norm::channel_rms_norm(&self.dev, x, gamma, true, self.compute());
+            };
+            self.check("causal_rms_norm_silu", &[past])?;
+            let past = converted(&self.dev, past, self.compute())?;
+            let shape = shapes::concat(&[past.shape(), x.shape()], 0)?;
+            let out = CudaTensor::alloc_as(&self.dev, &shape, self.compute())?;
+            let n = past.numel();
+            layout::copy2d(&self.dev, &out, 0, n, &past, 0, n, 1, n)?;
+            norm::channel_rms_norm_into(&self.dev, &out, n, x, gamma, true)?;
+            Ok(out)
         })
     }
 

@@ -59,7 +59,7 @@ struct ChannelRmsNormArgs {
     out: u64,
     x: u64,
     gamma: u64,
-    inner: u64,
+    rows: u64,
     channels: u32,
     out_dt: i32,
     x_dt: i32,
@@ -230,7 +230,7 @@ pub(super) fn rms_norm_rope(
     Ok(out)
 }
 
-/// The Wan VAE's channel RMS norm of `x: [C, ...]` into `dtype`, followed by SiLU when `silu`.
+/// The Wan VAE's channel RMS norm of `x: [..., C]` into `dtype`, followed by SiLU when `silu`.
 pub(super) fn channel_rms_norm(
     dev: &Device,
     x: &CudaTensor,
@@ -238,26 +238,46 @@ pub(super) fn channel_rms_norm(
     silu: bool,
     dtype: DType,
 ) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc_as(dev, x.shape(), dtype)?;
+    channel_rms_norm_into(dev, &out, 0, x, gamma, silu)?;
+    Ok(out)
+}
+
+/// [`channel_rms_norm`] written into `out` from element `offset` on, in `out`'s type.
+pub(super) fn channel_rms_norm_into(
+    dev: &Device,
+    out: &CudaTensor,
+    offset: usize,
+    x: &CudaTensor,
+    gamma: &CudaTensor,
+    silu: bool,
+) -> Result<()> {
     shapes::channel_param("channel_rms_norm", x.shape(), gamma.shape())?;
+    if offset + x.numel() > out.numel() {
+        return Err(Error::shape(
+            "channel_rms_norm",
+            format!("output {:?} too small from element {offset}", out.shape()),
+            x.shape(),
+        ));
+    }
     let c = gamma.shape()[0];
     let channels = u32::try_from(c)
         .map_err(|_| Error::shape("channel_rms_norm", "too many channels", x.shape()))?;
-    let out = CudaTensor::alloc_as(dev, x.shape(), dtype)?;
-    let inner = x.numel() / c.max(1);
+    let rows = x.numel() / c.max(1);
+    // One warp per row.
     dev.launch_elements(
         kernels::CHANNEL_RMS_NORM,
-        inner * (c > 0) as usize,
+        rows * 32 * (c > 0) as usize,
         &ChannelRmsNormArgs {
-            out: out.ptr(),
+            out: out.ptr() + (offset * out.dtype().size_in_bytes()) as u64,
             x: x.ptr(),
             gamma: gamma.ptr(),
-            inner: inner as u64,
+            rows: rows as u64,
             channels,
-            out_dt: dt_code(dtype),
+            out_dt: dt_code(out.dtype()),
             x_dt: dt_code(x.dtype()),
             gamma_dt: dt_code(gamma.dtype()),
             silu: silu as i32,
         },
-    )?;
-    Ok(out)
+    )
 }
