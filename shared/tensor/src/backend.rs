@@ -1,6 +1,6 @@
 use std::fmt::Debug;
 
-use crate::{HostBytes, HostTensor, Result, TensorBytes, shapes};
+use crate::{HostBytes, HostTensor, PendingDownload, Result, TensorBytes, shapes};
 
 /// Side of the square weight tiles of TurboDiffusion's W8A8 format: one f32 scale per 128×128 tile.
 pub const QUANT_BLOCK: usize = 128;
@@ -126,6 +126,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
     /// Copies a tensor back to the host as f32.
     fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;
+    /// [`Backend::download`] queued behind the work already submitted, returning before the data
+    /// arrives where the backend can: work queued after it keeps the device busy while the host
+    /// does other things until [`PendingDownload::wait`]. Synchronous backends download at once.
+    fn download_async(&self, t: &Self::Tensor) -> Result<PendingDownload> {
+        Ok(PendingDownload::ready(self.download(t)?))
+    }
     fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
     /// Indices `start..start+len` of dimension `dim`.
     fn slice(&self, t: &Self::Tensor, dim: usize, start: usize, len: usize)

@@ -14,6 +14,7 @@ use super::compile::{KernelCache, arch_for};
 use super::cudnn::Cudnn;
 use super::gemm::Gemm;
 use super::kernels::Kernel;
+use super::readback::Readback;
 use super::staging::{self, DIRECT_MAX, Staging};
 use crate::{DType, Error, Result};
 
@@ -76,6 +77,8 @@ pub(crate) struct Device {
     /// Pinned buffers for large uploads, allocated at the first one. Held for a whole upload, so
     /// uploads from several threads take turns.
     staging: Mutex<Option<Staging>>,
+    /// Pinned buffers of asynchronous downloads, kept for reuse.
+    pub readback: Readback,
     pub info: DeviceInfo,
     pub stream: Arc<CudaStream>,
     pub pool: Arc<Pool>,
@@ -107,6 +110,7 @@ impl Device {
         Ok(Self {
             cudnn: OnceLock::new(),
             staging: Mutex::new(None),
+            readback: Readback::new(),
             info: DeviceInfo {
                 ordinal,
                 name: ctx.name().w("init")?,

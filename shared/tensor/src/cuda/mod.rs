@@ -24,8 +24,9 @@
 //! they are, others quantized at load), through an own mma.sync GEMM (`kernels/int8_gemm.cu`).
 //!
 //! Work is queued asynchronously on the backend's stream; [`Backend::download`] and
-//! [`Backend::synchronize`] wait for it. Launch errors surface at the launch, execution errors at
-//! the next synchronizing call.
+//! [`Backend::synchronize`] wait for it, [`Backend::download_async`] only queues a copy behind it
+//! (`readback`). Launch errors surface at the launch, execution errors at the next synchronizing
+//! call.
 
 mod alloc;
 mod attention;
@@ -44,6 +45,7 @@ pub mod kernels;
 mod layout;
 mod norm;
 mod quant;
+mod readback;
 mod sage;
 mod staging;
 
@@ -67,7 +69,8 @@ use gemm::{LinearGemm, Operands, Pending};
 use quant::Lifetime;
 
 use crate::{
-    Backend, DType, Error, HostTensor, LinearWeights, Result, SlaParams, TensorBytes, shapes,
+    Backend, DType, Error, HostTensor, LinearWeights, PendingDownload, Result, SlaParams,
+    TensorBytes, shapes,
 };
 
 /// Turns a CUDA library error into the crate's error, naming the op.
@@ -872,6 +875,13 @@ impl Backend for CudaBackend {
             }
             self.dev.stream.synchronize().w("download")?;
             HostTensor::from_f32(t.shape.clone(), data)
+        })
+    }
+
+    fn download_async(&self, t: &CudaTensor) -> Result<PendingDownload> {
+        self.timed("download", || {
+            self.check("download", &[t])?;
+            readback::queue(&self.dev, self.f32(t)?)
         })
     }
 

@@ -118,10 +118,26 @@ fn map<const S: usize, const D: usize>(src: &[u8], dst: &mut [u8], f: impl Fn([u
     }
 }
 
-/// One staging buffer and the event of the last copy out of it.
-struct Slot {
-    host: PinnedHostSlice<u8>,
-    copied: CudaEvent,
+/// A pinned host buffer and the event of the last copy into or out of it: the staging ring's
+/// buffers, and the asynchronous downloads' ([`super::readback`]).
+pub(super) struct Slot {
+    pub host: PinnedHostSlice<u8>,
+    pub copied: CudaEvent,
+}
+
+impl Slot {
+    /// A zeroed pinned buffer of `bytes` bytes, allocated with `cuMemHostAlloc` `flags`.
+    pub fn new(ctx: &Arc<CudaContext>, bytes: usize, flags: u32) -> Result<Self> {
+        // SAFETY: the contents are unset, so they are zeroed below before any reference to them
+        // exists.
+        let mut host =
+            unsafe { ctx.alloc_pinned_with_flags::<u8>(bytes, flags) }.w("pinned buffer")?;
+        let ptr = host.as_mut_ptr().w("pinned buffer")?;
+        // SAFETY: `ptr` addresses the `bytes` bytes just allocated, which no copy uses yet.
+        unsafe { std::ptr::write_bytes(ptr, 0, bytes) };
+        let copied = ctx.new_event(None).w("pinned buffer")?;
+        Ok(Slot { host, copied })
+    }
 }
 
 impl Drop for Slot {
@@ -141,25 +157,9 @@ pub(super) struct Staging {
 
 impl Staging {
     pub fn new(ctx: &Arc<CudaContext>) -> Result<Self> {
+        // Write-combined: see the module doc.
         let slots = (0..SLOTS)
-            .map(|_| {
-                // Write-combined: see the module doc.
-                // SAFETY: the contents are unset, so they are zeroed below before any reference to
-                // them exists.
-                let mut host = unsafe {
-                    ctx.alloc_pinned_with_flags::<u8>(
-                        SLOT_BYTES,
-                        sys::CU_MEMHOSTALLOC_WRITECOMBINED,
-                    )
-                }
-                .w("staging buffer")?;
-                let ptr = host.as_mut_ptr().w("staging buffer")?;
-                // SAFETY: `ptr` addresses the `SLOT_BYTES` bytes just allocated, which no copy
-                // uses yet.
-                unsafe { std::ptr::write_bytes(ptr, 0, SLOT_BYTES) };
-                let copied = ctx.new_event(None).w("staging buffer")?;
-                Ok(Slot { host, copied })
-            })
+            .map(|_| Slot::new(ctx, SLOT_BYTES, sys::CU_MEMHOSTALLOC_WRITECOMBINED))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { slots, next: 0 })
     }
