@@ -7,8 +7,9 @@
 //! The error measure is [`compare::max_rel_err`], `max|gpu − cpu| / max|cpu|`. Tolerances, all
 //! with f32 on both sides:
 //!
-//! - **0** (bit-exact): transfers (small ones and ones through the pinned staging ring), reshape, slice, permute, concat, (un)patchify, upsample (pure
-//!   copies); add, mul, clamp (one correctly rounded operation per element on both sides);
+//! - **0** (bit-exact): transfers (small ones, ones through the pinned staging ring, asynchronous
+//!   downloads), reshape, slice, permute, concat, (un)patchify, upsample (pure copies); add, mul,
+//!   clamp (one correctly rounded operation per element on both sides);
 //! - **1e-6**: gelu, silu, gated residual, lincomb, channel affine, rope (FMA contraction, and
 //!   `expf`/`tanhf` within 2 ulp against Rust's libm);
 //! - **1e-5**: norms, linear, attention, SLA, conv3d (summation order over up to 5120 terms; TF32
@@ -731,6 +732,50 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Asynchronous downloads ([`Backend::download_async`]) against synchronous ones of the same
+    /// tensors: f32 and bf16 (converted on the device), of several sizes, all queued behind
+    /// milliseconds of GEMMs so that they are still in flight when waited for out of order, one
+    /// of them dropped unwaited and its pinned buffer taken by the next download. The inputs are
+    /// finite and non-zero, so a zero error means equal bits.
+    fn async_downloads(&mut self) -> Result<()> {
+        let shapes: [&[usize]; 5] = [
+            &[5, 7, 9],
+            &[3, 4, 61, 105],
+            &[33, 1025],
+            &[3, 1, 61, 105],
+            &[2, 3],
+        ];
+        let mut tensors = Vec::new();
+        for shape in shapes {
+            tensors.push(self.gpu.upload(&self.randn(shape))?);
+        }
+        tensors[2] = self.gpu.to_dtype(&tensors[2], DType::BF16)?;
+        let want = tensors
+            .iter()
+            .map(|t| self.gpu.download(t))
+            .collect::<Result<Vec<_>>>()?;
+        // Four f32 GEMMs of 34 GFLOP each ahead of the copies: milliseconds even at an H100's
+        // f32 peak.
+        let layer = self
+            .gpu
+            .upload_linear(&self.linear_weights(4096, 4096, false))?;
+        let mut busy = self.gpu.upload(&self.randn(&[1024, 4096]))?;
+        for _ in 0..4 {
+            busy = self.gpu.linear(&busy, &layer)?;
+        }
+        let gpu = self.gpu;
+        let queue = |i: usize| gpu.download_async(&tensors[i]);
+        let (a, b, c, d, e) = (queue(0)?, queue(1)?, queue(2)?, queue(3)?, queue(4)?);
+        drop(b);
+        let again = queue(1)?;
+        for (i, pending) in [(3, d), (0, a), (1, again), (4, e), (2, c)] {
+            let got = pending.wait()?;
+            let case = format!("{:?} {}", shapes[i], tensors[i].dtype());
+            self.record("download_async", case, EXACT, &got, &want[i]);
+        }
+        Ok(())
+    }
+
     /// The bf16 paths: GEMMs on bf16 weights, norms writing bf16, bf16 elementwise and layout ops,
     /// mixed f32/bf16 arithmetic and the tensor-core flash attention.
     fn bf16(&mut self) -> Result<()> {
@@ -1058,6 +1103,7 @@ pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     };
     c.transfers_and_layout()?;
     c.staged_uploads()?;
+    c.async_downloads()?;
     c.elementwise()?;
     c.norms()?;
     c.linear()?;
