@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use turbine_models::vae::{DecodeSession, WanVae, WanVaeConfig};
-use turbine_tensor::{Backend, HostTensor};
+use turbine_tensor::{Backend, HostTensor, PendingDownload};
 
 use crate::request::{FRAME_STRIDE, MAX_FRAMES, MAX_SIDE};
 use crate::{Error, ModelLoad, ModelSource, Result};
@@ -95,10 +95,29 @@ impl<B: Backend> DecodeStage<B> {
     }
 }
 
+/// Video frames on their way to the host ([`FrameDecoder::push_async`]).
+#[derive(Debug)]
+pub struct PendingFrames(PendingDownload);
+
+impl PendingFrames {
+    /// Waits for the frames `[3, n, 8h, 8w]`.
+    pub fn wait(self) -> Result<HostTensor> {
+        Ok(self.0.wait()?)
+    }
+}
+
 impl<B: Backend> FrameDecoder<'_, B> {
     /// Decodes the next latent frame `[z_dim, 1, h, w]` into video frames `[3, n, 8h, 8w]` in
     /// [−1, 1]: n = 1 for the first latent frame, 4 for each later one.
     pub fn push(&mut self, latent_frame: &HostTensor) -> Result<HostTensor> {
+        self.push_async(latent_frame)?.wait()
+    }
+
+    /// [`FrameDecoder::push`] returning once the decode and the download of its frames are
+    /// queued: pushing the next latent frame before waiting for these keeps the device decoding
+    /// while the host takes this chunk and hands it on. Frames come out in push order whatever
+    /// order the handles are waited in.
+    pub fn push_async(&mut self, latent_frame: &HostTensor) -> Result<PendingFrames> {
         let max = self.max_grid;
         let grid = match latent_frame.shape[..] {
             [z, 1, h, w] if z == self.z_dim && (1..=max).contains(&h) && (1..=max).contains(&w) => {
@@ -124,7 +143,8 @@ impl<B: Backend> FrameDecoder<'_, B> {
         }
         self.grid = Some(grid);
         let b = self.backend;
-        Ok(b.download(&self.session.push(&b.upload(latent_frame)?)?)?)
+        let frames = self.session.push(&b.upload(latent_frame)?)?;
+        Ok(PendingFrames(b.download_async(&frames)?))
     }
 }
 

@@ -26,7 +26,7 @@ pub mod rgb;
 mod text;
 
 pub use assets::{ModelFiles, ModelSource};
-pub use decode::{DecodeStage, FrameDecoder, latent_frames};
+pub use decode::{DecodeStage, FrameDecoder, PendingFrames, latent_frames};
 pub use denoise::{DenoiseStage, DenoiseStep, DitVelocity, MAX_CONTEXT_ROWS};
 pub use error::{Error, Result};
 pub use load::{LoadReport, ModelLoad};
