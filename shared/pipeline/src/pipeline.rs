@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use turbine_tensor::{Backend, HostTensor};
 
-use crate::decode::{DecodeStage, latent_frames};
+use crate::decode::{DecodeStage, PendingFrames, latent_frames};
 use crate::denoise::{DenoiseStage, DenoiseStep};
 use crate::text::{EncodedPrompt, TextStage};
 use crate::{Error, GenerateRequest, LoadReport, ModelSource, Result};
@@ -254,17 +254,35 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
                 Ok(busy)
             });
             let decoded = (|| -> Result<()> {
-                for latent_frame in latent_frames(&latents)? {
-                    let frames = session.push(&latent_frame)?;
+                // Waits for a chunk and queues it for the writer; false once the writer stopped
+                // on an error, which its join reports.
+                let mut hand_on = |pending: PendingFrames| -> Result<bool> {
+                    let frames = pending.wait()?;
                     done += frames.shape[1];
                     if queue.send(frames).is_err() {
-                        // The writer stopped on an error, which its join reports.
-                        break;
+                        return Ok(false);
                     }
                     events(&Event::Frames {
                         done,
                         total: total_frames,
                     });
+                    Ok(true)
+                };
+                // One chunk in flight: chunk k+1 is queued on the device before chunk k is waited
+                // for, so the GPU decodes while the host copies chunk k out and hands it on.
+                let mut in_flight = None;
+                for latent_frame in latent_frames(&latents)? {
+                    let queued = session.push_async(&latent_frame);
+                    // Chunk k goes out before chunk k+1's error, as it would decoding one by one.
+                    if let Some(pending) = in_flight.take()
+                        && !hand_on(pending)?
+                    {
+                        return Ok(());
+                    }
+                    in_flight = Some(queued?);
+                }
+                if let Some(pending) = in_flight {
+                    hand_on(pending)?;
                 }
                 Ok(())
             })();

@@ -1,9 +1,13 @@
 //! The whole pipeline on the bundled tiny preset: frames arrive in order and in the requested
-//! number, runs are reproducible from the seed, and every sampler and attention mode runs.
+//! number, equal to the stages run one after another, runs are reproducible from the seed, and
+//! every sampler and attention mode runs.
+
+use std::ops::ControlFlow;
 
 use turbine_models::wan::AttentionMode;
 use turbine_pipeline::{
-    Event, FrameSink, GenerateRequest, ModelSource, Pipeline, Stage, VideoShape,
+    DecodeStage, DenoiseStage, Event, FrameSink, GenerateRequest, ModelSource, Pipeline, Stage,
+    TextStage, VideoShape, latent_frames,
 };
 use turbine_samplers::{FlowConfig, FlowSolver, RcmConfig, RcmMode, SamplerConfig};
 use turbine_tensor::{CpuBackend, HostTensor, SlaParams};
@@ -95,6 +99,70 @@ fn tiny_preset_generates_reproducible_frames() {
     assert_eq!(a.values, b.values, "same seed, different video");
     let (c, _) = run(&mut pipeline, &request(rcm(), 8));
     assert_ne!(a.values, c.values, "different seeds, same video");
+}
+
+/// The latents of `req` from the text and denoise stages run by hand.
+fn latents(req: &GenerateRequest) -> HostTensor {
+    let text = TextStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let mut denoise = DenoiseStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let prompt = text.encode("prompt", &req.prompt, false).unwrap();
+    let context = denoise.context("context", &prompt.context).unwrap();
+    denoise
+        .denoise(req, &context, None, &mut |_| ControlFlow::Continue(()))
+        .unwrap()
+}
+
+#[test]
+fn overlapped_decode_hands_on_the_frames_of_a_sequential_one_in_order() {
+    let req = request(rcm(), 5);
+    let frames = latent_frames(&latents(&req)).unwrap();
+    let decode = DecodeStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let mut sequential = decode.session();
+    let want: Vec<HostTensor> = frames.iter().map(|f| sequential.push(f).unwrap()).collect();
+
+    // Every frame queued before any is waited for, then waited for last to first.
+    let mut queued_ahead = decode.session();
+    let pending: Vec<_> = frames
+        .iter()
+        .map(|f| queued_ahead.push_async(f).unwrap())
+        .collect();
+    let mut got: Vec<HostTensor> = pending
+        .into_iter()
+        .rev()
+        .map(|p| p.wait().unwrap())
+        .collect();
+    got.reverse();
+    assert!(got == want, "frames differ from the sequential decode");
+
+    let mut pipeline = Pipeline::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let (sink, events) = run(&mut pipeline, &req);
+    assert_eq!(sink.chunks, [1, 4, 4]);
+    assert!(
+        sink.values
+            == want
+                .iter()
+                .flat_map(HostTensor::to_f32_vec)
+                .collect::<Vec<_>>(),
+        "the pipeline's frames differ from the sequential decode"
+    );
+    let progress: Vec<(usize, usize)> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Frames { done, total } = e {
+                Some((*done, *total))
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(progress, [(1, 9), (5, 9), (9, 9)]);
+    assert!(matches!(
+        events.last(),
+        Some(Event::StageFinished {
+            stage: Stage::VaeDecode,
+            ..
+        })
+    ));
 }
 
 #[test]
