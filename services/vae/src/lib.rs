@@ -13,11 +13,12 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use turbine_pipeline::rgb::{dequantize_frames, quantize_frames};
-use turbine_pipeline::{DecodeStage, ModelSource};
+use turbine_pipeline::{DecodeStage, ModelSource, PendingFrames};
 use turbine_proto::v1::vae_server::{Vae, VaeServer};
 use turbine_proto::v1::{DecodedFrames, Dtype, TensorChunk};
 use turbine_rpc::server::{MAX_MESSAGE_BYTES, Service};
@@ -140,35 +141,86 @@ async fn read_latent_frames(
 }
 
 /// The model-thread half of `Decode`: one decode session over the incoming latent frames.
-/// Returns the time spent decoding, without the waits for latent frames.
+/// Returns the time spent decoding (pushing latent frames and waiting for their video frames),
+/// without the waits for latent frames.
 fn decode<B: Backend>(
     stage: &mut Model<B>,
     sink: &Sink<DecodedFrames>,
     mut latents: mpsc::Receiver<Result<HostTensor>>,
 ) -> Result<Duration> {
     let mut session = stage.session();
-    let mut first_frame = 0;
-    let mut compute = Duration::ZERO;
-    while let Some(latent) = latents.blocking_recv() {
-        let latent = latent?;
-        let started = Instant::now();
-        let frames = session.push(&latent)?;
-        compute += started.elapsed();
-        let count = frames.shape[1] as u32;
-        let wire = WireTensor::from_u8(frames.shape.clone(), quantize_frames(&frames)?);
-        for chunk in wire.chunks("frames") {
-            sink.send(DecodedFrames {
-                first_frame,
-                frames: Some(chunk),
-            })?;
+    let mut out = FrameStream {
+        sink,
+        first_frame: 0,
+        compute: Duration::ZERO,
+    };
+    // One chunk in flight: the next latent frame is queued on the device before the chunk
+    // before it is waited for, so the device decodes while the host quantizes and sends.
+    let mut in_flight = None;
+    loop {
+        let item = match latents.try_recv() {
+            Ok(item) => item,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                // Nothing to queue behind the chunk in flight: send it before waiting on the
+                // client, which may take its time with the next latent frame.
+                if let Some(pending) = in_flight.take() {
+                    out.send(pending)?;
+                }
+                match latents.blocking_recv() {
+                    Some(item) => item,
+                    None => break,
+                }
+            }
+        };
+        let queued = item.and_then(|latent| {
+            let started = Instant::now();
+            let queued = session.push_async(&latent);
+            out.compute += started.elapsed();
+            Ok(queued?)
+        });
+        // The chunk before goes out before this frame's error, as it would decoding one by one.
+        if let Some(pending) = in_flight.take() {
+            out.send(pending)?;
         }
-        first_frame += count;
+        in_flight = Some(queued?);
     }
-    if first_frame == 0 {
+    if let Some(pending) = in_flight {
+        out.send(pending)?;
+    }
+    if out.first_frame == 0 {
         return Err(Error::invalid(
             "latent_frame",
             "the stream carried no latent frame",
         ));
     }
-    Ok(compute)
+    Ok(out.compute)
+}
+
+/// Decoded chunks on their way to the client as u8 frames.
+struct FrameStream<'a> {
+    sink: &'a Sink<DecodedFrames>,
+    /// Index of the next chunk's first frame.
+    first_frame: u32,
+    /// Time spent in pushes and in waits for their frames.
+    compute: Duration,
+}
+
+impl FrameStream<'_> {
+    /// Waits for a chunk and streams it.
+    fn send(&mut self, pending: PendingFrames) -> Result<()> {
+        let started = Instant::now();
+        let frames = pending.wait()?;
+        self.compute += started.elapsed();
+        let count = frames.shape[1] as u32;
+        let wire = WireTensor::from_u8(frames.shape.clone(), quantize_frames(&frames)?);
+        for chunk in wire.chunks("frames") {
+            self.sink.send(DecodedFrames {
+                first_frame: self.first_frame,
+                frames: Some(chunk),
+            })?;
+        }
+        self.first_frame += count;
+        Ok(())
+    }
 }

@@ -1,5 +1,6 @@
 //! The VAE over real gRPC on loopback: readiness, reflection, decode and encode parity with the
-//! in-process stage, the shared 8-bit formula, malformed streams, and the binary's SIGTERM drain.
+//! in-process stage, the shared 8-bit formula, malformed streams (frames decoded before a bad
+//! latent frame still arrive), and the binary's SIGTERM drain.
 
 use std::time::Duration;
 
@@ -184,6 +185,39 @@ fn frames_quantize_exactly_as_the_video_writers_do() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn frames_decoded_before_a_bad_latent_frame_reach_the_client_before_its_error() {
+    let (server, channel) = serving().await;
+    let mut chunks = frame_chunks(&latents(2, 4, 6, 3));
+    chunks.extend(frame_chunks(&latents(1, 2, 2, 3)));
+    let mut responses = VaeClient::new(channel.clone())
+        .decode(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut firsts = Vec::new();
+    let err = loop {
+        match responses.message().await {
+            Ok(Some(DecodedFrames { first_frame, .. })) => firsts.push(first_frame),
+            Ok(None) => panic!("the stream ended without the grid change's error"),
+            Err(status) => break status,
+        }
+    };
+    firsts.dedup();
+    assert_eq!(
+        firsts,
+        [0, 1],
+        "the second chunk was in flight at the error"
+    );
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().starts_with("latent_frame: [2, 2] differs"),
+        "{}",
+        err.message()
+    );
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
