@@ -450,8 +450,17 @@ impl Checker<'_> {
             "channel_rms_norm",
             "[3, 5, 7, 6]",
             REDUCTION,
-            vec![video, gamma],
+            vec![video.clone(), gamma.clone()],
             |b, x| { b.channel_rms_norm(&x[0], &x[1]) }
+        );
+        let past = self.randn(&[2, 5, 7, 6]);
+        check!(
+            self,
+            "causal_rms_norm_silu",
+            "[2, 5, 7, 6] cached + [3, 5, 7, 6]",
+            REDUCTION,
+            vec![past, video, gamma],
+            |b, x| { b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2]) }
         );
         Ok(())
     }
@@ -1044,9 +1053,28 @@ impl Checker<'_> {
             self,
             "bf16 channel_rms_norm_silu",
             "[3, 9, 11, 16]",
-            vec![x.clone(), gamma],
+            vec![x.clone(), gamma.clone()],
             [true, false],
             |b, x| b.channel_rms_norm_silu(&x[0], &x[1])
+        );
+        // The VAE decoder's widest rows.
+        let (wide, wide_gamma) = (self.randn(&[2, 3, 5, 384]), self.randn(&[384]));
+        check_bf16!(
+            self,
+            "bf16 channel_rms_norm_silu",
+            "[2, 3, 5, 384]",
+            vec![wide, wide_gamma],
+            [true, false],
+            |b, x| b.channel_rms_norm_silu(&x[0], &x[1])
+        );
+        let past = self.randn(&[1, 9, 11, 16]);
+        check_bf16!(
+            self,
+            "bf16 causal_rms_norm_silu",
+            "[1, 9, 11, 16] cached + [3, 9, 11, 16]",
+            vec![past, x.clone(), gamma.clone()],
+            [true, true, false],
+            |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2])
         );
         check_bf16!(
             self,
