@@ -229,7 +229,7 @@ pub fn compile_source(file: &str, source: &str, arch: &str, extra: &[&str]) -> R
 }
 
 /// The disk cache directory, when one can be named.
-fn cache_dir() -> Option<PathBuf> {
+pub(super) fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TURBINE_KERNEL_CACHE") {
         return Some(PathBuf::from(dir));
     }

@@ -9,7 +9,8 @@
 //!
 //! The first call of a problem (element type, shapes, stride, padding) times cuDNN's algorithms on
 //! the real operands (`cudnnFindConvolutionForwardAlgorithmEx`) and keeps the fastest, so later
-//! calls only enqueue. bf16 operands accumulate in f32 on the tensor cores; f32 operands use FMA
+//! calls only enqueue; the choice is also saved on disk ([`super::cudnn_plans`]) for later
+//! processes, which then only check its workspace size. bf16 operands accumulate in f32 on the tensor cores; f32 operands use FMA
 //! math only (no TF32), so they match the CPU reference to f32 rounding.
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ use cudarc::driver::CudaStream;
 
 use super::Wrap;
 use super::alloc::{DeviceBuffer, Pool};
+use super::compile::cache_dir;
+use super::cudnn_plans::{Choice, PlanStore};
 use crate::{DType, Error, Result};
 
 use sys::cudnnMathType_t::{CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
@@ -116,6 +119,7 @@ impl Drop for Plan {
 /// has no algorithm for, which the caller computes with the direct kernel.
 pub(crate) struct Cudnn {
     handle: Handle,
+    store: PlanStore,
     plans: Mutex<HashMap<Problem, Option<Arc<Plan>>>>,
 }
 
@@ -151,7 +155,7 @@ fn channels_last([_, c, d, h, w]: [c_int; 5]) -> [c_int; 5] {
 impl Cudnn {
     /// cuDNN bound to `stream`, or `None` with one log line saying why: the backend then runs
     /// convolutions on its direct kernel.
-    pub fn load(stream: &CudaStream) -> Option<Self> {
+    pub fn load(stream: &CudaStream, gpu: &str) -> Option<Self> {
         // SAFETY: only tries to dlopen libcudnn under cudarc's candidate names.
         if !unsafe { sys::is_culib_present() } {
             tracing::info!(
@@ -160,7 +164,7 @@ impl Cudnn {
             );
             return None;
         }
-        match Self::create(stream) {
+        match Self::create(stream, gpu) {
             Ok(c) => {
                 tracing::info!(version = dnn::get_version(), "conv3d runs on cuDNN");
                 Some(c)
@@ -172,7 +176,7 @@ impl Cudnn {
         }
     }
 
-    fn create(stream: &CudaStream) -> Result<Self> {
+    fn create(stream: &CudaStream, gpu: &str) -> Result<Self> {
         stream.context().bind_to_thread().w("cudnn")?;
         let handle = Handle(dnn::create_handle().w("cudnnCreate")?);
         // SAFETY: a live handle and the backend's live stream (the same CUstream object cuDNN's
@@ -181,6 +185,7 @@ impl Cudnn {
             .w("cudnnSetStream")?;
         Ok(Self {
             handle,
+            store: PlanStore::open(cache_dir(), dnn::get_version(), gpu),
             plans: Mutex::new(HashMap::new()),
         })
     }
@@ -307,6 +312,14 @@ impl Cudnn {
             .w("cudnnSetConvolutionNdDescriptor")?;
             dnn::set_convolution_math_type(plan.conv, math).w("cudnnSetConvolutionMathType")?;
         }
+        if let Some(saved) = self.store.get(p) {
+            match self.adopt(&mut plan, p, saved) {
+                Ok(()) => return Ok(plan),
+                Err(e) => {
+                    tracing::warn!(problem = ?p, "saved cuDNN plan unusable ({e}); searching")
+                }
+            }
+        }
         let mut found = [MaybeUninit::<sys::cudnnConvolutionFwdAlgoPerf_t>::uninit(); MAX_ALGOS];
         let mut count: c_int = 0;
         // SAFETY: descriptors were set above; the operands and scratch are live buffers of the
@@ -354,7 +367,48 @@ impl Cudnn {
         tracing::debug!(problem = ?p, algo = ?best.algo, ms = best.time, "cuDNN plan");
         plan.algo = best.algo;
         plan.workspace = best.memory;
+        self.store.record(
+            p,
+            Choice {
+                algo: best.algo,
+                math: best.mathType,
+            },
+        );
         Ok(plan)
+    }
+
+    /// Takes a saved choice for `plan`'s descriptors, after asking cuDNN its workspace size (an
+    /// error when the algorithm no longer applies).
+    fn adopt(&self, plan: &mut Plan, p: &Problem, saved: Choice) -> Result<()> {
+        if p.dtype == DType::BF16 {
+            // SAFETY: a live convolution descriptor.
+            unsafe { dnn::set_convolution_math_type(plan.conv, saved.math) }
+                .w("cudnnSetConvolutionMathType")?;
+        }
+        let mut workspace = 0usize;
+        // SAFETY: the descriptors were set by `plan`; `workspace` is a live out-parameter.
+        unsafe {
+            sys::cudnnGetConvolutionForwardWorkspaceSize(
+                self.handle.0,
+                plan.x,
+                plan.w,
+                plan.conv,
+                plan.y,
+                saved.algo,
+                &mut workspace,
+            )
+            .result()
+            .w("cudnnGetConvolutionForwardWorkspaceSize")?;
+        }
+        if workspace > WORKSPACE_LIMIT {
+            return Err(Error::Backend {
+                backend: "cuda",
+                msg: format!("workspace of {workspace} bytes over the limit"),
+            });
+        }
+        plan.algo = saved.algo;
+        plan.workspace = workspace;
+        Ok(())
     }
 }
 

@@ -131,7 +131,7 @@ impl Device {
     /// cuDNN on this device's stream, or `None` when it cannot be loaded (logged once).
     pub fn cudnn(&self) -> Option<&Cudnn> {
         self.cudnn
-            .get_or_init(|| Cudnn::load(&self.stream))
+            .get_or_init(|| Cudnn::load(&self.stream, &self.info.name))
             .as_ref()
     }
 

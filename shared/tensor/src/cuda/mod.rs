@@ -37,6 +37,7 @@ mod check_quant;
 mod compile;
 mod conv;
 mod cudnn;
+mod cudnn_plans;
 mod device;
 mod elementwise;
 mod gemm;
