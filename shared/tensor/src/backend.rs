@@ -305,6 +305,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         stride: [usize; 3],
         pad: [[usize; 2]; 3],
     ) -> Result<Self::Tensor>;
+    /// `conv3d(x, weight, bias, stride, pad) + residual`, `residual` of the output's shape: a
+    /// residual block's last convolution, which backends may fuse into one pass.
+    fn conv3d_add(
+        &self,
+        x: &Self::Tensor,
+        weight: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+        residual: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        self.add(&self.conv3d(x, weight, bias, stride, pad)?, residual)
+    }
     /// Nearest-neighbour upsampling of `[F, H, W, C]` by integer factors per (F, H, W).
     fn upsample_nearest(&self, x: &Self::Tensor, factor: [usize; 3]) -> Result<Self::Tensor>;
     /// `x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma` with the norm over the last (channel) dim of

@@ -111,44 +111,46 @@ impl<B: Backend> CausalConv3d<B> {
             Some(p) => b.concat(&[p, x], 0)?,
             None => x.clone(),
         };
-        self.run(b, input, past.as_ref(), cache)
+        self.run(b, input, past.as_ref(), None, cache)
     }
 
-    /// `forward(silu(channel_rms_norm(x, gamma)))`, the norm written behind the cached frames
-    /// ([`Backend::causal_rms_norm_silu`]) rather than concatenated to them afterwards.
+    /// `forward(silu(channel_rms_norm(x, gamma))) + residual`, the norm written behind the cached
+    /// frames ([`Backend::causal_rms_norm_silu`]) rather than concatenated to them afterwards, the
+    /// residual added by the convolution ([`Backend::conv3d_add`]).
     pub fn forward_normed(
         &self,
         b: &B,
         x: &B::Tensor,
         gamma: &B::Tensor,
+        residual: Option<&B::Tensor>,
         cache: &mut FeatCache<B>,
     ) -> Result<B::Tensor> {
         let past = cache.take(self.slot);
         let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma)?;
-        self.run(b, input, past.as_ref(), cache)
+        self.run(b, input, past.as_ref(), residual, cache)
     }
 
-    /// Convolves `input` (the cached frames `past`, then this chunk's) and caches its last
-    /// `CACHE_T` frames for the next chunk: with a one-frame chunk, the newest cached frame stays
-    /// in front of it.
+    /// Convolves `input` (the cached frames `past`, then this chunk's), adds `residual`, and
+    /// caches the input's last `CACHE_T` frames for the next chunk: with a one-frame chunk, the
+    /// newest cached frame stays in front of it.
     fn run(
         &self,
         b: &B,
         input: B::Tensor,
         past: Option<&B::Tensor>,
+        residual: Option<&B::Tensor>,
         cache: &mut FeatCache<B>,
     ) -> Result<B::Tensor> {
         let n = frames(b, &input)?;
         let keep = b.slice(&input, 0, n - n.min(CACHE_T), n.min(CACHE_T))?;
         let front = CACHE_T - past.map(|p| frames(b, p)).transpose()?.unwrap_or(0);
         let [ph, pw] = self.space_pad;
-        let y = b.conv3d(
-            &input,
-            &self.weight,
-            Some(&self.bias),
-            [1; 3],
-            [[front, 0], [ph, ph], [pw, pw]],
-        )?;
+        let pad = [[front, 0], [ph, ph], [pw, pw]];
+        let bias = Some(&self.bias);
+        let y = match residual {
+            Some(r) => b.conv3d_add(&input, &self.weight, bias, [1; 3], pad, r)?,
+            None => b.conv3d(&input, &self.weight, bias, [1; 3], pad)?,
+        };
         cache.put(self.slot, keep);
         Ok(y)
     }

@@ -34,7 +34,19 @@ impl<B: Backend> NormConv<B> {
     }
 
     pub fn forward(&self, b: &B, x: &B::Tensor, cache: &mut FeatCache<B>) -> Result<B::Tensor> {
-        self.conv.forward_normed(b, x, &self.gamma, cache)
+        self.conv.forward_normed(b, x, &self.gamma, None, cache)
+    }
+
+    /// `forward(x) + residual`, which backends may add inside the convolution.
+    fn forward_add(
+        &self,
+        b: &B,
+        x: &B::Tensor,
+        residual: &B::Tensor,
+        cache: &mut FeatCache<B>,
+    ) -> Result<B::Tensor> {
+        self.conv
+            .forward_normed(b, x, &self.gamma, Some(residual), cache)
     }
 }
 
@@ -66,7 +78,6 @@ impl<B: Backend> ResidualBlock<B> {
             None => x.clone(),
         };
         let y = self.first.forward(b, x, cache)?;
-        let y = self.second.forward(b, &y, cache)?;
-        Ok(b.add(&y, &h)?)
+        self.second.forward_add(b, &y, &h, cache)
     }
 }

@@ -692,6 +692,25 @@ impl Checker<'_> {
                 |b, x| { b.conv3d(&x[0], &x[1], Some(&x[2]), stride, pad) }
             );
         }
+        let (w, bias) = (self.rng.tensor(&[5, 3, 3, 3, 3], 0.2), self.randn(&[5]));
+        let residual = self.randn(&[4, 9, 11, 5]);
+        check!(
+            self,
+            "conv3d_add",
+            "w [5, 3, 3, 3, 3], causal pad, + residual [4, 9, 11, 5]",
+            REDUCTION,
+            vec![x, w, bias, residual],
+            |b, x| {
+                b.conv3d_add(
+                    &x[0],
+                    &x[1],
+                    Some(&x[2]),
+                    [1; 3],
+                    [[2, 0], [1, 1], [1, 1]],
+                    &x[3],
+                )
+            }
+        );
         Ok(())
     }
 }
@@ -1040,6 +1059,23 @@ impl Checker<'_> {
                 |b, x| { b.conv3d(&x[0], &x[1], Some(&x[2]), stride, pad) }
             );
         }
+        let (w, bias) = (self.rng.tensor(&[24, 3, 3, 3, 16], 0.05), self.randn(&[24]));
+        let residual = self.randn(&[3, 9, 11, 24]);
+        check_bf16!(
+            self,
+            "bf16 conv3d_add",
+            "w [24, 3, 3, 3, 16], causal pad, + residual [3, 9, 11, 24]",
+            vec![x.clone(), w, bias, residual],
+            [true, true, false, true],
+            |b, x| b.conv3d_add(
+                &x[0],
+                &x[1],
+                Some(&x[2]),
+                [1; 3],
+                [[2, 0], [1, 1], [1, 1]],
+                &x[3]
+            )
+        );
         let (gamma, scale, shift) = (self.randn(&[16]), self.randn(&[16]), self.randn(&[16]));
         check_bf16!(
             self,

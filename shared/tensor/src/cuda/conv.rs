@@ -22,8 +22,10 @@ struct Conv3dArgs {
 // SAFETY: `#[repr(C)]` mirror of `Conv3dArgs` in conv.cu (pointers as u64, `int` as i32).
 unsafe impl DeviceRepr for Conv3dArgs {}
 
-/// `conv(x, weight) + bias` into `dtype` (f32 or bf16), channels last: operands are converted
-/// to `dtype`, the bias added in its own type.
+/// `conv(x, weight) + bias (+ residual)` into `dtype` (f32 or bf16), channels last: operands
+/// are converted to `dtype`; cuDNN adds the bias and the residual in the convolution's epilogue
+/// where it can, a pass each otherwise.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn conv3d(
     dev: &Device,
     x: &CudaTensor,
@@ -31,15 +33,19 @@ pub(super) fn conv3d(
     bias: Option<&CudaTensor>,
     stride: [usize; 3],
     pad: [[usize; 2]; 3],
+    residual: Option<&CudaTensor>,
     dtype: DType,
 ) -> Result<CudaTensor> {
-    shapes::conv3d(
+    let shapes::Conv3d { out, .. } = shapes::conv3d(
         x.shape(),
         weight.shape(),
         bias.map(CudaTensor::shape),
         stride,
         pad,
     )?;
+    if let Some(r) = residual {
+        shapes::same_shape("conv3d_add", &out, r.shape())?;
+    }
     if let Some(dnn) = dev.cudnn() {
         let x = converted(dev, x, dtype)?;
         let w = converted(dev, weight, dtype)?;
@@ -61,21 +67,35 @@ pub(super) fn conv3d(
             pad: sym,
         };
         let out = CudaTensor::alloc_as(dev, &problem.out(), dtype)?;
+        let bias = bias.map(|b| converted(dev, b, dtype)).transpose()?;
+        let residual_in = residual.map(|r| converted(dev, r, dtype)).transpose()?;
         let ops = Operands {
             x: x.ptr(),
             w: w.ptr(),
             y: out.ptr(),
+            bias: bias.as_ref().map(CudaTensor::ptr),
+            residual: residual_in.as_ref().map(CudaTensor::ptr),
         };
-        if dnn.forward(&dev.pool, &problem, &ops)? {
-            if let Some(b) = bias {
+        if let Some(fused) = dnn.forward(&dev.pool, &problem, &ops)? {
+            if fused {
+                return Ok(out);
+            }
+            if let Some(b) = &bias {
                 elementwise::add_channel_bias(dev, &out, b)?;
             }
-            return Ok(out);
+            return match &residual_in {
+                Some(r) => elementwise::broadcast(dev, "add", kernels::ADD, &out, r),
+                None => Ok(out),
+            };
         }
     }
     let f32 = |t: &CudaTensor| converted(dev, t, DType::F32);
     let bias = bias.map(f32).transpose()?;
     let out = direct(dev, &f32(x)?, &f32(weight)?, bias.as_ref(), stride, pad)?;
+    let out = match residual {
+        Some(r) => elementwise::broadcast(dev, "add", kernels::ADD, &out, r)?,
+        None => out,
+    };
     converted(dev, &out, dtype)
 }
 
@@ -93,8 +113,10 @@ pub(super) fn time_cudnn(dev: &Device, p: &Problem, iters: usize) -> Result<Opti
         x: x.ptr(),
         w: w.ptr(),
         y: y.ptr(),
+        bias: None,
+        residual: None,
     };
-    if !dnn.forward(&dev.pool, p, &ops)? {
+    if dnn.forward(&dev.pool, p, &ops)?.is_none() {
         return Ok(None);
     }
     let (median, _) = dev.time(1, iters, || dnn.forward(&dev.pool, p, &ops).map(|_| ()))?;

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cudarc::cudnn::{result as dnn, sys};
@@ -27,6 +28,7 @@ use super::compile::cache_dir;
 use super::cudnn_plans::{Choice, PlanStore};
 use crate::{DType, Error, Result};
 
+use sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM as IMPLICIT_PRECOMP_GEMM;
 use sys::cudnnMathType_t::{CUDNN_FMA_MATH, CUDNN_TENSOR_OP_MATH};
 
 /// Largest scratch an algorithm may use: cuDNN's explicit-GEMM algorithms want the whole im2col
@@ -62,6 +64,11 @@ pub(crate) struct Operands {
     pub x: u64,
     pub w: u64,
     pub y: u64,
+    /// `[Cout]` of the problem's element type, added in the convolution's epilogue when cuDNN
+    /// can (see [`Cudnn::forward`]).
+    pub bias: Option<u64>,
+    /// A tensor of `y`'s shape and type added in the same epilogue.
+    pub residual: Option<u64>,
 }
 
 struct Handle(sys::cudnnHandle_t);
@@ -85,8 +92,12 @@ struct Plan {
     w: sys::cudnnFilterDescriptor_t,
     conv: sys::cudnnConvolutionDescriptor_t,
     y: sys::cudnnTensorDescriptor_t,
+    /// `[1, Cout, 1, 1, 1]`: the bias of the fused call.
+    bias: sys::cudnnTensorDescriptor_t,
     algo: sys::cudnnConvolutionFwdAlgo_t,
     workspace: usize,
+    /// Cleared when cuDNN refuses the fused convolution + bias for this problem.
+    fuse_bias: AtomicBool,
 }
 
 // SAFETY: descriptors are plain host structures, used only under `Cudnn::plans`' lock.
@@ -105,6 +116,9 @@ impl Drop for Plan {
             if !self.y.is_null() {
                 let _ = dnn::destroy_tensor_descriptor(self.y);
             }
+            if !self.bias.is_null() {
+                let _ = dnn::destroy_tensor_descriptor(self.bias);
+            }
             if !self.w.is_null() {
                 let _ = dnn::destroy_filter_descriptor(self.w);
             }
@@ -117,8 +131,24 @@ impl Drop for Plan {
 
 /// cuDNN on the backend's stream with its per-problem plans; `None` entries are problems cuDNN
 /// has no algorithm for, which the caller computes with the direct kernel.
+/// The identity activation of the fused convolution + bias call.
+struct Identity(sys::cudnnActivationDescriptor_t);
+
+// SAFETY: a plain host structure, only read after creation.
+unsafe impl Send for Identity {}
+// SAFETY: as above.
+unsafe impl Sync for Identity {}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        // SAFETY: created by cudnnCreateActivationDescriptor, destroyed once.
+        let _ = unsafe { sys::cudnnDestroyActivationDescriptor(self.0) };
+    }
+}
+
 pub(crate) struct Cudnn {
     handle: Handle,
+    identity: Identity,
     store: PlanStore,
     plans: Mutex<HashMap<Problem, Option<Arc<Plan>>>>,
 }
@@ -183,8 +213,20 @@ impl Cudnn {
         // runtime-API type names).
         unsafe { dnn::set_stream(handle.0, stream.cu_stream() as sys::cudaStream_t) }
             .w("cudnnSetStream")?;
+        let identity = Identity(dnn::create_activation_descriptor().w("cudnn descriptor")?);
+        // SAFETY: a live activation descriptor.
+        unsafe {
+            dnn::set_activation_descriptor(
+                identity.0,
+                sys::cudnnActivationMode_t::CUDNN_ACTIVATION_IDENTITY,
+                sys::cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN,
+                0.0,
+            )
+        }
+        .w("cudnnSetActivationDescriptor")?;
         Ok(Self {
             handle,
+            identity,
             store: PlanStore::open(cache_dir(), dnn::get_version(), gpu),
             plans: Mutex::new(HashMap::new()),
         })
@@ -197,10 +239,11 @@ impl Cudnn {
         (planned, plans.len() - planned)
     }
 
-    /// Enqueues `y = conv(x, w)` for `p`; `Ok(false)` when cuDNN has no algorithm for it (the
-    /// caller falls back). Operands must hold `p`'s element counts of `p.dtype` and live on
-    /// `pool`'s stream.
-    pub fn forward(&self, pool: &Arc<Pool>, p: &Problem, ops: &Operands) -> Result<bool> {
+    /// Enqueues `y = conv(x, w)` for `p`, plus `ops.bias` and `ops.residual` in the same kernel
+    /// where cuDNN fuses them: `Some(true)` when they were added, `Some(false)` when the caller
+    /// must add them, `None` when cuDNN has no algorithm for `p` (the caller falls back). Operands must hold `p`'s
+    /// element counts of `p.dtype` and live on `pool`'s stream.
+    pub fn forward(&self, pool: &Arc<Pool>, p: &Problem, ops: &Operands) -> Result<Option<bool>> {
         let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
         let plan = match plans.get(p) {
             Some(plan) => plan.clone(),
@@ -219,12 +262,58 @@ impl Cudnn {
             }
         };
         let Some(plan) = plan else {
-            return Ok(false);
+            return Ok(None);
         };
         let workspace = (plan.workspace > 0)
             .then(|| pool.alloc(plan.workspace))
             .transpose()?;
+        let workspace_ptr = workspace
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |b| b.ptr() as *mut c_void);
         let (one, zero) = (1f32, 0f32);
+        // cuDNN fuses the bias (with the identity activation) into the precomputed-GEMM algorithm
+        // only; elsewhere, or once refused, the caller adds it in a pass of its own.
+        if let Some(bias) = ops.bias
+            && plan.algo == IMPLICIT_PRECOMP_GEMM
+            && plan.fuse_bias.load(Ordering::Relaxed)
+        {
+            // SAFETY: as for the plain call below; `z` is the residual (`y`'s shape and type) or
+            // `y` itself with weight 0, and `bias` holds `Cout` elements of the problem's type.
+            let (z, z_weight) = match ops.residual {
+                Some(r) => (r, one),
+                None => (ops.y, zero),
+            };
+            let fused = unsafe {
+                sys::cudnnConvolutionBiasActivationForward(
+                    self.handle.0,
+                    (&one as *const f32).cast(),
+                    plan.x,
+                    ops.x as *const c_void,
+                    plan.w,
+                    ops.w as *const c_void,
+                    plan.conv,
+                    plan.algo,
+                    workspace_ptr,
+                    plan.workspace,
+                    (&z_weight as *const f32).cast(),
+                    plan.y,
+                    z as *const c_void,
+                    plan.bias,
+                    bias as *const c_void,
+                    self.identity.0,
+                    plan.y,
+                    ops.y as *mut c_void,
+                )
+            }
+            .result();
+            match fused {
+                Ok(()) => return Ok(Some(true)),
+                Err(e) => {
+                    tracing::info!(problem = ?p, "cuDNN does not fuse the bias here ({e:?})");
+                    plan.fuse_bias.store(false, Ordering::Relaxed);
+                }
+            }
+        }
         // SAFETY: descriptors match the operands (same problem); the pointers address live pool
         // buffers of the sizes `p` implies; the workspace is at least the algorithm's size; work
         // is enqueued on the pool's stream, which orders every use of these buffers.
@@ -238,9 +327,7 @@ impl Cudnn {
                 ops.w as *const c_void,
                 plan.conv,
                 plan.algo,
-                workspace
-                    .as_ref()
-                    .map_or(std::ptr::null_mut(), |b| b.ptr() as *mut c_void),
+                workspace_ptr,
                 plan.workspace,
                 (&zero as *const f32).cast(),
                 plan.y,
@@ -248,7 +335,7 @@ impl Cudnn {
             )
         }
         .w("cudnnConvolutionForward")?;
-        Ok(true)
+        Ok(Some(false))
     }
 
     /// Descriptors for `p` and the fastest algorithm within [`WORKSPACE_LIMIT`] bytes of
@@ -260,8 +347,10 @@ impl Cudnn {
             w: std::ptr::null_mut(),
             conv: std::ptr::null_mut(),
             y: std::ptr::null_mut(),
+            bias: std::ptr::null_mut(),
             algo: sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
             workspace: 0,
+            fuse_bias: AtomicBool::new(true),
         };
         // cuDNN's dims are always in NCDHW / KCTRS order; the strides and the filter format
         // say the memory is channels-last.
@@ -296,6 +385,16 @@ impl Cudnn {
             plan.y = dnn::create_tensor_descriptor().w("cudnn descriptor")?;
             dnn::set_tensornd_descriptor(plan.y, dt, 5, ydims.as_ptr(), ystrides.as_ptr())
                 .w("cudnnSetTensorNdDescriptor")?;
+            plan.bias = dnn::create_tensor_descriptor().w("cudnn descriptor")?;
+            let cout = ydims[1];
+            dnn::set_tensornd_descriptor(
+                plan.bias,
+                dt,
+                5,
+                [1, cout, 1, 1, 1].as_ptr(),
+                [cout, 1, 1, 1, 1].as_ptr(),
+            )
+            .w("cudnnSetTensorNdDescriptor")?;
             plan.w = dnn::create_filter_descriptor().w("cudnn descriptor")?;
             dnn::set_filternd_descriptor(plan.w, dt, wformat, 5, wdims.as_ptr())
                 .w("cudnnSetFilterNdDescriptor")?;

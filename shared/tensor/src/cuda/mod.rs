@@ -1236,7 +1236,44 @@ impl Backend for CudaBackend {
             if let Some(b) = bias {
                 self.check("conv3d", &[b])?;
             }
-            conv::conv3d(&self.dev, x, weight, bias, stride, pad, self.compute())
+            conv::conv3d(
+                &self.dev,
+                x,
+                weight,
+                bias,
+                stride,
+                pad,
+                None,
+                self.compute(),
+            )
+        })
+    }
+
+    fn conv3d_add(
+        &self,
+        x: &CudaTensor,
+        weight: &CudaTensor,
+        bias: Option<&CudaTensor>,
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+        residual: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        self.timed("conv3d_add", || {
+            self.check("conv3d_add", &[x, weight, residual])?;
+            if let Some(b) = bias {
+                self.check("conv3d_add", &[b])?;
+            }
+            let dtype = self.compute();
+            conv::conv3d(
+                &self.dev,
+                x,
+                weight,
+                bias,
+                stride,
+                pad,
+                Some(residual),
+                dtype,
+            )
         })
     }
 
