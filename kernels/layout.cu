@@ -96,22 +96,32 @@ extern "C" __global__ void unpatchify_f32(const PatchArgs a) {
   }
 }
 
-// [F, H, W, C] -> [F*sf, H*sh, W*sw, C], each output reading its nearest source element.
+// [F, H, W, C] -> [F*sf, H*sh, W*sw, C], each output pixel's channels copied from its nearest
+// source pixel: 16 bytes per thread when a pixel's channels are a whole number of 16-byte
+// vectors (`vec16`; the VAE's case), one element otherwise.
 struct UpsampleArgs {
   void* out;
   const void* x;
-  u64 n;  // output elements
+  u64 n;  // output elements, or 16-byte vectors with `vec16`
   unsigned f, h, w, c;
   unsigned sf, sh, sw;
   int esize;
+  int vec16;
 };
 
 extern "C" __global__ void upsample_nearest(const UpsampleArgs a) {
   const u64 ho = (u64)a.h * a.sh, wo = (u64)a.w * a.sw;
+  // Units (elements or vectors) per pixel.
+  const u64 run = a.vec16 ? (u64)a.c * a.esize / 16 : a.c;
   GRID_STRIDE(i, a.n) {
-    const u64 ci = i % a.c, p = i / a.c;
+    const u64 k = i % run, p = i / run;
     const u64 xo = p % wo, yo = (p / wo) % ho, to = p / (wo * ho);
-    copy_elem(a.esize, a.out, i, a.x, (((to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw) * a.c + ci);
+    const u64 src = (((to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw) * run + k;
+    if (a.vec16) {
+      ((uint4*)a.out)[i] = ((const uint4*)a.x)[src];
+    } else {
+      copy_elem(a.esize, a.out, i, a.x, src);
+    }
   }
 }
 
