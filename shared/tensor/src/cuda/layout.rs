@@ -3,9 +3,9 @@
 
 use cudarc::driver::{DeviceRepr, result as driver};
 
-use super::{CudaTensor, Wrap};
 use super::device::Device;
 use super::kernels;
+use super::{CudaTensor, Wrap};
 use crate::{Error, Result, shapes};
 
 /// `PERMUTE_MAX_RANK` of layout.cu.
