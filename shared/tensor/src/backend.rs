@@ -151,8 +151,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn upload_linear_quantizable(&self, w: &LinearWeights) -> Result<Self::Linear> {
         self.upload_linear(w)
     }
-    /// A model parameter that only feeds matrix units (a convolution filter): the backend may
-    /// store it in its compute precision once rather than convert it at every use.
+    /// A model parameter used in the backend's compute precision only (a convolution's filter,
+    /// and its bias, which the convolution adds): the backend may store it in that precision
+    /// once rather than convert it at every use.
     fn upload_param(&self, t: &HostTensor) -> Result<Self::Tensor> {
         self.upload(t)
     }

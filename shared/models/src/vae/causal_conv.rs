@@ -1,5 +1,5 @@
-//! Convolutions over channels-last activations `[F, H, W, C]`, and the causal feature cache that lets the VAE run a video a
-//! chunk of frames at a time with the result of one pass over all of it.
+//! Convolutions over channels-last activations `[F, H, W, C]`, and the causal feature cache that
+//! lets the VAE run a video a chunk of frames at a time with the result of one pass over all of it.
 
 use turbine_tensor::Backend;
 

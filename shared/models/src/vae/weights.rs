@@ -75,7 +75,7 @@ impl<'a, B: Backend> Loader<'a, B> {
         };
         let w = b.permute(&b.reshape(&w, &w5)?, &[0, 2, 3, 4, 1])?;
         let bias = self.weights.tensor(&format!("{name}.bias"), &shape[..1])?;
-        Ok((w, b.upload(&bias)?))
+        Ok((w, b.upload_param(&bias)?))
     }
 
     /// An RMS-norm `gamma` of the stored `[C, 1, 1, 1]` (video) or `[C, 1, 1]` (image) shape, as `[C]`.

@@ -83,20 +83,21 @@ pub(super) fn conv3d(
             if let Some(b) = &bias {
                 elementwise::add_channel_bias(dev, &out, b)?;
             }
-            return match &residual_in {
-                Some(r) => elementwise::broadcast(dev, "add", kernels::ADD, &out, r),
-                None => Ok(out),
-            };
+            return plus(dev, out, residual_in.as_ref());
         }
     }
     let f32 = |t: &CudaTensor| converted(dev, t, DType::F32);
     let bias = bias.map(f32).transpose()?;
     let out = direct(dev, &f32(x)?, &f32(weight)?, bias.as_ref(), stride, pad)?;
-    let out = match residual {
-        Some(r) => elementwise::broadcast(dev, "add", kernels::ADD, &out, r)?,
-        None => out,
-    };
-    converted(dev, &out, dtype)
+    converted(dev, &plus(dev, out, residual)?, dtype)
+}
+
+/// `out + residual`, a pass of its own, where the convolution did not add it.
+fn plus(dev: &Device, out: CudaTensor, residual: Option<&CudaTensor>) -> Result<CudaTensor> {
+    match residual {
+        Some(r) => elementwise::broadcast(dev, "add", kernels::ADD, &out, r),
+        None => Ok(out),
+    }
 }
 
 /// Device ms (median of `iters`) of cuDNN's convolution for `p` on scratch operands, `None`

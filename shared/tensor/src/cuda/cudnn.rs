@@ -241,8 +241,8 @@ impl Cudnn {
 
     /// Enqueues `y = conv(x, w)` for `p`, plus `ops.bias` and `ops.residual` in the same kernel
     /// where cuDNN fuses them: `Some(true)` when they were added, `Some(false)` when the caller
-    /// must add them, `None` when cuDNN has no algorithm for `p` (the caller falls back). Operands must hold `p`'s
-    /// element counts of `p.dtype` and live on `pool`'s stream.
+    /// must add them, `None` when cuDNN has no algorithm for `p` (the caller falls back).
+    /// Operands must hold `p`'s element counts of `p.dtype` and live on `pool`'s stream.
     pub fn forward(&self, pool: &Arc<Pool>, p: &Problem, ops: &Operands) -> Result<Option<bool>> {
         let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
         let plan = match plans.get(p) {
@@ -277,12 +277,12 @@ impl Cudnn {
             && plan.algo == IMPLICIT_PRECOMP_GEMM
             && plan.fuse_bias.load(Ordering::Relaxed)
         {
-            // SAFETY: as for the plain call below; `z` is the residual (`y`'s shape and type) or
-            // `y` itself with weight 0, and `bias` holds `Cout` elements of the problem's type.
             let (z, z_weight) = match ops.residual {
                 Some(r) => (r, one),
                 None => (ops.y, zero),
             };
+            // SAFETY: as for the plain call below; `z` is the residual (`y`'s shape and type) or
+            // `y` itself with weight 0, and `bias` holds `Cout` elements of the problem's type.
             let fused = unsafe {
                 sys::cudnnConvolutionBiasActivationForward(
                     self.handle.0,

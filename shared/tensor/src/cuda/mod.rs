@@ -673,6 +673,28 @@ impl CudaBackend {
             .transpose()
     }
 
+    /// [`Backend::conv3d`], plus `residual` when given ([`Backend::conv3d_add`]), timed as `op`.
+    #[allow(clippy::too_many_arguments)]
+    fn convolution(
+        &self,
+        op: &'static str,
+        x: &CudaTensor,
+        weight: &CudaTensor,
+        bias: Option<&CudaTensor>,
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+        residual: Option<&CudaTensor>,
+    ) -> Result<CudaTensor> {
+        self.timed(op, || {
+            self.check(op, &[x, weight])?;
+            for t in bias.iter().chain(residual.iter()) {
+                self.check(op, &[t])?;
+            }
+            let dtype = self.compute();
+            conv::conv3d(&self.dev, x, weight, bias, stride, pad, residual, dtype)
+        })
+    }
+
     /// `t` converted to `dtype` (the tensor itself when it already has that type).
     pub fn to_dtype(&self, t: &CudaTensor, dtype: DType) -> Result<CudaTensor> {
         self.check("to_dtype", &[t])?;
@@ -1231,22 +1253,7 @@ impl Backend for CudaBackend {
         stride: [usize; 3],
         pad: [[usize; 2]; 3],
     ) -> Result<CudaTensor> {
-        self.timed("conv3d", || {
-            self.check("conv3d", &[x, weight])?;
-            if let Some(b) = bias {
-                self.check("conv3d", &[b])?;
-            }
-            conv::conv3d(
-                &self.dev,
-                x,
-                weight,
-                bias,
-                stride,
-                pad,
-                None,
-                self.compute(),
-            )
-        })
+        self.convolution("conv3d", x, weight, bias, stride, pad, None)
     }
 
     fn conv3d_add(
@@ -1258,23 +1265,7 @@ impl Backend for CudaBackend {
         pad: [[usize; 2]; 3],
         residual: &CudaTensor,
     ) -> Result<CudaTensor> {
-        self.timed("conv3d_add", || {
-            self.check("conv3d_add", &[x, weight, residual])?;
-            if let Some(b) = bias {
-                self.check("conv3d_add", &[b])?;
-            }
-            let dtype = self.compute();
-            conv::conv3d(
-                &self.dev,
-                x,
-                weight,
-                bias,
-                stride,
-                pad,
-                Some(residual),
-                dtype,
-            )
-        })
+        self.convolution("conv3d_add", x, weight, bias, stride, pad, Some(residual))
     }
 
     fn upsample_nearest(&self, x: &CudaTensor, factor: [usize; 3]) -> Result<CudaTensor> {
