@@ -3,13 +3,14 @@
 //
 // q, k, v are bf16 [L, H, 128]. A layer runs, in order:
 //   sage_stats / sage_stats_reduce  per head: mean of k (smooth-K), Σ φ(k) (the linear branch's
-//                                   normaliser), per-channel amax of v;
+//                                   normaliser), per-channel amax of v; for SageSLA sage_kv
+//                                   instead, which also sums φ(K)ᵀ V in the same read of k, v,
+//                                   and sage_kv_reduce, which multiplies it by proj_lᵀ;
 //   sage_quant_k                    per 128-key block: INT8 k − k̄ with one scale, the block's
 //                                   mean of k − k̄ (for selection), FP8 e4m3 vᵀ per channel;
 //   sage_quant_q                    per 64-query block: INT8 q with one scale and the block mean;
 //   sage_select                     per (head, query block): the top-k key blocks by
 //                                   pooled q · pooled (k − k̄), as ascending indices;
-//   sage_kv / sage_kv_reduce        the linear branch's φ(K)ᵀ V per head, times proj_lᵀ;
 //   sage_linear                     φ(q) · (kv proj_lᵀ) / (φ(q) · Σφ(k) + 1e-5) + proj_l bias;
 //   sage_attention_sm90             softmax(q kᵀ / √d) v over the selected blocks, plus the
 //                                   linear branch, bf16 out.
@@ -105,34 +106,57 @@ __device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
   return r;
 }
 
-// ---- per-head statistics ----
+// ---- per-head statistics and the linear branch's φ(K)ᵀV ----
 
-struct SageStatsArgs {
-  float* partial;    // [H, KB, 3, 128]: Σ k, Σ φ(k), max |v| over the block's tokens
-  const bf16_t* k;   // [L, H, 128]
-  const bf16_t* v;   // [L, H, 128]
+#define SG_KV_CHUNK 512
+
+struct SageKvArgs {
+  float* stats;        // [H, S, 3, 128]: Σ k, Σ φ(k), max |v| over chunk s of SG_KV_CHUNK tokens
+  float* partial;      // [H, S, 128, 128]: Σ φ(k)ᵀ v over chunk s (sage_kv only)
+  const bf16_t* k;     // [L, H, 128]
+  const bf16_t* v;     // [L, H, 128]
   int len;
   int heads;
-  int kblocks;
+  int chunks;          // S
 };
 
-// Grid (KB, H), 128 threads: warp w takes tokens 32w .. 32w + 31 of the block.
-extern "C" __global__ void __launch_bounds__(128) sage_stats(const SageStatsArgs a) {
-  __shared__ float part[4][3][SG_D];
-  const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+// One chunk of SG_KV_CHUNK keys of one head, 256 threads: the chunk's statistics and, with KV,
+// its φ(k)ᵀ v. Dense Sage needs only the statistics (sage_stats); SageSLA gets both from one read
+// of k and v (sage_kv). Both run this code, so their statistics, and hence the quantized K, are
+// bit-identical: SageSLA at top-k 1.0 with proj_l = 0 equals dense Sage exactly.
+//
+// Warp w loads tokens 8w .. 8w + 7 of each 64-token tile, lane 4 channels. With KV, warp w
+// accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the 128×128 partial with bf16
+// m16n8k16 MMAs over tiles that all warps stage: φ(k) and v, each [64 tokens][256 B]. Both
+// operands are token-major in shared memory, so both go through ldmatrix.trans.
+template <bool KV>
+__device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
+  __shared__ __align__(128) u8 tiles[KV ? 2 * 64 * 256 : 16];
+  // Each warp's running Σ k, Σ φ(k), max |v| per channel: kept in shared memory, not registers,
+  // which the KV MMAs' accumulators already fill.
+  __shared__ __align__(16) float part[8][3][SG_D];
+  const int s = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const u64 stride = (u64)a.heads * SG_D;
-  float sk[4] = {0, 0, 0, 0}, sphi[4] = {0, 0, 0, 0}, vmax[4] = {0, 0, 0, 0};
-  // Eight tokens' loads in flight at a time: the per-token softmax would otherwise serialize them.
-  for (int i0 = 0; i0 < 32; i0 += 8) {
+  const bf16_t* kg = a.k + h * SG_D + 4 * lane;
+  const bf16_t* vg = a.v + h * SG_D + 4 * lane;
+  float4* run_k = (float4*)&part[warp][0][4 * lane];
+  float4* run_phi = (float4*)&part[warp][1][4 * lane];
+  float4* run_v = (float4*)&part[warp][2][4 * lane];
+  *run_k = *run_phi = *run_v = make_float4(0, 0, 0, 0);
+  float acc[KV ? 64 : 1];
+#pragma unroll
+  for (int i = 0; i < (KV ? 64 : 1); ++i) acc[i] = 0.0f;
+  const int end = min(a.len, (s + 1) * SG_KV_CHUNK);
+  for (int base = s * SG_KV_CHUNK; base < end; base += 64) {
     uint2 kr[8], vr[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      const int t = blk * SG_BK + warp * 32 + i0 + i;
-      const u64 at = t * stride + h * SG_D + 4 * lane;
-      kr[i] = t < a.len ? *(const uint2*)(a.k + at) : make_uint2(0, 0);
-      vr[i] = t < a.len ? *(const uint2*)(a.v + at) : make_uint2(0, 0);
+      const int t = base + warp * 8 + i;
+      kr[i] = t < end ? *(const uint2*)(kg + t * stride) : make_uint2(0, 0);
+      vr[i] = t < end ? *(const uint2*)(vg + t * stride) : make_uint2(0, 0);
     }
-    float x[8][4];
+    if (KV) __syncthreads();
+    float x[8][4], sum[4] = {0, 0, 0, 0}, amax[4] = {0, 0, 0, 0};
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       float y[4];
@@ -140,48 +164,110 @@ extern "C" __global__ void __launch_bounds__(128) sage_stats(const SageStatsArgs
       unpack4(vr[i], y);
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        sk[c] += x[i][c];
-        vmax[c] = fmaxf(vmax[c], fabsf(y[c]));
+        sum[c] += x[i][c];
+        amax[c] = fmaxf(amax[c], fabsf(y[c]));
       }
     }
+    float4 r = *run_k;
+    *run_k = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
+    r = *run_v;
+    *run_v = make_float4(fmaxf(r.x, amax[0]), fmaxf(r.y, amax[1]), fmaxf(r.z, amax[2]),
+                         fmaxf(r.w, amax[3]));
     phi_rows<8>(x);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      if (blk * SG_BK + warp * 32 + i0 + i < a.len) {
+    for (int c = 0; c < 4; ++c) sum[c] = 0.0f;
 #pragma unroll
-        for (int c = 0; c < 4; ++c) sphi[c] += x[i][c];
+    for (int i = 0; i < 8; ++i) {
+      // Tokens past the chunk's end add nothing: zero rows of φ(k) (v is zero there too).
+      const bool inside = base + warp * 8 + i < end;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) sum[c] += inside ? x[i][c] : 0.0f;
+      if (KV) {
+        const unsigned at = fm_offset(warp * 8 + i, lane >> 1) + (lane & 1) * 8;
+        *(uint2*)(tiles + at) =
+            inside ? make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]))
+                   : make_uint2(0, 0);
+        *(uint2*)(tiles + 64 * 256 + at) = vr[i];
       }
     }
-  }
+    r = *run_phi;
+    *run_phi = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
+    if (KV) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+      __syncthreads();
+      const unsigned sphi_tile = smem_addr(tiles), sv = sphi_tile + 64 * 256;
+      const int m = lane >> 3;
 #pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    part[warp][0][4 * lane + c] = sk[c];
-    part[warp][1][4 * lane + c] = sphi[c];
-    part[warp][2][4 * lane + c] = vmax[c];
+      for (int ks = 0; ks < 4; ++ks) {
+        unsigned af[4];
+        ldmatrix_x4_trans(af, sphi_tile + fm_offset(16 * ks + (m >> 1) * 8 + (lane & 7),
+                                                    2 * warp + (m & 1)));
+#pragma unroll
+        for (int dp = 0; dp < 8; ++dp) {
+          unsigned b[4];
+          ldmatrix_x4_trans(b, sv + fm_offset(16 * ks + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
+          mma_bf16(acc + 8 * dp, af, b[0], b[1]);
+          mma_bf16(acc + 8 * dp + 4, af, b[2], b[3]);
+        }
+      }
+#else
+      __trap();
+#endif
+    }
   }
+  if (KV) {
+    float* out = a.partial + ((u64)h * a.chunks + s) * SG_D * SG_D;
+    const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
+#pragma unroll
+    for (int g = 0; g < 16; ++g) {
+      *(float2*)(out + r0 * SG_D + 8 * g + col) = make_float2(acc[4 * g], acc[4 * g + 1]);
+      *(float2*)(out + (r0 + 8) * SG_D + 8 * g + col) =
+          make_float2(acc[4 * g + 2], acc[4 * g + 3]);
+    }
+  }
+  // The eight warps' sums, added in warp order (deterministic).
   __syncthreads();
-  const int c = threadIdx.x;
-  float* out = a.partial + ((u64)h * a.kblocks + blk) * 3 * SG_D;
-  out[c] = ((part[0][0][c] + part[1][0][c]) + part[2][0][c]) + part[3][0][c];
-  out[SG_D + c] = ((part[0][1][c] + part[1][1][c]) + part[2][1][c]) + part[3][1][c];
-  out[2 * SG_D + c] =
-      fmaxf(fmaxf(part[0][2][c], part[1][2][c]), fmaxf(part[2][2][c], part[3][2][c]));
+  if (threadIdx.x < SG_D) {
+    const int c = threadIdx.x;
+    float k_sum = 0.0f, phi_sum = 0.0f, v_max = 0.0f;
+#pragma unroll
+    for (int w = 0; w < 8; ++w) {
+      k_sum += part[w][0][c];
+      phi_sum += part[w][1][c];
+      v_max = fmaxf(v_max, part[w][2][c]);
+    }
+    float* st = a.stats + ((u64)h * a.chunks + s) * 3 * SG_D;
+    st[c] = k_sum;
+    st[SG_D + c] = phi_sum;
+    st[2 * SG_D + c] = v_max;
+  }
+}
+
+// Grid (S, H), 256 threads: the statistics of chunk s of head h.
+extern "C" __global__ void __launch_bounds__(256) sage_stats(const SageKvArgs a) {
+  chunk_stats<false>(a);
+}
+
+// Grid (S, H), 256 threads: the statistics and φ(k)ᵀ v of chunk s of head h. Two CTAs share an
+// SM, so one loads while the other multiplies.
+extern "C" __global__ void __launch_bounds__(256, 2) sage_kv(const SageKvArgs a) {
+  chunk_stats<true>(a);
 }
 
 struct SageStatsReduceArgs {
   float* stats;            // [H, 3, 128]: k̄, Σ φ(k), V scale (amax / 2.25)
-  const float* partial;    // [H, KB, 3, 128]
+  const float* partial;    // [H, S, 3, 128]
   int len;
-  int kblocks;
+  int chunks;              // S
 };
 
-// Grid H, 128 threads (one channel each); blocks summed in order, so the result is deterministic.
+// Grid H, 128 threads (one channel each); chunks summed in order, so the result is deterministic.
 extern "C" __global__ void __launch_bounds__(128) sage_stats_reduce(const SageStatsReduceArgs a) {
   const int h = blockIdx.x, c = threadIdx.x;
-  const float* p = a.partial + (u64)h * a.kblocks * 3 * SG_D + c;
+  const float* p = a.partial + (u64)h * a.chunks * 3 * SG_D + c;
   float sk = 0.0f, sphi = 0.0f, vmax = 0.0f;
 #pragma unroll 8
-  for (int b = 0; b < a.kblocks; ++b, p += 3 * SG_D) {
+  for (int b = 0; b < a.chunks; ++b, p += 3 * SG_D) {
     sk += p[0];
     sphi += p[SG_D];
     vmax = fmaxf(vmax, p[2 * SG_D]);
@@ -432,87 +518,9 @@ extern "C" __global__ void __launch_bounds__(512) sage_select(const SageSelectAr
 
 // ---- linear branch ----
 
-#define SG_KV_CHUNK 512
 // kv · proj_lᵀ of one head as the B operand image of sage_linear: [128 rows][256 B] bf16,
 // 16-byte chunks swizzled by row % 8 (fm_offset).
 #define SG_KVW_BYTES (SG_D * SG_D * 2)
-
-struct SageKvArgs {
-  float* partial;      // [H, S, 128, 128]: Σ φ(k)ᵀ v over chunk s of SG_KV_CHUNK tokens
-  const bf16_t* k;     // [L, H, 128]
-  const bf16_t* v;     // [L, H, 128]
-  int len;
-  int heads;
-  int chunks;          // S
-};
-
-// Grid (S, H), 256 threads: warp w accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the
-// chunk's 128×128 partial with bf16 m16n8k16 MMAs over 64-token tiles that all warps stage: φ(k)
-// (computed here, 8 tokens per warp) and v, each [64 tokens][256 B]. Both operands are
-// token-major in shared memory, so both go through ldmatrix.trans. Two CTAs share an SM, so one
-// loads while the other multiplies.
-extern "C" __global__ void __launch_bounds__(256, 2) sage_kv(const SageKvArgs a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  __shared__ __align__(128) u8 tiles[2 * 64 * 256];
-  const unsigned sphi = smem_addr(tiles), sv = sphi + 64 * 256;
-  const int s = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int m = lane >> 3;
-  const u64 stride = (u64)a.heads * SG_D;
-  const bf16_t* kg = a.k + h * SG_D + 4 * lane;
-  const bf16_t* vg = a.v + h * SG_D + 4 * lane;
-  float acc[64];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.0f;
-  const int end = min(a.len, (s + 1) * SG_KV_CHUNK);
-  for (int base = s * SG_KV_CHUNK; base < end; base += 64) {
-    uint2 kr[8], vr[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int t = base + warp * 8 + i;
-      kr[i] = t < end ? *(const uint2*)(kg + t * stride) : make_uint2(0, 0);
-      vr[i] = t < end ? *(const uint2*)(vg + t * stride) : make_uint2(0, 0);
-    }
-    __syncthreads();
-    float x[8][4];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) unpack4(kr[i], x[i]);
-    phi_rows<8>(x);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int r = warp * 8 + i;
-      // Tokens past the chunk's end add nothing: zero rows of φ(k) (v is zero there too).
-      const bool inside = base + r < end;
-      const unsigned at = fm_offset(r, lane >> 1) + (lane & 1) * 8;
-      *(uint2*)(tiles + at) =
-          inside ? make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]))
-                 : make_uint2(0, 0);
-      *(uint2*)(tiles + 64 * 256 + at) = vr[i];
-    }
-    __syncthreads();
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-      unsigned af[4];
-      ldmatrix_x4_trans(af, sphi + fm_offset(16 * ks + (m >> 1) * 8 + (lane & 7), 2 * warp + (m & 1)));
-#pragma unroll
-      for (int dp = 0; dp < 8; ++dp) {
-        unsigned b[4];
-        ldmatrix_x4_trans(b, sv + fm_offset(16 * ks + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
-        mma_bf16(acc + 8 * dp, af, b[0], b[1]);
-        mma_bf16(acc + 8 * dp + 4, af, b[2], b[3]);
-      }
-    }
-  }
-  float* out = a.partial + ((u64)h * a.chunks + s) * SG_D * SG_D;
-  const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
-#pragma unroll
-  for (int g = 0; g < 16; ++g) {
-    *(float2*)(out + r0 * SG_D + 8 * g + col) = make_float2(acc[4 * g], acc[4 * g + 1]);
-    *(float2*)(out + (r0 + 8) * SG_D + 8 * g + col) = make_float2(acc[4 * g + 2], acc[4 * g + 3]);
-  }
-#else
-  __trap();
-#endif
-}
 
 struct SageKvReduceArgs {
   u8* kvw;               // [H] images of kv · proj_lᵀ (SG_KVW_BYTES each)

@@ -1143,7 +1143,8 @@ impl Backend for CudaBackend {
         let Some(kernel) = kernel else {
             return crate::backend::exact_sage_attention(self, q, k, v, sla);
         };
-        // Profiled by stage: quantization, block selection, linear branch, attention.
+        // Profiled by stage: statistics (with the linear branch's φ(K)ᵀV), quantization, block
+        // selection, linear branch, attention.
         self.check("sage_attention", &[q, k, v])?;
         if let Some((_, proj_l)) = sla {
             self.check("sage_attention", &[proj_l.anchor()])?;
@@ -1156,19 +1157,20 @@ impl Backend for CudaBackend {
         if len == 0 || heads == 0 {
             return CudaTensor::alloc_as(&self.dev, q.shape(), DType::BF16);
         }
+        let proj_l = sla.map(|(_, proj_l)| proj_l);
+        let (stats, kvw) =
+            self.timed("sage stats", || sage::statistics(&self.dev, &k, &v, proj_l))?;
         let x = self.timed("sage quantize", || {
-            sage::quantize(&self.dev, &q, &k, &v, (len, heads))
+            sage::quantize(&self.dev, &q, &k, &v, stats, (len, heads))
         })?;
         let lut = if keep < len.div_ceil(sage::SAGE_BLOCK_K) {
             Some(self.timed("sage select", || sage::select(&self.dev, &x, keep))?)
         } else {
             None
         };
-        let lin = sla
-            .map(|(_, proj_l)| {
-                let kvw = self.timed("sage linear kv", || {
-                    sage::kv_projected(&self.dev, &k, &v, proj_l)
-                })?;
+        let lin = proj_l
+            .zip(kvw)
+            .map(|(proj_l, kvw)| {
                 self.timed("sage linear out", || {
                     sage::linear_branch(&self.dev, &q, &x, &kvw, proj_l)
                 })

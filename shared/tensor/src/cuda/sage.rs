@@ -35,21 +35,11 @@ const SM90_SMEM: u32 = (2 * Q_TILE + 2 * 3 * 2 * K_TILE + 1024) as u32;
 const MMA_SMEM: u32 = (Q_TILE + 2 * 2 * K_TILE) as u32;
 
 #[repr(C)]
-struct StatsArgs {
-    partial: u64,
-    k: u64,
-    v: u64,
-    len: i32,
-    heads: i32,
-    kblocks: i32,
-}
-
-#[repr(C)]
 struct StatsReduceArgs {
     stats: u64,
     partial: u64,
     len: i32,
-    kblocks: i32,
+    chunks: i32,
 }
 
 #[repr(C)]
@@ -90,6 +80,7 @@ struct SelectArgs {
 
 #[repr(C)]
 struct KvArgs {
+    stats: u64,
     partial: u64,
     k: u64,
     v: u64,
@@ -139,7 +130,6 @@ struct AttentionArgs {
 
 // SAFETY: `#[repr(C)]` mirrors of sage.cu's argument structs (u64 for pointers, i32 for int,
 // f32 for float, in declaration order), passed by value as the kernels' single parameter.
-unsafe impl DeviceRepr for StatsArgs {}
 unsafe impl DeviceRepr for StatsReduceArgs {}
 unsafe impl DeviceRepr for QuantKArgs {}
 unsafe impl DeviceRepr for QuantQArgs {}
@@ -255,42 +245,92 @@ impl Quantized {
     }
 }
 
-/// Per-head statistics, then INT8 Q and K − k̄ and FP8 Vᵀ tiles with their scales and block means.
-pub(super) fn quantize(
+/// Per-head statistics from one read of k and v: `[H, 3, 128]` k̄, Σ φ(k) and V channel scales
+/// and, with `proj_l`, the linear branch's `φ(K)ᵀV · proj_lᵀ` (as sage_linear's B-operand images).
+/// Both are summed over the keys in chunks of `KV_CHUNK` tokens, in order (deterministic).
+pub(super) fn statistics(
     dev: &Device,
-    q: &CudaTensor,
     k: &CudaTensor,
     v: &CudaTensor,
-    (len, heads): (usize, usize),
-) -> Result<Quantized> {
-    let (qb, kb) = (len.div_ceil(SAGE_BLOCK_Q), len.div_ceil(SAGE_BLOCK_K));
-    let (l32, h32, kb32) = (len as i32, heads as i32, kb as i32);
-    let f32s = |n: usize| dev.alloc(n, DType::F32);
-    let partial = f32s(heads * kb * 3 * SAGE_HEAD_DIM)?;
+    proj_l: Option<&CudaLinear>,
+) -> Result<(DeviceBuffer, Option<DeviceBuffer>)> {
+    let weight = proj_l
+        .map(|p| match &p.weight {
+            LinearWeight::Dense(weight) => Ok(weight),
+            LinearWeight::Fp8(_) | LinearWeight::Int8(_) => Err(Error::invalid(
+                "sage_attention",
+                "proj_l must be a dense (unquantized) linear layer",
+            )),
+        })
+        .transpose()?;
+    let [len, heads] = [k.shape()[0], k.shape()[1]];
+    let chunks = len.div_ceil(KV_CHUNK);
+    let partial_stats = dev.alloc(heads * chunks * 3 * SAGE_HEAD_DIM, DType::F32)?;
+    let partial_kv = weight
+        .map(|_| dev.alloc(heads * chunks * SAGE_HEAD_DIM * SAGE_HEAD_DIM, DType::F32))
+        .transpose()?;
     dev.launch(
-        kernels::SAGE_STATS,
-        grid(kb, heads, 128, 0),
-        &StatsArgs {
-            partial: partial.ptr(),
+        if partial_kv.is_some() {
+            kernels::SAGE_KV
+        } else {
+            kernels::SAGE_STATS
+        },
+        grid(chunks, heads, 256, 0),
+        &KvArgs {
+            stats: partial_stats.ptr(),
+            partial: partial_kv.as_ref().map_or(0, DeviceBuffer::ptr),
             k: k.ptr(),
             v: v.ptr(),
-            len: l32,
-            heads: h32,
-            kblocks: kb32,
+            len: len as i32,
+            heads: heads as i32,
+            chunks: chunks as i32,
         },
     )?;
-    let stats = f32s(heads * 3 * SAGE_HEAD_DIM)?;
+    let stats = dev.alloc(heads * 3 * SAGE_HEAD_DIM, DType::F32)?;
     dev.launch(
         kernels::SAGE_STATS_REDUCE,
         grid(heads, 1, 128, 0),
         &StatsReduceArgs {
             stats: stats.ptr(),
-            partial: partial.ptr(),
-            len: l32,
-            kblocks: kb32,
+            partial: partial_stats.ptr(),
+            len: len as i32,
+            chunks: chunks as i32,
         },
     )?;
-    drop(partial);
+    let kvw = weight
+        .zip(partial_kv)
+        .map(|(weight, partial)| {
+            let kvw = dev.pool.alloc(heads * KVW_BYTES)?;
+            dev.launch(
+                kernels::SAGE_KV_REDUCE,
+                grid(SAGE_HEAD_DIM / KVW_ROWS, heads, 128, KV_REDUCE_SMEM),
+                &KvReduceArgs {
+                    kvw: kvw.ptr(),
+                    partial: partial.ptr(),
+                    weight: weight.ptr(),
+                    weight_dt: dt_code(weight.dtype()),
+                    chunks: chunks as i32,
+                },
+            )?;
+            Ok(kvw)
+        })
+        .transpose()?;
+    Ok((stats, kvw))
+}
+
+/// INT8 Q and K − k̄ and FP8 Vᵀ tiles with their scales and block means, from `stats` (of
+/// [`statistics`]).
+pub(super) fn quantize(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    stats: DeviceBuffer,
+    (len, heads): (usize, usize),
+) -> Result<Quantized> {
+    let (qb, kb) = (len.div_ceil(SAGE_BLOCK_Q), len.div_ceil(SAGE_BLOCK_K));
+    let (l32, h32, kb32) = (len as i32, heads as i32, kb as i32);
+    let f32s = |n: usize| dev.alloc(n, DType::F32);
     let (kq, vq) = (
         dev.pool.alloc(heads * kb * K_TILE)?,
         dev.pool.alloc(heads * kb * K_TILE)?,
@@ -409,50 +449,6 @@ pub(super) fn select(dev: &Device, x: &Quantized, keep: usize) -> Result<DeviceB
         },
     )?;
     Ok(lut)
-}
-
-/// The linear branch's per-head `φ(K)ᵀV · proj_lᵀ` (as sage_linear's B-operand images), summed
-/// over the keys in chunks of `KV_CHUNK` tokens.
-pub(super) fn kv_projected(
-    dev: &Device,
-    k: &CudaTensor,
-    v: &CudaTensor,
-    proj_l: &CudaLinear,
-) -> Result<DeviceBuffer> {
-    let LinearWeight::Dense(weight) = &proj_l.weight else {
-        return Err(Error::invalid(
-            "sage_attention",
-            "proj_l must be a dense (unquantized) linear layer",
-        ));
-    };
-    let [len, heads] = [k.shape()[0], k.shape()[1]];
-    let chunks = len.div_ceil(KV_CHUNK);
-    let partial = dev.alloc(heads * chunks * SAGE_HEAD_DIM * SAGE_HEAD_DIM, DType::F32)?;
-    dev.launch(
-        kernels::SAGE_KV,
-        grid(chunks, heads, 256, 0),
-        &KvArgs {
-            partial: partial.ptr(),
-            k: k.ptr(),
-            v: v.ptr(),
-            len: len as i32,
-            heads: heads as i32,
-            chunks: chunks as i32,
-        },
-    )?;
-    let kvw = dev.pool.alloc(heads * KVW_BYTES)?;
-    dev.launch(
-        kernels::SAGE_KV_REDUCE,
-        grid(SAGE_HEAD_DIM / KVW_ROWS, heads, 128, KV_REDUCE_SMEM),
-        &KvReduceArgs {
-            kvw: kvw.ptr(),
-            partial: partial.ptr(),
-            weight: weight.ptr(),
-            weight_dt: dt_code(weight.dtype()),
-            chunks: chunks as i32,
-        },
-    )?;
-    Ok(kvw)
 }
 
 /// The linear branch, projected: `φ(q) · kvw / (φ(q)·Σφ(k) + 1e-5)` plus `proj_l`'s bias, which is
