@@ -14,6 +14,8 @@
 //! part `vae` ([`vae`]) checks and times the Wan2.1 VAE.
 //! Part `umt5` ([`umt5`]) checks and times the umT5 encoder in bf16 (with
 //! tools/gpu/umt5_parity.py's weights and transformers outputs when given).
+//! Part `sla-dump` ([`sla_dump`], not in the default parts) writes part `sage-forward`'s SageSLA
+//! inputs and outputs to `--dump-sla DIR` for tools/gpu/sla_oracle.py.
 //!
 //! Prints tables, optionally writes every number as JSON, and exits 1 when a check fails, 2 when
 //! CUDA is unavailable.
@@ -26,10 +28,11 @@ mod fp8;
 mod int8;
 mod sage;
 mod sage_forward;
+mod sla_dump;
 mod umt5;
 mod vae;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 use turbine_checkpoint::TensorStore;
@@ -55,6 +58,7 @@ enum Part {
     Int8Bench,
     Vae,
     Umt5,
+    SlaDump,
 }
 
 #[derive(Debug, Parser)]
@@ -101,6 +105,9 @@ struct Args {
     /// Part umt5: transformers' outputs on the same weights (tools/gpu/umt5_parity.py).
     #[arg(long, value_name = "PATH", requires = "umt5_weights")]
     umt5_reference: Option<PathBuf>,
+    /// Part sla-dump: the directory its safetensors files go to (about 100 MB per layer).
+    #[arg(long, value_name = "DIR")]
+    dump_sla: Option<PathBuf>,
 }
 
 /// Tolerance of the tiny DiT, as the CPU golden test's: both backends compute in f32 and differ
@@ -144,6 +151,10 @@ fn poisoned(device: usize) -> turbine_tensor::Result<CudaBackend> {
 
 /// Runs the selected parts; `Ok(false)` when any check failed.
 fn run(args: &Args) -> Result<bool> {
+    let dump_part = args.parts.contains(&Part::SlaDump);
+    if dump_part != args.dump_sla.is_some() {
+        bail!("part sla-dump and --dump-sla DIR go together");
+    }
     let start = Instant::now();
     let gpu = poisoned(args.device).context("creating the CUDA backend")?;
     let info = gpu.info().clone();
@@ -263,6 +274,10 @@ fn run(args: &Args) -> Result<bool> {
         let (part, passed) = sage_forward::sage_forward_part(&poisoned(args.device)?, args.seed)?;
         report["sage_forward"] = part;
         ok &= passed;
+    }
+
+    if let Some(dir) = &args.dump_sla {
+        report["sla_dump"] = sla_dump::sla_dump_part(&poisoned(args.device)?, args.seed, dir)?;
     }
 
     if args.parts.contains(&Part::Fp8) {

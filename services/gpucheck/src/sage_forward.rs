@@ -13,11 +13,12 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use turbine_checkpoint::TensorStore;
 use turbine_models::seeded::seeded_safetensors;
-use turbine_models::wan::{AttentionMode, Qkv, WanConfig, WanModel};
+use turbine_models::wan::{AttentionMode, Qkv, TextContext, WanConfig, WanModel};
 use turbine_samplers::{RcmConfig, RcmMode};
 use turbine_tensor::cuda::{Precision, Quant};
 use turbine_tensor::{
-    Backend, CudaBackend, CudaLinear, CudaTensor, DType, HostTensor, SlaParams, compare,
+    Backend, CudaBackend, CudaLinear, CudaTensor, DType, HostTensor, LinearWeights, SlaParams,
+    compare,
 };
 
 use crate::random;
@@ -29,27 +30,65 @@ const LAYERS: [usize; 3] = [0, 15, 29];
 const LATENT: [usize; 4] = [16, 21, 60, 104];
 const TEXT_TOKENS: usize = 512;
 
+/// The forward whose self-attention inputs parts `sage-forward` and `sla-dump` probe: the 1.3B
+/// model on seeded weights, a 480p latent, a text context and the rCM timesteps, all from `seed`.
+pub(crate) struct ProbedForward {
+    pub store: TensorStore,
+    pub model: WanModel<CudaBackend>,
+    pub latents: CudaTensor,
+    pub text: HostTensor,
+    pub context: TextContext<CudaBackend>,
+    pub timesteps: Vec<f64>,
+}
+
+impl ProbedForward {
+    pub fn load(bf16: &CudaBackend, seed: u64) -> Result<Self> {
+        let config = WanConfig::t2v_1_3b();
+        let mut shapes = config.tensor_shapes();
+        shapes.extend(config.proj_l_shapes());
+        let store = TensorStore::from_bytes(
+            format!("<seeded weights, seed {seed}>"),
+            seeded_safetensors(&shapes, seed)?,
+        )?;
+        let model = WanModel::load(bf16.clone(), config.clone(), &store, AttentionMode::Dense)?;
+        let latents = bf16.upload(&random(&LATENT, seed + 1)?)?;
+        let text: HostTensor = random(&[TEXT_TOKENS, config.text_dim], seed + 2)?;
+        let context = model.encode_context(&bf16.upload(&text)?)?;
+        let timesteps = RcmConfig::new(4, RcmConfig::SIGMA_MAX_T2V, RcmMode::Sde)?
+            .schedule()
+            .timesteps()
+            .to_vec();
+        Ok(Self {
+            store,
+            model,
+            latents,
+            text,
+            context,
+            timesteps,
+        })
+    }
+}
+
+/// The proj_l of the probed SageSLA comparisons (one for every layer).
+pub(crate) fn probe_proj_l(seed: u64) -> Result<LinearWeights> {
+    proj_l(seed + 3, false)
+}
+
 /// Accuracy rows and whole-forward errors; `Ok((report, all gated checks passed))`.
 pub fn sage_forward_part(checked: &CudaBackend, seed: u64) -> Result<(Value, bool)> {
     let bf16 = checked.with_precision(Precision::Bf16);
     let exact = checked.with_precision(Precision::F32);
-    let config = WanConfig::t2v_1_3b();
-    let mut shapes = config.tensor_shapes();
-    shapes.extend(config.proj_l_shapes());
-    let store = TensorStore::from_bytes(
-        format!("<seeded weights, seed {seed}>"),
-        seeded_safetensors(&shapes, seed)?,
-    )?;
-    let mut model = WanModel::load(bf16.clone(), config.clone(), &store, AttentionMode::Dense)?;
-    let latents = bf16.upload(&random(&LATENT, seed + 1)?)?;
-    let text: HostTensor = random(&[TEXT_TOKENS, config.text_dim], seed + 2)?;
-    let context = model.encode_context(&bf16.upload(&text)?)?;
-    let timesteps = RcmConfig::new(4, RcmConfig::SIGMA_MAX_T2V, RcmMode::Sde)?
-        .schedule()
-        .timesteps()
-        .to_vec();
-    let pl = bf16.upload_linear(&proj_l(seed + 3, false)?)?;
-    let pl_exact = exact.upload_linear(&proj_l(seed + 3, false)?)?;
+    let ProbedForward {
+        store,
+        mut model,
+        latents,
+        text,
+        context,
+        timesteps,
+    } = ProbedForward::load(&bf16, seed)?;
+    let config = model.config().clone();
+    let pl = bf16.upload_linear(&probe_proj_l(seed)?)?;
+    let pl_exact = exact.upload_linear(&probe_proj_l(seed)?)?;
     let zero = bf16.upload_linear(&proj_l(seed + 4, true)?)?;
 
     println!(
