@@ -5,7 +5,7 @@
 # https://pypi.org/simple/turbodiffusion/: turbodiffusion-1.0.0.tar.gz, sha256 01ac76f0…d658d):
 #   1. turbine-gpucheck --parts sla-dump: one 1.3B 480p forward of part sage-forward's model and
 #      inputs at the first rCM timestep, dumping layers 0 and 15 (q, k, v, proj_l, our SageSLA and
-#      f32 SLA at top-k 0.1 and 0.15) into $WORK/dump, about 100 MB a layer, so not under $OUT
+#      f32 SLA at top-k 0.1 and 0.15) into $WORK/dump, about 180 MB a layer, so not under $OUT
 #      (gpucheck.log, gpucheck.json);
 #   2. the sdist's turbodiffusion/SLA/ extracted into $WORK/upstream (not its 60 MB of CUTLASS);
 #   3. tools/gpu/sla_oracle.py: upstream's Triton SparseLinearAttention on the dumps against our

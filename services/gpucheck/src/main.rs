@@ -105,7 +105,7 @@ struct Args {
     /// Part umt5: transformers' outputs on the same weights (tools/gpu/umt5_parity.py).
     #[arg(long, value_name = "PATH", requires = "umt5_weights")]
     umt5_reference: Option<PathBuf>,
-    /// Part sla-dump: the directory its safetensors files go to (about 100 MB per layer).
+    /// Part sla-dump: the directory its safetensors files go to (about 180 MB per layer).
     #[arg(long, value_name = "DIR")]
     dump_sla: Option<PathBuf>,
 }

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | `q`, `k`, `v` | bf16 `[L, H, 128]` | the self-attention inputs (after RMSNorm and RoPE) |
 //! | `proj_l.weight`, `proj_l.bias` | bf16 `[128, 128]`, `[128]` | the linear branch's projection |
-//! | `sagesla_topk{T}` | f32 `[L, H, 128]` | our SageSLA (8-bit kernel; bf16 values) |
+//! | `sagesla_topk{T}` | bf16 `[L, H, 128]` | our SageSLA (8-bit kernel, bf16 output) |
 //! | `sla_f32_topk{T}` | f32 `[L, H, 128]` | our f32 SLA reference on the same inputs |
 //! | `blocks_topk{T}` | i8 `[H, query blocks, key blocks]` | the f32 reference's selection (1 = kept) |
 //!
@@ -144,6 +144,8 @@ fn capture(
     let (qf, kf, vf) = (f32(q)?, f32(k)?, f32(v)?);
     let sla = exact.download(&exact.sla_attention(&qf, &kf, &vf, params, pl_exact)?)?;
     let sage = bf16.download(&bf16.sage_attention(q, k, v, Some((params, pl)))?)?;
+    // The download widens to f32; the kernel's output is bf16, so this is exact.
+    let sage = sage.to_dtype(DType::BF16)?;
     let selection = exact.sla_block_map(&qf, &kf, params)?;
     let key_blocks = kf.shape()[0].div_ceil(params.block_k);
     Ok([sage, sla, block_mask(&selection, key_blocks)?])
@@ -234,11 +236,7 @@ mod tests {
             .map(|p| -> Result<[HostTensor; 3]> {
                 let out = cpu.download(&cpu.sla_attention(&x[0], &x[1], &x[2], p, &pl)?)?;
                 let blocks = block_mask(&sla_block_map(&x[0], &x[1], p)?, 8)?;
-                Ok([
-                    out.to_dtype(DType::BF16)?.to_dtype(DType::F32)?,
-                    out,
-                    blocks,
-                ])
+                Ok([out.to_dtype(DType::BF16)?, out, blocks])
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(SlaCase {
@@ -292,6 +290,7 @@ mod tests {
             .map(|r| r.iter().sum())
             .collect();
         assert!(kept.iter().all(|&n| n == 4.0), "{kept:?}");
+        assert_eq!(store.get("sagesla_topk0.5")?.dtype(), DType::BF16);
         let sla = store.get("sla_f32_topk0.25")?;
         assert_eq!(sla.to_f32_vec(), case.outputs[0][1].to_f32_vec());
         assert_eq!(store.metadata("topks"), Some("0.25,0.5"));
