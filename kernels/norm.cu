@@ -80,12 +80,15 @@ extern "C" __global__ void rms_norm(const RmsNormArgs a) {
 // The Wan VAE's RMS_norm: x / max(||x||_2, 1e-12) * sqrt(C) * gamma, the norm taken over the
 // channel dim of x: [rows, C], then SiLU when `silu` is set (the residual blocks' norm -> SiLU in
 // one pass over memory). A warp reads a row's channels coalesced; the second read comes from L1.
+// Output rows are `width` ≥ C wide, channels C .. width − 1 zero: a convolution input stored wider
+// than its channels (Backend::conv_input_width).
 struct ChannelRmsNormArgs {
-  void* out;           // [rows, C]
+  void* out;           // [rows, width]
   const void* x;       // [rows, C]
   const void* gamma;   // [C]
   u64 rows;
   unsigned channels;
+  unsigned width;
   int out_dt, x_dt, gamma_dt;
   int silu;
 };
@@ -104,7 +107,10 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
     for (unsigned c = lane; c < a.channels; c += 32) {
       float v = load_elem(a.x, a.x_dt, base + c) * scale * load_elem(a.gamma, a.gamma_dt, c);
       if (a.silu) v = v / (1.0f + expf(-v));
-      store_elem(a.out, a.out_dt, base + c, v);
+      store_elem(a.out, a.out_dt, row * a.width + c, v);
+    }
+    for (unsigned c = a.channels + lane; c < a.width; c += 32) {
+      store_elem(a.out, a.out_dt, row * a.width + c, 0.0f);
     }
   }
 }

@@ -218,8 +218,13 @@ const TIMED_PAD: [usize; 3] = [0, 1, 1];
 
 /// The decoder's heaviest convolutions as one 4-frame chunk meets them (2 cached frames in front
 /// of 4).
-const TIMED_CASES: [TimedCase; 5] = [
+const TIMED_CASES: [TimedCase; 6] = [
     ("res conv 96, 480x832", [6, 480, 832, 96], [96, 3, 3, 3, 96]),
+    (
+        "res conv 96, 480x832, input 128 wide",
+        [6, 480, 832, 128],
+        [96, 3, 3, 3, 128],
+    ),
     (
         "res conv 192, 240x416",
         [6, 240, 416, 192],

@@ -1,6 +1,6 @@
 use std::fmt::Debug;
 
-use crate::{HostBytes, HostTensor, PendingDownload, Result, TensorBytes, shapes};
+use crate::{Error, HostBytes, HostTensor, PendingDownload, Result, TensorBytes, shapes};
 
 /// Side of the square weight tiles of TurboDiffusion's W8A8 format: one f32 scale per 128×128 tile.
 pub const QUANT_BLOCK: usize = 128;
@@ -333,7 +333,14 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor> {
         self.silu(&self.channel_rms_norm(x, gamma)?)
     }
-    /// `concat([past, channel_rms_norm_silu(x, gamma)], 0)` over frames: the input of a causal
+    /// The channel count a convolution from `cin` to `cout` channels wants its input stored with,
+    /// at least `cin`: the channels past `cin` hold zeros and the filter zero weights there. Some
+    /// convolution engines run a wider input faster than the exact one.
+    fn conv_input_width(&self, cin: usize, _cout: usize) -> usize {
+        cin
+    }
+    /// `concat([past, channel_rms_norm_silu(x, gamma)], 0)` over frames, rows `width` channels
+    /// wide (from [`Backend::conv_input_width`]; zeros past x's channels): the input of a causal
     /// convolution with its cached frames in front, which backends may write without the
     /// concatenation's second copy of the normalized frames.
     fn causal_rms_norm_silu(
@@ -341,8 +348,28 @@ pub trait Backend: Send + Sync + Sized + 'static {
         past: Option<&Self::Tensor>,
         x: &Self::Tensor,
         gamma: &Self::Tensor,
+        width: usize,
     ) -> Result<Self::Tensor> {
         let y = self.channel_rms_norm_silu(x, gamma)?;
+        let mut pad = self.shape(&y).to_vec();
+        let last = pad.len().saturating_sub(1);
+        let c = pad.get(last).copied().unwrap_or(0);
+        let y = match width.checked_sub(c) {
+            Some(0) => y,
+            Some(extra) => {
+                pad[last] = extra;
+                let n = pad.iter().product();
+                let zeros = self.upload(&HostTensor::from_f32(pad, vec![0.0; n])?)?;
+                self.concat(&[&y, &zeros], last)?
+            }
+            None => {
+                return Err(Error::shape(
+                    "causal_rms_norm_silu",
+                    format!("rows at least {c} channels wide, asked for {width}"),
+                    self.shape(x),
+                ));
+            }
+        };
         match past {
             Some(p) => self.concat(&[p, &y], 0),
             None => Ok(y),

@@ -92,16 +92,31 @@ pub(super) struct CausalConv3d<B: Backend> {
     bias: B::Tensor,
     space_pad: [usize; 2],
     slot: usize,
+    /// Channels of the normalized input [`CausalConv3d::forward_normed`] writes: the backend's
+    /// [`Backend::conv_input_width`], the filter zero-padded to it.
+    width: usize,
 }
 
 impl<B: Backend> CausalConv3d<B> {
     pub fn load(l: &mut Loader<B>, name: &str, shape: [usize; 5]) -> Result<Self> {
-        let (weight, bias) = l.conv(name, &shape)?;
+        Self::load_wide(l, name, shape, shape[1])
+    }
+
+    /// A convolution whose input (from [`CausalConv3d::forward_normed`]) is stored `width`
+    /// channels wide.
+    pub fn load_wide(
+        l: &mut Loader<B>,
+        name: &str,
+        shape: [usize; 5],
+        width: usize,
+    ) -> Result<Self> {
+        let (weight, bias) = l.conv_wide(name, &shape, width)?;
         Ok(CausalConv3d {
             weight,
             bias,
             space_pad: [shape[3] / 2, shape[4] / 2],
             slot: l.slot(),
+            width,
         })
     }
 
@@ -126,7 +141,7 @@ impl<B: Backend> CausalConv3d<B> {
         cache: &mut FeatCache<B>,
     ) -> Result<B::Tensor> {
         let past = cache.take(self.slot);
-        let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma)?;
+        let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma, self.width)?;
         self.run(b, input, past.as_ref(), residual, cache)
     }
 

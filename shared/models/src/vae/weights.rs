@@ -7,7 +7,7 @@
 //! key in every error. A common key prefix (`vae.`) is detected and stripped.
 
 use turbine_checkpoint::TensorStore;
-use turbine_tensor::Backend;
+use turbine_tensor::{Backend, HostTensor};
 
 use super::WanVaeConfig;
 use crate::Result;
@@ -76,6 +76,25 @@ impl<'a, B: Backend> Loader<'a, B> {
         let w = b.permute(&b.reshape(&w, &w5)?, &[0, 2, 3, 4, 1])?;
         let bias = self.weights.tensor(&format!("{name}.bias"), &shape[..1])?;
         Ok((w, b.upload_param(&bias)?))
+    }
+
+    /// [`Loader::conv`] of a `[Cout, Cin, kt, kh, kw]` filter, its input channels zero-padded to
+    /// `width` ≥ Cin for an input stored that wide ([`Backend::conv_input_width`]).
+    pub fn conv_wide(
+        &self,
+        name: &str,
+        shape: &[usize; 5],
+        width: usize,
+    ) -> Result<(B::Tensor, B::Tensor)> {
+        let (w, bias) = self.conv(name, shape)?;
+        let Some(extra) = width.checked_sub(shape[1]).filter(|&e| e > 0) else {
+            return Ok((w, bias));
+        };
+        let b = self.backend;
+        let pad = [shape[0], shape[2], shape[3], shape[4], extra];
+        let zeros = HostTensor::from_f32(pad.to_vec(), vec![0.0; pad.iter().product()])?;
+        let w = b.concat(&[&w, &b.upload_param(&zeros)?], 4)?;
+        Ok((w, bias))
     }
 
     /// An RMS-norm `gamma` of the stored `[C, 1, 1, 1]` (video) or `[C, 1, 1]` (image) shape, as `[C]`.

@@ -459,8 +459,26 @@ impl Checker<'_> {
             "causal_rms_norm_silu",
             "[2, 5, 7, 6] cached + [3, 5, 7, 6]",
             REDUCTION,
-            vec![past, video, gamma],
-            |b, x| { b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2]) }
+            vec![past, video.clone(), gamma.clone()],
+            |b, x| { b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 6) }
+        );
+        // Rows wider than the channels (a convolution input padded with zero channels).
+        let wide_past = self.randn(&[2, 5, 7, 8]);
+        check!(
+            self,
+            "causal_rms_norm_silu",
+            "[2, 5, 7, 8] cached + [3, 5, 7, 6], 8 wide",
+            REDUCTION,
+            vec![wide_past, video.clone(), gamma.clone()],
+            |b, x| { b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 8) }
+        );
+        check!(
+            self,
+            "causal_rms_norm_silu",
+            "[3, 5, 7, 6], 8 wide, no cached frames",
+            REDUCTION,
+            vec![video, gamma],
+            |b, x| { b.causal_rms_norm_silu(None, &x[0], &x[1], 8) }
         );
         Ok(())
     }
@@ -1110,7 +1128,16 @@ impl Checker<'_> {
             "[1, 9, 11, 16] cached + [3, 9, 11, 16]",
             vec![past, x.clone(), gamma.clone()],
             [true, true, false],
-            |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2])
+            |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 16)
+        );
+        let wide_past = self.randn(&[1, 9, 11, 64]);
+        check_bf16!(
+            self,
+            "bf16 causal_rms_norm_silu",
+            "[1, 9, 11, 64] cached + [3, 9, 11, 16], 64 wide",
+            vec![wide_past, x.clone(), gamma.clone()],
+            [true, true, false],
+            |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 64)
         );
         check_bf16!(
             self,

@@ -61,6 +61,7 @@ struct ChannelRmsNormArgs {
     gamma: u64,
     rows: u64,
     channels: u32,
+    width: u32,
     out_dt: i32,
     x_dt: i32,
     gamma_dt: i32,
@@ -243,7 +244,8 @@ pub(super) fn channel_rms_norm(
     Ok(out)
 }
 
-/// [`channel_rms_norm`] written into `out` from element `offset` on, in `out`'s type.
+/// [`channel_rms_norm`] written into `out` from element `offset` on, in `out`'s type, rows as wide
+/// as `out`'s last dim (≥ C; the channels past C written as zeros).
 pub(super) fn channel_rms_norm_into(
     dev: &Device,
     out: &CudaTensor,
@@ -253,17 +255,31 @@ pub(super) fn channel_rms_norm_into(
     silu: bool,
 ) -> Result<()> {
     shapes::channel_param("channel_rms_norm", x.shape(), gamma.shape())?;
-    if offset + x.numel() > out.numel() {
+    let c = gamma.shape()[0];
+    let width = out.shape().last().copied().unwrap_or(0);
+    if width < c {
+        return Err(Error::shape(
+            "channel_rms_norm",
+            format!(
+                "output rows at least {c} channels wide, got {:?}",
+                out.shape()
+            ),
+            x.shape(),
+        ));
+    }
+    let rows = x.numel() / c.max(1);
+    if offset + rows * width > out.numel() {
         return Err(Error::shape(
             "channel_rms_norm",
             format!("output {:?} too small from element {offset}", out.shape()),
             x.shape(),
         ));
     }
-    let c = gamma.shape()[0];
-    let channels = u32::try_from(c)
-        .map_err(|_| Error::shape("channel_rms_norm", "too many channels", x.shape()))?;
-    let rows = x.numel() / c.max(1);
+    let too_wide = |_| Error::shape("channel_rms_norm", "too many channels", x.shape());
+    let (channels, width) = (
+        u32::try_from(c).map_err(too_wide)?,
+        u32::try_from(width).map_err(too_wide)?,
+    );
     // One warp per row.
     dev.launch_elements(
         kernels::CHANNEL_RMS_NORM,
@@ -274,6 +290,7 @@ pub(super) fn channel_rms_norm_into(
             gamma: gamma.ptr(),
             rows: rows as u64,
             channels,
+            width,
             out_dt: dt_code(out.dtype()),
             x_dt: dt_code(x.dtype()),
             gamma_dt: dt_code(gamma.dtype()),
