@@ -595,6 +595,10 @@ extern "C" __global__ void __launch_bounds__(256) sage_linear(const SageLinearAr
   const u8* img = a.kvw + (u64)h * SG_KVW_BYTES;
   for (int i = threadIdx.x; i < SG_KVW_BYTES / 16; i += 256) cp_async16(sb + 16 * i, img + 16 * i, 16);
   cp_async_commit();
+  __shared__ float sbias[SG_D];
+  if (threadIdx.x < SG_D) {
+    sbias[threadIdx.x] = a.bias ? load_elem(a.bias, a.bias_dt, threadIdx.x) : 0.0f;
+  }
   const float* ksum = a.stats + (u64)h * 3 * SG_D + SG_D;
   float kz[4];
 #pragma unroll
@@ -642,20 +646,28 @@ extern "C" __global__ void __launch_bounds__(256) sage_linear(const SageLinearAr
       mma_bf16(o + 8 * dp + 4, af, b[2], b[3]);
     }
   }
+  // The warp's 16 result rows go back over its own φ(q) rows in shared memory (no other warp
+  // reads them), then out to global memory as whole 256-byte rows, 16 bytes a lane.
   const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
+  __syncwarp();
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int r = r0 + 8 * half, t = blk * SG_LINEAR_ROWS + r;
-    if (t >= a.len) continue;
+    const int r = r0 + 8 * half;
     const float inv = 1.0f / den[r];
-    bf16_t* out = a.out + t * stride + h * SG_D + col;
 #pragma unroll
     for (int g = 0; g < 16; ++g) {
       const int n = 8 * g + col;
-      const float b0 = a.bias ? load_elem(a.bias, a.bias_dt, n) : 0.0f;
-      const float b1 = a.bias ? load_elem(a.bias, a.bias_dt, n + 1) : 0.0f;
-      *(unsigned*)(out + 8 * g) =
-          pack_bf16x2(fmaf(o[4 * g + 2 * half], inv, b0), fmaf(o[4 * g + 2 * half + 1], inv, b1));
+      *(unsigned*)(lsm + fm_offset(r, g) + 2 * col) = pack_bf16x2(
+          fmaf(o[4 * g + 2 * half], inv, sbias[n]), fmaf(o[4 * g + 2 * half + 1], inv, sbias[n + 1]));
+    }
+  }
+  __syncwarp();
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int r = warp * 16 + 2 * j + (lane >> 4), c = lane & 15;
+    const int t = blk * SG_LINEAR_ROWS + r;
+    if (t < a.len) {
+      *(uint4*)(a.out + t * stride + h * SG_D + 8 * c) = *(const uint4*)(lsm + fm_offset(r, c));
     }
   }
 #else
