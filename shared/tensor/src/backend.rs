@@ -1,6 +1,8 @@
 use std::fmt::Debug;
 
-use crate::{Error, HostBytes, HostTensor, PendingDownload, Result, TensorBytes, shapes};
+use crate::{
+    Error, HostBytes, HostTensor, PendingDownload, Result, SeededValues, TensorBytes, shapes,
+};
 
 /// Side of the square weight tiles of TurboDiffusion's W8A8 format: one f32 scale per 128×128 tile.
 pub const QUANT_BLOCK: usize = 128;
@@ -16,6 +18,10 @@ pub enum LinearWeight {
     /// TurboDiffusion `-quant` layout: int8 `[out, in]` and f32 scales
     /// `[ceil(out/128), ceil(in/128)]`; `w[i][j] ≈ values[i][j] · scales[i/128][j/128]`.
     Int8Block { values: Vec<i8>, scales: Vec<f32> },
+    /// `[out, in]` seeded random bf16 values, not computed yet: a backend generates them where
+    /// the weight goes (the GPU writes them straight into device memory), the same values the
+    /// host generator gives.
+    Seeded(SeededValues),
 }
 
 /// A linear layer `y = x Wᵀ + b` with `W: [out, in]`.
@@ -29,12 +35,13 @@ pub struct LinearWeights {
 }
 
 impl LinearWeight {
-    /// The elements of a dense weight (owned or mapped); `None` for the int8 layout.
+    /// The elements of a dense weight (owned or mapped); `None` for the int8 layout and for
+    /// seeded values, which have no bytes until generated.
     pub fn dense(&self) -> Option<TensorBytes<'_>> {
         match self {
             LinearWeight::Dense(t) => Some(t.tensor_bytes()),
             LinearWeight::Mapped(b) => Some(b.tensor_bytes()),
-            LinearWeight::Int8Block { .. } => None,
+            LinearWeight::Int8Block { .. } | LinearWeight::Seeded(_) => None,
         }
     }
 }
@@ -48,11 +55,17 @@ impl LinearWeights {
         )
     }
 
-    /// The weight as f32 `[out, in]`, dequantizing the int8 layout.
+    /// The weight as f32 `[out, in]`, dequantizing the int8 layout and generating seeded values
+    /// on the host.
     pub fn dense_f32(&self) -> Vec<f32> {
         match &self.weight {
             LinearWeight::Dense(w) => w.to_f32_vec(),
             LinearWeight::Mapped(w) => w.tensor_bytes().to_host().to_f32_vec(),
+            LinearWeight::Seeded(v) => v
+                .values(self.out_features * self.in_features)
+                .into_iter()
+                .map(f32::from)
+                .collect(),
             LinearWeight::Int8Block { values, scales } => {
                 let (_, grid_in) = Self::quant_grid(self.out_features, self.in_features);
                 let mut out = Vec::with_capacity(values.len());

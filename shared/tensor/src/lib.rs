@@ -17,6 +17,7 @@ pub mod fp8;
 pub mod host;
 pub mod int8;
 pub mod rope;
+pub mod seeded;
 mod shapes;
 
 pub use backend::{Backend, LinearWeight, LinearWeights, QUANT_BLOCK, SlaParams};
@@ -26,3 +27,4 @@ pub use download::PendingDownload;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use host::{HostBytes, HostData, HostTensor, TensorBytes};
+pub use seeded::{SeededInit, SeededValues};

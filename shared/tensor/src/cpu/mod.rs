@@ -188,6 +188,9 @@ impl Backend for CpuBackend {
         let weight = match &w.weight {
             LinearWeight::Dense(t) => CpuWeight::new(t.data.clone())?,
             LinearWeight::Mapped(b) => CpuWeight::new(b.tensor_bytes().to_host().data)?,
+            LinearWeight::Seeded(v) => {
+                CpuWeight::new(HostData::BF16(v.values(w.out_features * w.in_features)))?
+            }
             LinearWeight::Int8Block { .. } => CpuWeight::F32(w.dense_f32()),
         };
         let bias = w.bias.as_ref().map(HostTensor::to_f32_vec);

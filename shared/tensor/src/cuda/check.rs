@@ -1202,6 +1202,8 @@ pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     c.sla()?;
     c.conv()?;
     c.bf16()?;
+    c.rows
+        .extend(super::check_seeded::seeded_checks(gpu, seed)?);
     gpu.synchronize()?;
     Ok(c.rows)
 }

@@ -118,7 +118,7 @@ impl Format for Int8 {
                 values: values.clone(),
                 scales: scales.clone(),
             },
-            LinearWeight::Dense(_) | LinearWeight::Mapped(_) => {
+            LinearWeight::Dense(_) | LinearWeight::Mapped(_) | LinearWeight::Seeded(_) => {
                 Int8Blocks::quantize(&w.dense_f32(), out_f, in_f)?
             }
         };

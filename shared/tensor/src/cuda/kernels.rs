@@ -21,10 +21,11 @@ pub enum Module {
     Quant,
     Int8Gemm,
     Sage,
+    Seeded,
 }
 
 impl Module {
-    pub const ALL: [Module; 11] = [
+    pub const ALL: [Module; 12] = [
         Module::Elementwise,
         Module::Norm,
         Module::Rope,
@@ -36,6 +37,7 @@ impl Module {
         Module::Quant,
         Module::Int8Gemm,
         Module::Sage,
+        Module::Seeded,
     ];
 
     /// File name under `kernels/`.
@@ -52,6 +54,7 @@ impl Module {
             Module::Quant => "quant.cu",
             Module::Int8Gemm => "int8_gemm.cu",
             Module::Sage => "sage.cu",
+            Module::Seeded => "seeded.cu",
         }
     }
 
@@ -68,6 +71,7 @@ impl Module {
             Module::Quant => include_str!("../../../../kernels/quant.cu"),
             Module::Int8Gemm => include_str!("../../../../kernels/int8_gemm.cu"),
             Module::Sage => include_str!("../../../../kernels/sage.cu"),
+            Module::Seeded => include_str!("../../../../kernels/seeded.cu"),
         }
     }
 
@@ -152,6 +156,7 @@ pub const SAGE_KV_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_kv_reduce");
 pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
 pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
+pub const SEEDED: Kernel = Kernel::new(Module::Seeded, "seeded");
 
 pub const ALL_KERNELS: &[Kernel] = &[
     GELU_TANH,
@@ -199,6 +204,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     SAGE_LINEAR,
     SAGE_ATTENTION,
     SAGE_ATTENTION_MMA,
+    SEEDED,
 ];
 
 #[cfg(test)]

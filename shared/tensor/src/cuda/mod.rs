@@ -34,6 +34,7 @@ pub mod check;
 pub mod check_fp8;
 pub mod check_int8;
 mod check_quant;
+mod check_seeded;
 mod compile;
 mod conv;
 mod cudnn;
@@ -48,6 +49,7 @@ mod norm;
 mod quant;
 mod readback;
 mod sage;
+mod seeded;
 mod staging;
 
 use std::fmt::Display;
@@ -615,7 +617,7 @@ impl CudaBackend {
                 ),
             ));
         }
-        let source = with_dense(w, |t| self.upload_to_quantize(t))?;
+        let source = self.dense_weight(w, quantizer_input)?;
         let weight = quant::quantize_rows(&self.dev, &source, Lifetime::Weight)?;
         Ok(CudaLinear {
             out_features: n,
@@ -623,16 +625,6 @@ impl CudaBackend {
             weight: LinearWeight::Fp8(weight),
             bias: self.upload_bias(w)?,
         })
-    }
-
-    /// A dense weight on the device for a quantizer to read: bf16 values as they are, other
-    /// types as f32.
-    fn upload_to_quantize(&self, t: TensorBytes<'_>) -> Result<CudaTensor> {
-        let dtype = match t.dtype() {
-            DType::BF16 => DType::BF16,
-            DType::F32 | DType::F16 | DType::I8 => DType::F32,
-        };
-        self.upload_as(t, dtype)
     }
 
     /// An INT8 layer: a `-quant` checkpoint's int8 weight and scales as they are, any other
@@ -648,9 +640,11 @@ impl CudaBackend {
             crate::LinearWeight::Int8Block { values, scales } => {
                 int8::upload(&self.dev, [n, k], values, scales)?
             }
-            crate::LinearWeight::Dense(_) | crate::LinearWeight::Mapped(_) => int8::quantize(
+            crate::LinearWeight::Dense(_)
+            | crate::LinearWeight::Mapped(_)
+            | crate::LinearWeight::Seeded(_) => int8::quantize(
                 &self.dev,
-                &with_dense(w, |t| self.upload_to_quantize(t))?,
+                &self.dense_weight(w, quantizer_input)?,
                 Lifetime::Weight,
             )?,
         };
@@ -827,6 +821,24 @@ impl CudaBackend {
         self.upload_as(t, self.compute())
     }
 
+    /// `w`'s weight `[out, in]` on the device as `to(stored type)`: uploaded as stored,
+    /// dequantized to f32 on the host for the int8 layout, or generated on the device for seeded
+    /// values (stored as bf16).
+    fn dense_weight(&self, w: &LinearWeights, to: impl Fn(DType) -> DType) -> Result<CudaTensor> {
+        let shape = [w.out_features, w.in_features];
+        match &w.weight {
+            crate::LinearWeight::Dense(t) => self.upload_as(t.tensor_bytes(), to(t.dtype())),
+            crate::LinearWeight::Mapped(b) => self.upload_as(b.tensor_bytes(), to(b.dtype())),
+            crate::LinearWeight::Seeded(values) => {
+                seeded::generate(&self.dev, values, &shape, to(DType::BF16))
+            }
+            crate::LinearWeight::Int8Block { .. } => {
+                let t = HostTensor::from_f32(shape, w.dense_f32())?;
+                self.upload_as(t.tensor_bytes(), to(DType::F32))
+            }
+        }
+    }
+
     /// `t` as a new device tensor of `dtype`, converted on the host when its type differs;
     /// allocated exactly: uploads are weights and inputs, which live long or are few.
     fn upload_as(&self, t: TensorBytes<'_>, dtype: DType) -> Result<CudaTensor> {
@@ -847,14 +859,12 @@ impl CudaBackend {
     }
 }
 
-/// Runs `f` on the elements of `w`'s dense weight `[out, in]`: as stored, or dequantized to f32
-/// for the int8 layout.
-fn with_dense<T>(w: &LinearWeights, f: impl FnOnce(TensorBytes<'_>) -> Result<T>) -> Result<T> {
-    match w.weight.dense() {
-        Some(t) => f(t),
-        None => f(
-            HostTensor::from_f32([w.out_features, w.in_features], w.dense_f32())?.tensor_bytes(),
-        ),
+/// The element type a quantizer reads a weight stored as `stored` in: bf16 values as they are,
+/// other types as f32.
+fn quantizer_input(stored: DType) -> DType {
+    match stored {
+        DType::BF16 => DType::BF16,
+        DType::F32 | DType::F16 | DType::I8 => DType::F32,
     }
 }
 
@@ -941,7 +951,7 @@ impl Backend for CudaBackend {
 
     fn upload_linear(&self, w: &LinearWeights) -> Result<CudaLinear> {
         shapes::linear_weights(w)?;
-        let weight = with_dense(w, |t| self.upload_weight(t))?;
+        let weight = self.dense_weight(w, |_| self.compute())?;
         Ok(CudaLinear {
             out_features: w.out_features,
             in_features: w.in_features,
