@@ -1,4 +1,5 @@
-//! Memory-mapped safetensors: one file, several shards, or a sharded `*.index.json`.
+//! Memory-mapped safetensors: one file, several shards, or a sharded `*.index.json`; or seeded
+//! random tensors with no file at all, generated when asked for.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 use safetensors::{Dtype as StDtype, SafeTensors};
-use turbine_tensor::{DType, HostBytes, HostData, HostTensor};
+use turbine_tensor::{DType, HostBytes, HostData, HostTensor, SeededValues};
 
 use crate::{Error, Result};
 
@@ -16,9 +17,26 @@ use crate::{Error, Result};
 pub struct TensorInfo {
     pub dtype: DType,
     pub shape: Vec<usize>,
-    file: usize,
-    start: usize,
-    end: usize,
+    source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Source {
+    /// Bytes `start..end` of file number `file`.
+    Stored {
+        file: usize,
+        start: usize,
+        end: usize,
+    },
+    /// bf16 values generated on demand.
+    Seeded(SeededValues),
+}
+
+impl TensorInfo {
+    /// Bytes of the tensor's data.
+    fn data_bytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size_in_bytes()
+    }
 }
 
 /// The bytes of one safetensors file: mapped from disk, or built in memory (seeded demo weights).
@@ -148,6 +166,31 @@ impl TensorStore {
         Ok(store)
     }
 
+    /// A store of bf16 tensors `(name, shape, values)` that exist only as their generator: reading
+    /// one generates it on the host, and [`TensorStore::seeded`] hands the generator to a backend
+    /// that writes the values where they go. `metadata` stands for the file's `__metadata__`.
+    pub fn from_seeded(
+        tensors: impl IntoIterator<Item = (String, Vec<usize>, SeededValues)>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let mut store = Self::empty();
+        for (name, shape, values) in tensors {
+            let info = TensorInfo {
+                dtype: DType::BF16,
+                shape,
+                source: Source::Seeded(values),
+            };
+            if store.index.insert(name.clone(), info).is_some() {
+                return Err(Error::Invalid {
+                    key: name,
+                    msg: "seeded twice".into(),
+                });
+            }
+        }
+        store.metadata = metadata;
+        Ok(store)
+    }
+
     fn empty() -> Self {
         Self {
             files: Vec::new(),
@@ -178,9 +221,11 @@ impl TensorStore {
             let info = TensorInfo {
                 dtype,
                 shape: view.shape().to_vec(),
-                file,
-                start,
-                end: start + view.data().len(),
+                source: Source::Stored {
+                    file,
+                    start,
+                    end: start + view.data().len(),
+                },
             };
             if self.index.insert(name.clone(), info).is_some() {
                 return Err(Error::Invalid {
@@ -225,22 +270,42 @@ impl TensorStore {
     pub fn data_bytes(&self) -> u64 {
         self.index
             .values()
-            .map(|info| (info.end - info.start) as u64)
+            .map(|info| info.data_bytes() as u64)
             .sum()
     }
 
-    /// The raw little-endian bytes of a tensor, borrowed from the map.
+    /// The raw little-endian bytes of a stored tensor, borrowed from the map; an error for a
+    /// seeded one, which has no bytes until generated.
     pub fn bytes(&self, name: &str) -> Result<&[u8]> {
         let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
-        Ok(&self.files[info.file].1[info.start..info.end])
+        match info.source {
+            Source::Stored { file, start, end } => Ok(&self.files[file].1[start..end]),
+            Source::Seeded(_) => Err(Error::Invalid {
+                key: name.to_string(),
+                msg: "seeded: generated when read, no stored bytes".into(),
+            }),
+        }
     }
 
-    /// Copies a tensor out of the map in its stored dtype.
+    /// Copies a tensor out of the map in its stored dtype (a seeded one is generated).
     pub fn get(&self, name: &str) -> Result<HostTensor> {
         let info = self.index.get(name).ok_or_else(|| Error::missing(name))?;
-        let bytes = &self.files[info.file].1[info.start..info.end];
-        let data = HostData::from_le_bytes(info.dtype, bytes);
-        Ok(HostTensor::new(info.shape.clone(), data)?)
+        match info.source {
+            Source::Stored { file, start, end } => {
+                let data = HostData::from_le_bytes(info.dtype, &self.files[file].1[start..end]);
+                Ok(HostTensor::new(info.shape.clone(), data)?)
+            }
+            Source::Seeded(values) => Ok(values.host(&info.shape)?),
+        }
+    }
+
+    /// The generator of a seeded tensor of exactly `expected` shape; `None` for a stored tensor.
+    pub fn seeded(&self, name: &str, expected: &[usize]) -> Result<Option<SeededValues>> {
+        let info = self.shaped(name, expected)?;
+        Ok(match info.source {
+            Source::Stored { .. } => None,
+            Source::Seeded(values) => Some(values),
+        })
     }
 
     /// [`TensorStore::get`] after checking the shape.
@@ -250,15 +315,24 @@ impl TensorStore {
     }
 
     /// A tensor of exactly `expected` shape left in the map, for a backend to read without an
-    /// intermediate copy; it keeps the file mapped while it lives.
+    /// intermediate copy; it keeps the file mapped while it lives. A seeded tensor is generated
+    /// into bytes of its own.
     pub fn mapped(&self, name: &str, expected: &[usize]) -> Result<HostBytes> {
         let info = self.shaped(name, expected)?;
-        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = self.files[info.file].1.clone();
+        let (owner, range): (Arc<dyn AsRef<[u8]> + Send + Sync>, _) = match info.source {
+            Source::Stored { file, start, end } => (self.files[file].1.clone(), start..end),
+            Source::Seeded(values) => {
+                let mut bytes = vec![0u8; info.data_bytes()];
+                values.fill(&mut bytes);
+                let len = bytes.len();
+                (Arc::new(bytes), 0..len)
+            }
+        };
         Ok(HostBytes::new(
             info.shape.clone(),
             info.dtype,
             owner,
-            info.start..info.end,
+            range,
         )?)
     }
 
