@@ -1,34 +1,36 @@
-//! Deterministic seeded weights for any model, built in memory: the bundled demo preset and the
-//! random-weight benchmark presets need no files.
+//! Deterministic seeded weights for any model: the bundled demo preset and the random-weight
+//! benchmark presets need no files.
 //!
 //! Initialisation follows PyTorch's defaults closely enough for activations to stay O(1) through
 //! the networks: matrices and convolutions `U(±1/√fan_in)` (nn.Linear / nn.ConvNd), biases
 //! `U(±0.02)`, norm weights `1 + N(0, 0.05²)`, modulation tables `N(0, 1/D)` (diffusers'
 //! `scale_shift_table`), embedding tables `N(0, 1)`.
+//!
+//! Values come from turbine-tensor's counter-based generator ([`turbine_tensor::seeded`]): tensor
+//! number `n` of the list, element `i`, is a function of `(seed, n, i)` alone, computed the same
+//! on the host and on the GPU. [`seeded_store`] holds only the generators, so a CUDA backend writes
+//! the linear weights straight into device memory; [`seeded_safetensors`] writes the same values
+//! into a safetensors image, which is what a weights export saves.
 
-use half::bf16;
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
+use std::collections::BTreeMap;
+
 use rayon::prelude::*;
 use turbine_checkpoint::TensorStore;
+use turbine_tensor::{SeededInit, SeededValues};
 
 use crate::{Error, Result};
 
-/// Elements drawn from one RNG stream: tensors are filled in chunks of this many values in
-/// parallel, each chunk from its own stream, so the weights do not depend on the thread count.
-const CHUNK: usize = 1 << 20;
-
-/// Builds a safetensors store holding every `(name, shape)` with seeded values, stored as bf16 (the
-/// dtype of TurboWan and umT5 checkpoints).
+/// A store holding every `(name, shape)` as seeded bf16 values (the dtype of TurboWan and umT5
+/// checkpoints), generated when read.
 pub fn seeded_store(tensors: &[(String, Vec<usize>)], seed: u64) -> Result<TensorStore> {
-    Ok(TensorStore::from_bytes(
-        format!("<seeded weights, seed {seed}>"),
-        seeded_safetensors(tensors, seed)?,
-    )?)
+    let generators = tensors
+        .iter()
+        .zip(generators(tensors, seed))
+        .map(|((name, shape), values)| (name.clone(), shape.clone(), values));
+    Ok(TensorStore::from_seeded(generators, metadata(seed))?)
 }
 
-/// The safetensors file image of [`seeded_store`]: what a weights export writes to disk.
+/// The safetensors file image of [`seeded_store`]'s tensors: what a weights export writes to disk.
 ///
 /// The values are written straight into the image, in parallel: the 14B preset (28.6 GB) takes
 /// seconds.
@@ -43,10 +45,7 @@ pub fn seeded_safetensors(tensors: &[(String, Vec<usize>)], seed: u64) -> Result
         );
         offset += bytes;
     }
-    header.insert(
-        "__metadata__".into(),
-        serde_json::json!({"seed": seed.to_string()}),
-    );
+    header.insert("__metadata__".into(), serde_json::json!(metadata(seed)));
     let mut json = serde_json::to_vec(&header)
         .map_err(|e| Error::Config(format!("seeded weights header: {e}")))?;
     // Keep the data 8-byte aligned, as safetensors writers do.
@@ -58,78 +57,61 @@ pub fn seeded_safetensors(tensors: &[(String, Vec<usize>)], seed: u64) -> Result
 
     let mut rest = &mut image[start..];
     let mut regions = Vec::with_capacity(tensors.len());
-    for (name, shape) in tensors {
+    for ((_, shape), values) in tensors.iter().zip(generators(tensors, seed)) {
         let (region, tail) = rest.split_at_mut(shape.iter().product::<usize>() * 2);
-        regions.push((name, shape, region));
+        regions.push((values, region));
         rest = tail;
     }
     regions
         .into_par_iter()
-        .enumerate()
-        .for_each(|(index, (name, shape, region))| {
-            let rule = Init::for_tensor(name, shape);
-            region
-                .par_chunks_mut(CHUNK * 2)
-                .enumerate()
-                .for_each(|(chunk, bytes)| {
-                    let mut rng = ChaCha8Rng::seed_from_u64(
-                        seed ^ (chunk as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                    );
-                    rng.set_stream(index as u64);
-                    for out in bytes.chunks_exact_mut(2) {
-                        out.copy_from_slice(&bf16::from_f32(rule.sample(&mut rng)).to_le_bytes());
-                    }
-                });
-        });
+        .for_each(|(values, region)| values.fill(region));
     Ok(image)
 }
 
-/// The distribution one tensor's values are drawn from.
-#[derive(Debug, Clone, Copy)]
-enum Init {
-    Normal { mean: f32, std: f32 },
-    Uniform { bound: f32 },
+/// The generator of each tensor, by its position in the list.
+fn generators(
+    tensors: &[(String, Vec<usize>)],
+    seed: u64,
+) -> impl Iterator<Item = SeededValues> + '_ {
+    tensors
+        .iter()
+        .enumerate()
+        .map(move |(index, (name, shape))| SeededValues::new(init(name, shape), seed, index as u64))
 }
 
-impl Init {
-    fn for_tensor(name: &str, shape: &[usize]) -> Self {
-        let leaf = name.rsplit('.').next().unwrap_or(name);
-        if name.ends_with("modulation") {
-            let d = shape.last().copied().unwrap_or(1) as f32;
-            return Init::Normal {
-                mean: 0.0,
-                std: d.sqrt().recip(),
-            };
-        }
-        if name.ends_with("embedding.weight") && shape.len() == 2 {
-            return Init::Normal {
-                mean: 0.0,
-                std: 1.0,
-            };
-        }
-        if leaf == "gamma" || (shape.len() == 1 && leaf == "weight" && name.contains("norm")) {
-            return Init::Normal {
-                mean: 1.0,
-                std: 0.05,
-            };
-        }
-        if shape.len() == 1 {
-            return Init::Uniform { bound: 0.02 };
-        }
-        let fan_in: usize = shape[1..].iter().product();
-        Init::Uniform {
-            bound: (fan_in.max(1) as f32).sqrt().recip(),
-        }
-    }
+/// The `__metadata__` of seeded weights: the seed.
+fn metadata(seed: u64) -> BTreeMap<String, String> {
+    BTreeMap::from([("seed".to_string(), seed.to_string())])
+}
 
-    fn sample(self, rng: &mut ChaCha8Rng) -> f32 {
-        match self {
-            Init::Normal { mean, std } => {
-                let z: f32 = StandardNormal.sample(rng);
-                mean + z * std
-            }
-            Init::Uniform { bound } => rng.random_range(-bound..=bound),
-        }
+/// The distribution one tensor's values are drawn from, by its name and shape.
+fn init(name: &str, shape: &[usize]) -> SeededInit {
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    if name.ends_with("modulation") {
+        let d = shape.last().copied().unwrap_or(1) as f32;
+        return SeededInit::Normal {
+            mean: 0.0,
+            std: d.sqrt().recip(),
+        };
+    }
+    if name.ends_with("embedding.weight") && shape.len() == 2 {
+        return SeededInit::Normal {
+            mean: 0.0,
+            std: 1.0,
+        };
+    }
+    if leaf == "gamma" || (shape.len() == 1 && leaf == "weight" && name.contains("norm")) {
+        return SeededInit::Normal {
+            mean: 1.0,
+            std: 0.05,
+        };
+    }
+    if shape.len() == 1 {
+        return SeededInit::Uniform { bound: 0.02 };
+    }
+    let fan_in: usize = shape[1..].iter().product();
+    SeededInit::Uniform {
+        bound: (fan_in.max(1) as f32).sqrt().recip(),
     }
 }
 
@@ -137,23 +119,80 @@ impl Init {
 mod tests {
     use super::*;
 
+    fn shapes() -> Vec<(String, Vec<usize>)> {
+        [
+            ("a.weight", vec![40, 30]),
+            ("a.bias", vec![40]),
+            ("n.norm_q.weight", vec![40]),
+            ("blocks.0.modulation", vec![1, 6, 64]),
+            ("patch_embedding.weight", vec![8, 4, 1, 2, 2]),
+            ("shared.embedding.weight", vec![70, 16]),
+            ("enc.gamma", vec![16]),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect()
+    }
+
     #[test]
     fn same_seed_same_weights() {
-        let shapes = vec![
-            ("a.weight".to_string(), vec![4, 3]),
-            ("a.bias".to_string(), vec![4]),
-            ("n.norm_q.weight".to_string(), vec![4]),
-        ];
+        let shapes = shapes();
         let (a, b, c) = (
             seeded_store(&shapes, 1).unwrap(),
             seeded_store(&shapes, 1).unwrap(),
             seeded_store(&shapes, 2).unwrap(),
         );
-        assert_eq!(a.bytes("a.weight").unwrap(), b.bytes("a.weight").unwrap());
-        assert_ne!(a.bytes("a.weight").unwrap(), c.bytes("a.weight").unwrap());
-        let w = a.get("a.weight").unwrap().to_f32_vec();
-        assert!(w.iter().all(|v| v.abs() <= 1.0 / 3f32.sqrt() + 1e-2));
-        let norm = a.get("n.norm_q.weight").unwrap().to_f32_vec();
-        assert!(norm.iter().all(|v| (v - 1.0).abs() < 0.5));
+        let w = |s: &TensorStore| s.get("a.weight").unwrap();
+        assert_eq!(w(&a), w(&b));
+        assert_ne!(w(&a), w(&c));
+        assert_eq!(a.metadata("seed"), Some("1"));
+    }
+
+    #[test]
+    fn each_rule_applies_to_its_tensors() {
+        let store = seeded_store(&shapes(), 4).unwrap();
+        let values = |name: &str| store.get(name).unwrap().to_f32_vec();
+        // Within the rule's bounds, widened by the bf16 rounding (2⁻⁸ relative at most).
+        let within = |name: &str, lo: f32, hi: f32| {
+            let slack = 1.0 + 2f32.powi(-8);
+            let v = values(name);
+            let min = v.iter().copied().fold(f32::INFINITY, f32::min);
+            let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (lo, hi) = (lo * if lo < 0.0 { slack } else { 1.0 / slack }, hi * slack);
+            assert!(lo <= min && max <= hi, "{name}: [{min}, {max}]");
+        };
+        within("a.weight", -1.0 / 30f32.sqrt(), 1.0 / 30f32.sqrt());
+        within("patch_embedding.weight", -0.5, 0.5);
+        within("a.bias", -0.02, 0.02);
+        // Irwin–Hall normals reach at most √12 ≈ 3.46 standard deviations.
+        within("n.norm_q.weight", 1.0 - 3.5 * 0.05, 1.0 + 3.5 * 0.05);
+        within("enc.gamma", 1.0 - 3.5 * 0.05, 1.0 + 3.5 * 0.05);
+        within("blocks.0.modulation", -3.5 / 8.0, 3.5 / 8.0);
+        within("shared.embedding.weight", -3.5, 3.5);
+        let emb = values("shared.embedding.weight");
+        assert!(
+            emb.iter().any(|x| x.abs() > 1.5),
+            "N(0, 1) rows look too narrow"
+        );
+    }
+
+    #[test]
+    fn the_image_holds_the_store_values() {
+        let shapes = shapes();
+        let image =
+            TensorStore::from_bytes("image", seeded_safetensors(&shapes, 9).unwrap()).unwrap();
+        let store = seeded_store(&shapes, 9).unwrap();
+        assert_eq!(image.metadata("seed"), Some("9"));
+        for (name, shape) in &shapes {
+            assert_eq!(image.get(name).unwrap(), store.get(name).unwrap(), "{name}");
+            let generated = store.mapped(name, shape).unwrap();
+            assert_eq!(
+                image.bytes(name).unwrap(),
+                generated.tensor_bytes().bytes(),
+                "{name}"
+            );
+        }
+        assert_eq!(image.data_bytes(), store.data_bytes());
+        assert!(store.bytes("a.weight").is_err());
     }
 }

@@ -163,7 +163,8 @@ impl<'a, L: Copy> Checkpoint<'a, L> {
     }
 
     /// `{name}.weight` `[out, in]` left in the checkpoint's map: linear weights are nearly all of
-    /// a model's bytes, and the backend reads them from there with no host copy in between.
+    /// a model's bytes, and the backend reads them from there with no host copy in between. A
+    /// seeded weight stays a generator, which the backend runs where the weight goes.
     fn dense_weight(
         &self,
         name: &str,
@@ -171,7 +172,11 @@ impl<'a, L: Copy> Checkpoint<'a, L> {
         in_features: usize,
     ) -> Result<LinearWeight> {
         let key = self.key(&format!("{name}.weight"));
-        let weight = self.store.mapped(&key, &[out_features, in_features])?;
+        let shape = [out_features, in_features];
+        if let Some(values) = self.store.seeded(&key, &shape)? {
+            return Ok(LinearWeight::Seeded(values));
+        }
+        let weight = self.store.mapped(&key, &shape)?;
         float_only(&key, weight.dtype())?;
         Ok(LinearWeight::Mapped(weight))
     }
