@@ -12,7 +12,7 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 use turbine_checkpoint::TensorStore;
-use turbine_models::seeded::seeded_safetensors;
+use turbine_models::seeded::seeded_store;
 use turbine_models::wan::{AttentionMode, Qkv, TextContext, WanConfig, WanModel};
 use turbine_samplers::{RcmConfig, RcmMode};
 use turbine_tensor::cuda::{Precision, Quant};
@@ -46,10 +46,7 @@ impl ProbedForward {
         let config = WanConfig::t2v_1_3b();
         let mut shapes = config.tensor_shapes();
         shapes.extend(config.proj_l_shapes());
-        let store = TensorStore::from_bytes(
-            format!("<seeded weights, seed {seed}>"),
-            seeded_safetensors(&shapes, seed)?,
-        )?;
+        let store = seeded_store(&shapes, seed)?;
         let model = WanModel::load(bf16.clone(), config.clone(), &store, AttentionMode::Dense)?;
         let latents = bf16.upload(&random(&LATENT, seed + 1)?)?;
         let text: HostTensor = random(&[TEXT_TOKENS, config.text_dim], seed + 2)?;
