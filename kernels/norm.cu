@@ -115,6 +115,64 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
   }
 }
 
+// channel_rms_norm for bf16 rows of C = 24·n channels with n dividing 32 (the Wan VAE's 96, 192,
+// 384) into bf16 rows `width` wide, width a multiple of 8: n lanes share a row, 24 channels each,
+// so a warp takes 32/n rows at a time with three 16-byte loads and stores a lane, where the
+// one-warp-per-row kernel moves 2 bytes a lane and instruction. Same arithmetic per element.
+extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
+  const unsigned lanes = a.channels / 24, lane = threadIdx.x & 31, sub = lane % lanes;
+  const u64 rows_per_warp = 32 / lanes;
+  const u64 warps = (u64)gridDim.x * (blockDim.x / 32);
+  float g[24];
+#pragma unroll
+  for (int i = 0; i < 24; ++i) g[i] = load_elem(a.gamma, a.gamma_dt, sub * 24 + i);
+  const float root_c = sqrtf((float)a.channels);
+  const unsigned zero_chunks = (a.width - a.channels) / 8;
+  for (u64 first = ((u64)blockIdx.x * blockDim.x + threadIdx.x) / 32 * rows_per_warp;
+       first < a.rows; first += warps * rows_per_warp) {
+    const u64 row = first + lane / lanes;
+    const bool live = row < a.rows;
+    const uint4* src = (const uint4*)((const bf16_t*)a.x + row * a.channels + sub * 24);
+    uint4 v[3];
+#pragma unroll
+    for (int k = 0; k < 3; ++k) v[k] = live ? src[k] : make_uint4(0, 0, 0, 0);
+    float f[24], ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 3; ++k) {
+      const unsigned w[4] = {v[k].x, v[k].y, v[k].z, v[k].w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        f[8 * k + 2 * j] = bf16_to_f32((bf16_t)(w[j] & 0xffff));
+        f[8 * k + 2 * j + 1] = bf16_to_f32((bf16_t)(w[j] >> 16));
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 24; ++i) ss += f[i] * f[i];
+    for (unsigned o = lanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float scale = root_c / fmaxf(sqrtf(ss), 1e-12f);
+    if (!live) continue;
+    uint4* dst = (uint4*)((bf16_t*)a.out + row * a.width);
+#pragma unroll
+    for (int k = 0; k < 3; ++k) {
+      unsigned w[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float y0 = f[8 * k + 2 * j] * scale * g[8 * k + 2 * j];
+        float y1 = f[8 * k + 2 * j + 1] * scale * g[8 * k + 2 * j + 1];
+        if (a.silu) {
+          y0 = y0 / (1.0f + expf(-y0));
+          y1 = y1 / (1.0f + expf(-y1));
+        }
+        w[j] = pack_bf16x2(y0, y1);
+      }
+      dst[3 * sub + k] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+    for (unsigned j = sub; j < zero_chunks; j += lanes) {
+      dst[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
 // The DiT's q/k path in one pass: RMSNorm across all heads of a row of x: [L, H·Dh], then the
 // rotary embedding on interleaved pairs of each head with per-token tables cos/sin: [L, Dh/2].
 // One block per row; the output is [L, H, Dh] (the same memory as [L, H·Dh]).

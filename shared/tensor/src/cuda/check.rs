@@ -1139,6 +1139,19 @@ impl Checker<'_> {
             [true, true, false],
             |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 64)
         );
+        // The VAE's channel counts take the kernel with lanes sharing a row (C = 24·n).
+        for (c, width) in [(96, 128), (192, 192), (24, 32)] {
+            let past = self.randn(&[2, 7, 13, width]);
+            let (x, gamma) = (self.randn(&[3, 7, 13, c]), self.randn(&[c]));
+            check_bf16!(
+                self,
+                "bf16 causal_rms_norm_silu",
+                &format!("[2, 7, 13, {width}] cached + [3, 7, 13, {c}], {width} wide"),
+                vec![past, x, gamma],
+                [true, true, false],
+                |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], width)
+            );
+        }
         check_bf16!(
             self,
             "bf16 channel_affine",

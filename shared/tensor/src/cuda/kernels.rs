@@ -122,6 +122,7 @@ pub const LAYER_NORM: Kernel = Kernel::new(Module::Norm, "layer_norm");
 pub const RMS_NORM: Kernel = Kernel::new(Module::Norm, "rms_norm");
 pub const RMS_NORM_ROPE: Kernel = Kernel::new(Module::Norm, "rms_norm_rope");
 pub const CHANNEL_RMS_NORM: Kernel = Kernel::new(Module::Norm, "channel_rms_norm");
+pub const CHANNEL_RMS_NORM_BF16: Kernel = Kernel::new(Module::Norm, "channel_rms_norm_bf16");
 pub const ROPE: Kernel = Kernel::new(Module::Rope, "rope");
 pub const ATTENTION: Kernel = Kernel::new(Module::Attention, "attention_f32");
 pub const SOFTMAX_SCALED_ROWS: Kernel = Kernel::new(Module::Attention, "softmax_scaled_rows");
@@ -172,6 +173,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     RMS_NORM,
     RMS_NORM_ROPE,
     CHANNEL_RMS_NORM,
+    CHANNEL_RMS_NORM_BF16,
     ROPE,
     ATTENTION,
     SOFTMAX_SCALED_ROWS,

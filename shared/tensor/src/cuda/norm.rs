@@ -280,12 +280,25 @@ pub(super) fn channel_rms_norm_into(
         u32::try_from(c).map_err(too_wide)?,
         u32::try_from(width).map_err(too_wide)?,
     );
-    // One warp per row.
+    // bf16 rows of 24·n channels (n | 32): n lanes a row; otherwise one warp per row.
+    let bf16 = x.dtype() == DType::BF16 && out.dtype() == DType::BF16;
+    let lanes = c / 24;
+    let out_ptr = out.ptr() + (offset * out.dtype().size_in_bytes()) as u64;
+    let aligned = x.ptr().is_multiple_of(16) && out_ptr.is_multiple_of(16) && width % 8 == 0;
+    let (kernel, threads) =
+        if bf16 && aligned && c.is_multiple_of(24) && lanes > 0 && 32 % lanes == 0 {
+            (
+                kernels::CHANNEL_RMS_NORM_BF16,
+                rows.div_ceil(32 / lanes) * 32,
+            )
+        } else {
+            (kernels::CHANNEL_RMS_NORM, rows * 32 * (c > 0) as usize)
+        };
     dev.launch_elements(
-        kernels::CHANNEL_RMS_NORM,
-        rows * 32 * (c > 0) as usize,
+        kernel,
+        threads,
         &ChannelRmsNormArgs {
-            out: out.ptr() + (offset * out.dtype().size_in_bytes()) as u64,
+            out: out_ptr,
             x: x.ptr(),
             gamma: gamma.ptr(),
             rows: rows as u64,
