@@ -66,14 +66,14 @@ async fn stage_services<B: Backend + Clone>(
     metrics: &Metrics,
 ) -> anyhow::Result<[(&'static str, Service); 3]> {
     let source = args.model.source();
-    let max_waiting = args.serve.max_waiting;
+    let (max_waiting, warm_up) = (args.serve.max_waiting, args.serve.warm_up_shape);
     let denoise = Worker::spawn("denoiser", max_waiting, {
         let (backend, source) = (backend.clone(), source.clone());
-        move || turbine_denoiser::load(backend, &source)
+        move || turbine_denoiser::load(backend, &source, warm_up.as_ref())
     });
     let decode = Worker::spawn("vae", max_waiting, {
         let source = source.clone();
-        move || turbine_vae::load(backend, &source)
+        move || turbine_vae::load(backend, &source, warm_up.as_ref())
     });
     if matches!(
         (args.text.text_device, dit),

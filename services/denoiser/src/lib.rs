@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
-use turbine_pipeline::{DenoiseStage, DenoiseStep, ModelSource, latent_frames};
+use turbine_pipeline::{DenoiseStage, DenoiseStep, ModelSource, VideoShape, latent_frames};
 use turbine_proto::v1::denoiser_server::{Denoiser, DenoiserServer};
 use turbine_proto::v1::{DenoiseEvent, DenoiseInput, Preview, StepProgress, denoise_event};
 use turbine_rpc::server::{MAX_MESSAGE_BYTES, Service};
@@ -41,10 +41,15 @@ const BUFFER: usize = 4;
 
 pub type Model<B> = DenoiseStage<B>;
 
-/// Loads the DiT onto `backend` and warms it up (the worker's load step).
-pub fn load<B: Backend + Clone>(backend: B, source: &ModelSource) -> Result<Model<B>> {
+/// Loads the DiT onto `backend` and warms it up, on requests of `warm_up` size if given (the
+/// worker's load step).
+pub fn load<B: Backend + Clone>(
+    backend: B,
+    source: &ModelSource,
+    warm_up: Option<&VideoShape>,
+) -> Result<Model<B>> {
     let stage = DenoiseStage::load(backend, source)?;
-    stage.warm_up()?;
+    stage.warm_up(warm_up)?;
     Ok(stage)
 }
 

@@ -164,7 +164,7 @@ fn local_latent_frames(params: &GenerationParams, seed: u64) -> Vec<HostTensor> 
 
 async fn serving() -> (testing::Running, Channel, DenoiserService<CpuBackend>) {
     let service = DenoiserService::new(
-        Worker::spawn("denoiser", 0, || load(CpuBackend, &ModelSource::Tiny)),
+        Worker::spawn("denoiser", 0, || load(CpuBackend, &ModelSource::Tiny, None)),
         Metrics::new(),
     );
     let server = testing::start(service.clone().into_service()).await;
@@ -178,7 +178,7 @@ async fn health_turns_serving_after_warm_up_and_reflection_lists_the_service() {
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let worker = Worker::spawn("denoiser", 0, move || {
         gate.recv().expect("released");
-        load(CpuBackend, &ModelSource::Tiny)
+        load(CpuBackend, &ModelSource::Tiny, None)
     });
     let server = testing::start(DenoiserService::new(worker, Metrics::new()).into_service()).await;
     let channel = server.channel().await;

@@ -40,10 +40,10 @@ impl Stages {
             turbine_text_encoder::load(CpuBackend, &ModelSource::Tiny)
         });
         let denoise = Worker::spawn("denoiser", 4, || {
-            turbine_denoiser::load(CpuBackend, &ModelSource::Tiny)
+            turbine_denoiser::load(CpuBackend, &ModelSource::Tiny, None)
         });
         let decode = Worker::spawn("vae", 4, || {
-            turbine_vae::load(CpuBackend, &ModelSource::Tiny)
+            turbine_vae::load(CpuBackend, &ModelSource::Tiny, None)
         });
         let denoiser_service = turbine_denoiser::DenoiserService::new(denoise, Metrics::default());
         Self {

@@ -18,7 +18,7 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use turbine_pipeline::rgb::{dequantize_frames, quantize_frames};
-use turbine_pipeline::{DecodeStage, ModelSource, PendingFrames};
+use turbine_pipeline::{DecodeStage, ModelSource, PendingFrames, VideoShape};
 use turbine_proto::v1::vae_server::{Vae, VaeServer};
 use turbine_proto::v1::{DecodedFrames, Dtype, TensorChunk};
 use turbine_rpc::server::{MAX_MESSAGE_BYTES, Service};
@@ -39,10 +39,15 @@ const READ_AHEAD: usize = 2;
 
 pub type Model<B> = DecodeStage<B>;
 
-/// Loads the VAE onto `backend` and warms it up (the worker's load step).
-pub fn load<B: Backend>(backend: B, source: &ModelSource) -> Result<Model<B>> {
+/// Loads the VAE onto `backend` and warms it up, on videos of `warm_up` size if given (the
+/// worker's load step).
+pub fn load<B: Backend>(
+    backend: B,
+    source: &ModelSource,
+    warm_up: Option<&VideoShape>,
+) -> Result<Model<B>> {
     let stage = DecodeStage::load(backend, source)?;
-    stage.warm_up()?;
+    stage.warm_up(warm_up)?;
     Ok(stage)
 }
 

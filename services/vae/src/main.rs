@@ -33,11 +33,12 @@ fn main() -> ExitCode {
 impl OnBackend for Args {
     fn on<B: Backend + Clone>(self, backend: B) -> ExitCode {
         let source = self.model.source();
+        let warm_up = self.serve.warm_up_shape;
         run_stage(
             self.listen,
             &self.serve,
             "vae",
-            move || load(backend, &source),
+            move || load(backend, &source, warm_up.as_ref()),
             |worker, metrics| VaeService::new(worker, metrics).into_service(),
         )
     }

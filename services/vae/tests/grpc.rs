@@ -85,7 +85,7 @@ fn video(f: usize, h: usize, w: usize) -> (Vec<usize>, Vec<u8>) {
 }
 
 async fn serving() -> (testing::Running, Channel) {
-    let worker = Worker::spawn("vae", 0, || load(CpuBackend, &ModelSource::Tiny));
+    let worker = Worker::spawn("vae", 0, || load(CpuBackend, &ModelSource::Tiny, None));
     let server = testing::start(VaeService::new(worker, Metrics::new()).into_service()).await;
     let channel = server.channel().await;
     wait_serving(&channel, SERVICE_NAME, READY).await;
@@ -97,7 +97,7 @@ async fn health_turns_serving_after_warm_up_and_reflection_lists_the_service() {
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let worker = Worker::spawn("vae", 0, move || {
         gate.recv().expect("released");
-        load(CpuBackend, &ModelSource::Tiny)
+        load(CpuBackend, &ModelSource::Tiny, None)
     });
     let server = testing::start(VaeService::new(worker, Metrics::new()).into_service()).await;
     let channel = server.channel().await;

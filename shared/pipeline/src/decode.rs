@@ -6,7 +6,7 @@ use turbine_models::vae::{DecodeSession, WanVae, WanVaeConfig};
 use turbine_tensor::{Backend, HostTensor, PendingDownload};
 
 use crate::request::{FRAME_STRIDE, MAX_FRAMES, MAX_SIDE};
-use crate::{Error, ModelLoad, ModelSource, Result};
+use crate::{Error, ModelLoad, ModelSource, Result, VideoShape};
 
 /// The loaded Wan VAE.
 pub struct DecodeStage<B: Backend> {
@@ -80,18 +80,29 @@ impl<B: Backend> DecodeStage<B> {
         Ok(b.download(&self.vae.encode(&b.upload(video)?)?)?)
     }
 
-    /// Decodes and encodes the smallest inputs once, so the first request pays no one-time costs
-    /// and a broken model fails before serving.
-    pub fn warm_up(&self) -> Result<()> {
+    /// Decodes and encodes once, so a broken model fails before serving: with `shape`, the
+    /// first two latent frames of a video that size (a one-frame chunk, then a four-frame one
+    /// behind cached frames: every convolution the decode runs) and its first frame, so the
+    /// first request of that size pays no one-time costs (cuDNN's plans, the memory pool's
+    /// blocks); without one, the smallest inputs.
+    pub fn warm_up(&self, shape: Option<&VideoShape>) -> Result<()> {
         let z = self.vae.config().z_dim;
         let sf = self.vae.config().spatial_factor();
-        self.session()
-            .push(&HostTensor::from_f32([z, 1, 1, 1], vec![0.0; z])?)?;
-        self.encode(&HostTensor::from_f32(
-            [3, 1, sf, sf],
-            vec![0.0; 3 * sf * sf],
-        )?)
-        .map(drop)
+        let [h, w] = shape.map_or([1, 1], |s| {
+            [s.height() as usize / sf, s.width() as usize / sf]
+        });
+        let latent_frames = if shape.is_some_and(|s| s.frames() > 1) {
+            2
+        } else {
+            1
+        };
+        let zeros =
+            |shape: [usize; 4]| HostTensor::from_f32(shape, vec![0.0; shape.iter().product()]);
+        let mut session = self.session();
+        for _ in 0..latent_frames {
+            session.push(&zeros([z, 1, h, w])?)?;
+        }
+        self.encode(&zeros([3, 1, h * sf, w * sf])?).map(drop)
     }
 }
 

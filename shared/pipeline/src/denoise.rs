@@ -161,18 +161,32 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         Ok(latents.to_host_tensor())
     }
 
-    /// One forward on the smallest latent the patch allows, with an all-zero one-row context.
-    pub fn warm_up(&self) -> Result<()> {
+    /// One forward on the latents of `shape` with an all-zero context of the padded prompt
+    /// length, so that the first request of that size runs as fast as the next ones (the GEMMs'
+    /// algorithm choices, the memory pool's blocks); without a shape, on the smallest latent the
+    /// patch allows with a one-row context, which only proves the model runs.
+    pub fn warm_up(&self, shape: Option<&VideoShape>) -> Result<()> {
         let c = self.dit.config();
         let b = self.backend();
-        let [pt, ph, pw] = c.patch_size;
-        let latent =
-            HostTensor::from_f32([c.in_dim, pt, ph, pw], vec![0.0; c.in_dim * pt * ph * pw])?;
-        let context = HostTensor::from_f32([1, c.text_dim], vec![0.0; c.text_dim])?;
-        let context = self.dit.encode_context(&b.upload(&context)?)?;
+        let (latent, rows) = match shape {
+            Some(shape) => {
+                let [_, t, h, w] = self.latent_shape(shape);
+                ([c.in_dim, t, h, w], MAX_CONTEXT_ROWS)
+            }
+            None => {
+                let [pt, ph, pw] = c.patch_size;
+                ([c.in_dim, pt, ph, pw], 1)
+            }
+        };
+        let zeros =
+            |shape: &[usize]| HostTensor::from_f32(shape, vec![0.0; shape.iter().product()]);
+        let context = self
+            .dit
+            .encode_context(&b.upload(&zeros(&[rows, c.text_dim])?)?)?;
         self.dit
-            .forward(&b.upload(&latent)?, 999.0, &context, None)
+            .forward(&b.upload(&zeros(&latent)?)?, 999.0, &context, None)
             .map(drop)?;
+        b.synchronize()?;
         Ok(())
     }
 }

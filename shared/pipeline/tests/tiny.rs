@@ -213,3 +213,17 @@ fn empty_prompt_is_an_invalid_request() {
         "{err}"
     );
 }
+
+#[test]
+fn stages_warm_up_on_a_request_size() {
+    let shape = VideoShape::new(64, 48, 9).unwrap();
+    let denoise = DenoiseStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    denoise.warm_up(Some(&shape)).unwrap();
+    denoise.warm_up(None).unwrap();
+    let decode = DecodeStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    decode.warm_up(Some(&shape)).unwrap();
+    decode
+        .warm_up(Some(&VideoShape::new(32, 32, 1).unwrap()))
+        .unwrap();
+    decode.warm_up(None).unwrap();
+}
