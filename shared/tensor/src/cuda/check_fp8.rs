@@ -5,10 +5,10 @@
 //! is compared three ways, on a backend that poisons its allocations:
 //!
 //! - **`vs sim`**, the implementation gate: the CPU's f32 linear on exactly the values the host
-//!   quantizer ([`crate::fp8`]) produces from the same inputs, so only the GPU's summation order
-//!   and its bf16 output rounding (2⁻⁹ relative) remain: max rel ≤ [`SIM`] = 1e-2, the bf16
-//!   checks' tolerance. A scale applied per token where it belongs per channel, a transposed
-//!   operand or an unwritten output fails this by orders of magnitude;
+//!   quantizer ([`crate::fp8`]) produces from the same inputs, so only the GPU's summation and
+//!   its bf16 output rounding (2⁻⁹ relative) remain: max rel ≤ [`SIM`] = 2e-2. A scale applied
+//!   per token where it belongs per channel, a transposed operand or an unwritten output fails
+//!   this by orders of magnitude;
 //! - **`vs f32 L2`**: rel L2 against the CPU's f32 linear on the unquantized values: what FP8
 //!   costs, gated at [`FP8_REL_L2`];
 //! - **`vs bf16 L2`**: rel L2 against the GPU's bf16 linear, the path FP8 replaces, same gate.
@@ -27,8 +27,11 @@ use super::{CudaBackend, CudaLinear, Quant};
 use crate::fp8::Fp8Rows;
 use crate::{Backend, DType, HostTensor, Result, compare};
 
-/// Max rel of the FP8 GPU linear against the CPU on the same quantized values.
-const SIM: f32 = 1e-2;
+/// Max rel of the FP8 GPU linear against the CPU on the same quantized values. The GEMMs use
+/// fast accumulation (the FP8 MMA's own accumulator, cuda/gemm.rs), which on an H100 reads
+/// 8.0e-3 at K = 13824 and 1.01e-2 at K = 8960, against 2.7e-3 with partial sums promoted to
+/// f32; the L2 rows below read the same either way.
+const SIM: f32 = 2e-2;
 
 /// Rel L2 gate of the FP8 linear against the unquantized f32 and bf16 linears.
 ///
@@ -146,6 +149,8 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
         (5, 32, 16, false, false),
         (37, 96, 160, true, true),
         (300, 1536, 1536, true, false),
+        // The 14B's longest reduction (ffn.2), where the FP8 MMA's fast accumulation sums most.
+        (64, 13824, 256, true, false),
     ])?;
     // A `-quant` checkpoint layer: dequantized, then requantized per output channel.
     let w = c.checkpoint_weights(-127.0)?;
