@@ -38,6 +38,20 @@ __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, unsigned b
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// acc (16 x 128, f32: sixteen m16n8 C fragments) += a (a 16 x 16 A fragment) · rows k0 .. k0 + 15
+// of the bf16 B tile [k][128] at shared address `tile`, stored k-major in fm_offset rows of
+// 256 B and read with ldmatrix.trans.
+__device__ __forceinline__ void mma_k16_n128(float* acc, const unsigned* a, unsigned tile, int k0) {
+  const int lane = threadIdx.x & 31, m = lane >> 3;
+#pragma unroll
+  for (int dp = 0; dp < 8; ++dp) {
+    unsigned b[4];
+    ldmatrix_x4_trans(b, tile + fm_offset(k0 + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
+    mma_bf16(acc + 8 * dp, a, b[0], b[1]);
+    mma_bf16(acc + 8 * dp + 4, a, b[2], b[3]);
+  }
+}
+
 // d (16x8, s32) += a (16x32, s8) · b (32x8, s8).
 __device__ __forceinline__ void mma_s8(int* d, const unsigned* a, unsigned b0, unsigned b1) {
   asm volatile(

@@ -202,13 +202,7 @@ __device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
         unsigned af[4];
         ldmatrix_x4_trans(af, sphi_tile + fm_offset(16 * ks + (m >> 1) * 8 + (lane & 7),
                                                     2 * warp + (m & 1)));
-#pragma unroll
-        for (int dp = 0; dp < 8; ++dp) {
-          unsigned b[4];
-          ldmatrix_x4_trans(b, sv + fm_offset(16 * ks + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
-          mma_bf16(acc + 8 * dp, af, b[0], b[1]);
-          mma_bf16(acc + 8 * dp + 4, af, b[2], b[3]);
-        }
+        mma_k16_n128(acc, af, sv, 16 * ks);
       }
 #else
       __trap();
@@ -638,13 +632,7 @@ extern "C" __global__ void __launch_bounds__(256) sage_linear(const SageLinearAr
   for (int kk = 0; kk < 8; ++kk) {
     unsigned af[4];
     ldmatrix_x4(af, sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
-#pragma unroll
-    for (int dp = 0; dp < 8; ++dp) {
-      unsigned b[4];
-      ldmatrix_x4_trans(b, sb + fm_offset(16 * kk + (m & 1) * 8 + (lane & 7), 2 * dp + (m >> 1)));
-      mma_bf16(o + 8 * dp, af, b[0], b[1]);
-      mma_bf16(o + 8 * dp + 4, af, b[2], b[3]);
-    }
+    mma_k16_n128(o, af, sb, 16 * kk);
   }
   // The warp's 16 result rows go back over its own φ(q) rows in shared memory (no other warp
   // reads them), then out to global memory as whole 256-byte rows, 16 bytes a lane.

@@ -96,13 +96,12 @@ impl<B: Backend> DecodeStage<B> {
         } else {
             1
         };
-        let zeros =
-            |shape: [usize; 4]| HostTensor::from_f32(shape, vec![0.0; shape.iter().product()]);
         let mut session = self.session();
         for _ in 0..latent_frames {
-            session.push(&zeros([z, 1, h, w])?)?;
+            session.push(&HostTensor::zeros([z, 1, h, w]))?;
         }
-        self.encode(&zeros([3, 1, h * sf, w * sf])?).map(drop)
+        self.encode(&HostTensor::zeros([3, 1, h * sf, w * sf]))
+            .map(drop)
     }
 }
 

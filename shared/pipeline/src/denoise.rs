@@ -178,13 +178,16 @@ impl<B: Backend + Clone> DenoiseStage<B> {
                 ([c.in_dim, pt, ph, pw], 1)
             }
         };
-        let zeros =
-            |shape: &[usize]| HostTensor::from_f32(shape, vec![0.0; shape.iter().product()]);
         let context = self
             .dit
-            .encode_context(&b.upload(&zeros(&[rows, c.text_dim])?)?)?;
+            .encode_context(&b.upload(&HostTensor::zeros([rows, c.text_dim]))?)?;
         self.dit
-            .forward(&b.upload(&zeros(&latent)?)?, 999.0, &context, None)
+            .forward(
+                &b.upload(&HostTensor::zeros(latent))?,
+                999.0,
+                &context,
+                None,
+            )
             .map(drop)?;
         b.synchronize()?;
         Ok(())

@@ -371,8 +371,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
             Some(0) => y,
             Some(extra) => {
                 pad[last] = extra;
-                let n = pad.iter().product();
-                let zeros = self.upload(&HostTensor::from_f32(pad, vec![0.0; n])?)?;
+                let zeros = self.upload(&HostTensor::zeros(pad))?;
                 self.concat(&[&y, &zeros], last)?
             }
             None => {

@@ -208,6 +208,16 @@ impl HostTensor {
         Self::new(shape, HostData::F32(data))
     }
 
+    /// An f32 tensor of `shape` holding zeros.
+    pub fn zeros(shape: impl Into<Vec<usize>>) -> Self {
+        let shape = shape.into();
+        let numel = shape.iter().product();
+        Self {
+            shape,
+            data: HostData::F32(vec![0.0; numel]),
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         self.data.dtype()
     }

@@ -131,10 +131,7 @@ impl<B: Backend> UmT5Encoder<B> {
             return Ok(context.clone());
         }
         let pad = c.text_len - rows;
-        let zeros = b.upload(&HostTensor::from_f32(
-            [pad, c.d_model],
-            vec![0.0; pad * c.d_model],
-        )?)?;
+        let zeros = b.upload(&HostTensor::zeros([pad, c.d_model]))?;
         Ok(b.concat(&[context, &zeros], 0)?)
     }
 

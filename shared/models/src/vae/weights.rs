@@ -92,8 +92,7 @@ impl<'a, B: Backend> Loader<'a, B> {
         };
         let b = self.backend;
         let pad = [shape[0], shape[2], shape[3], shape[4], extra];
-        let zeros = HostTensor::from_f32(pad.to_vec(), vec![0.0; pad.iter().product()])?;
-        let w = b.concat(&[&w, &b.upload_param(&zeros)?], 4)?;
+        let w = b.concat(&[&w, &b.upload_param(&HostTensor::zeros(pad))?], 4)?;
         Ok((w, bias))
     }
 
