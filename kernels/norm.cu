@@ -1,10 +1,14 @@
 // Row and channel norms with f32 statistics.
 //
-// layer_norm / rms_norm: one block per row of a [rows, cols] tensor. LayerNorm uses two passes
-// (mean, then the centred variance) like the CPU reference, which stays accurate on rows with a
-// large mean; the row is re-read from L1/L2 rather than held in registers, so any `cols` works.
+// layer_norm / rms_norm / rms_norm_rope: one block per row of a [rows, cols] tensor. LayerNorm
+// uses two passes (mean, then the centred variance) like the CPU reference, which stays accurate
+// on rows with a large mean; the row is re-read from L1/L2, so any `cols` and alignment work.
+// layer_norm_rows / rms_norm_rope_rows: the same arithmetic on rows held in registers (rows.cuh),
+// for the DiT's rows (cols a multiple of 8, aligned): one read of the row, 16-byte accesses, and
+// for layer_norm_rows optionally FP8 output, the norm and an FP8 layer's input quantization in one
+// pass.
 // channel_rms_norm: one warp per position of a channels-last [..., C] tensor (a row of C).
-#include "common.cuh"
+#include "rows.cuh"
 
 // out = LN(x) * (mul + mul_offset) + add, each of mul/add optional ([cols] or null):
 // affine LayerNorm is (weight, 0, bias), DiT modulation is (scale, 1, shift). Element types are
@@ -44,6 +48,110 @@ extern "C" __global__ void layer_norm(const LayerNormArgs a) {
     if (a.mul) v *= load_elem(a.mul, a.param_dt, j) + a.mul_offset;
     if (a.add) v += load_elem(a.add, a.param_dt, j);
     store_elem(a.out, a.out_dt, first + j, v);
+  }
+}
+
+// layer_norm on rows in registers. The result is rounded to out_dt; with `scales` set it is then
+// quantized per row to FP8 e4m3 into `out` (bf16-rounded values quantized as quantize_fp8_rows
+// quantizes a bf16 tensor, so the fused pass equals the two-pass one bit for bit). With `y` set
+// the row normalized is the residual sum x + y · gate (x + y without a gate), as gated_residual
+// computes it, which is also written to `sum`: the DiT's residual add and the norm after it.
+struct LayerNormRowsArgs {
+  void* out;         // [rows, cols]: out_dt, or e4m3 with `scales`
+  float* scales;     // [rows] or null
+  const void* x;     // [rows, cols]
+  const void* y;     // [rows, cols] or null
+  const void* gate;  // [cols] or null
+  void* sum;         // [rows, cols] (with y)
+  const void* mul;   // [cols] or null
+  const void* add;   // [cols] or null
+  float mul_offset;
+  float eps;
+  unsigned rows;
+  unsigned cols;
+  unsigned warps_per_row;
+  unsigned rows_per_block;
+  int out_dt;
+  int x_dt;
+  int y_dt;
+  int gate_dt;
+  int sum_dt;
+  int param_dt;
+};
+
+extern "C" __global__ void layer_norm_rows(const LayerNormRowsArgs a) {
+  __shared__ float scratch[3][32];
+  const RowSlot s = row_slot(a.warps_per_row, a.rows_per_block, a.rows);
+  const u64 first = s.row * a.cols;
+  const float n = (float)a.cols;
+  float w[ROW_CHUNKS][8];
+  float sum = 0.0f;
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (has_chunk(s, u, a.cols)) load8(a.x, a.x_dt, first + chunk_col(s, u), w[u]);
+  }
+  if (a.y) {
+#pragma unroll
+    for (int u = 0; u < ROW_CHUNKS; ++u) {
+      if (!has_chunk(s, u, a.cols)) continue;
+      const unsigned c = chunk_col(s, u);
+      float y[8], g[8];
+      load8(a.y, a.y_dt, first + c, y);
+      if (a.gate) load8(a.gate, a.gate_dt, c, g);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        float v = a.gate ? w[u][k] + y[k] * g[k] : w[u][k] + y[k];
+        if (a.sum_dt == DT_BF16) v = bf16_to_f32(f32_to_bf16(v));
+        w[u][k] = v;
+      }
+      store8(a.sum, a.sum_dt, first + c, w[u]);
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (has_chunk(s, u, a.cols)) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) sum += w[u][k];
+    }
+  }
+  const float mean = row_reduce<false>(sum, s, scratch[0]) / n;
+  float ss = 0.0f;
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (has_chunk(s, u, a.cols)) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float d = w[u][k] - mean;
+        ss += d * d;
+      }
+    }
+  }
+  const float inv = 1.0f / sqrtf(row_reduce<false>(ss, s, scratch[1]) / n + a.eps);
+  float amax = 0.0f;
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (!has_chunk(s, u, a.cols)) continue;
+    const unsigned c = chunk_col(s, u);
+    float m[8], b[8];
+    if (a.mul) load8(a.mul, a.param_dt, c, m);
+    if (a.add) load8(a.add, a.param_dt, c, b);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      float v = (w[u][k] - mean) * inv;
+      if (a.mul) v *= m[k] + a.mul_offset;
+      if (a.add) v += b[k];
+      if (a.out_dt == DT_BF16) v = bf16_to_f32(f32_to_bf16(v));
+      w[u][k] = v;
+      amax = fmaxf(amax, fabsf(v));
+    }
+  }
+  if (a.scales) {
+    store_fp8_row((u8*)a.out, a.scales, s, a.cols, w, row_reduce<true>(amax, s, scratch[2]));
+    return;
+  }
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (has_chunk(s, u, a.cols)) store8(a.out, a.out_dt, first + chunk_col(s, u), w[u]);
   }
 }
 
@@ -211,5 +319,70 @@ extern "C" __global__ void rms_norm_rope(const RmsNormRopeArgs a) {
                      load_elem(a.weight, a.weight_dt, 2 * p + 1);
     store_elem(a.out, a.out_dt, first + 2 * p, re * c - im * s);
     store_elem(a.out, a.out_dt, first + 2 * p + 1, re * s + im * c);
+  }
+}
+
+// rms_norm_rope on rows in registers: a chunk's eight columns are four whole rotary pairs of one
+// head (Dh/2 a multiple of 4), whose cos/sin come as one 16-byte load each. Without tables
+// (cos null) it is rms_norm.
+struct RmsNormRopeRowsArgs {
+  void* out;           // [rows, cols]
+  const void* x;       // [rows, cols]
+  const void* weight;  // [cols]
+  const float* cos;    // [rows, half] or null
+  const float* sin;    // [rows, half] or null
+  float eps;
+  unsigned rows;
+  unsigned cols;
+  unsigned half;       // Dh/2, a multiple of 4 (with tables)
+  unsigned warps_per_row;
+  unsigned rows_per_block;
+  int out_dt;
+  int x_dt;
+  int weight_dt;
+};
+
+extern "C" __global__ void rms_norm_rope_rows(const RmsNormRopeRowsArgs a) {
+  __shared__ float scratch[32];
+  const RowSlot s = row_slot(a.warps_per_row, a.rows_per_block, a.rows);
+  const u64 first = s.row * a.cols;
+  float w[ROW_CHUNKS][8];
+  float ss = 0.0f;
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (has_chunk(s, u, a.cols)) load8(a.x, a.x_dt, first + chunk_col(s, u), w[u]);
+  }
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (has_chunk(s, u, a.cols)) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) ss += w[u][k] * w[u][k];
+    }
+  }
+  const float inv = 1.0f / sqrtf(row_reduce<false>(ss, s, scratch) / (float)a.cols + a.eps);
+#pragma unroll
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
+    if (!has_chunk(s, u, a.cols)) continue;
+    const unsigned c = chunk_col(s, u);
+    float g[8], y[8];
+    load8(a.weight, a.weight_dt, c, g);
+    if (!a.cos) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) y[k] = w[u][k] * inv * g[k];
+      store8(a.out, a.out_dt, first + c, y);
+      continue;
+    }
+    const u64 t = s.row * a.half + (c / 2) % a.half;
+    const float4 cs = *reinterpret_cast<const float4*>(a.cos + t);
+    const float4 sn = *reinterpret_cast<const float4*>(a.sin + t);
+    const float cv[4] = {cs.x, cs.y, cs.z, cs.w}, sv[4] = {sn.x, sn.y, sn.z, sn.w};
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const float re = w[u][2 * p] * inv * g[2 * p];
+      const float im = w[u][2 * p + 1] * inv * g[2 * p + 1];
+      y[2 * p] = re * cv[p] - im * sv[p];
+      y[2 * p + 1] = re * sv[p] + im * cv[p];
+    }
+    store8(a.out, a.out_dt, first + c, y);
   }
 }

@@ -6,22 +6,13 @@
 // out[r, c] = e4m3(x[r, c] * (448 / amax_r)) and scales[r] = amax_r / 448, amax_r = max |x[r, .]|
 // floored at 1e-8; the e4m3 conversion rounds to nearest even and saturates at +-448. The host
 // reference (shared/tensor/src/fp8.rs) does the same f32 operations, so the two agree bit for bit.
-//
-// A row is read once: `warps_per_row` warps hold it in registers, CHUNKS chunks of eight elements
-// per lane (one 16-byte bf16 load or two f32 loads, one 8-byte store each), so rows up to
-// 2048 * warps_per_row columns (65536 with 32 warps) — Wan's 13824-wide FFN inputs take 7 warps.
-// The warps of a row combine their maxima in shared memory; `rows_per_block` rows share a block.
-// cols must be a multiple of 8, which the FP8 GEMM's K % 16 already implies.
+// A row is read once, held in registers (rows.cuh): Wan's 13824-wide FFN inputs take 7 warps.
 //
 // quantize_int8_blocks: TurboDiffusion's W8A8 INT8 format (upstream `quant_cuda`), 128x128 tiles
 // of x[rows, cols] (activations: 128 tokens x 128 channels; weights: 128 outputs x 128 inputs):
 // out = cvt.rni.sat.s8(x * (128 / amax)), scale = amax / 128, amax = max(1e-8, max |tile|). The
 // host reference (shared/tensor/src/int8.rs) does the same f32 operations: bit for bit.
-#include "common.cuh"
-
-#define E4M3_MAX 448.0f
-#define AMAX_FLOOR 1e-8f
-#define CHUNKS 8
+#include "rows.cuh"
 
 struct QuantizeFp8Args {
   u8* out;        // [rows, cols] e4m3
@@ -34,24 +25,9 @@ struct QuantizeFp8Args {
   int x_dt;
 };
 
-// x[i .. i + 8) as f32; `i` is a multiple of 8, so the loads are aligned.
-__device__ __forceinline__ void load8(const void* p, int dt, u64 i, float v[8]) {
-  if (dt == DT_BF16) {
-    const uint4 r = *reinterpret_cast<const uint4*>((const bf16_t*)p + i);
-    const unsigned w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      v[2 * k] = __uint_as_float(w[k] << 16);
-      v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-    }
-  } else {
-    const float4 a = *reinterpret_cast<const float4*>((const float*)p + i);
-    const float4 b = *reinterpret_cast<const float4*>((const float*)p + i + 4);
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-  }
-}
-
+// Written out rather than with rows.cuh's RowSlot / row_reduce / store_fp8_row, which compile to
+// the same instructions but 106 registers instead of 96 and measured 15-50 % slower on an H100
+// (bench/results/2026-11-26-fused-norms.md).
 extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
   const unsigned per_row = 32 * a.warps_per_row;
   const unsigned slot = threadIdx.x / per_row;
@@ -60,17 +36,17 @@ extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
   const bool live = row < a.rows;
   const u64 first = row * a.cols;
 
-  // All CHUNKS loads are issued before the first use, and the row stays in registers for the
+  // All ROW_CHUNKS loads are issued before the first use, and the row stays in registers for the
   // second pass.
-  float w[CHUNKS][8];
+  float w[ROW_CHUNKS][8];
   float amax = 0.0f;
 #pragma unroll
-  for (int u = 0; u < CHUNKS; ++u) {
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
     const unsigned c = 8 * (t + u * per_row);
     if (live && c < a.cols) load8(a.x, a.x_dt, first + c, w[u]);
   }
 #pragma unroll
-  for (int u = 0; u < CHUNKS; ++u) {
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
     if (live && 8 * (t + u * per_row) < a.cols) {
 #pragma unroll
       for (int k = 0; k < 8; ++k) amax = fmaxf(amax, fabsf(w[u][k]));
@@ -90,7 +66,7 @@ extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
   if (t == 0) a.scales[row] = amax / E4M3_MAX;
 
 #pragma unroll
-  for (int u = 0; u < CHUNKS; ++u) {
+  for (int u = 0; u < ROW_CHUNKS; ++u) {
     const unsigned c = 8 * (t + u * per_row);
     if (c < a.cols) {
       const float* v = w[u];

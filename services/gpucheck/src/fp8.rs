@@ -182,7 +182,110 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
             }),
         );
     }
-    Ok(Value::Array(rows))
+    println!(
+        "\n== A block's norm and the layers that read it, bf16 against FP8 (f32 residual in): \
+         fp8 two-pass = bf16 norm then a quantization per layer (the FP8 path before the fused \
+         norm); fp8 fused = the norm writes FP8 rows that every layer reads"
+    );
+    println!(
+        "{:<44} {:>9} {:>13} {:>10} {:>13} {:>10}",
+        "norm -> layers [M, D]",
+        "bf16 ms",
+        "fp8 2-pass ms",
+        "fused ms",
+        "bf16/2-pass",
+        "bf16/fused"
+    );
+    let mut blocks = Vec::new();
+    for (i, (name, d, layers)) in [
+        (
+            "1.3B norm1 -> q, k, v",
+            1536usize,
+            &[(1536usize, false); 3][..],
+        ),
+        ("1.3B norm2 -> ffn.0 + gelu", 1536, &[(8960, true)][..]),
+        ("14B norm1 -> q, k, v", 5120, &[(5120, false); 3][..]),
+        ("14B norm2 -> ffn.0 + gelu", 5120, &[(13824, true)][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        blocks.push(
+            time_norm_layers(b, name, [M, d], layers, seed + 1000 + 100 * i as u64).unwrap_or_else(
+                |e| {
+                    println!("{name}: error: {e:#}");
+                    json!({"block": name, "error": format!("{e:#}")})
+                },
+            ),
+        );
+    }
+    Ok(json!({"layers": rows, "blocks": blocks}))
+}
+
+/// A modulated LayerNorm of f32 residual rows `[m, d]` and the `layers` (`(out, gelu)`) that read
+/// it: bf16; FP8 with a bf16 norm and a quantization per layer; FP8 from the fused norm.
+fn time_norm_layers(
+    b: &CudaBackend,
+    name: &str,
+    [m, d]: [usize; 2],
+    layers: &[(usize, bool)],
+    seed: u64,
+) -> Result<Value> {
+    let x = b.upload(&random(&[m, d], seed)?)?;
+    let (shift, scale) = (
+        b.upload(&random(&[d], seed + 1)?)?,
+        b.upload(&random(&[d], seed + 2)?)?,
+    );
+    let mut dense = Vec::new();
+    let mut fp8 = Vec::new();
+    for (j, &(n, _)) in layers.iter().enumerate() {
+        let w = LinearWeights {
+            out_features: n,
+            in_features: d,
+            weight: LinearWeight::Dense(
+                random(&[n, d], seed + 10 + j as u64)?.to_dtype(DType::BF16)?,
+            ),
+            bias: Some(random(&[n], seed + 20 + j as u64)?.to_dtype(DType::BF16)?),
+        };
+        dense.push(b.upload_linear(&w)?);
+        fp8.push(b.upload_linear_quantizable(&w)?);
+    }
+    let gelus = layers.iter().map(|&(_, gelu)| gelu);
+    let separate = |ws: &[turbine_tensor::cuda::CudaLinear]| -> turbine_tensor::Result<()> {
+        let h = b.layer_norm_modulate(&x, &shift, &scale, 1e-6)?;
+        for (w, gelu) in ws.iter().zip(gelus.clone()) {
+            drop(if gelu {
+                b.linear_gelu_tanh(&h, w)?
+            } else {
+                b.linear(&h, w)?
+            });
+        }
+        Ok(())
+    };
+    let bf16_ms = median(b, || separate(&dense))?;
+    let two_pass_ms = median(b, || separate(&fp8))?;
+    let fused_ms = median(b, || {
+        let h = b.layer_norm_modulate_input(&x, &shift, &scale, 1e-6)?;
+        for (w, gelu) in fp8.iter().zip(gelus.clone()) {
+            drop(if gelu {
+                b.linear_gelu_tanh_prepared(&h, w)?
+            } else {
+                b.linear_prepared(&h, w)?
+            });
+        }
+        Ok(())
+    })?;
+    println!(
+        "{:<44} {bf16_ms:>9.3} {two_pass_ms:>13.3} {fused_ms:>10.3} {:>12.2}x {:>9.2}x",
+        format!("{name} [{m}, {d}]"),
+        bf16_ms / two_pass_ms,
+        bf16_ms / fused_ms,
+    );
+    Ok(json!({
+        "block": name, "m": m, "d": d, "layers": layers,
+        "bf16_ms": bf16_ms, "fp8_two_pass_ms": two_pass_ms, "fp8_fused_ms": fused_ms,
+        "speedup_two_pass": bf16_ms / two_pass_ms, "speedup_fused": bf16_ms / fused_ms,
+    }))
 }
 
 /// One layer `[m, k] -> n` of random bf16 values: bf16 against FP8 (whole layer, GEMM alone,

@@ -687,6 +687,15 @@ fn benchmarks(b: &CudaBackend, fixtures: &Path, seed: u64) -> Result<Value> {
     let (cos, sin) = (b.upload(&cos)?, b.upload(&sin)?);
     rows.push(time_row(
         b,
+        "rms_norm_rope [32760, 1536]",
+        20,
+        0.0,
+        // x in, out, and the [L, Dh/2] cos and sin tables.
+        2.0 * lf * df * esz + lf * dh as f64 * 4.0,
+        || b.rms_norm_rope(&x, &scale, 1e-6, &cos, &sin, h).map(|_| ()),
+    )?);
+    rows.push(time_row(
+        b,
         "rope [32760, 12, 128]",
         20,
         0.0,

@@ -131,6 +131,9 @@ impl SlaParams {
 pub trait Backend: Send + Sync + Sized + 'static {
     type Tensor: Clone + Debug + Send + Sync;
     type Linear: Debug + Send + Sync;
+    /// An activation prepared as the input of the backend's quantizable layers
+    /// ([`Backend::linear_input`]).
+    type LinearInput: Debug + Send + Sync;
 
     fn name(&self) -> &'static str;
 
@@ -184,6 +187,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         self.gelu_tanh(&self.linear(x, w)?)
     }
 
+    /// `x: [.., in]` prepared once as the input of several quantizable layers
+    /// ([`Backend::upload_linear_quantizable`]): a backend with 8-bit layers quantizes it here,
+    /// once, rather than in each layer.
+    fn linear_input(&self, x: &Self::Tensor) -> Result<Self::LinearInput>;
+    /// [`Backend::linear`] of a prepared input through a quantizable layer.
+    fn linear_prepared(&self, x: &Self::LinearInput, w: &Self::Linear) -> Result<Self::Tensor>;
+    /// [`Backend::linear_gelu_tanh`] of a prepared input through a quantizable layer.
+    fn linear_gelu_tanh_prepared(
+        &self,
+        x: &Self::LinearInput,
+        w: &Self::Linear,
+    ) -> Result<Self::Tensor>;
+
     // ---- norms ----
     /// LayerNorm over the last dim, optionally affine `(weight, bias)`.
     fn layer_norm(
@@ -200,6 +216,57 @@ pub trait Backend: Send + Sync + Sized + 'static {
         scale: &Self::Tensor,
         eps: f32,
     ) -> Result<Self::Tensor>;
+    /// [`Backend::layer_norm`] as a [`Backend::linear_input`], which backends may quantize in the
+    /// norm's own pass.
+    fn layer_norm_input(
+        &self,
+        x: &Self::Tensor,
+        affine: Option<(&Self::Tensor, &Self::Tensor)>,
+        eps: f32,
+    ) -> Result<Self::LinearInput> {
+        self.linear_input(&self.layer_norm(x, affine, eps)?)
+    }
+    /// [`Backend::layer_norm_modulate`] as a [`Backend::linear_input`], which backends may
+    /// quantize in the norm's own pass.
+    fn layer_norm_modulate_input(
+        &self,
+        x: &Self::Tensor,
+        shift: &Self::Tensor,
+        scale: &Self::Tensor,
+        eps: f32,
+    ) -> Result<Self::LinearInput> {
+        self.linear_input(&self.layer_norm_modulate(x, shift, scale, eps)?)
+    }
+    /// The residual `x + y·gate` (`gate: [D]`; `x + y` without it, as [`Backend::add`]) and its
+    /// [`Backend::layer_norm_input`]: a DiT block's residual add and the norm after it, which
+    /// backends may do in one pass.
+    fn residual_layer_norm_input(
+        &self,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        gate: Option<&Self::Tensor>,
+        affine: Option<(&Self::Tensor, &Self::Tensor)>,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::LinearInput)> {
+        let sum = self.residual(x, y, gate)?;
+        let h = self.layer_norm_input(&sum, affine, eps)?;
+        Ok((sum, h))
+    }
+    /// [`Backend::residual_layer_norm_input`] with [`Backend::layer_norm_modulate_input`].
+    #[allow(clippy::too_many_arguments)]
+    fn residual_layer_norm_modulate_input(
+        &self,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        gate: Option<&Self::Tensor>,
+        shift: &Self::Tensor,
+        scale: &Self::Tensor,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::LinearInput)> {
+        let sum = self.residual(x, y, gate)?;
+        let h = self.layer_norm_modulate_input(&sum, shift, scale, eps)?;
+        Ok((sum, h))
+    }
     /// RMSNorm over the last dim, `x·rsqrt(mean(x²) + eps)·weight`.
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f32) -> Result<Self::Tensor>;
 
@@ -300,6 +367,18 @@ pub trait Backend: Send + Sync + Sized + 'static {
         y: &Self::Tensor,
         gate: &Self::Tensor,
     ) -> Result<Self::Tensor>;
+    /// `x + y·gate` with a gate, `x + y` without: a residual add.
+    fn residual(
+        &self,
+        x: &Self::Tensor,
+        y: &Self::Tensor,
+        gate: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        match gate {
+            Some(g) => self.gated_residual(x, y, g),
+            None => self.add(x, y),
+        }
+    }
     /// `Σ cᵢ·tᵢ` over same-shape tensors: the sampler update primitive.
     fn lincomb(&self, terms: &[(f32, &Self::Tensor)]) -> Result<Self::Tensor>;
 

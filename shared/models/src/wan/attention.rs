@@ -96,30 +96,30 @@ impl<B: Backend> Projections<B> {
     }
 
     /// The RMS-normalized queries of `x: [L, D]`, split into heads `[L, H, Dh]`.
-    fn query(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+    fn query(&self, b: &B, x: &B::LinearInput) -> Result<B::Tensor> {
         self.split(
             b,
-            &b.rms_norm(&b.linear(x, &self.q)?, &self.norm_q, self.eps)?,
+            &b.rms_norm(&b.linear_prepared(x, &self.q)?, &self.norm_q, self.eps)?,
         )
     }
 
     /// The RMS-normalized keys of `x: [L, D]`, split into heads `[L, H, Dh]`.
-    fn key(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+    fn key(&self, b: &B, x: &B::LinearInput) -> Result<B::Tensor> {
         self.split(
             b,
-            &b.rms_norm(&b.linear(x, &self.k)?, &self.norm_k, self.eps)?,
+            &b.rms_norm(&b.linear_prepared(x, &self.k)?, &self.norm_k, self.eps)?,
         )
     }
 
     /// The RMS-normalized, rotated queries (or keys, `k`) of `x: [L, D]`, `[L, H, Dh]`.
-    fn rotated(&self, b: &B, x: &B::Tensor, rope: &Rope<B>, k: bool) -> Result<B::Tensor> {
+    fn rotated(&self, b: &B, x: &B::LinearInput, rope: &Rope<B>, k: bool) -> Result<B::Tensor> {
         let (w, norm) = if k {
             (&self.k, &self.norm_k)
         } else {
             (&self.q, &self.norm_q)
         };
         Ok(b.rms_norm_rope(
-            &b.linear(x, w)?,
+            &b.linear_prepared(x, w)?,
             norm,
             self.eps,
             &rope.cos,
@@ -129,8 +129,8 @@ impl<B: Backend> Projections<B> {
     }
 
     /// The values of `x: [L, D]`, split into heads `[L, H, Dh]`.
-    fn value(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        self.split(b, &b.linear(x, &self.v)?)
+    fn value(&self, b: &B, x: &B::LinearInput) -> Result<B::Tensor> {
+        self.split(b, &b.linear_prepared(x, &self.v)?)
     }
 
     /// `[L, D] -> [L, H, Dh]`.
@@ -187,7 +187,7 @@ impl<B: Backend> SelfAttention<B> {
     pub fn forward(
         &self,
         b: &B,
-        x: &B::Tensor,
+        x: &B::LinearInput,
         rope: &Rope<B>,
         mode: &AttentionMode,
         probe: &mut dyn FnMut(&Qkv<B>) -> Result<()>,
@@ -239,14 +239,15 @@ impl<B: Backend> CrossAttention<B> {
     /// `context: [Lctx, D]` (after the text embedding).
     pub fn context_kv(&self, b: &B, context: &B::Tensor) -> Result<ContextKv<B>> {
         let p = &self.projections;
+        let context = b.linear_input(context)?;
         Ok(ContextKv {
-            k: p.key(b, context)?,
-            v: p.value(b, context)?,
+            k: p.key(b, &context)?,
+            v: p.value(b, &context)?,
         })
     }
 
     /// `x: [L, D]` (after the affine `norm3`) `-> [L, D]`.
-    pub fn forward(&self, b: &B, x: &B::Tensor, kv: &ContextKv<B>) -> Result<B::Tensor> {
+    pub fn forward(&self, b: &B, x: &B::LinearInput, kv: &ContextKv<B>) -> Result<B::Tensor> {
         let p = &self.projections;
         let out = b.attention(&p.query(b, x)?, &kv.k, &kv.v)?;
         p.output(b, &out)

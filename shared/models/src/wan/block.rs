@@ -60,16 +60,22 @@ impl<B: Backend> Block<B> {
         let (shift_msa, scale_msa, gate_msa) = (row(0)?, row(1)?, row(2)?);
         let (shift_ffn, scale_ffn, gate_ffn) = (row(3)?, row(4)?, row(5)?);
 
-        let h = b.layer_norm_modulate(x, &shift_msa, &scale_msa, self.eps)?;
+        // Each norm's output is the input of the quantizable layers after it, prepared once
+        // (for 8-bit layers quantized once, in the norm's own pass where the backend can); the
+        // residual add before a norm may share its pass too.
+        let h = b.layer_norm_modulate_input(x, &shift_msa, &scale_msa, self.eps)?;
         let y = self.self_attn.forward(b, &h, rope, mode, probe)?;
-        let x = b.gated_residual(x, &y, &gate_msa)?;
 
-        let h = b.layer_norm(&x, Some((&self.norm3.0, &self.norm3.1)), self.eps)?;
+        let norm3 = Some((&self.norm3.0, &self.norm3.1));
+        let (x, h) = b.residual_layer_norm_input(x, &y, Some(&gate_msa), norm3, self.eps)?;
         let y = self.cross_attn.forward(b, &h, context)?;
-        let x = b.add(&x, &y)?;
 
-        let h = b.layer_norm_modulate(&x, &shift_ffn, &scale_ffn, self.eps)?;
-        let y = b.linear(&b.linear_gelu_tanh(&h, &self.ffn_in)?, &self.ffn_out)?;
+        let (x, h) =
+            b.residual_layer_norm_modulate_input(&x, &y, None, &shift_ffn, &scale_ffn, self.eps)?;
+        let y = b.linear(
+            &b.linear_gelu_tanh_prepared(&h, &self.ffn_in)?,
+            &self.ffn_out,
+        )?;
         Ok(b.gated_residual(&x, &y, &gate_ffn)?)
     }
 }

@@ -128,6 +128,8 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
     type Linear = CpuLinear;
+    /// The activation itself: the CPU's layers are unquantized.
+    type LinearInput = CpuTensor;
 
     fn name(&self) -> &'static str {
         "cpu"
@@ -219,6 +221,18 @@ impl Backend for CpuBackend {
             elementwise::add_rows(&mut out, bias);
         }
         CpuTensor::new(shape, out)
+    }
+
+    fn linear_input(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        Ok(x.clone())
+    }
+
+    fn linear_prepared(&self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
+        self.linear(x, w)
+    }
+
+    fn linear_gelu_tanh_prepared(&self, x: &CpuTensor, w: &CpuLinear) -> Result<CpuTensor> {
+        self.linear_gelu_tanh(x, w)
     }
 
     fn layer_norm(

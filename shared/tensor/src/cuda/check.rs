@@ -484,7 +484,9 @@ impl Checker<'_> {
     }
 
     fn norms(&mut self) -> Result<()> {
-        for cols in [256usize, 1536, 5120] {
+        // 100 columns take the one-block-a-row kernel, the others the rows-in-registers one (5120:
+        // three warps a row).
+        for cols in [100usize, 256, 1536, 5120] {
             let rows = 19;
             // A mean of twice the spread exercises the two-pass variance. (Much larger ratios make
             // the CPU side's sequential f32 row sum, not the kernel, the dominant error.)
@@ -523,9 +525,71 @@ impl Checker<'_> {
                 vec![x.clone(), shift, scale],
                 |b, x| { b.layer_norm_modulate(&x[0], &x[1], &x[2], 1e-6) }
             );
-            check!(self, "rms_norm", case, REDUCTION, vec![x, w], |b, x| b
-                .rms_norm(&x[0], &x[1], 1e-6));
+            check!(
+                self,
+                "rms_norm",
+                case.clone(),
+                REDUCTION,
+                vec![x.clone(), w.clone()],
+                |b, x| b.rms_norm(&x[0], &x[1], 1e-6)
+            );
+            self.residual_norms(&x, &w, &case)?;
         }
+        Ok(())
+    }
+
+    /// The residual add fused into the norm after it, as a DiT block runs it: the sum, and the
+    /// norm through a linear layer (how its prepared input is read), gated with the affine norm
+    /// and ungated with the modulation.
+    fn residual_norms(&mut self, x: &HostTensor, w: &HostTensor, case: &str) -> Result<()> {
+        let cols = x.shape[1];
+        let (y, gate, shift) = (
+            self.randn(&x.shape),
+            self.randn(&[cols]),
+            self.randn(&[cols]),
+        );
+        let layer = self.linear_weights(24, cols, true);
+        let inputs = vec![x.clone(), y, gate, w.clone(), shift];
+        check!(
+            self,
+            "residual+layer_norm sum",
+            format!("{case} gated"),
+            ELEMENTWISE,
+            inputs.clone(),
+            |b, x| {
+                let affine = Some((&x[3], &x[4]));
+                Ok::<_, crate::Error>(
+                    b.residual_layer_norm_input(&x[0], &x[1], Some(&x[2]), affine, 1e-6)?
+                        .0,
+                )
+            }
+        );
+        check!(
+            self,
+            "residual+layer_norm -> linear",
+            format!("{case} gated"),
+            REDUCTION,
+            inputs.clone(),
+            |b, x| {
+                let affine = Some((&x[3], &x[4]));
+                let (_, h) =
+                    b.residual_layer_norm_input(&x[0], &x[1], Some(&x[2]), affine, 1e-6)?;
+                b.linear_prepared(&h, &b.upload_linear(&layer)?)
+            }
+        );
+        check!(
+            self,
+            "residual+layer_norm_modulate -> linear",
+            case.to_string(),
+            REDUCTION,
+            inputs,
+            |b, x| {
+                let (sum, h) =
+                    b.residual_layer_norm_modulate_input(&x[0], &x[1], None, &x[4], &x[3], 1e-6)?;
+                let out = b.linear_prepared(&h, &b.upload_linear(&layer)?)?;
+                b.concat(&[&sum, &out], 1)
+            }
+        );
         Ok(())
     }
 
@@ -592,6 +656,21 @@ impl Checker<'_> {
             vec![xr, wr, cos, sin],
             |b, x| { b.rms_norm_rope(&x[0], &x[1], 1e-6, &x[2], &x[3], 3) }
         );
+        // Rows held by three warps (the 14B's 40 heads), and heads of 12 (Dh/2 not a multiple of
+        // 4: the one-block-a-row kernel).
+        for (grid, heads, dh) in [([1, 4, 5], 40usize, 128usize), ([2, 5, 5], 3, 12)] {
+            let (cos, sin) = rope_tables(grid, dh, 1e4)?;
+            let len = grid.iter().product::<usize>();
+            let (xr, wr) = (self.randn(&[len, heads * dh]), self.randn(&[heads * dh]));
+            check!(
+                self,
+                "rms_norm_rope",
+                format!("[{len}, {}] as {heads} heads", heads * dh),
+                REDUCTION,
+                vec![xr, wr, cos, sin],
+                |b, x| { b.rms_norm_rope(&x[0], &x[1], 1e-6, &x[2], &x[3], heads) }
+            );
+        }
         for (lq, lk, h, d) in [
             (50usize, 77usize, 3usize, 128usize),
             (1, 16, 2, 128),
@@ -888,6 +967,34 @@ impl Checker<'_> {
             );
         }
         let (y, row) = (self.randn(&[19, cols]), self.randn(&[cols]));
+        // The DiT's residual stream (f32) plus a bf16 branch, gated, then the modulated norm: the
+        // sum beside the norm's output through a bf16 linear (how the DiT reads it).
+        let layer = self.bf16_linear_weights(24, cols, true)?;
+        check_bf16!(
+            self,
+            "bf16 residual+layer_norm_modulate",
+            "[19, 1536], y bf16",
+            vec![
+                x.clone(),
+                y.clone(),
+                w.clone(),
+                shift.clone(),
+                scale.clone()
+            ],
+            [false, true, false, false, false],
+            |b, x| {
+                let (sum, h) = b.residual_layer_norm_modulate_input(
+                    &x[0],
+                    &x[1],
+                    Some(&x[2]),
+                    &x[3],
+                    &x[4],
+                    1e-6,
+                )?;
+                let out = b.linear_prepared(&h, &b.upload_linear(&layer)?)?;
+                b.concat(&[&sum, &out], 1)
+            }
+        );
         check_bf16!(
             self,
             "bf16 gelu_tanh",

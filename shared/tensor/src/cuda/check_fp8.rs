@@ -15,7 +15,8 @@
 //!
 //! And the quantization kernel itself must equal the host quantizer bit for bit (`fp8 quantize`,
 //! error 0), on random rows, structured rows (zeros, a ramp, values across 30 binades) and both
-//! input types.
+//! input types; the LayerNorms that quantize in their own pass (`fp8 layer_norm input`) must
+//! equal the norm followed by the quantizer, bit for bit.
 //!
 //! Shapes: small odd ones (rows not a multiple of any tile), the FFN's GELU epilogue, a `-quant`
 //! checkpoint's int8 block weight requantized per channel, and Wan2.1-1.3B's block linears at 480p
@@ -122,6 +123,75 @@ impl Format for Fp8 {
     }
 }
 
+/// The fused norm-and-quantize of `[rows, cols]` f32 residual rows (mean 8, spread 4, as in the
+/// op checks) against the bf16 norm then [`CudaBackend::quantize_fp8`]: modulated, affine, and
+/// each after a residual add in the same pass (whose sum must equal the elementwise kernels').
+fn norm_input(c: &mut Checker<Fp8>, rows: usize, cols: usize) -> Result<()> {
+    let x = c.rng.tensor(&[rows, cols], 4.0).to_f32_vec();
+    let x = HostTensor::from_f32([rows, cols], x.iter().map(|v| v + 8.0).collect())?;
+    let g = &c.gpu.clone();
+    let (x, p, q) = (
+        g.upload(&x)?,
+        g.upload(&c.rng.tensor(&[cols], 1.0))?,
+        g.upload(&c.rng.tensor(&[cols], 1.0))?,
+    );
+    let y = g.to_dtype(&g.upload(&c.rng.tensor(&[rows, cols], 1.0))?, DType::BF16)?;
+    let gated = g.gated_residual(&x, &y, &p)?;
+    let added = g.add(&x, &y)?;
+    let (gated_sum, gated_in) =
+        g.residual_layer_norm_input(&x, &y, Some(&p), Some((&p, &q)), 1e-6)?;
+    let (added_sum, added_in) = g.residual_layer_norm_modulate_input(&x, &y, None, &p, &q, 1e-6)?;
+    let cases = [
+        (
+            "modulated",
+            g.layer_norm_modulate_input(&x, &p, &q, 1e-6)?,
+            g.layer_norm_modulate(&x, &p, &q, 1e-6)?,
+            None,
+        ),
+        (
+            "affine",
+            g.layer_norm_input(&x, Some((&p, &q)), 1e-6)?,
+            g.layer_norm(&x, Some((&p, &q)), 1e-6)?,
+            None,
+        ),
+        (
+            "gated residual + affine",
+            gated_in,
+            g.layer_norm(&gated, Some((&p, &q)), 1e-6)?,
+            Some((gated_sum, gated)),
+        ),
+        (
+            "residual + modulated",
+            added_in,
+            g.layer_norm_modulate(&added, &p, &q, 1e-6)?,
+            Some((added_sum, added)),
+        ),
+    ];
+    for (kind, fused, normed, sums) in cases {
+        let want = g.download_fp8(&g.quantize_fp8(&normed)?)?;
+        let mut err = match fused.fp8_rows() {
+            Some(rows) => {
+                let got = g.download_fp8(rows)?;
+                quantizer_err(got == want, got.scales == want.scales, || {
+                    compare::max_rel_err(&got.dequantize(), &want.dequantize())
+                })
+            }
+            None => f32::NAN,
+        };
+        if let Some((fused_sum, sum)) = sums {
+            let (a, b) = (g.download(&fused_sum)?, g.download(&sum)?);
+            err = err.max(compare::max_rel_err(&a.to_f32_vec(), &b.to_f32_vec()));
+        }
+        c.push(
+            "fp8 layer_norm input",
+            &format!("{kind} [{rows}, {cols}]"),
+            err,
+            0.0,
+        );
+    }
+    Ok(())
+}
+
 /// Rows exercising the quantizer's corners: zeros (the amax floor), a ramp through zero, values
 /// across 30 binades (e4m3 subnormals and flush to zero after scaling), a constant row.
 fn structured(cols: usize) -> Result<HostTensor> {
@@ -143,6 +213,11 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     c.quantize("structured [4, 64]", &structured(64)?);
     // Rows held by one warp, by three (2048 < K ≤ 6144) and by seven (the 14B's FFN input).
     c.quantize_randn(&[(37, 96), (300, 1536), (33, 5128), (19, 13824)])?;
+    // The norm's rows by one warp (several rows a block) and by three (the 14B's 5120).
+    for (rows, cols) in [(37, 96), (300, 1536), (19, 5120)] {
+        let result = norm_input(&mut c, rows, cols);
+        c.record_error("fp8 layer_norm input", &format!("[{rows}, {cols}]"), result);
+    }
 
     c.layers(&[
         (37, 96, 80, true, false),

@@ -85,8 +85,9 @@ impl Module {
 }
 
 /// Headers the sources `#include`, as (include name, contents).
-pub const HEADERS: [(&str, &str); 5] = [
+pub const HEADERS: [(&str, &str); 6] = [
     ("common.cuh", include_str!("../../../../kernels/common.cuh")),
+    ("rows.cuh", include_str!("../../../../kernels/rows.cuh")),
     ("async.cuh", include_str!("../../../../kernels/async.cuh")),
     ("mma.cuh", include_str!("../../../../kernels/mma.cuh")),
     (
@@ -121,6 +122,8 @@ pub const LINCOMB: Kernel = Kernel::new(Module::Elementwise, "lincomb_f32");
 pub const LAYER_NORM: Kernel = Kernel::new(Module::Norm, "layer_norm");
 pub const RMS_NORM: Kernel = Kernel::new(Module::Norm, "rms_norm");
 pub const RMS_NORM_ROPE: Kernel = Kernel::new(Module::Norm, "rms_norm_rope");
+pub const LAYER_NORM_ROWS: Kernel = Kernel::new(Module::Norm, "layer_norm_rows");
+pub const RMS_NORM_ROPE_ROWS: Kernel = Kernel::new(Module::Norm, "rms_norm_rope_rows");
 pub const CHANNEL_RMS_NORM: Kernel = Kernel::new(Module::Norm, "channel_rms_norm");
 pub const CHANNEL_RMS_NORM_BF16: Kernel = Kernel::new(Module::Norm, "channel_rms_norm_bf16");
 pub const ROPE: Kernel = Kernel::new(Module::Rope, "rope");
@@ -172,6 +175,8 @@ pub const ALL_KERNELS: &[Kernel] = &[
     LAYER_NORM,
     RMS_NORM,
     RMS_NORM_ROPE,
+    LAYER_NORM_ROWS,
+    RMS_NORM_ROPE_ROWS,
     CHANNEL_RMS_NORM,
     CHANNEL_RMS_NORM_BF16,
     ROPE,

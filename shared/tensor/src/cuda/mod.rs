@@ -42,6 +42,7 @@ mod cudnn_plans;
 mod device;
 mod elementwise;
 mod gemm;
+mod input;
 mod int8;
 pub mod kernels;
 mod layout;
@@ -63,12 +64,14 @@ pub use compile::{
     Compiled, KernelStats, arch_for, compile_module, compile_source, nvrtc_available, nvrtc_version,
 };
 pub use device::DeviceInfo;
+pub use input::CudaLinearInput;
 pub use int8::CudaInt8Blocks;
 pub use quant::CudaFp8Rows;
 
 use alloc::DeviceBuffer;
 use device::Device;
 use gemm::{LinearGemm, Operands, Pending};
+use input::InputKind;
 use quant::Lifetime;
 
 use crate::{
@@ -298,6 +301,27 @@ impl std::fmt::Debug for CudaBackend {
     }
 }
 
+/// A fused residual norm's sum and output (the sum is always written when a residual is given).
+fn with_sum(
+    (sum, input): (Option<CudaTensor>, CudaLinearInput),
+) -> Result<(CudaTensor, CudaLinearInput)> {
+    let sum =
+        sum.ok_or_else(|| Error::invalid("residual+layer_norm", "no residual sum written"))?;
+    Ok((sum, input))
+}
+
+/// A linear layer's name in profiles: by its weight's form, and the GELU of its epilogue.
+fn linear_label(w: &CudaLinear, gelu: bool) -> &'static str {
+    match (InputKind::of(w), gelu) {
+        (InputKind::Dense, false) => "linear",
+        (InputKind::Dense, true) => "linear+gelu",
+        (InputKind::Fp8, false) => "linear fp8",
+        (InputKind::Fp8, true) => "linear+gelu fp8",
+        (InputKind::Int8, false) => "linear int8",
+        (InputKind::Int8, true) => "linear+gelu int8",
+    }
+}
+
 /// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`: in the weight's element type (`x` is
 /// converted first when its type differs), or for an FP8 layer on `x` quantized per token.
 fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
@@ -330,15 +354,8 @@ fn gemm(dev: &Device, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<Cuda
             )?;
             finish(dev, out, w, pending)?
         }
-        LinearWeight::Fp8(_) => {
-            let xq = quant::quantize_rows(dev, x, Lifetime::Activation)?;
-            gemm_fp8(dev, &xq, w, gelu)?.reshaped(&shape)?
-        }
-        LinearWeight::Int8(_) => {
-            let xq = int8::quantize(dev, x, Lifetime::Activation)?;
-            let out = gemm_int8(dev, &xq, w)?;
-            let pending = Pending { bias: false, gelu };
-            finish(dev, out, w, pending)?.reshaped(&shape)?
+        LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
+            input::gemm(dev, &input::prepare(dev, x, InputKind::of(w))?, w, gelu)?
         }
     };
     Ok(out)
@@ -573,22 +590,86 @@ impl CudaBackend {
         quant::download(&self.dev, x)
     }
 
-    /// `x · wᵀ + b`, then GELU (tanh) when `gelu`, profiled as one op (an FP8 layer's with the
-    /// quantization of its input).
+    /// `x · wᵀ + b`, then GELU (tanh) when `gelu`; an 8-bit layer's input quantization is
+    /// profiled as an op of its own.
     fn linear_op(&self, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
-        let label = match (&w.weight, gelu) {
-            (LinearWeight::Dense(_), false) => "linear",
-            (LinearWeight::Dense(_), true) => "linear+gelu",
-            (LinearWeight::Fp8(_), false) => "linear fp8",
-            (LinearWeight::Fp8(_), true) => "linear+gelu fp8",
-            (LinearWeight::Int8(_), false) => "linear int8",
-            (LinearWeight::Int8(_), true) => "linear+gelu int8",
+        let op = if gelu { "linear_gelu_tanh" } else { "linear" };
+        self.check(op, &[x, w.anchor()])?;
+        match InputKind::of(w) {
+            InputKind::Dense => self.timed(linear_label(w, gelu), || gemm(&self.dev, x, w, gelu)),
+            kind @ (InputKind::Fp8 | InputKind::Int8) => {
+                self.linear_input_op(&self.prepare_input(x, kind)?, w, gelu)
+            }
+        }
+    }
+
+    /// `x` prepared for layers of `kind`, profiled as the quantization it is.
+    fn prepare_input(&self, x: &CudaTensor, kind: InputKind) -> Result<CudaLinearInput> {
+        self.check("linear_input", &[x])?;
+        let label = match kind {
+            // No device work: the input is the tensor.
+            InputKind::Dense => return input::prepare(&self.dev, x, kind),
+            InputKind::Fp8 => "quantize fp8",
+            InputKind::Int8 => "quantize int8",
         };
-        self.timed(label, || {
-            let op = if gelu { "linear_gelu_tanh" } else { "linear" };
-            self.check(op, &[x, w.anchor()])?;
-            gemm(&self.dev, x, w, gelu)
+        self.timed(label, || input::prepare(&self.dev, x, kind))
+    }
+
+    /// [`Backend::linear_prepared`], then GELU (tanh) when `gelu`.
+    fn linear_input_op(
+        &self,
+        x: &CudaLinearInput,
+        w: &CudaLinear,
+        gelu: bool,
+    ) -> Result<CudaTensor> {
+        self.timed(linear_label(w, gelu), || {
+            self.check("linear", &[x.anchor(), w.anchor()])?;
+            input::gemm(&self.dev, x, w, gelu)
         })
+    }
+
+    /// The form the backend's quantizable layers ([`Backend::upload_linear_quantizable`]) read
+    /// their inputs in.
+    fn quantizable_input(&self) -> InputKind {
+        match (self.quant, self.precision) {
+            (Quant::Fp8, Precision::Bf16) => InputKind::Fp8,
+            (Quant::Int8, Precision::Bf16) => InputKind::Int8,
+            (Quant::None, _) | (Quant::Fp8 | Quant::Int8, Precision::F32) => InputKind::Dense,
+        }
+    }
+
+    /// A LayerNorm (`params`) of `x`, or of the residual sum `x + y·gate` (returned too), as the
+    /// input of the quantizable layers: in one pass, quantized there for FP8 layers.
+    fn layer_norm_input_op(
+        &self,
+        op: &'static str,
+        x: &CudaTensor,
+        residual: Option<norm::Residual>,
+        params: &norm::NormParams,
+    ) -> Result<(Option<CudaTensor>, CudaLinearInput)> {
+        if let Some(r) = &residual {
+            self.check(op, &[r.y])?;
+            if let Some(g) = r.gate {
+                self.check(op, &[g])?;
+            }
+        }
+        let kind = self.quantizable_input();
+        let (sum, out) = self.timed(op, || {
+            norm::layer_norm_any(
+                &self.dev,
+                op,
+                x,
+                residual,
+                params,
+                self.compute(),
+                kind == InputKind::Fp8,
+            )
+        })?;
+        let input = match out {
+            norm::NormOut::Fp8(q) => CudaLinearInput::fp8(x.shape(), q),
+            norm::NormOut::Dense(t) => self.prepare_input(&t, kind)?,
+        };
+        Ok((sum, input))
     }
 
     /// An FP8 layer: the weight quantized per output channel on the device from its bf16
@@ -815,6 +896,41 @@ impl CudaBackend {
         self.precision.dtype()
     }
 
+    /// An affine LayerNorm's parameters, checked to live on this backend.
+    fn affine_params<'a>(
+        &self,
+        op: &'static str,
+        x: &CudaTensor,
+        affine: Option<(&'a CudaTensor, &'a CudaTensor)>,
+        eps: f32,
+    ) -> Result<norm::NormParams<'a>> {
+        self.check(op, &[x])?;
+        if let Some((w, b)) = affine {
+            self.check(op, &[w, b])?;
+        }
+        Ok(norm::NormParams {
+            mul_add: affine,
+            mul_offset: 0.0,
+            eps,
+        })
+    }
+
+    /// The DiT modulation `LN(x)·(1 + scale) + shift` as LayerNorm parameters.
+    fn modulation_params<'a>(
+        &self,
+        x: &CudaTensor,
+        shift: &'a CudaTensor,
+        scale: &'a CudaTensor,
+        eps: f32,
+    ) -> Result<norm::NormParams<'a>> {
+        self.check("layer_norm_modulate", &[x, shift, scale])?;
+        Ok(norm::NormParams {
+            mul_add: Some((scale, shift)),
+            mul_offset: 1.0,
+            eps,
+        })
+    }
+
     /// A weight tensor in the backend's precision on the device (bf16 checkpoint values go up
     /// as they are, with no f32 round trip).
     fn upload_weight(&self, t: TensorBytes<'_>) -> Result<CudaTensor> {
@@ -871,6 +987,7 @@ fn quantizer_input(stored: DType) -> DType {
 impl Backend for CudaBackend {
     type Tensor = CudaTensor;
     type Linear = CudaLinear;
+    type LinearInput = CudaLinearInput;
 
     fn name(&self) -> &'static str {
         "cuda"
@@ -961,10 +1078,10 @@ impl Backend for CudaBackend {
     }
 
     fn upload_linear_quantizable(&self, w: &LinearWeights) -> Result<CudaLinear> {
-        match (self.quant, self.precision) {
-            (Quant::Fp8, Precision::Bf16) => self.upload_linear_fp8(w),
-            (Quant::Int8, Precision::Bf16) => self.upload_linear_int8(w),
-            (Quant::None, _) | (Quant::Fp8 | Quant::Int8, Precision::F32) => self.upload_linear(w),
+        match self.quantizable_input() {
+            InputKind::Fp8 => self.upload_linear_fp8(w),
+            InputKind::Int8 => self.upload_linear_int8(w),
+            InputKind::Dense => self.upload_linear(w),
         }
     }
 
@@ -991,18 +1108,27 @@ impl Backend for CudaBackend {
         self.linear_op(x, w, false)
     }
 
+    fn linear_input(&self, x: &CudaTensor) -> Result<CudaLinearInput> {
+        self.prepare_input(x, self.quantizable_input())
+    }
+
+    fn linear_prepared(&self, x: &CudaLinearInput, w: &CudaLinear) -> Result<CudaTensor> {
+        self.linear_input_op(x, w, false)
+    }
+
+    fn linear_gelu_tanh_prepared(&self, x: &CudaLinearInput, w: &CudaLinear) -> Result<CudaTensor> {
+        self.linear_input_op(x, w, true)
+    }
+
     fn layer_norm(
         &self,
         x: &CudaTensor,
         affine: Option<(&CudaTensor, &CudaTensor)>,
         eps: f32,
     ) -> Result<CudaTensor> {
+        let params = self.affine_params("layer_norm", x, affine, eps)?;
         self.timed("layer_norm", || {
-            self.check("layer_norm", &[x])?;
-            if let Some((w, b)) = affine {
-                self.check("layer_norm", &[w, b])?;
-            }
-            norm::layer_norm(&self.dev, "layer_norm", x, affine, 0.0, eps, self.compute())
+            norm::layer_norm(&self.dev, "layer_norm", x, &params, self.compute())
         })
     }
 
@@ -1013,18 +1139,68 @@ impl Backend for CudaBackend {
         scale: &CudaTensor,
         eps: f32,
     ) -> Result<CudaTensor> {
+        let params = self.modulation_params(x, shift, scale, eps)?;
         self.timed("layer_norm_modulate", || {
-            self.check("layer_norm_modulate", &[x, shift, scale])?;
-            norm::layer_norm(
-                &self.dev,
-                "layer_norm_modulate",
-                x,
-                Some((scale, shift)),
-                1.0,
-                eps,
-                self.compute(),
-            )
+            norm::layer_norm(&self.dev, "layer_norm_modulate", x, &params, self.compute())
         })
+    }
+
+    fn layer_norm_input(
+        &self,
+        x: &CudaTensor,
+        affine: Option<(&CudaTensor, &CudaTensor)>,
+        eps: f32,
+    ) -> Result<CudaLinearInput> {
+        let params = self.affine_params("layer_norm", x, affine, eps)?;
+        Ok(self.layer_norm_input_op("layer_norm", x, None, &params)?.1)
+    }
+
+    fn layer_norm_modulate_input(
+        &self,
+        x: &CudaTensor,
+        shift: &CudaTensor,
+        scale: &CudaTensor,
+        eps: f32,
+    ) -> Result<CudaLinearInput> {
+        let params = self.modulation_params(x, shift, scale, eps)?;
+        Ok(self
+            .layer_norm_input_op("layer_norm_modulate", x, None, &params)?
+            .1)
+    }
+
+    fn residual_layer_norm_input(
+        &self,
+        x: &CudaTensor,
+        y: &CudaTensor,
+        gate: Option<&CudaTensor>,
+        affine: Option<(&CudaTensor, &CudaTensor)>,
+        eps: f32,
+    ) -> Result<(CudaTensor, CudaLinearInput)> {
+        let params = self.affine_params("residual+layer_norm", x, affine, eps)?;
+        with_sum(self.layer_norm_input_op(
+            "residual+layer_norm",
+            x,
+            Some(norm::Residual { y, gate }),
+            &params,
+        )?)
+    }
+
+    fn residual_layer_norm_modulate_input(
+        &self,
+        x: &CudaTensor,
+        y: &CudaTensor,
+        gate: Option<&CudaTensor>,
+        shift: &CudaTensor,
+        scale: &CudaTensor,
+        eps: f32,
+    ) -> Result<(CudaTensor, CudaLinearInput)> {
+        let params = self.modulation_params(x, shift, scale, eps)?;
+        with_sum(self.layer_norm_input_op(
+            "residual+layer_norm_modulate",
+            x,
+            Some(norm::Residual { y, gate }),
+            &params,
+        )?)
     }
 
     fn rms_norm(&self, x: &CudaTensor, weight: &CudaTensor, eps: f32) -> Result<CudaTensor> {

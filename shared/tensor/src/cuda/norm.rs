@@ -3,6 +3,8 @@
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 use super::device::Device;
+use super::elementwise;
+use super::quant::{self, CudaFp8Rows, Lifetime, RowLayout};
 use super::{CudaTensor, dt_code, kernels};
 use crate::{DType, Error, Result, shapes};
 
@@ -22,6 +24,30 @@ struct LayerNormArgs {
     cols: u32,
     out_dt: i32,
     x_dt: i32,
+    param_dt: i32,
+}
+
+#[repr(C)]
+struct LayerNormRowsArgs {
+    out: u64,
+    scales: u64,
+    x: u64,
+    y: u64,
+    gate: u64,
+    sum: u64,
+    mul: u64,
+    add: u64,
+    mul_offset: f32,
+    eps: f32,
+    rows: u32,
+    cols: u32,
+    warps_per_row: u32,
+    rows_per_block: u32,
+    out_dt: i32,
+    x_dt: i32,
+    y_dt: i32,
+    gate_dt: i32,
+    sum_dt: i32,
     param_dt: i32,
 }
 
@@ -55,6 +81,24 @@ struct RmsNormRopeArgs {
 }
 
 #[repr(C)]
+struct RmsNormRopeRowsArgs {
+    out: u64,
+    x: u64,
+    weight: u64,
+    cos: u64,
+    sin: u64,
+    eps: f32,
+    rows: u32,
+    cols: u32,
+    half: u32,
+    warps_per_row: u32,
+    rows_per_block: u32,
+    out_dt: i32,
+    x_dt: i32,
+    weight_dt: i32,
+}
+
+#[repr(C)]
 struct ChannelRmsNormArgs {
     out: u64,
     x: u64,
@@ -68,11 +112,13 @@ struct ChannelRmsNormArgs {
     silu: i32,
 }
 
-// SAFETY (all four): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
+// SAFETY (all six): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
 // as u64, `unsigned` as u32).
 unsafe impl DeviceRepr for LayerNormArgs {}
+unsafe impl DeviceRepr for LayerNormRowsArgs {}
 unsafe impl DeviceRepr for RmsNormArgs {}
 unsafe impl DeviceRepr for RmsNormRopeArgs {}
+unsafe impl DeviceRepr for RmsNormRopeRowsArgs {}
 unsafe impl DeviceRepr for ChannelRmsNormArgs {}
 
 /// `(rows, cols)` of a row-norm input, which the kernels index with 32-bit counters.
@@ -97,22 +143,23 @@ fn per_row(rows: u32) -> LaunchConfig {
     }
 }
 
-/// `LN(x)·(mul + mul_offset) + add` per row in `out_dtype`; `params` = `(mul, add)` each `[D]`,
-/// both of one element type.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn layer_norm(
-    dev: &Device,
-    op: &'static str,
-    x: &CudaTensor,
-    params: Option<(&CudaTensor, &CudaTensor)>,
-    mul_offset: f32,
-    eps: f32,
-    out_dtype: DType,
-) -> Result<CudaTensor> {
-    let (rows, cols) = rows_cols(op, x)?;
-    if let Some((m, a)) = params {
+/// The affine parameters of a LayerNorm, `LN(x)·(mul + mul_offset) + add` with `mul`/`add: [D]`
+/// of one element type: affine LayerNorm is `(weight, bias)` with offset 0, the DiT's modulation
+/// `(scale, shift)` with offset 1.
+#[derive(Clone, Copy)]
+pub(super) struct NormParams<'a> {
+    pub mul_add: Option<(&'a CudaTensor, &'a CudaTensor)>,
+    pub mul_offset: f32,
+    pub eps: f32,
+}
+
+impl NormParams<'_> {
+    fn check(&self, op: &'static str, cols: usize) -> Result<()> {
+        let Some((m, a)) = self.mul_add else {
+            return Ok(());
+        };
         for p in [m, a] {
-            if p.numel() != cols as usize {
+            if p.numel() != cols {
                 return Err(Error::shape(
                     op,
                     format!("per-feature parameters must be [{cols}]"),
@@ -120,31 +167,190 @@ pub(super) fn layer_norm(
                 ));
             }
         }
+        if m.dtype() != a.dtype() {
+            return Err(Error::invalid(
+                op,
+                "scale and shift must have one element type",
+            ));
+        }
+        Ok(())
     }
-    if let Some((m, a)) = params
-        && m.dtype() != a.dtype()
-    {
-        return Err(Error::invalid(
-            op,
-            "scale and shift must have one element type",
-        ));
+
+    fn pointers(&self) -> [u64; 2] {
+        self.mul_add.map_or([0, 0], |(m, a)| [m.ptr(), a.ptr()])
     }
+
+    fn param_dt(&self) -> i32 {
+        self.mul_add.map_or(0, |(m, _)| dt_code(m.dtype()))
+    }
+}
+
+/// The residual add a norm may do first: `x + y·gate` (`gate: [D]`), or `x + y` without a gate,
+/// as [`elementwise::gated_residual`] and the `add` op compute them.
+#[derive(Clone, Copy)]
+pub(super) struct Residual<'a> {
+    pub y: &'a CudaTensor,
+    pub gate: Option<&'a CudaTensor>,
+}
+
+impl Residual<'_> {
+    fn check(&self, op: &'static str, x: &CudaTensor) -> Result<()> {
+        shapes::same_shape(op, x.shape(), self.y.shape())?;
+        if let Some(g) = self.gate
+            && g.numel() != x.cols()
+        {
+            return Err(Error::shape(
+                op,
+                format!("gate must be [{}]", x.cols()),
+                g.shape(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sum in the wider of `x`'s and `y`'s element types, by the elementwise kernels.
+    fn add(&self, dev: &Device, x: &CudaTensor) -> Result<CudaTensor> {
+        match self.gate {
+            Some(g) => elementwise::gated_residual(dev, x, self.y, g),
+            None => elementwise::broadcast(dev, "add", kernels::ADD, x, self.y),
+        }
+    }
+}
+
+/// What a norm writes.
+pub(super) enum NormOut {
+    /// Values of the dtype.
+    Dense(CudaTensor),
+    /// Values rounded to the dtype, then quantized per row to FP8.
+    Fp8(CudaFp8Rows),
+}
+
+/// `LN(r)·(mul + mul_offset) + add` per row of `r` = `x`, or of the residual sum `x + y·gate`
+/// with `residual` (returned too, in the wider of x's and y's types): rounded to `round`, then
+/// quantized to FP8 rows when `fp8`. One pass where the rows kernel takes the rows; otherwise
+/// the residual, norm and quantization kernels in turn (equal results, bit for bit, for the
+/// quantization; the norm's statistics sum in another order).
+pub(super) fn layer_norm_any(
+    dev: &Device,
+    op: &'static str,
+    x: &CudaTensor,
+    residual: Option<Residual>,
+    p: &NormParams,
+    round: DType,
+    fp8: bool,
+) -> Result<(Option<CudaTensor>, NormOut)> {
+    p.check(op, x.cols())?;
+    if let Some(r) = &residual {
+        r.check(op, x)?;
+    }
+    let [mul, add] = p.pointers();
+    let mut pointers = vec![x.ptr(), mul, add];
+    if let Some(r) = &residual {
+        pointers.extend([r.y.ptr(), r.gate.map_or(0, |g| g.ptr())]);
+    }
+    let Ok(layout) = RowLayout::of(x, &pointers) else {
+        let normed_input = match &residual {
+            Some(r) => Some(r.add(dev, x)?),
+            None => None,
+        };
+        let input = normed_input.as_ref().unwrap_or(x);
+        let normed = layer_norm_blocks(dev, op, input, p, round)?;
+        let out = if fp8 {
+            NormOut::Fp8(quant::quantize_rows(dev, &normed, Lifetime::Activation)?)
+        } else {
+            NormOut::Dense(normed)
+        };
+        return Ok((normed_input, out));
+    };
+    let sum_dtype = residual.map(|r| super::widest(&[x, r.y]));
+    let sum = sum_dtype
+        .map(|dt| CudaTensor::alloc_as(dev, x.shape(), dt))
+        .transpose()?;
+    let (out, scales, result) = if fp8 {
+        let q = CudaFp8Rows::alloc(
+            dev,
+            layout.rows as usize,
+            layout.cols as usize,
+            Lifetime::Activation,
+        )?;
+        (q.values.ptr(), q.scales.ptr(), NormOut::Fp8(q))
+    } else {
+        let t = CudaTensor::alloc_as(dev, x.shape(), round)?;
+        (t.ptr(), 0, NormOut::Dense(t))
+    };
+    if layout.rows > 0 {
+        dev.launch(
+            kernels::LAYER_NORM_ROWS,
+            layout.launch(),
+            &LayerNormRowsArgs {
+                out,
+                scales,
+                x: x.ptr(),
+                y: residual.map_or(0, |r| r.y.ptr()),
+                gate: residual.and_then(|r| r.gate).map_or(0, |g| g.ptr()),
+                sum: sum.as_ref().map_or(0, |t| t.ptr()),
+                mul,
+                add,
+                mul_offset: p.mul_offset,
+                eps: p.eps,
+                rows: layout.rows,
+                cols: layout.cols,
+                warps_per_row: layout.warps_per_row,
+                rows_per_block: layout.rows_per_block,
+                out_dt: dt_code(round),
+                x_dt: dt_code(x.dtype()),
+                y_dt: residual.map_or(0, |r| dt_code(r.y.dtype())),
+                gate_dt: residual
+                    .and_then(|r| r.gate)
+                    .map_or(0, |g| dt_code(g.dtype())),
+                sum_dt: sum_dtype.map_or(0, dt_code),
+                param_dt: p.param_dt(),
+            },
+        )?;
+    }
+    Ok((sum, result))
+}
+
+/// `LN(x)·(mul + mul_offset) + add` per row in `out_dtype`.
+pub(super) fn layer_norm(
+    dev: &Device,
+    op: &'static str,
+    x: &CudaTensor,
+    p: &NormParams,
+    out_dtype: DType,
+) -> Result<CudaTensor> {
+    match layer_norm_any(dev, op, x, None, p, out_dtype, false)?.1 {
+        NormOut::Dense(t) => Ok(t),
+        NormOut::Fp8(_) => Err(Error::invalid(op, "the norm wrote FP8 rows unasked")),
+    }
+}
+
+/// [`layer_norm`] by the one-block-a-row kernel, which takes any row width and alignment.
+fn layer_norm_blocks(
+    dev: &Device,
+    op: &'static str,
+    x: &CudaTensor,
+    p: &NormParams,
+    out_dtype: DType,
+) -> Result<CudaTensor> {
+    let (rows, cols) = rows_cols(op, x)?;
     let out = CudaTensor::alloc_as(dev, x.shape(), out_dtype)?;
     if rows == 0 || cols == 0 {
         return Ok(out);
     }
+    let [mul, add] = p.pointers();
     let args = LayerNormArgs {
         out: out.ptr(),
         x: x.ptr(),
-        mul: params.map_or(0, |(m, _)| m.ptr()),
-        add: params.map_or(0, |(_, a)| a.ptr()),
-        mul_offset,
-        eps,
+        mul,
+        add,
+        mul_offset: p.mul_offset,
+        eps: p.eps,
         rows,
         cols,
         out_dt: dt_code(out_dtype),
         x_dt: dt_code(x.dtype()),
-        param_dt: params.map_or(0, |(m, _)| dt_code(m.dtype())),
+        param_dt: p.param_dt(),
     };
     dev.launch(kernels::LAYER_NORM, per_row(rows), &args)?;
     Ok(out)
@@ -168,6 +374,10 @@ pub(super) fn rms_norm(
     }
     let out = CudaTensor::alloc_as(dev, x.shape(), out_dtype)?;
     if rows == 0 || cols == 0 {
+        return Ok(out);
+    }
+    if let Ok(layout) = RowLayout::of(x, &[x.ptr(), weight.ptr(), out.ptr()]) {
+        launch_rms_rows(dev, &layout, &out, x, weight, eps, None)?;
         return Ok(out);
     }
     let args = RmsNormArgs {
@@ -213,6 +423,14 @@ pub(super) fn rms_norm_rope(
     if rows == 0 {
         return Ok(out);
     }
+    let pointers = [x.ptr(), weight.ptr(), cos.ptr(), sin.ptr(), out.ptr()];
+    // The rows kernel loads a chunk's cos/sin as one float4: Dh/2 a multiple of 4.
+    if dh.is_multiple_of(8)
+        && let Ok(layout) = RowLayout::of(x, &pointers)
+    {
+        launch_rms_rows(dev, &layout, &out, x, weight, eps, Some((cos, sin, dh / 2)))?;
+        return Ok(out);
+    }
     let args = RmsNormRopeArgs {
         out: out.ptr(),
         x: x.ptr(),
@@ -229,6 +447,39 @@ pub(super) fn rms_norm_rope(
     };
     dev.launch(kernels::RMS_NORM_ROPE, per_row(rows), &args)?;
     Ok(out)
+}
+
+/// `rms_norm_rope_rows` of `x` into `out`: RMSNorm, then the rotation by `tables` (cos, sin,
+/// Dh/2) when given.
+fn launch_rms_rows(
+    dev: &Device,
+    layout: &RowLayout,
+    out: &CudaTensor,
+    x: &CudaTensor,
+    weight: &CudaTensor,
+    eps: f32,
+    tables: Option<(&CudaTensor, &CudaTensor, usize)>,
+) -> Result<()> {
+    dev.launch(
+        kernels::RMS_NORM_ROPE_ROWS,
+        layout.launch(),
+        &RmsNormRopeRowsArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            weight: weight.ptr(),
+            cos: tables.map_or(0, |(c, _, _)| c.ptr()),
+            sin: tables.map_or(0, |(_, s, _)| s.ptr()),
+            eps,
+            rows: layout.rows,
+            cols: layout.cols,
+            half: tables.map_or(0, |(_, _, h)| h as u32),
+            warps_per_row: layout.warps_per_row,
+            rows_per_block: layout.rows_per_block,
+            out_dt: dt_code(out.dtype()),
+            x_dt: dt_code(x.dtype()),
+            weight_dt: dt_code(weight.dtype()),
+        },
+    )
 }
 
 /// The Wan VAE's channel RMS norm of `x: [..., C]` into `dtype`, followed by SiLU when `silu`.

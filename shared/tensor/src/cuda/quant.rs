@@ -71,72 +71,103 @@ struct QuantizeFp8Args {
 // `unsigned` as u32, `int` as i32).
 unsafe impl DeviceRepr for QuantizeFp8Args {}
 
+/// How a row kernel of `kernels/rows.cuh` spreads `[rows, cols]` over blocks: the warps that hold
+/// one row and the rows a block takes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowLayout {
+    pub rows: u32,
+    pub cols: u32,
+    pub warps_per_row: u32,
+    pub rows_per_block: u32,
+}
+
+impl RowLayout {
+    /// The layout of `x: [.., cols]`'s rows, or why a row kernel cannot take them (`cols` not a
+    /// multiple of 8, wider than one block holds, or a pointer not 16-byte aligned).
+    pub fn of(x: &CudaTensor, pointers: &[u64]) -> std::result::Result<Self, &'static str> {
+        let cols = x.cols();
+        let rows = x.numel().checked_div(cols).unwrap_or(0);
+        let (Ok(rows), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
+            return Err("expected [.., K] with fewer than 2^32 rows and columns");
+        };
+        if x.shape().is_empty() || !cols.is_multiple_of(8) {
+            return Err("expected [.., K] with K a multiple of 8 (the kernel's 8-element loads)");
+        }
+        let warps = cols.div_ceil(COLS_PER_WARP).max(1);
+        if warps > MAX_WARPS {
+            return Err("expected [.., K] with K at most 65536 (one block holds a row)");
+        }
+        if pointers.iter().any(|p| p % 16 != 0) {
+            return Err("expected 16-byte aligned rows");
+        }
+        let warps_per_row = warps as u32;
+        Ok(Self {
+            rows,
+            cols: cols32,
+            warps_per_row,
+            rows_per_block: (BLOCK_WARPS / warps_per_row).max(1),
+        })
+    }
+
+    pub fn launch(&self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (self.rows.div_ceil(self.rows_per_block), 1, 1),
+            block_dim: (32 * self.warps_per_row * self.rows_per_block, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
+
+impl CudaFp8Rows {
+    /// `rows·cols` values and `rows` scales, unwritten.
+    pub(super) fn alloc(
+        dev: &Device,
+        rows: usize,
+        cols: usize,
+        lifetime: Lifetime,
+    ) -> Result<Self> {
+        let bytes = rows * cols;
+        let (values, scales) = match lifetime {
+            Lifetime::Weight => (
+                dev.pool.alloc_exact(bytes)?,
+                dev.alloc_exact(rows, DType::F32)?,
+            ),
+            Lifetime::Activation => (dev.pool.alloc(bytes)?, dev.alloc(rows, DType::F32)?),
+        };
+        Ok(CudaFp8Rows {
+            rows,
+            cols,
+            values: Arc::new(values),
+            scales: CudaTensor {
+                shape: vec![rows],
+                dtype: DType::F32,
+                buf: Arc::new(scales),
+            },
+        })
+    }
+}
+
 /// `x: [.., cols]` (f32 or bf16, `cols` a multiple of 8) quantized per row of its last dimension.
 pub(super) fn quantize_rows(
     dev: &Device,
     x: &CudaTensor,
     lifetime: Lifetime,
 ) -> Result<CudaFp8Rows> {
-    let cols = x.cols();
-    let rows = x.numel().checked_div(cols).unwrap_or(0);
-    let (Ok(rows32), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
-        return Err(Error::shape(
-            "quantize_fp8",
-            "expected [.., K] with fewer than 2^32 rows and columns",
-            x.shape(),
-        ));
-    };
-    if x.shape().is_empty() || !cols.is_multiple_of(8) {
-        return Err(Error::shape(
-            "quantize_fp8",
-            "expected [.., K] with K a multiple of 8 (the kernel's 8-element loads)",
-            x.shape(),
-        ));
-    }
-    let warps_per_row = cols.div_ceil(COLS_PER_WARP).max(1);
-    if warps_per_row > MAX_WARPS {
-        return Err(Error::shape(
-            "quantize_fp8",
-            "expected [.., K] with K at most 65536 (one block holds a row)",
-            x.shape(),
-        ));
-    }
-    let warps_per_row = warps_per_row as u32;
-    let rows_per_block = (BLOCK_WARPS / warps_per_row).max(1);
-    let bytes = rows * cols;
-    let (values, scales) = match lifetime {
-        Lifetime::Weight => (
-            dev.pool.alloc_exact(bytes)?,
-            dev.alloc_exact(rows, DType::F32)?,
-        ),
-        Lifetime::Activation => (dev.pool.alloc(bytes)?, dev.alloc(rows, DType::F32)?),
-    };
-    let q = CudaFp8Rows {
-        rows,
-        cols,
-        values: Arc::new(values),
-        scales: CudaTensor {
-            shape: vec![rows],
-            dtype: DType::F32,
-            buf: Arc::new(scales),
-        },
-    };
-    if rows > 0 {
+    let layout =
+        RowLayout::of(x, &[x.ptr()]).map_err(|why| Error::shape("quantize_fp8", why, x.shape()))?;
+    let q = CudaFp8Rows::alloc(dev, layout.rows as usize, layout.cols as usize, lifetime)?;
+    if layout.rows > 0 {
         dev.launch(
             kernels::QUANTIZE_FP8_ROWS,
-            LaunchConfig {
-                grid_dim: (rows32.div_ceil(rows_per_block), 1, 1),
-                block_dim: (32 * warps_per_row * rows_per_block, 1, 1),
-                shared_mem_bytes: 0,
-            },
+            layout.launch(),
             &QuantizeFp8Args {
                 out: q.values.ptr(),
                 scales: q.scales.ptr(),
                 x: x.ptr(),
-                rows: rows32,
-                cols: cols32,
-                warps_per_row,
-                rows_per_block,
+                rows: layout.rows,
+                cols: layout.cols,
+                warps_per_row: layout.warps_per_row,
+                rows_per_block: layout.rows_per_block,
                 x_dt: dt_code(x.dtype()),
             },
         )?;
