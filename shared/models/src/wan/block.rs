@@ -39,19 +39,19 @@ impl<B: Backend> Block<B> {
         })
     }
 
-    /// `x: [L, D]` residual stream; `e0: [6, D]` time modulation; `probe` sees the
+    /// One block on the residual stream; `e0: [6, D]` time modulation; `probe` sees the
     /// self-attention's inputs.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         b: &B,
-        x: &B::Tensor,
+        stream: Stream<B>,
         e0: &B::Tensor,
         context: &ContextKv<B>,
         rope: &Rope<B>,
         mode: &AttentionMode,
         probe: &mut dyn FnMut(&Qkv<B>) -> Result<()>,
-    ) -> Result<B::Tensor> {
+    ) -> Result<Stream<B>> {
         let m = b.add(&self.modulation, e0)?;
         let row = |i: usize| -> Result<B::Tensor> {
             let r = b.narrow(&m, i, 1)?;
@@ -63,11 +63,27 @@ impl<B: Backend> Block<B> {
         // Each norm's output is the input of the quantizable layers after it, prepared once
         // (for 8-bit layers quantized once, in the norm's own pass where the backend can); the
         // residual add before a norm may share its pass too.
-        let h = b.layer_norm_modulate_input(x, &shift_msa, &scale_msa, self.eps)?;
+        let Stream { x: input, branch } = stream;
+        let (x, h) = match branch {
+            Some((y, gate)) => b.residual_layer_norm_modulate_input(
+                &input,
+                &y,
+                Some(&gate),
+                &shift_msa,
+                &scale_msa,
+                self.eps,
+            )?,
+            None => (
+                input.clone(),
+                b.layer_norm_modulate_input(&input, &shift_msa, &scale_msa, self.eps)?,
+            ),
+        };
+        // The stream before the sum is dead: its memory serves the attention.
+        drop(input);
         let y = self.self_attn.forward(b, &h, rope, mode, probe)?;
 
         let norm3 = Some((&self.norm3.0, &self.norm3.1));
-        let (x, h) = b.residual_layer_norm_input(x, &y, Some(&gate_msa), norm3, self.eps)?;
+        let (x, h) = b.residual_layer_norm_input(&x, &y, Some(&gate_msa), norm3, self.eps)?;
         let y = self.cross_attn.forward(b, &h, context)?;
 
         let (x, h) =
@@ -76,6 +92,30 @@ impl<B: Backend> Block<B> {
             &b.linear_gelu_tanh_prepared(&h, &self.ffn_in)?,
             &self.ffn_out,
         )?;
-        Ok(b.gated_residual(&x, &y, &gate_ffn)?)
+        Ok(Stream {
+            x,
+            branch: Some((y, gate_ffn)),
+        })
+    }
+}
+
+/// The residual stream between blocks, `[L, D]` f32: the activations, and the last block's gated
+/// FFN branch `(y, gate)` not yet added, which the next block's first norm adds in its own pass.
+pub struct Stream<B: Backend> {
+    x: B::Tensor,
+    branch: Option<(B::Tensor, B::Tensor)>,
+}
+
+impl<B: Backend> Stream<B> {
+    pub fn new(x: B::Tensor) -> Self {
+        Self { x, branch: None }
+    }
+
+    /// The activations with the pending branch added.
+    pub fn resolve(self, b: &B) -> Result<B::Tensor> {
+        Ok(match self.branch {
+            Some((y, gate)) => b.gated_residual(&self.x, &y, &gate)?,
+            None => self.x,
+        })
     }
 }

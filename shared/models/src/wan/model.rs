@@ -9,7 +9,7 @@ use turbine_tensor::{Backend, rope::rope_tables};
 
 use super::WanConfig;
 use super::attention::{AttentionMode, ContextKv, Qkv, Rope};
-use super::block::Block;
+use super::block::{Block, Stream};
 use super::embeddings::{TextEmbedding, TimeEmbedding};
 use super::weights::WanWeights;
 use crate::{Error, Result};
@@ -195,11 +195,12 @@ impl<B: Backend + Clone> WanModel<B> {
 
         let rope = self.rope(grid)?;
         let time = self.time.forward(b, timestep)?;
-        let mut x = b.linear(&b.patchify(&x, c.patch_size)?, &self.patch_embedding)?;
+        let mut stream =
+            Stream::new(b.linear(&b.patchify(&x, c.patch_size)?, &self.patch_embedding)?);
         for (i, (block, kv)) in self.blocks.iter().zip(&context.blocks).enumerate() {
-            x = block.forward(
+            stream = block.forward(
                 b,
-                &x,
+                stream,
                 &time.modulation,
                 kv,
                 &rope,
@@ -207,6 +208,7 @@ impl<B: Backend + Clone> WanModel<B> {
                 &mut |qkv| probe(i, qkv),
             )?;
         }
+        let x = stream.resolve(b)?;
         let m = b.add(&self.head_modulation, &time.embedding)?;
         let shift = b.reshape(&b.narrow(&m, 0, 1)?, &[c.dim])?;
         let scale = b.reshape(&b.narrow(&m, 1, 1)?, &[c.dim])?;
