@@ -209,6 +209,13 @@ impl CudaLinear {
         }
     }
 
+    /// Whether a GELU after the layer runs in the GEMM's epilogue. The epilogue's GELU is an
+    /// approximation of its own: the f32 reference path keeps the separate kernel, whose result
+    /// matches the CPU to f32 rounding.
+    fn gelu_in_epilogue(&self) -> bool {
+        !matches!(&self.weight, LinearWeight::Dense(w) if w.dtype != DType::BF16)
+    }
+
     /// Whether the weight is FP8.
     pub fn is_fp8(&self) -> bool {
         matches!(self.weight, LinearWeight::Fp8(_))
@@ -299,15 +306,6 @@ impl std::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CudaBackend({})", self.dev.info.name)
     }
-}
-
-/// A fused residual norm's sum and output (the sum is always written when a residual is given).
-fn with_sum(
-    (sum, input): (Option<CudaTensor>, CudaLinearInput),
-) -> Result<(CudaTensor, CudaLinearInput)> {
-    let sum =
-        sum.ok_or_else(|| Error::invalid("residual+layer_norm", "no residual sum written"))?;
-    Ok((sum, input))
 }
 
 /// A linear layer's name in profiles: by its weight's form, and the GELU of its epilogue.
@@ -638,38 +636,34 @@ impl CudaBackend {
         }
     }
 
-    /// A LayerNorm (`params`) of `x`, or of the residual sum `x + y·gate` (returned too), as the
-    /// input of the quantizable layers: in one pass, quantized there for FP8 layers.
+    /// A LayerNorm (`params`) of `x`, or of the residual sum `x + y·gate`, as the input of the
+    /// quantizable layers (for FP8 layers quantized in the norm's pass), with the rows it
+    /// normalized (x itself without a residual).
     fn layer_norm_input_op(
         &self,
         op: &'static str,
         x: &CudaTensor,
         residual: Option<norm::Residual>,
         params: &norm::NormParams,
-    ) -> Result<(Option<CudaTensor>, CudaLinearInput)> {
+    ) -> Result<(CudaTensor, CudaLinearInput)> {
         if let Some(r) = &residual {
             self.check(op, &[r.y])?;
             if let Some(g) = r.gate {
                 self.check(op, &[g])?;
             }
         }
-        let kind = self.quantizable_input();
-        let (sum, out) = self.timed(op, || {
-            norm::layer_norm_any(
-                &self.dev,
-                op,
-                x,
-                residual,
-                params,
-                self.compute(),
-                kind == InputKind::Fp8,
-            )
-        })?;
-        let input = match out {
-            norm::NormOut::Fp8(q) => CudaLinearInput::fp8(x.shape(), q),
-            norm::NormOut::Dense(t) => self.prepare_input(&t, kind)?,
-        };
-        Ok((sum, input))
+        let (dev, round) = (&self.dev, self.compute());
+        match self.quantizable_input() {
+            InputKind::Fp8 => self.timed(op, || {
+                let (rows, q) = norm::layer_norm_fp8(dev, op, x, residual, params, round)?;
+                Ok((rows, CudaLinearInput::fp8(x.shape(), q)))
+            }),
+            kind @ (InputKind::Dense | InputKind::Int8) => {
+                let (rows, normed) =
+                    self.timed(op, || norm::layer_norm(dev, op, x, residual, params, round))?;
+                Ok((rows, self.prepare_input(&normed, kind)?))
+            }
+        }
     }
 
     /// An FP8 layer: the weight quantized per output channel on the device from its bf16
@@ -1094,14 +1088,11 @@ impl Backend for CudaBackend {
     }
 
     fn linear_gelu_tanh(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
-        // The epilogue's GELU is an approximation of its own: the f32 reference path keeps the
-        // separate kernel, whose result matches the CPU to f32 rounding.
-        if let LinearWeight::Dense(weight) = &w.weight
-            && weight.dtype != DType::BF16
-        {
-            return self.gelu_tanh(&self.linear(x, w)?);
+        if w.gelu_in_epilogue() {
+            self.linear_op(x, w, true)
+        } else {
+            self.gelu_tanh(&self.linear(x, w)?)
         }
-        self.linear_op(x, w, true)
     }
 
     fn linear(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
@@ -1117,7 +1108,11 @@ impl Backend for CudaBackend {
     }
 
     fn linear_gelu_tanh_prepared(&self, x: &CudaLinearInput, w: &CudaLinear) -> Result<CudaTensor> {
-        self.linear_input_op(x, w, true)
+        if w.gelu_in_epilogue() {
+            self.linear_input_op(x, w, true)
+        } else {
+            self.gelu_tanh(&self.linear_input_op(x, w, false)?)
+        }
     }
 
     fn layer_norm(
@@ -1128,7 +1123,7 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor> {
         let params = self.affine_params("layer_norm", x, affine, eps)?;
         self.timed("layer_norm", || {
-            norm::layer_norm(&self.dev, "layer_norm", x, &params, self.compute())
+            Ok(norm::layer_norm(&self.dev, "layer_norm", x, None, &params, self.compute())?.1)
         })
     }
 
@@ -1141,7 +1136,15 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor> {
         let params = self.modulation_params(x, shift, scale, eps)?;
         self.timed("layer_norm_modulate", || {
-            norm::layer_norm(&self.dev, "layer_norm_modulate", x, &params, self.compute())
+            Ok(norm::layer_norm(
+                &self.dev,
+                "layer_norm_modulate",
+                x,
+                None,
+                &params,
+                self.compute(),
+            )?
+            .1)
         })
     }
 
@@ -1177,12 +1180,12 @@ impl Backend for CudaBackend {
         eps: f32,
     ) -> Result<(CudaTensor, CudaLinearInput)> {
         let params = self.affine_params("residual+layer_norm", x, affine, eps)?;
-        with_sum(self.layer_norm_input_op(
+        self.layer_norm_input_op(
             "residual+layer_norm",
             x,
             Some(norm::Residual { y, gate }),
             &params,
-        )?)
+        )
     }
 
     fn residual_layer_norm_modulate_input(
@@ -1195,12 +1198,12 @@ impl Backend for CudaBackend {
         eps: f32,
     ) -> Result<(CudaTensor, CudaLinearInput)> {
         let params = self.modulation_params(x, shift, scale, eps)?;
-        with_sum(self.layer_norm_input_op(
+        self.layer_norm_input_op(
             "residual+layer_norm_modulate",
             x,
             Some(norm::Residual { y, gate }),
             &params,
-        )?)
+        )
     }
 
     fn rms_norm(&self, x: &CudaTensor, weight: &CudaTensor, eps: f32) -> Result<CudaTensor> {

@@ -217,28 +217,16 @@ impl Residual<'_> {
     }
 }
 
-/// What a norm writes.
-pub(super) enum NormOut {
-    /// Values of the dtype.
-    Dense(CudaTensor),
-    /// Values rounded to the dtype, then quantized per row to FP8.
-    Fp8(CudaFp8Rows),
-}
-
-/// `LN(r)·(mul + mul_offset) + add` per row of `r` = `x`, or of the residual sum `x + y·gate`
-/// with `residual` (returned too, in the wider of x's and y's types): rounded to `round`, then
-/// quantized to FP8 rows when `fp8`. One pass where the rows kernel takes the rows; otherwise
-/// the residual, norm and quantization kernels in turn (equal results, bit for bit, for the
-/// quantization; the norm's statistics sum in another order).
-pub(super) fn layer_norm_any(
+/// The rows a norm normalizes: `x`, or with `residual` the sum `x + y·gate` in the wider of x's
+/// and y's types (allocated here, for the rows kernel to write). With it, the layout of
+/// `layer_norm_rows` when that kernel takes the rows.
+fn norm_rows(
     dev: &Device,
     op: &'static str,
     x: &CudaTensor,
     residual: Option<Residual>,
     p: &NormParams,
-    round: DType,
-    fp8: bool,
-) -> Result<(Option<CudaTensor>, NormOut)> {
+) -> Result<(CudaTensor, Option<RowLayout>)> {
     p.check(op, x.cols())?;
     if let Some(r) = &residual {
         r.check(op, x)?;
@@ -248,81 +236,119 @@ pub(super) fn layer_norm_any(
     if let Some(r) = &residual {
         pointers.extend([r.y.ptr(), r.gate.map_or(0, |g| g.ptr())]);
     }
-    let Ok(layout) = RowLayout::of(x, &pointers) else {
-        let normed_input = match &residual {
-            Some(r) => Some(r.add(dev, x)?),
-            None => None,
-        };
-        let input = normed_input.as_ref().unwrap_or(x);
-        let normed = layer_norm_blocks(dev, op, input, p, round)?;
-        let out = if fp8 {
-            NormOut::Fp8(quant::quantize_rows(dev, &normed, Lifetime::Activation)?)
-        } else {
-            NormOut::Dense(normed)
-        };
-        return Ok((normed_input, out));
+    let layout = RowLayout::of(x, &pointers).ok();
+    let rows = match (residual, layout) {
+        (None, _) => x.clone(),
+        (Some(r), Some(_)) => CudaTensor::alloc_as(dev, x.shape(), super::widest(&[x, r.y]))?,
+        (Some(r), None) => r.add(dev, x)?,
     };
-    let sum_dtype = residual.map(|r| super::widest(&[x, r.y]));
-    let sum = sum_dtype
-        .map(|dt| CudaTensor::alloc_as(dev, x.shape(), dt))
-        .transpose()?;
-    let (out, scales, result) = if fp8 {
-        let q = CudaFp8Rows::alloc(
-            dev,
-            layout.rows as usize,
-            layout.cols as usize,
-            Lifetime::Activation,
-        )?;
-        (q.values.ptr(), q.scales.ptr(), NormOut::Fp8(q))
-    } else {
-        let t = CudaTensor::alloc_as(dev, x.shape(), round)?;
-        (t.ptr(), 0, NormOut::Dense(t))
-    };
-    if layout.rows > 0 {
-        dev.launch(
-            kernels::LAYER_NORM_ROWS,
-            layout.launch(),
-            &LayerNormRowsArgs {
-                out,
-                scales,
-                x: x.ptr(),
-                y: residual.map_or(0, |r| r.y.ptr()),
-                gate: residual.and_then(|r| r.gate).map_or(0, |g| g.ptr()),
-                sum: sum.as_ref().map_or(0, |t| t.ptr()),
-                mul,
-                add,
-                mul_offset: p.mul_offset,
-                eps: p.eps,
-                rows: layout.rows,
-                cols: layout.cols,
-                warps_per_row: layout.warps_per_row,
-                rows_per_block: layout.rows_per_block,
-                out_dt: dt_code(round),
-                x_dt: dt_code(x.dtype()),
-                y_dt: residual.map_or(0, |r| dt_code(r.y.dtype())),
-                gate_dt: residual
-                    .and_then(|r| r.gate)
-                    .map_or(0, |g| dt_code(g.dtype())),
-                sum_dt: sum_dtype.map_or(0, dt_code),
-                param_dt: p.param_dt(),
-            },
-        )?;
-    }
-    Ok((sum, result))
+    Ok((rows, layout))
 }
 
-/// `LN(x)·(mul + mul_offset) + add` per row in `out_dtype`.
+/// Launches `layer_norm_rows` on `x` (plus `residual`, written to `rows`) into `out`, the values
+/// of `round`, or FP8 rows with `scales`.
+#[allow(clippy::too_many_arguments)]
+fn launch_norm_rows(
+    dev: &Device,
+    layout: &RowLayout,
+    x: &CudaTensor,
+    residual: Option<Residual>,
+    rows: &CudaTensor,
+    p: &NormParams,
+    (out, scales): (u64, u64),
+    round: DType,
+) -> Result<()> {
+    if layout.rows == 0 {
+        return Ok(());
+    }
+    let [mul, add] = p.pointers();
+    let gate = residual.and_then(|r| r.gate);
+    dev.launch(
+        kernels::LAYER_NORM_ROWS,
+        layout.launch(),
+        &LayerNormRowsArgs {
+            out,
+            scales,
+            x: x.ptr(),
+            y: residual.map_or(0, |r| r.y.ptr()),
+            gate: gate.map_or(0, |g| g.ptr()),
+            sum: residual.map_or(0, |_| rows.ptr()),
+            mul,
+            add,
+            mul_offset: p.mul_offset,
+            eps: p.eps,
+            rows: layout.rows,
+            cols: layout.cols,
+            warps_per_row: layout.warps_per_row,
+            rows_per_block: layout.rows_per_block,
+            out_dt: dt_code(round),
+            x_dt: dt_code(x.dtype()),
+            y_dt: residual.map_or(0, |r| dt_code(r.y.dtype())),
+            gate_dt: gate.map_or(0, |g| dt_code(g.dtype())),
+            sum_dt: dt_code(rows.dtype()),
+            param_dt: p.param_dt(),
+        },
+    )
+}
+
+/// `LN(r)·(mul + mul_offset) + add` per row in `out_dtype`, of `r` = `x` or, with `residual`, the
+/// sum `x + y·gate`: returns `r` (x itself without a residual) and the norm. One pass where the
+/// rows kernel takes the rows, else the residual and norm kernels in turn.
 pub(super) fn layer_norm(
     dev: &Device,
     op: &'static str,
     x: &CudaTensor,
+    residual: Option<Residual>,
     p: &NormParams,
     out_dtype: DType,
-) -> Result<CudaTensor> {
-    match layer_norm_any(dev, op, x, None, p, out_dtype, false)?.1 {
-        NormOut::Dense(t) => Ok(t),
-        NormOut::Fp8(_) => Err(Error::invalid(op, "the norm wrote FP8 rows unasked")),
-    }
+) -> Result<(CudaTensor, CudaTensor)> {
+    let (rows, layout) = norm_rows(dev, op, x, residual, p)?;
+    let Some(layout) = layout else {
+        let out = layer_norm_blocks(dev, op, &rows, p, out_dtype)?;
+        return Ok((rows, out));
+    };
+    let out = CudaTensor::alloc_as(dev, x.shape(), out_dtype)?;
+    launch_norm_rows(
+        dev,
+        &layout,
+        x,
+        residual,
+        &rows,
+        p,
+        (out.ptr(), 0),
+        out_dtype,
+    )?;
+    Ok((rows, out))
+}
+
+/// [`layer_norm`] rounded to `round`, then quantized per row to FP8 as an FP8 layer quantizes its
+/// input: in the norm's pass where the rows kernel takes the rows (equal, bit for bit, to the
+/// norm followed by the quantizer, which run otherwise).
+pub(super) fn layer_norm_fp8(
+    dev: &Device,
+    op: &'static str,
+    x: &CudaTensor,
+    residual: Option<Residual>,
+    p: &NormParams,
+    round: DType,
+) -> Result<(CudaTensor, CudaFp8Rows)> {
+    let (rows, layout) = norm_rows(dev, op, x, residual, p)?;
+    let Some(layout) = layout else {
+        let normed = layer_norm_blocks(dev, op, &rows, p, round)?;
+        return Ok((
+            rows,
+            quant::quantize_rows(dev, &normed, Lifetime::Activation)?,
+        ));
+    };
+    let q = CudaFp8Rows::alloc(
+        dev,
+        layout.rows as usize,
+        layout.cols as usize,
+        Lifetime::Activation,
+    )?;
+    let out = (q.values.ptr(), q.scales.ptr());
+    launch_norm_rows(dev, &layout, x, residual, &rows, p, out, round)?;
+    Ok((rows, q))
 }
 
 /// [`layer_norm`] by the one-block-a-row kernel, which takes any row width and alignment.
