@@ -282,7 +282,7 @@ impl FrameSink for Outputs {
         &mut self,
         frames: &HostTensor,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let data = frames.to_f32_vec();
+        let data = frames.f32_elements();
         let [c, n, h, w] = frames.shape[..] else {
             return Err(format!(
                 "VAE output has shape {:?}, expected [3, n, H, W]",

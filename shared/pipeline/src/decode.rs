@@ -166,7 +166,7 @@ pub fn latent_frames(latents: &HostTensor) -> Result<Vec<HostTensor>> {
             format!("shape {:?} must be [C, T, h, w]", latents.shape),
         ));
     };
-    let data = latents.to_f32_vec();
+    let data = latents.f32_elements();
     let plane = h * w;
     (0..t)
         .map(|i| {

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -241,6 +242,15 @@ impl HostTensor {
             HostData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             HostData::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
             HostData::I8(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// The elements as f32: borrowed when they are f32 already, else widened as
+    /// [`HostTensor::to_f32_vec`] does.
+    pub fn f32_elements(&self) -> Cow<'_, [f32]> {
+        match &self.data {
+            HostData::F32(v) => Cow::Borrowed(v),
+            HostData::F16(_) | HostData::BF16(_) | HostData::I8(_) => Cow::Owned(self.to_f32_vec()),
         }
     }
 
