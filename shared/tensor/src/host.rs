@@ -282,3 +282,19 @@ impl HostTensor {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    #[test]
+    fn f32_elements_borrow_f32_and_widen_the_rest() -> Result<()> {
+        let t = HostTensor::from_f32([2, 3], vec![0.5, -1.25, 3.0, 1e-3, 7.0, -0.0])?;
+        assert!(matches!(t.f32_elements(), Cow::Borrowed(v) if v == t.to_f32_vec().as_slice()));
+        let b = t.to_dtype(DType::BF16)?;
+        assert!(matches!(b.f32_elements(), Cow::Owned(v) if v == b.to_f32_vec()));
+        Ok(())
+    }
+}
