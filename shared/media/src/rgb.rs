@@ -118,8 +118,11 @@ impl Frame<'_> {
                 height: h,
             });
         }
-        let rgb = |i: usize| [unit(self.r[i]), unit(self.g[i]), unit(self.b[i])];
-        let y = (0..w * h).map(|i| luma_code(rgb(i))).collect();
+        // Each pixel's codes once, as the [0, 1] values the luma and chroma formulas take.
+        let rgb: Vec<[f32; 3]> = (0..w * h)
+            .map(|i| [unit(self.r[i]), unit(self.g[i]), unit(self.b[i])])
+            .collect();
+        let y = rgb.iter().map(|&p| luma_code(p)).collect();
         let (cw, ch) = (w / 2, h / 2);
         let mut u = Vec::with_capacity(cw * ch);
         let mut v = Vec::with_capacity(cw * ch);
@@ -128,7 +131,7 @@ impl Frame<'_> {
                 let top = 2 * cy * w + 2 * cx;
                 let mut mean = [0.0f32; 3];
                 for i in [top, top + 1, top + w, top + w + 1] {
-                    for (m, x) in mean.iter_mut().zip(rgb(i)) {
+                    for (m, x) in mean.iter_mut().zip(rgb[i]) {
                         *m += 0.25 * x;
                     }
                 }
@@ -151,14 +154,38 @@ impl Frame<'_> {
 /// with the same formula (`turbine_pipeline::rgb::to_u8`; turbine-vae's tests hold the two
 /// together).
 fn to_u8(x: f32) -> u8 {
-    // The saturating float-to-int cast clamps and sends NaN to 0.
-    ((x + 1.0) * 127.5).round() as u8
+    round_code((x + 1.0) * 127.5)
+}
+
+/// `v.round() as u8`: half away from zero, clamped to 0..=255, NaN to 0. Written out because
+/// `f32::round` is a `roundf` call on x86-64's baseline target, and a frame takes six roundings a
+/// pixel. Exact: `v − trunc(v)` is exact for every f32 below 2^23.
+fn round_code(v: f32) -> u8 {
+    if v.is_nan() || v <= 0.0 {
+        return 0;
+    }
+    if v >= 255.0 {
+        return 255;
+    }
+    let t = v as u32;
+    (t + u32::from(v - t as f32 >= 0.5)) as u8
 }
 
 /// [-1, 1] → the [0, 1] value of its 8-bit code [`to_u8`].
 fn unit(x: f32) -> f32 {
-    f32::from(to_u8(x)) / 255.0
+    UNIT[usize::from(to_u8(x))]
 }
+
+/// `code / 255` for every 8-bit code.
+static UNIT: [f32; 256] = {
+    let mut t = [0.0f32; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i as f32 / 255.0;
+        i += 1;
+    }
+    t
+};
 
 // BT.709 (ITU-R BT.709-6, item 3.2-3.3): Y' = 0.2126 R' + 0.7152 G' + 0.0722 B',
 // Cb = (B' - Y') / 1.8556, Cr = (R' - Y') / 1.5748; 8-bit limited range puts Y' on 16..=235
@@ -172,7 +199,7 @@ fn luma(rgb: [f32; 3]) -> f32 {
 }
 
 fn luma_code(rgb: [f32; 3]) -> u8 {
-    (16.0 + 219.0 * luma(rgb)).round() as u8
+    round_code(16.0 + 219.0 * luma(rgb))
 }
 
 fn chroma_codes(rgb: [f32; 3]) -> [u8; 2] {
@@ -180,8 +207,8 @@ fn chroma_codes(rgb: [f32; 3]) -> [u8; 2] {
     let cb = (rgb[2] - y) / (2.0 * (1.0 - KB));
     let cr = (rgb[0] - y) / (2.0 * (1.0 - KR));
     [
-        (128.0 + 224.0 * cb).round() as u8,
-        (128.0 + 224.0 * cr).round() as u8,
+        round_code(128.0 + 224.0 * cb),
+        round_code(128.0 + 224.0 * cr),
     ]
 }
 
@@ -249,6 +276,36 @@ mod tests {
     /// A 2×2 frame of one colour given in [0, 255] RGB.
     fn solid(rgb: [f32; 3]) -> Vec<f32> {
         rgb.iter().flat_map(|&c| [c / 127.5 - 1.0; 4]).collect()
+    }
+
+    /// The written-out rounding against `f32::round` on every f32 from −2 to 300 in steps of
+    /// 2^-10 and around each half-way point, plus the special values.
+    #[test]
+    fn round_code_is_f32_round() {
+        let reference = |v: f32| v.round() as u8;
+        let mut values: Vec<f32> = (-2048..=300 * 1024).map(|i| i as f32 / 1024.0).collect();
+        for k in 0..=256 {
+            let half = k as f32 + 0.5;
+            values.extend([half.next_down(), half, half.next_up()]);
+        }
+        values.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.49999997,
+            1e30,
+        ]);
+        for v in values {
+            assert_eq!(round_code(v), reference(v), "{v:e}");
+        }
+    }
+
+    #[test]
+    fn unit_table_is_code_over_255() {
+        for code in 0..=255u8 {
+            assert_eq!(UNIT[usize::from(code)], f32::from(code) / 255.0);
+        }
     }
 
     #[test]
