@@ -21,4 +21,4 @@ pub use self::mp4::{
 };
 pub use self::png::{PngFrameDump, write_png};
 pub use error::{Error, Result};
-pub use rgb::{Frame, FrameChunk, Yuv420};
+pub use rgb::{Frame, FrameChunk, Yuv420, to_u8};

@@ -150,10 +150,11 @@ impl Frame<'_> {
     }
 }
 
-/// `(x + 1) / 2 · 255`, rounded and clamped; NaN becomes 0. The stage services quantize frames
-/// with the same formula (`turbine_pipeline::rgb::to_u8`; turbine-vae's tests hold the two
-/// together).
-fn to_u8(x: f32) -> u8 {
+/// `round((x + 1) / 2 · 255)`, clamped to [0, 255], NaN as 0: the one quantization of decoded
+/// frames, here before the colour conversion and in the stage services before frames travel as u8
+/// (`turbine_pipeline::rgb`), so a video encodes to the same bytes whichever way its frames went.
+/// `/ 2` is exact, so this is the one rounding of `(x + 1) · 127.5`.
+pub fn to_u8(x: f32) -> u8 {
     round_code((x + 1.0) * 127.5)
 }
 

@@ -1,17 +1,12 @@
-//! 8-bit video: the one quantization of decoded frames. Frames leave the VAE as f32 in [−1, 1];
-//! stage services ship them as u8, and turbine-media quantizes with the same formula before its
-//! colour conversion, so a video encodes to the same bytes whichever way its frames travelled.
+//! 8-bit video: the one quantization of decoded frames ([`to_u8`], turbine-media's, which it
+//! also applies before its colour conversion). Frames leave the VAE as f32 in [−1, 1]; stage
+//! services ship them as u8, so a video encodes to the same bytes whichever way its frames
+//! travelled.
 
+pub use turbine_media::to_u8;
 use turbine_tensor::{HostData, HostTensor};
 
 use crate::{Error, Result};
-
-/// `round((x + 1) / 2 · 255)`, clamped to [0, 255], NaN as 0.
-pub fn to_u8(x: f32) -> u8 {
-    // `/ 2` is exact, so this is the one rounding of `(x + 1) · 127.5`; the saturating
-    // float-to-int cast clamps and maps NaN to 0.
-    ((x + 1.0) * 127.5).round() as u8
-}
 
 /// The inverse of [`to_u8`] on its codes: `v / 127.5 − 1`, which [`to_u8`] maps back to `v`.
 pub fn from_u8(v: u8) -> f32 {
