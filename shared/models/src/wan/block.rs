@@ -63,23 +63,7 @@ impl<B: Backend> Block<B> {
         // Each norm's output is the input of the quantizable layers after it, prepared once
         // (for 8-bit layers quantized once, in the norm's own pass where the backend can); the
         // residual add before a norm may share its pass too.
-        let Stream { x: input, branch } = stream;
-        let (x, h) = match branch {
-            Some((y, gate)) => b.residual_layer_norm_modulate_input(
-                &input,
-                &y,
-                Some(&gate),
-                &shift_msa,
-                &scale_msa,
-                self.eps,
-            )?,
-            None => (
-                input.clone(),
-                b.layer_norm_modulate_input(&input, &shift_msa, &scale_msa, self.eps)?,
-            ),
-        };
-        // The stream before the sum is dead: its memory serves the attention.
-        drop(input);
+        let (x, h) = stream.modulated_input(b, &shift_msa, &scale_msa, self.eps)?;
         let y = self.self_attn.forward(b, &h, rope, mode, probe)?;
 
         let norm3 = Some((&self.norm3.0, &self.norm3.1));
@@ -109,6 +93,27 @@ pub struct Stream<B: Backend> {
 impl<B: Backend> Stream<B> {
     pub fn new(x: B::Tensor) -> Self {
         Self { x, branch: None }
+    }
+
+    /// The activations with the pending branch added, and their modulated LayerNorm as the input
+    /// of a block's first layers. Consumed, so the stream's buffers go back before the block's
+    /// attention needs memory.
+    fn modulated_input(
+        self,
+        b: &B,
+        shift: &B::Tensor,
+        scale: &B::Tensor,
+        eps: f32,
+    ) -> Result<(B::Tensor, B::LinearInput)> {
+        Ok(match self.branch {
+            Some((y, gate)) => {
+                b.residual_layer_norm_modulate_input(&self.x, &y, Some(&gate), shift, scale, eps)?
+            }
+            None => {
+                let h = b.layer_norm_modulate_input(&self.x, shift, scale, eps)?;
+                (self.x, h)
+            }
+        })
     }
 
     /// The activations with the pending branch added.

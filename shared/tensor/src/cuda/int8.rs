@@ -51,13 +51,7 @@ fn alloc(dev: &Device, rows: usize, cols: usize, lifetime: Lifetime) -> Result<C
         rows * cols,
         rows.div_ceil(QUANT_BLOCK) * (cols / QUANT_BLOCK),
     );
-    let (values, scales) = match lifetime {
-        Lifetime::Weight => (
-            dev.pool.alloc_exact(bytes)?,
-            dev.alloc_exact(tiles, DType::F32)?,
-        ),
-        Lifetime::Activation => (dev.pool.alloc(bytes)?, dev.alloc(tiles, DType::F32)?),
-    };
+    let (values, scales) = lifetime.alloc(dev, bytes, tiles)?;
     Ok(CudaInt8Blocks {
         rows,
         cols,

@@ -49,6 +49,7 @@ mod layout;
 mod norm;
 mod quant;
 mod readback;
+mod rows;
 mod sage;
 mod seeded;
 mod staging;
@@ -591,14 +592,7 @@ impl CudaBackend {
     /// `x · wᵀ + b`, then GELU (tanh) when `gelu`; an 8-bit layer's input quantization is
     /// profiled as an op of its own.
     fn linear_op(&self, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
-        let op = if gelu { "linear_gelu_tanh" } else { "linear" };
-        self.check(op, &[x, w.anchor()])?;
-        match InputKind::of(w) {
-            InputKind::Dense => self.timed(linear_label(w, gelu), || gemm(&self.dev, x, w, gelu)),
-            kind @ (InputKind::Fp8 | InputKind::Int8) => {
-                self.linear_input_op(&self.prepare_input(x, kind)?, w, gelu)
-            }
-        }
+        self.linear_input_op(&self.prepare_input(x, InputKind::of(w))?, w, gelu)
     }
 
     /// `x` prepared for layers of `kind`, profiled as the quantization it is.

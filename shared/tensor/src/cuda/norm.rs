@@ -4,7 +4,8 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 use super::device::Device;
 use super::elementwise;
-use super::quant::{self, CudaFp8Rows, Lifetime, RowLayout};
+use super::quant::{self, CudaFp8Rows, Lifetime};
+use super::rows::RowLayout;
 use super::{CudaTensor, dt_code, kernels};
 use crate::{DType, Error, Result, shapes};
 

@@ -3,20 +3,14 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{DeviceRepr, LaunchConfig};
+use cudarc::driver::DeviceRepr;
 
 use super::alloc::DeviceBuffer;
 use super::device::Device;
+use super::rows::RowLayout;
 use super::{CudaTensor, Wrap, dt_code, kernels};
 use crate::fp8::Fp8Rows;
 use crate::{DType, Error, Result};
-
-/// Columns one warp holds in registers (`8 * CHUNKS * 32` in the kernel).
-const COLS_PER_WARP: usize = 2048;
-/// Warps of a block when rows are narrow (several rows per block).
-const BLOCK_WARPS: u32 = 8;
-/// A block's warp limit (1024 threads), hence the widest row.
-const MAX_WARPS: usize = 32;
 
 /// A `[rows, cols]` matrix on the device quantized per row (the layout of [`crate::fp8`]):
 /// `x[r, c] ≈ e4m3(values[r, c]) · scales[r]`. Cheap to clone (the buffers are shared).
@@ -51,8 +45,27 @@ impl CudaFp8Rows {
 pub(super) enum Lifetime {
     /// A weight, kept as long as the model: exact sizes.
     Weight,
-    /// An activation, gone after one GEMM: size classes, reused by the next.
+    /// An activation, gone after the layers that read it: size classes, reused by the next.
     Activation,
+}
+
+impl Lifetime {
+    /// Buffers for `bytes` 8-bit values and `scales` f32 scales: exact sizes for a weight, the
+    /// pool's size classes for an activation.
+    pub(super) fn alloc(
+        self,
+        dev: &Device,
+        bytes: usize,
+        scales: usize,
+    ) -> Result<(DeviceBuffer, DeviceBuffer)> {
+        Ok(match self {
+            Lifetime::Weight => (
+                dev.pool.alloc_exact(bytes)?,
+                dev.alloc_exact(scales, DType::F32)?,
+            ),
+            Lifetime::Activation => (dev.pool.alloc(bytes)?, dev.alloc(scales, DType::F32)?),
+        })
+    }
 }
 
 #[repr(C)]
@@ -71,53 +84,6 @@ struct QuantizeFp8Args {
 // `unsigned` as u32, `int` as i32).
 unsafe impl DeviceRepr for QuantizeFp8Args {}
 
-/// How a row kernel of `kernels/rows.cuh` spreads `[rows, cols]` over blocks: the warps that hold
-/// one row and the rows a block takes.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct RowLayout {
-    pub rows: u32,
-    pub cols: u32,
-    pub warps_per_row: u32,
-    pub rows_per_block: u32,
-}
-
-impl RowLayout {
-    /// The layout of `x: [.., cols]`'s rows, or why a row kernel cannot take them (`cols` not a
-    /// multiple of 8, wider than one block holds, or a pointer not 16-byte aligned).
-    pub fn of(x: &CudaTensor, pointers: &[u64]) -> std::result::Result<Self, &'static str> {
-        let cols = x.cols();
-        let rows = x.numel().checked_div(cols).unwrap_or(0);
-        let (Ok(rows), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
-            return Err("expected [.., K] with fewer than 2^32 rows and columns");
-        };
-        if x.shape().is_empty() || !cols.is_multiple_of(8) {
-            return Err("expected [.., K] with K a multiple of 8 (the kernel's 8-element loads)");
-        }
-        let warps = cols.div_ceil(COLS_PER_WARP).max(1);
-        if warps > MAX_WARPS {
-            return Err("expected [.., K] with K at most 65536 (one block holds a row)");
-        }
-        if pointers.iter().any(|p| p % 16 != 0) {
-            return Err("expected 16-byte aligned rows");
-        }
-        let warps_per_row = warps as u32;
-        Ok(Self {
-            rows,
-            cols: cols32,
-            warps_per_row,
-            rows_per_block: (BLOCK_WARPS / warps_per_row).max(1),
-        })
-    }
-
-    pub fn launch(&self) -> LaunchConfig {
-        LaunchConfig {
-            grid_dim: (self.rows.div_ceil(self.rows_per_block), 1, 1),
-            block_dim: (32 * self.warps_per_row * self.rows_per_block, 1, 1),
-            shared_mem_bytes: 0,
-        }
-    }
-}
-
 impl CudaFp8Rows {
     /// `rows·cols` values and `rows` scales, unwritten.
     pub(super) fn alloc(
@@ -126,14 +92,7 @@ impl CudaFp8Rows {
         cols: usize,
         lifetime: Lifetime,
     ) -> Result<Self> {
-        let bytes = rows * cols;
-        let (values, scales) = match lifetime {
-            Lifetime::Weight => (
-                dev.pool.alloc_exact(bytes)?,
-                dev.alloc_exact(rows, DType::F32)?,
-            ),
-            Lifetime::Activation => (dev.pool.alloc(bytes)?, dev.alloc(rows, DType::F32)?),
-        };
+        let (values, scales) = lifetime.alloc(dev, rows * cols, rows)?;
         Ok(CudaFp8Rows {
             rows,
             cols,

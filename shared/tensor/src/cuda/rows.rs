@@ -1,0 +1,60 @@
+//! How the row kernels of `kernels/rows.cuh` (the DiT's norms, the FP8 quantizer) lay a
+//! `[rows, cols]` matrix over blocks: whole rows in registers, `warps_per_row` warps a row.
+
+use cudarc::driver::LaunchConfig;
+
+use super::CudaTensor;
+
+/// Columns one warp holds in registers (`8 · ROW_CHUNKS · 32` in the kernels).
+const COLS_PER_WARP: usize = 2048;
+/// Warps of a block when rows are narrow (several rows per block).
+const BLOCK_WARPS: u32 = 8;
+/// A block's warp limit (1024 threads), hence the widest row.
+const MAX_WARPS: usize = 32;
+
+/// How a row kernel of `kernels/rows.cuh` spreads `[rows, cols]` over blocks: the warps that hold
+/// one row and the rows a block takes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowLayout {
+    pub rows: u32,
+    pub cols: u32,
+    pub warps_per_row: u32,
+    pub rows_per_block: u32,
+}
+
+impl RowLayout {
+    /// The layout of `x: [.., cols]`'s rows, or why a row kernel cannot take them (`cols` not a
+    /// multiple of 8, wider than one block holds, or a pointer not 16-byte aligned).
+    pub fn of(x: &CudaTensor, pointers: &[u64]) -> std::result::Result<Self, &'static str> {
+        let cols = x.cols();
+        let rows = x.numel().checked_div(cols).unwrap_or(0);
+        let (Ok(rows), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
+            return Err("expected [.., K] with fewer than 2^32 rows and columns");
+        };
+        if x.shape().is_empty() || !cols.is_multiple_of(8) {
+            return Err("expected [.., K] with K a multiple of 8 (the kernel's 8-element loads)");
+        }
+        let warps = cols.div_ceil(COLS_PER_WARP).max(1);
+        if warps > MAX_WARPS {
+            return Err("expected [.., K] with K at most 65536 (one block holds a row)");
+        }
+        if pointers.iter().any(|p| p % 16 != 0) {
+            return Err("expected 16-byte aligned rows");
+        }
+        let warps_per_row = warps as u32;
+        Ok(Self {
+            rows,
+            cols: cols32,
+            warps_per_row,
+            rows_per_block: (BLOCK_WARPS / warps_per_row).max(1),
+        })
+    }
+
+    pub fn launch(&self) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (self.rows.div_ceil(self.rows_per_block), 1, 1),
+            block_dim: (32 * self.warps_per_row * self.rows_per_block, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
