@@ -253,6 +253,7 @@ impl Outputs {
             Mp4Config {
                 fps: args.fps,
                 threads: args.encoder_threads,
+                frames: Some(u64::from(shape.frames())),
                 ..Mp4Config::default()
             },
         )

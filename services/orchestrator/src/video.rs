@@ -77,6 +77,7 @@ fn write(
 ) -> Result<Written> {
     let config = Mp4Config {
         fps,
+        frames: Some(u64::from(video.frames)),
         ..Mp4Config::default()
     };
     let (width, height) = (video.width as usize, video.height as usize);

@@ -249,7 +249,12 @@ fn embedded_mp4(prompt: &str, seed: u64) -> Vec<u8> {
             Ok(())
         }
     }
-    let mut sink = Sink(Mp4Writer::new(Vec::new(), 64, 48, Mp4Config::default()).unwrap());
+    // As `turbine generate` writes it: the clip's length declared up front.
+    let config = Mp4Config {
+        frames: Some(u64::from(request.shape.frames())),
+        ..Mp4Config::default()
+    };
+    let mut sink = Sink(Mp4Writer::new(Vec::new(), 64, 48, config).unwrap());
     pipeline.generate(&request, &mut |_| {}, &mut sink).unwrap();
     sink.0.finish_into_sink().unwrap().1
 }

@@ -34,6 +34,8 @@ pub enum Error {
     },
     #[error("no frames were written; a video needs at least one")]
     NoFrames,
+    #[error("the output was opened for {declared} frames and got more")]
+    TooManyFrames { declared: u64 },
 
     // Codecs and sinks.
     #[error("H.264 encoder: {0}")]

@@ -21,7 +21,7 @@ use openh264::encoder::{
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::h264::{EncodedFrame, SegmentedEncoder};
+use crate::h264::{Cuts, EncodedFrame, SegmentedEncoder};
 use crate::rgb::{FrameChunk, Yuv420};
 
 /// Smallest width and height OpenH264 encodes (`EncodeFrameInternal` rejects anything under 16).
@@ -57,6 +57,13 @@ pub struct Mp4Config {
     /// up to 16 frames that wait for its encoder; `None` is one per core
     /// ([`std::thread::available_parallelism`]). The file does not depend on it.
     pub threads: Option<NonZeroUsize>,
+    /// The clip's length, when the caller knows it before the first frame (a generation request
+    /// fixes it). The last 16 to 31 frames (for an interval of 16) are then cut into shorter runs,
+    /// halving — 81 frames end in runs of 9, 4 and 4 from frame 64 — so that their encoders finish
+    /// soon after the last frame arrives rather than one whole run's encoding later. More frames
+    /// than declared are refused ([`Error::TooManyFrames`]); fewer still make a valid file (a
+    /// generation that stopped early).
+    pub frames: Option<u64>,
 }
 
 impl Default for Mp4Config {
@@ -66,6 +73,7 @@ impl Default for Mp4Config {
             bitrate_bps: None,
             keyframe_interval: 16,
             threads: None,
+            frames: None,
         }
     }
 }
@@ -176,7 +184,8 @@ impl<W: Write> Mp4Writer<W> {
             .threads
             .or_else(|| thread::available_parallelism().ok())
             .unwrap_or(NonZeroUsize::MIN);
-        let encoder = SegmentedEncoder::new(encoder_config, segment_len, threads)?;
+        let cuts = segment_len.map(|len| Cuts::new(len, config.frames));
+        let encoder = SegmentedEncoder::new(encoder_config, cuts, config.frames, threads)?;
         let muxer = MuxerBuilder::new(sink)
             .video(VideoCodec::H264, width as u32, height as u32, config.fps)
             .build()?;
@@ -291,6 +300,9 @@ fn validate(width: usize, height: usize, config: &Mp4Config) -> Result<()> {
     }
     if !(1.0..=60.0).contains(&config.fps) {
         return Err(Error::invalid("fps", config.fps, "a number in [1, 60]"));
+    }
+    if config.frames == Some(0) {
+        return Err(Error::invalid("frames", 0, "at least 1 when given"));
     }
     if let Some(bps) = config.bitrate_bps {
         let max = MAX_BITS_PER_PIXEL * (width * height) as f64 * config.fps;

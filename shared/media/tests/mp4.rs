@@ -432,6 +432,68 @@ fn thread_count_does_not_change_the_file() {
 }
 
 #[test]
+fn a_declared_length_cuts_the_last_stretch_shorter() {
+    let data = noisy_square(SEGMENTED);
+    let known = Mp4Config {
+        frames: Some(SEGMENTED as u64),
+        ..segmented(3)
+    };
+    let sizes: Vec<usize> = [1].into_iter().chain([4; 12]).chain([1]).collect();
+    let (info, file) = encode(&data, &sizes, known);
+    assert_eq!(info.frames, SEGMENTED as u64);
+    let clip = demux_and_decode(&file);
+    assert_eq!(
+        clip.rgb.len(),
+        SEGMENTED,
+        "every sample decodes to a picture"
+    );
+    // Seek points every 8 frames up to frame 40, then the last 10 frames as 5, 5 (the regular
+    // cuts would have left 8 and 2).
+    let sync: Vec<usize> = clip
+        .timing
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &(_, _, sync))| sync.then_some(i))
+        .collect();
+    assert_eq!(sync, [0, 8, 16, 24, 32, 40, 45]);
+    for (i, decoded) in clip.rgb.iter().enumerate() {
+        let db = psnr(decoded, &input_rgb8(&data, SEGMENTED, i));
+        assert!(db > 25.0, "frame {i}: PSNR {db:.1} dB");
+    }
+    // As with regular cuts, the file does not depend on the encoder threads.
+    for threads in [1, 7] {
+        let config = Mp4Config {
+            threads: NonZeroUsize::new(threads),
+            ..known
+        };
+        assert!(
+            encode(&data, &[SEGMENTED], config).1 == file,
+            "{threads} threads"
+        );
+    }
+
+    // A clip that stops early is still a valid file; one frame too many is refused.
+    let part = frame_range(&data, SEGMENTED, 0, 20);
+    let (info, file) = {
+        let mut writer = Mp4Writer::new(Vec::new(), W, H, known).unwrap();
+        writer.push(&chunk(&part, H, W)).unwrap();
+        writer.finish_into_sink().unwrap()
+    };
+    assert_eq!(info.frames, 20);
+    assert_eq!(demux_and_decode(&file).rgb.len(), 20);
+    let short = Mp4Config {
+        frames: Some(19),
+        ..known
+    };
+    let mut writer = Mp4Writer::new(Vec::new(), W, H, short).unwrap();
+    let error = writer.push(&chunk(&part, H, W)).unwrap_err();
+    assert!(
+        matches!(error, Error::TooManyFrames { declared: 19 }),
+        "{error}"
+    );
+}
+
+#[test]
 fn keyframe_intervals_below_two_keep_one_encoder() {
     let data = noisy_square(N);
     let every_frame = Mp4Config {
