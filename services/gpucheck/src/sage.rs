@@ -213,6 +213,20 @@ pub fn sage_part(checked: &CudaBackend, timed: &CudaBackend, seed: u64) -> Resul
             0.0,
             || bf16.attention(&x[0], &x[1], &x[2]).map(|_| ()),
         )?);
+        // The DiT's cross-attention over the 512 text tokens: four key tiles a query block.
+        let ctx = qkv(512, h, seed + 45)?;
+        let (kc, vc) = (upload_bf16(&bf16, &ctx[1])?, upload_bf16(&bf16, &ctx[2])?);
+        let cross_ops = 4.0 * l as f64 * 512.0 * 128.0 * h as f64;
+        for (kernel, b) in [("wgmma", &bf16), ("mma.sync", &portable)] {
+            times.push(time_row(
+                b,
+                &format!("bf16 flash [{l}, {h}, 128] x 512 keys ({kernel})"),
+                iters,
+                cross_ops,
+                0.0,
+                || b.attention(&x[0], &kc, &vc).map(|_| ()),
+            )?);
+        }
         times.push(time_row(
             &bf16,
             &format!("sage dense, wgmma [{l}, {h}, 128]"),
