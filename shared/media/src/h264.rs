@@ -30,8 +30,9 @@
 //! encoding after its last long segment starts. When the clip's length is known in advance, its
 //! last stretch is cut differently, halving ([`Cuts`]): 81 frames cut every 16 end in segments of
 //! 9, 4 and 4 frames from frame 64 instead of 16 and 1, and their encoders finish soon after the
-//! last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host, the MP4's finish
-//! after the last frame was 0.46 s). The extra IDR pictures are all in that stretch.
+//! last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host: the MP4's finish
+//! after the last frame 0.25 → 0.18 s, bench/results/2026-11-27-e2e.md). The extra IDR pictures
+//! are all in that stretch.
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -62,9 +63,10 @@ const WARM_UP_FRAMES: u64 = 2;
 const MIN_TAIL_SEGMENT: u64 = 4;
 
 /// Where segments start: every `len` frames and, for a clip whose length is known, differently in
-/// its last stretch of `len` to `2 len − 1` frames (after the last regular cut that leaves at least
-/// `len`), which is halved while both halves stay [`MIN_TAIL_SEGMENT`] frames or longer. A clip of
-/// 81 frames cut every 16 is [0, 16, 32, 48, 64, 73, 77] rather than [0, 16, 32, 48, 64, 80].
+/// its last stretch — the frames after the last regular cut that leaves at least `len` (`len` to
+/// `2 len − 1` frames), or the whole clip when it is shorter than `2 len` — which is halved while
+/// both halves stay [`MIN_TAIL_SEGMENT`] frames or longer. A clip of 81 frames cut every 16 is
+/// [0, 16, 32, 48, 64, 73, 77] rather than [0, 16, 32, 48, 64, 80].
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Cuts {
     len: NonZeroU64,
