@@ -469,6 +469,30 @@ mod tests {
     }
 
     #[test]
+    fn every_segment_of_a_known_length_is_long_enough() {
+        for len in [2, 3, 4, 7, 8, 16, 32] {
+            for frames in 1..200 {
+                let starts = starts(len, Some(frames));
+                let ends = starts.iter().skip(1).copied().chain([frames]);
+                let tail = (frames / len).saturating_sub(1) * len;
+                for (start, end) in starts.iter().copied().zip(ends) {
+                    // Regular segments up to the last stretch; only the clip's last segment may
+                    // be shorter than a warm-up or a tail segment, when nothing could be cut.
+                    let regular = start < tail;
+                    let least = if regular { len } else { MIN_TAIL_SEGMENT };
+                    assert!(
+                        end - start >= least
+                            || (end == frames && starts.len() == 1)
+                            || (end == frames && start == tail && frames - tail < least),
+                        "len {len}, {frames} frames: segment {start}..{end} of {starts:?}"
+                    );
+                    assert!(!regular || start % len == 0, "len {len}, {frames} frames");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn an_encoder_error_in_a_later_segment_names_its_frame() {
         let config = EncoderConfig::new().skip_frames(false);
         let mut encoder = SegmentedEncoder::new(
