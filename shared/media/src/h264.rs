@@ -476,17 +476,18 @@ mod tests {
                 let ends = starts.iter().skip(1).copied().chain([frames]);
                 let tail = (frames / len).saturating_sub(1) * len;
                 for (start, end) in starts.iter().copied().zip(ends) {
-                    // Regular segments up to the last stretch; only the clip's last segment may
-                    // be shorter than a warm-up or a tail segment, when nothing could be cut.
+                    // Regular segments up to the last stretch, then halves of at least
+                    // MIN_TAIL_SEGMENT, or the stretch whole when it is too short to halve.
                     let regular = start < tail;
                     let least = if regular { len } else { MIN_TAIL_SEGMENT };
                     assert!(
-                        end - start >= least
-                            || (end == frames && starts.len() == 1)
-                            || (end == frames && start == tail && frames - tail < least),
+                        end - start >= least || (start == tail && end == frames),
                         "len {len}, {frames} frames: segment {start}..{end} of {starts:?}"
                     );
-                    assert!(!regular || start % len == 0, "len {len}, {frames} frames");
+                    assert!(
+                        !regular || start.is_multiple_of(len),
+                        "len {len}, {frames} frames"
+                    );
                 }
             }
         }
