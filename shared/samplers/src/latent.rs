@@ -1,3 +1,4 @@
+use rayon::prelude::*;
 use turbine_tensor::{HostData, HostTensor};
 
 use crate::{Error, Result};
@@ -41,16 +42,17 @@ impl Latent {
     pub fn to_host_tensor(&self) -> HostTensor {
         HostTensor {
             shape: self.shape.clone(),
-            data: HostData::F32(self.data.iter().map(|&x| x as f32).collect()),
+            data: HostData::F32(self.data.par_iter().map(|&x| x as f32).collect()),
         }
     }
 
-    /// Same-shape latent from `f(i)` for every element index.
-    pub(crate) fn from_fn(shape: &[usize], f: impl FnMut(usize) -> f64) -> Self {
+    /// Same-shape latent from `f(i)` for every element index, on all cores: a sampler step makes
+    /// a few of these from millions of elements between two forwards on the GPU, which waits.
+    pub(crate) fn from_fn(shape: &[usize], f: impl Fn(usize) -> f64 + Sync + Send) -> Self {
         let len = shape.iter().product();
         Self {
             shape: shape.to_vec(),
-            data: (0..len).map(f).collect(),
+            data: (0..len).into_par_iter().map(f).collect(),
         }
     }
 }

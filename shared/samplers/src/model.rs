@@ -1,3 +1,4 @@
+use rayon::prelude::*;
 use turbine_tensor::Backend;
 
 use crate::{Error, Latent, Result};
@@ -49,6 +50,10 @@ impl<B: Backend, M: VelocityModel<B> + ?Sized> Runner<'_, B, M> {
             });
         }
         let host = self.backend.download(&v)?;
-        Ok(host.to_f32_vec().into_iter().map(f64::from).collect())
+        Ok(host
+            .f32_elements()
+            .par_iter()
+            .map(|&x| f64::from(x))
+            .collect())
     }
 }
