@@ -47,6 +47,25 @@ struct Demuxed {
     rgb: Vec<Vec<u8>>,
 }
 
+impl Demuxed {
+    /// The indices of the sync samples (IDR pictures).
+    fn sync_samples(&self) -> Vec<usize> {
+        self.timing
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(_, _, sync))| sync.then_some(i))
+            .collect()
+    }
+
+    /// Asserts that every decoded picture is above `min_db` of PSNR against `data`'s frame (RGB8).
+    fn assert_psnr_above(&self, data: &[f32], frames: usize, min_db: f64) {
+        for (i, decoded) in self.rgb.iter().enumerate() {
+            let db = psnr(decoded, &input_rgb8(data, frames, i));
+            assert!(db > min_db, "frame {i}: PSNR {db:.1} dB");
+        }
+    }
+}
+
 fn demux_and_decode(file: &[u8]) -> Demuxed {
     let mut mp4 = mp4::Mp4Reader::read_header(Cursor::new(file), file.len() as u64).unwrap();
     assert_eq!(mp4.tracks().len(), 1);
@@ -192,13 +211,7 @@ fn keyframe_interval_marks_sync_samples() {
         ..Mp4Config::default()
     };
     let (_, file) = encode(&data, &[N], config);
-    let sync: Vec<usize> = demux_and_decode(&file)
-        .timing
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &(_, _, sync))| sync.then_some(i))
-        .collect();
-    assert_eq!(sync, [0, 8, 16]);
+    assert_eq!(demux_and_decode(&file).sync_samples(), [0, 8, 16]);
 }
 
 #[test]
@@ -346,6 +359,11 @@ fn bad_input_is_an_error() {
 /// Frames of the segmented clip: six segments of 8 frames and one of 2.
 const SEGMENTED: usize = 50;
 
+/// The segmented clip's frames as the VAE hands them over: the first alone, then 4 at a time.
+fn vae_chunks() -> Vec<usize> {
+    [1].into_iter().chain([4; 12]).chain([1]).collect()
+}
+
 /// Seek points every 8 frames, `threads` of them encoded at once.
 fn segmented(threads: usize) -> Mp4Config {
     Mp4Config {
@@ -370,9 +388,7 @@ fn noisy_square(frames: usize) -> Vec<f32> {
 #[test]
 fn segments_encoded_apart_decode_as_one_stream() {
     let data = noisy_square(SEGMENTED);
-    // As the VAE hands them over: the first frame alone, then 4 at a time.
-    let sizes: Vec<usize> = [1].into_iter().chain([4; 12]).chain([1]).collect();
-    let (info, file) = encode(&data, &sizes, segmented(3));
+    let (info, file) = encode(&data, &vae_chunks(), segmented(3));
     assert_eq!(info.frames, SEGMENTED as u64);
 
     let clip = demux_and_decode(&file);
@@ -392,10 +408,7 @@ fn segments_encoded_apart_decode_as_one_stream() {
     );
     // 26.7 to 36.0 dB at the 200 kbit/s floor; the P pictures that carry the moving square get
     // the fewest bits.
-    for (i, decoded) in clip.rgb.iter().enumerate() {
-        let db = psnr(decoded, &input_rgb8(&data, SEGMENTED, i));
-        assert!(db > 25.0, "frame {i}: PSNR {db:.1} dB");
-    }
+    clip.assert_psnr_above(&data, SEGMENTED, 25.0);
 
     // Each segment's IDR picture repeats the avcC's SPS and PPS in band; no other sample has any.
     let [sps, pps] = &clip.parameter_sets;
@@ -438,8 +451,7 @@ fn a_declared_length_cuts_the_last_stretch_shorter() {
         frames: Some(SEGMENTED as u64),
         ..segmented(3)
     };
-    let sizes: Vec<usize> = [1].into_iter().chain([4; 12]).chain([1]).collect();
-    let (info, file) = encode(&data, &sizes, known);
+    let (info, file) = encode(&data, &vae_chunks(), known);
     assert_eq!(info.frames, SEGMENTED as u64);
     let clip = demux_and_decode(&file);
     assert_eq!(
@@ -449,17 +461,8 @@ fn a_declared_length_cuts_the_last_stretch_shorter() {
     );
     // Seek points every 8 frames up to frame 40, then the last 10 frames as 5, 5 (the regular
     // cuts would have left 8 and 2).
-    let sync: Vec<usize> = clip
-        .timing
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &(_, _, sync))| sync.then_some(i))
-        .collect();
-    assert_eq!(sync, [0, 8, 16, 24, 32, 40, 45]);
-    for (i, decoded) in clip.rgb.iter().enumerate() {
-        let db = psnr(decoded, &input_rgb8(&data, SEGMENTED, i));
-        assert!(db > 25.0, "frame {i}: PSNR {db:.1} dB");
-    }
+    assert_eq!(clip.sync_samples(), [0, 8, 16, 24, 32, 40, 45]);
+    clip.assert_psnr_above(&data, SEGMENTED, 25.0);
     // As with regular cuts, the file does not depend on the encoder threads.
     for threads in [1, 7] {
         let config = Mp4Config {
@@ -521,13 +524,7 @@ fn keyframe_intervals_below_two_keep_one_encoder() {
     };
     let clip = demux_and_decode(&encode(&data, &[N], first_only).1);
     assert_eq!(clip.rgb.len(), N);
-    let sync: Vec<usize> = clip
-        .timing
-        .iter()
-        .enumerate()
-        .filter_map(|(i, &(_, _, sync))| sync.then_some(i))
-        .collect();
-    assert_eq!(sync, [0]);
+    assert_eq!(clip.sync_samples(), [0]);
 }
 
 #[test]
