@@ -11,7 +11,9 @@
 // quantize_int8_blocks: TurboDiffusion's W8A8 INT8 format (upstream `quant_cuda`), 128x128 tiles
 // of x[rows, cols] (activations: 128 tokens x 128 channels; weights: 128 outputs x 128 inputs):
 // out = cvt.rni.sat.s8(x * (128 / amax)), scale = amax / 128, amax = max(1e-8, max |tile|). The
-// host reference (shared/tensor/src/int8.rs) does the same f32 operations: bit for bit.
+// host reference (shared/tensor/src/int8.rs) does the same f32 operations: bit for bit. Each tile
+// is written as the INT8 GEMM's tile image (kernels/int8_gemm.cu): 16 KB, rows swizzled, rows past
+// the matrix zeros.
 #include "rows.cuh"
 
 struct QuantizeFp8Args {
@@ -82,7 +84,7 @@ extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
 #define INT8_SCALE 128.0f
 
 struct QuantizeInt8Args {
-  signed char* out;  // [rows, cols]
+  signed char* out;  // tile images of [rows, cols]: ceil(rows / 128) * cols / 128 of 16 KB
   float* scales;     // [ceil(rows / 128), cols / 128]
   const void* x;     // [rows, cols]
   unsigned rows;
@@ -105,7 +107,7 @@ __device__ __forceinline__ unsigned s8x4(float a, float b, float c, float d) {
 
 // One 256-thread CTA per tile (grid: cols / 128, ceil(rows / 128)); per step a warp reads two
 // whole tile rows, eight elements per lane, so the loads coalesce; rows past the end count as
-// zeros and are not stored, as upstream's loader zero-fills them.
+// zeros (as upstream's loader zero-fills them) and are stored as zeros.
 extern "C" __global__ void quantize_int8_blocks(const QuantizeInt8Args a) {
   __shared__ float warp_amax[8];
   const unsigned t = threadIdx.x, lane = t & 31, warp = t >> 5;
@@ -132,14 +134,16 @@ extern "C" __global__ void quantize_int8_blocks(const QuantizeInt8Args a) {
   for (int w = 0; w < 8; ++w) amax = fmaxf(amax, warp_amax[w]);
   const float inv = INT8_SCALE / amax;
   if (t == 0) a.scales[(u64)blockIdx.y * gridDim.x + blockIdx.x] = amax / INT8_SCALE;
+  // This lane's 8 bytes: half (t % 2) of 16-byte chunk (t % 16) / 2 of tile row t / 16 + 16 s.
+  signed char* tile = a.out + ((u64)blockIdx.y * gridDim.x + blockIdx.x) * (INT8_TILE * INT8_TILE);
+  const unsigned chunk = (t & 15) >> 1, half = t & 1;
 #pragma unroll
   for (int s = 0; s < 8; ++s) {
-    const u64 row = row0 + 16 * s;
-    if (row >= a.rows) break;
+    const unsigned r = (t >> 4) + 16 * s;
     const float* w = v[s];
     uint2 packed;
     packed.x = s8x4(w[0] * inv, w[1] * inv, w[2] * inv, w[3] * inv);
     packed.y = s8x4(w[4] * inv, w[5] * inv, w[6] * inv, w[7] * inv);
-    *reinterpret_cast<uint2*>(a.out + row * a.cols + col) = packed;
+    *reinterpret_cast<uint2*>(tile + r * 128 + ((chunk ^ (r & 7)) << 4) + 8 * half) = packed;
   }
 }

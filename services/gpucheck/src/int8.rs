@@ -72,18 +72,22 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
     let bf16 = b.with_precision(Precision::Bf16);
     let fp8 = (b.info().compute_capability.0 == 9).then(|| bf16.with_quant(Quant::Fp8));
     let int8 = bf16.with_quant(Quant::Int8);
+    // On Hopper the portable mma.sync GEMM is timed beside the wgmma one.
+    let portable = (b.info().arch == "sm_90a").then(|| int8.with_portable_kernels());
     println!(
         "\n== INT8 vs bf16 vs FP8 linears on {} (CUDA events, median of {ITERS} after 2 \
          warm-ups; bf16 input, bias and output). int8/fp8 = quantize + GEMM, as a layer runs; \
-         gemm = the GEMM alone; TF/s are TOPS for the 8-bit GEMMs",
+         gemm = the GEMM alone (mma = the portable mma.sync one); TF/s are TOPS for the 8-bit \
+         GEMMs",
         b.info().name
     );
     println!(
-        "{:<36} {:>8} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "{:<36} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9}",
         "layer [M, K] -> N",
         "bf16 ms",
         "int8 ms",
         "i8gemm ms",
+        "mma ms",
         "i8quant",
         "fp8 ms",
         "f8gemm ms",
@@ -105,7 +109,16 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
     {
         let seed = seed + 100 * i as u64;
         rows.push(
-            time_layer(&bf16, &int8, fp8.as_ref(), layer, [M, k, n], seed).unwrap_or_else(|e| {
+            time_layer(
+                &bf16,
+                &int8,
+                portable.as_ref(),
+                fp8.as_ref(),
+                layer,
+                [M, k, n],
+                seed,
+            )
+            .unwrap_or_else(|e| {
                 println!("{layer}: error: {e:#}");
                 json!({"layer": layer, "error": format!("{e:#}")})
             }),
@@ -117,6 +130,7 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
 fn time_layer(
     bf16: &CudaBackend,
     int8: &CudaBackend,
+    portable: Option<&CudaBackend>,
     fp8: Option<&CudaBackend>,
     layer: &str,
     [m, k, n]: [usize; 3],
@@ -137,6 +151,10 @@ fn time_layer(
     let quant_ms = median(int8, || int8.quantize_int8(&x).map(drop))?;
     let xq = int8.quantize_int8(&x)?;
     let gemm_ms = median(int8, || int8.linear_int8(&xq, &layer_i8).map(drop))?;
+    let mma_ms = match portable {
+        Some(p) => Some(median(p, || p.linear_int8(&xq, &layer_i8).map(drop))?),
+        None => None,
+    };
     drop((layer_i8, xq));
     let (fp8_ms, fp8_gemm_ms) = match fp8 {
         Some(f) => {
@@ -151,9 +169,10 @@ fn time_layer(
     let rate = |ms: f64| 2.0 * (m * k * n) as f64 / (ms * 1e-3) / 1e12;
     let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
     println!(
-        "{:<36} {bf16_ms:>8.3} {int8_ms:>8.3} {gemm_ms:>9.3} {quant_ms:>9.3} {:>8} {:>9} {:>9.0} \
-         {:>9.0} {:>8.2}x",
+        "{:<36} {bf16_ms:>8.3} {int8_ms:>8.3} {gemm_ms:>9.3} {:>9} {quant_ms:>9.3} {:>8} {:>9} \
+         {:>9.0} {:>9.0} {:>8.2}x",
         format!("{layer} [{m}, {k}] -> {n}"),
+        cell(mma_ms),
         cell(fp8_ms),
         cell(fp8_gemm_ms),
         rate(bf16_ms),
@@ -162,7 +181,8 @@ fn time_layer(
     );
     Ok(json!({
         "layer": layer, "m": m, "k": k, "n": n,
-        "bf16_ms": bf16_ms, "int8_ms": int8_ms, "int8_gemm_ms": gemm_ms, "int8_quantize_ms": quant_ms,
+        "bf16_ms": bf16_ms, "int8_ms": int8_ms, "int8_gemm_ms": gemm_ms,
+        "int8_gemm_mma_ms": mma_ms, "int8_quantize_ms": quant_ms,
         "fp8_ms": fp8_ms, "fp8_gemm_ms": fp8_gemm_ms,
         "bf16_tflops": rate(bf16_ms), "int8_gemm_tops": rate(gemm_ms),
         "fp8_gemm_tflops": fp8_gemm_ms.map(rate),

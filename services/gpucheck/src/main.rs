@@ -626,7 +626,7 @@ fn benchmarks(b: &CudaBackend, fixtures: &Path, seed: u64) -> Result<Value> {
         || b.attention(&q, &k, &v).map(|_| ()),
     )?);
     if dt == DType::BF16 {
-        let portable = b.with_portable_attention();
+        let portable = b.with_portable_kernels();
         rows.push(time_row(
             b,
             "self-attention [32760, 12, 128], mma.sync kernel",

@@ -84,7 +84,7 @@ pub(crate) fn row(name: &str, got: &HostTensor, want: &HostTensor, exact: bool) 
 /// Accuracy checks and timings; `Ok((report, all checks passed))`.
 pub fn sage_part(checked: &CudaBackend, timed: &CudaBackend, seed: u64) -> Result<(Value, bool)> {
     let bf16 = checked.with_precision(Precision::Bf16);
-    let portable = bf16.with_portable_attention();
+    let portable = bf16.with_portable_kernels();
     let exact = checked.with_precision(Precision::F32);
     let mut rows = Vec::new();
     let mut ok = true;
@@ -187,7 +187,7 @@ pub fn sage_part(checked: &CudaBackend, timed: &CudaBackend, seed: u64) -> Resul
 
     drop((bf16, portable, exact));
     let bf16 = timed.with_precision(Precision::Bf16);
-    let portable = bf16.with_portable_attention();
+    let portable = bf16.with_portable_kernels();
     println!(
         "\n{:<52} {:>10} {:>10} {:>9} {:>9}",
         "8-bit attention timings", "median ms", "min ms", "TOPS", "GB/s"

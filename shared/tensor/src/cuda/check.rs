@@ -191,7 +191,7 @@ impl Checker<'_> {
     fn bf16_gpu(&self) -> CudaBackend {
         let gpu = self.gpu.with_precision(Precision::Bf16);
         if self.portable_attention {
-            gpu.with_portable_attention()
+            gpu.with_portable_kernels()
         } else {
             gpu
         }

@@ -194,29 +194,43 @@ fn structured() -> Result<HostTensor> {
     HostTensor::from_f32([rows, cols], data)?.to_dtype(DType::BF16)
 }
 
-/// Runs every INT8 check on `gpu`'s device; the Wan-shape cases at `tokens` rows.
+/// Runs every INT8 check on `gpu`'s device; the Wan-shape cases at `tokens` rows. On sm_90a the
+/// layer checks run twice: on the wgmma GEMM and on the portable mma.sync one.
 pub fn int8_checks(gpu: &CudaBackend, seed: u64, tokens: usize) -> Result<Vec<CheckRow>> {
     let mut c = Checker::<Int8>::new(gpu, seed);
 
     c.quantize("structured [130, 256]", &structured()?);
     c.quantize_randn(&[(37, 128), (300, 1536)])?;
 
+    // Upstream's kernel would leave zeros for these; here they are refused at upload.
+    refused(&mut c, "[16, 96]: K % 128 != 0", 16, 96)?;
+    refused(&mut c, "[20, 128]: N % 8 != 0", 20, 128)?;
+
+    let hopper = gpu.info().arch == "sm_90a";
+    layer_checks(&mut c, tokens)?;
+    let mut rows = c.finish();
+    if hopper {
+        let mut c = Checker::<Int8>::new(&gpu.with_portable_kernels(), seed);
+        c.kernel = " (mma.sync)";
+        layer_checks(&mut c, tokens)?;
+        rows.extend(c.finish());
+    }
+    Ok(rows)
+}
+
+/// The GEMM checks: small shapes with row and column tails (K from one to twelve 128-deep steps,
+/// odd and even counts), a `-quant` checkpoint weight and Wan2.1-1.3B's block linears.
+fn layer_checks(c: &mut Checker<Int8>, tokens: usize) -> Result<()> {
     c.layers(&[
         (37, 128, 80, true, false),
         (5, 256, 16, false, false),
         (37, 256, 160, true, true),
         (300, 384, 136, true, false),
         (300, 1536, 1536, true, false),
+        (1000, 640, 392, true, false),
     ])?;
     // A `-quant` checkpoint layer, kept as its int8 values and scales.
     let w = c.checkpoint_weights(-128.0)?;
     c.linear(9, &w, false);
-
-    // Upstream's kernel would leave zeros for these; here they are refused at upload.
-    refused(&mut c, "[16, 96]: K % 128 != 0", 16, 96)?;
-    refused(&mut c, "[20, 128]: N % 8 != 0", 20, 128)?;
-
-    // Wan2.1-1.3B's block linears.
-    c.wan_layers(tokens)?;
-    Ok(c.finish())
+    c.wan_layers(tokens)
 }

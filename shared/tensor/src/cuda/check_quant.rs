@@ -47,6 +47,8 @@ pub(super) type LayerShape = (usize, usize, usize, bool, bool);
 pub(super) struct Checker<F> {
     /// The backend under test, at bf16 with the format's [`Quant`].
     pub gpu: CudaBackend,
+    /// Appended to the layer checks' case names: which kernel `gpu` runs, where it has a choice.
+    pub kernel: &'static str,
     pub cpu: CpuBackend,
     pub rng: Normal,
     rows: Vec<CheckRow>,
@@ -122,6 +124,7 @@ impl<F: Format> Checker<F> {
     pub fn new(gpu: &CudaBackend, seed: u64) -> Self {
         Self {
             gpu: gpu.with_precision(Precision::Bf16).with_quant(F::QUANT),
+            kernel: "",
             cpu: CpuBackend,
             rng: Normal::new(seed),
             rows: Vec::new(),
@@ -137,7 +140,7 @@ impl<F: Format> Checker<F> {
 
     /// The layer check of `w` on fresh inputs `[rows, in]`; an error is a failed row.
     pub fn linear(&mut self, rows: usize, w: &LinearWeights, gelu: bool) {
-        let case = layer_case(rows, w, gelu, F::INT8_WEIGHT);
+        let case = layer_case(rows, w, gelu, F::INT8_WEIGHT) + self.kernel;
         let l = Layer {
             rows,
             w,

@@ -101,21 +101,23 @@ pub(super) fn prepare(dev: &Device, x: &CudaTensor, kind: InputKind) -> Result<C
 }
 
 /// `x · wᵀ + b`, then GELU (tanh) when `gelu`, of a prepared input: `[.., out]`. An unquantized
-/// input goes through any layer (quantized there); a quantized one only through its kind.
+/// input goes through any layer (quantized there); a quantized one only through its kind. INT8
+/// layers on the portable kernel when `portable`.
 pub(super) fn gemm(
     dev: &Device,
     x: &CudaLinearInput,
     w: &CudaLinear,
     gelu: bool,
+    portable: bool,
 ) -> Result<CudaTensor> {
     let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
     match &x.form {
-        Form::Dense(t) => super::gemm(dev, t, w, gelu),
+        Form::Dense(t) => super::gemm(dev, t, w, gelu, portable),
         Form::Fp8(q) if InputKind::of(w) == InputKind::Fp8 => {
             gemm_fp8(dev, q, w, gelu)?.reshaped(&shape)
         }
         Form::Int8(q) if InputKind::of(w) == InputKind::Int8 => {
-            let out = gemm_int8(dev, q, w)?;
+            let out = gemm_int8(dev, q, w, portable)?;
             finish(dev, out, w, Pending { bias: false, gelu })?.reshaped(&shape)
         }
         Form::Fp8(_) | Form::Int8(_) => Err(Error::invalid(

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use cudarc::driver::{DeviceRepr, LaunchConfig};
+use rayon::prelude::*;
 
 use super::alloc::DeviceBuffer;
 use super::device::Device;
@@ -13,9 +14,69 @@ use super::{CudaTensor, dt_code, kernels};
 use crate::int8::Int8Blocks;
 use crate::{DType, Error, QUANT_BLOCK, Result};
 
-/// The GEMM's CTA: 256 threads, three pipeline stages of a 128×128 int8 tile of each operand.
-const GEMM_THREADS: u32 = 256;
-const GEMM_SMEM: u32 = 3 * 2 * 128 * 128;
+/// Bytes of one tile image: 128 rows of 128 int8.
+const TILE_BYTES: usize = QUANT_BLOCK * QUANT_BLOCK;
+
+/// The portable GEMM's CTA: 256 threads, three pipeline stages of a tile image of each operand.
+const MMA_THREADS: u32 = 256;
+const MMA_SMEM: u32 = 3 * 2 * TILE_BYTES as u32;
+
+/// The sm_90a GEMM's CTA: two consumer warpgroups and a producer, six stages of both operands'
+/// tile images (and 1 KB to align them).
+const SM90_THREADS: u32 = 384;
+const SM90_SMEM: u32 = 6 * 2 * TILE_BYTES as u32 + 1024;
+
+/// Byte offset of element `(row, col)` of a `[_, cols]` matrix in its tile images: tile (row / 128,
+/// col / 128) of `cols / 128` a tile row, 16 KB each; in a tile, row r's 16-byte chunk c at
+/// r·128 + (c ^ (r % 8))·16, the shared-memory image both GEMM kernels read (kernels/int8_gemm.cu).
+fn tile_offset(row: usize, col: usize, cols: usize) -> usize {
+    let (tile_row, r) = (row / QUANT_BLOCK, row % QUANT_BLOCK);
+    let (tile_col, c) = (col / QUANT_BLOCK, col % QUANT_BLOCK);
+    (tile_row * (cols / QUANT_BLOCK) + tile_col) * TILE_BYTES
+        + r * QUANT_BLOCK
+        + ((c / 16) ^ (r % 8)) * 16
+        + c % 16
+}
+
+/// Bytes of the tile images of a `[rows, cols]` matrix (rows rounded up to a whole tile).
+fn tiled_len(rows: usize, cols: usize) -> usize {
+    rows.div_ceil(QUANT_BLOCK) * QUANT_BLOCK * cols
+}
+
+/// Row-major `[rows, cols]` int8 (`cols` a multiple of 128) as tile images, rows past the end zero.
+fn to_tiles(values: &[i8], rows: usize, cols: usize) -> Vec<i8> {
+    let mut tiles = vec![0i8; tiled_len(rows, cols)];
+    let per_row = cols / QUANT_BLOCK;
+    tiles
+        .par_chunks_mut(TILE_BYTES)
+        .enumerate()
+        .for_each(|(t, tile)| {
+            let (row0, col0) = (t / per_row * QUANT_BLOCK, t % per_row * QUANT_BLOCK);
+            for row in row0..rows.min(row0 + QUANT_BLOCK) {
+                for c in (0..QUANT_BLOCK).step_by(16) {
+                    let at = tile_offset(row, col0 + c, cols) - t * TILE_BYTES;
+                    let from = row * cols + col0 + c;
+                    tile[at..at + 16].copy_from_slice(&values[from..from + 16]);
+                }
+            }
+        });
+    tiles
+}
+
+/// The row-major `[rows, cols]` matrix of tile images: [`to_tiles`]' inverse.
+fn from_tiles(tiles: &[i8], rows: usize, cols: usize) -> Vec<i8> {
+    let mut values = vec![0i8; rows * cols];
+    values
+        .par_chunks_mut(cols.max(1))
+        .enumerate()
+        .for_each(|(row, out)| {
+            for c in (0..cols).step_by(16) {
+                let at = tile_offset(row, c, cols);
+                out[c..c + 16].copy_from_slice(&tiles[at..at + 16]);
+            }
+        });
+    values
+}
 
 /// A `[rows, cols]` matrix on the device in the block format of [`crate::int8`]: int8 values and
 /// f32 scales `[ceil(rows/128), cols/128]`. Cheap to clone (the buffers are shared).
@@ -23,7 +84,7 @@ const GEMM_SMEM: u32 = 3 * 2 * 128 * 128;
 pub struct CudaInt8Blocks {
     pub(super) rows: usize,
     pub(super) cols: usize,
-    /// `rows·cols` int8, row-major.
+    /// int8 tile images ([`tile_offset`]), rows past `rows` zero.
     pub(super) values: Arc<DeviceBuffer>,
     /// f32 `[ceil(rows/128), cols/128]`.
     pub(super) scales: CudaTensor,
@@ -48,7 +109,7 @@ impl CudaInt8Blocks {
 /// Buffers for a `[rows, cols]` block matrix (contents unspecified).
 fn alloc(dev: &Device, rows: usize, cols: usize, lifetime: Lifetime) -> Result<CudaInt8Blocks> {
     let (bytes, tiles) = (
-        rows * cols,
+        tiled_len(rows, cols),
         rows.div_ceil(QUANT_BLOCK) * (cols / QUANT_BLOCK),
     );
     let (values, scales) = lifetime.alloc(dev, bytes, tiles)?;
@@ -64,7 +125,8 @@ fn alloc(dev: &Device, rows: usize, cols: usize, lifetime: Lifetime) -> Result<C
     })
 }
 
-/// A `-quant` checkpoint's int8 weight `[rows, cols]` and its scales, uploaded as they are.
+/// A `-quant` checkpoint's int8 weight `[rows, cols]` (row-major) and its scales, uploaded as tile
+/// images.
 pub(super) fn upload(
     dev: &Device,
     [rows, cols]: [usize; 2],
@@ -89,7 +151,7 @@ pub(super) fn upload(
     dev.upload(
         q.values.ptr(),
         DType::I8,
-        bytemuck::cast_slice(values),
+        bytemuck::cast_slice(&to_tiles(values, rows, cols)),
         DType::I8,
     )?;
     dev.upload(
@@ -186,12 +248,14 @@ struct Int8GemmArgs {
 unsafe impl DeviceRepr for Int8GemmArgs {}
 
 /// `x · wᵀ (+ bias)` -> bf16 `[x.rows, w.rows]` for block matrices with equal `cols`; `bias`, when
-/// given, is bf16 `[w.rows]`.
+/// given, is bf16 `[w.rows]`. The wgmma kernel on sm_90a unless `portable`, the mma.sync one
+/// elsewhere.
 pub(super) fn gemm(
     dev: &Device,
     x: &CudaInt8Blocks,
     w: &CudaInt8Blocks,
     bias: Option<&CudaTensor>,
+    portable: bool,
 ) -> Result<CudaTensor> {
     if let Some(why) = unsupported(w.rows, w.cols) {
         return Err(Error::invalid("linear_int8", why));
@@ -232,43 +296,104 @@ pub(super) fn gemm(
     if tiles == 0 {
         return Ok(out);
     }
-    let Ok(grid) = u32::try_from(tiles) else {
+    let Ok(tiles) = u32::try_from(tiles) else {
         return Err(Error::shape(
             "linear_int8",
             "expected fewer than 2^32 output tiles",
             &[x.rows, w.rows],
         ));
     };
+    let args = Int8GemmArgs {
+        out: out.ptr(),
+        x: x.values.ptr(),
+        w: w.values.ptr(),
+        x_scales: x.scales.ptr(),
+        w_scales: w.scales.ptr(),
+        bias: bias.map_or(0, CudaTensor::ptr),
+        m,
+        n,
+        k,
+    };
+    // The wgmma kernel is persistent: one CTA an SM walks the tiles.
+    let (kernel, grid, threads, smem) = if dev.info.arch == "sm_90a" && !portable {
+        let ctas = tiles.min(dev.info.multiprocessors.max(1));
+        (kernels::INT8_GEMM_SM90, ctas, SM90_THREADS, SM90_SMEM)
+    } else {
+        (kernels::INT8_GEMM, tiles, MMA_THREADS, MMA_SMEM)
+    };
     dev.launch(
-        kernels::INT8_GEMM,
+        kernel,
         LaunchConfig {
             grid_dim: (grid, 1, 1),
-            block_dim: (GEMM_THREADS, 1, 1),
-            shared_mem_bytes: GEMM_SMEM,
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: smem,
         },
-        &Int8GemmArgs {
-            out: out.ptr(),
-            x: x.values.ptr(),
-            w: w.values.ptr(),
-            x_scales: x.scales.ptr(),
-            w_scales: w.scales.ptr(),
-            bias: bias.map_or(0, CudaTensor::ptr),
-            m,
-            n,
-            k,
-        },
+        &args,
     )?;
     Ok(out)
 }
 
 /// `q` copied back to the host.
 pub(super) fn download(dev: &Device, q: &CudaInt8Blocks) -> Result<Int8Blocks> {
-    let (values, scales) =
-        download_parts::<i8>(dev, "download_int8", &q.values, q.rows * q.cols, &q.scales)?;
+    let (tiles, scales) = download_parts::<i8>(
+        dev,
+        "download_int8",
+        &q.values,
+        tiled_len(q.rows, q.cols),
+        &q.scales,
+    )?;
     Ok(Int8Blocks {
         rows: q.rows,
         cols: q.cols,
-        values,
+        values: from_tiles(&tiles, q.rows, q.cols),
         scales,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[rows, cols]` with every element distinct modulo 251 (a prime, so no period of 16 or 128).
+    fn ramp(rows: usize, cols: usize) -> Vec<i8> {
+        (0..rows * cols).map(|i| (i % 251) as u8 as i8).collect()
+    }
+
+    #[test]
+    fn tile_images_round_trip_with_zero_rows_past_the_end() {
+        for (rows, cols) in [(1, 128), (130, 256), (300, 384), (128, 1536)] {
+            let values = ramp(rows, cols);
+            let tiles = to_tiles(&values, rows, cols);
+            assert_eq!(tiles.len(), rows.div_ceil(128) * 128 * cols);
+            assert_eq!(from_tiles(&tiles, rows, cols), values);
+            let written: usize = tiles.iter().filter(|&&v| v != 0).count();
+            let nonzero = values.iter().filter(|&&v| v != 0).count();
+            assert_eq!(
+                written, nonzero,
+                "[{rows}, {cols}]: only the matrix is written"
+            );
+        }
+    }
+
+    #[test]
+    fn tile_offsets_follow_the_kernels_swizzle() {
+        let cols = 384;
+        // Row 0 is unswizzled; row 1's chunk 0 sits in slot 1, its chunk 1 in slot 0.
+        assert_eq!(tile_offset(0, 17, cols), 17);
+        assert_eq!(tile_offset(1, 0, cols), 128 + 16);
+        assert_eq!(tile_offset(1, 16, cols), 128);
+        assert_eq!(tile_offset(9, 5, cols), 9 * 128 + 16 + 5);
+        // Column block 1 of row tile 0 is the next tile; row tile 1 starts after 3 tiles.
+        assert_eq!(tile_offset(0, 128, cols), TILE_BYTES);
+        assert_eq!(tile_offset(128, 0, cols), 3 * TILE_BYTES);
+        // Every element of a tile has its own byte.
+        let mut seen = vec![false; TILE_BYTES];
+        for r in 0..128 {
+            for c in 0..128 {
+                let at = tile_offset(r, c, cols);
+                assert!(!seen[at]);
+                seen[at] = true;
+            }
+        }
+    }
 }

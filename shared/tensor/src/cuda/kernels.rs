@@ -149,6 +149,7 @@ pub const FLASH_ATTENTION_REL_MMA: Kernel =
 pub const QUANTIZE_FP8_ROWS: Kernel = Kernel::new(Module::Quant, "quantize_fp8_rows");
 pub const QUANTIZE_INT8_BLOCKS: Kernel = Kernel::new(Module::Quant, "quantize_int8_blocks");
 pub const INT8_GEMM: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_bf16");
+pub const INT8_GEMM_SM90: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_sm90");
 
 pub const SAGE_STATS: Kernel = Kernel::new(Module::Sage, "sage_stats");
 pub const SAGE_STATS_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_stats_reduce");
@@ -201,6 +202,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     QUANTIZE_FP8_ROWS,
     QUANTIZE_INT8_BLOCKS,
     INT8_GEMM,
+    INT8_GEMM_SM90,
     SAGE_STATS,
     SAGE_STATS_REDUCE,
     SAGE_QUANT_K,

@@ -283,8 +283,9 @@ pub struct CudaBackend {
     dev: Arc<Device>,
     precision: Precision,
     quant: Quant,
-    /// Run bf16 attention on the portable mma.sync kernel even where the wgmma one applies.
-    portable_attention: bool,
+    /// Run attention and the INT8 GEMM on the portable mma.sync kernels even where the wgmma ones
+    /// apply.
+    portable: bool,
     profiler: Arc<Profiler>,
 }
 
@@ -322,14 +323,21 @@ fn linear_label(w: &CudaLinear, gelu: bool) -> &'static str {
 }
 
 /// `x · wᵀ + b` through cuBLASLt, for `x: [.., in]`: in the weight's element type (`x` is
-/// converted first when its type differs), or for an FP8 layer on `x` quantized per token.
+/// converted first when its type differs), or for an 8-bit layer on `x` quantized for it (on the
+/// device's own INT8 kernel).
 fn gemm_linear(dev: &Device, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
-    gemm(dev, x, w, false)
+    gemm(dev, x, w, false, false)
 }
 
 /// [`gemm_linear`], followed by GELU (tanh) when `gelu`: in cuBLASLt's epilogue where it has
-/// one, like the bias.
-fn gemm(dev: &Device, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
+/// one, like the bias; an INT8 layer on the portable kernel when `portable`.
+fn gemm(
+    dev: &Device,
+    x: &CudaTensor,
+    w: &CudaLinear,
+    gelu: bool,
+    portable: bool,
+) -> Result<CudaTensor> {
     let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
     let out = match &w.weight {
         LinearWeight::Dense(weight) => {
@@ -354,14 +362,21 @@ fn gemm(dev: &Device, x: &CudaTensor, w: &CudaLinear, gelu: bool) -> Result<Cuda
             finish(dev, out, w, pending)?
         }
         LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
-            input::gemm(dev, &input::prepare(dev, x, InputKind::of(w))?, w, gelu)?
+            let x = input::prepare(dev, x, InputKind::of(w))?;
+            input::gemm(dev, &x, w, gelu, portable)?
         }
     };
     Ok(out)
 }
 
-/// `x · wᵀ + b` for an INT8 layer and block-quantized rows `x: [rows, in]`: `[rows, out]` bf16.
-fn gemm_int8(dev: &Device, x: &CudaInt8Blocks, w: &CudaLinear) -> Result<CudaTensor> {
+/// `x · wᵀ + b` for an INT8 layer and block-quantized rows `x: [rows, in]`: `[rows, out]` bf16,
+/// on the portable kernel when `portable`.
+fn gemm_int8(
+    dev: &Device,
+    x: &CudaInt8Blocks,
+    w: &CudaLinear,
+    portable: bool,
+) -> Result<CudaTensor> {
     let LinearWeight::Int8(weight) = &w.weight else {
         return Err(Error::invalid(
             "linear_int8",
@@ -371,7 +386,7 @@ fn gemm_int8(dev: &Device, x: &CudaInt8Blocks, w: &CudaLinear) -> Result<CudaTen
             ),
         ));
     };
-    int8::gemm(dev, x, weight, w.bias.as_ref())
+    int8::gemm(dev, x, weight, w.bias.as_ref(), portable)
 }
 
 /// `x · wᵀ + b` (then GELU when `gelu`) for an FP8 layer and quantized rows `x: [rows, in]`:
@@ -447,7 +462,7 @@ impl CudaBackend {
             dev: Arc::new(Device::new(ordinal, options.poison_allocations)?),
             precision: options.precision,
             quant: options.quant,
-            portable_attention: false,
+            portable: false,
             profiler: Arc::default(),
         })
     }
@@ -470,11 +485,11 @@ impl CudaBackend {
         }
     }
 
-    /// The same GPU state, running bf16 attention on the portable mma.sync kernel (the one GPUs
-    /// other than H100/H200 use) even on Hopper: for checking and timing that kernel there.
-    pub fn with_portable_attention(&self) -> Self {
+    /// The same GPU state, running attention and the INT8 GEMM on the portable mma.sync kernels
+    /// (the ones GPUs other than H100/H200 use) even on Hopper: for checking and timing them there.
+    pub fn with_portable_kernels(&self) -> Self {
         Self {
-            portable_attention: true,
+            portable: true,
             ..self.clone()
         }
     }
@@ -573,7 +588,7 @@ impl CudaBackend {
     pub fn linear_int8(&self, x: &CudaInt8Blocks, w: &CudaLinear) -> Result<CudaTensor> {
         self.timed("linear int8", || {
             self.check("linear_int8", &[&x.scales, w.anchor()])?;
-            gemm_int8(&self.dev, x, w)
+            gemm_int8(&self.dev, x, w, self.portable)
         })
     }
 
@@ -616,7 +631,7 @@ impl CudaBackend {
     ) -> Result<CudaTensor> {
         self.timed(linear_label(w, gelu), || {
             self.check("linear", &[x.anchor(), w.anchor()])?;
-            input::gemm(&self.dev, x, w, gelu)
+            input::gemm(&self.dev, x, w, gelu, self.portable)
         })
     }
 
@@ -1258,8 +1273,7 @@ impl Backend for CudaBackend {
                 self.check("attention", &[b])?;
             }
             if bias.is_none()
-                && let Some(kernel) =
-                    attention::flash_kernel(&self.dev, q, k, v, self.portable_attention)
+                && let Some(kernel) = attention::flash_kernel(&self.dev, q, k, v, self.portable)
             {
                 return attention::flash_attention(&self.dev, kernel, q, k, v, scale, None);
             }
@@ -1321,7 +1335,7 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor> {
         // The 8-bit kernels serve the bf16 path; f32 precision and GPUs without FP8 tensor cores
         // compute the attention exactly.
-        let kernel = sage::sage_kernel(&self.dev, self.portable_attention)
+        let kernel = sage::sage_kernel(&self.dev, self.portable)
             .filter(|_| self.precision == Precision::Bf16);
         let Some(kernel) = kernel else {
             return crate::backend::exact_sage_attention(self, q, k, v, sla);
