@@ -391,18 +391,22 @@ struct Job<'a> {
 fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> anyhow::Result<()> {
     let denoise = DenoiseStage::load(backend.clone(), job.source).context("loading the DiT")?;
     let decode = DecodeStage::load(backend, job.source).context("loading the VAE")?;
+    let warm_vae = matches!(dit, Chosen::Cuda(_));
     match job.args.text.place(dit, job.source)? {
-        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, job),
-        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, job),
+        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, warm_vae, job),
+        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, warm_vae, job),
     }
 }
 
 /// Loads umT5 onto `text_backend` next to the loaded DiT and VAE, generates, and writes the
-/// outputs and the report.
+/// outputs and the report. With `warm_vae` (a GPU VAE), the VAE warms up at the request's size
+/// while umT5 loads: the decode's one-time costs on the GPU (cuDNN's kernels and plans, the memory
+/// pool's blocks) are then paid during a load that waits on host memory copies, not after it.
 fn run_pipeline<B: Backend + Clone, T: Backend>(
     text_backend: T,
     denoise: DenoiseStage<B>,
     decode: DecodeStage<B>,
+    warm_vae: bool,
     job: &Job<'_>,
 ) -> anyhow::Result<()> {
     let Job {
@@ -411,7 +415,16 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
         start,
         ..
     } = *job;
-    let text = TextStage::load(text_backend, job.source).context("loading the text encoder")?;
+    let text = std::thread::scope(|scope| {
+        let warm = warm_vae.then(|| scope.spawn(|| decode.warm_up(Some(&request.shape))));
+        let text = TextStage::load(text_backend, job.source).context("loading the text encoder");
+        if let Some(warm) = warm {
+            warm.join()
+                .map_err(|_| anyhow::anyhow!("the VAE warm-up panicked"))?
+                .context("warming up the VAE")?;
+        }
+        text
+    })?;
     let mut pipeline = Pipeline::from_stages(text, denoise, decode)?;
     let load_s = start.elapsed().as_secs_f64();
     let loads = pipeline.load_report();
