@@ -4,11 +4,13 @@
 //!   (`turbine_tensor::cuda::check_int8`): the block quantizer bit for bit against the host one;
 //!   each layer's GEMM against the host block-scaled GEMM on the same int8 values (bit for bit
 //!   before the bf16 rounding), against the f32 CPU linear and the GPU's bf16 linear (rel L2,
-//!   issue gate 3e-2), at small shapes with row tails and Wan2.1-1.3B's; refusals of K % 128 and
-//!   N % 8; then the tiny Wan DiT with INT8 block linears against the CPU, beside bf16;
+//!   issue gate 3e-2), at small shapes with row tails and Wan2.1-1.3B's, on H100/H200 for both
+//!   GEMM kernels (wgmma and the portable mma.sync one); refusals of K % 128 and N % 8; then the
+//!   tiny Wan DiT with INT8 block linears against the CPU, beside bf16;
 //! - part `int8-bench`: CUDA-event medians of the 1.3B and 14B block linears at 32760 tokens:
-//!   bf16 (cuBLASLt), INT8 (quantize + GEMM, the GEMM alone, the quantizer alone) and, on compute
-//!   capability 9.0, FP8 (whole layer and GEMM alone).
+//!   bf16 (cuBLASLt), INT8 (quantize + GEMM, the GEMM alone, the quantizer alone, and on
+//!   H100/H200 the portable GEMM alone) and, on compute capability 9.0, FP8 (whole layer and GEMM
+//!   alone).
 
 use std::path::Path;
 

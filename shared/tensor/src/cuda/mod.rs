@@ -21,7 +21,8 @@
 //! fly (`kernels/quant.cu`) and multiply through cuBLASLt's FP8 GEMM into bf16; every other layer
 //! stays bf16. With [`Quant::Int8`] they run TurboDiffusion's W8A8 scheme instead: int8 weights
 //! and activations in 128×128 tiles with one f32 scale each (a `-quant` checkpoint's weights as
-//! they are, others quantized at load), through an own mma.sync GEMM (`kernels/int8_gemm.cu`).
+//! they are, others quantized at load), through GEMMs of our own (`kernels/int8_gemm.cu`: wgmma on
+//! sm_90a, mma.sync elsewhere).
 //!
 //! Work is queued asynchronously on the backend's stream; [`Backend::download`] and
 //! [`Backend::synchronize`] wait for it, [`Backend::download_async`] only queues a copy behind it
@@ -262,8 +263,8 @@ pub enum Quant {
     /// TurboDiffusion's W8A8: int8 weights and activations in 128×128 tiles with f32 scales
     /// (weights as a `-quant` checkpoint holds them or quantized at load, activations before each
     /// GEMM), int32 sums per 128-deep K block promoted into f32, bf16 bias and output
-    /// (`kernels/int8_gemm.cu`, mma.sync: every supported GPU). Layers need in_features % 128 ==
-    /// 0 and out_features % 8 == 0.
+    /// (`kernels/int8_gemm.cu`: wgmma on H100/H200, mma.sync on every other supported GPU).
+    /// Layers need in_features % 128 == 0 and out_features % 8 == 0.
     Int8,
 }
 
