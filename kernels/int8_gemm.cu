@@ -10,7 +10,7 @@
 // per-K-block promotion). The f32 operations are explicit (__fmul_rn, __fmaf_rn, __fadd_rn) so
 // that the host reference (shared/tensor/src/int8.rs) repeats them exactly.
 //
-// Operands arrive as tile images (`Int8Tiles` in shared/tensor/src/cuda/int8.rs): tile (t, kb),
+// Operands arrive as tile images (`tile_offset` in shared/tensor/src/cuda/int8.rs): tile (t, kb),
 // rows 128t .. 128t + 127 and bytes 128kb .. 128kb + 127, is 16 KB at offset (t·k/128 + kb)·16384,
 // row r's 16-byte chunk c at r·128 + ((c ^ (r % 8)) · 16) (the 128-byte swizzle that both
 // ldmatrix and wgmma read without bank conflicts); rows past the matrix are zeros. A K step's
@@ -93,29 +93,12 @@ __device__ __forceinline__ void store_fragment(const Int8GemmArgs& a, unsigned r
 #define I8_CONSUMER_REGS 232
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define I8_D8(i)                                                                              \
-  "+r"(d[(i)]), "+r"(d[(i) + 1]), "+r"(d[(i) + 2]), "+r"(d[(i) + 3]), "+r"(d[(i) + 4]),         \
-      "+r"(d[(i) + 5]), "+r"(d[(i) + 6]), "+r"(d[(i) + 7])
-
-// d[64x128] (+)= A[64x32] · B[128x32]ᵀ in INT8, both K-major in shared memory.
-__device__ __forceinline__ void wgmma_s8_gemm(int* d, u64 a, u64 b, int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, "
-      "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "
-      "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "
-      "%56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
-      : I8_D8(0), I8_D8(8), I8_D8(16), I8_D8(24), I8_D8(32), I8_D8(40), I8_D8(48), I8_D8(56)
-      : "l"(a), "l"(b), "r"(accumulate));
-}
-
 // One K step: acc = A (64 rows at shared address `xa`) · B (128 rows at `wb`)ᵀ over 128 bytes of K.
 __device__ __forceinline__ void issue_step(int* acc, unsigned xa, unsigned wb) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < BK / 32; ++kk)
-    wgmma_s8_gemm(acc, smem_desc(xa + kk * 32, 16, 1024), smem_desc(wb + kk * 32, 16, 1024), kk);
+    wgmma_s8(acc, smem_desc(xa + kk * 32, 16, 1024), smem_desc(wb + kk * 32, 16, 1024), kk);
   wgmma_commit();
 }
 

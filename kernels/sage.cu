@@ -759,34 +759,16 @@ __device__ __forceinline__ void accumulate(float* o, const float* t, float c0, f
 #define SG_CONSUMER_REGS 240
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define SG_D8(i)                                                                              \
-  "+r"(d[(i)]), "+r"(d[(i) + 1]), "+r"(d[(i) + 2]), "+r"(d[(i) + 3]), "+r"(d[(i) + 4]),         \
-      "+r"(d[(i) + 5]), "+r"(d[(i) + 6]), "+r"(d[(i) + 7])
-#define SG_D64 SG_D8(0), SG_D8(8), SG_D8(16), SG_D8(24), SG_D8(32), SG_D8(40), SG_D8(48), SG_D8(56)
 #define SG_F8(i)                                                                              \
   "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),         \
       "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
 #define SG_F64 SG_F8(0), SG_F8(8), SG_F8(16), SG_F8(24), SG_F8(32), SG_F8(40), SG_F8(48), SG_F8(56)
-#define SG_REGS64                                                                             \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
-  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "  \
-  "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
-  "%56, %57, %58, %59, %60, %61, %62, %63}"
-
-// d[64x128] (+)= A[64x32] · B[128x32]ᵀ in INT8, both K-major in shared memory.
-__device__ __forceinline__ void wgmma_s8(int* d, u64 a, u64 b, int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " SG_REGS64 ", %64, %65, p;\n}\n"
-      : SG_D64
-      : "l"(a), "l"(b), "r"(accumulate));
-}
 
 // d[64x128] (+)= A[64x32] · B[128x32]ᵀ in FP8 e4m3, A from registers, B K-major in shared memory.
 __device__ __forceinline__ void wgmma_e4m3(float* d, const unsigned* a, u64 b, int accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " SG_REGS64
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " WG_REGS64
       ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
       : SG_F64
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
