@@ -399,8 +399,8 @@ fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> a
 }
 
 /// Loads umT5 onto `text_backend` next to the loaded DiT and VAE, generates, and writes the
-/// outputs and the report. With `warm_vae` (a GPU VAE), the VAE warms up at the request's size
-/// while umT5 loads: the decode's one-time costs on the GPU (cuDNN's kernels and plans, the memory
+/// outputs and the report. With `warm_vae` (a GPU VAE), the VAE's decode warms up at the request's
+/// size while umT5 loads: its one-time costs on the GPU (cuDNN's kernels and plans, the memory
 /// pool's blocks) are then paid during a load that waits on host memory copies, not after it.
 fn run_pipeline<B: Backend + Clone, T: Backend>(
     text_backend: T,
@@ -416,7 +416,7 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
         ..
     } = *job;
     let text = std::thread::scope(|scope| {
-        let warm = warm_vae.then(|| scope.spawn(|| decode.warm_up(Some(&request.shape))));
+        let warm = warm_vae.then(|| scope.spawn(|| decode.warm_up_decode(Some(&request.shape))));
         let text = TextStage::load(text_backend, job.source).context("loading the text encoder");
         if let Some(warm) = warm {
             warm.join()

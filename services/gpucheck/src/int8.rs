@@ -74,8 +74,9 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
     let bf16 = b.with_precision(Precision::Bf16);
     let fp8 = (b.info().compute_capability.0 == 9).then(|| bf16.with_quant(Quant::Fp8));
     let int8 = bf16.with_quant(Quant::Int8);
-    // On Hopper the portable mma.sync GEMM is timed beside the wgmma one.
-    let portable = (b.info().arch == "sm_90a").then(|| int8.with_portable_kernels());
+    // Where the GPU's GEMM is not the portable mma.sync one, that is timed beside it.
+    let portable = Some(int8.with_portable_kernels())
+        .filter(|p| p.int8_gemm_kernel() != int8.int8_gemm_kernel());
     println!(
         "\n== INT8 vs bf16 vs FP8 linears on {} (CUDA events, median of {ITERS} after 2 \
          warm-ups; bf16 input, bias and output). int8/fp8 = quantize + GEMM, as a layer runs; \

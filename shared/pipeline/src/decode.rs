@@ -86,6 +86,15 @@ impl<B: Backend> DecodeStage<B> {
     /// first request of that size pays no one-time costs (cuDNN's plans, the memory pool's
     /// blocks); without one, the smallest inputs.
     pub fn warm_up(&self, shape: Option<&VideoShape>) -> Result<()> {
+        let [h, w] = self.warm_up_decode(shape)?;
+        let sf = self.vae.config().spatial_factor();
+        self.encode(&HostTensor::zeros([3, 1, h * sf, w * sf]))
+            .map(drop)
+    }
+
+    /// [`Self::warm_up`]'s decode alone, for a caller that never encodes (text to video); returns
+    /// the latent's `[height, width]`.
+    pub fn warm_up_decode(&self, shape: Option<&VideoShape>) -> Result<[usize; 2]> {
         let z = self.vae.config().z_dim;
         let sf = self.vae.config().spatial_factor();
         let [h, w] = shape.map_or([1, 1], |s| {
@@ -100,8 +109,7 @@ impl<B: Backend> DecodeStage<B> {
         for _ in 0..latent_frames {
             session.push(&HostTensor::zeros([z, 1, h, w]))?;
         }
-        self.encode(&HostTensor::zeros([3, 1, h * sf, w * sf]))
-            .map(drop)
+        Ok([h, w])
     }
 }
 

@@ -194,8 +194,8 @@ fn structured() -> Result<HostTensor> {
     HostTensor::from_f32([rows, cols], data)?.to_dtype(DType::BF16)
 }
 
-/// Runs every INT8 check on `gpu`'s device; the Wan-shape cases at `tokens` rows. On sm_90a the
-/// layer checks run twice: on the wgmma GEMM and on the portable mma.sync one.
+/// Runs every INT8 check on `gpu`'s device; the Wan-shape cases at `tokens` rows. Where the GPU's
+/// GEMM is not the portable mma.sync one (H100/H200), the layer checks run on both.
 pub fn int8_checks(gpu: &CudaBackend, seed: u64, tokens: usize) -> Result<Vec<CheckRow>> {
     let mut c = Checker::<Int8>::new(gpu, seed);
 
@@ -206,11 +206,11 @@ pub fn int8_checks(gpu: &CudaBackend, seed: u64, tokens: usize) -> Result<Vec<Ch
     refused(&mut c, "[16, 96]: K % 128 != 0", 16, 96)?;
     refused(&mut c, "[20, 128]: N % 8 != 0", 20, 128)?;
 
-    let hopper = gpu.info().arch == "sm_90a";
     layer_checks(&mut c, tokens)?;
     let mut rows = c.finish();
-    if hopper {
-        let mut c = Checker::<Int8>::new(&gpu.with_portable_kernels(), seed);
+    let portable = gpu.with_portable_kernels();
+    if portable.int8_gemm_kernel() != gpu.int8_gemm_kernel() {
+        let mut c = Checker::<Int8>::new(&portable, seed);
         c.kernel = " (mma.sync)";
         layer_checks(&mut c, tokens)?;
         rows.extend(c.finish());

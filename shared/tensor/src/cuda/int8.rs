@@ -247,9 +247,18 @@ struct Int8GemmArgs {
 // u32; the three u32 fields end the struct, whose C size is padded to 8 like this one's).
 unsafe impl DeviceRepr for Int8GemmArgs {}
 
+/// Which GEMM kernel this GPU runs: the wgmma one on sm_90a unless `portable`, the mma.sync one on
+/// any other.
+pub(super) fn gemm_kernel(dev: &Device, portable: bool) -> kernels::Kernel {
+    if dev.info.arch == "sm_90a" && !portable {
+        kernels::INT8_GEMM_SM90
+    } else {
+        kernels::INT8_GEMM
+    }
+}
+
 /// `x · wᵀ (+ bias)` -> bf16 `[x.rows, w.rows]` for block matrices with equal `cols`; `bias`, when
-/// given, is bf16 `[w.rows]`. The wgmma kernel on sm_90a unless `portable`, the mma.sync one
-/// elsewhere.
+/// given, is bf16 `[w.rows]`; on [`gemm_kernel`]'s kernel.
 pub(super) fn gemm(
     dev: &Device,
     x: &CudaInt8Blocks,
@@ -315,11 +324,12 @@ pub(super) fn gemm(
         k,
     };
     // The wgmma kernel is persistent: one CTA an SM walks the tiles.
-    let (kernel, grid, threads, smem) = if dev.info.arch == "sm_90a" && !portable {
+    let kernel = gemm_kernel(dev, portable);
+    let (grid, threads, smem) = if kernel == kernels::INT8_GEMM_SM90 {
         let ctas = tiles.min(dev.info.multiprocessors.max(1));
-        (kernels::INT8_GEMM_SM90, ctas, SM90_THREADS, SM90_SMEM)
+        (ctas, SM90_THREADS, SM90_SMEM)
     } else {
-        (kernels::INT8_GEMM, tiles, MMA_THREADS, MMA_SMEM)
+        (tiles, MMA_THREADS, MMA_SMEM)
     };
     dev.launch(
         kernel,

@@ -593,6 +593,12 @@ impl CudaBackend {
         })
     }
 
+    /// The symbol of the INT8 GEMM kernel this backend runs (`int8_gemm_sm90` on H100/H200,
+    /// `int8_gemm_bf16` elsewhere and with [`Self::with_portable_kernels`]).
+    pub fn int8_gemm_kernel(&self) -> &'static str {
+        int8::gemm_kernel(&self.dev, self.portable).symbol
+    }
+
     /// INT8 blocks copied back to the host.
     pub fn download_int8(&self, x: &CudaInt8Blocks) -> Result<crate::int8::Int8Blocks> {
         self.check("download_int8", &[&x.scales])?;
