@@ -141,6 +141,7 @@ fn sample<B: Backend + Clone>(
         context,
         negative_context,
     } = inputs;
+    let mut noise = stage.noise(&request);
     let upload = |t| {
         stage
             .backend()
@@ -189,7 +190,13 @@ fn sample<B: Backend + Clone>(
             ControlFlow::Break(())
         }
     };
-    let latents = stage.denoise(&request, &context, negative_context.as_ref(), &mut observer);
+    let latents = stage.denoise(
+        &request,
+        &mut noise,
+        &context,
+        negative_context.as_ref(),
+        &mut observer,
+    );
     if let Some((done, total)) = stopped_at {
         tracing::info!(
             done,

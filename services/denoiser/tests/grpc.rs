@@ -155,9 +155,13 @@ fn local_latent_frames(params: &GenerationParams, seed: u64) -> Vec<HostTensor> 
             .unwrap()
     });
     let latents = stage
-        .denoise(&request, &context, negative.as_ref(), &mut |_| {
-            ControlFlow::Continue(())
-        })
+        .denoise(
+            &request,
+            &mut stage.noise(&request),
+            &context,
+            negative.as_ref(),
+            &mut |_| ControlFlow::Continue(()),
+        )
         .unwrap();
     latent_frames(&latents).unwrap()
 }

@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use turbine_models::wan::{AttentionMode, TextContext, WanConfig, WanModel};
-use turbine_samplers::{Conditioning, Latent, SeededNoise, StepEvent, VelocityModel};
+use turbine_samplers::{Conditioning, DrawnAhead, Latent, NoiseSource, StepEvent, VelocityModel};
 use turbine_tensor::{Backend, HostTensor};
 
 use crate::preview::{Preview, render_preview};
@@ -115,12 +115,20 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         Ok(self.dit.encode_context(context)?)
     }
 
-    /// Samples the latents of `request` from its seed, reporting each step to `observer`;
-    /// [`ControlFlow::Break`] cancels (the result is then a cancelled-sampler error). Returns
-    /// `[out_dim, T, h, w]` f32, the precision the VAE decodes from.
+    /// The noise of `request`'s seed, its initial latent drawn from now on on a thread of its own:
+    /// created before the prompt's context is ready, the draw overlaps that work.
+    pub fn noise(&self, request: &GenerateRequest) -> DrawnAhead {
+        DrawnAhead::new(request.seed, &self.latent_shape(&request.shape))
+    }
+
+    /// Samples the latents of `request` from `noise` (normally [`Self::noise`] of the request),
+    /// reporting each step to `observer`; [`ControlFlow::Break`] cancels (the result is then a
+    /// cancelled-sampler error). Returns `[out_dim, T, h, w]` f32, the precision the VAE decodes
+    /// from.
     pub fn denoise(
         &mut self,
         request: &GenerateRequest,
+        noise: &mut dyn NoiseSource,
         positive: &TextContext<B>,
         negative: Option<&TextContext<B>>,
         observer: &mut dyn FnMut(&DenoiseStep<'_>) -> ControlFlow<()>,
@@ -138,7 +146,6 @@ impl<B: Backend + Clone> DenoiseStage<B> {
             positive,
             negative,
         };
-        let mut noise = SeededNoise::new(request.seed);
         let mut last = Instant::now();
         let mut on_step = |e: &StepEvent<'_>| {
             let seconds = last.elapsed().as_secs_f64();
@@ -155,7 +162,7 @@ impl<B: Backend + Clone> DenoiseStage<B> {
             self.dit.backend(),
             &mut velocity,
             &shape,
-            &mut noise,
+            noise,
             &mut on_step,
         )?;
         Ok(latents.to_host_tensor())

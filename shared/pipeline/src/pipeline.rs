@@ -179,6 +179,7 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
         let mut timings = Timings::default();
 
         let stage = Instant::now();
+        let mut noise = self.denoise.noise(request);
         let use_negative = request.uses_negative_prompt();
         events(&Event::StageStarted {
             stage: Stage::TextEncode,
@@ -222,6 +223,7 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
         };
         let latents = self.denoise.denoise(
             request,
+            &mut noise,
             &positive_context,
             negative_context.as_ref(),
             &mut on_step,

@@ -108,7 +108,9 @@ fn latents(req: &GenerateRequest) -> HostTensor {
     let prompt = text.encode("prompt", &req.prompt, false).unwrap();
     let context = denoise.context("context", &prompt.context).unwrap();
     denoise
-        .denoise(req, &context, None, &mut |_| ControlFlow::Continue(()))
+        .denoise(req, &mut denoise.noise(req), &context, None, &mut |_| {
+            ControlFlow::Continue(())
+        })
         .unwrap()
 }
 

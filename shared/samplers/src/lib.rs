@@ -25,7 +25,8 @@
 //!
 //! # Noise
 //!
-//! [`SeededNoise`] makes runs reproducible from a `u64` seed on any backend. Bitwise parity with
+//! [`SeededNoise`] makes runs reproducible from a `u64` seed on any backend ([`DrawnAhead`]
+//! draws its first tensor on a thread while the caller does other work). Bitwise parity with
 //! PyTorch's RNG (CUDA Philox streams) is not a goal, so outputs match upstream statistically, not
 //! bit for bit; parity tests inject upstream's noise through [`RecordedNoise`]. Draw order: the
 //! initial noise, then one tensor per step (rCM SDE only, including the last step, as upstream).
@@ -45,7 +46,7 @@ pub use error::{Error, Result};
 pub use flow::{FlowConfig, FlowSolver};
 pub use latent::Latent;
 pub use model::{Conditioning, VelocityModel};
-pub use noise::{NoiseSource, RecordedNoise, SeededNoise};
+pub use noise::{DrawnAhead, NoiseSource, RecordedNoise, SeededNoise};
 pub use observer::{StepEvent, StepObserver};
 pub use rcm::{RcmConfig, RcmMode};
 pub use schedule::Schedule;

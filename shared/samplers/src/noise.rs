@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::thread::{self, JoinHandle};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -45,6 +46,58 @@ impl NoiseSource for SeededNoise {
                 x as f32
             })
             .collect())
+    }
+}
+
+/// [`SeededNoise`] whose first tensor, the initial latent, is drawn on a thread of its own from
+/// creation on, so that the caller's work before sampling (encoding the prompt) overlaps it: the
+/// draw is one ChaCha stream, ~20 ms single-threaded for a 480p latent, and cannot be split.
+/// Draws the same values as [`SeededNoise`] of the same seed.
+#[derive(Debug)]
+pub struct DrawnAhead {
+    /// The first tensor's shape and the thread drawing it.
+    first: Option<(Vec<usize>, JoinHandle<FirstDraw>)>,
+    /// The stream for the next draws (from the start while `first` is in flight or none was).
+    rest: SeededNoise,
+}
+
+/// The first tensor and the stream after it.
+type FirstDraw = (SeededNoise, Result<Vec<f32>>);
+
+impl DrawnAhead {
+    /// Starts drawing the first tensor, of `shape`. Where no thread can be started, the first
+    /// [`NoiseSource::draw`] draws it instead.
+    pub fn new(seed: u64, shape: &[usize]) -> Self {
+        let rest = SeededNoise::new(seed);
+        let (mut noise, ahead) = (rest.clone(), shape.to_vec());
+        let first = thread::Builder::new()
+            .name("noise".into())
+            .spawn(move || {
+                let first = noise.draw(&ahead);
+                (noise, first)
+            })
+            .ok()
+            .map(|thread| (shape.to_vec(), thread));
+        Self { first, rest }
+    }
+}
+
+impl NoiseSource for DrawnAhead {
+    fn draw(&mut self, shape: &[usize]) -> Result<Vec<f32>> {
+        let Some((ahead, thread)) = self.first.take() else {
+            return self.rest.draw(shape);
+        };
+        let (rest, first) = thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        self.rest = rest;
+        if ahead != shape {
+            return Err(Error::Noise(format!(
+                "the first tensor was drawn ahead for shape {ahead:?}, the sampler asked for \
+                 {shape:?}"
+            )));
+        }
+        first
     }
 }
 

@@ -1,4 +1,4 @@
-use turbine_samplers::{Error, NoiseSource, RecordedNoise, SeededNoise};
+use turbine_samplers::{DrawnAhead, Error, NoiseSource, RecordedNoise, SeededNoise};
 use turbine_tensor::HostTensor;
 
 const SHAPE: [usize; 4] = [2, 3, 4, 5];
@@ -54,4 +54,23 @@ fn recorded_noise_replays_in_order_and_checks_shapes() {
     assert_eq!(noise.remaining(), 1);
     assert!(matches!(noise.draw(&[1, 2]), Err(Error::Noise(_))));
     assert!(matches!(noise.draw(&[2]), Err(Error::Noise(_))));
+}
+
+#[test]
+fn drawn_ahead_continues_the_seeds_stream() {
+    let mut ahead = DrawnAhead::new(9, &SHAPE);
+    let mut plain = SeededNoise::new(9);
+    for shape in [&SHAPE[..], &SHAPE, &[7]] {
+        assert_eq!(ahead.draw(shape).unwrap(), plain.draw(shape).unwrap());
+    }
+}
+
+#[test]
+fn drawn_ahead_refuses_another_first_shape() {
+    let mut ahead = DrawnAhead::new(9, &SHAPE);
+    let err = ahead.draw(&[120]).unwrap_err().to_string();
+    assert!(
+        err.contains("[2, 3, 4, 5]") && err.contains("[120]"),
+        "{err}"
+    );
 }
