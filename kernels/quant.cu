@@ -13,7 +13,7 @@
 // out = cvt.rni.sat.s8(x * (128 / amax)), scale = amax / 128, amax = max(1e-8, max |tile|). The
 // host reference (shared/tensor/src/int8.rs) does the same f32 operations: bit for bit. Each tile
 // is written as the INT8 GEMM's tile image (kernels/int8_gemm.cu): 16 KB, rows swizzled, rows past
-// the matrix zeros.
+// the matrix zeros. int8_tiles writes a `-quant` checkpoint's int8 weights in the same images.
 #include "rows.cuh"
 
 struct QuantizeFp8Args {
@@ -145,5 +145,32 @@ extern "C" __global__ void quantize_int8_blocks(const QuantizeInt8Args a) {
     packed.x = s8x4(w[0] * inv, w[1] * inv, w[2] * inv, w[3] * inv);
     packed.y = s8x4(w[4] * inv, w[5] * inv, w[6] * inv, w[7] * inv);
     *reinterpret_cast<uint2*>(tile + r * 128 + ((chunk ^ (r & 7)) << 4) + 8 * half) = packed;
+  }
+}
+
+struct Int8TilesArgs {
+  signed char* out;     // tile images of [rows, cols], as quantize_int8_blocks writes them
+  const uint4* values;  // row-major int8 [rows, cols]
+  unsigned rows;
+  unsigned cols;  // multiple of 128
+};
+
+// A `-quant` checkpoint's row-major int8 weight rewritten as tile images on the device, so the
+// load does not pass over every weight byte on the host. One 256-thread CTA per tile (grid:
+// cols / 128, ceil(rows / 128)); step s moves 16-byte chunk t + 256 s of the tile (row / 8,
+// chunk % 8), consecutive lanes reading consecutive chunks of a row; rows past the end are zeros.
+extern "C" __global__ void int8_tiles(const Int8TilesArgs a) {
+  const unsigned t = threadIdx.x;
+  const u64 row0 = (u64)blockIdx.y * INT8_TILE;
+  const u64 chunks = a.cols / 16;  // a row's 16-byte chunks
+  uint4* tile = reinterpret_cast<uint4*>(a.out + ((u64)blockIdx.y * gridDim.x + blockIdx.x) *
+                                                     (INT8_TILE * INT8_TILE));
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    const unsigned i = t + 256 * s, r = i >> 3, c = i & 7;
+    const u64 row = row0 + r;
+    const uint4 v = row < a.rows ? a.values[row * chunks + (u64)blockIdx.x * 8 + c]
+                                 : make_uint4(0, 0, 0, 0);
+    tile[r * 8 + (c ^ (r & 7))] = v;
   }
 }

@@ -43,7 +43,9 @@ fn tiled_len(rows: usize, cols: usize) -> usize {
     rows.div_ceil(QUANT_BLOCK) * QUANT_BLOCK * cols
 }
 
-/// Row-major `[rows, cols]` int8 (`cols` a multiple of 128) as tile images, rows past the end zero.
+/// Row-major `[rows, cols]` int8 (`cols` a multiple of 128) as tile images, rows past the end zero:
+/// the host reference of the `int8_tiles` kernel.
+#[cfg(test)]
 fn to_tiles(values: &[i8], rows: usize, cols: usize) -> Vec<i8> {
     let mut tiles = vec![0i8; tiled_len(rows, cols)];
     let per_row = cols / QUANT_BLOCK;
@@ -63,7 +65,7 @@ fn to_tiles(values: &[i8], rows: usize, cols: usize) -> Vec<i8> {
     tiles
 }
 
-/// The row-major `[rows, cols]` matrix of tile images: [`to_tiles`]' inverse.
+/// The row-major `[rows, cols]` matrix of tile images.
 fn from_tiles(tiles: &[i8], rows: usize, cols: usize) -> Vec<i8> {
     let mut values = vec![0i8; rows * cols];
     values
@@ -125,8 +127,20 @@ fn alloc(dev: &Device, rows: usize, cols: usize, lifetime: Lifetime) -> Result<C
     })
 }
 
-/// A `-quant` checkpoint's int8 weight `[rows, cols]` (row-major) and its scales, uploaded as tile
-/// images.
+#[repr(C)]
+struct Int8TilesArgs {
+    out: u64,
+    values: u64,
+    rows: u32,
+    cols: u32,
+}
+
+// SAFETY: `#[repr(C)]` mirror of the kernel's parameter struct (pointers as u64, `unsigned` as
+// u32).
+unsafe impl DeviceRepr for Int8TilesArgs {}
+
+/// A `-quant` checkpoint's int8 weight `[rows, cols]` (row-major) and its scales, uploaded as they
+/// are and rewritten as tile images on the device (`int8_tiles`).
 pub(super) fn upload(
     dev: &Device,
     [rows, cols]: [usize; 2],
@@ -146,14 +160,38 @@ pub(super) fn upload(
             ),
         ));
     }
+    let (Ok(rows32), Ok(cols32)) = (u32::try_from(rows), u32::try_from(cols)) else {
+        return Err(Error::invalid(
+            "upload_int8",
+            format!("[{rows}, {cols}] has 2^32 rows or columns or more"),
+        ));
+    };
     let q = alloc(dev, rows, cols, Lifetime::Weight)?;
-    // `alloc` sized both buffers for exactly these lengths (checked above).
-    dev.upload(
-        q.values.ptr(),
-        DType::I8,
-        bytemuck::cast_slice(&to_tiles(values, rows, cols)),
-        DType::I8,
-    )?;
+    if rows > 0 {
+        // Freed into the pool once the kernel is queued: the stream orders its reuse after it.
+        let row_major = dev.pool.alloc(rows * cols)?;
+        dev.upload(
+            row_major.ptr(),
+            DType::I8,
+            bytemuck::cast_slice(values),
+            DType::I8,
+        )?;
+        dev.launch(
+            kernels::INT8_TILES,
+            LaunchConfig {
+                grid_dim: (cols32 / 128, rows32.div_ceil(128), 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            &Int8TilesArgs {
+                out: q.values.ptr(),
+                values: row_major.ptr(),
+                rows: rows32,
+                cols: cols32,
+            },
+        )?;
+    }
+    // `alloc` sized the scales for exactly this length (checked above).
     dev.upload(
         q.scales.ptr(),
         DType::F32,

@@ -148,6 +148,7 @@ pub const FLASH_ATTENTION_REL_MMA: Kernel =
     Kernel::new(Module::Flash, "flash_attention_rel_mma_bf16");
 pub const QUANTIZE_FP8_ROWS: Kernel = Kernel::new(Module::Quant, "quantize_fp8_rows");
 pub const QUANTIZE_INT8_BLOCKS: Kernel = Kernel::new(Module::Quant, "quantize_int8_blocks");
+pub const INT8_TILES: Kernel = Kernel::new(Module::Quant, "int8_tiles");
 pub const INT8_GEMM: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_bf16");
 pub const INT8_GEMM_SM90: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_sm90");
 
