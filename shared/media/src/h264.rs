@@ -27,10 +27,12 @@
 //! encoded at once.
 //!
 //! Frames arrive faster than one encoder takes them, so a clip is complete about one segment's
-//! encoding after its last long segment starts. When the clip's length is known in advance, the
-//! segments of its last stretch shorten towards the end ([`Cuts`]): 81 frames cut every 16 end in
-//! segments of 14, 9, 6 and 4 frames from frame 48 instead of 16, 16 and 1, and their encoders
-//! finish soon after the last frame arrives. The extra IDR pictures are all in that stretch.
+//! encoding after its last long segment starts. When the clip's length is known in advance, its
+//! last stretch is cut differently, halving ([`Cuts`]): 81 frames cut every 16 end in segments of
+//! 9, 4 and 4 frames from frame 64 instead of 16 and 1, and their encoders finish soon after the
+//! last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host: the MP4's finish
+//! after the last frame 0.25 → 0.18 s, bench/results/2026-11-27-e2e.md). The extra IDR pictures
+//! are all in that stretch.
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -56,24 +58,15 @@ const QUEUED_FRAMES: usize = 16;
 /// not enough: 56 and 30 KB for the first two pictures above). Segments are at least this long.
 const WARM_UP_FRAMES: u64 = 2;
 
-/// The shortest segment the last stretch is cut into: shorter ones would spend an IDR picture
+/// The shortest segment the last interval is cut into: shorter ones would spend an IDR picture
 /// (7× a P picture under noise) on less than a quarter second of video.
 const MIN_TAIL_SEGMENT: u64 = 4;
 
-/// How many times faster a GPU VAE hands frames over than one encoder takes them: 4 frames of
-/// 832×480 every ~38 ms on the H100 against 27 ms a frame on a core of its host. Both costs grow
-/// with the pixels, so the ratio holds at other sizes; a slower (CPU) VAE only makes the cuts
-/// earlier than needed.
-const ARRIVAL_OVER_ENCODING: u64 = 3;
-
 /// Where segments start: every `len` frames and, for a clip whose length is known, differently in
-/// its last stretch, where segments shorten towards the end so that their encoders all finish
-/// about when the last one does, soon after the last frame. Counted back from the end, the last
-/// segment is [`MIN_TAIL_SEGMENT`] frames and one that ends `d` frames before the end is
-/// `d / (ρ − 1) + MIN_TAIL_SEGMENT` (ρ = [`ARRIVAL_OVER_ENCODING`]: while its encoder takes one
-/// frame, ρ more arrive), up to where that reaches `len`; regular cuts run up to there, and a
-/// piece shorter than [`MIN_TAIL_SEGMENT`] left between the two joins the segment after it. A clip
-/// of 81 frames cut every 16 is [0, 16, 32, 48, 62, 71, 77] rather than [0, 16, 32, 48, 64, 80].
+/// its last stretch — the frames after the last regular cut that leaves at least `len` (`len` to
+/// `2 len − 1` frames), or the whole clip when it is shorter than `2 len` — which is halved while
+/// both halves stay [`MIN_TAIL_SEGMENT`] frames or longer. A clip of 81 frames cut every 16 is
+/// [0, 16, 32, 48, 64, 73, 77] rather than [0, 16, 32, 48, 64, 80].
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Cuts {
     len: NonZeroU64,
@@ -93,21 +86,15 @@ impl Cuts {
                 tail: Vec::new(),
             };
         };
+        let tail_start = (frames / len.get()).saturating_sub(1) * len.get();
+        let (mut start, mut left) = (tail_start, frames - tail_start);
         let mut tail = Vec::new();
-        let mut start = frames;
-        loop {
-            let longest = (frames - start) / (ARRIVAL_OVER_ENCODING - 1) + MIN_TAIL_SEGMENT;
-            if longest >= len.get() || start < longest + MIN_TAIL_SEGMENT {
-                break;
-            }
-            start -= longest;
+        while left >= 2 * MIN_TAIL_SEGMENT {
+            let first = left.div_ceil(2);
+            start += first;
+            left -= first;
             tail.push(start);
         }
-        let tail_start = start / len.get() * len.get();
-        if start - tail_start < MIN_TAIL_SEGMENT {
-            tail.pop();
-        }
-        tail.reverse();
         Self {
             len,
             tail_start,
@@ -468,40 +455,39 @@ mod tests {
     }
 
     #[test]
-    fn a_known_length_shortens_the_last_segments() {
-        assert_eq!(starts(16, Some(81)), [0, 16, 32, 48, 62, 71, 77]);
-        assert_eq!(starts(16, Some(80)), [0, 16, 32, 48, 61, 70, 76]);
-        // 32..39 stays a segment of its own: 7 frames, more than MIN_TAIL_SEGMENT.
-        assert_eq!(starts(16, Some(71)), [0, 16, 32, 39, 52, 61, 67]);
-        assert_eq!(starts(16, Some(33)), [0, 14, 23, 29]);
+    fn a_known_length_halves_the_last_interval() {
+        assert_eq!(starts(16, Some(81)), [0, 16, 32, 48, 64, 73, 77]);
+        assert_eq!(starts(16, Some(80)), [0, 16, 32, 48, 64, 72, 76]);
+        assert_eq!(starts(16, Some(71)), [0, 16, 32, 48, 60, 66]);
+        assert_eq!(starts(16, Some(33)), [0, 16, 25, 29]);
         assert_eq!(starts(16, Some(9)), [0, 5]);
         // Too short to cut in two segments of 4.
         assert_eq!(starts(16, Some(7)), [0]);
-        assert_eq!(starts(32, Some(81)), [0, 29, 49, 62, 71, 77]);
+        assert_eq!(starts(32, Some(81)), [0, 32, 57, 69, 75]);
         // Unknown length: every `len` frames, as before.
         assert_eq!(starts(16, None), [0, 16, 32, 48, 64, 80, 96]);
     }
 
     #[test]
-    fn every_segment_of_a_known_length_is_long_enough_and_short_enough() {
+    fn every_segment_of_a_known_length_is_long_enough() {
         for len in [2, 3, 4, 7, 8, 16, 32] {
             for frames in 1..200 {
                 let starts = starts(len, Some(frames));
                 let ends = starts.iter().skip(1).copied().chain([frames]);
+                let tail = (frames / len).saturating_sub(1) * len;
                 for (start, end) in starts.iter().copied().zip(ends) {
-                    let at =
-                        format!("len {len}, {frames} frames: segment {start}..{end} of {starts:?}");
-                    // Regular segments (at multiples of `len`, at most `len` long), then segments
-                    // of at least MIN_TAIL_SEGMENT, or the clip whole when it is too short to cut.
-                    let regular = start.is_multiple_of(len) && end - start <= len;
+                    // Regular segments up to the last stretch, then halves of at least
+                    // MIN_TAIL_SEGMENT, or the stretch whole when it is too short to halve.
+                    let regular = start < tail;
+                    let least = if regular { len } else { MIN_TAIL_SEGMENT };
                     assert!(
-                        regular || end - start >= MIN_TAIL_SEGMENT || starts.len() == 1,
-                        "{at}"
+                        end - start >= least || (start == tail && end == frames),
+                        "len {len}, {frames} frames: segment {start}..{end} of {starts:?}"
                     );
-                    // A segment ending d frames before the end is at most d / 2 + 4 long, plus
-                    // a piece of fewer than 4 frames it took in.
-                    let longest = (frames - end) / (ARRIVAL_OVER_ENCODING - 1) + MIN_TAIL_SEGMENT;
-                    assert!(regular || end - start < longest + MIN_TAIL_SEGMENT, "{at}");
+                    assert!(
+                        !regular || start.is_multiple_of(len),
+                        "len {len}, {frames} frames"
+                    );
                 }
             }
         }

@@ -58,10 +58,10 @@ pub struct Mp4Config {
     /// ([`std::thread::available_parallelism`]). The file does not depend on it.
     pub threads: Option<NonZeroUsize>,
     /// The clip's length, when the caller knows it before the first frame (a generation request
-    /// fixes it). The runs of the clip's last stretch then shorten towards its end — 81 frames at
-    /// an interval of 16 end in runs of 14, 9, 6 and 4 from frame 48 — so that their encoders
-    /// finish soon after the last frame arrives rather than one whole run's encoding later
-    /// (`crate::h264`'s `Cuts` says by which rule). More frames than declared are refused
+    /// fixes it). The clip's last stretch (its last 16 to 31 frames at an interval of 16, or all
+    /// of a shorter clip) is then cut into shorter runs, halving — 81 frames end in runs of 9, 4
+    /// and 4 from frame 64 — so that their encoders finish soon after the last frame arrives
+    /// rather than one whole run's encoding later. More frames than declared are refused
     /// ([`Error::TooManyFrames`]); fewer still make a valid file (a generation that stopped
     /// early).
     pub frames: Option<u64>,
