@@ -16,6 +16,7 @@
 # index, pinned below), tagged TAG-gpu and dev-gpu; libcuda comes from the host's driver through
 # the NVIDIA container runtime.
 #
+# Runs on x86_64 Linux with Docker; the images are x86_64.
 # Usage: deploy/build-images.sh [--gpu] [--tag TAG]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --gpu) gpu=true ;;
         --tag) tag=${2:?--tag needs a value}; shift ;;
-        -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "build-images.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -103,13 +104,19 @@ for f in "${binaries[@]:1}"; do
 done
 cp deploy/images/services.Dockerfile "$work/services/Dockerfile"
 
-# Tags IMAGE:TAG and IMAGE:ALIAS from the context DIR; the rest of the arguments go to docker build.
+built=()
+# Builds IMAGE:TAG+SUFFIX and IMAGE:dev+SUFFIX from the context DIR, with the rest of the arguments.
 build() {
     local image=$1 suffix=$2 dir=$3
     shift 3
     echo "== $image:$tag$suffix"
-    docker build --quiet --build-arg "REVISION=$revision" -t "$image:$tag$suffix" \
-        -t "$image:dev$suffix" "$@" "$dir" >/dev/null
+    built+=("$image:$tag$suffix")
+    # Quiet unless it fails: without BuildKit, every build warns that the legacy builder is in use.
+    if ! docker build --quiet --build-arg "REVISION=$revision" -t "$image:$tag$suffix" \
+        -t "$image:dev$suffix" "$@" "$dir" >"$work/docker-build.log" 2>&1; then
+        cat "$work/docker-build.log" >&2
+        exit 1
+    fi
 }
 
 build turbine/runtime "" "$work/runtime"
@@ -150,11 +157,23 @@ EOF
     cp deploy/images/gpu.Dockerfile "$work/gpu/Dockerfile"
     build turbine/runtime -gpu "$work/gpu" --build-arg "RUNTIME=turbine/runtime:$tag" \
         --build-arg "CUDA_WHEELS=${CUDA_WHEELS[*]}"
+    echo "== the loader in turbine/runtime:$tag-gpu finds every NVIDIA library's dependencies"
+    for lib in "$nvidia"/*.so*; do
+        if ! found=$(docker run --rm --entrypoint /lib64/ld-linux-x86-64.so.2 \
+            "turbine/runtime:$tag-gpu" --list "/opt/nvidia/lib/${lib##*/}" 2>&1) ||
+            grep -q "not found" <<<"$found"; then
+            echo "build-images.sh: ${lib##*/} does not load in turbine/runtime:$tag-gpu:" >&2
+            echo "$found" >&2
+            exit 1
+        fi
+    done
     for s in text-encoder denoiser vae; do
         build "turbine/$s" -gpu "$work/services" --target "$s" \
             --build-arg "RUNTIME=turbine/runtime:$tag-gpu"
     done
 fi
 
-echo "== images"
-docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' 'turbine/*' | grep -E ":(dev|$tag)" | sort
+echo "== built (each also tagged dev$($gpu && echo ' / dev-gpu'))"
+for image in "${built[@]}"; do
+    docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' "$image"
+done
