@@ -5,7 +5,9 @@ promises the manifests make to the services they run.
   liveness probes on its own port, and a headless Service on that port;
 - the orchestrator's dns:// replica lists name those Services and ports;
 - every pod gets SIGTERM's drain in: terminationGracePeriodSeconds > TURBINE_DRAIN_TIMEOUT;
-- every container runs as the images' non-root user on a read-only root with a writable /tmp.
+- every container runs as the images' non-root user on a read-only root with a writable /tmp;
+- a container that runs on CUDA runs a -gpu image (the only ones with NVRTC, cuBLAS, cuDNN) and
+  asks for a GPU.
 """
 
 import re
@@ -48,6 +50,10 @@ def main() -> int:
         check(security.get("readOnlyRootFilesystem") is True, f"{name}: readOnlyRootFilesystem")
         mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
         check("/tmp" in mounts, f"{name}: no writable /tmp")
+        if env.get("TURBINE_DEVICE") == "cuda":
+            check(container["image"].endswith("-gpu"), f"{name}: CUDA on {container['image']}")
+            gpus = container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu")
+            check(gpus is not None, f"{name}: CUDA without an nvidia.com/gpu limit")
         labels = deployment["metadata"].get("labels", {})
         if labels.get("app.kubernetes.io/component") != "stage":
             continue
