@@ -37,7 +37,7 @@ else
 fi
 out=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export TURBINE_PORT=$port TURBINE_TAG=dev
+export TURBINE_PORT=$port TURBINE_BIND=127.0.0.1 TURBINE_TAG=dev
 dc() { "${compose[@]}" -p "$PROJECT" -f docker-compose.yml "$@"; }
 
 cleanup() {
