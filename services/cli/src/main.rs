@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod convert;
 mod generate;
+mod health;
 mod serve;
 mod submit;
 
@@ -27,6 +28,8 @@ enum Command {
     Convert(convert::Args),
     /// Time the DiT forward (random weights or a checkpoint) and report JSON.
     Bench(Box<bench::Args>),
+    /// Ask a service's grpc.health.v1 status; exit 0 only when it is SERVING (container probes).
+    Health(health::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Command::Submit(args) => submit::run(*args),
         Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::run(*args),
+        Command::Health(args) => health::run(args),
     }
 }
