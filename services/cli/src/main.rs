@@ -1,5 +1,7 @@
 //! `turbine`: the command-line entry point.
 
+use std::io::IsTerminal as _;
+
 use clap::{Parser, Subcommand};
 
 mod bench;
@@ -39,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .init();
     }
     match command {

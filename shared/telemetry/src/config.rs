@@ -27,6 +27,24 @@ pub struct TelemetryConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+impl TelemetryConfig {
+    /// The OTLP collector, if any. An empty `OTEL_EXPORTER_OTLP_ENDPOINT` counts as unset, as the
+    /// OpenTelemetry specification has it for every empty variable (a compose file passes the
+    /// variable through empty when the shell leaves it unset).
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+    }
+
+    /// `service.name`, if given: empty counts as unset, like the endpoint.
+    pub fn service_name(&self) -> Option<&str> {
+        self.service_name
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -78,5 +96,23 @@ mod tests {
             config.metrics_addr,
             Some(SocketAddr::from(([0, 0, 0, 0], 9090)))
         );
+    }
+
+    #[test]
+    fn empty_endpoint_and_service_name_are_unset() {
+        let args = ServiceArgs::try_parse_from([
+            "turbine-denoiser",
+            "--otlp-endpoint",
+            "",
+            "--service-name",
+            " ",
+        ])
+        .unwrap();
+        assert_eq!(args.telemetry.otlp_endpoint(), None);
+        assert_eq!(args.telemetry.service_name(), None);
+        let args =
+            ServiceArgs::try_parse_from(["turbine-denoiser", "--otlp-endpoint", "http://c:4317"])
+                .unwrap();
+        assert_eq!(args.telemetry.otlp_endpoint(), Some("http://c:4317"));
     }
 }

@@ -1,5 +1,6 @@
 //! The one telemetry init of a service process and the guard that flushes it.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,10 +32,12 @@ use crate::metrics::{self, Metrics};
 /// An invalid `RUST_LOG` or endpoint, a metrics address that cannot be bound, or a second call in
 /// the same process (the subscriber is global).
 pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
-    let service_name = config.service_name.clone().unwrap_or_else(executable_name);
+    let service_name = config
+        .service_name()
+        .map_or_else(executable_name, str::to_string);
 
     // Checked here because the exporter's channel and the metrics server would panic on spawn.
-    if (config.otlp_endpoint.is_some() || config.metrics_addr.is_some())
+    if (config.otlp_endpoint().is_some() || config.metrics_addr.is_some())
         && Handle::try_current().is_err()
     {
         anyhow::bail!(
@@ -48,7 +51,7 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
             .with_service_name(service_name.clone())
             .build(),
     );
-    if let Some(endpoint) = &config.otlp_endpoint {
+    if let Some(endpoint) = config.otlp_endpoint() {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
@@ -72,7 +75,10 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .with_default_directive(LevelFilter::INFO.into())
         .from_env()
         .context("parsing RUST_LOG")?;
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only for a terminal: docker logs and log collectors read them as text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let fmt = match config.log_format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),
@@ -98,13 +104,13 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
 
     tracing::info!(
         service = %service_name,
-        otlp_endpoint = config.otlp_endpoint.as_deref().unwrap_or("off"),
+        otlp_endpoint = config.otlp_endpoint().unwrap_or("off"),
         metrics_addr = ?metrics_addr,
         "telemetry initialised",
     );
     Ok(TelemetryGuard {
         provider: Some(provider),
-        exports_spans: config.otlp_endpoint.is_some(),
+        exports_spans: config.otlp_endpoint().is_some(),
         metrics,
         metrics_addr,
         metrics_server,
