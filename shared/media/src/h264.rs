@@ -30,9 +30,10 @@
 //! encoding after its last long segment starts. When the clip's length is known in advance, its
 //! last stretch is cut differently, halving ([`Cuts`]): 81 frames cut every 16 end in segments of
 //! 9, 4 and 4 frames from frame 64 instead of 16 and 1, and their encoders finish soon after the
-//! last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host: the MP4's finish
-//! after the last frame 0.25 → 0.18 s, bench/results/2026-11-27-e2e.md). The extra IDR pictures
-//! are all in that stretch.
+//! last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host at OpenH264's
+//! medium complexity: the MP4's finish after the last frame 0.25 → 0.18 s,
+//! bench/results/2026-11-27-e2e.md; the writer now encodes at low complexity, 15–19 ms a frame).
+//! The extra IDR pictures are all in that stretch.
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU64, NonZeroUsize};

@@ -36,9 +36,9 @@ pub const MAX_SHORT_SIDE: usize = 2160;
 /// The runs between seek points encode at once, so the interval bounds how fast a clip encodes:
 /// 81 frames are 6 runs at 16 and 3 at 32, and when frames arrive faster than one encoder takes
 /// them, the clip is done about one run's encoding after its last full run starts: 16 frames'
-/// rather than 32 (0.43 s rather than 0.86 s at 480p on the H100 host, 27 ms a frame). Against
-/// 32, 16 changed file sizes by -3.5% to +17% at luma PSNR within 0.25 dB (`h264_bench`: 81
-/// frames of 832×480, a moving gradient under noise of ±0 to ±0.25).
+/// rather than 32 (0.43 s rather than 0.86 s at 480p on the H100 host, 27 ms a frame at medium
+/// complexity). Against 32, 16 changed file sizes by -3.5% to +17% at luma PSNR within 0.25 dB
+/// (`h264_bench`: 81 frames of 832×480, a moving gradient under noise of ±0 to ±0.25).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mp4Config {
     /// Frames per second, in [1, 60]: OpenH264's rate control clamps to that range.
