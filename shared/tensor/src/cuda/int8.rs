@@ -108,6 +108,16 @@ impl CudaInt8Blocks {
     }
 }
 
+/// One 256-thread CTA per 128×128 tile of a `[rows, cols]` matrix, as `quantize_int8_blocks` and
+/// `int8_tiles` are launched.
+fn per_tile(rows: u32, cols: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (cols / 128, rows.div_ceil(128), 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 /// Buffers for a `[rows, cols]` block matrix (contents unspecified).
 fn alloc(dev: &Device, rows: usize, cols: usize, lifetime: Lifetime) -> Result<CudaInt8Blocks> {
     let (bytes, tiles) = (
@@ -167,7 +177,7 @@ pub(super) fn upload(
         ));
     };
     let q = alloc(dev, rows, cols, Lifetime::Weight)?;
-    if rows > 0 {
+    if rows > 0 && cols > 0 {
         // Freed into the pool once the kernel is queued: the stream orders its reuse after it.
         let row_major = dev.pool.alloc(rows * cols)?;
         dev.upload(
@@ -178,11 +188,7 @@ pub(super) fn upload(
         )?;
         dev.launch(
             kernels::INT8_TILES,
-            LaunchConfig {
-                grid_dim: (cols32 / 128, rows32.div_ceil(128), 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            },
+            per_tile(rows32, cols32),
             &Int8TilesArgs {
                 out: q.values.ptr(),
                 values: row_major.ptr(),
@@ -238,11 +244,7 @@ pub(super) fn quantize(dev: &Device, x: &CudaTensor, lifetime: Lifetime) -> Resu
     if rows > 0 {
         dev.launch(
             kernels::QUANTIZE_INT8_BLOCKS,
-            LaunchConfig {
-                grid_dim: (cols32 / 128, rows32.div_ceil(128), 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            },
+            per_tile(rows32, cols32),
             &QuantizeInt8Args {
                 out: q.values.ptr(),
                 scales: q.scales.ptr(),
