@@ -365,7 +365,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "no --model-dir: running the bundled tiny preset (seeded random weights; shows the pipeline, not a picture)"
         );
     }
-    let dit = args.device.select(args.quant.quant)?;
+    let dit = args.device.select(args.quant.for_dit(&source)?)?;
     let job = Job {
         args: &args,
         source: &source,

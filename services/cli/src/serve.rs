@@ -121,7 +121,9 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     let stop_stages = CancellationToken::new();
     let mut stages = Vec::new();
     let mut urls = Vec::new();
-    let dit = args.device.select(args.quant.quant)?;
+    let dit = args
+        .device
+        .select(args.quant.for_dit(&args.model.source())?)?;
     let services = match &dit {
         Chosen::Cpu => stage_services(CpuBackend, &dit, &args, &metrics).await?,
         Chosen::Cuda(backend) => stage_services(backend.clone(), &dit, &args, &metrics).await?,

@@ -52,7 +52,10 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let chosen = args.device.select(args.quant.quant);
+    let chosen = args
+        .quant
+        .for_dit(&args.source())
+        .and_then(|quant| args.device.select(quant));
     serve_on(chosen, args)
 }
 

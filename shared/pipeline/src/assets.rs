@@ -90,6 +90,17 @@ pub(crate) struct TextAssets {
 
 /// Each stage reads only its own files, so a stage service needs no more than its model on disk.
 impl ModelSource {
+    /// Whether the DiT checkpoint holds TurboDiffusion `-quant` weights (`{linear}.int8_weight`
+    /// with 128×128 tile scales): read from its tensor index, no weights loaded.
+    pub fn dit_holds_int8(&self) -> Result<bool> {
+        match self {
+            ModelSource::Tiny => Ok(false),
+            ModelSource::Files(files) => Ok(open("DiT", &files.dit)?
+                .names()
+                .any(|name| name.ends_with(".int8_weight"))),
+        }
+    }
+
     /// The text encoder's shape: the tiny preset's, or umT5-XXL for every Wan model.
     pub fn text_config(&self) -> UmT5Config {
         match self {

@@ -48,6 +48,9 @@ impl fmt::Display for DeviceArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QuantArg {
+    /// int8 for a TurboDiffusion `-quant` checkpoint on a GPU (its int8 weights stay int8), none
+    /// otherwise ([`QuantArgs::for_dit`] decides which checkpoint it is).
+    Auto,
     None,
     Fp8,
     Int8,
@@ -58,7 +61,7 @@ impl QuantArg {
         match self {
             QuantArg::None => Quant::None,
             QuantArg::Fp8 => Quant::Fp8,
-            QuantArg::Int8 => Quant::Int8,
+            QuantArg::Auto | QuantArg::Int8 => Quant::Int8,
         }
     }
 }
@@ -75,10 +78,23 @@ pub struct DeviceArgs {
 /// `--quant`: how the DiT's block linears run, for the commands that run the DiT.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QuantArgs {
-    /// DiT block linears on the GPU: none (bf16), fp8 (e4m3 weights and activations; H100/H200)
-    /// or int8 (TurboDiffusion's W8A8 in 128x128 tiles).
-    #[arg(long, env = "TURBINE_QUANT", value_enum, default_value_t = QuantArg::None)]
+    /// DiT block linears on the GPU: auto (int8 for a TurboDiffusion `-quant` checkpoint, none
+    /// for any other), none (bf16), fp8 (e4m3 weights and activations; H100/H200) or int8
+    /// (TurboDiffusion's W8A8 in 128x128 tiles; other checkpoints are quantized at load).
+    #[arg(long, env = "TURBINE_QUANT", value_enum, default_value_t = QuantArg::Auto)]
     pub quant: QuantArg,
+}
+
+impl QuantArgs {
+    /// `--quant` for the DiT of `source`: `auto` stays auto (int8 on a GPU, the checkpoint's
+    /// dequantized weights on the CPU) when the checkpoint holds `-quant` int8 weights, and is
+    /// none for any other checkpoint.
+    pub fn for_dit(&self, source: &ModelSource) -> anyhow::Result<QuantArg> {
+        if self.quant == QuantArg::Auto && !source.dit_holds_int8()? {
+            return Ok(QuantArg::None);
+        }
+        Ok(self.quant)
+    }
 }
 
 /// `--text-device` and `--reserve-gib`: where umT5 runs when the DiT shares the process.
@@ -176,13 +192,17 @@ impl DeviceArg {
                 }
             },
         };
-        if matches!(chosen, Chosen::Cpu) && quant != QuantArg::None {
+        let on_cpu = matches!(chosen, Chosen::Cpu);
+        if on_cpu && matches!(quant, QuantArg::Fp8 | QuantArg::Int8) {
             let name = if quant == QuantArg::Fp8 {
                 "fp8"
             } else {
                 "int8"
             };
             bail!("--quant {name} needs a CUDA device (--{flag} cuda)");
+        }
+        if !on_cpu && quant == QuantArg::Auto {
+            eprintln!("--quant auto: int8, the DiT checkpoint's -quant weights as they are");
         }
         Ok(chosen)
     }
@@ -276,6 +296,62 @@ mod tests {
             let err = parse_gib(bad).unwrap_err();
             assert!(err.contains("GiB >= 0"), "{err}");
         }
+    }
+
+    #[test]
+    fn auto_quant_is_int8_for_a_quant_checkpoint_only() {
+        use std::collections::HashMap;
+
+        use turbine_checkpoint::convert::{HostView, write_safetensors};
+        use turbine_pipeline::ModelFiles;
+        use turbine_tensor::{HostData, HostTensor};
+
+        let dir = std::env::temp_dir().join(format!("turbine-quant-auto-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dit = |file: &str, key: &str, data: HostData| {
+            let path = dir.join(file);
+            let t = HostTensor::new([128, 128], data).unwrap();
+            write_safetensors(&path, [(key.to_string(), HostView(&t))], HashMap::new()).unwrap();
+            ModelSource::Files(ModelFiles {
+                dit: path,
+                ..ModelFiles::in_dir(&dir)
+            })
+        };
+        let quant = dit(
+            "quant.safetensors",
+            "blocks.0.ffn.0.int8_weight",
+            HostData::I8(vec![3; 128 * 128]),
+        );
+        let plain = dit(
+            "plain.safetensors",
+            "blocks.0.ffn.0.weight",
+            HostData::F32(vec![0.5; 128 * 128]),
+        );
+        let with = |quant| QuantArgs { quant };
+        assert_eq!(
+            with(QuantArg::Auto).for_dit(&quant).unwrap(),
+            QuantArg::Auto
+        );
+        assert_eq!(
+            with(QuantArg::Auto).for_dit(&plain).unwrap(),
+            QuantArg::None
+        );
+        let tiny = ModelSource::Tiny;
+        assert_eq!(with(QuantArg::Auto).for_dit(&tiny).unwrap(), QuantArg::None);
+        assert_eq!(with(QuantArg::Fp8).for_dit(&quant).unwrap(), QuantArg::Fp8);
+        assert_eq!(
+            with(QuantArg::None).for_dit(&quant).unwrap(),
+            QuantArg::None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        // On the CPU, auto runs a `-quant` checkpoint dequantized; an explicit int8 is refused.
+        assert!(DeviceArg::Cpu.start("device", QuantArg::Auto).is_ok());
+        let err = DeviceArg::Cpu
+            .start("device", QuantArg::Int8)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("--quant int8 needs a CUDA device"), "{err}");
     }
 
     #[test]
