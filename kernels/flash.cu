@@ -51,11 +51,11 @@ struct FlashArgs {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 // Stages the query rows [row0, row0 + 128) of one head (`g` points at the head's first element,
-// rows `stride` elements apart) as two 64-row blocks, one per warpgroup, each [2][64][128 B];
-// rows at or past `limit` are zero-filled. Once per CTA, so plain index arithmetic.
+// rows `stride` elements apart) as two 64-row blocks, one per consumer, each [2][64][128 B]; rows
+// at or past `limit` are zero-filled. Thread `i` of the `n` that share the copy.
 __device__ __forceinline__ void load_q(unsigned tile, const bf16_t* g, u64 stride, int row0,
-                                       int limit) {
-  for (int i = threadIdx.x; i < FA_BQ * 16; i += FA_CONSUMERS) {
+                                       int limit, int i0, int n) {
+  for (int i = i0; i < FA_BQ * 16; i += n) {
     const int r = i >> 4, c = i & 15, br = r & 63;
     const int row = row0 + r;
     const bool inside = row < limit;
@@ -136,17 +136,18 @@ __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
   }
 }
 
-// O[16 rows of a warp][D] (m16n8 layout, D/8 groups) / row sums, as bf16 rows `row0`, `row0+8`.
+// O[16 rows of a warp][D] (m16n8 layout, D/8 groups) / row sums, as bf16 rows `row0`, `row0+8`
+// of head `head`.
 template <int D>
 __device__ __forceinline__ void store_rows(const FlashArgs& a, const float* o, float l0, float l1,
-                                           int row0) {
+                                           int row0, int head) {
   const int lane = threadIdx.x & 31;
   l0 = quad_sum(l0);
   l1 = quad_sum(l1);
   const float i0 = 1.0f / l0, i1 = 1.0f / l1;
   const u64 stride = (u64)a.heads * D;
   const int row1 = row0 + 8;
-  bf16_t* out = a.out + (u64)blockIdx.y * D + (lane & 3) * 2;
+  bf16_t* out = a.out + (u64)head * D + (lane & 3) * 2;
 #pragma unroll
   for (int g = 0; g < D / 8; ++g) {
     if (row0 < a.lq)
@@ -178,14 +179,87 @@ __device__ __forceinline__ void issue_pv(float* o, const unsigned* p, unsigned v
 }
 #endif
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// One consumer warpgroup's pass over a work item's `tiles` key tiles, which the producer stages
+// in ring slots t0 .. t0 + tiles − 1 (`full`/`empty` mbarriers at `full0`/`empty0`): O and the
+// row sums of its 64 query rows (the Q tile at `qa`). Iteration j issues S_j = Q K_jᵀ and
+// O += P_{j-1} V_{j-1} back to back, waits for S_j only, and runs the softmax of S_j while
+// P_{j-1} V_{j-1} still occupies the tensor cores. Every slot is released; `qempty`, when not 0,
+// is arrived on once the item's last Q Kᵀ has completed (the Q tile may then be overwritten).
+// (Explicit ping-pong between the two consumers, FlashAttention-3 style, measured no faster
+// here: bench/results notes.)
+__device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float& l0, float& l1,
+                                             unsigned qa, unsigned skv, unsigned full0,
+                                             unsigned empty0, unsigned qempty, int t0, int tiles) {
+#define FA_STAGE(t) ((t) % FA_STAGES)
+#define FA_K_STAGE(t) (skv + FA_STAGE(t) * 2 * FA_TILE_BYTES)
+  float s[64];
+  unsigned p[32];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+  // Running max (exp2 domain) and sum of this thread's two rows, and the rescale factors.
+  float m0 = -TURBINE_INF, m1 = -TURBINE_INF, c0, c1;
+  l0 = 0.0f;
+  l1 = 0.0f;
+
+  mbar_wait(full0 + 8 * FA_STAGE(t0), (t0 / FA_STAGES) & 1);
+  // cp.async writes through the generic proxy; wgmma reads through the async proxy.
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  wgmma_fence();
+  issue_qk(s, qa, FA_K_STAGE(t0));
+  wgmma_wait<0>();
+  pin(s);
+  if (qempty && tiles == 1) mbar_arrive(qempty);
+  online_softmax<16>(s, 0, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
+  pack_p<16>(p, s);
+
+  for (int j = 1; j < tiles; ++j) {
+    const int t = t0 + j;
+    mbar_wait(full0 + 8 * FA_STAGE(t), (t / FA_STAGES) & 1);
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    wgmma_fence();
+    issue_qk(s, qa, FA_K_STAGE(t));
+    issue_pv(o, p, FA_K_STAGE(t - 1) + FA_TILE_BYTES);
+    wgmma_wait<1>();
+    pin(s);
+    if (qempty && j == tiles - 1) mbar_arrive(qempty);
+    online_softmax<16>(s, j * FA_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
+    wgmma_wait<0>();
+    pin(o);
+    mbar_arrive(empty0 + 8 * FA_STAGE(t - 1));
+    rescale(o, c0, c1);
+    pack_p<16>(p, s);
+  }
+  wgmma_fence();
+  issue_pv(o, p, FA_K_STAGE(t0 + tiles - 1) + FA_TILE_BYTES);
+  wgmma_wait<0>();
+  pin(o);
+  mbar_arrive(empty0 + 8 * FA_STAGE(t0 + tiles - 1));
+}
+
+// The producer warpgroup's part of a work item: key tiles 0 .. tiles − 1 of one head into ring
+// slots t0 ..; tile t goes into stage t % 3 once both consumers have released tile t − 3.
+__device__ __forceinline__ void produce_item(const FlashArgs& a, int head, unsigned skv,
+                                             unsigned full0, unsigned empty0, int t0, int tiles) {
+  const u64 stride = (u64)a.heads * FA_D;
+  const bf16_t* kg = a.k + (u64)head * FA_D;
+  const bf16_t* vg = a.v + (u64)head * FA_D;
+  for (int j = 0; j < tiles; ++j) {
+    const int t = t0 + j;
+    if (t >= FA_STAGES) mbar_wait(empty0 + 8 * FA_STAGE(t), ((t / FA_STAGES) - 1) & 1);
+    load_kv(kg, vg, stride, FA_K_STAGE(t), j, a.lk);
+    mbar_arrive_on_copies(full0 + 8 * FA_STAGE(t));
+  }
+#undef FA_STAGE
+#undef FA_K_STAGE
+}
+#endif
+
 // Grid (ceil(Lq / 128), H), FA_THREADS threads, FA_SMEM_BYTES dynamic shared memory.
 //
 // Warpgroups 0 and 1 are consumers of 64 query rows each; warpgroup 2 is the producer, which
 // streams K/V tiles through three shared-memory stages (`full`/`empty` mbarriers), so the
-// consumers neither issue loads nor wait on each other. Within a consumer, iteration j issues
-// S_j = Q K_jᵀ and O += P_{j-1} V_{j-1} back to back, waits for S_j only, and runs the softmax of
-// S_j while P_{j-1} V_{j-1} still occupies the tensor cores. (Explicit ping-pong between the two
-// consumers, FlashAttention-3 style, measured no faster here: bench/results notes.)
+// consumers neither issue loads nor wait on each other.
 extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
     flash_attention_bf16(const FlashArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -195,12 +269,8 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
   const unsigned sq = base;
   const unsigned skv = base + FA_TILE_BYTES;  // stage t: K at skv + 2·t·TILE, V one TILE later
   const unsigned full0 = smem_addr(bars), empty0 = full0 + 8 * FA_STAGES;
-#define FA_STAGE(t) ((t) % FA_STAGES)
-#define FA_K_STAGE(t) (skv + FA_STAGE(t) * 2 * FA_TILE_BYTES)
-
   const int head = blockIdx.y, q0 = blockIdx.x * FA_BQ;
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  const u64 stride = (u64)a.heads * FA_D;
   const int tiles = (a.lk + FA_BK - 1) / FA_BK;
 
   if (threadIdx.x == 0) {
@@ -210,7 +280,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
     }
   }
   if (threadIdx.x < FA_CONSUMERS) {
-    load_q(sq, a.q + (u64)head * FA_D, stride, q0, a.lq);
+    load_q(sq, a.q + (u64)head * FA_D, (u64)a.heads * FA_D, q0, a.lq, threadIdx.x, FA_CONSUMERS);
     cp_async_commit();
     cp_async_wait<0>();
     // cp.async writes through the generic proxy; wgmma reads through the async proxy.
@@ -220,60 +290,75 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 
   if (wg == 2) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(FA_PRODUCER_REGS));
-    // Producer: tile t goes into stage t % 3 once both warpgroups have released tile t - 3.
-    const bf16_t* kg = a.k + (u64)head * FA_D;
-    const bf16_t* vg = a.v + (u64)head * FA_D;
-    for (int t = 0; t < tiles; ++t) {
-      if (t >= FA_STAGES) mbar_wait(empty0 + 8 * FA_STAGE(t), ((t / FA_STAGES) - 1) & 1);
-      load_kv(kg, vg, stride, FA_K_STAGE(t), t, a.lk);
-      mbar_arrive_on_copies(full0 + 8 * FA_STAGE(t));
+    produce_item(a, head, skv, full0, empty0, 0, tiles);
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FA_CONSUMER_REGS));
+  float o[64], l0, l1;
+  consume_item(a, o, l0, l1, sq + wg * (64 * 256), skv, full0, empty0, 0, 0, tiles);
+  store_rows<FA_D>(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2), head);
+#else
+  // Built for a GPU without wgmma: the backend never launches this kernel there.
+  __trap();
+#endif
+}
+
+// The kernel above, persistent, for short key sequences (the cross-attention's 512 text tokens:
+// four tiles), where a CTA's prologue and epilogue would otherwise take as long as its tiles.
+// Grid (min(work items, SMs)), FA_THREADS threads, FA_SMEM_BYTES dynamic shared memory. A work
+// item is 128 query rows of one head, item i = (head i / ⌈Lq / 128⌉, rows 128·(i mod ⌈Lq / 128⌉));
+// CTA b takes items b, b + grid, … The producer also stages each item's Q tile, once both
+// consumers have issued their last Q Kᵀ of the item before, and the ring of K/V stages runs on
+// across items, so the next item's Q and first tiles load while the consumers finish the last.
+extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
+    flash_attention_persistent_bf16(const FlashArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ u8 smem_raw[];
+  // full[stages], empty[stages], then the Q tile's full and empty.
+  __shared__ __align__(8) u64 bars[2 * FA_STAGES + 2];
+  const unsigned base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const unsigned sq = base;
+  const unsigned skv = base + FA_TILE_BYTES;
+  const unsigned full0 = smem_addr(bars), empty0 = full0 + 8 * FA_STAGES;
+  const unsigned qfull = empty0 + 8 * FA_STAGES, qempty = qfull + 8;
+  const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const int tiles = (a.lk + FA_BK - 1) / FA_BK;
+  const int qtiles = (a.lq + FA_BQ - 1) / FA_BQ, items = qtiles * a.heads;
+
+  if (threadIdx.x == 0) {
+    for (int t = 0; t < FA_STAGES; ++t) {
+      mbar_init(full0 + 8 * t, 128);
+      mbar_init(empty0 + 8 * t, FA_CONSUMERS);
+    }
+    mbar_init(qfull, 128);
+    mbar_init(qempty, FA_CONSUMERS);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 2) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(FA_PRODUCER_REGS));
+    for (int n = 0, item = blockIdx.x; item < items; ++n, item += gridDim.x) {
+      const int head = item / qtiles;
+      if (n > 0) mbar_wait(qempty, (n - 1) & 1);
+      load_q(sq, a.q + (u64)head * FA_D, (u64)a.heads * FA_D, (item % qtiles) * FA_BQ, a.lq,
+             threadIdx.x & 127, 128);
+      mbar_arrive_on_copies(qfull);
+      produce_item(a, head, skv, full0, empty0, n * tiles, tiles);
     }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FA_CONSUMER_REGS));
-  const unsigned qa = sq + wg * (64 * 256);
-  float o[64], s[64];
-  unsigned p[32];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
-  // Running max (exp2 domain) and sum of this thread's two rows, and the rescale factors.
-  float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
-
-  mbar_wait(full0, 0);
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  wgmma_fence();
-  issue_qk(s, qa, FA_K_STAGE(0));
-  wgmma_wait<0>();
-  pin(s);
-  online_softmax<16>(s, 0, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
-  pack_p<16>(p, s);
-
-  for (int j = 1; j < tiles; ++j) {
-    mbar_wait(full0 + 8 * FA_STAGE(j), (j / FA_STAGES) & 1);
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-    wgmma_fence();
-    issue_qk(s, qa, FA_K_STAGE(j));
-    issue_pv(o, p, FA_K_STAGE(j - 1) + FA_TILE_BYTES);
-    wgmma_wait<1>();
-    pin(s);
-    online_softmax<16>(s, j * FA_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
-    wgmma_wait<0>();
-    pin(o);
-    mbar_arrive(empty0 + 8 * FA_STAGE(j - 1));
-    rescale(o, c0, c1);
-    pack_p<16>(p, s);
+  for (int n = 0, item = blockIdx.x; item < items; ++n, item += gridDim.x) {
+    float o[64], l0, l1;
+    mbar_wait(qfull, n & 1);
+    consume_item(a, o, l0, l1, sq + wg * (64 * 256), skv, full0, empty0, qempty, n * tiles, tiles);
+    store_rows<FA_D>(a, o, l0, l1, (item % qtiles) * FA_BQ + wg * 64 + warp * 16 + (lane >> 2),
+                     item / qtiles);
   }
-  wgmma_fence();
-  issue_pv(o, p, FA_K_STAGE(tiles - 1) + FA_TILE_BYTES);
-  wgmma_wait<0>();
-  pin(o);
-#undef FA_STAGE
-#undef FA_K_STAGE
-
-  store_rows<FA_D>(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2));
 #else
-  // Built for a GPU without wgmma: the backend never launches this kernel there.
   __trap();
 #endif
 }
@@ -408,7 +493,7 @@ __device__ __forceinline__ void flash_mma(const FlashArgs& a) {
     __syncthreads();
   }
 #undef FM_K
-  store_rows<D>(a, o, l0, l1, row0);
+  store_rows<D>(a, o, l0, l1, row0, blockIdx.y);
 #else
   __trap();
 #endif

@@ -143,6 +143,8 @@ pub const PAD_ZERO: Kernel = Kernel::new(Module::Layout, "pad_zero");
 pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
+pub const FLASH_ATTENTION_PERSISTENT: Kernel =
+    Kernel::new(Module::Flash, "flash_attention_persistent_bf16");
 pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
 pub const FLASH_ATTENTION_REL_MMA: Kernel =
     Kernel::new(Module::Flash, "flash_attention_rel_mma_bf16");
@@ -198,6 +200,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     CONV3D,
     CAST,
     FLASH_ATTENTION,
+    FLASH_ATTENTION_PERSISTENT,
     FLASH_ATTENTION_MMA,
     FLASH_ATTENTION_REL_MMA,
     QUANTIZE_FP8_ROWS,
