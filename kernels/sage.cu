@@ -695,15 +695,16 @@ __device__ __forceinline__ void pack_p8(unsigned* p, const float* s) {
   }
 }
 
-// O[16 rows of a warp][128] in the m16n8 layout, scaled by V's channel scales and 1 / row sum,
-// plus the linear branch, as bf16 rows `row0` and `row0 + 8` of head `h`.
+// O[16 rows of a warp][128] in the m16n8 layout, scaled by V's channel scales `vs` and 1 / row sum,
+// plus the linear branch (`lin`: row `row0`'s 128 values, row + 8 at `lin + 8 · lin_stride`, or
+// null), as bf16 rows `row0` and `row0 + 8` of head `h`.
 __device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, float l0, float l1,
-                                           int row0, int h) {
+                                           int row0, int h, const float* vs, const bf16_t* lin,
+                                           u64 lin_stride) {
   const int lane = threadIdx.x & 31, col = (lane & 3) * 2;
   l0 = quad_sum(l0);
   l1 = quad_sum(l1);
   const float inv[2] = {1.0f / l0, 1.0f / l1};
-  const float* vs = a.stats + (u64)h * 3 * SG_D + 2 * SG_D;
   const u64 stride = (u64)a.heads * SG_D;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -715,8 +716,8 @@ __device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, fl
       const int n = 8 * g + col;
       float x0 = o[4 * g + 2 * half] * inv[half] * vs[n];
       float x1 = o[4 * g + 2 * half + 1] * inv[half] * vs[n + 1];
-      if (a.lin) {
-        const unsigned l = *(const unsigned*)(a.lin + at + 8 * g);
+      if (lin) {
+        const unsigned l = *(const unsigned*)(lin + 8 * half * lin_stride + n);
         x0 += bf16_to_f32((bf16_t)(l & 0xffff));
         x1 += bf16_to_f32((bf16_t)(l >> 16));
       }
@@ -789,31 +790,47 @@ __device__ __forceinline__ void issue_pv8(float* t, const unsigned* p, unsigned 
 }
 #endif
 
-// Grid (ceil(QB / 2), H), 384 threads, SG_SMEM_BYTES dynamic shared memory (sm_90a).
+// The epilogue's ring slot: the linear branch's 64 rows of the query block (rows SG_LIN_PITCH
+// bytes apart, so the m16n8 layout's 8 rows of a read fall in different banks), then the head's
+// 128 V channel scales.
+#define SG_LIN_PITCH (2 * SG_D + 16)
+#define SG_VS_OFFSET (SG_BQ * SG_LIN_PITCH)
+
+// Grid (CTAs, 1), 384 threads, SG_SMEM_BYTES dynamic shared memory (sm_90a). A work item is a
+// pair of 64-query blocks of one head, item i = (head i / ⌈QB / 2⌉, blocks 2·(i mod ⌈QB / 2⌉) +
+// 0, 1); CTA b takes items b, b + grid, … The host runs SageSLA persistent (one CTA an SM: its
+// items have few key blocks, so a CTA's prologue and epilogue would weigh) and dense Sage with a
+// CTA an item.
 //
-// Warpgroups 0 and 1 are consumers, each of its own 64-query block (2·blockIdx.x + wg) with its
-// own list of key blocks; warpgroup 2 is the producer, whose lane 0 of warp c streams consumer
-// c's Q tile and K/Vᵀ tiles with one bulk copy each into that consumer's ring of three stages
-// (`full`/`empty` mbarriers). A consumer's iteration j issues S_j = Q K_jᵀ (INT8 wgmma, s32) and
-// T = P̃_{j-1} V_{j-1} (FP8 wgmma, fresh f32 accumulator) back to back, runs the softmax of S_j
-// (dequantized by q scale · k scale) while T is in flight, then folds T into O. (Dense, one ring
-// shared by both consumers halves the L2 traffic but measured 8 % slower: the consumers then
-// wait on each other.)
+// Warpgroups 0 and 1 are consumers, each of its own block of the pair with its own list of key
+// blocks; warpgroup 2 is the producer, whose lane 0 of warp c serves consumer c: per item the
+// Q tile (once the consumer has issued its last Q Kᵀ of the item before), one bulk copy each of
+// the K and Vᵀ tiles into the consumer's ring of three stages (`full`/`empty` mbarriers), and
+// then one more ring slot with what the epilogue reads (the linear branch's rows, V's channel
+// scales), which lands while the last tiles compute. The ring runs on across items, so the next
+// item's Q and tiles load while the consumer finishes the last. A consumer's iteration j issues
+// S_j = Q K_jᵀ (INT8 wgmma, s32) and T = P̃_{j-1} V_{j-1} (FP8 wgmma, fresh f32 accumulator) back
+// to back, runs the softmax of S_j (dequantized by q scale · k scale) while T is in flight, then
+// folds T into O. (Dense, one ring shared by both consumers halves the L2 traffic but measured
+// 8 % slower: the consumers then wait on each other.)
 extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const SageArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ u8 smem_raw[];
-  // Per consumer: full[SG_STAGES], empty[SG_STAGES], q.
-  __shared__ __align__(8) u64 bars[2 * (2 * SG_STAGES + 1)];
+  // Per consumer: full[SG_STAGES], empty[SG_STAGES], Q full, Q empty.
+  __shared__ __align__(8) u64 bars[2 * (2 * SG_STAGES + 2)];
   // Per consumer and stage: the staged key block and its scale, written by the producer before
   // it arrives on the stage's barrier (so the consumer reads no global memory in its loop).
   __shared__ int stage_blk[2][SG_STAGES];
   __shared__ float stage_scale[2][SG_STAGES];
-  const unsigned base = (smem_addr(smem_raw) + 1023u) & ~1023u;
-  const int h = blockIdx.y, wg = threadIdx.x >> 7;
+  const unsigned raw = smem_addr(smem_raw);
+  const unsigned base = (raw + 1023u) & ~1023u;
+  const int wg = threadIdx.x >> 7;
+  const int pairs = (a.qblocks + 1) / 2, items = pairs * a.heads;
   const unsigned bar0 = smem_addr(bars);
-#define SG_FULL(c, t) (bar0 + 8 * ((c) * (2 * SG_STAGES + 1) + (t)))
+#define SG_FULL(c, t) (bar0 + 8 * ((c) * (2 * SG_STAGES + 2) + (t)))
 #define SG_EMPTY(c, t) (SG_FULL(c, t) + 8 * SG_STAGES)
 #define SG_QBAR(c) (SG_FULL(c, 0) + 16 * SG_STAGES)
+#define SG_QEMPTY(c) (SG_QBAR(c) + 8)
 #define SG_QTILE(c) (base + (c) * SG_Q_TILE)
 #define SG_KTILE(c, t) (base + 2 * SG_Q_TILE + ((c) * SG_STAGES + (t)) * SG_STAGE_BYTES)
   if (threadIdx.x == 0) {
@@ -823,6 +840,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
         mbar_init(SG_EMPTY(c, t), 128);
       }
       mbar_init(SG_QBAR(c), 1);
+      mbar_init(SG_QEMPTY(c), 128);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
@@ -831,86 +849,123 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
   if (wg == 2) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(SG_PRODUCER_REGS));
     const int c = (threadIdx.x >> 5) & 3;
-    const int qb = 2 * blockIdx.x + c;
-    if (c < 2 && (threadIdx.x & 31) == 0 && qb < a.qblocks) {
+    if (c >= 2 || (threadIdx.x & 31) != 0) return;
+    // Ring slots filled and items served, counted as the consumer counts them.
+    int t = 0, done = 0;
+    for (int item = blockIdx.x; item < items; item += gridDim.x) {
+      const int h = item / pairs, qb = 2 * (item % pairs) + c;
+      if (qb >= a.qblocks) continue;
       const u64 row = (u64)h * a.qblocks + qb;
+      if (done > 0) mbar_wait(SG_QEMPTY(c), (done - 1) & 1);
       mbar_expect(SG_QBAR(c), SG_Q_TILE);
       bulk_copy(SG_QTILE(c), a.q + row * SG_Q_TILE, SG_Q_TILE, SG_QBAR(c));
       const int* lut = a.lut ? a.lut + row * a.blocks : nullptr;
       const u8* kg = a.k + (u64)h * a.kblocks * SG_K_TILE;
       const u8* vg = a.v + (u64)h * a.kblocks * SG_K_TILE;
       const float* ks = a.kscale + (u64)h * a.kblocks;
-      for (int j = 0; j < a.blocks; ++j) {
-        const int t = j % SG_STAGES;
+      for (int j = 0; j < a.blocks; ++j, ++t) {
+        const int st = t % SG_STAGES;
         const int blk = lut ? lut[j] : j;
         const float scale = ks[blk];
-        if (j >= SG_STAGES) mbar_wait(SG_EMPTY(c, t), ((j / SG_STAGES) - 1) & 1);
-        stage_blk[c][t] = blk;
-        stage_scale[c][t] = scale;
-        mbar_expect(SG_FULL(c, t), SG_STAGE_BYTES);
-        bulk_copy(SG_KTILE(c, t), kg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, t));
-        bulk_copy(SG_KTILE(c, t) + SG_K_TILE, vg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, t));
+        if (t >= SG_STAGES) mbar_wait(SG_EMPTY(c, st), ((t / SG_STAGES) - 1) & 1);
+        stage_blk[c][st] = blk;
+        stage_scale[c][st] = scale;
+        mbar_expect(SG_FULL(c, st), SG_STAGE_BYTES);
+        bulk_copy(SG_KTILE(c, st), kg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, st));
+        bulk_copy(SG_KTILE(c, st) + SG_K_TILE, vg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, st));
       }
+      const int st = t % SG_STAGES, rows = min(SG_BQ, a.len - qb * SG_BQ);
+      if (t >= SG_STAGES) mbar_wait(SG_EMPTY(c, st), ((t / SG_STAGES) - 1) & 1);
+      mbar_expect(SG_FULL(c, st), SG_D * 4 + (a.lin ? rows * 2 * SG_D : 0));
+      bulk_copy(SG_KTILE(c, st) + SG_VS_OFFSET, a.stats + (u64)h * 3 * SG_D + 2 * SG_D, SG_D * 4,
+                SG_FULL(c, st));
+      if (a.lin) {
+        const bf16_t* lin = a.lin + ((u64)qb * SG_BQ * a.heads + h) * SG_D;
+#pragma unroll 1
+        for (int r = 0; r < rows; ++r)
+          bulk_copy(SG_KTILE(c, st) + r * SG_LIN_PITCH, lin + (u64)r * a.heads * SG_D, 2 * SG_D,
+                    SG_FULL(c, st));
+      }
+      ++t;
+      ++done;
     }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(SG_CONSUMER_REGS));
-  const int qb = 2 * blockIdx.x + wg;
-  if (qb >= a.qblocks) return;
   const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  const float qs = a.qscale[(u64)h * a.qblocks + qb];
   const unsigned qa = SG_QTILE(wg);
   int acc[64];
   float s[64], o[64], t[64];
   unsigned p[16];
+  int ring = 0, done = 0;
+  for (int item = blockIdx.x; item < items; item += gridDim.x) {
+    const int h = item / pairs, qb = 2 * (item % pairs) + wg;
+    if (qb >= a.qblocks) continue;
+    const float qs = a.qscale[(u64)h * a.qblocks + qb];
 #pragma unroll
-  for (int i = 0; i < 64; ++i) {
-    o[i] = 0.0f;
-    acc[i] = SG_ACC_SEED;
-  }
-  float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
+    for (int i = 0; i < 64; ++i) {
+      o[i] = 0.0f;
+      acc[i] = SG_ACC_SEED;
+    }
+    float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
 
-  mbar_wait(SG_QBAR(wg), 0);
-  mbar_wait(SG_FULL(wg, 0), 0);
-  wgmma_fence();
-  issue_qk8(acc, qa, SG_KTILE(wg, 0));
-  wgmma_wait<0>();
-  pin(acc);
-  unseed(s, acc);
-  online_softmax<16>(s, stage_blk[wg][0] * SG_BK, a.len, qs * stage_scale[wg][0], SG_P_SHIFT, m0, m1,
-                     l0, l1, c0, c1);
-  pack_p8(p, s);
-
-  for (int j = 1; j < a.blocks; ++j) {
-    const int st = j % SG_STAGES, prev = (j - 1) % SG_STAGES;
-    mbar_wait(SG_FULL(wg, st), (j / SG_STAGES) & 1);
-    const int key0 = stage_blk[wg][st] * SG_BK;
-    const float scale = qs * stage_scale[wg][st];
+    const int st0 = ring % SG_STAGES;
+    mbar_wait(SG_QBAR(wg), done & 1);
+    mbar_wait(SG_FULL(wg, st0), (ring / SG_STAGES) & 1);
     wgmma_fence();
-    issue_qk8(acc, qa, SG_KTILE(wg, st));
-    issue_pv8(t, p, SG_KTILE(wg, prev) + SG_K_TILE);
-    wgmma_wait<1>();
+    issue_qk8(acc, qa, SG_KTILE(wg, st0));
+    wgmma_wait<0>();
     pin(acc);
+    if (a.blocks == 1) mbar_arrive(SG_QEMPTY(wg));
     unseed(s, acc);
-    online_softmax<16>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1);
+    online_softmax<16>(s, stage_blk[wg][st0] * SG_BK, a.len, qs * stage_scale[wg][st0], SG_P_SHIFT,
+                       m0, m1, l0, l1, c0, c1);
+    pack_p8(p, s);
+
+    for (int j = 1; j < a.blocks; ++j) {
+      const int r = ring + j, st = r % SG_STAGES, prev = (r - 1) % SG_STAGES;
+      mbar_wait(SG_FULL(wg, st), (r / SG_STAGES) & 1);
+      const int key0 = stage_blk[wg][st] * SG_BK;
+      const float scale = qs * stage_scale[wg][st];
+      wgmma_fence();
+      issue_qk8(acc, qa, SG_KTILE(wg, st));
+      issue_pv8(t, p, SG_KTILE(wg, prev) + SG_K_TILE);
+      wgmma_wait<1>();
+      pin(acc);
+      if (j == a.blocks - 1) mbar_arrive(SG_QEMPTY(wg));
+      unseed(s, acc);
+      online_softmax<16>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1);
+      wgmma_wait<0>();
+      pin(t);
+      mbar_arrive(SG_EMPTY(wg, prev));
+      accumulate(o, t, c0, c1);
+      pack_p8(p, s);
+    }
+    const int last = (ring + a.blocks - 1) % SG_STAGES;
+    wgmma_fence();
+    issue_pv8(t, p, SG_KTILE(wg, last) + SG_K_TILE);
     wgmma_wait<0>();
     pin(t);
-    mbar_arrive(SG_EMPTY(wg, prev));
-    accumulate(o, t, c0, c1);
-    pack_p8(p, s);
+    mbar_arrive(SG_EMPTY(wg, last));
+    accumulate(o, t, 1.0f, 1.0f);
+    ring += a.blocks;
+
+    const int ep = ring % SG_STAGES, r0 = warp * 16 + (lane >> 2);
+    mbar_wait(SG_FULL(wg, ep), (ring / SG_STAGES) & 1);
+    const u8* slot = smem_raw + (SG_KTILE(wg, ep) - raw);
+    store_sage(a, o, l0, l1, qb * SG_BQ + r0, h, (const float*)(slot + SG_VS_OFFSET),
+               a.lin ? (const bf16_t*)(slot + r0 * SG_LIN_PITCH) : nullptr, SG_LIN_PITCH / 2);
+    mbar_arrive(SG_EMPTY(wg, ep));
+    ++ring;
+    ++done;
   }
-  wgmma_fence();
-  issue_pv8(t, p, SG_KTILE(wg, (a.blocks - 1) % SG_STAGES) + SG_K_TILE);
-  wgmma_wait<0>();
-  pin(t);
-  accumulate(o, t, 1.0f, 1.0f);
 #undef SG_FULL
 #undef SG_EMPTY
 #undef SG_QBAR
+#undef SG_QEMPTY
 #undef SG_QTILE
 #undef SG_KTILE
-  store_sage(a, o, l0, l1, qb * SG_BQ + warp * 16 + (lane >> 2), h);
 #else
   __trap();
 #endif
@@ -1026,7 +1081,10 @@ extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageA
     __syncthreads();
   }
 #undef SG_STAGE
-  store_sage(a, o, l0, l1, qb * SG_BQ + warp * 16 + (lane >> 2), h);
+  const int row0 = qb * SG_BQ + warp * 16 + (lane >> 2);
+  const u64 stride = (u64)a.heads * SG_D;
+  store_sage(a, o, l0, l1, row0, h, a.stats + (u64)h * 3 * SG_D + 2 * SG_D,
+             a.lin ? a.lin + row0 * stride + h * SG_D : nullptr, stride);
 #else
   __trap();
 #endif

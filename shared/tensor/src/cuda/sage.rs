@@ -397,14 +397,22 @@ pub(super) fn attend(
         return Ok(out);
     }
     let (qb, kb) = (x.qblocks(), x.kblocks());
-    let (rows_per_cta, threads, smem) = if kernel == kernels::SAGE_ATTENTION {
-        (2, 384, SM90_SMEM)
+    // The wgmma kernel takes (head, pair of query blocks) items, CTA b items b, b + grid, …:
+    // sparse, one CTA an SM, so an item's Q and first tiles load while the last one finishes
+    // (its tiles are few: 26 of 256 at 1.3B top-k 0.1); dense, a CTA an item.
+    let cfg = if kernel == kernels::SAGE_ATTENTION {
+        let items = qb.div_ceil(2) * x.heads;
+        let ctas = match lut {
+            Some(_) => items.min(dev.info.multiprocessors.max(1) as usize),
+            None => items,
+        };
+        grid(ctas, 1, 384, SM90_SMEM)
     } else {
-        (1, 128, MMA_SMEM)
+        grid(qb, x.heads, 128, MMA_SMEM)
     };
     dev.launch(
         kernel,
-        grid(qb.div_ceil(rows_per_cta), x.heads, threads, smem),
+        cfg,
         &AttentionArgs {
             out: out.ptr(),
             q: x.qq.ptr(),
