@@ -1,7 +1,7 @@
 //! `turbine-gpucheck`: the CUDA backend's device check, run on a GPU host by tools/gpu/check.sh.
 //!
 //! 1. every [`Backend`] op on fresh random inputs, CUDA against the CPU oracle, on a backend that
-//!    poisons its allocations, in f32 and in bf16 (both flash-attention kernels included)
+//!    poisons its allocations, in f32 and in bf16 (every flash-attention kernel included)
 //!    (`turbine_tensor::cuda::check`);
 //! 2. the tiny Wan DiT (`tests/fixtures/wan_dit`) CUDA against CPU and against the diffusers
 //!    reference outputs, dense and SLA, in f32 and (rel L2 against the CPU) in bf16;

@@ -1081,7 +1081,8 @@ impl Checker<'_> {
         );
 
         // Flash attention: ragged query and key counts (tile edges at 128), the 512-token text
-        // context, one query, a long sequence, and sharper softmaxes (q scaled up).
+        // context, one query, a long sequence, sharper softmaxes (q scaled up), and keys past
+        // the 2048 up to which Hopper runs the persistent kernel (so both wgmma kernels run).
         for (lq, lk, h, q_std) in [
             (300usize, 300usize, 3usize, 1.0f32),
             (200, 77, 2, 1.0),
@@ -1089,6 +1090,7 @@ impl Checker<'_> {
             (1, 16, 2, 1.0),
             (1000, 1000, 2, 1.0),
             (257, 640, 2, 4.0),
+            (300, 2100, 2, 1.0),
         ] {
             let (q, k, v) = (
                 self.rng.tensor(&[lq, h, 128], q_std),
