@@ -756,6 +756,9 @@ __device__ __forceinline__ void accumulate(float* o, const float* t, float c0, f
 #define SG_STAGE_BYTES (2 * SG_K_TILE)
 // Two Q tiles, then per consumer SG_STAGES stages of (K, Vᵀ), plus slack to align to 1024 bytes.
 #define SG_SMEM_BYTES (2 * SG_Q_TILE + 2 * SG_STAGES * SG_STAGE_BYTES + 1024)
+// The CTA launches at 168 registers a thread; the consumers' increase to 240 takes
+// (240 − 168) · 256 of them, which the producer must give back first: it runs on 24 (at 32 the
+// increase never completes and the kernel hangs).
 #define SG_PRODUCER_REGS 24
 #define SG_CONSUMER_REGS 240
 
