@@ -531,11 +531,12 @@ const FLASH_MMA: (usize, u32, u32) = (64, 128, 5 * 64 * 128 * 2);
 /// The head dim of the relative-bias kernel (umT5's), and its launch shape.
 const FLASH_REL_DH: usize = 64;
 const FLASH_REL_MMA: (usize, u32, u32) = (64, 128, 5 * 64 * 64 * 2);
-/// The longest key sequence the wgmma flash kernel runs persistent ([`flash_attention`]).
+/// The longest key sequence the persistent wgmma flash kernel takes ([`flash_kernel`]).
 const PERSISTENT_FLASH_KEYS: usize = 2048;
 
 /// Which tensor-core attention kernel takes these tensors, if any: bf16 q/k/v with head dim 128,
-/// the wgmma kernel on sm_90a unless `portable`, the mma.sync kernel on any other GPU from sm_80.
+/// a wgmma kernel on sm_90a unless `portable` (persistent for key sequences up to
+/// [`PERSISTENT_FLASH_KEYS`]), the mma.sync kernel on any other GPU from sm_80.
 pub(super) fn flash_kernel(
     dev: &Device,
     q: &CudaTensor,
@@ -547,7 +548,18 @@ pub(super) fn flash_kernel(
         return None;
     }
     if dev.info.arch == "sm_90a" && !portable {
-        Some(kernels::FLASH_ATTENTION)
+        // Short key sequences (the cross-attention's 512 text tokens) on the persistent variant:
+        // 1.26-1.28x at 75600 x 512. Long ones on the CTA-per-block kernel: the persistent one,
+        // launched either way, ran self-attention 12-13 % slower (cause not found).
+        let short = k
+            .shape()
+            .first()
+            .is_some_and(|&lk| lk <= PERSISTENT_FLASH_KEYS);
+        Some(if short {
+            kernels::FLASH_ATTENTION_PERSISTENT
+        } else {
+            kernels::FLASH_ATTENTION
+        })
     } else if dev.info.compute_capability.0 >= 8 {
         Some(kernels::FLASH_ATTENTION_MMA)
     } else {
@@ -583,7 +595,7 @@ pub(super) fn flash_attention(
 ) -> Result<CudaTensor> {
     let d = check_qkv("attention", q, k, v)?;
     let (rows, threads, smem) = match kernel {
-        kernels::FLASH_ATTENTION => FLASH_WGMMA,
+        kernels::FLASH_ATTENTION | kernels::FLASH_ATTENTION_PERSISTENT => FLASH_WGMMA,
         kernels::FLASH_ATTENTION_REL_MMA => FLASH_REL_MMA,
         _ => FLASH_MMA,
     };
@@ -604,17 +616,12 @@ pub(super) fn flash_attention(
         return Err(Error::invalid("attention", "no keys to attend to"));
     }
     let row_blocks = d.lq.div_ceil(rows);
-    // Short key sequences (the cross-attention's 512 text tokens) go to the persistent variant
-    // of the wgmma kernel, one CTA an SM: 1.26-1.28x at 75600 x 512. Long ones keep the original
-    // kernel, a CTA a block of rows: the persistent one, launched either way, ran self-attention
-    // 12-13 % slower (cause not found).
-    let (kernel, grid_dim) = if kernel == kernels::FLASH_ATTENTION && d.lk <= PERSISTENT_FLASH_KEYS
-    {
-        let items = row_blocks * d.heads;
-        let ctas = items.min(dev.info.multiprocessors.max(1) as usize);
-        (kernels::FLASH_ATTENTION_PERSISTENT, (ctas as u32, 1, 1))
+    // The persistent kernel works through the (head, row block) items, one CTA an SM.
+    let grid_dim = if kernel == kernels::FLASH_ATTENTION_PERSISTENT {
+        let ctas = (row_blocks * d.heads).min(dev.info.multiprocessors.max(1) as usize);
+        (ctas as u32, 1, 1)
     } else {
-        (kernel, (row_blocks as u32, d.heads as u32, 1))
+        (row_blocks as u32, d.heads as u32, 1)
     };
     let cfg = LaunchConfig {
         grid_dim,
