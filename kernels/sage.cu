@@ -39,8 +39,9 @@
 #define SG_V_RANGE 2.25f
 #define SG_AMAX_FLOOR 1e-8f
 // Q Kᵀ accumulators start at the bits of 1.5·2^23: an INT8 dot product over 128 channels stays
-// within ±2^21, so the s32 sum is the bit pattern of the float 1.5·2^23 + s, exact, and one FADD
-// (full rate) recovers s instead of a quarter-rate integer-to-float conversion.
+// within ±2^21, so the s32 sum is the bit pattern of the float 1.5·2^23 + s, exact and ordered
+// like s, which the online softmax takes as it is (the offset folds into its FMAs) instead of a
+// quarter-rate integer-to-float conversion.
 #define SG_ACC_SEED 0x4B400000
 #define SG_ACC_SEED_F 12582912.0f
 
@@ -726,11 +727,12 @@ __device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, fl
   }
 }
 
-// The scores of one tile from seeded accumulators, which are re-seeded for the next tile.
-__device__ __forceinline__ void unseed(float* s, int* acc) {
+// The seeded scores of one tile (s + SG_ACC_SEED_F as floats); the accumulators are re-seeded
+// for the next tile.
+__device__ __forceinline__ void take_scores(float* s, int* acc) {
 #pragma unroll
   for (int i = 0; i < 64; ++i) {
-    s[i] = __int_as_float(acc[i]) - SG_ACC_SEED_F;
+    s[i] = __int_as_float(acc[i]);
     acc[i] = SG_ACC_SEED;
   }
 }
@@ -913,22 +915,27 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
     }
     float m0 = -TURBINE_INF, m1 = -TURBINE_INF, l0 = 0.0f, l1 = 0.0f, c0, c1;
 
-    const int st0 = ring % SG_STAGES;
+    // The ring slot of the current block and its phase, stepped along (no division in the loop).
+    int st = ring % SG_STAGES, phase = (ring / SG_STAGES) & 1;
     mbar_wait(SG_QBAR(wg), done & 1);
-    mbar_wait(SG_FULL(wg, st0), (ring / SG_STAGES) & 1);
+    mbar_wait(SG_FULL(wg, st), phase);
     wgmma_fence();
-    issue_qk8(acc, qa, SG_KTILE(wg, st0));
+    issue_qk8(acc, qa, SG_KTILE(wg, st));
     wgmma_wait<0>();
     pin(acc);
     if (a.blocks == 1) mbar_arrive(SG_QEMPTY(wg));
-    unseed(s, acc);
-    online_softmax<16>(s, stage_blk[wg][st0] * SG_BK, a.len, qs * stage_scale[wg][st0], SG_P_SHIFT,
-                       m0, m1, l0, l1, c0, c1);
+    take_scores(s, acc);
+    online_softmax<16>(s, stage_blk[wg][st] * SG_BK, a.len, qs * stage_scale[wg][st], SG_P_SHIFT,
+                       m0, m1, l0, l1, c0, c1, SG_ACC_SEED_F);
     pack_p8(p, s);
 
     for (int j = 1; j < a.blocks; ++j) {
-      const int r = ring + j, st = r % SG_STAGES, prev = (r - 1) % SG_STAGES;
-      mbar_wait(SG_FULL(wg, st), (r / SG_STAGES) & 1);
+      const int prev = st;
+      if (++st == SG_STAGES) {
+        st = 0;
+        phase ^= 1;
+      }
+      mbar_wait(SG_FULL(wg, st), phase);
       const int key0 = stage_blk[wg][st] * SG_BK;
       const float scale = qs * stage_scale[wg][st];
       wgmma_fence();
@@ -937,20 +944,19 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
       wgmma_wait<1>();
       pin(acc);
       if (j == a.blocks - 1) mbar_arrive(SG_QEMPTY(wg));
-      unseed(s, acc);
-      online_softmax<16>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1);
+      take_scores(s, acc);
+      online_softmax<16>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1, SG_ACC_SEED_F);
       wgmma_wait<0>();
       pin(t);
       mbar_arrive(SG_EMPTY(wg, prev));
       accumulate(o, t, c0, c1);
       pack_p8(p, s);
     }
-    const int last = (ring + a.blocks - 1) % SG_STAGES;
     wgmma_fence();
-    issue_pv8(t, p, SG_KTILE(wg, last) + SG_K_TILE);
+    issue_pv8(t, p, SG_KTILE(wg, st) + SG_K_TILE);
     wgmma_wait<0>();
     pin(t);
-    mbar_arrive(SG_EMPTY(wg, last));
+    mbar_arrive(SG_EMPTY(wg, st));
     accumulate(o, t, 1.0f, 1.0f);
     ring += a.blocks;
 
@@ -1057,8 +1063,9 @@ extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageA
         mma_s8(acc + 8 * np + 4, qf[kk], b[2], b[3]);
       }
     }
-    unseed(s, acc);
-    online_softmax<16>(s, blk * SG_BK, a.len, qs * ks[blk], SG_P_SHIFT, m0, m1, l0, l1, c0, c1);
+    take_scores(s, acc);
+    online_softmax<16>(s, blk * SG_BK, a.len, qs * ks[blk], SG_P_SHIFT, m0, m1, l0, l1, c0, c1,
+                       SG_ACC_SEED_F);
     pack_p8(p, s);
 #pragma unroll
     for (int np = 0; np < 8; ++np) {

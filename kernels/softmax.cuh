@@ -10,11 +10,14 @@
 // running row maxima `m0`/`m1` (exp2 domain) move up, and the factors that rescale earlier
 // partial sums come back in `c0`/`c1` (0 on the first tile). Row sums `l0`/`l1` are updated.
 // The probabilities are scaled by 2^shift (the same factor in the sums, so it cancels): 8-bit
-// attention uses log2(448) to fill FP8 e4m3's range.
+// attention uses log2(448) to fill FP8 e4m3's range. The scores may arrive offset by `seed` (the
+// 8-bit kernels' seeded integer accumulators read as floats): the offset folds into the maxima's
+// and the exponents' FMAs, so removing it costs no instruction of its own.
 template <int G>
 __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float scale_log2,
                                                float shift, float& m0, float& m1, float& l0,
-                                               float& l1, float& c0, float& c1) {
+                                               float& l1, float& c0, float& c1,
+                                               float seed = 0.0f) {
   const int lane = threadIdx.x & 31;
   if (key0 + G * 8 > lk) {
 #pragma unroll
@@ -38,12 +41,13 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float
   r0 = fmaxf(r0, __shfl_xor_sync(0xffffffffu, r0, 2));
   r1 = fmaxf(r1, __shfl_xor_sync(0xffffffffu, r1, 1));
   r1 = fmaxf(r1, __shfl_xor_sync(0xffffffffu, r1, 2));
-  const float n0 = fmaxf(m0, r0 * scale_log2), n1 = fmaxf(m1, r1 * scale_log2);
+  const float off = seed * scale_log2;
+  const float n0 = fmaxf(m0, r0 * scale_log2 - off), n1 = fmaxf(m1, r1 * scale_log2 - off);
   c0 = ex2(m0 - n0);
   c1 = ex2(m1 - n1);
   m0 = n0;
   m1 = n1;
-  const float b0 = shift - n0, b1 = shift - n1;
+  const float b0 = (shift - n0) - off, b1 = (shift - n1) - off;
   float t0 = 0.0f, t1 = 0.0f;
 #pragma unroll
   for (int g = 0; g < G; ++g) {
