@@ -110,6 +110,12 @@ __device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
 // ---- per-head statistics and the linear branch's φ(K)ᵀV ----
 
 #define SG_KV_CHUNK 512
+// A tile of 64 tokens of k (rows of 256 B) and of v (fm_offset rows, the MMA's B operand).
+#define SG_KV_TILE (64 * 256)
+// Two stages of (k, v) tiles, then with KV the φ(k) tile, then the warps' running sums.
+#define SG_KV_PART_BYTES (8 * 3 * SG_D * 4)
+#define SG_STATS_SMEM (4 * SG_KV_TILE + SG_KV_PART_BYTES)
+#define SG_KV_SMEM (5 * SG_KV_TILE + SG_KV_PART_BYTES)
 
 struct SageKvArgs {
   float* stats;        // [H, S, 3, 128]: Σ k, Σ φ(k), max |v| over chunk s of SG_KV_CHUNK tokens
@@ -121,130 +127,164 @@ struct SageKvArgs {
   int chunks;          // S
 };
 
-// One chunk of SG_KV_CHUNK keys of one head, 256 threads: the chunk's statistics and, with KV,
-// its φ(k)ᵀ v. Dense Sage needs only the statistics (sage_stats); SageSLA gets both from one read
-// of k and v (sage_kv). Both run this code, so their statistics, and hence the quantized K, are
-// bit-identical: SageSLA at top-k 1.0 with proj_l = 0 equals dense Sage exactly.
+// Tile `tile` of item `item` (chunk item % S of head item / S) into stage buffer `buf`: 2048
+// 16-byte copies, 8 a thread; tokens past the chunk read as zeros.
+__device__ __forceinline__ void load_kv_tile(const SageKvArgs& a, unsigned buf, int item, int tile) {
+  const int h = item / a.chunks, t0 = (item % a.chunks) * SG_KV_CHUNK + tile * 64;
+  const int end = min(a.len, (item % a.chunks + 1) * SG_KV_CHUNK);
+  const u64 stride = (u64)a.heads * SG_D;
+  // Not unrolled: eight sets of hoisted addresses would cost the KV MMAs' registers.
+#pragma unroll 1
+  for (int j = 0; j < 8; ++j) {
+    const int i = threadIdx.x + 256 * j, is_v = i >> 10, t = (i >> 4) & 63, c = i & 15;
+    const bool inside = t0 + t < end;
+    const bf16_t* src = (is_v ? a.v : a.k) + (u64)(inside ? t0 + t : 0) * stride + h * SG_D + 8 * c;
+    cp_async16(buf + is_v * SG_KV_TILE + (is_v ? fm_offset(t, c) : t * 256 + 16 * c), src,
+               inside ? 16 : 0);
+  }
+  cp_async_commit();
+}
+
+// Chunks of SG_KV_CHUNK keys of one head, 256 threads a CTA working through items (chunk, head)
+// blockIdx.x, + gridDim.x, …: each chunk's statistics and, with KV, its φ(k)ᵀ v. Dense Sage needs
+// only the statistics (sage_stats); SageSLA gets both from one read of k and v (sage_kv). Both
+// run this code, and a chunk's sums do not depend on which CTA computes them, so their statistics,
+// and hence the quantized K, are bit-identical on every GPU: SageSLA at top-k 1.0 with proj_l = 0
+// equals dense Sage exactly.
 //
-// Warp w loads tokens 8w .. 8w + 7 of each 64-token tile, lane 4 channels. With KV, warp w
-// accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the 128×128 partial with bf16
-// m16n8k16 MMAs over tiles that all warps stage: φ(k) and v, each [64 tokens][256 B]. Both
-// operands are token-major in shared memory, so both go through ldmatrix.trans.
+// Tiles of 64 tokens stream through two stage buffers by cp.async, the next tile (of this item or
+// the next) loading while one is worked on. Warp w takes tokens 8w .. 8w + 7 of a tile, lane 4
+// channels. With KV, warp w accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the 128×128
+// partial with bf16 m16n8k16 MMAs over the φ(k) tile all warps write and the staged v tile, both
+// token-major, so both go through ldmatrix.trans.
 template <bool KV>
 __device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
-  __shared__ __align__(128) u8 tiles[KV ? 2 * 64 * 256 : 16];
+  extern __shared__ __align__(128) u8 kv_smem[];
+  const unsigned stage0 = smem_addr(kv_smem), sphi = stage0 + 4 * SG_KV_TILE;
   // Each warp's running Σ k, Σ φ(k), max |v| per channel: kept in shared memory, not registers,
   // which the KV MMAs' accumulators already fill.
-  __shared__ __align__(16) float part[8][3][SG_D];
-  const int s = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const u64 stride = (u64)a.heads * SG_D;
-  const bf16_t* kg = a.k + h * SG_D + 4 * lane;
-  const bf16_t* vg = a.v + h * SG_D + 4 * lane;
+  float(*part)[3][SG_D] = (float(*)[3][SG_D])(kv_smem + (KV ? 5 : 4) * SG_KV_TILE);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int items = a.chunks * a.heads;
   float4* run_k = (float4*)&part[warp][0][4 * lane];
   float4* run_phi = (float4*)&part[warp][1][4 * lane];
   float4* run_v = (float4*)&part[warp][2][4 * lane];
-  *run_k = *run_phi = *run_v = make_float4(0, 0, 0, 0);
   float acc[KV ? 64 : 1];
+  int buf = 0;
+  if (blockIdx.x < items) load_kv_tile(a, stage0, blockIdx.x, 0);
+  for (int item = blockIdx.x; item < items; item += gridDim.x) {
+    const int h = item / a.chunks, s = item % a.chunks;
+    const int begin = s * SG_KV_CHUNK, end = min(a.len, begin + SG_KV_CHUNK);
+    const int tiles = (end - begin + 63) / 64;
+    *run_k = *run_phi = *run_v = make_float4(0, 0, 0, 0);
 #pragma unroll
-  for (int i = 0; i < (KV ? 64 : 1); ++i) acc[i] = 0.0f;
-  const int end = min(a.len, (s + 1) * SG_KV_CHUNK);
-  for (int base = s * SG_KV_CHUNK; base < end; base += 64) {
-    uint2 kr[8], vr[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int t = base + warp * 8 + i;
-      kr[i] = t < end ? *(const uint2*)(kg + t * stride) : make_uint2(0, 0);
-      vr[i] = t < end ? *(const uint2*)(vg + t * stride) : make_uint2(0, 0);
-    }
-    if (KV) __syncthreads();
-    float x[8][4], sum[4] = {0, 0, 0, 0}, amax[4] = {0, 0, 0, 0};
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      float y[4];
-      unpack4(kr[i], x[i]);
-      unpack4(vr[i], y);
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        sum[c] += x[i][c];
-        amax[c] = fmaxf(amax[c], fabsf(y[c]));
-      }
-    }
-    float4 r = *run_k;
-    *run_k = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
-    r = *run_v;
-    *run_v = make_float4(fmaxf(r.x, amax[0]), fmaxf(r.y, amax[1]), fmaxf(r.z, amax[2]),
-                         fmaxf(r.w, amax[3]));
-    phi_rows<8>(x);
-#pragma unroll
-    for (int c = 0; c < 4; ++c) sum[c] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      // Tokens past the chunk's end add nothing: zero rows of φ(k) (v is zero there too).
-      const bool inside = base + warp * 8 + i < end;
-#pragma unroll
-      for (int c = 0; c < 4; ++c) sum[c] += inside ? x[i][c] : 0.0f;
-      if (KV) {
-        const unsigned at = fm_offset(warp * 8 + i, lane >> 1) + (lane & 1) * 8;
-        *(uint2*)(tiles + at) =
-            inside ? make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]))
-                   : make_uint2(0, 0);
-        *(uint2*)(tiles + 64 * 256 + at) = vr[i];
-      }
-    }
-    r = *run_phi;
-    *run_phi = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
-    if (KV) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    for (int i = 0; i < (KV ? 64 : 1); ++i) acc[i] = 0.0f;
+    for (int tile = 0; tile < tiles; ++tile, buf ^= 1) {
+      const int base = begin + tile * 64;
+      // The other buffer's last readers (the previous tile's MMA) are done before it refills.
       __syncthreads();
-      const unsigned sphi_tile = smem_addr(tiles), sv = sphi_tile + 64 * 256;
-      const int m = lane >> 3;
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks) {
-        unsigned af[4];
-        ldmatrix_x4_trans(af, sphi_tile + fm_offset(16 * ks + (m >> 1) * 8 + (lane & 7),
-                                                    2 * warp + (m & 1)));
-        mma_k16_n128(acc, af, sv, 16 * ks);
+      const int next_item = tile + 1 < tiles ? item : item + gridDim.x;
+      if (next_item < items) {
+        load_kv_tile(a, stage0 + (buf ^ 1) * 2 * SG_KV_TILE, next_item, tile + 1 < tiles ? tile + 1 : 0);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
       }
+      __syncthreads();
+      const u8* kt = kv_smem + buf * 2 * SG_KV_TILE;
+      const u8* vt = kt + SG_KV_TILE;
+      float x[8][4], sum[4] = {0, 0, 0, 0}, amax[4] = {0, 0, 0, 0};
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int t = warp * 8 + i;
+        float y[4];
+        unpack4(*(const uint2*)(kt + t * 256 + 8 * lane), x[i]);
+        unpack4(*(const uint2*)(vt + fm_offset(t, lane >> 1) + (lane & 1) * 8), y);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          sum[c] += x[i][c];
+          amax[c] = fmaxf(amax[c], fabsf(y[c]));
+        }
+      }
+      float4 r = *run_k;
+      *run_k = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
+      r = *run_v;
+      *run_v = make_float4(fmaxf(r.x, amax[0]), fmaxf(r.y, amax[1]), fmaxf(r.z, amax[2]),
+                           fmaxf(r.w, amax[3]));
+      phi_rows<8>(x);
+#pragma unroll
+      for (int c = 0; c < 4; ++c) sum[c] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        // Tokens past the chunk's end add nothing: zero rows of φ(k) (v is zero there too).
+        const bool inside = base + warp * 8 + i < end;
+#pragma unroll
+        for (int c = 0; c < 4; ++c) sum[c] += inside ? x[i][c] : 0.0f;
+        if (KV) {
+          const unsigned at = fm_offset(warp * 8 + i, lane >> 1) + (lane & 1) * 8;
+          *(uint2*)(kv_smem + 4 * SG_KV_TILE + at) =
+              inside ? make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]))
+                     : make_uint2(0, 0);
+        }
+      }
+      r = *run_phi;
+      *run_phi = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
+      if (KV) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        __syncthreads();
+        const unsigned sv = stage0 + buf * 2 * SG_KV_TILE + SG_KV_TILE;
+        const int m = lane >> 3;
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+          unsigned af[4];
+          ldmatrix_x4_trans(af, sphi + fm_offset(16 * ks + (m >> 1) * 8 + (lane & 7),
+                                                 2 * warp + (m & 1)));
+          mma_k16_n128(acc, af, sv, 16 * ks);
+        }
 #else
-      __trap();
+        __trap();
 #endif
+      }
     }
-  }
-  if (KV) {
-    float* out = a.partial + ((u64)h * a.chunks + s) * SG_D * SG_D;
-    const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
+    if (KV) {
+      float* out = a.partial + ((u64)h * a.chunks + s) * SG_D * SG_D;
+      const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
 #pragma unroll
-    for (int g = 0; g < 16; ++g) {
-      *(float2*)(out + r0 * SG_D + 8 * g + col) = make_float2(acc[4 * g], acc[4 * g + 1]);
-      *(float2*)(out + (r0 + 8) * SG_D + 8 * g + col) =
-          make_float2(acc[4 * g + 2], acc[4 * g + 3]);
+      for (int g = 0; g < 16; ++g) {
+        *(float2*)(out + r0 * SG_D + 8 * g + col) = make_float2(acc[4 * g], acc[4 * g + 1]);
+        *(float2*)(out + (r0 + 8) * SG_D + 8 * g + col) =
+            make_float2(acc[4 * g + 2], acc[4 * g + 3]);
+      }
     }
-  }
-  // The eight warps' sums, added in warp order (deterministic).
-  __syncthreads();
-  if (threadIdx.x < SG_D) {
-    const int c = threadIdx.x;
-    float k_sum = 0.0f, phi_sum = 0.0f, v_max = 0.0f;
+    // The eight warps' sums, added in warp order (deterministic), read before any warp resets
+    // its sums for the next item.
+    __syncthreads();
+    if (threadIdx.x < SG_D) {
+      const int c = threadIdx.x;
+      float k_sum = 0.0f, phi_sum = 0.0f, v_max = 0.0f;
 #pragma unroll
-    for (int w = 0; w < 8; ++w) {
-      k_sum += part[w][0][c];
-      phi_sum += part[w][1][c];
-      v_max = fmaxf(v_max, part[w][2][c]);
+      for (int w = 0; w < 8; ++w) {
+        k_sum += part[w][0][c];
+        phi_sum += part[w][1][c];
+        v_max = fmaxf(v_max, part[w][2][c]);
+      }
+      float* st = a.stats + ((u64)h * a.chunks + s) * 3 * SG_D;
+      st[c] = k_sum;
+      st[SG_D + c] = phi_sum;
+      st[2 * SG_D + c] = v_max;
     }
-    float* st = a.stats + ((u64)h * a.chunks + s) * 3 * SG_D;
-    st[c] = k_sum;
-    st[SG_D + c] = phi_sum;
-    st[2 * SG_D + c] = v_max;
+    __syncthreads();
   }
 }
 
-// Grid (S, H), 256 threads: the statistics of chunk s of head h.
-extern "C" __global__ void __launch_bounds__(256) sage_stats(const SageKvArgs a) {
+// Grid min(S·H, 2·SMs), 256 threads, SG_STATS_SMEM dynamic shared memory: the statistics of
+// every chunk.
+extern "C" __global__ void __launch_bounds__(256, 2) sage_stats(const SageKvArgs a) {
   chunk_stats<false>(a);
 }
 
-// Grid (S, H), 256 threads: the statistics and φ(k)ᵀ v of chunk s of head h. Two CTAs share an
-// SM, so one loads while the other multiplies.
+// Grid min(S·H, 2·SMs), 256 threads, SG_KV_SMEM dynamic shared memory: the statistics and φ(k)ᵀ v
+// of every chunk. Two CTAs share an SM, so one loads while the other multiplies.
 extern "C" __global__ void __launch_bounds__(256, 2) sage_kv(const SageKvArgs a) {
   chunk_stats<true>(a);
 }
@@ -448,43 +488,57 @@ __device__ __forceinline__ unsigned order_key(float f) {
 
 // Query blocks per CTA (one warp each) and pooled-key rows per shared-memory chunk. Every pooled
 // key row is read once per CTA, not once per query block: at 720p the rows (591 × 512 B per head)
-// would otherwise be re-read for each of 1182 query blocks.
+// would otherwise be re-read for each of 1182 query blocks. Chunk rows lie 132 floats apart, so
+// the 16-byte reads of eight lanes (eight rows) fall in distinct banks.
 #define SG_SELECT_ROWS 16
 #define SG_SELECT_CHUNK 64
+#define SG_SELECT_PITCH (SG_D + 4)
 
-// Grid (ceil(QB / 16), H), 512 threads, dynamic shared memory 4·(16·KB + 64·129 + 16·128) bytes.
-// Warp w scores query block 16·blockIdx.x + w against every key block, then finds the keep-th
-// largest score bit by bit (32 counting passes instead of a sort) and writes the blocks above it
-// and, by lowest index, the ties at it, in ascending order.
-extern "C" __global__ void __launch_bounds__(512) sage_select(const SageSelectArgs a) {
-  extern __shared__ float sel[];
+// Grid (ceil(QB / 16), H), 512 threads, dynamic shared memory 4·(16·KB + 64·132 + 16·128) bytes.
+// Warp w scores query blocks 16·blockIdx.x + 2(w % 8) and + 1 against key blocks 32(w / 8) + lane
+// of each chunk (each 16-byte read of k serves both rows: eight FMAs for three reads); then warp w
+// finds query block 16·blockIdx.x + w's keep-th largest score bit by bit (32 counting passes
+// instead of a sort) and writes the blocks above it and, by lowest index, the ties at it, in
+// ascending order.
+extern "C" __global__ void __launch_bounds__(512, 2) sage_select(const SageSelectArgs a) {
+  extern __shared__ __align__(16) float sel[];
   unsigned* keys = (unsigned*)sel;                          // [16][KB]
-  float* kc = sel + SG_SELECT_ROWS * a.kblocks;             // [64][129]
-  float* pq = kc + SG_SELECT_CHUNK * (SG_D + 1);            // [16][128]
+  float* kc = sel + SG_SELECT_ROWS * a.kblocks;             // [64][132]
+  float* pq = kc + SG_SELECT_CHUNK * SG_SELECT_PITCH;       // [16][128]
   const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int qb0 = blockIdx.x * SG_SELECT_ROWS, qb = qb0 + warp;
   for (int i = tid; i < SG_SELECT_ROWS * SG_D; i += 512) {
     const int r = qb0 + i / SG_D;
     pq[i] = r < a.qblocks ? a.qpool[((u64)h * a.qblocks + r) * SG_D + i % SG_D] : 0.0f;
   }
-  unsigned* mine = keys + warp * a.kblocks;
-  const float* q = pq + warp * SG_D;
+  const int pair = warp & 7, jj = 32 * (warp >> 3) + lane;
+  const float4* q0 = (const float4*)(pq + 2 * pair * SG_D);
+  const float4* q1 = q0 + SG_D / 4;
   for (int c0 = 0; c0 < a.kblocks; c0 += SG_SELECT_CHUNK) {
     const int n = min(SG_SELECT_CHUNK, a.kblocks - c0);
     __syncthreads();
-    const float* src = a.kpool + ((u64)h * a.kblocks + c0) * SG_D;
-    for (int i = tid; i < n * SG_D; i += 512) kc[(i / SG_D) * (SG_D + 1) + i % SG_D] = src[i];
+    const float4* src = (const float4*)(a.kpool + ((u64)h * a.kblocks + c0) * SG_D);
+    for (int i = tid; i < n * SG_D / 4; i += 512) {
+      *(float4*)(kc + (i / (SG_D / 4)) * SG_SELECT_PITCH + 4 * (i % (SG_D / 4))) = src[i];
+    }
     __syncthreads();
-    for (int jj = lane; jj < n; jj += 32) {
-      const float* k = kc + jj * (SG_D + 1);
-      float s = 0.0f;
-#pragma unroll 8
-      for (int d = 0; d < SG_D; ++d) s = fmaf(q[d], k[d], s);
-      mine[c0 + jj] = order_key(s);
+    // Rows past the chunk's n hold stale values whose scores are never stored.
+    const float4* k = (const float4*)(kc + jj * SG_SELECT_PITCH);
+    float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll 4
+    for (int d = 0; d < SG_D / 4; ++d) {
+      const float4 x0 = q0[d], x1 = q1[d], y = k[d];
+      s0 = fmaf(x0.w, y.w, fmaf(x0.z, y.z, fmaf(x0.y, y.y, fmaf(x0.x, y.x, s0))));
+      s1 = fmaf(x1.w, y.w, fmaf(x1.z, y.z, fmaf(x1.y, y.y, fmaf(x1.x, y.x, s1))));
+    }
+    if (jj < n) {
+      keys[2 * pair * a.kblocks + c0 + jj] = order_key(s0);
+      keys[(2 * pair + 1) * a.kblocks + c0 + jj] = order_key(s1);
     }
   }
-  __syncwarp();
+  __syncthreads();
   if (qb >= a.qblocks) return;
+  const unsigned* mine = keys + warp * a.kblocks;
   unsigned thr = 0;
   for (int bit = 31; bit >= 0; --bit) {
     const unsigned cand = thr | (1u << bit);
@@ -574,89 +628,127 @@ struct SageLinearArgs {
 };
 
 #define SG_LINEAR_ROWS 128
-#define SG_LINEAR_SMEM (SG_LINEAR_ROWS * 256 + SG_KVW_BYTES + SG_LINEAR_ROWS * 4)
+#define SG_LINEAR_TILE (SG_LINEAR_ROWS * 256)
+// Two stages of 128 q rows, the head's kv · proj_lᵀ image, the row denominators.
+#define SG_LINEAR_SMEM (2 * SG_LINEAR_TILE + SG_KVW_BYTES + SG_LINEAR_ROWS * 4)
 
-// Grid (ceil(L / 128), H), 256 threads, SG_LINEAR_SMEM dynamic shared memory. Warp w computes
-// rows 16w .. 16w + 15: φ(q) (bf16, as upstream's autocast matmul sees it) times the head's
-// kv · proj_lᵀ on m16n8k16 MMAs, divided by φ(q) · Σ φ(k) + 1e-5, plus the bias.
-extern "C" __global__ void __launch_bounds__(256) sage_linear(const SageLinearArgs a) {
+// Rows `row0` .. + 127 of head `h`'s q into a stage (rows of 256 B; rows past L read as zeros):
+// 2048 16-byte copies, 8 a thread.
+__device__ __forceinline__ void load_q_rows(const SageLinearArgs& a, unsigned stage, int h, int row0) {
+  const u64 stride = (u64)a.heads * SG_D;
+#pragma unroll 1
+  for (int j = 0; j < 8; ++j) {
+    const int i = threadIdx.x + 256 * j, r = i >> 4, c = i & 15;
+    const bool inside = row0 + r < a.len;
+    cp_async16(stage + r * 256 + 16 * c, a.q + (u64)(inside ? row0 + r : 0) * stride + h * SG_D + 8 * c,
+               inside ? 16 : 0);
+  }
+}
+
+// Grid min(⌈L / 128⌉·H, 2·SMs), 256 threads, SG_LINEAR_SMEM dynamic shared memory. Items are
+// (head, 128 rows), head-major; CTA b takes a contiguous run of them, so it loads a head's
+// kv · proj_lᵀ once (twice where its run crosses a head), and the next item's q rows load by
+// cp.async while it works on the current ones. Warp w computes rows 16w .. 16w + 15: φ(q) (bf16,
+// as upstream's autocast matmul sees it) times kv · proj_lᵀ on m16n8k16 MMAs, divided by
+// φ(q) · Σ φ(k) + 1e-5, plus the bias. A warp reads, rewrites and stores only its own rows of the
+// stage: q, then φ(q) in the MMA's swizzled layout, then the result.
+extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinearArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ __align__(128) u8 lsm[];
-  const unsigned sq = smem_addr(lsm), sb = sq + SG_LINEAR_ROWS * 256;
-  float* den = (float*)(lsm + SG_LINEAR_ROWS * 256 + SG_KVW_BYTES);
-  const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int m = lane >> 3;
-  const u64 stride = (u64)a.heads * SG_D;
-  const u8* img = a.kvw + (u64)h * SG_KVW_BYTES;
-  for (int i = threadIdx.x; i < SG_KVW_BYTES / 16; i += 256) cp_async16(sb + 16 * i, img + 16 * i, 16);
-  cp_async_commit();
+  const unsigned stage0 = smem_addr(lsm), sb = stage0 + 2 * SG_LINEAR_TILE;
+  float* den = (float*)(lsm + 2 * SG_LINEAR_TILE + SG_KVW_BYTES);
   __shared__ float sbias[SG_D];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = lane >> 3;
+  const u64 stride = (u64)a.heads * SG_D;
+  const int row_tiles = (a.len + SG_LINEAR_ROWS - 1) / SG_LINEAR_ROWS, items = row_tiles * a.heads;
+  const int first = (int)((long long)items * blockIdx.x / gridDim.x);
+  const int last = (int)((long long)items * (blockIdx.x + 1) / gridDim.x);
   if (threadIdx.x < SG_D) {
     sbias[threadIdx.x] = a.bias ? load_elem(a.bias, a.bias_dt, threadIdx.x) : 0.0f;
   }
-  const float* ksum = a.stats + (u64)h * 3 * SG_D + SG_D;
+  if (first < last) {
+    load_q_rows(a, stage0, first / row_tiles, (first % row_tiles) * SG_LINEAR_ROWS);
+    cp_async_commit();
+  }
+  int head = -1;
   float kz[4];
+  for (int item = first, buf = 0; item < last; ++item, buf ^= 1) {
+    const int h = item / row_tiles, t0 = (item % row_tiles) * SG_LINEAR_ROWS;
+    // Every warp is done with the other stage (and, on a new head, with kv · proj_lᵀ).
+    __syncthreads();
+    if (h != head) {
+      const u8* img = a.kvw + (u64)h * SG_KVW_BYTES;
+      for (int i = threadIdx.x; i < SG_KVW_BYTES / 16; i += 256) cp_async16(sb + 16 * i, img + 16 * i, 16);
+      cp_async_commit();
+      const float* ksum = a.stats + (u64)h * 3 * SG_D + SG_D;
 #pragma unroll
-  for (int c = 0; c < 4; ++c) kz[c] = ksum[4 * lane + c];
-  const int t0 = blk * SG_LINEAR_ROWS + warp * 16;
-  uint2 qr[16];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    qr[i] = t0 + i < a.len ? *(const uint2*)(a.q + (t0 + i) * stride + h * SG_D + 4 * lane)
-                           : make_uint2(0, 0);
-  }
-  float x[16][4], z[16];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) unpack4(qr[i], x[i]);
-  phi_rows<16>(x);
-#pragma unroll
-  for (int i = 0; i < 16; ++i) z[i] = x[i][0] * kz[0] + x[i][1] * kz[1] + x[i][2] * kz[2] + x[i][3] * kz[3];
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-#pragma unroll
-    for (int i = 0; i < 16; ++i) z[i] += __shfl_xor_sync(0xffffffffu, z[i], o);
-  }
-#pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    const int r = warp * 16 + i;
-    // Rows past L are computed on zeros and never stored.
-    *(uint2*)(lsm + fm_offset(r, lane >> 1) + (lane & 1) * 8) =
-        make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]));
-    if (lane == 0) den[r] = z[i] + 1e-5f;
-  }
-  cp_async_wait<0>();
-  __syncthreads();
-  float o[64];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) o[i] = 0.0f;
-#pragma unroll
-  for (int kk = 0; kk < 8; ++kk) {
-    unsigned af[4];
-    ldmatrix_x4(af, sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
-    mma_k16_n128(o, af, sb, 16 * kk);
-  }
-  // The warp's 16 result rows go back over its own φ(q) rows in shared memory (no other warp
-  // reads them), then out to global memory as whole 256-byte rows, 16 bytes a lane.
-  const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
-  __syncwarp();
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int r = r0 + 8 * half;
-    const float inv = 1.0f / den[r];
-#pragma unroll
-    for (int g = 0; g < 16; ++g) {
-      const int n = 8 * g + col;
-      *(unsigned*)(lsm + fm_offset(r, g) + 2 * col) = pack_bf16x2(
-          fmaf(o[4 * g + 2 * half], inv, sbias[n]), fmaf(o[4 * g + 2 * half + 1], inv, sbias[n + 1]));
+      for (int c = 0; c < 4; ++c) kz[c] = ksum[4 * lane + c];
+      head = h;
     }
-  }
-  __syncwarp();
+    if (item + 1 < last) {
+      load_q_rows(a, stage0 + (buf ^ 1) * SG_LINEAR_TILE, (item + 1) / row_tiles,
+                  ((item + 1) % row_tiles) * SG_LINEAR_ROWS);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    u8* st = lsm + buf * SG_LINEAR_TILE;
+    const unsigned sq = stage0 + buf * SG_LINEAR_TILE;
+    float x[16][4], z[16];
 #pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const int r = warp * 16 + 2 * j + (lane >> 4), c = lane & 15;
-    const int t = blk * SG_LINEAR_ROWS + r;
-    if (t < a.len) {
-      *(uint4*)(a.out + t * stride + h * SG_D + 8 * c) = *(const uint4*)(lsm + fm_offset(r, c));
+    for (int i = 0; i < 16; ++i) unpack4(*(const uint2*)(st + (warp * 16 + i) * 256 + 8 * lane), x[i]);
+    phi_rows<16>(x);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) z[i] = x[i][0] * kz[0] + x[i][1] * kz[1] + x[i][2] * kz[2] + x[i][3] * kz[3];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) z[i] += __shfl_xor_sync(0xffffffffu, z[i], o);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      const int r = warp * 16 + i;
+      // Rows past L are computed on zeros and never stored.
+      *(uint2*)(st + fm_offset(r, lane >> 1) + (lane & 1) * 8) =
+          make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]));
+      if (lane == 0) den[r] = z[i] + 1e-5f;
+    }
+    __syncwarp();
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i) o[i] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+      unsigned af[4];
+      ldmatrix_x4(af, sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
+      mma_k16_n128(o, af, sb, 16 * kk);
+    }
+    // The warp's 16 result rows go back over its own φ(q) rows, then out to global memory as
+    // whole 256-byte rows, 16 bytes a lane.
+    const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
+    __syncwarp();
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = r0 + 8 * half;
+      const float inv = 1.0f / den[r];
+#pragma unroll
+      for (int g = 0; g < 16; ++g) {
+        const int n = 8 * g + col;
+        *(unsigned*)(st + fm_offset(r, g) + 2 * col) = pack_bf16x2(
+            fmaf(o[4 * g + 2 * half], inv, sbias[n]), fmaf(o[4 * g + 2 * half + 1], inv, sbias[n + 1]));
+      }
+    }
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int r = warp * 16 + 2 * j + (lane >> 4), c = lane & 15;
+      const int t = t0 + r;
+      if (t < a.len) {
+        *(uint4*)(a.out + t * stride + h * SG_D + 8 * c) = *(const uint4*)(st + fm_offset(r, c));
+      }
     }
   }
 #else

@@ -16,20 +16,26 @@ pub const SAGE_BLOCK_K: usize = 128;
 /// Bytes of one quantized Q tile and of one K or Vᵀ tile.
 const Q_TILE: usize = SAGE_BLOCK_Q * SAGE_HEAD_DIM;
 const K_TILE: usize = SAGE_BLOCK_K * SAGE_HEAD_DIM;
-/// `SG_KV_CHUNK`, `SG_KVW_BYTES`, `SG_KVW_ROWS`, `SG_KV_REDUCE_SMEM`, `SG_LINEAR_ROWS`,
-/// `SG_LINEAR_SMEM`.
+/// `SG_KV_CHUNK`, `SG_STATS_SMEM`, `SG_KV_SMEM` (two stages of 64-token k and v tiles, with KV
+/// the φ(k) tile, the warps' running sums), `SG_KVW_BYTES`, `SG_KVW_ROWS`, `SG_KV_REDUCE_SMEM`,
+/// `SG_LINEAR_ROWS`, `SG_LINEAR_SMEM`.
 const KV_CHUNK: usize = 512;
+const KV_TILE: usize = 64 * 2 * SAGE_HEAD_DIM;
+const KV_PART_BYTES: usize = 8 * 3 * SAGE_HEAD_DIM * 4;
+const STATS_SMEM: u32 = (4 * KV_TILE + KV_PART_BYTES) as u32;
+const KV_SMEM: u32 = (5 * KV_TILE + KV_PART_BYTES) as u32;
 const KVW_BYTES: usize = SAGE_HEAD_DIM * SAGE_HEAD_DIM * 2;
 const KVW_ROWS: usize = 4;
 const KV_REDUCE_SMEM: u32 =
     ((SAGE_HEAD_DIM * (SAGE_HEAD_DIM + 1) + KVW_ROWS * SAGE_HEAD_DIM) * 4) as u32;
 const LINEAR_ROWS: usize = 128;
-const LINEAR_SMEM: u32 = (LINEAR_ROWS * 256 + KVW_BYTES + LINEAR_ROWS * 4) as u32;
-/// `SG_SELECT_ROWS`, `SG_SELECT_CHUNK`, and the most key blocks whose scores fit the shared
-/// memory every supported GPU gives a block (99 KB on sm_120): 120,320 tokens.
+const LINEAR_SMEM: u32 = (2 * LINEAR_ROWS * 256 + KVW_BYTES + LINEAR_ROWS * 4) as u32;
+/// `SG_SELECT_ROWS`, `SG_SELECT_CHUNK`, `SG_SELECT_PITCH`, and the most key blocks whose scores
+/// fit the shared memory every supported GPU gives a block (99 KB on sm_120): 118,784 tokens.
 const SELECT_ROWS: usize = 16;
 const SELECT_CHUNK: usize = 64;
-const SELECT_MAX_KEY_BLOCKS: usize = 940;
+const SELECT_PITCH: usize = SAGE_HEAD_DIM + 4;
+const SELECT_MAX_KEY_BLOCKS: usize = 928;
 /// `SG_SMEM_BYTES` (three stages per consumer) and `SG_MMA_SMEM_BYTES`.
 const SM90_SMEM: u32 = (2 * Q_TILE + 2 * 3 * 2 * K_TILE + 1024) as u32;
 const MMA_SMEM: u32 = (Q_TILE + 2 * 2 * K_TILE) as u32;
@@ -247,7 +253,8 @@ impl Quantized {
 
 /// Per-head statistics from one read of k and v: `[H, 3, 128]` k̄, Σ φ(k) and V channel scales
 /// and, with `proj_l`, the linear branch's `φ(K)ᵀV · proj_lᵀ` (as sage_linear's B-operand images).
-/// Both are summed over the keys in chunks of `KV_CHUNK` tokens, in order (deterministic).
+/// Both are summed over the keys in chunks of `KV_CHUNK` tokens, in order (deterministic), by two
+/// CTAs an SM working through the (chunk, head) items.
 pub(super) fn statistics(
     dev: &Device,
     k: &CudaTensor,
@@ -269,13 +276,15 @@ pub(super) fn statistics(
     let partial_kv = weight
         .map(|_| dev.alloc(heads * chunks * SAGE_HEAD_DIM * SAGE_HEAD_DIM, DType::F32))
         .transpose()?;
+    let ctas = (chunks * heads).min(2 * dev.info.multiprocessors.max(1) as usize);
+    let (kernel, smem) = if partial_kv.is_some() {
+        (kernels::SAGE_KV, KV_SMEM)
+    } else {
+        (kernels::SAGE_STATS, STATS_SMEM)
+    };
     dev.launch(
-        if partial_kv.is_some() {
-            kernels::SAGE_KV
-        } else {
-            kernels::SAGE_STATS
-        },
-        grid(chunks, heads, 256, 0),
+        kernel,
+        grid(ctas, 1, 256, smem),
         &KvArgs {
             stats: partial_stats.ptr(),
             partial: partial_kv.as_ref().map_or(0, DeviceBuffer::ptr),
@@ -443,9 +452,8 @@ pub(super) fn select(dev: &Device, x: &Quantized, keep: usize) -> Result<DeviceB
             qb.div_ceil(SELECT_ROWS),
             x.heads,
             512,
-            (4 * (SELECT_ROWS * kb
-                + SELECT_CHUNK * (SAGE_HEAD_DIM + 1)
-                + SELECT_ROWS * SAGE_HEAD_DIM)) as u32,
+            (4 * (SELECT_ROWS * kb + SELECT_CHUNK * SELECT_PITCH + SELECT_ROWS * SAGE_HEAD_DIM))
+                as u32,
         ),
         &SelectArgs {
             lut: lut.ptr(),
@@ -469,9 +477,15 @@ pub(super) fn linear_branch(
     proj_l: &CudaLinear,
 ) -> Result<CudaTensor> {
     let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
+    let items = x.len.div_ceil(LINEAR_ROWS) * x.heads;
     dev.launch(
         kernels::SAGE_LINEAR,
-        grid(x.len.div_ceil(LINEAR_ROWS), x.heads, 256, LINEAR_SMEM),
+        grid(
+            items.min(2 * dev.info.multiprocessors.max(1) as usize),
+            1,
+            256,
+            LINEAR_SMEM,
+        ),
         &LinearArgs {
             out: out.ptr(),
             q: q.ptr(),
