@@ -137,6 +137,9 @@ struct Shape {
     gelu: bool,
 }
 
+/// Runs the work it is given, returning a time for it in ms ([`Gemm::time_candidates`]).
+pub(crate) type Timer<'a> = dyn FnMut(&mut dyn FnMut() -> Result<()>) -> Result<f64> + 'a;
+
 /// The heuristic's answer for one [`Shape`]: its fastest algorithm, or why there is none.
 type Answer = std::result::Result<sys::cublasLtMatmulAlgo_t, String>;
 
@@ -183,37 +186,20 @@ impl Gemm {
     /// outer-vector scaling, whose epilogue support cuBLAS does not document (its FP8 table lists
     /// a bf16 bias; the heuristic decides). No algorithm at all is an error naming the problem.
     pub fn linear(&self, stream: &CudaStream, op: &LinearGemm) -> Result<Pending> {
-        let (kind, in_t, out_t) = match op.operands {
-            Operands::Float(DType::F32) => (Kind::F32, CUDA_R_32F, CUDA_R_32F),
-            Operands::Float(DType::BF16) => (Kind::Bf16, CUDA_R_16BF, CUDA_R_16BF),
-            Operands::Float(dtype @ (DType::F16 | DType::I8)) => {
-                return Err(crate::Error::DType {
-                    op: "linear",
-                    dtype,
-                });
-            }
-            Operands::Fp8 { .. } => (Kind::Fp8, CUDA_R_8F_E4M3, CUDA_R_16BF),
-        };
         let bias = op.bias.is_some();
-        if op.rows == 0 || op.n == 0 {
+        let Some(Problem {
+            kind,
+            m,
+            n,
+            k,
+            layouts: (a, b, d),
+        }) = problem(op)?
+        else {
             return Ok(Pending {
                 bias: false,
                 gelu: false,
             });
-        }
-        // A = W read column-major as K×N (ld K), transposed by TRANSA; B = x as K×rows (ld K);
-        // C = D = y as N×rows (ld N).
-        let (m, n, k) = (op.n as u64, op.rows as u64, op.k as u64);
-        let layout = |t, rows: u64, cols: u64| -> Result<Layout> {
-            Ok(Layout(
-                lt::create_matrix_layout(t, rows, cols, rows as i64).w("linear")?,
-            ))
         };
-        let (a, b, d) = (
-            layout(in_t, k, m)?,
-            layout(in_t, k, n)?,
-            layout(out_t, m, n)?,
-        );
         // Fused epilogues first: bias and GELU, bias alone, nothing.
         let mut tries = vec![(bias, op.gelu)];
         if op.gelu {
@@ -284,6 +270,32 @@ impl Gemm {
         .w("linear")
     }
 
+    /// How far the algorithm [`Self::linear`] runs (the heuristic's first answer) is from the others
+    /// cuBLASLt offers for `op` with its whole epilogue: the first `count` answers in the
+    /// heuristic's order, each run on `op`'s buffers under `time` (which returns a time in ms).
+    pub fn time_candidates(
+        &self,
+        stream: &CudaStream,
+        op: &LinearGemm,
+        count: usize,
+        time: &mut Timer<'_>,
+    ) -> Result<Vec<f64>> {
+        let Some(Problem {
+            layouts: (a, b, d), ..
+        }) = problem(op)?
+        else {
+            return Ok(Vec::new());
+        };
+        let desc = descriptor(op, op.bias.is_some(), op.gelu)?;
+        let algos = self
+            .heuristics(&desc, &a, &b, &d, count)?
+            .unwrap_or_default();
+        algos
+            .iter()
+            .map(|algo| time(&mut || self.matmul(stream, op, &desc, (&a, &b, &d), algo)))
+            .collect()
+    }
+
     /// The heuristic's fastest algorithm for `shape`, asked once per shape.
     fn algo(
         &self,
@@ -297,7 +309,7 @@ impl Gemm {
         let answer = match algos.get(&shape) {
             Some(answer) => answer.clone(),
             None => {
-                let answer = self.heuristic(desc, a, b, d)?;
+                let answer = self.heuristics(desc, a, b, d, 1)?.map(|algos| algos[0]);
                 if let Err(e) = &answer {
                     tracing::info!(?shape, "cuBLASLt has no algorithm: {e}");
                 }
@@ -311,8 +323,16 @@ impl Gemm {
         })
     }
 
-    /// Asks cuBLASLt's heuristic; `Ok(Err(..))` when it has no algorithm for the problem.
-    fn heuristic(&self, desc: &Desc, a: &Layout, b: &Layout, d: &Layout) -> Result<Answer> {
+    /// Asks cuBLASLt's heuristic for up to `count` algorithms, fastest first by its estimate;
+    /// `Ok(Err(..))` when it has none for the problem.
+    fn heuristics(
+        &self,
+        desc: &Desc,
+        a: &Layout,
+        b: &Layout,
+        d: &Layout,
+        count: usize,
+    ) -> Result<std::result::Result<Vec<sys::cublasLtMatmulAlgo_t>, String>> {
         let pref = Pref(lt::create_matmul_pref().w("linear")?);
         let limit = self.workspace.capacity();
         // SAFETY: MAX_WORKSPACE_BYTES takes a uint64; `pref` is live.
@@ -325,12 +345,90 @@ impl Gemm {
             )
         }
         .w("linear")?;
-        // SAFETY: all descriptors are live; C and D share a layout.
-        let heuristic = unsafe {
-            lt::get_matmul_algo_heuristic(self.handle.0, desc.0, a.0, b.0, d.0, d.0, pref.0)
+        let mut results = vec![
+            // SAFETY: a plain C struct for which all zeros is a valid (unused) value.
+            unsafe { std::mem::zeroed::<sys::cublasLtMatmulHeuristicResult_t>() };
+            count.max(1)
+        ];
+        let mut returned = 0i32;
+        // SAFETY: all descriptors are live; C and D share a layout; `results` holds the
+        // `requested` entries cuBLASLt may write and `returned` says how many it did.
+        let status = unsafe {
+            sys::cublasLtMatmulAlgoGetHeuristic(
+                self.handle.0,
+                desc.0,
+                a.0,
+                b.0,
+                d.0,
+                d.0,
+                pref.0,
+                results.len() as i32,
+                results.as_mut_ptr(),
+                &mut returned,
+            )
         };
-        Ok(heuristic.map(|h| h.algo).map_err(|e| e.to_string()))
+        if let Err(e) = status.result() {
+            return Ok(Err(e.to_string()));
+        }
+        let algos: Vec<_> = results
+            .iter()
+            .take(returned.max(0) as usize)
+            .filter(|r| r.state == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS)
+            .map(|r| r.algo)
+            .collect();
+        Ok(if algos.is_empty() {
+            Err("the heuristic returned no algorithm".into())
+        } else {
+            Ok(algos)
+        })
     }
+}
+
+/// One GEMM's shape as cuBLASLt sees it (column-major `m×n = (k×m)ᵀ · k×n`), its operand kind
+/// and the A, B, D layouts.
+struct Problem {
+    kind: Kind,
+    m: u64,
+    n: u64,
+    k: u64,
+    layouts: (Layout, Layout, Layout),
+}
+
+/// The problem of `op`, or none when it has no output (no rows or no columns).
+fn problem(op: &LinearGemm) -> Result<Option<Problem>> {
+    let (kind, in_t, out_t) = match op.operands {
+        Operands::Float(DType::F32) => (Kind::F32, CUDA_R_32F, CUDA_R_32F),
+        Operands::Float(DType::BF16) => (Kind::Bf16, CUDA_R_16BF, CUDA_R_16BF),
+        Operands::Float(dtype @ (DType::F16 | DType::I8)) => {
+            return Err(crate::Error::DType {
+                op: "linear",
+                dtype,
+            });
+        }
+        Operands::Fp8 { .. } => (Kind::Fp8, CUDA_R_8F_E4M3, CUDA_R_16BF),
+    };
+    if op.rows == 0 || op.n == 0 {
+        return Ok(None);
+    }
+    // A = W read column-major as K×N (ld K), transposed by TRANSA; B = x as K×rows (ld K);
+    // C = D = y as N×rows (ld N).
+    let (m, n, k) = (op.n as u64, op.rows as u64, op.k as u64);
+    let layout = |t, rows: u64, cols: u64| -> Result<Layout> {
+        Ok(Layout(
+            lt::create_matrix_layout(t, rows, cols, rows as i64).w("linear")?,
+        ))
+    };
+    Ok(Some(Problem {
+        kind,
+        m,
+        n,
+        k,
+        layouts: (
+            layout(in_t, k, m)?,
+            layout(in_t, k, n)?,
+            layout(out_t, m, n)?,
+        ),
+    }))
 }
 
 /// The matmul descriptor of `op`: f32 compute and scale type, "TN", the bias (`bias`) and GELU

@@ -344,22 +344,10 @@ fn gemm(
         LinearWeight::Dense(weight) => {
             let dtype = weight.dtype;
             let x = &converted(dev, x, dtype)?;
-            let rows = x.numel() / w.in_features.max(1);
             let out = CudaTensor::alloc_as(dev, &shape, dtype)?;
-            let pending = dev.gemm.linear(
-                &dev.stream,
-                &LinearGemm {
-                    operands: Operands::Float(dtype),
-                    out: out.ptr(),
-                    x: x.ptr(),
-                    w: weight.ptr(),
-                    bias: w.bias.as_ref().map(CudaTensor::ptr),
-                    gelu,
-                    rows,
-                    n: w.out_features,
-                    k: w.in_features,
-                },
-            )?;
+            let pending = dev
+                .gemm
+                .linear(&dev.stream, &dense_gemm(x, weight, w, &out, gelu))?;
             finish(dev, out, w, pending)?
         }
         LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
@@ -410,24 +398,56 @@ fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result
         ));
     }
     let out = CudaTensor::alloc_as(dev, &[x.rows, w.out_features], DType::BF16)?;
-    let pending = dev.gemm.linear(
-        &dev.stream,
-        &LinearGemm {
-            operands: Operands::Fp8 {
-                x_scales: x.scales.ptr(),
-                w_scales: weight.scales.ptr(),
-            },
-            out: out.ptr(),
-            x: x.values.ptr(),
-            w: weight.values.ptr(),
-            bias: w.bias.as_ref().map(CudaTensor::ptr),
-            gelu,
-            rows: x.rows,
-            n: w.out_features,
-            k: w.in_features,
-        },
-    )?;
+    let pending = dev
+        .gemm
+        .linear(&dev.stream, &fp8_gemm(x, weight, w, &out, gelu))?;
     finish(dev, out, w, pending)
+}
+
+/// The cuBLASLt GEMM of dense layer `w` (its weight `weight`) on `x`, already in the weight's
+/// dtype, into `out`.
+fn dense_gemm(
+    x: &CudaTensor,
+    weight: &CudaTensor,
+    w: &CudaLinear,
+    out: &CudaTensor,
+    gelu: bool,
+) -> LinearGemm {
+    LinearGemm {
+        operands: Operands::Float(weight.dtype),
+        out: out.ptr(),
+        x: x.ptr(),
+        w: weight.ptr(),
+        bias: w.bias.as_ref().map(CudaTensor::ptr),
+        gelu,
+        rows: x.numel() / w.in_features.max(1),
+        n: w.out_features,
+        k: w.in_features,
+    }
+}
+
+/// The cuBLASLt GEMM of FP8 layer `w` (its weight `weight`) on quantized rows `x` into `out`.
+fn fp8_gemm(
+    x: &CudaFp8Rows,
+    weight: &CudaFp8Rows,
+    w: &CudaLinear,
+    out: &CudaTensor,
+    gelu: bool,
+) -> LinearGemm {
+    LinearGemm {
+        operands: Operands::Fp8 {
+            x_scales: x.scales.ptr(),
+            w_scales: weight.scales.ptr(),
+        },
+        out: out.ptr(),
+        x: x.values.ptr(),
+        w: weight.values.ptr(),
+        bias: w.bias.as_ref().map(CudaTensor::ptr),
+        gelu,
+        rows: x.rows,
+        n: w.out_features,
+        k: w.in_features,
+    }
 }
 
 /// The GEMM output `out` of layer `w` with the epilogue steps cuBLASLt could not fuse applied.
@@ -855,6 +875,41 @@ impl CudaBackend {
     /// later: call before reporting a service ready.
     pub fn warm_up(&self) -> Result<()> {
         self.dev.kernels.load_all()
+    }
+
+    /// The median ms of layer `w`'s GEMM on `x` (converted to a dense layer's dtype, or quantized
+    /// for an FP8 one) under each of the first `count` algorithms cuBLASLt's heuristic offers for
+    /// it, in the heuristic's order: the first is the one [`Backend::linear`] runs. INT8 layers run
+    /// a kernel of this backend's own and have none.
+    pub fn linear_candidates_ms(
+        &self,
+        x: &CudaTensor,
+        w: &CudaLinear,
+        gelu: bool,
+        count: usize,
+    ) -> Result<Vec<f64>> {
+        self.check("linear_candidates_ms", &[x, w.anchor()])?;
+        let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
+        let dev = &self.dev;
+        let mut time = |f: &mut dyn FnMut() -> Result<()>| Ok(dev.time(2, 10, f)?.0);
+        match &w.weight {
+            LinearWeight::Dense(weight) => {
+                let x = &converted(dev, x, weight.dtype)?;
+                let out = CudaTensor::alloc_as(dev, &shape, weight.dtype)?;
+                let op = dense_gemm(x, weight, w, &out, gelu);
+                dev.gemm.time_candidates(&dev.stream, &op, count, &mut time)
+            }
+            LinearWeight::Fp8(weight) => {
+                let x = &quant::quantize_rows(dev, x, Lifetime::Activation)?;
+                let out = CudaTensor::alloc_as(dev, &[x.rows, w.out_features], DType::BF16)?;
+                let op = fp8_gemm(x, weight, w, &out, gelu);
+                dev.gemm.time_candidates(&dev.stream, &op, count, &mut time)
+            }
+            LinearWeight::Int8(_) => Err(Error::invalid(
+                "linear_candidates_ms",
+                "an INT8 layer runs this backend's own GEMM kernel, not cuBLASLt's",
+            )),
+        }
     }
 
     /// Median and minimum device time of `f` in ms over `iters` runs after `warmup` runs, measured
