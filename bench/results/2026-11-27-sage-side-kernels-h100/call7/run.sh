@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Session 11, call 7: cuBLASLt's heuristic candidates at the Wan linear shapes (fp8-bench's new
+# table; call 6 ran a build without it).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+R=$OUT/r; mkdir -p $R
+export OUT=$R
+for f in .gpu/*.gz; do gunzip -f "$f"; done; chmod +x .gpu/turbine-gpucheck
+source tools/gpu/cudnn.sh
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > $R/env.txt
+timeout 200 .gpu/turbine-gpucheck --parts fp8-bench --json $R/check.json > $R/check.log 2>&1; echo "check rc $? t=$SECONDS"
+sed -n '/FP8 vs bf16 linears/,$p' $R/check.log | grep -v INFO | head -60
+cd $R/.. && tar czf results.tgz r && rm -rf r
