@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use turbine_models::wan::{AttentionMode, WanConfig, WanModel};
 use turbine_tensor::cuda::check::{CheckRow, format_table};
 use turbine_tensor::cuda::check_fp8::{FP8_REL_L2, fp8_checks};
-use turbine_tensor::cuda::{Precision, Quant};
+use turbine_tensor::cuda::{CudaLinear, CudaTensor, Precision, Quant};
 use turbine_tensor::{
     Backend, CpuBackend, CudaBackend, DType, LinearWeight, LinearWeights, compare,
 };
@@ -161,16 +161,8 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
         "bf16/fp8",
         "bf16/gemm"
     );
-    let mut rows = Vec::new();
-    for (i, &(layer, k, n, gelu)) in LAYERS.iter().enumerate() {
-        // A failing shape (no cuBLASLt algorithm, say) is reported and the others still run.
-        rows.push(
-            time_layer(b, layer, [M, k, n], gelu, seed + 100 * i as u64).unwrap_or_else(|e| {
-                println!("{layer}: error: {e:#}");
-                json!({"layer": layer, "error": format!("{e:#}")})
-            }),
-        );
-    }
+    let rows =
+        each_layer(|layer, shape, gelu, i| time_layer(b, layer, shape, gelu, seed + 100 * i));
     println!(
         "\n== cuBLASLt's candidates: each layer's GEMM under the first {CANDIDATES} algorithms its \
          heuristic offers (median ms); the first is the one the backend runs"
@@ -179,15 +171,8 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
         "{:<40} {:>5} {:>9} {:>9} {:>7} {:>10}",
         "layer [M, K] -> N", "", "first ms", "best ms", "best", "first/best"
     );
-    let mut candidates = Vec::new();
-    for (i, &(layer, k, n, gelu)) in LAYERS.iter().enumerate() {
-        candidates.push(
-            time_candidates(b, layer, [M, k, n], gelu, seed + 100 * i as u64).unwrap_or_else(|e| {
-                println!("{layer}: error: {e:#}");
-                json!({"layer": layer, "error": format!("{e:#}")})
-            }),
-        );
-    }
+    let candidates =
+        each_layer(|layer, shape, gelu, i| time_candidates(b, layer, shape, gelu, seed + 100 * i));
     println!(
         "\n== A block's norm and the layers that read it, bf16 against FP8 (f32 residual in): \
          fp8 two-pass = bf16 norm then a quantization per layer (the FP8 path before the fused \
@@ -240,6 +225,20 @@ const LAYERS: [(&str, usize, usize, bool); 8] = [
     ("14B ffn.2", 13824, 5120, false),
 ];
 
+/// `f(name, [M, K, N], gelu, index)` over [`LAYERS`]: a failing shape (no cuBLASLt algorithm,
+/// say) is reported as its row and the others still run.
+fn each_layer(f: impl Fn(&str, [usize; 3], bool, u64) -> Result<Value>) -> Vec<Value> {
+    (0..)
+        .zip(LAYERS)
+        .map(|(i, (layer, k, n, gelu))| {
+            f(layer, [M, k, n], gelu, i).unwrap_or_else(|e| {
+                println!("{layer}: error: {e:#}");
+                json!({"layer": layer, "error": format!("{e:#}")})
+            })
+        })
+        .collect()
+}
+
 /// How many of cuBLASLt's heuristic answers `time_candidates` times.
 const CANDIDATES: usize = 8;
 
@@ -251,15 +250,7 @@ fn time_candidates(
     gelu: bool,
     seed: u64,
 ) -> Result<Value> {
-    let x = b.to_dtype(&b.upload(&random(&[m, k], seed)?)?, DType::BF16)?;
-    let w = LinearWeights {
-        out_features: n,
-        in_features: k,
-        weight: LinearWeight::Dense(random(&[n, k], seed + 1)?.to_dtype(DType::BF16)?),
-        bias: Some(random(&[n], seed + 2)?.to_dtype(DType::BF16)?),
-    };
-    let (dense, fp8) = (b.upload_linear(&w)?, b.upload_linear_quantizable(&w)?);
-    drop(w);
+    let (x, dense, fp8) = random_layer(b, [m, k, n], seed)?;
     let mut out = serde_json::Map::new();
     out.insert("layer".into(), json!(layer));
     for (kind, weights) in [("bf16", &dense), ("fp8", &fp8)] {
@@ -311,7 +302,7 @@ fn time_norm_layers(
         fp8.push(b.upload_linear_quantizable(&w)?);
     }
     let gelus = layers.iter().map(|&(_, gelu)| gelu);
-    let separate = |ws: &[turbine_tensor::cuda::CudaLinear]| -> turbine_tensor::Result<()> {
+    let separate = |ws: &[CudaLinear]| -> turbine_tensor::Result<()> {
         let h = b.layer_norm_modulate(&x, &shift, &scale, 1e-6)?;
         for (w, gelu) in ws.iter().zip(gelus.clone()) {
             drop(if gelu {
@@ -348,6 +339,23 @@ fn time_norm_layers(
     }))
 }
 
+/// A random bf16 input `[m, k]` and one random bf16 layer `k -> n` (with bias), uploaded dense and
+/// FP8-quantized.
+fn random_layer(
+    b: &CudaBackend,
+    [m, k, n]: [usize; 3],
+    seed: u64,
+) -> Result<(CudaTensor, CudaLinear, CudaLinear)> {
+    let x = b.to_dtype(&b.upload(&random(&[m, k], seed)?)?, DType::BF16)?;
+    let w = LinearWeights {
+        out_features: n,
+        in_features: k,
+        weight: LinearWeight::Dense(random(&[n, k], seed + 1)?.to_dtype(DType::BF16)?),
+        bias: Some(random(&[n], seed + 2)?.to_dtype(DType::BF16)?),
+    };
+    Ok((x, b.upload_linear(&w)?, b.upload_linear_quantizable(&w)?))
+}
+
 /// One layer `[m, k] -> n` of random bf16 values: bf16 against FP8 (whole layer, GEMM alone,
 /// quantization alone), printed as a row and returned as JSON.
 fn time_layer(
@@ -357,15 +365,7 @@ fn time_layer(
     gelu: bool,
     seed: u64,
 ) -> Result<Value> {
-    let x = b.to_dtype(&b.upload(&random(&[m, k], seed)?)?, DType::BF16)?;
-    let w = LinearWeights {
-        out_features: n,
-        in_features: k,
-        weight: LinearWeight::Dense(random(&[n, k], seed + 1)?.to_dtype(DType::BF16)?),
-        bias: Some(random(&[n], seed + 2)?.to_dtype(DType::BF16)?),
-    };
-    let (dense, fp8) = (b.upload_linear(&w)?, b.upload_linear_quantizable(&w)?);
-    drop(w);
+    let (x, dense, fp8) = random_layer(b, [m, k, n], seed)?;
     let run = |layer| {
         if gelu {
             b.linear_gelu_tanh(&x, layer)

@@ -618,8 +618,7 @@ pub(super) fn flash_attention(
     let row_blocks = d.lq.div_ceil(rows);
     // The persistent kernel works through the (head, row block) items, one CTA an SM.
     let grid_dim = if kernel == kernels::FLASH_ATTENTION_PERSISTENT {
-        let ctas = (row_blocks * d.heads).min(dev.info.multiprocessors.max(1) as usize);
-        (ctas as u32, 1, 1)
+        (dev.persistent_ctas(row_blocks * d.heads, 1) as u32, 1, 1)
     } else {
         (row_blocks as u32, d.heads as u32, 1)
     };

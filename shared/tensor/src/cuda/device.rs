@@ -211,6 +211,12 @@ impl Device {
             })
     }
 
+    /// The CTAs of a persistent kernel over `items` work items, `per_sm` of them resident on each
+    /// SM: one wave, none idle when the items are fewer.
+    pub fn persistent_ctas(&self, items: usize, per_sm: usize) -> usize {
+        items.min(per_sm * self.info.multiprocessors.max(1) as usize)
+    }
+
     /// A grid-stride launch over `n` elements, or nothing when `n` is 0.
     pub fn launch_elements<A: DeviceRepr>(&self, kernel: Kernel, n: usize, args: &A) -> Result<()> {
         if n == 0 {

@@ -366,7 +366,7 @@ pub(super) fn gemm(
     // The wgmma kernel is persistent: one CTA an SM walks the tiles.
     let kernel = gemm_kernel(dev, portable);
     let (grid, threads, smem) = if kernel == kernels::INT8_GEMM_SM90 {
-        let ctas = tiles.min(dev.info.multiprocessors.max(1));
+        let ctas = dev.persistent_ctas(tiles as usize, 1) as u32;
         (ctas, SM90_THREADS, SM90_SMEM)
     } else {
         (tiles, MMA_THREADS, MMA_SMEM)

@@ -276,7 +276,7 @@ pub(super) fn statistics(
     let partial_kv = weight
         .map(|_| dev.alloc(heads * chunks * SAGE_HEAD_DIM * SAGE_HEAD_DIM, DType::F32))
         .transpose()?;
-    let ctas = (chunks * heads).min(2 * dev.info.multiprocessors.max(1) as usize);
+    let ctas = dev.persistent_ctas(chunks * heads, 2);
     let (kernel, smem) = if partial_kv.is_some() {
         (kernels::SAGE_KV, KV_SMEM)
     } else {
@@ -412,7 +412,7 @@ pub(super) fn attend(
     let cfg = if kernel == kernels::SAGE_ATTENTION {
         let items = qb.div_ceil(2) * x.heads;
         let ctas = match lut {
-            Some(_) => items.min(dev.info.multiprocessors.max(1) as usize),
+            Some(_) => dev.persistent_ctas(items, 1),
             None => items,
         };
         grid(ctas, 1, 384, SM90_SMEM)
@@ -480,12 +480,7 @@ pub(super) fn linear_branch(
     let items = x.len.div_ceil(LINEAR_ROWS) * x.heads;
     dev.launch(
         kernels::SAGE_LINEAR,
-        grid(
-            items.min(2 * dev.info.multiprocessors.max(1) as usize),
-            1,
-            256,
-            LINEAR_SMEM,
-        ),
+        grid(dev.persistent_ctas(items, 2), 1, 256, LINEAR_SMEM),
         &LinearArgs {
             out: out.ptr(),
             q: q.ptr(),
