@@ -31,11 +31,13 @@ const KV_REDUCE_SMEM: u32 =
 const LINEAR_ROWS: usize = 128;
 const LINEAR_SMEM: u32 = (2 * LINEAR_ROWS * 256 + KVW_BYTES + LINEAR_ROWS * 4) as u32;
 /// `SG_SELECT_ROWS`, `SG_SELECT_CHUNK`, `SG_SELECT_PITCH`, and the most key blocks whose scores
-/// fit the shared memory every supported GPU gives a block (99 KB on sm_120): 118,784 tokens.
+/// fit, beside the key chunk and the pooled queries, the shared memory every supported GPU gives
+/// a block (99 KB on sm_120): 928 (118,784 tokens).
 const SELECT_ROWS: usize = 16;
 const SELECT_CHUNK: usize = 64;
 const SELECT_PITCH: usize = SAGE_HEAD_DIM + 4;
-const SELECT_MAX_KEY_BLOCKS: usize = 928;
+const SELECT_MAX_KEY_BLOCKS: usize =
+    ((99 << 10) / 4 - SELECT_CHUNK * SELECT_PITCH - SELECT_ROWS * SAGE_HEAD_DIM) / SELECT_ROWS;
 /// `SG_SMEM_BYTES` (three stages per consumer) and `SG_MMA_SMEM_BYTES`.
 const SM90_SMEM: u32 = (2 * Q_TILE + 2 * 3 * 2 * K_TILE + 1024) as u32;
 const MMA_SMEM: u32 = (Q_TILE + 2 * 2 * K_TILE) as u32;
