@@ -788,15 +788,13 @@ __device__ __forceinline__ void pack_p8(unsigned* p, const float* s) {
   }
 }
 
-// O[16 rows of a warp][128] in the m16n8 layout, scaled by V's channel scales `vs` and 1 / row sum,
-// plus the linear branch (`lin`: row `row0`'s 128 values, row + 8 at `lin + 8 · lin_stride`, or
-// null), as bf16 rows `row0` and `row0 + 8` of head `h`.
+// O[16 rows of a warp][128] in the m16n8 layout, scaled by V's channel scales `vs` and by 1 / the
+// rows' full sums `l0`, `l1`, plus the linear branch (`lin`: row `row0`'s 128 values, row + 8 at
+// `lin + 8 · lin_stride`, or null), as bf16 rows `row0` and `row0 + 8` of head `h`.
 __device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, float l0, float l1,
                                            int row0, int h, const float* vs, const bf16_t* lin,
                                            u64 lin_stride) {
   const int lane = threadIdx.x & 31, col = (lane & 3) * 2;
-  l0 = quad_sum(l0);
-  l1 = quad_sum(l1);
   const float inv[2] = {1.0f / l0, 1.0f / l1};
   const u64 stride = (u64)a.heads * SG_D;
 #pragma unroll
@@ -830,9 +828,13 @@ __device__ __forceinline__ void take_scores(float* s, int* acc) {
 }
 
 // o = (o + t) · c per row: the FP8 products of one tile, accumulated on their own (Hopper's FP8
-// MMA keeps about 22 bits of its f32 accumulator), join the f32 sum rescaled to the new maxima.
-__device__ __forceinline__ void accumulate(float* o, const float* t, float c0, float c1) {
+// MMA keeps about 22 bits of its f32 accumulator), join the f32 sum rescaled to the new maxima;
+// the row sums l likewise, from T's ones columns (t[64], t[66]: rows r and r + 8).
+__device__ __forceinline__ void accumulate(float* o, const float* t, float& l0, float& l1,
+                                           float c0, float c1) {
   if (__any_sync(0xffffffffu, c0 != 1.0f || c1 != 1.0f)) {
+    l0 = (l0 + t[64]) * c0;
+    l1 = (l1 + t[66]) * c1;
 #pragma unroll
     for (int g = 0; g < 16; ++g) {
       o[4 * g] = (o[4 * g] + t[4 * g]) * c0;
@@ -841,6 +843,8 @@ __device__ __forceinline__ void accumulate(float* o, const float* t, float c0, f
       o[4 * g + 3] = (o[4 * g + 3] + t[4 * g + 3]) * c1;
     }
   } else {
+    l0 += t[64];
+    l1 += t[66];
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] += t[i];
   }
@@ -848,8 +852,13 @@ __device__ __forceinline__ void accumulate(float* o, const float* t, float c0, f
 
 #define SG_STAGES 3
 #define SG_STAGE_BYTES (2 * SG_K_TILE)
-// Two Q tiles, then per consumer SG_STAGES stages of (K, Vᵀ), plus slack to align to 1024 bytes.
-#define SG_SMEM_BYTES (2 * SG_Q_TILE + 2 * SG_STAGES * SG_STAGE_BYTES + 1024)
+// Hopper: two Q tiles, then per consumer SG_STAGES ring slots, plus slack to align to 1024 bytes.
+// A slot is a K and a Vᵀ tile and 8 rows of FP8 ones behind the Vᵀ tile: P̃ V over 136 columns
+// leaves each row's sum of P̃ in the last 8, so the tensor cores add up the softmax's row sums
+// (of the same FP8 values the products use) instead of 64 FADDs a thread and tile.
+#define SG_ONES_BYTES 1024
+#define SG_SLOT_BYTES (SG_STAGE_BYTES + SG_ONES_BYTES)
+#define SG_SMEM_BYTES (2 * SG_Q_TILE + 2 * SG_STAGES * SG_SLOT_BYTES + 1024)
 // The CTA launches at 168 registers a thread; the consumers' increase to 240 takes
 // (240 − 168) · 256 of them, which the producer must give back first: it runs on 24 (at 32 the
 // increase never completes and the kernel hangs).
@@ -860,29 +869,32 @@ __device__ __forceinline__ void accumulate(float* o, const float* t, float c0, f
 #define SG_F8(i)                                                                              \
   "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),         \
       "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
-#define SG_F64 SG_F8(0), SG_F8(8), SG_F8(16), SG_F8(24), SG_F8(32), SG_F8(40), SG_F8(48), SG_F8(56)
+#define SG_F68                                                                                \
+  SG_F8(0), SG_F8(8), SG_F8(16), SG_F8(24), SG_F8(32), SG_F8(40), SG_F8(48), SG_F8(56),         \
+      "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67])
+#define SG_REGS68 WG_REGS64_OPEN ", %64, %65, %66, %67}"
 
-// d[64x128] (+)= A[64x32] · B[128x32]ᵀ in FP8 e4m3, A from registers, B K-major in shared memory.
+// d[64x136] (+)= A[64x32] · B[136x32]ᵀ in FP8 e4m3, A from registers, B K-major in shared memory.
 __device__ __forceinline__ void wgmma_e4m3(float* d, const unsigned* a, u64 b, int accumulate) {
   asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " WG_REGS64
-      ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
-      : SG_F64
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %73, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n136k32.f32.e4m3.e4m3 " SG_REGS68
+      ", {%68, %69, %70, %71}, %72, p, 1, 1;\n}\n"
+      : SG_F68
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 
-__device__ __forceinline__ void issue_qk8(int* s, unsigned qa, unsigned kb) {
+// S (+)= Q Kᵀ for one tile, from the descriptors of the Q tile and the stage's K tile.
+__device__ __forceinline__ void issue_qk8(int* s, u64 qd, u64 kd) {
 #pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    wgmma_s8(s, smem_desc(qa + kk * 32, 16, 1024), smem_desc(kb + kk * 32, 16, 1024), 1);
+  for (int kk = 0; kk < 4; ++kk) wgmma_s8(s, desc_add(qd, kk * 32), desc_add(kd, kk * 32), 1);
   wgmma_commit();
 }
 
 // t = P̃ V for one tile into a fresh accumulator.
-__device__ __forceinline__ void issue_pv8(float* t, const unsigned* p, unsigned vb) {
+__device__ __forceinline__ void issue_pv8(float* t, const unsigned* p, u64 vd) {
 #pragma unroll
-  for (int kk = 0; kk < 4; ++kk) wgmma_e4m3(t, p + 4 * kk, smem_desc(vb + kk * 32, 16, 1024), kk > 0);
+  for (int kk = 0; kk < 4; ++kk) wgmma_e4m3(t, p + 4 * kk, desc_add(vd, kk * 32), kk > 0);
   wgmma_commit();
 }
 #endif
@@ -929,7 +941,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
 #define SG_QBAR(c) (SG_FULL(c, 0) + 16 * SG_STAGES)
 #define SG_QEMPTY(c) (SG_QBAR(c) + 8)
 #define SG_QTILE(c) (base + (c) * SG_Q_TILE)
-#define SG_KTILE(c, t) (base + 2 * SG_Q_TILE + ((c) * SG_STAGES + (t)) * SG_STAGE_BYTES)
+#define SG_KTILE(c, t) (base + 2 * SG_Q_TILE + ((c) * SG_STAGES + (t)) * SG_SLOT_BYTES)
   if (threadIdx.x == 0) {
     for (int c = 0; c < 2; ++c) {
       for (int t = 0; t < SG_STAGES; ++t) {
@@ -991,9 +1003,20 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(SG_CONSUMER_REGS));
   const int warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  const unsigned qa = SG_QTILE(wg);
+  // The Q tile's descriptor, and slot 0's K tile's (slot t's is SG_SLOT_BYTES · t further on, its
+  // Vᵀ tile's SG_K_TILE further still).
+  const u64 qd = smem_desc(SG_QTILE(wg), 16, 1024), kd0 = smem_desc(SG_KTILE(wg, 0), 16, 1024);
+#define SG_KDESC(t) desc_add(kd0, (t) * SG_SLOT_BYTES)
+#define SG_VDESC(t) desc_add(kd0, (t) * SG_SLOT_BYTES + SG_K_TILE)
+  // Each slot's ones, written once (the producer's copies never reach them).
+  for (int i = threadIdx.x & 127; i < SG_STAGES * SG_ONES_BYTES / 4; i += 128) {
+    const int st = i / (SG_ONES_BYTES / 4), w = i % (SG_ONES_BYTES / 4);
+    *(unsigned*)(smem_raw + (SG_KTILE(wg, st) - raw) + 2 * SG_K_TILE + 4 * w) = 0x38383838u;
+  }
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  asm volatile("bar.sync %0, 128;" ::"r"(1 + wg) : "memory");
   int acc[64];
-  float s[64], o[64], t[64];
+  float s[64], o[64], t[68];
   unsigned p[16];
   int ring = 0, done = 0;
   for (int item = blockIdx.x; item < items; item += gridDim.x) {
@@ -1012,13 +1035,13 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
     mbar_wait(SG_QBAR(wg), done & 1);
     mbar_wait(SG_FULL(wg, st), phase);
     wgmma_fence();
-    issue_qk8(acc, qa, SG_KTILE(wg, st));
+    issue_qk8(acc, qd, SG_KDESC(st));
     wgmma_wait<0>();
     pin(acc);
     if (a.blocks == 1) mbar_arrive(SG_QEMPTY(wg));
     take_scores(s, acc);
-    online_softmax<16>(s, stage_blk[wg][st] * SG_BK, a.len, qs * stage_scale[wg][st], SG_P_SHIFT,
-                       m0, m1, l0, l1, c0, c1, SG_ACC_SEED_F);
+    online_softmax<16, false>(s, stage_blk[wg][st] * SG_BK, a.len, qs * stage_scale[wg][st],
+                              SG_P_SHIFT, m0, m1, l0, l1, c0, c1, SG_ACC_SEED_F);
     pack_p8(p, s);
 
     for (int j = 1; j < a.blocks; ++j) {
@@ -1031,25 +1054,26 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
       const int key0 = stage_blk[wg][st] * SG_BK;
       const float scale = qs * stage_scale[wg][st];
       wgmma_fence();
-      issue_qk8(acc, qa, SG_KTILE(wg, st));
-      issue_pv8(t, p, SG_KTILE(wg, prev) + SG_K_TILE);
+      issue_qk8(acc, qd, SG_KDESC(st));
+      issue_pv8(t, p, SG_VDESC(prev));
       wgmma_wait<1>();
       pin(acc);
       if (j == a.blocks - 1) mbar_arrive(SG_QEMPTY(wg));
       take_scores(s, acc);
-      online_softmax<16>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1, SG_ACC_SEED_F);
+      online_softmax<16, false>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1,
+                                SG_ACC_SEED_F);
       wgmma_wait<0>();
-      pin(t);
+      pin<68>(t);
       mbar_arrive(SG_EMPTY(wg, prev));
-      accumulate(o, t, c0, c1);
+      accumulate(o, t, l0, l1, c0, c1);
       pack_p8(p, s);
     }
     wgmma_fence();
-    issue_pv8(t, p, SG_KTILE(wg, st) + SG_K_TILE);
+    issue_pv8(t, p, SG_VDESC(st));
     wgmma_wait<0>();
-    pin(t);
+    pin<68>(t);
     mbar_arrive(SG_EMPTY(wg, st));
-    accumulate(o, t, 1.0f, 1.0f);
+    accumulate(o, t, l0, l1, 1.0f, 1.0f);
     ring += a.blocks;
 
     const int ep = ring % SG_STAGES, r0 = warp * 16 + (lane >> 2);
@@ -1067,6 +1091,8 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
 #undef SG_QEMPTY
 #undef SG_QTILE
 #undef SG_KTILE
+#undef SG_KDESC
+#undef SG_VDESC
 #else
   __trap();
 #endif
@@ -1185,7 +1211,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageA
 #undef SG_STAGE
   const int row0 = qb * SG_BQ + warp * 16 + (lane >> 2);
   const u64 stride = (u64)a.heads * SG_D;
-  store_sage(a, o, l0, l1, row0, h, a.stats + (u64)h * 3 * SG_D + 2 * SG_D,
+  store_sage(a, o, quad_sum(l0), quad_sum(l1), row0, h, a.stats + (u64)h * 3 * SG_D + 2 * SG_D,
              a.lin ? a.lin + row0 * stride + h * SG_D : nullptr, stride);
 #else
   __trap();

@@ -8,12 +8,13 @@
 // columns 2(lane % 4) and +1 (`s[4g]`, `s[4g+1]` for row r; `s[4g+2]`, `s[4g+3]` for row r + 8).
 // The tile's G·8 scores become unnormalised probabilities in place: keys past `lk` are masked, the
 // running row maxima `m0`/`m1` (exp2 domain) move up, and the factors that rescale earlier
-// partial sums come back in `c0`/`c1` (0 on the first tile). Row sums `l0`/`l1` are updated.
-// The probabilities are scaled by 2^shift (the same factor in the sums, so it cancels): 8-bit
+// partial sums come back in `c0`/`c1` (0 on the first tile). Row sums `l0`/`l1` are updated,
+// unless SUMS is false (the 8-bit wgmma kernel has the tensor cores add them up). The
+// probabilities are scaled by 2^shift (the same factor in the sums, so it cancels): 8-bit
 // attention uses log2(448) to fill FP8 e4m3's range. The scores may arrive offset by `seed` (the
 // 8-bit kernels' seeded integer accumulators read as floats): the offset folds into the maxima's
 // and the exponents' FMAs, so removing it costs no instruction of its own.
-template <int G>
+template <int G, bool SUMS = true>
 __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float scale_log2,
                                                float shift, float& m0, float& m1, float& l0,
                                                float& l1, float& c0, float& c1,
@@ -55,11 +56,15 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float
     s[4 * g + 1] = ex2(fmaf(s[4 * g + 1], scale_log2, b0));
     s[4 * g + 2] = ex2(fmaf(s[4 * g + 2], scale_log2, b1));
     s[4 * g + 3] = ex2(fmaf(s[4 * g + 3], scale_log2, b1));
-    t0 += s[4 * g] + s[4 * g + 1];
-    t1 += s[4 * g + 2] + s[4 * g + 3];
+    if (SUMS) {
+      t0 += s[4 * g] + s[4 * g + 1];
+      t1 += s[4 * g + 2] + s[4 * g + 3];
+    }
   }
-  l0 = l0 * c0 + t0;
-  l1 = l1 * c1 + t1;
+  if (SUMS) {
+    l0 = l0 * c0 + t0;
+    l1 = l1 * c1 + t1;
+  }
 }
 
 // O[16 rows of a warp][8G] (m16n8 layout, G groups) times the rows' rescale factors. Late tiles

@@ -56,6 +56,13 @@ __device__ __forceinline__ u64 smem_desc(unsigned addr, unsigned lbo, unsigned s
          ((u64)((sbo & 0x3FFFF) >> 4) << 32) | (1ull << 62);
 }
 
+// Descriptor `d` moved `bytes` (a multiple of 16) further on: shared memory lies below the 256 KB
+// that the 14-bit address field spans, so the sum never carries into the next field, and a loop
+// steps its descriptors with one add instead of rebuilding them.
+__device__ __forceinline__ u64 desc_add(u64 d, unsigned bytes) {
+  return (d & 0xFFFFFFFF00000000ull) | (unsigned)((unsigned)d + (bytes >> 4));
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
@@ -68,11 +75,12 @@ __device__ __forceinline__ void wgmma_wait() {
 
 // The 64 accumulator registers of an m64n128 wgmma (operands %0 .. %63), and for int32 ones
 // their constraints.
-#define WG_REGS64                                                                             \
+#define WG_REGS64 WG_REGS64_OPEN "}"
+#define WG_REGS64_OPEN                                                                        \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
   "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "  \
   "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
-  "%56, %57, %58, %59, %60, %61, %62, %63}"
+  "%56, %57, %58, %59, %60, %61, %62, %63"
 #define WG_D8(i)                                                                              \
   "+r"(d[(i)]), "+r"(d[(i) + 1]), "+r"(d[(i) + 2]), "+r"(d[(i) + 3]), "+r"(d[(i) + 4]),         \
       "+r"(d[(i) + 5]), "+r"(d[(i) + 6]), "+r"(d[(i) + 7])
@@ -90,9 +98,10 @@ __device__ __forceinline__ void wgmma_s8(int* d, u64 a, u64 b, int accumulate) {
 
 // Keeps the compiler from moving accesses of accumulator registers across the asynchronous
 // wgmma window (it cannot see that the hardware writes them until the wait).
+template <int N = 64>
 __device__ __forceinline__ void pin(float* d) {
 #pragma unroll
-  for (int i = 0; i < 64; ++i) asm volatile("" : "+f"(d[i])::"memory");
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 __device__ __forceinline__ void pin(int* d) {

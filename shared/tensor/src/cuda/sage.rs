@@ -38,8 +38,10 @@ const SELECT_CHUNK: usize = 64;
 const SELECT_PITCH: usize = SAGE_HEAD_DIM + 4;
 const SELECT_MAX_KEY_BLOCKS: usize =
     ((99 << 10) / 4 - SELECT_CHUNK * SELECT_PITCH - SELECT_ROWS * SAGE_HEAD_DIM) / SELECT_ROWS;
-/// `SG_SMEM_BYTES` (three stages per consumer) and `SG_MMA_SMEM_BYTES`.
-const SM90_SMEM: u32 = (2 * Q_TILE + 2 * 3 * 2 * K_TILE + 1024) as u32;
+/// `SG_ONES_BYTES`, `SG_SMEM_BYTES` (three ring slots per consumer, each a K and a Vᵀ tile and
+/// 8 rows of ones) and `SG_MMA_SMEM_BYTES`.
+const ONES_BYTES: usize = 1024;
+const SM90_SMEM: u32 = (2 * Q_TILE + 2 * 3 * (2 * K_TILE + ONES_BYTES) + 1024) as u32;
 const MMA_SMEM: u32 = (Q_TILE + 2 * 2 * K_TILE) as u32;
 
 #[repr(C)]
