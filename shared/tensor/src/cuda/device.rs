@@ -211,6 +211,15 @@ impl Device {
             })
     }
 
+    /// How many `threads`-thread blocks of `kernel` an SM holds at once (its registers and shared
+    /// memory decide).
+    pub fn resident_blocks(&self, kernel: Kernel, threads: u32) -> Result<u32> {
+        self.kernels
+            .function(kernel)?
+            .occupancy_max_active_blocks_per_multiprocessor(threads, 0, None)
+            .w(kernel.symbol)
+    }
+
     /// The CTAs of a persistent kernel over `items` work items, `per_sm` of them resident on each
     /// SM: one wave, none idle when the items are fewer.
     pub fn persistent_ctas(&self, items: usize, per_sm: usize) -> usize {

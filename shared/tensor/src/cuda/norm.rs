@@ -262,6 +262,7 @@ fn launch_norm_rows(
     if layout.rows == 0 {
         return Ok(());
     }
+    let layout = layout.fit(dev, kernels::LAYER_NORM_ROWS)?;
     let [mul, add] = p.pointers();
     let gate = residual.and_then(|r| r.gate);
     dev.launch(

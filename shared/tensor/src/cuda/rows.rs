@@ -4,6 +4,9 @@
 use cudarc::driver::LaunchConfig;
 
 use super::CudaTensor;
+use super::device::Device;
+use super::kernels::Kernel;
+use crate::Result;
 
 /// Columns one warp holds in registers (`8 · ROW_CHUNKS · 32` in the kernels).
 const COLS_PER_WARP: usize = 2048;
@@ -48,6 +51,44 @@ impl RowLayout {
             warps_per_row,
             rows_per_block: (BLOCK_WARPS / warps_per_row).max(1),
         })
+    }
+
+    /// This layout respread for `kernel`: of the warps a row from the fewest that fit it to twice
+    /// that, those that keep the most rows resident on an SM (the kernel's registers decide), and
+    /// of those the first that gives every lane the same number of chunks, else the fewest.
+    /// Measured at 14B 720p (H100, bench/results/2026-11-27-sage-row-sums.md), this pays for
+    /// `layer_norm_rows` alone, which takes it: a 5120-wide row keeps 4 rows an SM on three warps
+    /// or four, and on four (five chunks a lane) the residual + norm passes take 193 ms a forward
+    /// instead of 227. The 96-register row kernels keep the fewest warps: `rms_norm_rope_rows` on
+    /// four warps would hold 4 rows instead of 6 (57 -> 69 ms), and `quantize_fp8_rows` ran the
+    /// FFN's 13824-wide rows slower on nine warps than on seven though both keep 2 rows (80 -> 84
+    /// ms).
+    pub fn fit(self, dev: &Device, kernel: Kernel) -> Result<Self> {
+        let even = |w: u32| (self.cols / 8).is_multiple_of(32 * w);
+        let mut best = (0, self);
+        for warps_per_row in self.warps_per_row..=(2 * self.warps_per_row).min(MAX_WARPS as u32) {
+            let rows_per_block = (BLOCK_WARPS / warps_per_row).max(1);
+            let resident = rows_per_block
+                * dev.resident_blocks(kernel, 32 * warps_per_row * rows_per_block)?;
+            let better_spread = !even(best.1.warps_per_row) && even(warps_per_row);
+            if resident > best.0 || (resident == best.0 && better_spread) {
+                let layout = Self {
+                    warps_per_row,
+                    rows_per_block,
+                    ..self
+                };
+                best = (resident, layout);
+            }
+        }
+        tracing::trace!(
+            kernel = kernel.symbol,
+            cols = self.cols,
+            warps_per_row = best.1.warps_per_row,
+            rows_per_block = best.1.rows_per_block,
+            resident_rows = best.0,
+            "row layout"
+        );
+        Ok(best.1)
     }
 
     pub fn launch(&self) -> LaunchConfig {
