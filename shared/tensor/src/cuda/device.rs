@@ -1,6 +1,7 @@
 //! One GPU as a backend sees it: context, its single stream, the caching allocator, compiled
 //! kernels, the cuBLASLt handle and cuDNN when it loads; plus launch and timing helpers.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use cudarc::driver::{
@@ -79,6 +80,8 @@ pub(crate) struct Device {
     staging: Mutex<Option<Staging>>,
     /// Pinned buffers of asynchronous downloads, kept for reuse.
     pub readback: Readback,
+    /// `resident_blocks` answers by kernel symbol and block size, asked of the driver once.
+    resident: Mutex<HashMap<(&'static str, u32), u32>>,
     pub info: DeviceInfo,
     pub stream: Arc<CudaStream>,
     pub pool: Arc<Pool>,
@@ -111,6 +114,7 @@ impl Device {
             cudnn: OnceLock::new(),
             staging: Mutex::new(None),
             readback: Readback::new(),
+            resident: Mutex::new(HashMap::new()),
             info: DeviceInfo {
                 ordinal,
                 name: ctx.name().w("init")?,
@@ -214,10 +218,25 @@ impl Device {
     /// How many `threads`-thread blocks of `kernel` an SM holds at once (its registers and shared
     /// memory decide).
     pub fn resident_blocks(&self, kernel: Kernel, threads: u32) -> Result<u32> {
-        self.kernels
+        let key = (kernel.symbol, threads);
+        if let Some(&blocks) = self
+            .resident
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(blocks);
+        }
+        let blocks = self
+            .kernels
             .function(kernel)?
             .occupancy_max_active_blocks_per_multiprocessor(threads, 0, None)
-            .w(kernel.symbol)
+            .w(kernel.symbol)?;
+        self.resident
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, blocks);
+        Ok(blocks)
     }
 
     /// The CTAs of a persistent kernel over `items` work items, `per_sm` of them resident on each
