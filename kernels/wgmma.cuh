@@ -73,8 +73,8 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
 
-// The 64 accumulator registers of an m64n128 wgmma (operands %0 .. %63), and for int32 ones
-// their constraints.
+// The 64 accumulator registers of an m64n128 wgmma (operands %0 .. %63; `WG_REGS64_OPEN` leaves
+// the list open for wider tiles), and for int32 ones their constraints.
 #define WG_REGS64 WG_REGS64_OPEN "}"
 #define WG_REGS64_OPEN                                                                        \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
