@@ -58,8 +58,8 @@ impl RowLayout {
     /// of those the first that gives every lane the same number of chunks, else the fewest.
     /// Measured at 14B 720p (H100, bench/results/2026-11-27-sage-row-sums.md), this pays for
     /// `layer_norm_rows` alone, which takes it: a 5120-wide row keeps 4 rows an SM on three warps
-    /// or four, and on four (five chunks a lane) the residual + norm passes take 193 ms a forward
-    /// instead of 227. The 96-register row kernels keep the fewest warps: `rms_norm_rope_rows` on
+    /// or four, and on four (five chunks a lane) the residual + norm passes take 193–197 ms a
+    /// forward instead of 225–227. The 96-register row kernels keep the fewest warps: `rms_norm_rope_rows` on
     /// four warps would hold 4 rows instead of 6 (57 -> 69 ms), and `quantize_fp8_rows` ran the
     /// FFN's 13824-wide rows slower on nine warps than on seven though both keep 2 rows (80 -> 84
     /// ms).
