@@ -485,7 +485,7 @@ impl Checker<'_> {
 
     fn norms(&mut self) -> Result<()> {
         // 100 columns take the one-block-a-row kernel, the others the rows-in-registers one (5120:
-        // three or four warps a row, as `RowLayout::fit` finds for the kernel).
+        // three warps a row).
         for cols in [100usize, 256, 1536, 5120] {
             let rows = 19;
             // A mean of twice the spread exercises the two-pass variance. (Much larger ratios make

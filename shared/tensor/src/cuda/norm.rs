@@ -488,6 +488,7 @@ fn launch_rms_rows(
     eps: f32,
     tables: Option<(&CudaTensor, &CudaTensor, usize)>,
 ) -> Result<()> {
+    let layout = layout.fit(dev, kernels::RMS_NORM_ROPE_ROWS)?;
     dev.launch(
         kernels::RMS_NORM_ROPE_ROWS,
         layout.launch(),

@@ -116,6 +116,7 @@ pub(super) fn quantize_rows(
         RowLayout::of(x, &[x.ptr()]).map_err(|why| Error::shape("quantize_fp8", why, x.shape()))?;
     let q = CudaFp8Rows::alloc(dev, layout.rows as usize, layout.cols as usize, lifetime)?;
     if layout.rows > 0 {
+        let layout = layout.fit(dev, kernels::QUANTIZE_FP8_ROWS)?;
         dev.launch(
             kernels::QUANTIZE_FP8_ROWS,
             layout.launch(),

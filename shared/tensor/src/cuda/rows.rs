@@ -54,30 +54,29 @@ impl RowLayout {
     }
 
     /// This layout respread for `kernel`: of the warps a row from the fewest that fit it to twice
-    /// that, those that keep the most rows resident on an SM (the kernel's registers decide), and
-    /// of those the first that gives every lane the same number of chunks, else the fewest.
-    /// Measured at 14B 720p (H100, bench/results/2026-11-27-sage-row-sums.md), this pays for
-    /// `layer_norm_rows` alone, which takes it: a 5120-wide row keeps 4 rows an SM on three warps
-    /// or four, and on four (five chunks a lane) the residual + norm passes take 193–197 ms a
-    /// forward instead of 225–227. The 96-register row kernels keep the fewest warps: `rms_norm_rope_rows` on
-    /// four warps would hold 4 rows instead of 6 (57 -> 69 ms), and `quantize_fp8_rows` ran the
-    /// FFN's 13824-wide rows slower on nine warps than on seven though both keep 2 rows (80 -> 84
-    /// ms).
+    /// that, and of the rows a block from one to what `BLOCK_WARPS` allows, the spread that keeps
+    /// the most rows resident on an SM (the kernel's registers decide), the first in that order
+    /// on a tie, so single-row blocks where they hold as many rows: such a block waits at its
+    /// reductions' barriers for no other row. Measured on an H100
+    /// (bench/results/2026-11-27-sage-row-sums.md): every row kernel of a 1.3B 480p forward 3-12 %
+    /// faster, and at 14B 720p the residual + norm passes 195-197 -> 190-191 ms a forward (a
+    /// 5120-wide row on three warps keeps 5 rows an SM alone, 4 as pairs). More warps a row at
+    /// the same residency did not pay: the FFN's 13824-wide rows quantized slower on nine or ten
+    /// warps than on seven (80 -> 84-86 ms).
     pub fn fit(self, dev: &Device, kernel: Kernel) -> Result<Self> {
-        let even = |w: u32| (self.cols / 8).is_multiple_of(32 * w);
         let mut best = (0, self);
         for warps_per_row in self.warps_per_row..=(2 * self.warps_per_row).min(MAX_WARPS as u32) {
-            let rows_per_block = (BLOCK_WARPS / warps_per_row).max(1);
-            let resident = rows_per_block
-                * dev.resident_blocks(kernel, 32 * warps_per_row * rows_per_block)?;
-            let better_spread = !even(best.1.warps_per_row) && even(warps_per_row);
-            if resident > best.0 || (resident == best.0 && better_spread) {
-                let layout = Self {
-                    warps_per_row,
-                    rows_per_block,
-                    ..self
-                };
-                best = (resident, layout);
+            for rows_per_block in 1..=(BLOCK_WARPS / warps_per_row).max(1) {
+                let resident = rows_per_block
+                    * dev.resident_blocks(kernel, 32 * warps_per_row * rows_per_block)?;
+                if resident > best.0 {
+                    let layout = Self {
+                        warps_per_row,
+                        rows_per_block,
+                        ..self
+                    };
+                    best = (resident, layout);
+                }
             }
         }
         tracing::trace!(
