@@ -213,7 +213,7 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     c.quantize("structured [4, 64]", &structured(64)?);
     // Rows held by one warp, by three (2048 < K ≤ 6144) and by seven (the 14B's FFN input).
     c.quantize_randn(&[(37, 96), (300, 1536), (33, 5128), (19, 13824)])?;
-    // The norm's rows by one warp (several rows a block) and by several (the 14B's 5120).
+    // The norm's rows by one warp and by three (the 14B's 5120).
     for (rows, cols) in [(37, 96), (300, 1536), (19, 5120)] {
         let result = norm_input(&mut c, rows, cols);
         c.record_error("fp8 layer_norm input", &format!("[{rows}, {cols}]"), result);

@@ -71,6 +71,9 @@ pub(crate) fn check_libraries() -> Result<()> {
     }
 }
 
+/// A row kernel's warps a row and rows a block.
+type RowSpread = (u32, u32);
+
 pub(crate) struct Device {
     /// Opened at the first convolution: cuDNN is optional (the direct kernel stands in). First, so
     /// its handle is destroyed while the context is alive (fields drop in order).
@@ -80,8 +83,9 @@ pub(crate) struct Device {
     staging: Mutex<Option<Staging>>,
     /// Pinned buffers of asynchronous downloads, kept for reuse.
     pub readback: Readback,
-    /// `resident_blocks` answers by kernel symbol and block size, asked of the driver once.
-    resident: Mutex<HashMap<(&'static str, u32), u32>>,
+    /// The row kernels' spreads (warps a row, rows a block) by kernel symbol and row width, each
+    /// searched once (`row_spread`).
+    row_spreads: Mutex<HashMap<(&'static str, u32), RowSpread>>,
     pub info: DeviceInfo,
     pub stream: Arc<CudaStream>,
     pub pool: Arc<Pool>,
@@ -114,7 +118,7 @@ impl Device {
             cudnn: OnceLock::new(),
             staging: Mutex::new(None),
             readback: Readback::new(),
-            resident: Mutex::new(HashMap::new()),
+            row_spreads: Mutex::new(HashMap::new()),
             info: DeviceInfo {
                 ordinal,
                 name: ctx.name().w("init")?,
@@ -218,25 +222,30 @@ impl Device {
     /// How many `threads`-thread blocks of `kernel` an SM holds at once (its registers and shared
     /// memory decide).
     pub fn resident_blocks(&self, kernel: Kernel, threads: u32) -> Result<u32> {
-        let key = (kernel.symbol, threads);
-        if let Some(&blocks) = self
-            .resident
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
-        {
-            return Ok(blocks);
-        }
-        let blocks = self
-            .kernels
+        self.kernels
             .function(kernel)?
             .occupancy_max_active_blocks_per_multiprocessor(threads, 0, None)
-            .w(kernel.symbol)?;
-        self.resident
+            .w(kernel.symbol)
+    }
+
+    /// The spread of `kernel`'s `cols`-wide rows: `search`'s answer the first time, remembered for
+    /// every later launch.
+    pub fn row_spread(
+        &self,
+        kernel: Kernel,
+        cols: u32,
+        search: impl FnOnce() -> Result<RowSpread>,
+    ) -> Result<RowSpread> {
+        let mut spreads = self
+            .row_spreads
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, blocks);
-        Ok(blocks)
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(&spread) = spreads.get(&(kernel.symbol, cols)) {
+            return Ok(spread);
+        }
+        let spread = search()?;
+        spreads.insert((kernel.symbol, cols), spread);
+        Ok(spread)
     }
 
     /// The CTAs of a persistent kernel over `items` work items, `per_sm` of them resident on each

@@ -64,26 +64,32 @@ impl RowLayout {
     /// the same residency did not pay: the FFN's 13824-wide rows quantized slower on nine or ten
     /// warps than on seven (80 -> 84-86 ms).
     pub fn fit(self, dev: &Device, kernel: Kernel) -> Result<Self> {
-        let mut best = (0, self);
+        let (warps_per_row, rows_per_block) =
+            dev.row_spread(kernel, self.cols, || self.search(dev, kernel))?;
+        Ok(Self {
+            warps_per_row,
+            rows_per_block,
+            ..self
+        })
+    }
+
+    /// `fit`'s search, asked of the driver's occupancy calculator once per kernel and row width.
+    fn search(&self, dev: &Device, kernel: Kernel) -> Result<(u32, u32)> {
+        let mut best = (0, (self.warps_per_row, self.rows_per_block));
         for warps_per_row in self.warps_per_row..=(2 * self.warps_per_row).min(MAX_WARPS as u32) {
             for rows_per_block in 1..=(BLOCK_WARPS / warps_per_row).max(1) {
                 let resident = rows_per_block
                     * dev.resident_blocks(kernel, 32 * warps_per_row * rows_per_block)?;
                 if resident > best.0 {
-                    let layout = Self {
-                        warps_per_row,
-                        rows_per_block,
-                        ..self
-                    };
-                    best = (resident, layout);
+                    best = (resident, (warps_per_row, rows_per_block));
                 }
             }
         }
         tracing::trace!(
             kernel = kernel.symbol,
             cols = self.cols,
-            warps_per_row = best.1.warps_per_row,
-            rows_per_block = best.1.rows_per_block,
+            warps_per_row = best.1.0,
+            rows_per_block = best.1.1,
             resident_rows = best.0,
             "row layout"
         );
