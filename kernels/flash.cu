@@ -18,6 +18,7 @@
 // XOR bits 7-9) sees the same pattern the loads wrote.
 #include "mma.cuh"
 #include "softmax.cuh"
+#include "split.cuh"
 #include "wgmma.cuh"
 
 #define FA_D 128
@@ -46,6 +47,11 @@ struct FlashArgs {
   // Relative-position bias [H, Lq + Lk - 1] (T5) or null: score (i, j) of head h gets
   // rel[h][j - i + Lq - 1], added after the scale. Read by the mma.sync kernel only.
   const float* rel;
+  // flash_attention_bf16's split items (split.cuh): the pieces' state, items not split, pieces
+  // per split item. Read by that kernel and flash_merge only.
+  float* part;
+  int whole;
+  int pieces;
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -159,46 +165,55 @@ __device__ __forceinline__ void store_rows(const FlashArgs& a, const float* o, f
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// S = Q Kᵀ for this warpgroup's 64 rows against one 128-key tile, issued asynchronously.
-__device__ __forceinline__ void issue_qk(float* s, unsigned qa, unsigned kb) {
+// S = Q Kᵀ for this warpgroup's 64 rows against one 128-key tile, issued asynchronously, from
+// the descriptors of the Q tile and the stage's K tile (K-major, 128-byte swizzle).
+__device__ __forceinline__ void issue_qk(float* s, u64 qd, u64 kd) {
 #pragma unroll
   for (int kk = 0; kk < 8; ++kk) {
-    wgmma_ss(s, smem_desc(qa + (kk >> 2) * (64 * 128) + (kk & 3) * 32, 16, 1024),
-             smem_desc(kb + (kk >> 2) * (FA_BK * 128) + (kk & 3) * 32, 16, 1024), kk > 0);
+    wgmma_ss(s, desc_add(qd, (kk >> 2) * (64 * 128) + (kk & 3) * 32),
+             desc_add(kd, (kk >> 2) * (FA_BK * 128) + (kk & 3) * 32), kk > 0);
   }
   wgmma_commit();
 }
 
-// O += P V for one 128-key tile, issued asynchronously.
-__device__ __forceinline__ void issue_pv(float* o, const unsigned* p, unsigned vb) {
+// O += P V for one 128-key tile, issued asynchronously, from the descriptor of the stage's V tile
+// (MN-major).
+__device__ __forceinline__ void issue_pv(float* o, const unsigned* p, u64 vd) {
 #pragma unroll
-  for (int kk = 0; kk < 8; ++kk) {
-    wgmma_rs(o, p + 4 * kk, smem_desc(vb + kk * 16 * 128, FA_BK * 128, 1024));
-  }
+  for (int kk = 0; kk < 8; ++kk) wgmma_rs(o, p + 4 * kk, desc_add(vd, kk * 16 * 128));
   wgmma_commit();
 }
 #endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// One consumer warpgroup's pass over a work item's `tiles` key tiles, which the producer stages
-// in ring slots t0 .. t0 + tiles − 1 (`full`/`empty` mbarriers at `full0`/`empty0`): O and the
-// row sums of its 64 query rows (the Q tile at `qa`). Iteration j issues S_j = Q K_jᵀ and
-// O += P_{j-1} V_{j-1} back to back, waits for S_j only, and runs the softmax of S_j while
-// P_{j-1} V_{j-1} still occupies the tensor cores. Every slot is released; `qempty`, when not 0,
-// is arrived on once the item's last Q Kᵀ has completed (the Q tile may then be overwritten).
+// One consumer warpgroup's pass over key tiles first .. first + tiles − 1 of a work item, which
+// the producer stages in ring slots t0 .. t0 + tiles − 1 (`full`/`empty` mbarriers at
+// `full0`/`empty0`): O, the row sums and the row maxima of its 64 query rows (the Q tile at
+// `qa`). Iteration j issues S_j = Q K_jᵀ and O += P_{j-1} V_{j-1} back to back, waits for S_j
+// only, and runs the softmax of S_j while P_{j-1} V_{j-1} still occupies the tensor cores. Every
+// slot is released; `qempty`, when not 0, is arrived on once the item's last Q Kᵀ has completed
+// (the Q tile may then be overwritten).
 // (Explicit ping-pong between the two consumers, FlashAttention-3 style, measured no faster
 // here: bench/results notes.)
 __device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float& l0, float& l1,
-                                             unsigned qa, unsigned skv, unsigned full0,
-                                             unsigned empty0, unsigned qempty, int t0, int tiles) {
+                                             float& m0, float& m1, unsigned qa, unsigned skv,
+                                             unsigned full0, unsigned empty0, unsigned qempty,
+                                             int t0, int first, int tiles) {
 #define FA_STAGE(t) ((t) % FA_STAGES)
 #define FA_K_STAGE(t) (skv + FA_STAGE(t) * 2 * FA_TILE_BYTES)
+  // The descriptors of the Q tile and of stage 0's K and V tiles (stage t's are t · 2 tiles on).
+  const u64 qd = smem_desc(qa, 16, 1024), kd0 = smem_desc(skv, 16, 1024);
+  const u64 vd0 = smem_desc(skv + FA_TILE_BYTES, FA_BK * 128, 1024);
+#define FA_KDESC(t) desc_add(kd0, FA_STAGE(t) * 2 * FA_TILE_BYTES)
+#define FA_VDESC(t) desc_add(vd0, FA_STAGE(t) * 2 * FA_TILE_BYTES)
   float s[64];
   unsigned p[32];
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.0f;
   // Running max (exp2 domain) and sum of this thread's two rows, and the rescale factors.
-  float m0 = -TURBINE_INF, m1 = -TURBINE_INF, c0, c1;
+  float c0, c1;
+  m0 = -TURBINE_INF;
+  m1 = -TURBINE_INF;
   l0 = 0.0f;
   l1 = 0.0f;
 
@@ -206,11 +221,11 @@ __device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float
   // cp.async writes through the generic proxy; wgmma reads through the async proxy.
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   wgmma_fence();
-  issue_qk(s, qa, FA_K_STAGE(t0));
+  issue_qk(s, qd, FA_KDESC(t0));
   wgmma_wait<0>();
   pin(s);
   if (qempty && tiles == 1) mbar_arrive(qempty);
-  online_softmax<16>(s, 0, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
+  online_softmax<16>(s, first * FA_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
   pack_p<16>(p, s);
 
   for (int j = 1; j < tiles; ++j) {
@@ -218,12 +233,13 @@ __device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float
     mbar_wait(full0 + 8 * FA_STAGE(t), (t / FA_STAGES) & 1);
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     wgmma_fence();
-    issue_qk(s, qa, FA_K_STAGE(t));
-    issue_pv(o, p, FA_K_STAGE(t - 1) + FA_TILE_BYTES);
+    issue_qk(s, qd, FA_KDESC(t));
+    issue_pv(o, p, FA_VDESC(t - 1));
     wgmma_wait<1>();
     pin(s);
     if (qempty && j == tiles - 1) mbar_arrive(qempty);
-    online_softmax<16>(s, j * FA_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0, c1);
+    online_softmax<16>(s, (first + j) * FA_BK, a.lk, a.scale_log2, 0.0f, m0, m1, l0, l1, c0,
+                       c1);
     wgmma_wait<0>();
     pin(o);
     mbar_arrive(empty0 + 8 * FA_STAGE(t - 1));
@@ -231,23 +247,26 @@ __device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float
     pack_p<16>(p, s);
   }
   wgmma_fence();
-  issue_pv(o, p, FA_K_STAGE(t0 + tiles - 1) + FA_TILE_BYTES);
+  issue_pv(o, p, FA_VDESC(t0 + tiles - 1));
   wgmma_wait<0>();
   pin(o);
   mbar_arrive(empty0 + 8 * FA_STAGE(t0 + tiles - 1));
+#undef FA_KDESC
+#undef FA_VDESC
 }
 
-// The producer warpgroup's part of a work item: key tiles 0 .. tiles − 1 of one head into ring
-// slots t0 ..; tile t goes into stage t % 3 once both consumers have released tile t − 3.
+// The producer warpgroup's part of a work item: key tiles first .. first + tiles − 1 of one head
+// into ring slots t0 ..; slot t goes into stage t % 3 once both consumers have released slot t − 3.
 __device__ __forceinline__ void produce_item(const FlashArgs& a, int head, unsigned skv,
-                                             unsigned full0, unsigned empty0, int t0, int tiles) {
+                                             unsigned full0, unsigned empty0, int t0, int first,
+                                             int tiles) {
   const u64 stride = (u64)a.heads * FA_D;
   const bf16_t* kg = a.k + (u64)head * FA_D;
   const bf16_t* vg = a.v + (u64)head * FA_D;
   for (int j = 0; j < tiles; ++j) {
     const int t = t0 + j;
     if (t >= FA_STAGES) mbar_wait(empty0 + 8 * FA_STAGE(t), ((t / FA_STAGES) - 1) & 1);
-    load_kv(kg, vg, stride, FA_K_STAGE(t), j, a.lk);
+    load_kv(kg, vg, stride, FA_K_STAGE(t), first + j, a.lk);
     mbar_arrive_on_copies(full0 + 8 * FA_STAGE(t));
   }
 #undef FA_STAGE
@@ -255,7 +274,10 @@ __device__ __forceinline__ void produce_item(const FlashArgs& a, int head, unsig
 }
 #endif
 
-// Grid (ceil(Lq / 128), H), FA_THREADS threads, FA_SMEM_BYTES dynamic shared memory.
+// Grid (units), FA_THREADS threads, FA_SMEM_BYTES dynamic shared memory. A work item is 128 query
+// rows of one head, item i = (head i / ⌈Lq / 128⌉, rows 128·(i mod ⌈Lq / 128⌉)); the last items
+// may be split into pieces of their key tiles (split.cuh), which leave their state in `part` for
+// flash_merge. CTA b takes unit b.
 //
 // Warpgroups 0 and 1 are consumers of 64 query rows each; warpgroup 2 is the producer, which
 // streams K/V tiles through three shared-memory stages (`full`/`empty` mbarriers), so the
@@ -269,9 +291,10 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
   const unsigned sq = base;
   const unsigned skv = base + FA_TILE_BYTES;  // stage t: K at skv + 2·t·TILE, V one TILE later
   const unsigned full0 = smem_addr(bars), empty0 = full0 + 8 * FA_STAGES;
-  const int head = blockIdx.y, q0 = blockIdx.x * FA_BQ;
+  const int qtiles = (a.lq + FA_BQ - 1) / FA_BQ;
+  const Unit w = split_unit(blockIdx.x, a.whole, a.pieces, (a.lk + FA_BK - 1) / FA_BK);
+  const int head = w.item / qtiles, q0 = (w.item % qtiles) * FA_BQ;
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
-  const int tiles = (a.lk + FA_BK - 1) / FA_BK;
 
   if (threadIdx.x == 0) {
     for (int t = 0; t < FA_STAGES; ++t) {
@@ -290,14 +313,19 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 
   if (wg == 2) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(FA_PRODUCER_REGS));
-    produce_item(a, head, skv, full0, empty0, 0, tiles);
+    produce_item(a, head, skv, full0, empty0, 0, w.j0, w.j1 - w.j0);
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FA_CONSUMER_REGS));
-  float o[64], l0, l1;
-  consume_item(a, o, l0, l1, sq + wg * (64 * 256), skv, full0, empty0, 0, 0, tiles);
-  store_rows<FA_D>(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2), head);
+  float o[64], l0, l1, m0, m1;
+  consume_item(a, o, l0, l1, m0, m1, sq + wg * (64 * 256), skv, full0, empty0, 0, 0, w.j0,
+               w.j1 - w.j0);
+  if (w.piece >= 0)
+    store_partial(a.part + (u64)(2 * w.piece + wg) * SPLIT_VALUES * SPLIT_THREADS, o, l0, l1, m0,
+                  m1);
+  else
+    store_rows<FA_D>(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2), head);
 #else
   // Built for a GPU without wgmma: the backend never launches this kernel there.
   __trap();
@@ -345,22 +373,37 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
       load_q(sq, a.q + (u64)head * FA_D, (u64)a.heads * FA_D, (item % qtiles) * FA_BQ, a.lq,
              threadIdx.x & 127, 128);
       mbar_arrive_on_copies(qfull);
-      produce_item(a, head, skv, full0, empty0, n * tiles, tiles);
+      produce_item(a, head, skv, full0, empty0, n * tiles, 0, tiles);
     }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FA_CONSUMER_REGS));
   for (int n = 0, item = blockIdx.x; item < items; ++n, item += gridDim.x) {
-    float o[64], l0, l1;
+    float o[64], l0, l1, m0, m1;
     mbar_wait(qfull, n & 1);
-    consume_item(a, o, l0, l1, sq + wg * (64 * 256), skv, full0, empty0, qempty, n * tiles, tiles);
+    consume_item(a, o, l0, l1, m0, m1, sq + wg * (64 * 256), skv, full0, empty0, qempty, n * tiles,
+                 0, tiles);
     store_rows<FA_D>(a, o, l0, l1, (item % qtiles) * FA_BQ + wg * 64 + warp * 16 + (lane >> 2),
                      item / qtiles);
   }
 #else
   __trap();
 #endif
+}
+
+// Grid (split items), 256 threads: the split items' pieces combined (split.cuh) and stored as
+// flash_attention_bf16 stores a whole item, thread i of the item's rows 64·(i / 128) .. + 63 in
+// the place of consumer i / 128's thread.
+extern "C" __global__ void __launch_bounds__(256) flash_merge(const FlashArgs a) {
+  const int qtiles = (a.lq + FA_BQ - 1) / FA_BQ, item = a.whole + blockIdx.x, c = threadIdx.x >> 7;
+  float o[64], l0, l1;
+  const u64 slot = SPLIT_VALUES * SPLIT_THREADS;
+  merge_partials(a.part + ((u64)blockIdx.x * a.pieces * 2 + c) * slot, a.pieces, 2 * slot, o, l0,
+                 l1);
+  const int row = (item % qtiles) * FA_BQ + c * 64 + ((threadIdx.x >> 5) & 3) * 16 +
+                  ((threadIdx.x & 31) >> 2);
+  store_rows<FA_D>(a, o, l0, l1, row, item / qtiles);
 }
 
 // ---- portable kernels: mma.sync (sm_80 and later: A100, RTX 4090/5090; also runs on Hopper) ----

@@ -13,7 +13,9 @@
 //                                   pooled q · pooled (k − k̄), as ascending indices;
 //   sage_linear                     φ(q) · (kv proj_lᵀ) / (φ(q) · Σφ(k) + 1e-5) + proj_l bias;
 //   sage_attention_sm90             softmax(q kᵀ / √d) v over the selected blocks, plus the
-//                                   linear branch, bf16 out.
+//                                   linear branch, bf16 out;
+//   sage_merge                      the same for the items whose key blocks the attention
+//                                   kernel split across the SMs its last round leaves idle.
 // The dense 8-bit mode is the same attention kernel over every key block (no LUT, no linear
 // branch). Blocks are 64 queries × 128 keys on every GPU, TurboDiffusion's Hopper shape, so the
 // selection does not depend on the GPU.
@@ -26,6 +28,7 @@
 // makes the four bytes a thread holds of P̃ after Q Kᵀ exactly its A-operand register for P̃ V.
 #include "mma.cuh"
 #include "softmax.cuh"
+#include "split.cuh"
 #include "wgmma.cuh"
 
 #define SG_D 128
@@ -768,11 +771,14 @@ struct SageArgs {
   const float* stats;   // [H, 3, 128]: V channel scales in row 2
   const int* lut;       // [H, QB, blocks] from sage_select, or null for every key block in order
   const bf16_t* lin;    // [L, H, 128] linear branch to add, or null
+  float* part;          // the pieces' state (split.cuh), or null when no item is split
   int len;
   int heads;
   int qblocks;
   int kblocks;
   int blocks;           // key blocks per query block
+  int whole;            // items not split (split.cuh); all of them on the mma.sync kernel
+  int pieces;           // pieces per split item
 };
 
 // P̃ (FP8) as the A operand of the k32 steps of P̃ V: step kk covers S groups 4kk .. 4kk + 3,
@@ -907,9 +913,10 @@ __device__ __forceinline__ void issue_pv8(float* t, const unsigned* p, u64 vd) {
 
 // Grid (CTAs, 1), 384 threads, SG_SMEM_BYTES dynamic shared memory (sm_90a). A work item is a
 // pair of 64-query blocks of one head, item i = (head i / ⌈QB / 2⌉, blocks 2·(i mod ⌈QB / 2⌉) +
-// 0, 1); CTA b takes items b, b + grid, … The host runs SageSLA persistent (one CTA an SM: its
-// items have few key blocks, so a CTA's prologue and epilogue would weigh) and dense Sage with a
-// CTA an item.
+// 0, 1); the last items may be split into pieces of their key blocks (split.cuh), which leave
+// their state in `part` for sage_merge. CTA b takes units b, b + grid, … The host runs SageSLA
+// persistent (one CTA an SM: its items have few key blocks, so a CTA's prologue and epilogue
+// would weigh) and dense Sage with a CTA a unit.
 //
 // Warpgroups 0 and 1 are consumers, each of its own block of the pair with its own list of key
 // blocks; warpgroup 2 is the producer, whose lane 0 of warp c serves consumer c: per item the
@@ -934,7 +941,8 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
   const unsigned raw = smem_addr(smem_raw);
   const unsigned base = (raw + 1023u) & ~1023u;
   const int wg = threadIdx.x >> 7;
-  const int pairs = (a.qblocks + 1) / 2, items = pairs * a.heads;
+  const int pairs = (a.qblocks + 1) / 2;
+  const int units = split_units(pairs * a.heads, a.whole, a.pieces);
   const unsigned bar0 = smem_addr(bars);
 #define SG_FULL(c, t) (bar0 + 8 * ((c) * (2 * SG_STAGES + 2) + (t)))
 #define SG_EMPTY(c, t) (SG_FULL(c, t) + 8 * SG_STAGES)
@@ -961,8 +969,9 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
     if (c >= 2 || (threadIdx.x & 31) != 0) return;
     // Ring slots filled and items served, counted as the consumer counts them.
     int t = 0, done = 0;
-    for (int item = blockIdx.x; item < items; item += gridDim.x) {
-      const int h = item / pairs, qb = 2 * (item % pairs) + c;
+    for (int u = blockIdx.x; u < units; u += gridDim.x) {
+      const Unit w = split_unit(u, a.whole, a.pieces, a.blocks);
+      const int h = w.item / pairs, qb = 2 * (w.item % pairs) + c;
       if (qb >= a.qblocks) continue;
       const u64 row = (u64)h * a.qblocks + qb;
       if (done > 0) mbar_wait(SG_QEMPTY(c), (done - 1) & 1);
@@ -972,7 +981,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
       const u8* kg = a.k + (u64)h * a.kblocks * SG_K_TILE;
       const u8* vg = a.v + (u64)h * a.kblocks * SG_K_TILE;
       const float* ks = a.kscale + (u64)h * a.kblocks;
-      for (int j = 0; j < a.blocks; ++j, ++t) {
+      for (int j = w.j0; j < w.j1; ++j, ++t) {
         const int st = t % SG_STAGES;
         const int blk = lut ? lut[j] : j;
         const float scale = ks[blk];
@@ -983,6 +992,8 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
         bulk_copy(SG_KTILE(c, st), kg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, st));
         bulk_copy(SG_KTILE(c, st) + SG_K_TILE, vg + (u64)blk * SG_K_TILE, SG_K_TILE, SG_FULL(c, st));
       }
+      ++done;
+      if (w.piece >= 0) continue;
       const int st = t % SG_STAGES, rows = min(SG_BQ, a.len - qb * SG_BQ);
       if (t >= SG_STAGES) mbar_wait(SG_EMPTY(c, st), ((t / SG_STAGES) - 1) & 1);
       mbar_expect(SG_FULL(c, st), SG_D * 4 + (a.lin ? rows * 2 * SG_D : 0));
@@ -996,7 +1007,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
                     SG_FULL(c, st));
       }
       ++t;
-      ++done;
     }
     return;
   }
@@ -1019,8 +1029,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
   float s[64], o[64], t[68];
   unsigned p[16];
   int ring = 0, done = 0;
-  for (int item = blockIdx.x; item < items; item += gridDim.x) {
-    const int h = item / pairs, qb = 2 * (item % pairs) + wg;
+  for (int u = blockIdx.x; u < units; u += gridDim.x) {
+    const Unit w = split_unit(u, a.whole, a.pieces, a.blocks);
+    const int h = w.item / pairs, qb = 2 * (w.item % pairs) + wg;
+    // The unit's key blocks, through a shuffle: ptxas then keeps a YIELD out of the loop below
+    // (and a register spill), as it does when the count is a kernel parameter.
+    const int n = __shfl_sync(0xffffffffu, w.j1 - w.j0, 0);
     if (qb >= a.qblocks) continue;
     const float qs = a.qscale[(u64)h * a.qblocks + qb];
 #pragma unroll
@@ -1038,13 +1052,13 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
     issue_qk8(acc, qd, SG_KDESC(st));
     wgmma_wait<0>();
     pin(acc);
-    if (a.blocks == 1) mbar_arrive(SG_QEMPTY(wg));
+    if (n == 1) mbar_arrive(SG_QEMPTY(wg));
     take_scores(s, acc);
     online_softmax<16, false>(s, stage_blk[wg][st] * SG_BK, a.len, qs * stage_scale[wg][st],
                               SG_P_SHIFT, m0, m1, l0, l1, c0, c1, SG_ACC_SEED_F);
     pack_p8(p, s);
 
-    for (int j = 1; j < a.blocks; ++j) {
+    for (int j = 1; j < n; ++j) {
       const int prev = st;
       if (++st == SG_STAGES) {
         st = 0;
@@ -1058,7 +1072,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
       issue_pv8(t, p, SG_VDESC(prev));
       wgmma_wait<1>();
       pin(acc);
-      if (j == a.blocks - 1) mbar_arrive(SG_QEMPTY(wg));
+      if (j == n - 1) mbar_arrive(SG_QEMPTY(wg));
       take_scores(s, acc);
       online_softmax<16, false>(s, key0, a.len, scale, SG_P_SHIFT, m0, m1, l0, l1, c0, c1,
                                 SG_ACC_SEED_F);
@@ -1074,7 +1088,13 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
     pin<68>(t);
     mbar_arrive(SG_EMPTY(wg, st));
     accumulate(o, t, l0, l1, 1.0f, 1.0f);
-    ring += a.blocks;
+    ring += n;
+    ++done;
+    if (w.piece >= 0) {
+      store_partial(a.part + (u64)(2 * w.piece + wg) * SPLIT_VALUES * SPLIT_THREADS, o, l0, l1,
+                    m0, m1);
+      continue;
+    }
 
     const int ep = ring % SG_STAGES, r0 = warp * 16 + (lane >> 2);
     mbar_wait(SG_FULL(wg, ep), (ring / SG_STAGES) & 1);
@@ -1083,7 +1103,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
                a.lin ? (const bf16_t*)(slot + r0 * SG_LIN_PITCH) : nullptr, SG_LIN_PITCH / 2);
     mbar_arrive(SG_EMPTY(wg, ep));
     ++ring;
-    ++done;
   }
 #undef SG_FULL
 #undef SG_EMPTY
@@ -1096,6 +1115,23 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
 #else
   __trap();
 #endif
+}
+
+// Grid (split items, 1), 256 threads: the split items' pieces combined (split.cuh) and stored as
+// sage_attention_sm90 stores a whole item, thread i of the pair's block c = i / 128 in the place
+// of consumer c's thread.
+extern "C" __global__ void __launch_bounds__(256) sage_merge(const SageArgs a) {
+  const int pairs = (a.qblocks + 1) / 2, item = a.whole + blockIdx.x, c = threadIdx.x >> 7;
+  const int h = item / pairs, qb = 2 * (item % pairs) + c;
+  if (qb >= a.qblocks) return;
+  float o[64], l0, l1;
+  const u64 slot = SPLIT_VALUES * SPLIT_THREADS;
+  merge_partials(a.part + ((u64)blockIdx.x * a.pieces * 2 + c) * slot, a.pieces, 2 * slot, o, l0,
+                 l1);
+  const int row = qb * SG_BQ + ((threadIdx.x >> 5) & 3) * 16 + ((threadIdx.x & 31) >> 2);
+  const u64 stride = (u64)a.heads * SG_D;
+  store_sage(a, o, l0, l1, row, h, a.stats + (u64)h * 3 * SG_D + 2 * SG_D,
+             a.lin ? a.lin + row * stride + h * SG_D : nullptr, stride);
 }
 
 // ---- portable kernel: mma.sync (sm_89 and later but sm_90a: RTX 4090/5090, L40) ----

@@ -6,6 +6,7 @@ use super::alloc::DeviceBuffer;
 use super::device::Device;
 use super::gemm::{LinearGemm, Operands};
 use super::kernels;
+use super::split::Split;
 use super::{CudaLinear, CudaTensor, Wrap, converted, dt_code, gemm_linear, layout, widest};
 use crate::shapes::{self, Dims};
 use crate::{DType, Error, Result, SlaParams};
@@ -66,6 +67,9 @@ struct FlashArgs {
     lk: i32,
     heads: i32,
     rel: u64,
+    part: u64,
+    whole: i32,
+    pieces: i32,
 }
 
 #[repr(C)]
@@ -615,17 +619,33 @@ pub(super) fn flash_attention(
     if d.lk == 0 {
         return Err(Error::invalid("attention", "no keys to attend to"));
     }
-    let row_blocks = d.lq.div_ceil(rows);
-    // The persistent kernel works through the (head, row block) items, one CTA an SM.
-    let grid_dim = if kernel == kernels::FLASH_ATTENTION_PERSISTENT {
-        (dev.persistent_ctas(row_blocks * d.heads, 1) as u32, 1, 1)
-    } else {
-        (row_blocks as u32, d.heads as u32, 1)
+    let items = d.lq.div_ceil(rows) * d.heads;
+    // The wgmma kernels work through (head, row block) items: the persistent one an SM's CTA at a
+    // time; the other a CTA a unit, one CTA filling an SM, so the last round's items are split
+    // over the idle SMs (`Split`).
+    let (grid_dim, split) = match kernel {
+        kernels::FLASH_ATTENTION_PERSISTENT => {
+            let ctas = dev.persistent_ctas(items, 1);
+            ((ctas as u32, 1, 1), Split::none(items))
+        }
+        kernels::FLASH_ATTENTION => {
+            let tiles = d.lk.div_ceil(FLASH_WGMMA.0);
+            let split = Split::new(items, tiles, dev.info.multiprocessors as usize);
+            ((split.units() as u32, 1, 1), split)
+        }
+        _ => (
+            (d.lq.div_ceil(rows) as u32, d.heads as u32, 1),
+            Split::none(items),
+        ),
     };
     let cfg = LaunchConfig {
         grid_dim,
         block_dim: (threads, 1, 1),
         shared_mem_bytes: smem,
+    };
+    let part = match split.state_bytes(2) {
+        0 => None,
+        bytes => Some(dev.pool.alloc(bytes)?),
     };
     let args = FlashArgs {
         out: out.ptr(),
@@ -637,7 +657,21 @@ pub(super) fn flash_attention(
         lk: d.lk as i32,
         heads: d.heads as i32,
         rel: rel.map_or(0, CudaTensor::ptr),
+        part: part.as_ref().map_or(0, DeviceBuffer::ptr),
+        whole: split.whole as i32,
+        pieces: split.pieces as i32,
     };
     dev.launch(kernel, cfg, &args)?;
+    if split.split_items() > 0 {
+        dev.launch(
+            kernels::FLASH_MERGE,
+            LaunchConfig {
+                grid_dim: (split.split_items() as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            &args,
+        )?;
+    }
     Ok(out)
 }

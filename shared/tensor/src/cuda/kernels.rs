@@ -85,7 +85,7 @@ impl Module {
 }
 
 /// Headers the sources `#include`, as (include name, contents).
-pub const HEADERS: [(&str, &str); 6] = [
+pub const HEADERS: [(&str, &str); 7] = [
     ("common.cuh", include_str!("../../../../kernels/common.cuh")),
     ("rows.cuh", include_str!("../../../../kernels/rows.cuh")),
     ("async.cuh", include_str!("../../../../kernels/async.cuh")),
@@ -94,6 +94,7 @@ pub const HEADERS: [(&str, &str); 6] = [
         "softmax.cuh",
         include_str!("../../../../kernels/softmax.cuh"),
     ),
+    ("split.cuh", include_str!("../../../../kernels/split.cuh")),
     ("wgmma.cuh", include_str!("../../../../kernels/wgmma.cuh")),
 ];
 
@@ -145,6 +146,7 @@ pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
 pub const FLASH_ATTENTION_PERSISTENT: Kernel =
     Kernel::new(Module::Flash, "flash_attention_persistent_bf16");
+pub const FLASH_MERGE: Kernel = Kernel::new(Module::Flash, "flash_merge");
 pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
 pub const FLASH_ATTENTION_REL_MMA: Kernel =
     Kernel::new(Module::Flash, "flash_attention_rel_mma_bf16");
@@ -164,6 +166,7 @@ pub const SAGE_KV_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_kv_reduce");
 pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
 pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
+pub const SAGE_MERGE: Kernel = Kernel::new(Module::Sage, "sage_merge");
 pub const SEEDED: Kernel = Kernel::new(Module::Seeded, "seeded");
 
 pub const ALL_KERNELS: &[Kernel] = &[
@@ -201,6 +204,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     CAST,
     FLASH_ATTENTION,
     FLASH_ATTENTION_PERSISTENT,
+    FLASH_MERGE,
     FLASH_ATTENTION_MMA,
     FLASH_ATTENTION_REL_MMA,
     QUANTIZE_FP8_ROWS,
@@ -217,6 +221,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     SAGE_LINEAR,
     SAGE_ATTENTION,
     SAGE_ATTENTION_MMA,
+    SAGE_MERGE,
     SEEDED,
 ];
 

@@ -53,6 +53,7 @@ mod readback;
 mod rows;
 mod sage;
 mod seeded;
+mod split;
 mod staging;
 
 use std::fmt::Display;
