@@ -914,9 +914,8 @@ __device__ __forceinline__ void issue_pv8(float* t, const unsigned* p, u64 vd) {
 // Grid (CTAs, 1), 384 threads, SG_SMEM_BYTES dynamic shared memory (sm_90a). A work item is a
 // pair of 64-query blocks of one head, item i = (head i / ⌈QB / 2⌉, blocks 2·(i mod ⌈QB / 2⌉) +
 // 0, 1); the last items may be split into pieces of their key blocks (split.cuh), which leave
-// their state in `part` for sage_merge. CTA b takes units b, b + grid, … The host runs SageSLA
-// persistent (one CTA an SM: its items have few key blocks, so a CTA's prologue and epilogue
-// would weigh) and dense Sage with a CTA a unit.
+// their state in `part` for sage_merge. CTA b takes units b, b + grid, …; the host runs one CTA
+// an SM, so a unit's Q and first tiles load while the previous unit finishes.
 //
 // Warpgroups 0 and 1 are consumers, each of its own block of the pair with its own list of key
 // blocks; warpgroup 2 is the producer, whose lane 0 of warp c serves consumer c: per item the

@@ -415,19 +415,16 @@ pub(super) fn attend(
     }
     let (qb, kb) = (x.qblocks(), x.kblocks());
     let blocks = lut.map_or(kb, |(_, n)| n);
-    // The wgmma kernel takes (head, pair of query blocks) items, CTA b units b, b + grid, …:
-    // sparse, one CTA an SM, so an item's Q and first tiles load while the last one finishes
-    // (its tiles are few: 26 of 256 at 1.3B top-k 0.1); dense, a CTA a unit. One CTA fills an
-    // SM, so the last round's items split over the idle SMs (`Split`): dense 1.3B 480p 8.50 →
-    // 8.41 ms. SageSLA gains nothing from it (its CTAs' item counts already differ by one) but
+    // The wgmma kernel takes (head, pair of query blocks) items, CTA b units b, b + grid, …, one
+    // CTA an SM, so a unit's Q and first tiles load while the last one finishes; the last
+    // round's items split over the SMs it would leave idle (`Split`; dense Sage 1.3B 480p 2 %
+    // faster, and a CTA a unit 0–1.5 % slower than persistent: 2026-11-27-split-tail.md).
+    // SageSLA gains nothing from the split (its CTAs' item counts already differ by one) but
     // splits alike, so that top-k 1.0 still sums exactly as dense Sage does.
     let items = qb.div_ceil(2) * x.heads;
     let (cfg, split) = if kernel == kernels::SAGE_ATTENTION {
         let split = Split::new(items, blocks, dev.info.multiprocessors as usize);
-        let ctas = match lut {
-            Some(_) => dev.persistent_ctas(split.units(), 1),
-            None => split.units(),
-        };
+        let ctas = dev.persistent_ctas(split.units(), 1);
         (grid(ctas, 1, 384, SM90_SMEM), split)
     } else {
         (grid(qb, x.heads, 128, MMA_SMEM), Split::none(items))
