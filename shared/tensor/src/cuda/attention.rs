@@ -643,10 +643,7 @@ pub(super) fn flash_attention(
         block_dim: (threads, 1, 1),
         shared_mem_bytes: smem,
     };
-    let part = match split.state_bytes(2) {
-        0 => None,
-        bytes => Some(dev.pool.alloc(bytes)?),
-    };
+    let part = split.workspace(dev)?;
     let args = FlashArgs {
         out: out.ptr(),
         q: q.ptr(),
@@ -662,16 +659,6 @@ pub(super) fn flash_attention(
         pieces: split.pieces as i32,
     };
     dev.launch(kernel, cfg, &args)?;
-    if split.split_items() > 0 {
-        dev.launch(
-            kernels::FLASH_MERGE,
-            LaunchConfig {
-                grid_dim: (split.split_items() as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            },
-            &args,
-        )?;
-    }
+    split.merge(dev, kernels::FLASH_MERGE, &args)?;
     Ok(out)
 }

@@ -429,10 +429,7 @@ pub(super) fn attend(
     } else {
         (grid(qb, x.heads, 128, MMA_SMEM), Split::none(items))
     };
-    let part = match split.state_bytes(2) {
-        0 => None,
-        bytes => Some(dev.pool.alloc(bytes)?),
-    };
+    let part = split.workspace(dev)?;
     let args = AttentionArgs {
         out: out.ptr(),
         q: x.qq.ptr(),
@@ -453,13 +450,7 @@ pub(super) fn attend(
         pieces: split.pieces as i32,
     };
     dev.launch(kernel, cfg, &args)?;
-    if split.split_items() > 0 {
-        dev.launch(
-            kernels::SAGE_MERGE,
-            grid(split.split_items(), 1, 256, 0),
-            &args,
-        )?;
-    }
+    split.merge(dev, kernels::SAGE_MERGE, &args)?;
     Ok(out)
 }
 

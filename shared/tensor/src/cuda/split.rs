@@ -1,13 +1,21 @@
 //! Splitting an attention kernel's last items over the SMs its last round leaves idle; the
 //! kernels' side, and why, is kernels/split.cuh.
 
+use cudarc::driver::{DeviceRepr, LaunchConfig};
+
+use super::alloc::DeviceBuffer;
+use super::device::Device;
+use super::kernels::Kernel;
+use crate::Result;
+
 /// The most pieces an item is cut into: each piece costs its key loop's start and ~70 KB of
 /// state written and read back, and at 8 the last round already takes an eighth of an item.
 const MAX_PIECES: usize = 8;
 /// `SPLIT_VALUES` and `SPLIT_THREADS`: f32 values a piece leaves per consumer thread, and threads
-/// per consumer warpgroup.
+/// per consumer warpgroup; the kernels that split have two consumer warpgroups an item.
 const SPLIT_VALUES: usize = 68;
 const SPLIT_THREADS: usize = 128;
+const CONSUMERS: usize = 2;
 
 /// Which items of a kernel run whole (`0..whole`) and into how many pieces each of the rest is cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +64,31 @@ impl Split {
         self.whole + self.split_items() * self.pieces
     }
 
-    /// Bytes of the pieces' state for a kernel of `consumers` warpgroups an item.
-    pub fn state_bytes(&self, consumers: usize) -> usize {
-        self.split_items() * self.pieces * consumers * SPLIT_VALUES * SPLIT_THREADS * 4
+    /// Bytes of the pieces' state.
+    pub fn state_bytes(&self) -> usize {
+        self.split_items() * self.pieces * CONSUMERS * SPLIT_VALUES * SPLIT_THREADS * 4
+    }
+
+    /// The pieces' workspace, or none when no item is split.
+    pub fn workspace(&self, dev: &Device) -> Result<Option<DeviceBuffer>> {
+        match self.state_bytes() {
+            0 => Ok(None),
+            bytes => dev.pool.alloc(bytes).map(Some),
+        }
+    }
+
+    /// `merge` over the split items, after the kernel that left their pieces (the same `args`):
+    /// a CTA an item, a thread in the place of each consumer thread.
+    pub fn merge<A: DeviceRepr>(&self, dev: &Device, merge: Kernel, args: &A) -> Result<()> {
+        if self.split_items() == 0 {
+            return Ok(());
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (self.split_items() as u32, 1, 1),
+            block_dim: ((CONSUMERS * SPLIT_THREADS) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        dev.launch(merge, cfg, args)
     }
 }
 
@@ -98,7 +128,7 @@ mod tests {
                 assert!(s.pieces <= blocks.max(1));
                 assert!(s.split_items() * s.pieces <= 132);
                 assert!(s.units() >= s.items);
-                assert_eq!(s.state_bytes(2) == 0, s.pieces == 1);
+                assert_eq!(s.state_bytes() == 0, s.pieces == 1);
             }
         }
         // Few items: split over the SMs as far as MAX_PIECES and the key blocks go.
