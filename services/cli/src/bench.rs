@@ -156,6 +156,8 @@ trait Bench: Backend + Clone {
     fn profile(&self, f: &mut dyn FnMut() -> turbine_tensor::Result<()>) -> Result<Value>;
     /// Device description and memory figures.
     fn device(&self) -> Value;
+    /// Energy the device has used so far, in millijoules, if it can be read.
+    fn energy_mj(&self) -> Option<u64>;
 }
 
 impl Bench for CudaBackend {
@@ -198,7 +200,12 @@ impl Bench for CudaBackend {
             "memory_total_bytes": info.total_memory,
             "peak_live_bytes": pool.peak_live_bytes,
             "live_bytes": pool.live_bytes,
+            "power_limit_w": self.power_limit_w(),
         })
+    }
+
+    fn energy_mj(&self) -> Option<u64> {
+        CudaBackend::energy_mj(self)
     }
 }
 
@@ -228,6 +235,10 @@ impl Bench for CpuBackend {
 
     fn device(&self) -> Value {
         json!({"backend": "cpu", "threads": std::thread::available_parallelism().map_or(1, |n| n.get())})
+    }
+
+    fn energy_mj(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -381,7 +392,23 @@ fn measure<B: Bench>(
     let first_device_ms: f64 = first_ops.as_array().map_or(0.0, |ops| {
         ops.iter().filter_map(|o| o["total_ms"].as_f64()).sum()
     });
+    // The board's energy over the warm-up and timed forwards (all alike after the first): the
+    // joules a forward takes, and the mean power, which at the board's limit says the forward
+    // ran power-capped, at a lower clock than its kernels run alone.
+    b.synchronize()?;
+    let (energy_start, timed_start) = (b.energy_mj(), Instant::now());
     let (median, min) = b.time(args.warmup, args.iters, &mut forward)?;
+    b.synchronize()?;
+    let energy = match (energy_start, b.energy_mj()) {
+        (Some(start), Some(end)) => {
+            let joules = end.saturating_sub(start) as f64 / 1e3;
+            json!({
+                "joules_per_forward": joules / (args.warmup + args.iters.max(1)) as f64,
+                "mean_power_w": joules / timed_start.elapsed().as_secs_f64(),
+            })
+        }
+        _ => Value::Null,
+    };
     let ops = b.profile(&mut forward)?;
 
     if let Some(path) = &args.dump {
@@ -415,6 +442,7 @@ fn measure<B: Bench>(
             "warmup": args.warmup,
             "iters": args.iters,
             "tflops": flops / (median * 1e-3) / 1e12,
+            "energy": energy,
         },
         "first_forward": {
             "wall_ms": first_wall_ms,

@@ -15,6 +15,7 @@ use super::compile::{KernelCache, arch_for};
 use super::cudnn::Cudnn;
 use super::gemm::Gemm;
 use super::kernels::Kernel;
+use super::nvml::Nvml;
 use super::readback::Readback;
 use super::staging::{self, DIRECT_MAX, Staging};
 use crate::{DType, Error, Result};
@@ -78,6 +79,8 @@ pub(crate) struct Device {
     /// Opened at the first convolution: cuDNN is optional (the direct kernel stands in). First, so
     /// its handle is destroyed while the context is alive (fields drop in order).
     cudnn: OnceLock<Option<Cudnn>>,
+    /// Opened at the first energy reading (benchmarks only); optional like cuDNN.
+    nvml: OnceLock<Option<Nvml>>,
     /// Pinned buffers for large uploads, allocated at the first one. Held for a whole upload, so
     /// uploads from several threads take turns.
     staging: Mutex<Option<Staging>>,
@@ -116,6 +119,7 @@ impl Device {
         let gemm = Gemm::new(&pool, compute_capability.0)?;
         Ok(Self {
             cudnn: OnceLock::new(),
+            nvml: OnceLock::new(),
             staging: Mutex::new(None),
             readback: Readback::new(),
             row_spreads: Mutex::new(HashMap::new()),
@@ -140,6 +144,23 @@ impl Device {
     pub fn cudnn(&self) -> Option<&Cudnn> {
         self.cudnn
             .get_or_init(|| Cudnn::load(&self.stream, &self.info.name))
+            .as_ref()
+    }
+
+    /// NVML for this device, or `None` when it cannot be loaded or has no energy counter.
+    pub fn nvml(&self) -> Option<&Nvml> {
+        self.nvml
+            .get_or_init(|| {
+                let mut id: [std::ffi::c_char; 32] = [0; 32];
+                let device = self.stream.context().cu_device();
+                // SAFETY: a valid buffer of the length passed; the driver library is loaded.
+                unsafe { sys::cuDeviceGetPCIBusId(id.as_mut_ptr(), id.len() as i32, device) }
+                    .result()
+                    .ok()?;
+                // SAFETY: the driver wrote a NUL-terminated string into `id`.
+                let id = unsafe { std::ffi::CStr::from_ptr(id.as_ptr()) };
+                Nvml::open(id.to_str().ok()?)
+            })
             .as_ref()
     }
 

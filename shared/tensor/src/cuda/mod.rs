@@ -48,6 +48,7 @@ mod int8;
 pub mod kernels;
 mod layout;
 mod norm;
+mod nvml;
 mod quant;
 mod readback;
 mod rows;
@@ -922,6 +923,17 @@ impl CudaBackend {
         f: impl FnMut() -> Result<()>,
     ) -> Result<(f64, f64)> {
         self.dev.time(warmup, iters, f)
+    }
+
+    /// Energy the board has used since the driver loaded (NVML), in millijoules; `None` without
+    /// NVML or an energy counter.
+    pub fn energy_mj(&self) -> Option<u64> {
+        self.dev.nvml()?.energy_mj()
+    }
+
+    /// The power limit the board enforces (NVML), in watts.
+    pub fn power_limit_w(&self) -> Option<f64> {
+        self.dev.nvml()?.power_limit_w()
     }
 
     /// The key blocks SLA selects, `[head][query block] -> ascending key block indices`: the
