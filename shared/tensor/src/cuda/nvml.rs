@@ -59,34 +59,33 @@ impl Nvml {
 
     /// Energy the board has used since the driver loaded, in millijoules.
     pub fn energy_mj(&self) -> Option<u64> {
-        type Energy = unsafe extern "C" fn(NvmlDevice, *mut c_ulonglong) -> Return;
-        let mut mj: c_ulonglong = 0;
-        // SAFETY: the declared signature of `nvmlDeviceGetTotalEnergyConsumption`, on a handle
-        // from this NVML session and a valid out-pointer.
-        let status = unsafe {
-            let f = self
-                .lib
-                .get::<Energy>(b"nvmlDeviceGetTotalEnergyConsumption\0")
-                .ok()?;
-            f(self.device, &mut mj)
-        };
-        (status == SUCCESS).then_some(mj)
+        // SAFETY: `nvmlDeviceGetTotalEnergyConsumption(device, unsigned long long*)`.
+        unsafe { self.query::<c_ulonglong>(b"nvmlDeviceGetTotalEnergyConsumption\0") }
     }
 
     /// The power limit the board enforces, in watts.
     pub fn power_limit_w(&self) -> Option<f64> {
-        type Limit = unsafe extern "C" fn(NvmlDevice, *mut c_uint) -> Return;
-        let mut mw: c_uint = 0;
-        // SAFETY: the declared signature of `nvmlDeviceGetEnforcedPowerLimit`, on a handle from
-        // this NVML session and a valid out-pointer.
+        // SAFETY: `nvmlDeviceGetEnforcedPowerLimit(device, unsigned int*)`, in milliwatts.
+        unsafe { self.query::<c_uint>(b"nvmlDeviceGetEnforcedPowerLimit\0") }
+            .map(|mw| f64::from(mw) / 1e3)
+    }
+
+    /// One of NVML's per-device queries, `symbol(device, &mut value)`, if it succeeds.
+    ///
+    /// # Safety
+    /// `symbol` must name an NVML function of that signature whose value is a `T`.
+    unsafe fn query<T: Default>(&self, symbol: &[u8]) -> Option<T> {
+        let mut value = T::default();
+        // SAFETY: the caller vouches for the signature; the handle is from this NVML session
+        // and `value` a valid out-pointer.
         let status = unsafe {
             let f = self
                 .lib
-                .get::<Limit>(b"nvmlDeviceGetEnforcedPowerLimit\0")
+                .get::<unsafe extern "C" fn(NvmlDevice, *mut T) -> Return>(symbol)
                 .ok()?;
-            f(self.device, &mut mw)
+            f(self.device, &mut value)
         };
-        (status == SUCCESS).then_some(f64::from(mw) / 1e3)
+        (status == SUCCESS).then_some(value)
     }
 }
 
