@@ -322,8 +322,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
   consume_item(a, o, l0, l1, m0, m1, sq + wg * (64 * 256), skv, full0, empty0, 0, 0, w.j0,
                w.j1 - w.j0);
   if (w.piece >= 0)
-    store_partial(a.part + (u64)(2 * w.piece + wg) * SPLIT_VALUES * SPLIT_THREADS, o, l0, l1, m0,
-                  m1);
+    store_partial(a.part, w.piece, wg, o, l0, l1, m0, m1);
   else
     store_rows<FA_D>(a, o, l0, l1, q0 + wg * 64 + warp * 16 + (lane >> 2), head);
 #else
@@ -398,9 +397,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 extern "C" __global__ void __launch_bounds__(256) flash_merge(const FlashArgs a) {
   const int qtiles = (a.lq + FA_BQ - 1) / FA_BQ, item = a.whole + blockIdx.x, c = threadIdx.x >> 7;
   float o[64], l0, l1;
-  const u64 slot = SPLIT_VALUES * SPLIT_THREADS;
-  merge_partials(a.part + ((u64)blockIdx.x * a.pieces * 2 + c) * slot, a.pieces, 2 * slot, o, l0,
-                 l1);
+  merge_partials(a.part, blockIdx.x, a.pieces, c, o, l0, l1);
   const int row = (item % qtiles) * FA_BQ + c * 64 + ((threadIdx.x >> 5) & 3) * 16 +
                   ((threadIdx.x & 31) >> 2);
   store_rows<FA_D>(a, o, l0, l1, row, item / qtiles);

@@ -1090,8 +1090,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
     ring += n;
     ++done;
     if (w.piece >= 0) {
-      store_partial(a.part + (u64)(2 * w.piece + wg) * SPLIT_VALUES * SPLIT_THREADS, o, l0, l1,
-                    m0, m1);
+      store_partial(a.part, w.piece, wg, o, l0, l1, m0, m1);
       continue;
     }
 
@@ -1124,9 +1123,7 @@ extern "C" __global__ void __launch_bounds__(256) sage_merge(const SageArgs a) {
   const int h = item / pairs, qb = 2 * (item % pairs) + c;
   if (qb >= a.qblocks) return;
   float o[64], l0, l1;
-  const u64 slot = SPLIT_VALUES * SPLIT_THREADS;
-  merge_partials(a.part + ((u64)blockIdx.x * a.pieces * 2 + c) * slot, a.pieces, 2 * slot, o, l0,
-                 l1);
+  merge_partials(a.part, blockIdx.x, a.pieces, c, o, l0, l1);
   const int row = qb * SG_BQ + ((threadIdx.x >> 5) & 3) * 16 + ((threadIdx.x & 31) >> 2);
   const u64 stride = (u64)a.heads * SG_D;
   store_sage(a, o, l0, l1, row, h, a.stats + (u64)h * 3 * SG_D + 2 * SG_D,

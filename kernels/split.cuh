@@ -12,9 +12,13 @@
 #include "async.cuh"
 
 // Per consumer thread of a piece: O's 64 accumulators, then the row sums l0, l1 and the row
-// maxima m0, m1 (exp2 domain), each value's 128 threads side by side (coalesced).
+// maxima m0, m1 (exp2 domain), each value's 128 threads side by side (coalesced). The workspace
+// holds a slot of them per piece and consumer warpgroup (both kernels have two an item): piece k's
+// consumer c at slot SPLIT_CONSUMERS · k + c, so an item's pieces lie SPLIT_CONSUMERS slots apart.
 #define SPLIT_VALUES 68
 #define SPLIT_THREADS 128
+#define SPLIT_CONSUMERS 2
+#define SPLIT_SLOT (SPLIT_VALUES * SPLIT_THREADS)
 
 struct Unit {
   int item;
@@ -33,10 +37,11 @@ __device__ __forceinline__ int split_units(int items, int whole, int pieces) {
   return whole + (items - whole) * pieces;
 }
 
-// This thread's share of a piece's state (`part` at the piece's slot for this warpgroup).
-__device__ __forceinline__ void store_partial(float* part, const float* o, float l0, float l1,
-                                              float m0, float m1) {
-  float* p = part + (threadIdx.x & (SPLIT_THREADS - 1));
+// This thread's share of the state of piece `piece` (a Unit's) for consumer warpgroup `consumer`.
+__device__ __forceinline__ void store_partial(float* part, int piece, int consumer, const float* o,
+                                              float l0, float l1, float m0, float m1) {
+  float* p = part + (u64)(SPLIT_CONSUMERS * piece + consumer) * SPLIT_SLOT +
+             (threadIdx.x & (SPLIT_THREADS - 1));
 #pragma unroll
   for (int i = 0; i < 64; ++i) p[i * SPLIT_THREADS] = o[i];
   p[64 * SPLIT_THREADS] = l0;
@@ -45,11 +50,14 @@ __device__ __forceinline__ void store_partial(float* part, const float* o, float
   p[67 * SPLIT_THREADS] = m1;
 }
 
-// The state of `pieces` pieces (slots `stride` floats apart from `part`), rescaled to their
-// common row maxima and added up in piece order: O and the row sums of the whole item.
-__device__ __forceinline__ void merge_partials(const float* part, int pieces, u64 stride,
-                                               float* o, float& l0, float& l1) {
-  const float* p = part + (threadIdx.x & (SPLIT_THREADS - 1));
+// The state of split item `item`'s (0 for the first split item) `pieces` pieces for consumer
+// warpgroup `consumer`, rescaled to their common row maxima and added up in piece order: O and
+// the row sums of the whole item.
+__device__ __forceinline__ void merge_partials(const float* part, int item, int pieces,
+                                               int consumer, float* o, float& l0, float& l1) {
+  const u64 stride = SPLIT_CONSUMERS * SPLIT_SLOT;
+  const float* p = part + ((u64)item * pieces * SPLIT_CONSUMERS + consumer) * SPLIT_SLOT +
+                   (threadIdx.x & (SPLIT_THREADS - 1));
   float m0 = -TURBINE_INF, m1 = -TURBINE_INF;
   for (int i = 0; i < pieces; ++i) {
     m0 = fmaxf(m0, p[i * stride + 66 * SPLIT_THREADS]);

@@ -619,9 +619,10 @@ pub(super) fn flash_attention(
     if d.lk == 0 {
         return Err(Error::invalid("attention", "no keys to attend to"));
     }
-    let items = d.lq.div_ceil(rows) * d.heads;
-    // The wgmma kernels work through (head, row block) items: the persistent one an SM's CTA at a
-    // time; the other a CTA a unit, one CTA filling an SM, so the last round's items are split
+    let row_blocks = d.lq.div_ceil(rows);
+    let items = row_blocks * d.heads;
+    // The wgmma kernels work through (head, row block) items: the persistent one with one CTA an
+    // SM; the other with a CTA a unit, one CTA filling an SM, so the last round's items are split
     // over the idle SMs (`Split`).
     let (grid_dim, split) = match kernel {
         kernels::FLASH_ATTENTION_PERSISTENT => {
@@ -633,10 +634,7 @@ pub(super) fn flash_attention(
             let split = Split::new(items, tiles, dev.info.multiprocessors as usize);
             ((split.units() as u32, 1, 1), split)
         }
-        _ => (
-            (d.lq.div_ceil(rows) as u32, d.heads as u32, 1),
-            Split::none(items),
-        ),
+        _ => ((row_blocks as u32, d.heads as u32, 1), Split::none(items)),
     };
     let cfg = LaunchConfig {
         grid_dim,

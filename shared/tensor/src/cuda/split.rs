@@ -11,8 +11,8 @@ use crate::Result;
 /// The most pieces an item is cut into: each piece costs its key loop's start and ~70 KB of
 /// state written and read back, and at 8 the last round already takes an eighth of an item.
 const MAX_PIECES: usize = 8;
-/// `SPLIT_VALUES` and `SPLIT_THREADS`: f32 values a piece leaves per consumer thread, and threads
-/// per consumer warpgroup; the kernels that split have two consumer warpgroups an item.
+/// `SPLIT_VALUES`, `SPLIT_THREADS` and `SPLIT_CONSUMERS`: f32 values a piece leaves per consumer
+/// thread, threads per consumer warpgroup, and consumer warpgroups an item.
 const SPLIT_VALUES: usize = 68;
 const SPLIT_THREADS: usize = 128;
 const CONSUMERS: usize = 2;
