@@ -187,6 +187,28 @@ pub trait Backend: Send + Sync + Sized + 'static {
         self.gelu_tanh(&self.linear(x, w)?)
     }
 
+    /// `residual + x Wᵀ + b`: a residual block's last layer, which backends may add into the
+    /// residual stream inside the GEMM (one rounding, to the residual's type).
+    fn linear_residual(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Linear,
+        residual: &Self::Tensor,
+    ) -> Result<Self::Tensor> {
+        self.add(residual, &self.linear(x, w)?)
+    }
+
+    /// `gelu_tanh(x Gᵀ + b) ⊙ (x Lᵀ + b)`: the first half of a gated-GELU FFN (umT5's), which
+    /// backends may keep in their accumulator's precision up to the product's one rounding.
+    fn linear_gated_gelu(
+        &self,
+        x: &Self::Tensor,
+        gate: &Self::Linear,
+        lin: &Self::Linear,
+    ) -> Result<Self::Tensor> {
+        self.mul(&self.linear_gelu_tanh(x, gate)?, &self.linear(x, lin)?)
+    }
+
     /// `x: [.., in]` prepared once as the input of several quantizable layers
     /// ([`Backend::upload_linear_quantizable`]): a backend with 8-bit layers quantizes it here,
     /// once, rather than in each layer.

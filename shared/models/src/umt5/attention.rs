@@ -83,9 +83,16 @@ impl<B: Backend> SelfAttention<B> {
         Ok(HostTensor::from_f32([heads, span], rows)?)
     }
 
-    /// `x: [L, D]` (after `norm1`), `rel`: this layer's [`SelfAttention::relative_bias`] on the
-    /// backend `-> [L, D]`.
-    pub fn forward(&self, b: &B, x: &B::Tensor, rel: &B::Tensor) -> Result<B::Tensor> {
+    /// `residual + attention(x)` for `x: [L, D]` (after `norm1`) and `rel`, this layer's
+    /// [`SelfAttention::relative_bias`] on the backend: the output projection adds into the
+    /// residual stream.
+    pub fn add_to(
+        &self,
+        b: &B,
+        residual: &B::Tensor,
+        x: &B::Tensor,
+        rel: &B::Tensor,
+    ) -> Result<B::Tensor> {
         let len = b.shape(x)[0];
         let split = [len, self.heads, self.d_kv];
         let q = b.reshape(&b.linear(x, &self.q)?, &split)?;
@@ -93,6 +100,7 @@ impl<B: Backend> SelfAttention<B> {
         let v = b.reshape(&b.linear(x, &self.v)?, &split)?;
         // T5 has no 1/sqrt(d_kv) scaling: it is folded into q's trained weights.
         let out = b.attention_rel_bias(&q, &k, &v, 1.0, rel)?;
-        Ok(b.linear(&b.reshape(&out, &[len, self.heads * self.d_kv])?, &self.o)?)
+        let out = b.reshape(&out, &[len, self.heads * self.d_kv])?;
+        Ok(b.linear_residual(&out, &self.o, residual)?)
     }
 }

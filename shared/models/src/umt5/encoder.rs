@@ -104,12 +104,12 @@ impl<B: Backend> UmT5Encoder<B> {
             .collect::<Result<Vec<_>>>()?;
         let eps = c.eps as f32;
         for (block, rel) in self.blocks.iter().zip(&rels) {
-            let y = block
+            x = block
                 .attn
-                .forward(b, &b.rms_norm(&x, &block.norm1, eps)?, rel)?;
-            x = b.add(&x, &y)?;
-            let y = block.ffn.forward(b, &b.rms_norm(&x, &block.norm2, eps)?)?;
-            x = b.add(&x, &y)?;
+                .add_to(b, &x, &b.rms_norm(&x, &block.norm1, eps)?, rel)?;
+            x = block
+                .ffn
+                .add_to(b, &x, &b.rms_norm(&x, &block.norm2, eps)?)?;
         }
         Ok(b.rms_norm(&x, &self.norm, eps)?)
     }

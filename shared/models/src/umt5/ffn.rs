@@ -31,10 +31,9 @@ impl<B: Backend> GatedFfn<B> {
         })
     }
 
-    /// `h: [L, D]` (after `norm2`) `-> [L, D]`.
-    pub fn forward(&self, b: &B, h: &B::Tensor) -> Result<B::Tensor> {
-        let gate = b.linear_gelu_tanh(h, &self.gate)?;
-        let hidden = b.mul(&b.linear(h, &self.fc1)?, &gate)?;
-        Ok(b.linear(&hidden, &self.fc2)?)
+    /// `residual + ffn(h)` for `h: [L, D]` (after `norm2`): `fc2` adds into the residual stream.
+    pub fn add_to(&self, b: &B, residual: &B::Tensor, h: &B::Tensor) -> Result<B::Tensor> {
+        let hidden = b.linear_gated_gelu(h, &self.gate, &self.fc1)?;
+        Ok(b.linear_residual(&hidden, &self.fc2, residual)?)
     }
 }

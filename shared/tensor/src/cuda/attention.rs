@@ -316,6 +316,7 @@ fn matmul_nt(
         &LinearGemm {
             operands: Operands::Float(a.dtype()),
             out: out.ptr(),
+            acc: None,
             x: a.ptr(),
             w: b.ptr(),
             bias: None,

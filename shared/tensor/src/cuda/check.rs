@@ -606,9 +606,23 @@ impl Checker<'_> {
                 "[{rows}, {in_f}] -> {out_f}{}",
                 if bias { " + bias" } else { "" }
             );
-            check!(self, "linear", case, REDUCTION, vec![x], |b, x| {
-                b.linear(&x[0], &b.upload_linear(&w)?)
-            });
+            check!(
+                self,
+                "linear",
+                case.clone(),
+                REDUCTION,
+                vec![x.clone()],
+                |b, x| { b.linear(&x[0], &b.upload_linear(&w)?) }
+            );
+            let residual = self.randn(&[rows, out_f]);
+            check!(
+                self,
+                "linear_residual",
+                case,
+                REDUCTION,
+                vec![x, residual],
+                |b, x| { b.linear_residual(&x[0], &b.upload_linear(&w)?, &x[1]) }
+            );
         }
         // A W8A8 checkpoint layer, dequantized when placed.
         let (out_f, in_f) = (130usize, 200usize);
@@ -931,6 +945,42 @@ impl Checker<'_> {
             vec![x],
             [true],
             |b, x| { b.linear_gelu_tanh(&x[0], &b.upload_linear(&w)?) }
+        );
+        // A residual layer added in the GEMM: into an f32 residual stream from bf16 weights (the
+        // f32 accumulator kept), or into a bf16 one; the bias left to its own pass.
+        for bias in [false, true] {
+            let w = self.bf16_linear_weights(96, 160, bias)?;
+            let (x, residual) = (self.randn(&[37, 160]), self.randn(&[37, 96]));
+            for r_bf16 in [false, true] {
+                let case = format!(
+                    "[37, 160] -> 96{} into {}",
+                    if bias { " + bias" } else { "" },
+                    if r_bf16 { "bf16" } else { "f32" }
+                );
+                check_bf16!(
+                    self,
+                    "bf16 linear_residual",
+                    case,
+                    vec![x.clone(), residual.clone()],
+                    [true, r_bf16],
+                    |b, x| { b.linear_residual(&x[0], &b.upload_linear(&w)?, &x[1]) }
+                );
+            }
+        }
+        let (gate, lin) = (
+            self.bf16_linear_weights(160, 96, false)?,
+            self.bf16_linear_weights(160, 96, true)?,
+        );
+        let x = self.randn(&[37, 96]);
+        check_bf16!(
+            self,
+            "bf16 linear_gated_gelu",
+            "[37, 96] -> 160",
+            vec![x],
+            [true],
+            |b, x| {
+                b.linear_gated_gelu(&x[0], &b.upload_linear(&gate)?, &b.upload_linear(&lin)?)
+            }
         );
         let cols = 1536;
         let x = self.randn(&[19, cols]);

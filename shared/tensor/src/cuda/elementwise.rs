@@ -134,8 +134,19 @@ pub(super) fn broadcast(
     a: &CudaTensor,
     b: &CudaTensor,
 ) -> Result<CudaTensor> {
+    broadcast_as(dev, op, kernel, a, b, widest(&[a, b]))
+}
+
+/// [`broadcast`] into a tensor of `dtype`, each element computed in f32 and rounded once.
+pub(super) fn broadcast_as(
+    dev: &Device,
+    op: &'static str,
+    kernel: Kernel,
+    a: &CudaTensor,
+    b: &CudaTensor,
+    dtype: DType,
+) -> Result<CudaTensor> {
     shapes::suffix_shape(op, a.shape(), b.shape())?;
-    let dtype = widest(&[a, b]);
     let out = CudaTensor::alloc_as(dev, a.shape(), dtype)?;
     let n = a.numel();
     if b.numel() == 0 && n > 0 {

@@ -1,10 +1,12 @@
 //! Linear layers through cuBLASLt.
 //!
-//! Three kinds of operands, all accumulating in f32 (`CUBLAS_COMPUTE_32F`): **f32** operands with
+//! Four kinds of operands, all accumulating in f32 (`CUBLAS_COMPUTE_32F`): **f32** operands with
 //! TF32 off, whose results match the CPU reference to f32 rounding (summation order only);
 //! **bf16** operands, bias and output (the tensor-core path of the bf16 DiT), as PyTorch's bf16
-//! `F.linear`; and **FP8** e4m3 weights and activations, each row with its own f32 scale, bf16 bias
-//! and output (`--quant fp8`, the Hopper fast path of issue 6; see [`Operands::Fp8`]).
+//! `F.linear`; bf16 operands with an **f32 output** ([`Operands::Wide`]), optionally added to an
+//! f32 matrix in the accumulator (a residual stream); and **FP8** e4m3 weights and activations,
+//! each row with its own f32 scale, bf16 bias and output (`--quant fp8`, the Hopper fast path of
+//! issue 6; see [`Operands::Fp8`]).
 //!
 //! Row-major `y[M, N] = x[M, K] · W[N, K]ᵀ + b` is computed as the column-major product
 //! `yᵀ (N×M) = op(W) · xᵀ` with `W` read as a K×N column-major matrix and transposed ("TN",
@@ -85,6 +87,11 @@ impl Drop for Pref {
 pub(crate) enum Operands {
     /// Every operand (x, w, bias, out) f32, or every operand bf16.
     Float(DType),
+    /// `x` and `w` bf16, output f32: the accumulator's precision kept for an f32 consumer (a
+    /// residual stream, an elementwise product) instead of a bf16 rounding in between. A bias
+    /// (bf16, the layer's type) is left to the caller ([`Pending`]): cuBLASLt reads the bias in
+    /// the output's type.
+    Wide,
     /// `x` and `w` FP8 e4m3, each row scaled by an f32 factor (`x_scales: [rows]`, `w_scales:
     /// [n]`, see [`crate::fp8`]); bias and output bf16.
     Fp8 {
@@ -93,13 +100,16 @@ pub(crate) enum Operands {
     },
 }
 
-/// One linear layer's GEMM, `out[rows, n] = x[rows, k] · w[n, k]ᵀ (+ bias[n])`, optionally
-/// followed by GELU (tanh). The caller guarantees the buffers hold `rows·k`, `n·k`, `n` and
-/// `rows·n` values of the operands' types (and `rows`, `n` scales) and were allocated on the
-/// stream's pool.
+/// One linear layer's GEMM, `out[rows, n] = (acc[rows, n] +) x[rows, k] · w[n, k]ᵀ (+ bias[n])`,
+/// optionally followed by GELU (tanh). The caller guarantees the buffers hold `rows·k`, `n·k`,
+/// `n` and `rows·n` values of the operands' types (and `rows`, `n` scales) and were allocated on
+/// the stream's pool.
 pub(crate) struct LinearGemm {
     pub operands: Operands,
     pub out: CUdeviceptr,
+    /// A matrix of the output's type and shape added to the product (cuBLASLt's C, beta 1), in
+    /// the accumulator before the output's one rounding.
+    pub acc: Option<CUdeviceptr>,
     pub x: CUdeviceptr,
     pub w: CUdeviceptr,
     pub bias: Option<CUdeviceptr>,
@@ -123,6 +133,7 @@ pub(crate) struct Pending {
 enum Kind {
     F32,
     Bf16,
+    Wide,
     Fp8,
 }
 
@@ -187,6 +198,7 @@ impl Gemm {
     /// a bf16 bias; the heuristic decides). No algorithm at all is an error naming the problem.
     pub fn linear(&self, stream: &CudaStream, op: &LinearGemm) -> Result<Pending> {
         let bias = op.bias.is_some();
+        let fuse_bias = bias && op.operands != Operands::Wide;
         let Some(Problem {
             kind,
             m,
@@ -201,11 +213,11 @@ impl Gemm {
             });
         };
         // Fused epilogues first: bias and GELU, bias alone, nothing.
-        let mut tries = vec![(bias, op.gelu)];
+        let mut tries = vec![(fuse_bias, op.gelu)];
         if op.gelu {
-            tries.push((bias, false));
+            tries.push((fuse_bias, false));
         }
-        if bias {
+        if fuse_bias {
             tries.push((false, false));
         }
         let mut missing = None;
@@ -243,9 +255,10 @@ impl Gemm {
         (a, b, d): (&Layout, &Layout, &Layout),
         algo: &sys::cublasLtMatmulAlgo_t,
     ) -> Result<()> {
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        // SAFETY: the layouts describe the caller-guaranteed buffer sizes; C = D = `out` with
-        // beta = 0; the workspace is owned by `self` and large enough for any algorithm the
+        let (alpha, beta) = (1.0f32, if op.acc.is_some() { 1.0f32 } else { 0.0 });
+        let c = op.acc.unwrap_or(op.out);
+        // SAFETY: the layouts describe the caller-guaranteed buffer sizes; C is `acc` (beta = 1),
+        // of D's type and shape, or `out` itself with beta = 0; the workspace is owned by `self` and large enough for any algorithm the
         // heuristic returned under the same workspace limit; all work is queued on `stream`.
         unsafe {
             lt::matmul(
@@ -257,7 +270,7 @@ impl Gemm {
                 a.0,
                 op.x as *const c_void,
                 b.0,
-                op.out as *const c_void,
+                c as *const c_void,
                 d.0,
                 op.out as *mut c_void,
                 d.0,
@@ -399,6 +412,7 @@ fn problem(op: &LinearGemm) -> Result<Option<Problem>> {
     let (kind, in_t, out_t) = match op.operands {
         Operands::Float(DType::F32) => (Kind::F32, CUDA_R_32F, CUDA_R_32F),
         Operands::Float(DType::BF16) => (Kind::Bf16, CUDA_R_16BF, CUDA_R_16BF),
+        Operands::Wide => (Kind::Wide, CUDA_R_16BF, CUDA_R_32F),
         Operands::Float(dtype @ (DType::F16 | DType::I8)) => {
             return Err(crate::Error::DType {
                 op: "linear",

@@ -341,17 +341,8 @@ fn gemm(
     gelu: bool,
     portable: bool,
 ) -> Result<CudaTensor> {
-    let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
     let out = match &w.weight {
-        LinearWeight::Dense(weight) => {
-            let dtype = weight.dtype;
-            let x = &converted(dev, x, dtype)?;
-            let out = CudaTensor::alloc_as(dev, &shape, dtype)?;
-            let pending = dev
-                .gemm
-                .linear(&dev.stream, &dense_gemm(x, weight, w, &out, gelu))?;
-            finish(dev, out, w, pending)?
-        }
+        LinearWeight::Dense(weight) => dense_linear(dev, x, w, weight, gelu, weight.dtype, None)?,
         LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
             let x = input::prepare(dev, x, InputKind::of(w))?;
             input::gemm(dev, &x, w, gelu, portable)?
@@ -406,8 +397,49 @@ fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result
     finish(dev, out, w, pending)
 }
 
+/// `[acc +] x · wᵀ + b` (then GELU when `gelu`) for dense layer `w` (its weight `weight`), as a
+/// new tensor of `out_dtype`: the weight's type, or f32 from bf16 weights ([`Operands::Wide`]).
+/// `acc`, of the output's shape and type, is added in the GEMM's accumulator.
+fn dense_linear(
+    dev: &Device,
+    x: &CudaTensor,
+    w: &CudaLinear,
+    weight: &CudaTensor,
+    gelu: bool,
+    out_dtype: DType,
+    acc: Option<&CudaTensor>,
+) -> Result<CudaTensor> {
+    let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
+    let operands = match (weight.dtype, out_dtype) {
+        (w, o) if w == o => Operands::Float(w),
+        (DType::BF16, DType::F32) => Operands::Wide,
+        (w, o) => {
+            return Err(Error::invalid(
+                "linear",
+                format!("no GEMM from {w:?} weights to a {o:?} output"),
+            ));
+        }
+    };
+    if let Some(acc) = acc
+        && (acc.shape != shape || acc.dtype != out_dtype)
+    {
+        return Err(Error::shape(
+            "linear",
+            format!("the added matrix must be {shape:?} {out_dtype:?}"),
+            &acc.shape,
+        ));
+    }
+    let x = &converted(dev, x, weight.dtype)?;
+    let out = CudaTensor::alloc_as(dev, &shape, out_dtype)?;
+    let mut op = dense_gemm(x, weight, w, &out, gelu);
+    op.operands = operands;
+    op.acc = acc.map(CudaTensor::ptr);
+    let pending = dev.gemm.linear(&dev.stream, &op)?;
+    finish(dev, out, w, pending)
+}
+
 /// The cuBLASLt GEMM of dense layer `w` (its weight `weight`) on `x`, already in the weight's
-/// dtype, into `out`.
+/// dtype, into `out` of the same dtype.
 fn dense_gemm(
     x: &CudaTensor,
     weight: &CudaTensor,
@@ -418,6 +450,7 @@ fn dense_gemm(
     LinearGemm {
         operands: Operands::Float(weight.dtype),
         out: out.ptr(),
+        acc: None,
         x: x.ptr(),
         w: weight.ptr(),
         bias: w.bias.as_ref().map(CudaTensor::ptr),
@@ -442,6 +475,7 @@ fn fp8_gemm(
             w_scales: weight.scales.ptr(),
         },
         out: out.ptr(),
+        acc: None,
         x: x.values.ptr(),
         w: weight.values.ptr(),
         bias: w.bias.as_ref().map(CudaTensor::ptr),
@@ -1181,6 +1215,61 @@ impl Backend for CudaBackend {
 
     fn linear(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
         self.linear_op(x, w, false)
+    }
+
+    fn linear_residual(
+        &self,
+        x: &CudaTensor,
+        w: &CudaLinear,
+        residual: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        match &w.weight {
+            LinearWeight::Dense(weight)
+                if residual.dtype == weight.dtype
+                    || (weight.dtype, residual.dtype) == (DType::BF16, DType::F32) =>
+            {
+                self.timed(linear_label(w, false), || {
+                    self.check("linear_residual", &[x, w.anchor(), residual])?;
+                    dense_linear(
+                        &self.dev,
+                        x,
+                        w,
+                        weight,
+                        false,
+                        residual.dtype,
+                        Some(residual),
+                    )
+                })
+            }
+            LinearWeight::Dense(_) | LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
+                self.add(residual, &self.linear(x, w)?)
+            }
+        }
+    }
+
+    fn linear_gated_gelu(
+        &self,
+        x: &CudaTensor,
+        gate: &CudaLinear,
+        lin: &CudaLinear,
+    ) -> Result<CudaTensor> {
+        let (LinearWeight::Dense(gw), LinearWeight::Dense(lw)) = (&gate.weight, &lin.weight) else {
+            return self.mul(&self.linear_gelu_tanh(x, gate)?, &self.linear(x, lin)?);
+        };
+        self.timed("linear gated gelu", || {
+            self.check("linear_gated_gelu", &[x, gate.anchor(), lin.anchor()])?;
+            let wide = |w, weight: &CudaTensor, gelu| {
+                let dtype = if weight.dtype == DType::BF16 {
+                    DType::F32
+                } else {
+                    weight.dtype
+                };
+                dense_linear(&self.dev, x, w, weight, gelu, dtype, None)
+            };
+            let (g, l) = (wide(gate, gw, true)?, wide(lin, lw, false)?);
+            let op = "linear_gated_gelu";
+            elementwise::broadcast_as(&self.dev, op, kernels::MUL, &g, &l, gw.dtype)
+        })
     }
 
     fn linear_input(&self, x: &CudaTensor) -> Result<CudaLinearInput> {
