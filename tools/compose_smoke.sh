@@ -9,7 +9,9 @@
 # the cluster is stopped and every service must have drained and exited 0 on SIGTERM. The cluster
 # and its volume are removed at the end, pass or fail. Prints how long each phase took.
 #
-# Usage: tools/compose_smoke.sh   (SKIP_BUILD=1 uses the turbine/*:dev images already built)
+# Usage: tools/compose_smoke.sh   (SKIP_BUILD=1 uses the turbine/*:dev images already built;
+#        COMPOSE=<a docker-compose binary>, e.g. from tools/compose_v2.sh, runs that one instead of
+#        `docker compose` or docker-compose, whichever is installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +29,9 @@ if ! docker info >/dev/null 2>&1; then
     echo "compose_smoke.sh: no Docker engine answers (docker info failed)" >&2
     exit 1
 fi
-if docker compose version >/dev/null 2>&1; then
+if [ -n "${COMPOSE:-}" ]; then
+    compose=("$COMPOSE")
+elif docker compose version >/dev/null 2>&1; then
     compose=(docker compose)
 elif command -v docker-compose >/dev/null; then
     compose=(docker-compose)
