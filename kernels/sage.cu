@@ -348,10 +348,12 @@ struct SageQuantKArgs {
   int kblocks;
 };
 
-// Grid (KB, H), 128 threads. K: warp w takes tokens 32w .. 32w + 31, lane 4 channels, held in
-// registers; a first pass finds the block's amax and channel sums, a second writes the INT8 rows.
-// V: staged row-major in shared memory, then thread c writes channel c's 128-byte row of the
-// transposed tile, 16 permuted tokens at a time. Tokens past L are zero.
+// Grid (KB, H), 128 threads. V: copied row-major into shared memory by cp.async (issued first,
+// landing while K is worked on), then thread c writes channel c's 128-byte row of the transposed
+// tile, 16 permuted tokens at a time. K: warp w takes tokens 32w .. 32w + 31, lane 4 channels,
+// held in registers; a first pass finds the block's amax and channel sums, a second writes the
+// INT8 rows. Tokens past L are zero. (Staged through registers, each v row's shared-memory store
+// waited for its own load: the loads' latencies ran one after another.)
 extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKArgs a) {
   __shared__ float part[4][SG_D];
   __shared__ float red[32];
@@ -359,6 +361,14 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKA
   __shared__ __align__(16) bf16_t vrows[SG_BK][SG_D];
   const int blk = blockIdx.x, h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const u64 stride = (u64)a.heads * SG_D;
+  const unsigned sv = smem_addr(vrows);
+#pragma unroll
+  for (int j = 0; j < SG_BK * SG_D / 8 / 128; ++j) {
+    const int i = threadIdx.x + 128 * j, r = i >> 4, c = i & 15, t = blk * SG_BK + r;
+    cp_async16(sv + r * (2 * SG_D) + 16 * c, a.v + (u64)min(t, a.len - 1) * stride + h * SG_D + 8 * c,
+               t < a.len ? 16 : 0);
+  }
+  cp_async_commit();
   const float* mean = a.stats + (u64)h * 3 * SG_D;
   float center[4];
 #pragma unroll
@@ -370,12 +380,6 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKA
   for (int i = 0; i < 32; ++i) {
     rows[i] = t0 + i < a.len ? *(const uint2*)(a.k + (t0 + i) * stride + h * SG_D + 4 * lane)
                              : make_uint2(0, 0);
-  }
-#pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    *(uint2*)&vrows[warp * 32 + i][4 * lane] =
-        t0 + i < a.len ? *(const uint2*)(a.v + (t0 + i) * stride + h * SG_D + 4 * lane)
-                       : make_uint2(0, 0);
   }
   float sum[4] = {0, 0, 0, 0}, amax = 0.0f;
 #pragma unroll
@@ -410,7 +414,9 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKA
     *(unsigned*)(kt + sw128(r, 4 * lane)) = word;
   }
 
-  // V: channel c of 16 tokens per 16-byte chunk.
+  // V: channel c of 16 tokens per 16-byte chunk, once every thread's copies have landed.
+  cp_async_wait<0>();
+  __syncthreads();
   const int c = threadIdx.x;
   const float vinv = 1.0f / mean[2 * SG_D + c];
   u8* vt = a.vq + bi * SG_K_TILE;
