@@ -638,18 +638,18 @@ struct SageLinearArgs {
 
 #define SG_LINEAR_ROWS 128
 #define SG_LINEAR_TILE (SG_LINEAR_ROWS * 256)
-// Two stages of 128 q rows, the head's kv · proj_lᵀ image, the row denominators.
-#define SG_LINEAR_SMEM (2 * SG_LINEAR_TILE + SG_KVW_BYTES + SG_LINEAR_ROWS * 4)
+// Two stages of 128 q rows, the head's kv · proj_lᵀ image, the head's Σ φ(k).
+#define SG_LINEAR_SMEM (2 * SG_LINEAR_TILE + SG_KVW_BYTES + SG_D * 4)
 
-// Rows `row0` .. + 127 of head `h`'s q into a stage (rows of 256 B; rows past L read as zeros):
-// 2048 16-byte copies, 8 a thread.
+// Rows `row0` .. + 127 of head `h`'s q into a stage (fm_offset rows of 256 B, so ldmatrix reads
+// them as MMA A fragments; rows past L read as zeros): 2048 16-byte copies, 8 a thread.
 __device__ __forceinline__ void load_q_rows(const SageLinearArgs& a, unsigned stage, int h, int row0) {
   const u64 stride = (u64)a.heads * SG_D;
 #pragma unroll 1
   for (int j = 0; j < 8; ++j) {
     const int i = threadIdx.x + 256 * j, r = i >> 4, c = i & 15;
     const bool inside = row0 + r < a.len;
-    cp_async16(stage + r * 256 + 16 * c, a.q + (u64)(inside ? row0 + r : 0) * stride + h * SG_D + 8 * c,
+    cp_async16(stage + fm_offset(r, c), a.q + (u64)(inside ? row0 + r : 0) * stride + h * SG_D + 8 * c,
                inside ? 16 : 0);
   }
 }
@@ -659,13 +659,15 @@ __device__ __forceinline__ void load_q_rows(const SageLinearArgs& a, unsigned st
 // kv · proj_lᵀ once (twice where its run crosses a head), and the next item's q rows load by
 // cp.async while it works on the current ones. Warp w computes rows 16w .. 16w + 15: φ(q) (bf16,
 // as upstream's autocast matmul sees it) times kv · proj_lᵀ on m16n8k16 MMAs, divided by
-// φ(q) · Σ φ(k) + 1e-5, plus the bias. A warp reads, rewrites and stores only its own rows of the
-// stage: q, then φ(q) in the MMA's swizzled layout, then the result.
+// φ(q) · Σ φ(k) + 1e-5, plus the bias. φ is computed where the MMA wants it: q goes through
+// ldmatrix as the A fragments (lane 4g + c holds rows g and g + 8, 32 channels of each), so a
+// row's max and sums take two shuffles within its quad instead of five across the warp, and φ
+// goes into the MMA from registers. A warp rewrites and stores only its own rows of the stage.
 extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinearArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   extern __shared__ __align__(128) u8 lsm[];
   const unsigned stage0 = smem_addr(lsm), sb = stage0 + 2 * SG_LINEAR_TILE;
-  float* den = (float*)(lsm + 2 * SG_LINEAR_TILE + SG_KVW_BYTES);
+  float* ksum = (float*)(lsm + 2 * SG_LINEAR_TILE + SG_KVW_BYTES);
   __shared__ float sbias[SG_D];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = lane >> 3;
   const u64 stride = (u64)a.heads * SG_D;
@@ -680,18 +682,15 @@ extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinea
     cp_async_commit();
   }
   int head = -1;
-  float kz[4];
   for (int item = first, buf = 0; item < last; ++item, buf ^= 1) {
     const int h = item / row_tiles, t0 = (item % row_tiles) * SG_LINEAR_ROWS;
-    // Every warp is done with the other stage (and, on a new head, with kv · proj_lᵀ).
+    // Every warp is done with the other stage (and, on a new head, with kv · proj_lᵀ and Σ φ(k)).
     __syncthreads();
     if (h != head) {
       const u8* img = a.kvw + (u64)h * SG_KVW_BYTES;
       for (int i = threadIdx.x; i < SG_KVW_BYTES / 16; i += 256) cp_async16(sb + 16 * i, img + 16 * i, 16);
       cp_async_commit();
-      const float* ksum = a.stats + (u64)h * 3 * SG_D + SG_D;
-#pragma unroll
-      for (int c = 0; c < 4; ++c) kz[c] = ksum[4 * lane + c];
+      if (threadIdx.x < SG_D) ksum[threadIdx.x] = a.stats[(u64)h * 3 * SG_D + SG_D + threadIdx.x];
       head = h;
     }
     if (item + 1 < last) {
@@ -705,44 +704,68 @@ extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinea
     __syncthreads();
     u8* st = lsm + buf * SG_LINEAR_TILE;
     const unsigned sq = stage0 + buf * SG_LINEAR_TILE;
-    float x[16][4], z[16];
+    // x[r][4kk + j]: row g (r = 0) or g + 8 (r = 1), channel 16kk + 2c + (j & 1) + 8 (j >> 1).
+    unsigned af[8][4];
+    float x[2][32];
 #pragma unroll
-    for (int i = 0; i < 16; ++i) unpack4(*(const uint2*)(st + (warp * 16 + i) * 256 + 8 * lane), x[i]);
-    phi_rows<16>(x);
+    for (int kk = 0; kk < 8; ++kk) {
+      ldmatrix_x4(af[kk], sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
 #pragma unroll
-    for (int i = 0; i < 16; ++i) z[i] = x[i][0] * kz[0] + x[i][1] * kz[1] + x[i][2] * kz[2] + x[i][3] * kz[3];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-#pragma unroll
-      for (int i = 0; i < 16; ++i) z[i] += __shfl_xor_sync(0xffffffffu, z[i], o);
+      for (int r = 0; r < 2; ++r) {
+        x[r][4 * kk] = bf16_to_f32((bf16_t)(af[kk][r] & 0xffff));
+        x[r][4 * kk + 1] = bf16_to_f32((bf16_t)(af[kk][r] >> 16));
+        x[r][4 * kk + 2] = bf16_to_f32((bf16_t)(af[kk][r + 2] & 0xffff));
+        x[r][4 * kk + 3] = bf16_to_f32((bf16_t)(af[kk][r + 2] >> 16));
+      }
     }
-    __syncwarp();
+    float den[2];
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
-      const int r = warp * 16 + i;
-      // Rows past L are computed on zeros and never stored.
-      *(uint2*)(st + fm_offset(r, lane >> 1) + (lane & 1) * 8) =
-          make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]));
-      if (lane == 0) den[r] = z[i] + 1e-5f;
+    for (int r = 0; r < 2; ++r) {
+      float mx = x[r][0];
+#pragma unroll
+      for (int i = 1; i < 32; ++i) mx = fmaxf(mx, x[r][i]);
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      float sum = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        x[r][i] = __expf(x[r][i] - mx);
+        sum += x[r][i];
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = 1.0f / sum;
+      float z = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        x[r][i] *= inv;
+        z += x[r][i] * ksum[16 * (i >> 2) + 2 * (lane & 3) + (i & 1) + 8 * ((i >> 1) & 1)];
+      }
+      z += __shfl_xor_sync(0xffffffffu, z, 1);
+      z += __shfl_xor_sync(0xffffffffu, z, 2);
+      den[r] = z + 1e-5f;
     }
-    __syncwarp();
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        af[kk][r] = pack_bf16x2(x[r][4 * kk], x[r][4 * kk + 1]);
+        af[kk][r + 2] = pack_bf16x2(x[r][4 * kk + 2], x[r][4 * kk + 3]);
+      }
+    }
     float o[64];
 #pragma unroll
     for (int i = 0; i < 64; ++i) o[i] = 0.0f;
 #pragma unroll
-    for (int kk = 0; kk < 8; ++kk) {
-      unsigned af[4];
-      ldmatrix_x4(af, sq + fm_offset(warp * 16 + (lane & 7) + (m & 1) * 8, 2 * kk + (m >> 1)));
-      mma_k16_n128(o, af, sb, 16 * kk);
-    }
-    // The warp's 16 result rows go back over its own φ(q) rows, then out to global memory as
-    // whole 256-byte rows, 16 bytes a lane.
+    for (int kk = 0; kk < 8; ++kk) mma_k16_n128(o, af[kk], sb, 16 * kk);
+    // The warp's 16 result rows go back over its own q rows, then out to global memory as whole
+    // 256-byte rows, 16 bytes a lane.
     const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
     __syncwarp();
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = r0 + 8 * half;
-      const float inv = 1.0f / den[r];
+      const float inv = 1.0f / den[half];
 #pragma unroll
       for (int g = 0; g < 16; ++g) {
         const int n = 8 * g + col;

@@ -30,7 +30,7 @@ const KVW_ROWS: usize = 4;
 const KV_REDUCE_SMEM: u32 =
     ((SAGE_HEAD_DIM * (SAGE_HEAD_DIM + 1) + KVW_ROWS * SAGE_HEAD_DIM) * 4) as u32;
 const LINEAR_ROWS: usize = 128;
-const LINEAR_SMEM: u32 = (2 * LINEAR_ROWS * 256 + KVW_BYTES + LINEAR_ROWS * 4) as u32;
+const LINEAR_SMEM: u32 = (2 * LINEAR_ROWS * 256 + KVW_BYTES + SAGE_HEAD_DIM * 4) as u32;
 /// `SG_SELECT_ROWS`, `SG_SELECT_CHUNK`, `SG_SELECT_PITCH`, and the most key blocks whose scores
 /// fit, beside the key chunk and the pooled queries, the shared memory every supported GPU gives
 /// a block (99 KB on sm_120): 928 (118,784 tokens).
