@@ -158,6 +158,17 @@ pub(crate) struct Gemm {
     handle: Handle,
     workspace: DeviceBuffer,
     algos: Mutex<HashMap<Shape, Answer>>,
+    /// [`warm_heuristics`] running, joined before the handle goes.
+    warming: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Gemm {
+    fn drop(&mut self) {
+        if let Some(warming) = self.warming.take() {
+            // A panic there only means the tables were not warmed.
+            let _ = warming.join();
+        }
+    }
 }
 
 /// Sets one descriptor attribute from a plain value.
@@ -185,10 +196,24 @@ impl Gemm {
     pub fn new(pool: &Arc<Pool>, cc_major: i32) -> Result<Self> {
         pool.stream().context().bind_to_thread().w("cublaslt")?;
         let handle = Handle(lt::create_handle().w("cublaslt")?);
+        let workspace = pool.alloc(workspace_bytes(cc_major))?;
+        let warming = {
+            let (raw, context) = (handle.0 as usize, pool.stream().context().clone());
+            let limit = workspace.capacity();
+            std::thread::Builder::new()
+                .name("cublaslt-warm".into())
+                .spawn(move || {
+                    if context.bind_to_thread().is_ok() {
+                        warm_heuristics(raw as sys::cublasLtHandle_t, limit, cc_major);
+                    }
+                })
+                .ok()
+        };
         Ok(Self {
             handle,
-            workspace: pool.alloc(workspace_bytes(cc_major))?,
+            workspace,
             algos: Mutex::new(HashMap::new()),
+            warming,
         })
     }
 
@@ -336,8 +361,7 @@ impl Gemm {
         })
     }
 
-    /// Asks cuBLASLt's heuristic for up to `count` algorithms, fastest first by its estimate;
-    /// `Ok(Err(..))` when it has none for the problem.
+    /// [`heuristics`] with this handle and workspace limit.
     fn heuristics(
         &self,
         desc: &Desc,
@@ -346,54 +370,118 @@ impl Gemm {
         d: &Layout,
         count: usize,
     ) -> Result<std::result::Result<Vec<sys::cublasLtMatmulAlgo_t>, String>> {
-        let pref = Pref(lt::create_matmul_pref().w("linear")?);
-        let limit = self.workspace.capacity();
-        // SAFETY: MAX_WORKSPACE_BYTES takes a uint64; `pref` is live.
-        unsafe {
-            lt::set_matmul_pref_attribute(
-                pref.0,
-                sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                (&limit as *const usize).cast(),
-                std::mem::size_of::<usize>(),
-            )
-        }
-        .w("linear")?;
-        let mut results = vec![
-            // SAFETY: a plain C struct for which all zeros is a valid (unused) value.
-            unsafe { std::mem::zeroed::<sys::cublasLtMatmulHeuristicResult_t>() };
-            count.max(1)
-        ];
-        let mut returned = 0i32;
-        // SAFETY: all descriptors are live; C and D share a layout; `results` holds the
-        // `requested` entries cuBLASLt may write and `returned` says how many it did.
-        let status = unsafe {
-            sys::cublasLtMatmulAlgoGetHeuristic(
-                self.handle.0,
-                desc.0,
-                a.0,
-                b.0,
-                d.0,
-                d.0,
-                pref.0,
-                results.len() as i32,
-                results.as_mut_ptr(),
-                &mut returned,
-            )
+        heuristics(
+            self.handle.0,
+            self.workspace.capacity(),
+            (desc, a, b, d),
+            count,
+        )
+    }
+}
+
+/// Asks cuBLASLt's heuristic (on `handle`, algorithms within `limit` bytes of workspace) for up
+/// to `count` algorithms, fastest first by its estimate; `Ok(Err(..))` when it has none for the
+/// problem.
+fn heuristics(
+    handle: sys::cublasLtHandle_t,
+    limit: usize,
+    (desc, a, b, d): (&Desc, &Layout, &Layout, &Layout),
+    count: usize,
+) -> Result<std::result::Result<Vec<sys::cublasLtMatmulAlgo_t>, String>> {
+    let pref = Pref(lt::create_matmul_pref().w("linear")?);
+    // SAFETY: MAX_WORKSPACE_BYTES takes a uint64; `pref` is live.
+    unsafe {
+        lt::set_matmul_pref_attribute(
+            pref.0,
+            sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+            (&limit as *const usize).cast(),
+            std::mem::size_of::<usize>(),
+        )
+    }
+    .w("linear")?;
+    let mut results = vec![
+        // SAFETY: a plain C struct for which all zeros is a valid (unused) value.
+        unsafe { std::mem::zeroed::<sys::cublasLtMatmulHeuristicResult_t>() };
+        count.max(1)
+    ];
+    let mut returned = 0i32;
+    // SAFETY: all descriptors are live; C and D share a layout; `results` holds the
+    // `requested` entries cuBLASLt may write and `returned` says how many it did.
+    let status = unsafe {
+        sys::cublasLtMatmulAlgoGetHeuristic(
+            handle,
+            desc.0,
+            a.0,
+            b.0,
+            d.0,
+            d.0,
+            pref.0,
+            results.len() as i32,
+            results.as_mut_ptr(),
+            &mut returned,
+        )
+    };
+    if let Err(e) = status.result() {
+        return Ok(Err(e.to_string()));
+    }
+    let algos: Vec<_> = results
+        .iter()
+        .take(returned.max(0) as usize)
+        .filter(|r| r.state == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS)
+        .map(|r| r.algo)
+        .collect();
+    Ok(if algos.is_empty() {
+        Err("the heuristic returned no algorithm".into())
+    } else {
+        Ok(algos)
+    })
+}
+
+/// Asks the heuristic once for a small problem of each operand kind, so that cuBLASLt builds its
+/// tables for every kind the backend uses before the first real layer does: each costs 40-140 ms
+/// the first time in a process (H100, bench/results/2026-11-27-quant-k.md), which a thread at
+/// the backend's creation spends while the weights load rather than inside the first GEMM of a
+/// kind (a first text encode, a first DiT step). Best effort: any failure only leaves a kind cold.
+fn warm_heuristics(handle: sys::cublasLtHandle_t, limit: usize, cc_major: i32) {
+    let mut kinds = vec![
+        Operands::Float(DType::BF16),
+        Operands::Wide,
+        Operands::Float(DType::F32),
+    ];
+    if cc_major == 9 {
+        // Outer-vector FP8 scaling exists on compute capability 9.0 only; the scale pointers are
+        // only recorded by the descriptor, never read by the heuristic.
+        kinds.push(Operands::Fp8 {
+            x_scales: 256,
+            w_scales: 256,
+        });
+    }
+    for operands in kinds {
+        let op = LinearGemm {
+            operands,
+            out: 0,
+            acc: None,
+            x: 0,
+            w: 0,
+            bias: None,
+            gelu: false,
+            rows: 128,
+            n: 128,
+            k: 128,
         };
-        if let Err(e) = status.result() {
-            return Ok(Err(e.to_string()));
+        let warmed = problem(&op).and_then(|problem| {
+            let Some(Problem {
+                layouts: (a, b, d), ..
+            }) = problem
+            else {
+                return Ok(());
+            };
+            let desc = descriptor(&op, false, false)?;
+            heuristics(handle, limit, (&desc, &a, &b, &d), 1).map(drop)
+        });
+        if let Err(e) = warmed {
+            tracing::debug!(?operands, "cuBLASLt heuristic warm-up: {e}");
         }
-        let algos: Vec<_> = results
-            .iter()
-            .take(returned.max(0) as usize)
-            .filter(|r| r.state == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS)
-            .map(|r| r.algo)
-            .collect();
-        Ok(if algos.is_empty() {
-            Err("the heuristic returned no algorithm".into())
-        } else {
-            Ok(algos)
-        })
     }
 }
 
