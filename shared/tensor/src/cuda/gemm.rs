@@ -283,8 +283,9 @@ impl Gemm {
         let (alpha, beta) = (1.0f32, if op.acc.is_some() { 1.0f32 } else { 0.0 });
         let c = op.acc.unwrap_or(op.out);
         // SAFETY: the layouts describe the caller-guaranteed buffer sizes; C is `acc` (beta = 1),
-        // of D's type and shape, or `out` itself with beta = 0; the workspace is owned by `self` and large enough for any algorithm the
-        // heuristic returned under the same workspace limit; all work is queued on `stream`.
+        // of D's type and shape, or `out` itself with beta = 0; the workspace is owned by `self`
+        // and large enough for any algorithm the heuristic returned under the same workspace
+        // limit; all work is queued on `stream`.
         unsafe {
             lt::matmul(
                 self.handle.0,
