@@ -131,35 +131,26 @@ struct SageKvArgs {
 };
 
 // Tile `tile` of item `item` (chunk item % S of head item / S) into stage buffer `buf`: 2048
-// 16-byte copies, 8 a thread; tokens past the chunk read as zeros.
+// 16-byte copies, 8 a thread; tokens past the chunk read as zeros. Thread i copies chunk i % 16
+// of tokens i / 16 + 16 j of k and of v (j < 4): the same chunk a row, so its destinations step by
+// 16 rows and its sources by 16 tokens, a few adds a copy rather than the whole address.
 __device__ __forceinline__ void load_kv_tile(const SageKvArgs& a, unsigned buf, int item, int tile) {
   const int h = item / a.chunks, t0 = (item % a.chunks) * SG_KV_CHUNK + tile * 64;
   const int end = min(a.len, (item % a.chunks + 1) * SG_KV_CHUNK);
   const u64 stride = (u64)a.heads * SG_D;
-  // Not unrolled: eight sets of hoisted addresses would cost the KV MMAs' registers.
-#pragma unroll 1
-  for (int j = 0; j < 8; ++j) {
-    const int i = threadIdx.x + 256 * j, is_v = i >> 10, t = (i >> 4) & 63, c = i & 15;
-    const bool inside = t0 + t < end;
-    const bf16_t* src = (is_v ? a.v : a.k) + (u64)(inside ? t0 + t : 0) * stride + h * SG_D + 8 * c;
-    cp_async16(buf + is_v * SG_KV_TILE + (is_v ? fm_offset(t, c) : t * 256 + 16 * c), src,
-               inside ? 16 : 0);
+  const int r = threadIdx.x >> 4, c = threadIdx.x & 15;
+  const u64 first = (u64)(t0 + r) * stride + h * SG_D + 8 * c;
+  const unsigned kd = buf + r * 256 + 16 * c, vd = buf + SG_KV_TILE + fm_offset(r, c);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const bool inside = t0 + r + 16 * j < end;
+    const u64 at = inside ? first + 16 * j * stride : 0;
+    cp_async16(kd + 16 * 256 * j, a.k + at, inside ? 16 : 0);
+    cp_async16(vd + 16 * 256 * j, a.v + at, inside ? 16 : 0);
   }
   cp_async_commit();
 }
 
-// Chunks of SG_KV_CHUNK keys of one head, 256 threads a CTA working through items (chunk, head)
-// blockIdx.x, + gridDim.x, …: each chunk's statistics and, with KV, its φ(k)ᵀ v. Dense Sage needs
-// only the statistics (sage_stats); SageSLA gets both from one read of k and v (sage_kv). Both
-// run this code, and a chunk's sums do not depend on which CTA computes them, so their statistics,
-// and hence the quantized K, are bit-identical on every GPU: SageSLA at top-k 1.0 with proj_l = 0
-// equals dense Sage exactly.
-//
-// Tiles of 64 tokens stream through two stage buffers by cp.async, the next tile (of this item or
-// the next) loading while one is worked on. Warp w takes tokens 8w .. 8w + 7 of a tile, lane 4
-// channels. With KV, warp w accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the 128×128
-// partial with bf16 m16n8k16 MMAs over the φ(k) tile all warps write and the staged v tile, both
-// token-major, so both go through ldmatrix.trans.
 template <bool KV>
 __device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
   extern __shared__ __align__(128) u8 kv_smem[];
@@ -642,15 +633,17 @@ struct SageLinearArgs {
 #define SG_LINEAR_SMEM (2 * SG_LINEAR_TILE + SG_KVW_BYTES + SG_D * 4)
 
 // Rows `row0` .. + 127 of head `h`'s q into a stage (fm_offset rows of 256 B, so ldmatrix reads
-// them as MMA A fragments; rows past L read as zeros): 2048 16-byte copies, 8 a thread.
+// them as MMA A fragments; rows past L read as zeros): 2048 16-byte copies, 8 a thread, thread i
+// copying chunk i % 16 of rows i / 16 + 16 j (destinations 16 rows apart, sources 16 tokens).
 __device__ __forceinline__ void load_q_rows(const SageLinearArgs& a, unsigned stage, int h, int row0) {
   const u64 stride = (u64)a.heads * SG_D;
-#pragma unroll 1
+  const int r = threadIdx.x >> 4, c = threadIdx.x & 15;
+  const u64 first = (u64)(row0 + r) * stride + h * SG_D + 8 * c;
+  const unsigned dst = stage + fm_offset(r, c);
+#pragma unroll
   for (int j = 0; j < 8; ++j) {
-    const int i = threadIdx.x + 256 * j, r = i >> 4, c = i & 15;
-    const bool inside = row0 + r < a.len;
-    cp_async16(stage + fm_offset(r, c), a.q + (u64)(inside ? row0 + r : 0) * stride + h * SG_D + 8 * c,
-               inside ? 16 : 0);
+    const bool inside = row0 + r + 16 * j < a.len;
+    cp_async16(dst + 16 * 256 * j, a.q + (inside ? first + 16 * j * stride : 0), inside ? 16 : 0);
   }
 }
 
