@@ -151,6 +151,18 @@ __device__ __forceinline__ void load_kv_tile(const SageKvArgs& a, unsigned buf, 
   cp_async_commit();
 }
 
+// Chunks of SG_KV_CHUNK keys of one head, 256 threads a CTA working through items (chunk, head)
+// blockIdx.x, + gridDim.x, …: each chunk's statistics and, with KV, its φ(k)ᵀ v. Dense Sage needs
+// only the statistics (sage_stats); SageSLA gets both from one read of k and v (sage_kv). Both
+// run this code, and a chunk's sums do not depend on which CTA computes them, so their statistics,
+// and hence the quantized K, are bit-identical on every GPU: SageSLA at top-k 1.0 with proj_l = 0
+// equals dense Sage exactly.
+//
+// Tiles of 64 tokens stream through two stage buffers by cp.async, the next tile (of this item or
+// the next) loading while one is worked on. Warp w takes tokens 8w .. 8w + 7 of a tile, lane 4
+// channels. With KV, warp w accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the 128×128
+// partial with bf16 m16n8k16 MMAs over the φ(k) tile all warps write and the staged v tile, both
+// token-major, so both go through ldmatrix.trans.
 template <bool KV>
 __device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
   extern __shared__ __align__(128) u8 kv_smem[];
