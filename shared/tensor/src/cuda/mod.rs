@@ -431,9 +431,11 @@ fn dense_linear(
     }
     let x = &converted(dev, x, weight.dtype)?;
     let out = CudaTensor::alloc_as(dev, &shape, out_dtype)?;
-    let mut op = dense_gemm(x, weight, w, &out, gelu);
-    op.operands = operands;
-    op.acc = acc.map(CudaTensor::ptr);
+    let op = LinearGemm {
+        operands,
+        acc: acc.map(CudaTensor::ptr),
+        ..dense_gemm(x, weight, w, &out, gelu)
+    };
     let pending = dev.gemm.linear(&dev.stream, &op)?;
     finish(dev, out, w, pending)
 }
