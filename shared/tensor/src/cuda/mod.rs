@@ -397,6 +397,16 @@ fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result
     finish(dev, out, w, pending)
 }
 
+/// The operands of a dense layer's GEMM from `weight`-typed weights to an `out`-typed output: the
+/// weight's own type, or f32 from bf16 ([`Operands::Wide`]); none for any other pair.
+fn dense_operands(weight: DType, out: DType) -> Option<Operands> {
+    match (weight, out) {
+        (w, o) if w == o => Some(Operands::Float(w)),
+        (DType::BF16, DType::F32) => Some(Operands::Wide),
+        (_, _) => None,
+    }
+}
+
 /// `[acc +] x · wᵀ + b` (then GELU when `gelu`) for dense layer `w` (its weight `weight`), as a
 /// new tensor of `out_dtype`: the weight's type, or f32 from bf16 weights ([`Operands::Wide`]).
 /// `acc`, of the output's shape and type, is added in the GEMM's accumulator.
@@ -410,16 +420,15 @@ fn dense_linear(
     acc: Option<&CudaTensor>,
 ) -> Result<CudaTensor> {
     let shape = shapes::linear(&x.shape, w.in_features, w.out_features)?;
-    let operands = match (weight.dtype, out_dtype) {
-        (w, o) if w == o => Operands::Float(w),
-        (DType::BF16, DType::F32) => Operands::Wide,
-        (w, o) => {
-            return Err(Error::invalid(
-                "linear",
-                format!("no GEMM from {w:?} weights to a {o:?} output"),
-            ));
-        }
-    };
+    let operands = dense_operands(weight.dtype, out_dtype).ok_or_else(|| {
+        Error::invalid(
+            "linear",
+            format!(
+                "no GEMM from {:?} weights to a {out_dtype:?} output",
+                weight.dtype
+            ),
+        )
+    })?;
     if let Some(acc) = acc
         && (acc.shape != shape || acc.dtype != out_dtype)
     {
@@ -1227,8 +1236,7 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor> {
         match &w.weight {
             LinearWeight::Dense(weight)
-                if residual.dtype == weight.dtype
-                    || (weight.dtype, residual.dtype) == (DType::BF16, DType::F32) =>
+                if dense_operands(weight.dtype, residual.dtype).is_some() =>
             {
                 self.timed(linear_label(w, false), || {
                     self.check("linear_residual", &[x, w.anchor(), residual])?;

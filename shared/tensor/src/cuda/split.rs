@@ -15,7 +15,7 @@ const MAX_PIECES: usize = 8;
 /// thread, threads per consumer warpgroup, and consumer warpgroups an item.
 const SPLIT_VALUES: usize = 68;
 const SPLIT_THREADS: usize = 128;
-const CONSUMERS: usize = 2;
+const SPLIT_CONSUMERS: usize = 2;
 
 /// Which items of a kernel run whole (`0..whole`) and into how many pieces each of the rest is cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Split {
 
     /// Bytes of the pieces' state.
     pub fn state_bytes(&self) -> usize {
-        self.split_items() * self.pieces * CONSUMERS * SPLIT_VALUES * SPLIT_THREADS * 4
+        self.split_items() * self.pieces * SPLIT_CONSUMERS * SPLIT_VALUES * SPLIT_THREADS * 4
     }
 
     /// The pieces' workspace, or none when no item is split.
@@ -85,7 +85,7 @@ impl Split {
         }
         let cfg = LaunchConfig {
             grid_dim: (self.split_items() as u32, 1, 1),
-            block_dim: ((CONSUMERS * SPLIT_THREADS) as u32, 1, 1),
+            block_dim: ((SPLIT_CONSUMERS * SPLIT_THREADS) as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         dev.launch(merge, cfg, args)
