@@ -1207,6 +1207,58 @@ impl Checker<'_> {
         self.bf16_video()
     }
 
+    /// bf16 convolutions onto at most 8 channels, which run on the narrow implicit-GEMM kernel:
+    /// a row wider than a CTA's 64 pixels with a partial last tile, heights and frame counts
+    /// that are not multiples of its 4, causal and cached-frame time padding, 1 to 8 outputs,
+    /// single taps along an axis, with a bias and with a residual.
+    fn bf16_narrow_conv(&mut self) -> Result<()> {
+        let cases = [
+            (
+                [5usize, 7, 133, 96],
+                [3usize, 3, 3, 3, 96],
+                [[2usize, 0], [1, 1], [1, 1]],
+            ),
+            ([6, 9, 70, 32], [8, 3, 3, 3, 32], [[0, 0], [1, 1], [1, 1]]),
+            ([3, 10, 65, 48], [1, 1, 3, 3, 48], [[0, 0], [1, 1], [1, 1]]),
+            ([4, 5, 66, 16], [5, 3, 1, 1, 16], [[2, 0], [0, 0], [0, 0]]),
+        ];
+        for (xshape, kshape, pad) in cases {
+            let fan_in = (kshape[1] * kshape[2] * kshape[3] * kshape[4]) as f32;
+            let x = self.randn(&xshape);
+            let w = self.rng.tensor(&kshape, fan_in.sqrt().recip());
+            let bias = self.randn(&[kshape[0]]);
+            check_bf16!(
+                self,
+                "bf16 conv3d (narrow)",
+                format!("x {xshape:?} w {kshape:?} pad {pad:?}"),
+                vec![x, w, bias],
+                [true, true, false],
+                |b, x| { b.conv3d(&x[0], &x[1], Some(&x[2]), [1; 3], pad) }
+            );
+        }
+        let x = self.randn(&[5, 6, 67, 32]);
+        let w = self
+            .rng
+            .tensor(&[3, 3, 3, 3, 32], (27.0f32 * 32.0).sqrt().recip());
+        let (bias, residual) = (self.randn(&[3]), self.randn(&[5, 6, 67, 3]));
+        check_bf16!(
+            self,
+            "bf16 conv3d_add (narrow)",
+            "x [5, 6, 67, 32] w [3, 3, 3, 3, 32], causal pad, + residual",
+            vec![x, w, bias, residual],
+            [true, true, false, true],
+            |b, x| b.conv3d_add(
+                &x[0],
+                &x[1],
+                Some(&x[2]),
+                [1; 3],
+                [[2, 0], [1, 1], [1, 1]],
+                &x[3]
+            )
+        );
+        Ok(())
+    }
+
     /// The VAE's ops in bf16: cuDNN convolutions, channel norms (fused with SiLU), affine maps,
     /// upsampling, and attention with its 384-wide head on cuBLASLt.
     fn bf16_video(&mut self) -> Result<()> {
@@ -1253,6 +1305,7 @@ impl Checker<'_> {
                 &x[3]
             )
         );
+        self.bf16_narrow_conv()?;
         let (gamma, scale, shift) = (self.randn(&[16]), self.randn(&[16]), self.randn(&[16]));
         check_bf16!(
             self,

@@ -1,6 +1,7 @@
-//! `conv3d` on the device: cuDNN when it loads, else the direct kernel of `kernels/conv.cu`.
+//! `conv3d` on the device: bf16 convolutions onto at most 8 channels on the narrow implicit-GEMM
+//! kernel of `kernels/conv.cu`, the rest on cuDNN when it loads, else the direct f32 kernel.
 
-use cudarc::driver::DeviceRepr;
+use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 use super::cudnn::{Operands, Problem};
 use super::device::Device;
@@ -21,6 +22,31 @@ struct Conv3dArgs {
 
 // SAFETY: `#[repr(C)]` mirror of `Conv3dArgs` in conv.cu (pointers as u64, `int` as i32).
 unsafe impl DeviceRepr for Conv3dArgs {}
+
+#[repr(C)]
+struct NarrowConvArgs {
+    out: u64,
+    x: u64,
+    w: u64,
+    bias: u64,
+    residual: u64,
+    /// conv.cu's `int` fields in order: input `cin, f, h, w_`, output `cout, fo, ho, wo`, kernel
+    /// `kt, kh, kw`, leading padding `pt, ph, pw`.
+    ints: [i32; 14],
+}
+
+// SAFETY: `#[repr(C)]` mirror of `NarrowConvArgs` in conv.cu (pointers as u64, `int` as i32).
+unsafe impl DeviceRepr for NarrowConvArgs {}
+
+/// conv.cu's `NC_BW`, `NC_ROWS`, `NC_FRAMES`, `NC_THREADS`: the output pixels, rows and frames
+/// of a CTA of the narrow kernel, and its threads.
+const NARROW_TILE: [usize; 3] = [4, 4, 64];
+const NARROW_THREADS: u32 = 128;
+/// The most output channels the narrow kernel computes (one n8 MMA column).
+const NARROW_COUT: usize = 8;
+/// Dynamic shared memory a narrow CTA may take: what a block gets on every GPU from sm_80 on
+/// (sm_86/89/120 allow 99 KB), three CTAs an SM on Hopper at the VAE head's 69 KB.
+const NARROW_SMEM: usize = 99 << 10;
 
 /// `conv(x, weight) + bias (+ residual)` into `dtype` (f32 or bf16), channels last: operands
 /// are converted to `dtype`; cuDNN adds the bias and the residual in the convolution's epilogue
@@ -45,6 +71,24 @@ pub(super) fn conv3d(
     )?;
     if let Some(r) = residual {
         shapes::same_shape("conv3d_add", &out, r.shape())?;
+    }
+    if let Some(plan) = Narrow::plan(dev, dtype, x.shape(), weight.shape(), stride, pad)? {
+        let bf16 = |t: &CudaTensor| converted(dev, t, DType::BF16);
+        let out = CudaTensor::alloc_as(dev, &out, DType::BF16)?;
+        let (x, w) = (bf16(x)?, bf16(weight)?);
+        let bias = bias.map(bf16).transpose()?;
+        let residual = residual.map(bf16).transpose()?;
+        plan.launch(
+            dev,
+            &Operands {
+                x: x.ptr(),
+                w: w.ptr(),
+                y: out.ptr(),
+                bias: bias.as_ref().map(CudaTensor::ptr),
+                residual: residual.as_ref().map(CudaTensor::ptr),
+            },
+        )?;
+        return Ok(out);
     }
     if let Some(dnn) = dev.cudnn() {
         let x = converted(dev, x, dtype)?;
@@ -124,6 +168,111 @@ pub(super) fn time_cudnn(dev: &Device, p: &Problem, iters: usize) -> Result<Opti
     Ok(Some(median))
 }
 
+/// Device times (ms) of one convolution on each engine, `None` where that engine does not run it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvTimes {
+    pub cudnn: Option<f64>,
+    pub narrow: Option<f64>,
+}
+
+/// Device ms (median of `iters`) of the narrow kernel for `p` on scratch operands, `None` where
+/// it does not take `p`: timings only, the operands' values are arbitrary.
+pub(super) fn time_narrow(dev: &Device, p: &Problem, iters: usize) -> Result<Option<f64>> {
+    let pad = p.pad.map(|v| [v, v]);
+    let Some(plan) = Narrow::plan(dev, p.dtype, &p.x, &p.w, p.stride, pad)? else {
+        return Ok(None);
+    };
+    let count = |s: &[usize]| s.iter().product::<usize>();
+    let x = dev.alloc(count(&p.x), p.dtype)?;
+    let w = dev.alloc(count(&p.w), p.dtype)?;
+    let y = dev.alloc(count(&p.out()), p.dtype)?;
+    let ops = Operands {
+        x: x.ptr(),
+        w: w.ptr(),
+        y: y.ptr(),
+        bias: None,
+        residual: None,
+    };
+    let (median, _) = dev.time(1, iters, || plan.launch(dev, &ops))?;
+    Ok(Some(median))
+}
+
+/// One launch of `conv3d_narrow_bf16`: the problem's extents and the grid over its output.
+struct Narrow {
+    cfg: LaunchConfig,
+    ints: [i32; 14],
+}
+
+impl Narrow {
+    /// The launch for `x: [F, H, W, Cin]` by `w: [Cout, kt, kh, kw, Cin]`, or `None` where the
+    /// kernel does not apply: not bf16, not unit stride, more than 8 output channels, input
+    /// channels not a multiple of 16, a filter too large for its shared memory, or a GPU before
+    /// sm_80.
+    fn plan(
+        dev: &Device,
+        dtype: DType,
+        x: &[usize],
+        w: &[usize],
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+    ) -> Result<Option<Narrow>> {
+        let shapes::Conv3d {
+            x: [f, h, width, cin],
+            k: [kt, kh, kw],
+            out: [fo, ho, wo, cout],
+        } = shapes::conv3d(x, w, None, stride, pad)?;
+        let taps = kt * kh * kw;
+        // B fragments (8 bytes a lane and (tap, 16 channels)) and two input strips.
+        let smem = taps * cin / 16 * 256 + 2 * (NARROW_TILE[2] + kw - 1) * (2 * cin + 16);
+        let applies = dtype == DType::BF16
+            && dev.info.compute_capability.0 >= 8
+            && stride == [1; 3]
+            && (1..=NARROW_COUT).contains(&cout)
+            && cin % 16 == 0
+            && smem <= NARROW_SMEM;
+        let args = [
+            cin, f, h, width, cout, fo, ho, wo, kt, kh, kw, pad[0][0], pad[1][0], pad[2][0],
+        ];
+        let [frames, rows, pixels] = NARROW_TILE;
+        // Grid y and z take at most 65535 CTAs.
+        let grid = |n: usize, tile: usize, most: u32| {
+            u32::try_from(n.div_ceil(tile)).ok().filter(|&g| g <= most)
+        };
+        let (true, Some(ints), Some(gx), Some(gy), Some(gz)) = (
+            applies,
+            ints(args),
+            grid(wo, pixels, u32::MAX >> 1),
+            grid(ho, rows, 65535),
+            grid(fo, frames, 65535),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Narrow {
+            cfg: LaunchConfig {
+                grid_dim: (gx, gy, gz),
+                block_dim: (NARROW_THREADS, 1, 1),
+                shared_mem_bytes: smem as u32,
+            },
+            ints,
+        }))
+    }
+
+    fn launch(&self, dev: &Device, ops: &Operands) -> Result<()> {
+        if self.cfg.grid_dim.0 * self.cfg.grid_dim.1 * self.cfg.grid_dim.2 == 0 {
+            return Ok(());
+        }
+        let args = NarrowConvArgs {
+            out: ops.y,
+            x: ops.x,
+            w: ops.w,
+            bias: ops.bias.unwrap_or(0),
+            residual: ops.residual.unwrap_or(0),
+            ints: self.ints,
+        };
+        dev.launch(kernels::CONV3D_NARROW, self.cfg, &args)
+    }
+}
+
 /// The direct f32 kernel: one thread per output element.
 fn direct(
     dev: &Device,
@@ -141,18 +290,14 @@ fn direct(
     } = shapes::conv3d(x.shape(), weight.shape(), bias_shape, stride, pad)?;
     let out = CudaTensor::alloc(dev, &[fo, ho, wo, cout])?;
     // The kernel indexes within one filter with 32-bit ints.
-    let small = |v: usize| i32::try_from(v).ok();
-    if small(cin * kt * kh * kw).is_none() {
+    if ints([cin * kt * kh * kw]).is_none() {
         return Err(Error::shape("conv3d", "filter too large", weight.shape()));
     }
-    let ints = [
+    let v = ints([
         cin, f, h, w, cout, fo, ho, wo, kt, kh, kw, stride[0], stride[1], stride[2], pad[0][0],
         pad[1][0], pad[2][0],
-    ];
-    let mut v = [0i32; 17];
-    for (o, x) in v.iter_mut().zip(ints) {
-        *o = small(x).ok_or_else(|| Error::invalid("conv3d", format!("extent {x} too large")))?;
-    }
+    ])
+    .ok_or_else(|| Error::invalid("conv3d", "an extent past the kernel's 32-bit ints"))?;
     let n = out.numel();
     let args = Conv3dArgs {
         out: out.ptr(),
@@ -164,4 +309,13 @@ fn direct(
     };
     dev.launch_elements(kernels::CONV3D, n, &args)?;
     Ok(out)
+}
+
+/// `v` as a kernel's `int` fields, `None` when one does not fit.
+fn ints<const N: usize>(v: [usize; N]) -> Option<[i32; N]> {
+    let mut out = [0; N];
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = i32::try_from(x).ok()?;
+    }
+    Some(out)
 }

@@ -142,6 +142,7 @@ pub const UNPATCHIFY: Kernel = Kernel::new(Module::Layout, "unpatchify_f32");
 pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_nearest");
 pub const PAD_ZERO: Kernel = Kernel::new(Module::Layout, "pad_zero");
 pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
+pub const CONV3D_NARROW: Kernel = Kernel::new(Module::Conv, "conv3d_narrow_bf16");
 pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
 pub const FLASH_ATTENTION_PERSISTENT: Kernel =
@@ -201,6 +202,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     UPSAMPLE_NEAREST,
     PAD_ZERO,
     CONV3D,
+    CONV3D_NARROW,
     CAST,
     FLASH_ATTENTION,
     FLASH_ATTENTION_PERSISTENT,

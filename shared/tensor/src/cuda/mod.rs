@@ -67,6 +67,7 @@ pub use alloc::PoolStats;
 pub use compile::{
     Compiled, KernelStats, arch_for, compile_module, compile_source, nvrtc_available, nvrtc_version,
 };
+pub use conv::ConvTimes;
 pub use device::DeviceInfo;
 pub use input::CudaLinearInput;
 pub use int8::CudaInt8Blocks;
@@ -853,16 +854,17 @@ impl CudaBackend {
         converted(&self.dev, t, dtype)
     }
 
-    /// Device time (ms, median of `iters`) of one bf16 cuDNN convolution of `x: [F, H, W, Cin]`
-    /// by `w: [Cout, kt, kh, kw, Cin]` with symmetric zero `pad` and unit stride, the operands'
-    /// values arbitrary. `None` without cuDNN or an algorithm for the problem.
+    /// Device times (ms, median of `iters`) of one bf16 convolution of `x: [F, H, W, Cin]` by
+    /// `w: [Cout, kt, kh, kw, Cin]` with symmetric zero `pad` and unit stride, the operands'
+    /// values arbitrary: on cuDNN (`None` without cuDNN or an algorithm for the problem) and on
+    /// the narrow kernel (`None` where it does not apply).
     pub fn time_conv3d(
         &self,
         x: [usize; 4],
         w: [usize; 5],
         pad: [usize; 3],
         iters: usize,
-    ) -> Result<Option<f64>> {
+    ) -> Result<ConvTimes> {
         shapes::conv3d(&x, &w, None, [1; 3], pad.map(|p| [p, p]))?;
         let p = cudnn::Problem {
             dtype: DType::BF16,
@@ -871,7 +873,10 @@ impl CudaBackend {
             stride: [1; 3],
             pad,
         };
-        conv::time_cudnn(&self.dev, &p, iters)
+        Ok(ConvTimes {
+            cudnn: conv::time_cudnn(&self.dev, &p, iters)?,
+            narrow: conv::time_narrow(&self.dev, &p, iters)?,
+        })
     }
 
     /// Convolution problems seen so far: (run on cuDNN, left to the direct kernel because cuDNN
