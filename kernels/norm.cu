@@ -189,9 +189,12 @@ extern "C" __global__ void rms_norm(const RmsNormArgs a) {
 // channel dim of x: [rows, C], then SiLU when `silu` is set (the residual blocks' norm -> SiLU in
 // one pass over memory). A warp reads a row's channels coalesced; the second read comes from L1.
 // Output rows are `width` ≥ C wide, channels C .. width − 1 zero: a convolution input stored wider
-// than its channels (Backend::conv_input_width).
+// than its channels (Backend::conv_input). With `taps` > 1 (bf16 kernel only) the output is a
+// causal convolution's input with its time taps folded into channels, [frames, frame_rows,
+// taps, width]: row p of x frame f goes to block dt of row p of output frame shift + f − dt, for
+// each dt whose frame lies in [0, frames).
 struct ChannelRmsNormArgs {
-  void* out;           // [rows, width]
+  void* out;           // [rows, width], or [frames, frame_rows, taps, width] folded
   const void* x;       // [rows, C]
   const void* gamma;   // [C]
   u64 rows;
@@ -199,6 +202,8 @@ struct ChannelRmsNormArgs {
   unsigned width;
   int out_dt, x_dt, gamma_dt;
   int silu;
+  u64 frame_rows;      // rows a frame (folded only)
+  int taps, frames, shift;
 };
 
 extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
@@ -259,7 +264,7 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
     for (unsigned o = lanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     const float scale = root_c / fmaxf(sqrtf(ss), 1e-12f);
     if (!live) continue;
-    uint4* dst = (uint4*)((bf16_t*)a.out + row * a.width);
+    uint4 y[3];
 #pragma unroll
     for (int k = 0; k < 3; ++k) {
       unsigned w[4];
@@ -273,10 +278,24 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
         }
         w[j] = pack_bf16x2(y0, y1);
       }
-      dst[3 * sub + k] = make_uint4(w[0], w[1], w[2], w[3]);
+      y[k] = make_uint4(w[0], w[1], w[2], w[3]);
     }
-    for (unsigned j = sub; j < zero_chunks; j += lanes) {
-      dst[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
+    if (a.taps == 1) {
+      uint4* dst = (uint4*)((bf16_t*)a.out + row * a.width);
+#pragma unroll
+      for (int k = 0; k < 3; ++k) dst[3 * sub + k] = y[k];
+      for (unsigned j = sub; j < zero_chunks; j += lanes) {
+        dst[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
+      }
+      continue;
+    }
+    const u64 frame = row / a.frame_rows, p = row - frame * a.frame_rows;
+    for (int dt = 0; dt < a.taps; ++dt) {
+      const long long t = (long long)frame + a.shift - dt;
+      if (t < 0 || t >= a.frames) continue;
+      uint4* dst = (uint4*)((bf16_t*)a.out + (((u64)t * a.frame_rows + p) * a.taps + dt) * a.width);
+#pragma unroll
+      for (int k = 0; k < 3; ++k) dst[3 * sub + k] = y[k];
     }
   }
 }

@@ -218,12 +218,17 @@ const TIMED_PAD: [usize; 3] = [0, 1, 1];
 
 /// The decoder's heaviest convolutions as one 4-frame chunk meets them (2 cached frames in front
 /// of 4).
-const TIMED_CASES: [TimedCase; 6] = [
+const TIMED_CASES: [TimedCase; 7] = [
     ("res conv 96, 480x832", [6, 480, 832, 96], [96, 3, 3, 3, 96]),
     (
         "res conv 96, 480x832, input 128 wide",
         [6, 480, 832, 128],
         [96, 3, 3, 3, 128],
+    ),
+    (
+        "res conv 96, 480x832, time taps folded (used)",
+        [4, 480, 832, 288],
+        [96, 1, 3, 3, 288],
     ),
     (
         "res conv 192, 240x416",

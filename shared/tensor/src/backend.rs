@@ -84,6 +84,17 @@ impl LinearWeights {
     }
 }
 
+/// How a causal convolution's normalized input is laid out ([`Backend::conv_input`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvInput {
+    /// `[F, H, W, width]`, the channels past the convolution's input channels zero (and the
+    /// filter's weights there).
+    Width(usize),
+    /// `[F, H, W, taps·C]`: the time taps folded into channels
+    /// ([`Backend::causal_rms_norm_silu_folded`]), convolved by a `1 × kh × kw` filter.
+    FoldTime,
+}
+
 /// Parameters of sparse-linear attention (SLA) block selection.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlaParams {
@@ -447,14 +458,15 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor> {
         self.silu(&self.channel_rms_norm(x, gamma)?)
     }
-    /// The channel count a convolution from `cin` to `cout` channels wants its input stored with,
-    /// at least `cin`: the channels past `cin` hold zeros and the filter zero weights there. Some
-    /// convolution engines run a wider input faster than the exact one.
-    fn conv_input_width(&self, cin: usize, _cout: usize) -> usize {
-        cin
+    /// How a causal convolution of `taps` time taps from `cin` to `cout` channels wants the
+    /// normalized input that [`Backend::causal_rms_norm_silu`] or
+    /// [`Backend::causal_rms_norm_silu_folded`] writes for it: some convolution engines run a
+    /// wider input, or one with the time taps folded into channels, faster than the plain one.
+    fn conv_input(&self, cin: usize, _cout: usize, _taps: usize) -> ConvInput {
+        ConvInput::Width(cin)
     }
     /// `concat([past, channel_rms_norm_silu(x, gamma)], 0)` over frames, rows `width` channels
-    /// wide (from [`Backend::conv_input_width`]; zeros past x's channels): the input of a causal
+    /// wide ([`ConvInput::Width`]; zeros past x's channels): the input of a causal
     /// convolution with its cached frames in front, which backends may write without the
     /// concatenation's second copy of the normalized frames.
     fn causal_rms_norm_silu(
@@ -487,6 +499,24 @@ pub trait Backend: Send + Sync + Sized + 'static {
             Some(p) => self.concat(&[p, &y], 0),
             None => Ok(y),
         }
+    }
+    /// The input of a causal convolution with its `taps` time taps folded into channels
+    /// ([`ConvInput::FoldTime`]), and the frames the next chunk's call takes as `past`. With
+    /// `s = concat([zeros, channel_rms_norm_silu(concat([past, x], 0), gamma)], 0)` over frames,
+    /// zero frames making `taps − 1` in front of x's (only the last `taps − 1` of `past` count),
+    /// frame t of the input holds frames t, t + 1, …, t + taps − 1 of `s` side by side:
+    /// `[F, H, W, taps·C]` for x `[F, H, W, C]`, which a `1 × kh × kw` convolution whose filter
+    /// has its time taps folded alike turns into the causal one's output. `past` holds frames
+    /// as they came in, before the norm: the second tensor is the last `taps − 1` frames of
+    /// `concat([past, x], 0)` (all of them when there are fewer).
+    fn causal_rms_norm_silu_folded(
+        &self,
+        past: Option<&Self::Tensor>,
+        x: &Self::Tensor,
+        gamma: &Self::Tensor,
+        taps: usize,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        fold_time_by_ops(self, past, x, gamma, taps)
     }
     /// `x[..., c] · scale[c] + shift[c]` over the last (channel) dim.
     fn channel_affine(
@@ -549,9 +579,63 @@ pub(crate) fn expanded_rel_attention<B: Backend>(
     b.attention_with(q, k, v, scale, Some(&bias))
 }
 
+/// [`Backend::causal_rms_norm_silu_folded`] composed of other ops: its default, and what a
+/// backend whose own kernels do not take some operands falls back to.
+pub fn fold_time_by_ops<B: Backend>(
+    b: &B,
+    past: Option<&B::Tensor>,
+    x: &B::Tensor,
+    gamma: &B::Tensor,
+    taps: usize,
+) -> Result<(B::Tensor, B::Tensor)> {
+    let raw = match past {
+        Some(p) => b.concat(&[p, x], 0)?,
+        None => x.clone(),
+    };
+    let shape = b.shape(&raw).to_vec();
+    let frames = |t: &[usize]| t.first().copied().unwrap_or(0);
+    let (have, f) = (frames(&shape), frames(b.shape(x)));
+    let behind = taps.saturating_sub(1);
+    let keep = behind.min(have);
+    let tail = b.slice(&raw, 0, have - keep, keep)?;
+    let seq = b.channel_rms_norm_silu(&raw, gamma)?;
+    // Exactly taps − 1 frames in front of x's: zeros added, or the oldest cached ones dropped.
+    let front = behind.min(have - f);
+    let seq = b.slice(&seq, 0, have - f - front, f + front)?;
+    let seq = match behind - front {
+        0 => seq,
+        zeros => {
+            let mut pad = shape;
+            pad[0] = zeros;
+            b.concat(&[&b.upload(&HostTensor::zeros(pad))?, &seq], 0)?
+        }
+    };
+    let blocks = (0..taps)
+        .map(|dt| b.slice(&seq, 0, dt, f))
+        .collect::<Result<Vec<_>>>()?;
+    let folded = b.concat(&blocks.iter().collect::<Vec<_>>(), 3)?;
+    Ok((folded, tail))
+}
+
+/// A `[Cout, kt, kh, kw, Cin]` filter with its time taps folded into its input channels,
+/// `[Cout, 1, kh, kw, kt·Cin]` (channel `dt·Cin + c`): the filter that convolves
+/// [`Backend::causal_rms_norm_silu_folded`]'s input into the causal convolution's output.
+pub fn fold_time_filter<B: Backend>(b: &B, w: &B::Tensor) -> Result<B::Tensor> {
+    let &[cout, kt, kh, kw, cin] = b.shape(w) else {
+        return Err(Error::shape(
+            "fold_time_filter",
+            "filter must be [Cout, kt, kh, kw, Cin]",
+            b.shape(w),
+        ));
+    };
+    let w = b.permute(w, &[0, 2, 3, 1, 4])?;
+    b.reshape(&w, &[cout, 1, kh, kw, kt * cin])
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::{Backend, CpuBackend, HostTensor};
+    use super::fold_time_filter;
+    use crate::{Backend, CpuBackend, HostTensor, compare};
 
     fn tensor(shape: &[usize], step: f32) -> HostTensor {
         let n = shape.iter().product();
@@ -592,5 +676,48 @@ mod tests {
             err.contains("rel must be [2, 7] for 3 queries and 5 keys"),
             "{err}"
         );
+    }
+
+    /// Chunk by chunk, each call's cached frames feeding the next: the folded input convolved
+    /// by the folded filter equals the causal convolution of the plain input.
+    #[test]
+    fn folded_time_taps_convolve_as_the_causal_convolution() {
+        let b = CpuBackend;
+        let (c, co) = (5usize, 4usize);
+        let up = |t: HostTensor| b.upload(&t).unwrap();
+        let w = up(tensor(&[co, 3, 3, 3, c], 0.37));
+        let (gamma, bias) = (up(tensor(&[c], 0.9)), up(tensor(&[co], 1.3)));
+        let wf = fold_time_filter(&b, &w).unwrap();
+        let (mut plain_past, mut folded_past) = (None, None);
+        for (chunk, frames) in [1usize, 4, 1, 3].into_iter().enumerate() {
+            let x = up(tensor(&[frames, 4, 6, c], 0.11 + chunk as f32));
+            let input = b
+                .causal_rms_norm_silu(plain_past.as_ref(), &x, &gamma, c)
+                .unwrap();
+            let (n, cached) = (
+                b.shape(&input)[0],
+                plain_past.as_ref().map_or(0, |p| b.shape(p)[0]),
+            );
+            let pad = [[2 - cached, 0], [1, 1], [1, 1]];
+            let want = b.conv3d(&input, &w, Some(&bias), [1; 3], pad).unwrap();
+            plain_past = Some(b.slice(&input, 0, n - n.min(2), n.min(2)).unwrap());
+            let (folded, tail) = b
+                .causal_rms_norm_silu_folded(folded_past.as_ref(), &x, &gamma, 3)
+                .unwrap();
+            let got = b
+                .conv3d(&folded, &wf, Some(&bias), [1; 3], [[0, 0], [1, 1], [1, 1]])
+                .unwrap();
+            assert_eq!(b.shape(&got), b.shape(&want));
+            let err = compare::max_rel_err(got.data(), want.data());
+            assert!(err < 1e-5, "chunk {chunk}: {err}");
+            let raw = match &folded_past {
+                Some(p) => b.concat(&[p, &x], 0).unwrap(),
+                None => x.clone(),
+            };
+            let have = b.shape(&raw)[0];
+            let want_tail = b.slice(&raw, 0, have - have.min(2), have.min(2)).unwrap();
+            assert_eq!(tail.data(), want_tail.data());
+            folded_past = Some(tail);
+        }
     }
 }

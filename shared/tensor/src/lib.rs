@@ -20,7 +20,7 @@ pub mod rope;
 pub mod seeded;
 mod shapes;
 
-pub use backend::{Backend, LinearWeight, LinearWeights, QUANT_BLOCK, SlaParams};
+pub use backend::{Backend, ConvInput, LinearWeight, LinearWeights, QUANT_BLOCK, SlaParams};
 pub use cpu::{CpuBackend, CpuTensor, sla_block_map};
 pub use cuda::{CudaBackend, CudaLinear, CudaOptions, CudaTensor};
 pub use download::PendingDownload;

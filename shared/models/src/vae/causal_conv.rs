@@ -1,7 +1,7 @@
 //! Convolutions over channels-last activations `[F, H, W, C]`, and the causal feature cache that
 //! lets the VAE run a video a chunk of frames at a time with the result of one pass over all of it.
 
-use turbine_tensor::Backend;
+use turbine_tensor::{Backend, ConvInput};
 
 use super::weights::Loader;
 use crate::{Error, Result};
@@ -92,31 +92,35 @@ pub(super) struct CausalConv3d<B: Backend> {
     bias: B::Tensor,
     space_pad: [usize; 2],
     slot: usize,
-    /// Channels of the normalized input [`CausalConv3d::forward_normed`] writes: the backend's
-    /// [`Backend::conv_input_width`], the filter zero-padded to it.
-    width: usize,
+    /// The layout of the normalized input [`CausalConv3d::forward_normed`] writes, the
+    /// backend's [`Backend::conv_input`]: the filter zero-padded to its width, or its time taps
+    /// folded into its input channels.
+    input: ConvInput,
 }
 
 impl<B: Backend> CausalConv3d<B> {
     pub fn load(l: &mut Loader<B>, name: &str, shape: [usize; 5]) -> Result<Self> {
-        Self::load_wide(l, name, shape, shape[1])
+        Self::load_for(l, name, shape, ConvInput::Width(shape[1]))
     }
 
-    /// A convolution whose input (from [`CausalConv3d::forward_normed`]) is stored `width`
-    /// channels wide.
-    pub fn load_wide(
+    /// A convolution whose normalized input ([`CausalConv3d::forward_normed`]) is laid out as
+    /// `input` says.
+    pub fn load_for(
         l: &mut Loader<B>,
         name: &str,
         shape: [usize; 5],
-        width: usize,
+        input: ConvInput,
     ) -> Result<Self> {
-        let (weight, bias) = l.conv_wide(name, &shape, width)?;
+        let (weight, bias) = match input {
+            ConvInput::Width(width) => l.conv_wide(name, &shape, width)?,
+            ConvInput::FoldTime => l.conv_time_folded(name, &shape)?,
+        };
         Ok(CausalConv3d {
             weight,
             bias,
             space_pad: [shape[3] / 2, shape[4] / 2],
             slot: l.slot(),
-            width,
+            input,
         })
     }
 
@@ -141,7 +145,17 @@ impl<B: Backend> CausalConv3d<B> {
         cache: &mut FeatCache<B>,
     ) -> Result<B::Tensor> {
         let past = cache.take(self.slot);
-        let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma, self.width)?;
+        let width = match self.input {
+            ConvInput::Width(width) => width,
+            ConvInput::FoldTime => {
+                let (input, tail) =
+                    b.causal_rms_norm_silu_folded(past.as_ref(), x, gamma, CACHE_T + 1)?;
+                let y = self.convolve(b, &input, [0, 0], residual)?;
+                cache.put(self.slot, tail);
+                return Ok(y);
+            }
+        };
+        let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma, width)?;
         self.run(b, input, past.as_ref(), residual, cache)
     }
 
@@ -159,14 +173,25 @@ impl<B: Backend> CausalConv3d<B> {
         let n = frames(b, &input)?;
         let keep = b.slice(&input, 0, n - n.min(CACHE_T), n.min(CACHE_T))?;
         let front = CACHE_T - past.map(|p| frames(b, p)).transpose()?.unwrap_or(0);
-        let [ph, pw] = self.space_pad;
-        let pad = [[front, 0], [ph, ph], [pw, pw]];
-        let bias = Some(&self.bias);
-        let y = match residual {
-            Some(r) => b.conv3d_add(&input, &self.weight, bias, [1; 3], pad, r)?,
-            None => b.conv3d(&input, &self.weight, bias, [1; 3], pad)?,
-        };
+        let y = self.convolve(b, &input, [front, 0], residual)?;
         cache.put(self.slot, keep);
         Ok(y)
+    }
+
+    /// The convolution of `input` with `time` zero frames (before, after), plus `residual`.
+    fn convolve(
+        &self,
+        b: &B,
+        input: &B::Tensor,
+        time: [usize; 2],
+        residual: Option<&B::Tensor>,
+    ) -> Result<B::Tensor> {
+        let [ph, pw] = self.space_pad;
+        let pad = [time, [ph, ph], [pw, pw]];
+        let bias = Some(&self.bias);
+        Ok(match residual {
+            Some(r) => b.conv3d_add(input, &self.weight, bias, [1; 3], pad, r)?,
+            None => b.conv3d(input, &self.weight, bias, [1; 3], pad)?,
+        })
     }
 }

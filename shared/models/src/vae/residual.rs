@@ -16,10 +16,10 @@ pub(super) struct NormConv<B: Backend> {
 impl<B: Backend> NormConv<B> {
     /// The norm's `gamma` at `norm`, the convolution at `conv`.
     fn load(l: &mut Loader<B>, norm: &str, conv: &str, cin: usize, cout: usize) -> Result<Self> {
-        let width = l.backend.conv_input_width(cin, cout);
+        let input = l.backend.conv_input(cin, cout, 3);
         Ok(NormConv {
             gamma: l.gamma(norm, cin, false)?,
-            conv: CausalConv3d::load_wide(l, conv, [cout, cin, 3, 3, 3], width)?,
+            conv: CausalConv3d::load_for(l, conv, [cout, cin, 3, 3, 3], input)?,
         })
     }
 

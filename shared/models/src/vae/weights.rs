@@ -7,6 +7,7 @@
 //! key in every error. A common key prefix (`vae.`) is detected and stripped.
 
 use turbine_checkpoint::TensorStore;
+use turbine_tensor::backend::fold_time_filter;
 use turbine_tensor::{Backend, HostTensor};
 
 use super::WanVaeConfig;
@@ -79,7 +80,7 @@ impl<'a, B: Backend> Loader<'a, B> {
     }
 
     /// [`Loader::conv`] of a `[Cout, Cin, kt, kh, kw]` filter, its input channels zero-padded to
-    /// `width` ≥ Cin for an input stored that wide ([`Backend::conv_input_width`]).
+    /// `width` ≥ Cin for an input stored that wide ([`turbine_tensor::ConvInput::Width`]).
     pub fn conv_wide(
         &self,
         name: &str,
@@ -94,6 +95,18 @@ impl<'a, B: Backend> Loader<'a, B> {
         let pad = [shape[0], shape[2], shape[3], shape[4], extra];
         let w = b.concat(&[&w, &b.upload_param(&HostTensor::zeros(pad))?], 4)?;
         Ok((w, bias))
+    }
+
+    /// [`Loader::conv`] of a `[Cout, Cin, kt, kh, kw]` filter with its time taps folded into
+    /// its input channels, `[Cout, 1, kh, kw, kt·Cin]` (channel `dt·Cin + c`), for an input laid
+    /// out by [`Backend::causal_rms_norm_silu_folded`].
+    pub fn conv_time_folded(
+        &self,
+        name: &str,
+        shape: &[usize; 5],
+    ) -> Result<(B::Tensor, B::Tensor)> {
+        let (w, bias) = self.conv(name, shape)?;
+        Ok((fold_time_filter(self.backend, &w)?, bias))
     }
 
     /// An RMS-norm `gamma` of the stored `[C, 1, 1, 1]` (video) or `[C, 1, 1]` (image) shape, as `[C]`.

@@ -1207,6 +1207,43 @@ impl Checker<'_> {
         self.bf16_video()
     }
 
+    /// The time-folded causal convolution input and the frames it leaves for the next chunk, on
+    /// the VAE's 96 channels (the kernel's path) and 16 (composed of other ops): the first chunk
+    /// (zeros in front), one or two cached frames, one or four new frames, more cached frames
+    /// than the taps use.
+    fn bf16_folded_norm(&mut self) -> Result<()> {
+        for (c, cached, frames) in [
+            (96, 0, 1),
+            (96, 2, 4),
+            (96, 1, 1),
+            (96, 2, 1),
+            (96, 3, 2),
+            (16, 2, 3),
+        ] {
+            let x = self.randn(&[frames, 5, 7, c]);
+            let gamma = self.randn(&[c]);
+            let past = (cached > 0).then(|| self.randn(&[cached, 5, 7, c]));
+            let case = format!("{cached} cached + [{frames}, 5, 7, {c}], 3 taps");
+            for (part, pick) in [("input", 0usize), ("cached next", 1)] {
+                let mut inputs = vec![x.clone(), gamma.clone()];
+                inputs.extend(past.clone());
+                let as_bf16: Vec<bool> = (0..inputs.len()).map(|i| i != 1).collect();
+                check_bf16!(
+                    self,
+                    "bf16 causal_rms_norm_silu_folded",
+                    format!("{case}: {part}"),
+                    inputs,
+                    as_bf16,
+                    |b, x| {
+                        b.causal_rms_norm_silu_folded(x.get(2), &x[0], &x[1], 3)
+                            .map(|t| if pick == 0 { t.0 } else { t.1 })
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// bf16 convolutions onto at most 8 channels, which run on the narrow implicit-GEMM kernel:
     /// a row wider than a CTA's 64 pixels with a partial last tile, heights and frame counts
     /// that are not multiples of its 4, causal and cached-frame time padding, 1 to 8 outputs,
@@ -1356,6 +1393,7 @@ impl Checker<'_> {
                 |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], width)
             );
         }
+        self.bf16_folded_norm()?;
         check_bf16!(
             self,
             "bf16 channel_affine",

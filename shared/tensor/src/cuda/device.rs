@@ -168,6 +168,14 @@ impl Device {
         self.pool.alloc(elements * dtype.size_in_bytes())
     }
 
+    /// Queues a zero fill of `bytes` bytes at `ptr` (inside one live pool buffer) on the stream.
+    pub fn zero(&self, ptr: sys::CUdeviceptr, bytes: usize) -> Result<()> {
+        self.stream.context().bind_to_thread().w("zero")?;
+        // SAFETY: the caller's range lies inside a live buffer, and the fill is queued on the
+        // stream every use of that buffer is queued on.
+        unsafe { driver::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream()) }.w("zero")
+    }
+
     /// [`Device::alloc`] without size-class rounding, for weights.
     pub fn alloc_exact(&self, elements: usize, dtype: DType) -> Result<DeviceBuffer> {
         self.pool.alloc_exact(elements * dtype.size_in_bytes())

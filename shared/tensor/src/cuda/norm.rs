@@ -111,6 +111,10 @@ struct ChannelRmsNormArgs {
     x_dt: i32,
     gamma_dt: i32,
     silu: i32,
+    frame_rows: u64,
+    taps: i32,
+    frames: i32,
+    shift: i32,
 }
 
 // SAFETY (all six): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
@@ -562,18 +566,15 @@ pub(super) fn channel_rms_norm_into(
     );
     // bf16 rows of 24·n channels (n | 32): n lanes a row; otherwise one warp per row.
     let bf16 = x.dtype() == DType::BF16 && out.dtype() == DType::BF16;
-    let lanes = c / 24;
     let out_ptr = out.ptr() + (offset * out.dtype().size_in_bytes()) as u64;
     let aligned = x.ptr().is_multiple_of(16) && out_ptr.is_multiple_of(16) && width % 8 == 0;
-    let (kernel, threads) =
-        if bf16 && aligned && c.is_multiple_of(24) && lanes > 0 && 32 % lanes == 0 {
-            (
-                kernels::CHANNEL_RMS_NORM_BF16,
-                rows.div_ceil(32 / lanes) * 32,
-            )
-        } else {
-            (kernels::CHANNEL_RMS_NORM, rows * 32 * (c > 0) as usize)
-        };
+    let (kernel, threads) = match bf16_lanes(c) {
+        Some(lanes) if bf16 && aligned => (
+            kernels::CHANNEL_RMS_NORM_BF16,
+            rows.div_ceil(32 / lanes) * 32,
+        ),
+        _ => (kernels::CHANNEL_RMS_NORM, rows * 32 * (c > 0) as usize),
+    };
     dev.launch_elements(
         kernel,
         threads,
@@ -588,6 +589,93 @@ pub(super) fn channel_rms_norm_into(
             x_dt: dt_code(x.dtype()),
             gamma_dt: dt_code(gamma.dtype()),
             silu: silu as i32,
+            frame_rows: rows as u64,
+            taps: 1,
+            frames: 1,
+            shift: 0,
+        },
+    )
+}
+
+/// Lanes a row of the bf16 channel-norm kernel takes for `c` channels: `c / 24` where that
+/// divides 32, else `None` (the one-warp-per-row kernel).
+fn bf16_lanes(c: usize) -> Option<usize> {
+    let lanes = c / 24;
+    (c.is_multiple_of(24) && lanes > 0 && 32 % lanes == 0).then_some(lanes)
+}
+
+/// Whether [`channel_rms_norm_folded`] takes rows of `c` channels (24·n with n dividing 32).
+pub(super) fn folds_channels(c: usize) -> bool {
+    bf16_lanes(c).is_some()
+}
+
+/// Where [`channel_rms_norm_folded`] writes: x's frame f goes to block dt of output frame
+/// `shift + f − dt` for each dt < `taps` whose frame lies in `[0, frames)`.
+pub(super) struct Fold {
+    pub taps: usize,
+    pub frames: usize,
+    pub shift: usize,
+}
+
+/// `silu(channel_rms_norm(x, gamma))` of bf16 `x: [F, H, W, C]` into a causal convolution's input
+/// with its time taps folded into channels, `out: [frames, H, W, taps·C]` bf16 (see [`Fold`]);
+/// blocks no frame of x reaches are left as they are.
+pub(super) fn channel_rms_norm_folded(
+    dev: &Device,
+    out: &CudaTensor,
+    x: &CudaTensor,
+    gamma: &CudaTensor,
+    fold: &Fold,
+) -> Result<()> {
+    const OP: &str = "causal_rms_norm_silu_folded";
+    shapes::channel_param(OP, x.shape(), gamma.shape())?;
+    let c = gamma.shape()[0];
+    let (Some(lanes), &[f, h, w, _], &[fo, ho, wo, wide]) = (
+        bf16_lanes(c).filter(|_| x.dtype() == DType::BF16 && out.dtype() == DType::BF16),
+        x.shape(),
+        out.shape(),
+    ) else {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "bf16 [F, H, W, 24·n] in and [F, H, W, taps·C] out, got out {:?}",
+                out.shape()
+            ),
+            x.shape(),
+        ));
+    };
+    if [ho, wo, wide] != [h, w, fold.taps * c] || fo != fold.frames {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "output {:?} for {} taps of {c} channels",
+                out.shape(),
+                fold.taps
+            ),
+            x.shape(),
+        ));
+    }
+    let small =
+        |v: usize| i32::try_from(v).map_err(|_| Error::shape(OP, "extent past 32 bits", x.shape()));
+    let rows = f * h * w;
+    dev.launch_elements(
+        kernels::CHANNEL_RMS_NORM_BF16,
+        rows.div_ceil(32 / lanes) * 32,
+        &ChannelRmsNormArgs {
+            out: out.ptr(),
+            x: x.ptr(),
+            gamma: gamma.ptr(),
+            rows: rows as u64,
+            channels: c as u32,
+            width: c as u32,
+            out_dt: dt_code(DType::BF16),
+            x_dt: dt_code(DType::BF16),
+            gamma_dt: dt_code(gamma.dtype()),
+            silu: 1,
+            frame_rows: (h * w) as u64,
+            taps: small(fold.taps)?,
+            frames: small(fo)?,
+            shift: small(fold.shift)?,
         },
     )
 }
