@@ -216,9 +216,11 @@ type TimedCase = (&'static str, [usize; 4], [usize; 5]);
 /// the causal pad), 1 in height and width.
 const TIMED_PAD: [usize; 3] = [0, 1, 1];
 
-/// The decoder's heaviest convolutions as one 4-frame chunk meets them (2 cached frames in front
-/// of 4).
-const TIMED_CASES: [TimedCase; 7] = [
+/// The decoder's heaviest convolutions as one chunk meets them (2 cached frames in front of its
+/// 4 frames at 240x416 and up, 2 at 120x208, 1 at 60x104), with the input layouts
+/// [`turbine_tensor::Backend::conv_input`] chooses between: stored 128 wide or time taps folded
+/// into channels (`[F, H, W, 3C]` by a 1x3x3 filter).
+const TIMED_CASES: [TimedCase; 11] = [
     ("res conv 96, 480x832", [6, 480, 832, 96], [96, 3, 3, 3, 96]),
     (
         "res conv 96, 480x832, input 128 wide",
@@ -236,9 +238,29 @@ const TIMED_CASES: [TimedCase; 7] = [
         [192, 3, 3, 3, 192],
     ),
     (
+        "res conv 192, 240x416, time taps folded",
+        [4, 240, 416, 576],
+        [192, 1, 3, 3, 576],
+    ),
+    (
+        "res conv 384, 120x208 (2 frames + 2 cached)",
+        [4, 120, 208, 384],
+        [384, 3, 3, 3, 384],
+    ),
+    (
+        "res conv 384, 120x208, time taps folded",
+        [2, 120, 208, 1152],
+        [384, 1, 3, 3, 1152],
+    ),
+    (
         "res conv 384, 60x104 (1 frame + 2 cached)",
         [3, 60, 104, 384],
         [384, 3, 3, 3, 384],
+    ),
+    (
+        "res conv 384, 60x104, time taps folded",
+        [1, 60, 104, 1152],
+        [384, 1, 3, 3, 1152],
     ),
     (
         "upsample conv 192 -> 96, 480x832",
