@@ -3,6 +3,7 @@
 
 use cudarc::driver::{DeviceRepr, LaunchConfig};
 
+use super::alloc::DeviceBuffer;
 use super::cudnn::{Operands, Problem};
 use super::device::Device;
 use super::{CudaTensor, converted, elementwise, kernels, layout};
@@ -38,8 +39,8 @@ struct NarrowConvArgs {
 // SAFETY: `#[repr(C)]` mirror of `NarrowConvArgs` in conv.cu (pointers as u64, `int` as i32).
 unsafe impl DeviceRepr for NarrowConvArgs {}
 
-/// conv.cu's `NC_BW`, `NC_ROWS`, `NC_FRAMES`, `NC_THREADS`: the output pixels, rows and frames
-/// of a CTA of the narrow kernel, and its threads.
+/// conv.cu's `NC_FRAMES`, `NC_ROWS`, `NC_BW` and `NC_THREADS`: the output frames, rows and
+/// pixels of a CTA of the narrow kernel, and its threads.
 const NARROW_TILE: [usize; 3] = [4, 4, 64];
 const NARROW_THREADS: u32 = 128;
 /// The most output channels the narrow kernel computes (one n8 MMA column).
@@ -150,17 +151,8 @@ pub(super) fn time_cudnn(dev: &Device, p: &Problem, iters: usize) -> Result<Opti
     let Some(dnn) = dev.cudnn() else {
         return Ok(None);
     };
-    let count = |s: &[usize]| s.iter().product::<usize>();
-    let x = dev.alloc(count(&p.x), p.dtype)?;
-    let w = dev.alloc(count(&p.w), p.dtype)?;
-    let y = dev.alloc(count(&p.out()), p.dtype)?;
-    let ops = Operands {
-        x: x.ptr(),
-        w: w.ptr(),
-        y: y.ptr(),
-        bias: None,
-        residual: None,
-    };
+    let scratch = Scratch::new(dev, p)?;
+    let ops = scratch.operands();
     if dnn.forward(&dev.pool, p, &ops)?.is_none() {
         return Ok(None);
     }
@@ -182,19 +174,38 @@ pub(super) fn time_narrow(dev: &Device, p: &Problem, iters: usize) -> Result<Opt
     let Some(plan) = Narrow::plan(dev, p.dtype, &p.x, &p.w, p.stride, pad)? else {
         return Ok(None);
     };
-    let count = |s: &[usize]| s.iter().product::<usize>();
-    let x = dev.alloc(count(&p.x), p.dtype)?;
-    let w = dev.alloc(count(&p.w), p.dtype)?;
-    let y = dev.alloc(count(&p.out()), p.dtype)?;
-    let ops = Operands {
-        x: x.ptr(),
-        w: w.ptr(),
-        y: y.ptr(),
-        bias: None,
-        residual: None,
-    };
+    let scratch = Scratch::new(dev, p)?;
+    let ops = scratch.operands();
     let (median, _) = dev.time(1, iters, || plan.launch(dev, &ops))?;
     Ok(Some(median))
+}
+
+/// Operands of `p`'s shapes with arbitrary values, for timing an engine.
+struct Scratch {
+    x: DeviceBuffer,
+    w: DeviceBuffer,
+    y: DeviceBuffer,
+}
+
+impl Scratch {
+    fn new(dev: &Device, p: &Problem) -> Result<Self> {
+        let alloc = |s: &[usize]| dev.alloc(s.iter().product(), p.dtype);
+        Ok(Scratch {
+            x: alloc(&p.x)?,
+            w: alloc(&p.w)?,
+            y: alloc(&p.out())?,
+        })
+    }
+
+    fn operands(&self) -> Operands {
+        Operands {
+            x: self.x.ptr(),
+            w: self.w.ptr(),
+            y: self.y.ptr(),
+            bias: None,
+            residual: None,
+        }
+    }
 }
 
 /// One launch of `conv3d_narrow_bf16`: the problem's extents and the grid over its output.
@@ -258,7 +269,8 @@ impl Narrow {
     }
 
     fn launch(&self, dev: &Device, ops: &Operands) -> Result<()> {
-        if self.cfg.grid_dim.0 * self.cfg.grid_dim.1 * self.cfg.grid_dim.2 == 0 {
+        let (gx, gy, gz) = self.cfg.grid_dim;
+        if [gx, gy, gz].contains(&0) {
             return Ok(());
         }
         let args = NarrowConvArgs {

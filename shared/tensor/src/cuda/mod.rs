@@ -1669,13 +1669,12 @@ impl Backend for CudaBackend {
         })
     }
 
-    /// bf16 inputs of convolutions to at least 64 channels go to a multiple of 64 channels:
-    /// cuDNN 9 on an H100 runs the VAE's full-resolution 96 → 96 convolution at 235 TFLOPS and
-    /// the same one from 128 zero-padded channels at 555 (3.38 → 1.91 ms,
-    /// bench/results/2026-11-26-vae.md).
-    /// bf16 convolutions to 64 or more channels: cuDNN runs inputs of a multiple of 64 channels
-    /// much faster than others (96 -> 96 at 480x832: 3.4 ms as is, 1.9 ms stored 128 wide), and
-    /// the three time taps of such a layer folded into its channels faster still (1.6 ms).
+    /// bf16 inputs of convolutions to at least 64 channels from a channel count that is not a
+    /// multiple of 64: cuDNN 9 on an H100 runs the VAE's full-resolution 96 → 96 convolution in
+    /// 3.4 ms as is, 1.9 ms from 128 zero-padded channels and 1.5–1.6 ms with its three time
+    /// taps folded into 288 channels, which the folded norm writes for 24·n channels; folding
+    /// does not pay at 192 or 384 channels (bench/results/2026-11-26-vae.md,
+    /// 2026-11-28-vae-convs.md).
     fn conv_input(&self, cin: usize, cout: usize, taps: usize) -> ConvInput {
         if self.precision != Precision::Bf16 || cout < 64 || cin.is_multiple_of(64) {
             ConvInput::Width(cin)
@@ -1727,22 +1726,23 @@ impl Backend for CudaBackend {
         taps: usize,
     ) -> Result<(CudaTensor, CudaTensor)> {
         const OP: &str = "causal_rms_norm_silu_folded";
-        self.timed(OP, || {
-            self.check(OP, &[x, gamma])?;
-            if let Some(p) = past {
-                self.check(OP, &[p])?;
+        self.check(OP, &[x, gamma])?;
+        if let Some(p) = past {
+            self.check(OP, &[p])?;
+        }
+        if self.compute() == DType::BF16 {
+            let x = converted(&self.dev, x, DType::BF16)?;
+            let past = past
+                .map(|p| converted(&self.dev, p, DType::BF16))
+                .transpose()?;
+            if fold::applies(past.as_ref(), &x, taps) {
+                return self.timed(OP, || {
+                    fold::fold_time(&self.dev, past.as_ref(), &x, gamma, taps)
+                });
             }
-            if self.compute() == DType::BF16 {
-                let x = converted(&self.dev, x, DType::BF16)?;
-                let past = past
-                    .map(|p| converted(&self.dev, p, DType::BF16))
-                    .transpose()?;
-                if fold::applies(past.as_ref(), &x, taps) {
-                    return fold::fold_time(&self.dev, past.as_ref(), &x, gamma, taps);
-                }
-            }
-            fold_time_by_ops(self, past, x, gamma, taps)
-        })
+        }
+        // Composed of ops that are timed on their own.
+        fold_time_by_ops(self, past, x, gamma, taps)
     }
 
     fn channel_affine(
