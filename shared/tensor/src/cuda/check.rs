@@ -18,7 +18,8 @@
 //! SLA block selections must match exactly.
 //!
 //! Convolutions run on cuDNN where it loads (FMA-only algorithms in f32), on the direct kernel
-//! elsewhere; attention with heads wider than 128 on cuBLASLt GEMMs around a softmax kernel.
+//! elsewhere, bf16 ones onto at most 8 channels on the narrow implicit-GEMM kernel; attention
+//! with heads wider than 128 on cuBLASLt GEMMs around a softmax kernel.
 //!
 //! The **bf16** checks ([`op_checks`] runs them after the f32 ones) run a [`Precision::Bf16`]
 //! backend on bf16 copies of the inputs against the CPU on the same bf16-rounded values, with
