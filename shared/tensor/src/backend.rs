@@ -588,6 +588,12 @@ pub fn fold_time_by_ops<B: Backend>(
     gamma: &B::Tensor,
     taps: usize,
 ) -> Result<(B::Tensor, B::Tensor)> {
+    if taps == 0 {
+        return Err(Error::invalid(
+            "causal_rms_norm_silu_folded",
+            "a convolution has at least one time tap",
+        ));
+    }
     let raw = match past {
         Some(p) => b.concat(&[p, x], 0)?,
         None => x.clone(),
@@ -605,8 +611,10 @@ pub fn fold_time_by_ops<B: Backend>(
     let seq = match behind - front {
         0 => seq,
         zeros => {
-            let mut pad = shape;
-            pad[0] = zeros;
+            let pad: Vec<usize> = [zeros]
+                .into_iter()
+                .chain(shape.into_iter().skip(1))
+                .collect();
             b.concat(&[&b.upload(&HostTensor::zeros(pad))?, &seq], 0)?
         }
     };
