@@ -1208,6 +1208,26 @@ impl Checker<'_> {
         self.bf16_video()
     }
 
+    /// bf16 `conv3d_add` of `[x, w, bias, residual]` with 2 causal frames of zeros in front and
+    /// 1 around in height and width: a VAE residual block's second convolution.
+    fn bf16_causal_conv_add(
+        &mut self,
+        op: &'static str,
+        case: &str,
+        inputs: [HostTensor; 4],
+    ) -> Result<()> {
+        check_bf16!(self, op, case, inputs, [true, true, false, true], |b, x| b
+            .conv3d_add(
+                &x[0],
+                &x[1],
+                Some(&x[2]),
+                [1; 3],
+                [[2, 0], [1, 1], [1, 1]],
+                &x[3]
+            ));
+        Ok(())
+    }
+
     /// The time-folded causal convolution input and the frames it leaves for the next chunk, on
     /// the VAE's 96 channels (the kernel's path) and 16 (composed of other ops): the first chunk
     /// (zeros in front), one or two cached frames, one or four new frames, more cached frames
@@ -1279,21 +1299,11 @@ impl Checker<'_> {
             .rng
             .tensor(&[3, 3, 3, 3, 32], (27.0f32 * 32.0).sqrt().recip());
         let (bias, residual) = (self.randn(&[3]), self.randn(&[5, 6, 67, 3]));
-        check_bf16!(
-            self,
+        self.bf16_causal_conv_add(
             "bf16 conv3d_add (narrow)",
             "x [5, 6, 67, 32] w [3, 3, 3, 3, 32], causal pad, + residual",
-            vec![x, w, bias, residual],
-            [true, true, false, true],
-            |b, x| b.conv3d_add(
-                &x[0],
-                &x[1],
-                Some(&x[2]),
-                [1; 3],
-                [[2, 0], [1, 1], [1, 1]],
-                &x[3]
-            )
-        );
+            [x, w, bias, residual],
+        )?;
         Ok(())
     }
 
@@ -1328,21 +1338,11 @@ impl Checker<'_> {
         }
         let (w, bias) = (self.rng.tensor(&[24, 3, 3, 3, 16], 0.05), self.randn(&[24]));
         let residual = self.randn(&[3, 9, 11, 24]);
-        check_bf16!(
-            self,
+        self.bf16_causal_conv_add(
             "bf16 conv3d_add",
             "w [24, 3, 3, 3, 16], causal pad, + residual [3, 9, 11, 24]",
-            vec![x.clone(), w, bias, residual],
-            [true, true, false, true],
-            |b, x| b.conv3d_add(
-                &x[0],
-                &x[1],
-                Some(&x[2]),
-                [1; 3],
-                [[2, 0], [1, 1], [1, 1]],
-                &x[3]
-            )
-        );
+            [x.clone(), w, bias, residual],
+        )?;
         self.bf16_narrow_conv()?;
         let (gamma, scale, shift) = (self.randn(&[16]), self.randn(&[16]), self.randn(&[16]));
         check_bf16!(
