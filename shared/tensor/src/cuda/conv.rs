@@ -73,62 +73,50 @@ pub(super) fn conv3d(
     if let Some(r) = residual {
         shapes::same_shape("conv3d_add", &out, r.shape())?;
     }
-    if let Some(plan) = Narrow::plan(dev, dtype, x.shape(), weight.shape(), stride, pad)? {
-        let bf16 = |t: &CudaTensor| converted(dev, t, DType::BF16);
-        let out = CudaTensor::alloc_as(dev, &out, DType::BF16)?;
-        let (x, w) = (bf16(x)?, bf16(weight)?);
-        let bias = bias.map(bf16).transpose()?;
-        let residual = residual.map(bf16).transpose()?;
-        plan.launch(
-            dev,
-            &Operands {
-                x: x.ptr(),
-                w: w.ptr(),
-                y: out.ptr(),
-                bias: bias.as_ref().map(CudaTensor::ptr),
-                residual: residual.as_ref().map(CudaTensor::ptr),
-            },
-        )?;
-        return Ok(out);
+    // Both engines take the operands in `dtype`, into one output; the bias and the residual are
+    // added in their epilogues.
+    let to = |t: &CudaTensor| converted(dev, t, dtype);
+    let (xd, wd) = (to(x)?, to(weight)?);
+    let bias_d = bias.map(to).transpose()?;
+    let residual_d = residual.map(to).transpose()?;
+    let y = CudaTensor::alloc_as(dev, &out, dtype)?;
+    let ops = |x: &CudaTensor| Operands {
+        x: x.ptr(),
+        w: wd.ptr(),
+        y: y.ptr(),
+        bias: bias_d.as_ref().map(CudaTensor::ptr),
+        residual: residual_d.as_ref().map(CudaTensor::ptr),
+    };
+    if let Some(plan) = Narrow::plan(dev, dtype, xd.shape(), wd.shape(), stride, pad)? {
+        plan.launch(dev, &ops(&xd))?;
+        return Ok(y);
     }
     if let Some(dnn) = dev.cudnn() {
-        let x = converted(dev, x, dtype)?;
-        let w = converted(dev, weight, dtype)?;
         // cuDNN pads symmetrically; the causal time padding and downsample2d's right/bottom
         // zero column are materialized first.
         let sym = pad.map(|[before, after]| before.min(after));
         let extra: [[usize; 2]; 3] = [0, 1, 2].map(|d| [pad[d][0] - sym[d], pad[d][1] - sym[d]]);
-        let x = if extra.iter().flatten().any(|&p| p > 0) {
-            layout::pad_zero(dev, &x, extra)?
+        let xd = if extra.iter().flatten().any(|&p| p > 0) {
+            layout::pad_zero(dev, &xd, extra)?
         } else {
-            x
+            xd
         };
-        let s = x.shape();
+        let s = xd.shape();
         let problem = Problem {
             dtype,
             x: [s[0], s[1], s[2], s[3]],
-            w: [0, 1, 2, 3, 4].map(|d| w.shape()[d]),
+            w: [0, 1, 2, 3, 4].map(|d| wd.shape()[d]),
             stride,
             pad: sym,
         };
-        let out = CudaTensor::alloc_as(dev, &problem.out(), dtype)?;
-        let bias = bias.map(|b| converted(dev, b, dtype)).transpose()?;
-        let residual_in = residual.map(|r| converted(dev, r, dtype)).transpose()?;
-        let ops = Operands {
-            x: x.ptr(),
-            w: w.ptr(),
-            y: out.ptr(),
-            bias: bias.as_ref().map(CudaTensor::ptr),
-            residual: residual_in.as_ref().map(CudaTensor::ptr),
-        };
-        if let Some(fused) = dnn.forward(&dev.pool, &problem, &ops)? {
+        if let Some(fused) = dnn.forward(&dev.pool, &problem, &ops(&xd))? {
             if fused {
-                return Ok(out);
+                return Ok(y);
             }
-            if let Some(b) = &bias {
-                elementwise::add_channel_bias(dev, &out, b)?;
+            if let Some(b) = &bias_d {
+                elementwise::add_channel_bias(dev, &y, b)?;
             }
-            return plus(dev, out, residual_in.as_ref());
+            return plus(dev, y, residual_d.as_ref());
         }
     }
     let f32 = |t: &CudaTensor| converted(dev, t, DType::F32);
