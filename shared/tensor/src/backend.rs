@@ -198,15 +198,26 @@ pub trait Backend: Send + Sync + Sized + 'static {
         self.gelu_tanh(&self.linear(x, w)?)
     }
 
-    /// `residual + x Wᵀ + b`: a residual block's last layer, which backends may add into the
-    /// residual stream inside the GEMM (one rounding, to the residual's type).
+    /// `residual + (x Wᵀ + b)·gate` (`gate: [out]`; `residual + x Wᵀ + b` without it): a
+    /// residual branch's last layer, which backends may add into the residual stream inside the
+    /// GEMM (one rounding, to the residual's type).
     fn linear_residual(
         &self,
         x: &Self::Tensor,
         w: &Self::Linear,
         residual: &Self::Tensor,
+        gate: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor> {
-        self.add(residual, &self.linear(x, w)?)
+        self.residual(residual, &self.linear(x, w)?, gate)
+    }
+
+    /// Whether [`Backend::linear_residual`] through `w` (with a gate when `gated`) adds into the
+    /// residual stream inside the GEMM. Where it does not, a caller whose next step is a norm of
+    /// the sum does better with [`Backend::residual_layer_norm_input`], which adds in the norm's
+    /// pass.
+    fn residual_in_gemm(&self, w: &Self::Linear, gated: bool) -> bool {
+        let _ = (w, gated);
+        false
     }
 
     /// `gelu_tanh(x Gᵀ + b) ⊙ (x Lᵀ + b)`: the first half of a gated-GELU FFN (umT5's), which

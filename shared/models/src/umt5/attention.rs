@@ -101,6 +101,6 @@ impl<B: Backend> SelfAttention<B> {
         // T5 has no 1/sqrt(d_kv) scaling: it is folded into q's trained weights.
         let out = b.attention_rel_bias(&q, &k, &v, 1.0, rel)?;
         let out = b.reshape(&out, &[len, self.heads * self.d_kv])?;
-        Ok(b.linear_residual(&out, &self.o, residual)?)
+        Ok(b.linear_residual(&out, &self.o, residual, None)?)
     }
 }

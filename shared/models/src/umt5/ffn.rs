@@ -34,6 +34,6 @@ impl<B: Backend> GatedFfn<B> {
     /// `residual + ffn(h)` for `h: [L, D]` (after `norm2`): `fc2` adds into the residual stream.
     pub fn add_to(&self, b: &B, residual: &B::Tensor, h: &B::Tensor) -> Result<B::Tensor> {
         let hidden = b.linear_gated_gelu(h, &self.gate, &self.fc1)?;
-        Ok(b.linear_residual(&hidden, &self.fc2, residual)?)
+        Ok(b.linear_residual(&hidden, &self.fc2, residual, None)?)
     }
 }

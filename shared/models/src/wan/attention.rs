@@ -4,6 +4,7 @@
 use turbine_tensor::{Backend, SlaParams};
 
 use super::WanConfig;
+use super::block::Branch;
 use super::weights::WanWeights;
 use crate::{Error, Result};
 
@@ -138,13 +139,13 @@ impl<B: Backend> Projections<B> {
         Ok(b.reshape(t, &[b.shape(t)[0], self.heads, self.head_dim])?)
     }
 
-    /// The output projection of the attention result `[L, H, Dh]` `-> [L, D]`.
-    fn output(&self, b: &B, out: &B::Tensor) -> Result<B::Tensor> {
+    /// The attention result `[L, H, Dh]` as the input `[L, D]` of the output projection.
+    fn output(&self, b: &B, out: &B::Tensor) -> Result<Branch<'_, B>> {
         let len = b.shape(out)[0];
-        Ok(b.linear(
-            &b.reshape(out, &[len, self.heads * self.head_dim])?,
-            &self.o,
-        )?)
+        Ok(Branch {
+            input: b.reshape(out, &[len, self.heads * self.head_dim])?,
+            layer: &self.o,
+        })
     }
 }
 
@@ -183,7 +184,8 @@ impl<B: Backend> SelfAttention<B> {
         self.proj_l.is_some()
     }
 
-    /// `x: [L, D]` (normalized and modulated) `-> [L, D]`; `probe` sees q, k, v first.
+    /// `x: [L, D]` (normalized and modulated) `-> [L, D]`, up to the output projection; `probe`
+    /// sees q, k, v first.
     pub fn forward(
         &self,
         b: &B,
@@ -191,7 +193,7 @@ impl<B: Backend> SelfAttention<B> {
         rope: &Rope<B>,
         mode: &AttentionMode,
         probe: &mut dyn FnMut(&Qkv<B>) -> Result<()>,
-    ) -> Result<B::Tensor> {
+    ) -> Result<Branch<'_, B>> {
         let p = &self.projections;
         let qkv = Qkv {
             q: p.rotated(b, x, rope, false)?,
@@ -246,8 +248,8 @@ impl<B: Backend> CrossAttention<B> {
         })
     }
 
-    /// `x: [L, D]` (after the affine `norm3`) `-> [L, D]`.
-    pub fn forward(&self, b: &B, x: &B::LinearInput, kv: &ContextKv<B>) -> Result<B::Tensor> {
+    /// `x: [L, D]` (after the affine `norm3`) `-> [L, D]`, up to the output projection.
+    pub fn forward(&self, b: &B, x: &B::LinearInput, kv: &ContextKv<B>) -> Result<Branch<'_, B>> {
         let p = &self.projections;
         let out = b.attention(&p.query(b, x)?, &kv.k, &kv.v)?;
         p.output(b, &out)

@@ -1,5 +1,5 @@
 //! One `WanAttentionBlock`: modulated self-attention, cross-attention, modulated FFN, with gated
-//! residuals on an f32 residual stream.
+//! residuals on the residual stream.
 
 use turbine_tensor::Backend;
 
@@ -42,16 +42,16 @@ impl<B: Backend> Block<B> {
     /// One block on the residual stream; `e0: [6, D]` time modulation; `probe` sees the
     /// self-attention's inputs.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &self,
+    pub fn forward<'a>(
+        &'a self,
         b: &B,
-        stream: Stream<B>,
+        stream: Stream<'a, B>,
         e0: &B::Tensor,
         context: &ContextKv<B>,
         rope: &Rope<B>,
         mode: &AttentionMode,
         probe: &mut dyn FnMut(&Qkv<B>) -> Result<()>,
-    ) -> Result<Stream<B>> {
+    ) -> Result<Stream<'a, B>> {
         let m = b.add(&self.modulation, e0)?;
         let row = |i: usize| -> Result<B::Tensor> {
             let r = b.narrow(&m, i, 1)?;
@@ -61,36 +61,92 @@ impl<B: Backend> Block<B> {
         let (shift_ffn, scale_ffn, gate_ffn) = (row(3)?, row(4)?, row(5)?);
 
         // Each norm's output is the input of the quantizable layers after it, prepared once
-        // (for 8-bit layers quantized once, in the norm's own pass where the backend can); the
-        // residual add before a norm may share its pass too.
+        // (for 8-bit layers quantized once, in the norm's own pass where the backend can).
         let (x, h) = stream.modulated_input(b, &shift_msa, &scale_msa, self.eps)?;
-        let y = self.self_attn.forward(b, &h, rope, mode, probe)?;
-
-        let norm3 = Some((&self.norm3.0, &self.norm3.1));
-        let (x, h) = b.residual_layer_norm_input(&x, &y, Some(&gate_msa), norm3, self.eps)?;
-        let y = self.cross_attn.forward(b, &h, context)?;
-
-        let (x, h) =
-            b.residual_layer_norm_modulate_input(&x, &y, None, &shift_ffn, &scale_ffn, self.eps)?;
-        let y = b.linear(
-            &b.linear_gelu_tanh_prepared(&h, &self.ffn_in)?,
-            &self.ffn_out,
-        )?;
+        let attn = self.self_attn.forward(b, &h, rope, mode, probe)?;
+        let (x, h) = attn.join(b, &x, Some(&gate_msa), Norm::Affine(&self.norm3), self.eps)?;
+        let cross = self.cross_attn.forward(b, &h, context)?;
+        let ffn_norm = Norm::Modulate {
+            shift: &shift_ffn,
+            scale: &scale_ffn,
+        };
+        let (x, h) = cross.join(b, &x, None, ffn_norm, self.eps)?;
+        let ffn = Branch {
+            input: b.linear_gelu_tanh_prepared(&h, &self.ffn_in)?,
+            layer: &self.ffn_out,
+        };
         Ok(Stream {
             x,
-            branch: Some((y, gate_ffn)),
+            branch: Some((ffn, gate_ffn)),
         })
     }
 }
 
-/// The residual stream between blocks, `[L, D]` f32: the activations, and the last block's gated
-/// FFN branch `(y, gate)` not yet added, which the next block's first norm adds in its own pass.
-pub struct Stream<B: Backend> {
-    x: B::Tensor,
-    branch: Option<(B::Tensor, B::Tensor)>,
+/// A residual branch up to its last layer: that layer's input and weights. The branch joins the
+/// stream through [`Branch::join`], which lets the backend add it where it costs least.
+pub struct Branch<'a, B: Backend> {
+    pub input: B::Tensor,
+    pub layer: &'a B::Linear,
 }
 
-impl<B: Backend> Stream<B> {
+/// The LayerNorm that reads the residual stream after a branch joins it.
+enum Norm<'a, B: Backend> {
+    /// With the affine `(weight, bias)`.
+    Affine(&'a (B::Tensor, B::Tensor)),
+    /// Non-affine, then modulated.
+    Modulate {
+        shift: &'a B::Tensor,
+        scale: &'a B::Tensor,
+    },
+}
+
+impl<B: Backend> Branch<'_, B> {
+    /// The stream `x` plus the branch (times `gate`), and its `norm` as the input of the next
+    /// layers. The sum is made in the branch's last GEMM where the backend can add into the
+    /// stream there (one pass over the stream, by the GEMM), else in the norm's pass.
+    fn join(
+        self,
+        b: &B,
+        x: &B::Tensor,
+        gate: Option<&B::Tensor>,
+        norm: Norm<'_, B>,
+        eps: f32,
+    ) -> Result<(B::Tensor, B::LinearInput)> {
+        if b.residual_in_gemm(self.layer, gate.is_some()) {
+            let x = self.add_to(b, x, gate)?;
+            let h = match norm {
+                Norm::Affine((w, bias)) => b.layer_norm_input(&x, Some((w, bias)), eps)?,
+                Norm::Modulate { shift, scale } => {
+                    b.layer_norm_modulate_input(&x, shift, scale, eps)?
+                }
+            };
+            return Ok((x, h));
+        }
+        let y = b.linear(&self.input, self.layer)?;
+        Ok(match norm {
+            Norm::Affine((w, bias)) => {
+                b.residual_layer_norm_input(x, &y, gate, Some((w, bias)), eps)?
+            }
+            Norm::Modulate { shift, scale } => {
+                b.residual_layer_norm_modulate_input(x, &y, gate, shift, scale, eps)?
+            }
+        })
+    }
+
+    /// The stream `x` plus the branch (times `gate`).
+    fn add_to(self, b: &B, x: &B::Tensor, gate: Option<&B::Tensor>) -> Result<B::Tensor> {
+        Ok(b.linear_residual(&self.input, self.layer, x, gate)?)
+    }
+}
+
+/// The residual stream between blocks, `[L, D]`: the activations, and the last block's gated FFN
+/// branch not yet added, which joins the stream with the next block's first norm.
+pub struct Stream<'a, B: Backend> {
+    x: B::Tensor,
+    branch: Option<(Branch<'a, B>, B::Tensor)>,
+}
+
+impl<'a, B: Backend> Stream<'a, B> {
     pub fn new(x: B::Tensor) -> Self {
         Self { x, branch: None }
     }
@@ -105,22 +161,26 @@ impl<B: Backend> Stream<B> {
         scale: &B::Tensor,
         eps: f32,
     ) -> Result<(B::Tensor, B::LinearInput)> {
-        Ok(match self.branch {
-            Some((y, gate)) => {
-                b.residual_layer_norm_modulate_input(&self.x, &y, Some(&gate), shift, scale, eps)?
-            }
+        match self.branch {
+            Some((branch, gate)) => branch.join(
+                b,
+                &self.x,
+                Some(&gate),
+                Norm::Modulate { shift, scale },
+                eps,
+            ),
             None => {
                 let h = b.layer_norm_modulate_input(&self.x, shift, scale, eps)?;
-                (self.x, h)
+                Ok((self.x, h))
             }
-        })
+        }
     }
 
     /// The activations with the pending branch added.
     pub fn resolve(self, b: &B) -> Result<B::Tensor> {
-        Ok(match self.branch {
-            Some((y, gate)) => b.gated_residual(&self.x, &y, &gate)?,
-            None => self.x,
-        })
+        match self.branch {
+            Some((branch, gate)) => branch.add_to(b, &self.x, Some(&gate)),
+            None => Ok(self.x),
+        }
     }
 }

@@ -2,8 +2,11 @@
 //! `WanTransformer3DModel`), following shared/reference/wan.md §1 part by part, with
 //! TurboDiffusion's SLA self-attention (turbodiffusion.md §4).
 //!
-//! Numerics follow the original: time embedding and modulation in f32 from an f64 sinusoid,
-//! f32 residual stream, norms with f32 statistics. The CPU backend runs everything in f32.
+//! Numerics: time embedding and modulation in f32 from an f64 sinusoid, norms with f32
+//! statistics, residual adds computed in f32. The residual stream keeps the patch embedding's
+//! type: f32 on the CPU backend (which runs everything in f32), bf16 in the CUDA backend's bf16
+//! precision, as diffusers keeps it (`.type_as(hidden_states)` after each add; the original Wan
+//! promotes it to f32, shared/reference/wan.md §1.6).
 
 mod attention;
 mod block;

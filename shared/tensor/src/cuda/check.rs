@@ -622,7 +622,7 @@ impl Checker<'_> {
                 case,
                 REDUCTION,
                 vec![x, residual],
-                |b, x| { b.linear_residual(&x[0], &b.upload_linear(&w)?, &x[1]) }
+                |b, x| { b.linear_residual(&x[0], &b.upload_linear(&w)?, &x[1], None) }
             );
         }
         // A W8A8 checkpoint layer, dequantized when placed.
@@ -964,7 +964,7 @@ impl Checker<'_> {
                     case,
                     vec![x.clone(), residual.clone()],
                     [true, r_bf16],
-                    |b, x| { b.linear_residual(&x[0], &b.upload_linear(&w)?, &x[1]) }
+                    |b, x| { b.linear_residual(&x[0], &b.upload_linear(&w)?, &x[1], None) }
                 );
             }
         }

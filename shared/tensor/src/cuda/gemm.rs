@@ -5,8 +5,9 @@
 //! **bf16** operands, bias and output (the tensor-core path of the bf16 DiT), as PyTorch's bf16
 //! `F.linear`; bf16 operands with an **f32 output** ([`Operands::Wide`]), optionally added to an
 //! f32 matrix in the accumulator (a residual stream); and **FP8** e4m3 weights and activations,
-//! each row with its own f32 scale, bf16 bias and output (`--quant fp8`, the Hopper fast path of
-//! issue 6; see [`Operands::Fp8`]).
+//! each row with its own f32 scale, bf16 bias and a bf16 output, or an f32 one added to a residual
+//! stream in the accumulator (`--quant fp8`, the Hopper fast path of issue 6; see
+//! [`Operands::Fp8`]).
 //!
 //! Row-major `y[M, N] = x[M, K] · W[N, K]ᵀ + b` is computed as the column-major product
 //! `yᵀ (N×M) = op(W) · xᵀ` with `W` read as a K×N column-major matrix and transposed ("TN",
@@ -93,10 +94,12 @@ pub(crate) enum Operands {
     /// the output's type.
     Wide,
     /// `x` and `w` FP8 e4m3, each row scaled by an f32 factor (`x_scales: [rows]`, `w_scales:
-    /// [n]`, see [`crate::fp8`]); bias and output bf16.
+    /// [n]`, see [`crate::fp8`]); bias bf16; output bf16, or f32 when `wide` (cuBLASLt's FP8
+    /// table pairs an f32 C and D with a bf16 bias).
     Fp8 {
         x_scales: CUdeviceptr,
         w_scales: CUdeviceptr,
+        wide: bool,
     },
 }
 
@@ -135,6 +138,7 @@ enum Kind {
     Bf16,
     Wide,
     Fp8,
+    Fp8Wide,
 }
 
 /// A problem for which the heuristic has been asked once.
@@ -452,10 +456,13 @@ fn warm_heuristics(handle: sys::cublasLtHandle_t, limit: usize, cc_major: i32) {
     if cc_major == 9 {
         // Outer-vector FP8 scaling exists on compute capability 9.0 only; the scale pointers are
         // only recorded by the descriptor, never read by the heuristic.
-        kinds.push(Operands::Fp8 {
-            x_scales: 256,
-            w_scales: 256,
-        });
+        for wide in [false, true] {
+            kinds.push(Operands::Fp8 {
+                x_scales: 256,
+                w_scales: 256,
+                wide,
+            });
+        }
     }
     for operands in kinds {
         let op = LinearGemm {
@@ -508,7 +515,8 @@ fn problem(op: &LinearGemm) -> Result<Option<Problem>> {
                 dtype,
             });
         }
-        Operands::Fp8 { .. } => (Kind::Fp8, CUDA_R_8F_E4M3, CUDA_R_16BF),
+        Operands::Fp8 { wide: false, .. } => (Kind::Fp8, CUDA_R_8F_E4M3, CUDA_R_16BF),
+        Operands::Fp8 { wide: true, .. } => (Kind::Fp8Wide, CUDA_R_8F_E4M3, CUDA_R_32F),
     };
     if op.rows == 0 || op.n == 0 {
         return Ok(None);
@@ -558,8 +566,22 @@ fn descriptor(op: &LinearGemm, bias: bool, gelu: bool) -> Result<Desc> {
         // SAFETY: BIAS_POINTER takes a device pointer; the bias type defaults to the output type
         // (bf16 for FP8 operands, which cuBLASLt's FP8 table lists).
         unsafe { set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr) }?;
+        if let Operands::Fp8 { wide: true, .. } = op.operands {
+            // The FP8 table's bias for an f32 output is bf16, not the output's type.
+            // SAFETY: BIAS_DATA_TYPE takes an int32 cudaDataType.
+            unsafe {
+                set_desc(
+                    &desc,
+                    Attr::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                    &CUDA_R_16BF,
+                )
+            }?;
+        }
     }
-    if let Operands::Fp8 { x_scales, w_scales } = op.operands {
+    if let Operands::Fp8 {
+        x_scales, w_scales, ..
+    } = op.operands
+    {
         // Outer-vector scaling: D[i, j] = scale_A[i] · scale_B[j] · Σ_l op(A)[i, l] · B[l, j],
         // scale_A of length m (rows of op(A)), scale_B of length n (columns of B). Here op(A) is
         // W (m = output features) and B is xᵀ (n = tokens): A takes the weight's per-channel

@@ -400,6 +400,70 @@ fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result
     finish(dev, out, w, pending)
 }
 
+/// `residual + (x · wᵀ + b)·gate` (no gate: 1) for an FP8 layer and quantized rows `x: [rows, in]`,
+/// the residual (`[.., out]`, `rows` rows, f32 or bf16) added in the GEMM's f32 accumulator and
+/// the sum rounded once to the residual's type. The gate multiplies the weight's per-channel
+/// scales and the bias (then bf16, the type cuBLASLt's FP8 GEMMs read a bias in), so the branch
+/// is never rounded on its own, and the GEMM reads and writes the stream where a residual pass
+/// after it would read the branch and the stream and write the stream again.
+fn gemm_fp8_residual(
+    dev: &Device,
+    x: &CudaFp8Rows,
+    w: &CudaLinear,
+    residual: &CudaTensor,
+    gate: Option<&CudaTensor>,
+) -> Result<CudaTensor> {
+    const OP: &str = "linear_residual";
+    let LinearWeight::Fp8(weight) = &w.weight else {
+        return Err(Error::invalid(OP, "the layer has no FP8 weight"));
+    };
+    if x.cols != w.in_features {
+        return Err(Error::shape(
+            OP,
+            format!("input features must be {}", w.in_features),
+            &[x.rows, x.cols],
+        ));
+    }
+    if residual.cols() != w.out_features || residual.numel() != x.rows * w.out_features {
+        return Err(Error::shape(
+            OP,
+            format!("the residual must be [{}, {}]", x.rows, w.out_features),
+            &residual.shape,
+        ));
+    }
+    let wide = match residual.dtype {
+        DType::F32 => true,
+        DType::BF16 => false,
+        dtype @ (DType::F16 | DType::I8) => return Err(Error::DType { op: OP, dtype }),
+    };
+    let (scales, bias) = match gate {
+        Some(g) => (
+            elementwise::broadcast_as(dev, OP, kernels::MUL, &weight.scales, g, DType::F32)?,
+            w.bias
+                .as_ref()
+                .map(|b| elementwise::broadcast_as(dev, OP, kernels::MUL, b, g, DType::BF16))
+                .transpose()?,
+        ),
+        None => (weight.scales.clone(), w.bias.clone()),
+    };
+    let out = CudaTensor::alloc_as(dev, &residual.shape, residual.dtype)?;
+    let op = LinearGemm {
+        operands: Operands::Fp8 {
+            x_scales: x.scales.ptr(),
+            w_scales: scales.ptr(),
+            wide,
+        },
+        acc: Some(residual.ptr()),
+        bias: bias.as_ref().map(CudaTensor::ptr),
+        ..fp8_gemm(x, weight, w, &out, false)
+    };
+    let pending = dev.gemm.linear(&dev.stream, &op)?;
+    match bias.filter(|_| pending.bias) {
+        Some(bias) => elementwise::broadcast(dev, OP, kernels::ADD, &out, &bias),
+        None => Ok(out),
+    }
+}
+
 /// The operands of a dense layer's GEMM from `weight`-typed weights to an `out`-typed output: the
 /// weight's own type, or f32 from bf16 ([`Operands::Wide`]); none for any other pair.
 fn dense_operands(weight: DType, out: DType) -> Option<Operands> {
@@ -487,6 +551,7 @@ fn fp8_gemm(
         operands: Operands::Fp8 {
             x_scales: x.scales.ptr(),
             w_scales: weight.scales.ptr(),
+            wide: false,
         },
         out: out.ptr(),
         acc: None,
@@ -1240,10 +1305,23 @@ impl Backend for CudaBackend {
         x: &CudaTensor,
         w: &CudaLinear,
         residual: &CudaTensor,
+        gate: Option<&CudaTensor>,
     ) -> Result<CudaTensor> {
         match &w.weight {
+            LinearWeight::Fp8(_) if matches!(residual.dtype, DType::F32 | DType::BF16) => {
+                let x = self.prepare_input(x, InputKind::Fp8)?;
+                self.timed("linear fp8+residual", || {
+                    let mut anchors = vec![x.anchor(), w.anchor(), residual];
+                    anchors.extend(gate);
+                    self.check("linear_residual", &anchors)?;
+                    let rows = x.fp8_rows().ok_or_else(|| {
+                        Error::invalid("linear_residual", "the input was not quantized for FP8")
+                    })?;
+                    gemm_fp8_residual(&self.dev, rows, w, residual, gate)
+                })
+            }
             LinearWeight::Dense(weight)
-                if dense_operands(weight.dtype, residual.dtype).is_some() =>
+                if gate.is_none() && dense_operands(weight.dtype, residual.dtype).is_some() =>
             {
                 self.timed(linear_label(w, false), || {
                     self.check("linear_residual", &[x, w.anchor(), residual])?;
@@ -1259,8 +1337,18 @@ impl Backend for CudaBackend {
                 })
             }
             LinearWeight::Dense(_) | LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
-                self.add(residual, &self.linear(x, w)?)
+                self.residual(residual, &self.linear(x, w)?, gate)
             }
+        }
+    }
+
+    fn residual_in_gemm(&self, w: &CudaLinear, gated: bool) -> bool {
+        // cuBLASLt scales a dense GEMM's output by one alpha, where an FP8 one takes a scale per
+        // output channel that the gate folds into.
+        match w.weight {
+            LinearWeight::Fp8(_) => true,
+            LinearWeight::Dense(_) => !gated,
+            LinearWeight::Int8(_) => false,
         }
     }
 
