@@ -1133,7 +1133,8 @@ impl Checker<'_> {
 
         // Flash attention: ragged query and key counts (tile edges at 128), the 512-token text
         // context, one query, a long sequence, sharper softmaxes (q scaled up), and keys past
-        // the 2048 up to which Hopper runs the persistent kernel (so both wgmma kernels run).
+        // the 2048 up to which Hopper runs the persistent kernel (so both wgmma kernels run, the
+        // other with its few items split into pieces: 2100 and 2112 keys).
         for (lq, lk, h, q_std) in [
             (300usize, 300usize, 3usize, 1.0f32),
             (200, 77, 2, 1.0),
@@ -1142,6 +1143,7 @@ impl Checker<'_> {
             (1000, 1000, 2, 1.0),
             (257, 640, 2, 4.0),
             (300, 2100, 2, 1.0),
+            (130, 2112, 2, 1.0),
         ] {
             let (q, k, v) = (
                 self.rng.tensor(&[lq, h, 128], q_std),
