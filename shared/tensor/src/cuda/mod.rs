@@ -377,9 +377,20 @@ fn gemm_int8(
 /// `x · wᵀ + b` (then GELU when `gelu`) for an FP8 layer and quantized rows `x: [rows, in]`:
 /// `[rows, out]` bf16.
 fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result<CudaTensor> {
+    let weight = fp8_weight("linear_fp8", x, w)?;
+    let out = CudaTensor::alloc_as(dev, &[x.rows, w.out_features], DType::BF16)?;
+    let pending = dev
+        .gemm
+        .linear(&dev.stream, &fp8_gemm(x, weight, w, &out, gelu))?;
+    finish(dev, out, w, pending)
+}
+
+/// The FP8 weight of layer `w` for quantized rows `x`, or an error (of `op`) naming what does not
+/// fit.
+fn fp8_weight<'w>(op: &'static str, x: &CudaFp8Rows, w: &'w CudaLinear) -> Result<&'w CudaFp8Rows> {
     let LinearWeight::Fp8(weight) = &w.weight else {
         return Err(Error::invalid(
-            "linear_fp8",
+            op,
             format!(
                 "the layer [{}, {}] has no FP8 weight (upload it with Quant::Fp8)",
                 w.out_features, w.in_features
@@ -388,16 +399,12 @@ fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result
     };
     if x.cols != w.in_features {
         return Err(Error::shape(
-            "linear_fp8",
+            op,
             format!("input features must be {}", w.in_features),
             &[x.rows, x.cols],
         ));
     }
-    let out = CudaTensor::alloc_as(dev, &[x.rows, w.out_features], DType::BF16)?;
-    let pending = dev
-        .gemm
-        .linear(&dev.stream, &fp8_gemm(x, weight, w, &out, gelu))?;
-    finish(dev, out, w, pending)
+    Ok(weight)
 }
 
 /// `residual + (x · wᵀ + b)·gate` (no gate: 1) for an FP8 layer and quantized rows `x: [rows, in]`,
@@ -414,16 +421,7 @@ fn gemm_fp8_residual(
     gate: Option<&CudaTensor>,
 ) -> Result<CudaTensor> {
     const OP: &str = "linear_residual";
-    let LinearWeight::Fp8(weight) = &w.weight else {
-        return Err(Error::invalid(OP, "the layer has no FP8 weight"));
-    };
-    if x.cols != w.in_features {
-        return Err(Error::shape(
-            OP,
-            format!("input features must be {}", w.in_features),
-            &[x.rows, x.cols],
-        ));
-    }
+    let weight = fp8_weight(OP, x, w)?;
     if residual.cols() != w.out_features || residual.numel() != x.rows * w.out_features {
         return Err(Error::shape(
             OP,
