@@ -3,6 +3,10 @@
 //
 //   out[i, j] = bf16( Σ_kb acc_kb[i, j] · (xs[i/128, kb] · ws[j/128, kb]) + bias[j] )
 //
+// or, added into a residual stream (a DiT branch's last layer, gated per output channel):
+//
+//   out[i, j] = bf16( (Σ_kb … + bias[j]) · gate[j] + residual[i, j] )
+//
 // with x [m, k] and w [n, k] int8 in 128x128 tiles of their quantizer (kernels/quant.cu) and acc_kb
 // the exact int32 dot product over K block kb. The CTA tile is 128x128 and a K step is 128 deep,
 // so a CTA's rows and columns each fall in one scale tile and a K step is one scale block: after
@@ -36,6 +40,8 @@ struct Int8GemmArgs {
   const float* x_scales;  // [ceil(m / 128), k / 128]
   const float* w_scales;  // [ceil(n / 128), k / 128]
   const bf16_t* bias;     // [n], or null
+  const bf16_t* residual; // [m, n] added to the output, or null
+  const float* gate;      // [n] multiplying the output before the residual, or null (1)
   unsigned m;
   unsigned n;  // multiple of 8
   unsigned k;  // multiple of 128
@@ -61,11 +67,36 @@ __device__ __forceinline__ unsigned bias_pair(const Int8GemmArgs& a, unsigned co
   return a.bias && col < a.n ? __ldg(reinterpret_cast<const unsigned*>(a.bias + col)) : 0u;
 }
 
+// What one m16n8 fragment's stores add: the residual pairs (bf16x2) of its rows `row` and
+// `row + 8` at column pair `col` and the gate pair of those columns. Loaded for all of a thread's
+// fragments before the first store, so that the loads go out together rather than each behind
+// the stores before it (`out` may alias `residual` as far as the compiler knows).
+struct Addend {
+  unsigned r[2];
+  float g0, g1;
+};
+
+__device__ __forceinline__ Addend addend(const Int8GemmArgs& a, unsigned row, unsigned col) {
+  Addend d{{0u, 0u}, 1.0f, 1.0f};
+  if (!a.residual || col >= a.n) return d;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const unsigned r = row + 8 * h;
+    if (r < a.m) d.r[h] = __ldg(reinterpret_cast<const unsigned*>(a.residual + (u64)r * a.n + col));
+  }
+  if (a.gate) {
+    const float2 g = __ldg(reinterpret_cast<const float2*>(a.gate + col));
+    d.g0 = g.x;
+    d.g1 = g.y;
+  }
+  return d;
+}
+
 // Rows `row` and `row + 8` of one m16n8 accumulator fragment (v[0..1], v[2..3]) at column pair
-// `col`, plus the bias pair `bias`, rounded to bf16; columns at or past n and rows at or past m are
-// not stored.
+// `col`, plus the bias pair `bias`, then (with a residual) times the gate plus the residual of
+// `add`, rounded to bf16; columns at or past n and rows at or past m are not stored.
 __device__ __forceinline__ void store_fragment(const Int8GemmArgs& a, unsigned row, unsigned col,
-                                               const float* v, unsigned bias) {
+                                               const float* v, unsigned bias, const Addend& add) {
   if (col >= a.n) return;
   const float b0 = __uint_as_float(bias << 16), b1 = __uint_as_float(bias & 0xffff0000u);
 #pragma unroll
@@ -74,6 +105,10 @@ __device__ __forceinline__ void store_fragment(const Int8GemmArgs& a, unsigned r
     if (r >= a.m) continue;
     float v0 = v[2 * h], v1 = v[2 * h + 1];
     if (a.bias) v0 = __fadd_rn(v0, b0), v1 = __fadd_rn(v1, b1);
+    if (a.residual) {
+      v0 = __fmaf_rn(v0, add.g0, __uint_as_float(add.r[h] << 16));
+      v1 = __fmaf_rn(v1, add.g1, __uint_as_float(add.r[h] & 0xffff0000u));
+    }
     *reinterpret_cast<unsigned*>(a.out + (u64)r * a.n + col) = pack_bf16x2(v0, v1);
   }
 }
@@ -210,8 +245,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) int8_gemm_sm90(const Int8Ge
     // Accumulator fragment j (of 16) of warp `warp`: rows 16·warp + lane/4 (+ 8), columns
     // 8j + 2·(lane % 4) + (0, 1).
     const unsigned row = tm * BM + wg * 64 + warp * 16 + (lane >> 2);
+    Addend add[16];
 #pragma unroll
-    for (int j = 0; j < 16; ++j) store_fragment(a, row, col0 + 8 * j, sum + 4 * j, bias[j]);
+    for (int j = 0; j < 16; ++j) add[j] = addend(a, row, col0 + 8 * j);
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+      store_fragment(a, row, col0 + 8 * j, sum + 4 * j, bias[j], add[j]);
   }
 #else
   __trap();
@@ -322,11 +361,16 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1) int8_gemm_bf16(const In
   }
 
   // Accumulator e of an m16n8 fragment: row (lane / 4) + 8 (e / 2), column 2 (lane % 4) + e % 2.
+  const unsigned row0 = tm * BM + wm * 32 + (lane >> 2);
+  Addend add[2][8];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) add[mi][ni] = addend(a, row0 + mi * 16, col0 + ni * 8);
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
     for (int ni = 0; ni < 8; ++ni)
-      store_fragment(a, tm * BM + wm * 32 + mi * 16 + (lane >> 2), col0 + ni * 8, sum[mi][ni],
-                     bias[ni]);
+      store_fragment(a, row0 + mi * 16, col0 + ni * 8, sum[mi][ni], bias[ni], add[mi][ni]);
 #endif
 }

@@ -37,13 +37,6 @@ use crate::{Backend, DType, HostTensor, Result, compare};
 /// f32; the L2 rows below read the same either way.
 const SIM: f32 = 2e-2;
 
-/// Rel L2 gate of the branch an FP8 layer adds into the residual stream in its GEMM against the
-/// same layer's bf16 output added by the residual kernel: the composed path rounds the branch to
-/// bf16 (2⁻⁹ relative at most, ~1.1e-3 RMS), into a bf16 stream rounds the sum a second time,
-/// and runs another GEMM kernel, whose fast accumulation sums in another order (each within
-/// [`SIM`] of the exact sum). H100: 1.6e-3 – 4.8e-3 (bench/results/2026-11-28-residual-gemm.md).
-const COMPOSED_L2: f32 = 1e-2;
-
 /// Rel L2 gate of the FP8 linear against the unquantized f32 and bf16 linears.
 ///
 /// e4m3 keeps 3 mantissa bits: round to nearest moves a value by at most half a step, 2⁻⁴ of its
@@ -71,8 +64,18 @@ impl Format for Fp8 {
         "upload_linear_quantizable placed a dense layer on an FP8 backend",
     );
 
+    const RESIDUAL: [&'static str; 3] = [
+        "fp8 linear residual",
+        "fp8 linear residual vs sim",
+        "fp8 linear residual vs composed L2",
+    ];
+
     fn placed(layer: &CudaLinear) -> bool {
         layer.is_fp8()
+    }
+
+    fn quantized(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+        Ok(Fp8Rows::quantize(x, rows, cols)?.dequantize())
     }
 
     /// From a bf16 tensor when `x` is bf16.
@@ -202,78 +205,6 @@ fn norm_input(c: &mut Checker<Fp8>, rows: usize, cols: usize) -> Result<()> {
     Ok(())
 }
 
-/// [`Backend::linear_residual`] of a seeded FP8 layer `[out_f, in_f]` with a bias on `rows` rows,
-/// gated (a seeded f32 gate, as the DiT's modulation) or not, into residual rows of `stream`'s
-/// type: f32 rows of mean 8 and spread 4, or bf16 rows of spread 1 (the bf16 DiT's stream, whose
-/// sum rounds to bf16: spread 1 keeps that rounding, 2⁻⁹ of the sum, near the branch's own). The
-/// branch (output − residual) against the CPU's f32 linear on the host quantizer's values, times
-/// the gate, at [`SIM`]; and against the GPU's composed path at [`COMPOSED_L2`].
-fn linear_residual(
-    c: &mut Checker<Fp8>,
-    (rows, in_f, out_f): (usize, usize, usize),
-    gated: bool,
-    stream: DType,
-    case: &str,
-) -> Result<()> {
-    let w = c.weights(out_f, in_f, true)?;
-    let x = c.rng.tensor(&[rows, in_f], 1.0).to_dtype(DType::BF16)?;
-    let r = if stream == DType::F32 {
-        let r = c.rng.tensor(&[rows, out_f], 4.0).to_f32_vec();
-        HostTensor::from_f32([rows, out_f], r.iter().map(|v| v + 8.0).collect())?
-    } else {
-        c.rng.tensor(&[rows, out_f], 1.0).to_dtype(stream)?
-    };
-    let gate = c.rng.tensor(&[out_f], 1.0);
-    let g = &c.gpu.clone();
-    let layer = g.upload_linear_quantizable(&w)?;
-    if !Fp8::placed(&layer) {
-        let (check, misplaced) = Fp8::MISPLACED;
-        return Err(crate::Error::invalid(check, misplaced));
-    }
-    let xd = g.to_dtype(&g.upload(&x)?, DType::BF16)?;
-    let rd = g.to_dtype(&g.upload(&r)?, stream)?;
-    let r = r.to_f32_vec();
-    let gd = g.upload(&gate)?;
-    let gate_d = gated.then_some(&gd);
-    let fused = g.download(&g.linear_residual(&xd, &layer, &rd, gate_d)?)?;
-    let composed = g.download(&g.residual(&rd, &g.linear(&xd, &layer)?, gate_d)?)?;
-    let branch =
-        |t: HostTensor| -> Vec<f32> { t.to_f32_vec().iter().zip(&r).map(|(v, r)| v - r).collect() };
-    let (fused, composed) = (branch(fused), branch(composed));
-
-    let l = Layer {
-        rows,
-        w: &w,
-        gelu: false,
-        case: case.to_string(),
-    };
-    let x32 = x.to_f32_vec();
-    let sim = c.cpu_linear(
-        &l,
-        Fp8Rows::quantize(&x32, rows, in_f)?.dequantize(),
-        Fp8Rows::quantize(&w.dense_f32(), out_f, in_f)?.dequantize(),
-    )?;
-    let gate = gate.to_f32_vec();
-    let sim: Vec<f32> = sim
-        .iter()
-        .enumerate()
-        .map(|(i, v)| if gated { v * gate[i % out_f] } else { *v })
-        .collect();
-    c.push(
-        "fp8 linear residual vs sim",
-        case,
-        measure(compare::max_rel_err, &fused, &sim),
-        SIM,
-    );
-    c.push(
-        "fp8 linear residual vs composed L2",
-        case,
-        l2(&fused, &composed),
-        COMPOSED_L2,
-    );
-    Ok(())
-}
-
 /// Rows exercising the quantizer's corners: zeros (the amax floor), a ramp through zero, values
 /// across 30 binades (e4m3 subnormals and flush to zero after scaling), a constant row.
 fn structured(cols: usize) -> Result<HostTensor> {
@@ -311,22 +242,14 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     ])?;
     // Residual layers into f32 and bf16 streams: odd rows, the DiT's o (gated and not) and the
     // 14B's ffn.2 reduction.
-    for (shape, gated, stream) in [
+    c.residual_layers(&[
         ((37, 96, 80), true, DType::F32),
         ((37, 96, 80), true, DType::BF16),
         ((300, 1536, 1536), true, DType::F32),
         ((300, 1536, 1536), false, DType::BF16),
         ((300, 1536, 1536), true, DType::BF16),
         ((64, 13824, 256), true, DType::BF16),
-    ] {
-        let (rows, in_f, out_f) = shape;
-        let case = format!(
-            "[{rows}, {in_f}] -> {out_f} + bias{}, {stream:?} stream",
-            if gated { ", gated" } else { "" }
-        );
-        let result = linear_residual(&mut c, shape, gated, stream, &case);
-        c.record_error("fp8 linear residual", &case, result);
-    }
+    ]);
 
     // A `-quant` checkpoint layer: dequantized, then requantized per output channel.
     let w = c.checkpoint_weights(-127.0)?;

@@ -14,7 +14,10 @@
 //!   for the Wan shapes on the first and the last (partial) 128-row tile, the CPU being slow;
 //! - **`int8 linear vs f32 L2`** / **`vs bf16 L2`**: rel L2 against the CPU's f32 linear on the
 //!   unquantized values (same rows) and against the GPU's bf16 linear: what INT8 costs, gated at
-//!   [`INT8_REL_L2`], with the format's own floor (the host GEMM vs f32) printed as `sim`.
+//!   [`INT8_REL_L2`], with the format's own floor (the host GEMM vs f32) printed as `sim`;
+//! - **`int8 linear residual`**: a layer adding its gated output into a bf16 residual stream in
+//!   the GEMM's epilogue, against the CPU on the quantized values and the GPU's composed path
+//!   (check_quant.rs).
 //!
 //! Shapes: small ones with row tails, a GELU layer, a `-quant` checkpoint's int8 block weight kept
 //! as is, N not a multiple of 128, refusals (K % 128, N % 8), and Wan2.1-1.3B's block linears at
@@ -66,8 +69,18 @@ impl Format for Int8 {
         "upload_linear_quantizable placed another layer on an INT8 backend",
     );
 
+    const RESIDUAL: [&'static str; 3] = [
+        "int8 linear residual",
+        "int8 linear residual vs sim",
+        "int8 linear residual vs composed L2",
+    ];
+
     fn placed(layer: &CudaLinear) -> bool {
         layer.is_int8()
+    }
+
+    fn quantized(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+        Ok(Int8Blocks::quantize(x, rows, cols)?.dequantize())
     }
 
     fn try_quantize(c: &mut Checker<Self>, case: &str, x: &HostTensor) -> Result<()> {
@@ -219,7 +232,8 @@ pub fn int8_checks(gpu: &CudaBackend, seed: u64, tokens: usize) -> Result<Vec<Ch
 }
 
 /// The GEMM checks: small shapes with row and column tails (K from one to twelve 128-deep steps,
-/// odd and even counts), a `-quant` checkpoint weight and Wan2.1-1.3B's block linears.
+/// odd and even counts), layers adding into a residual stream, a `-quant` checkpoint weight and
+/// Wan2.1-1.3B's block linears.
 fn layer_checks(c: &mut Checker<Int8>, tokens: usize) -> Result<()> {
     c.layers(&[
         (37, 128, 80, true, false),
@@ -229,6 +243,15 @@ fn layer_checks(c: &mut Checker<Int8>, tokens: usize) -> Result<()> {
         (300, 1536, 1536, true, false),
         (1000, 640, 392, true, false),
     ])?;
+    // Layers adding into the bf16 DiT's residual stream in the epilogue: row and column tails,
+    // the DiT's o (gated and not), the 14B's ffn.2 reduction.
+    c.residual_layers(&[
+        ((37, 128, 80), true, DType::BF16),
+        ((300, 384, 136), true, DType::BF16),
+        ((300, 1536, 1536), false, DType::BF16),
+        ((300, 1536, 1536), true, DType::BF16),
+        ((64, 13824, 256), true, DType::BF16),
+    ]);
     // A `-quant` checkpoint layer, kept as its int8 values and scales.
     let w = c.checkpoint_weights(-128.0)?;
     c.linear(9, &w, false);

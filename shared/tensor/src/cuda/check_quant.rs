@@ -21,9 +21,16 @@ pub(super) trait Format: Sized {
     const INT8_WEIGHT: &'static str;
     /// `(check, message)` of the error when the backend placed a layer in another form.
     const MISPLACED: (&'static str, &'static str);
+    /// The ops of the residual-layer rows ([`Checker::residual_layers`]): a failed case, the
+    /// comparison with the CPU on the quantized values, the one with the composed path.
+    const RESIDUAL: [&'static str; 3];
 
     /// Whether `layer` is in this format.
     fn placed(layer: &CudaLinear) -> bool;
+
+    /// `x: [rows, cols]` quantized by the host quantizer and dequantized: the values the GPU's
+    /// GEMM multiplies.
+    fn quantized(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>>;
 
     /// `x: [rows, cols]` quantized on the GPU against the host quantizer.
     fn try_quantize(c: &mut Checker<Self>, case: &str, x: &HostTensor) -> Result<()>;
@@ -43,6 +50,24 @@ pub(super) struct Layer<'a> {
 
 /// A quantized layer shape: `(rows, in, out, bias, gelu)`.
 pub(super) type LayerShape = (usize, usize, usize, bool, bool);
+
+/// A residual layer case ([`Checker::residual_layers`]): `(rows, in, out)`, gated, the stream's
+/// type.
+pub(super) type ResidualCase = ((usize, usize, usize), bool, DType);
+
+/// Max rel of the branch a quantized layer adds into the residual stream in its GEMM (output −
+/// stream) against the CPU's f32 linear on the quantized values, times the gate: FP8's fast
+/// accumulation (8.0e-3 at K = 13824, 1.01e-2 at K = 8960, check_fp8.rs) and, into a bf16 stream
+/// of spread 1, the sum's rounding (2⁻⁹ of values up to ~4, ~4e-3 of the branch's maximum);
+/// INT8 sums exactly and leaves the rounding.
+const RESIDUAL_SIM: f32 = 2e-2;
+
+/// Rel L2 gate of that branch against the same layer's bf16 output added by the residual kernel:
+/// the composed path rounds the branch to bf16 (2⁻⁹ relative at most, ~1.1e-3 RMS) and, into a
+/// bf16 stream, the sum a second time; an FP8 layer's composed GEMM is another kernel, whose fast
+/// accumulation sums in another order. H100: 1.6e-3 – 4.8e-3 for FP8
+/// (bench/results/2026-11-28-residual-gemm.md).
+const COMPOSED_L2: f32 = 1e-2;
 
 pub(super) struct Checker<F> {
     /// The backend under test, at bf16 with the format's [`Quant`].
@@ -254,6 +279,89 @@ impl<F: Format> Checker<F> {
         let bf16 = b.download(&apply(b, &xd, &dense, gelu)?)?.to_f32_vec();
         drop((dense, xd));
         Ok((GpuOutputs { x, got, bf16 }, seen))
+    }
+
+    /// The residual-layer check of each case; an error is a failed row.
+    pub fn residual_layers(&mut self, cases: &[ResidualCase]) {
+        for &(shape, gated, stream) in cases {
+            let (rows, in_f, out_f) = shape;
+            let case = format!(
+                "[{rows}, {in_f}] -> {out_f} + bias{}, {stream:?} stream{}",
+                if gated { ", gated" } else { "" },
+                self.kernel
+            );
+            let result = self.linear_residual(shape, gated, stream, &case);
+            self.record_error(F::RESIDUAL[0], &case, result);
+        }
+    }
+
+    /// [`Backend::linear_residual`] of a seeded layer `[out_f, in_f]` with a bias on `rows` rows,
+    /// gated (a seeded f32 gate, as the DiT's modulation) or not, into residual rows of
+    /// `stream`'s type: f32 rows of mean 8 and spread 4, or bf16 rows of spread 1 (the bf16 DiT's
+    /// stream, whose sum rounds to bf16: spread 1 keeps that rounding, 2⁻⁹ of the sum, near the
+    /// branch's own). The branch (output − residual) against the CPU's f32 linear on the host
+    /// quantizer's values, times the gate, at [`RESIDUAL_SIM`]; and against the GPU's composed
+    /// path at [`COMPOSED_L2`].
+    fn linear_residual(
+        &mut self,
+        (rows, in_f, out_f): (usize, usize, usize),
+        gated: bool,
+        stream: DType,
+        case: &str,
+    ) -> Result<()> {
+        let w = self.weights(out_f, in_f, true)?;
+        let x = self.rng.tensor(&[rows, in_f], 1.0).to_dtype(DType::BF16)?;
+        let r = if stream == DType::F32 {
+            let r = self.rng.tensor(&[rows, out_f], 4.0).to_f32_vec();
+            HostTensor::from_f32([rows, out_f], r.iter().map(|v| v + 8.0).collect())?
+        } else {
+            self.rng.tensor(&[rows, out_f], 1.0).to_dtype(stream)?
+        };
+        let gate = self.rng.tensor(&[out_f], 1.0);
+        let g = &self.gpu;
+        let layer = g.upload_linear_quantizable(&w)?;
+        if !F::placed(&layer) {
+            let (check, misplaced) = F::MISPLACED;
+            return Err(crate::Error::invalid(check, misplaced));
+        }
+        let xd = g.to_dtype(&g.upload(&x)?, DType::BF16)?;
+        let rd = g.to_dtype(&g.upload(&r)?, stream)?;
+        let gd = g.upload(&gate)?;
+        let gate_d = gated.then_some(&gd);
+        let fused = g.download(&g.linear_residual(&xd, &layer, &rd, gate_d)?)?;
+        let composed = g.download(&g.residual(&rd, &g.linear(&xd, &layer)?, gate_d)?)?;
+        let r = r.to_f32_vec();
+        let branch = |t: HostTensor| -> Vec<f32> {
+            t.to_f32_vec().iter().zip(&r).map(|(v, r)| v - r).collect()
+        };
+        let (fused, composed) = (branch(fused), branch(composed));
+
+        let l = Layer {
+            rows,
+            w: &w,
+            gelu: false,
+            case: case.to_string(),
+        };
+        let sim = self.cpu_linear(
+            &l,
+            F::quantized(&x.to_f32_vec(), rows, in_f)?,
+            F::quantized(&w.dense_f32(), out_f, in_f)?,
+        )?;
+        let gate = gate.to_f32_vec();
+        let sim: Vec<f32> = sim
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if gated { v * gate[i % out_f] } else { *v })
+            .collect();
+        let [_, vs_sim, vs_composed] = F::RESIDUAL;
+        self.push(
+            vs_sim,
+            case,
+            measure(compare::max_rel_err, &fused, &sim),
+            RESIDUAL_SIM,
+        );
+        self.push(vs_composed, case, l2(&fused, &composed), COMPOSED_L2);
+        Ok(())
     }
 
     /// The CPU's f32 linear of `x: [n, in]` through `l`'s shape, bias and epilogue with `weight`

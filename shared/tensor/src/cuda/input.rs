@@ -69,6 +69,14 @@ impl CudaLinearInput {
         }
     }
 
+    /// The INT8 blocks of an input prepared for INT8 layers.
+    pub(super) fn int8_blocks(&self) -> Option<&CudaInt8Blocks> {
+        match &self.form {
+            Form::Int8(q) => Some(q),
+            Form::Dense(_) | Form::Fp8(_) => None,
+        }
+    }
+
     fn kind(&self) -> InputKind {
         match self.form {
             Form::Dense(_) => InputKind::Dense,
@@ -117,7 +125,7 @@ pub(super) fn gemm(
             gemm_fp8(dev, q, w, gelu)?.reshaped(&shape)
         }
         Form::Int8(q) if InputKind::of(w) == InputKind::Int8 => {
-            let out = gemm_int8(dev, q, w, portable)?;
+            let out = gemm_int8(dev, q, w, None, portable)?;
             finish(dev, out, w, Pending { bias: false, gelu })?.reshaped(&shape)
         }
         Form::Fp8(_) | Form::Int8(_) => Err(Error::invalid(

@@ -278,6 +278,8 @@ struct Int8GemmArgs {
     x_scales: u64,
     w_scales: u64,
     bias: u64,
+    residual: u64,
+    gate: u64,
     m: u32,
     n: u32,
     k: u32,
@@ -297,13 +299,23 @@ pub(super) fn gemm_kernel(dev: &Device, portable: bool) -> kernels::Kernel {
     }
 }
 
-/// `x · wᵀ (+ bias)` -> bf16 `[x.rows, w.rows]` for block matrices with equal `cols`; `bias`, when
+/// What an INT8 GEMM adds its output into, in its epilogue: `residual + out·gate`, `residual` bf16
+/// `[x.rows, w.rows]` (any leading shape), `gate` f32 `[w.rows]` or none (1).
+#[derive(Clone, Copy)]
+pub(super) struct Residual<'a> {
+    pub residual: &'a CudaTensor,
+    pub gate: Option<&'a CudaTensor>,
+}
+
+/// `x · wᵀ (+ bias)` -> bf16 `[x.rows, w.rows]` for block matrices with equal `cols`, or with
+/// `add` that product (times the gate) plus the residual, in the residual's shape; `bias`, when
 /// given, is bf16 `[w.rows]`; on [`gemm_kernel`]'s kernel.
 pub(super) fn gemm(
     dev: &Device,
     x: &CudaInt8Blocks,
     w: &CudaInt8Blocks,
     bias: Option<&CudaTensor>,
+    add: Option<Residual>,
     portable: bool,
 ) -> Result<CudaTensor> {
     if let Some(why) = unsupported(w.rows, w.cols) {
@@ -340,7 +352,38 @@ pub(super) fn gemm(
             &[x.rows, x.cols],
         ));
     };
-    let out = CudaTensor::alloc_as(dev, &[x.rows, w.rows], DType::BF16)?;
+    if let Some(Residual { residual, gate }) = add {
+        if residual.dtype() != DType::BF16
+            || residual.cols() != w.rows
+            || residual.numel() != x.rows * w.rows
+        {
+            return Err(Error::invalid(
+                "linear_int8",
+                format!(
+                    "the residual must be bf16 [{}, {}], got {} {:?}",
+                    x.rows,
+                    w.rows,
+                    residual.dtype(),
+                    residual.shape()
+                ),
+            ));
+        }
+        if let Some(g) = gate
+            && (g.dtype() != DType::F32 || g.numel() != w.rows)
+        {
+            return Err(Error::invalid(
+                "linear_int8",
+                format!(
+                    "the gate must be f32 [{}], got {} {:?}",
+                    w.rows,
+                    g.dtype(),
+                    g.shape()
+                ),
+            ));
+        }
+    }
+    let shape = add.map_or_else(|| vec![x.rows, w.rows], |r| r.residual.shape().to_vec());
+    let out = CudaTensor::alloc_as(dev, &shape, DType::BF16)?;
     let tiles = u64::from(m.div_ceil(128)) * u64::from(n.div_ceil(128));
     if tiles == 0 {
         return Ok(out);
@@ -359,6 +402,8 @@ pub(super) fn gemm(
         x_scales: x.scales.ptr(),
         w_scales: w.scales.ptr(),
         bias: bias.map_or(0, CudaTensor::ptr),
+        residual: add.map_or(0, |r| r.residual.ptr()),
+        gate: add.and_then(|r| r.gate).map_or(0, CudaTensor::ptr),
         m,
         n,
         k,

@@ -355,11 +355,13 @@ fn gemm(
 }
 
 /// `x · wᵀ + b` for an INT8 layer and block-quantized rows `x: [rows, in]`: `[rows, out]` bf16,
-/// on the portable kernel when `portable`.
+/// or with `add` added into its residual (times its gate) in the GEMM's epilogue; on the portable
+/// kernel when `portable`.
 fn gemm_int8(
     dev: &Device,
     x: &CudaInt8Blocks,
     w: &CudaLinear,
+    add: Option<int8::Residual>,
     portable: bool,
 ) -> Result<CudaTensor> {
     let LinearWeight::Int8(weight) = &w.weight else {
@@ -371,7 +373,7 @@ fn gemm_int8(
             ),
         ));
     };
-    int8::gemm(dev, x, weight, w.bias.as_ref(), portable)
+    int8::gemm(dev, x, weight, w.bias.as_ref(), add, portable)
 }
 
 /// `x · wᵀ + b` (then GELU when `gelu`) for an FP8 layer and quantized rows `x: [rows, in]`:
@@ -460,6 +462,14 @@ fn gemm_fp8_residual(
         Some(bias) => elementwise::broadcast(dev, OP, kernels::ADD, &out, &bias),
         None => Ok(out),
     }
+}
+
+/// The error of a residual GEMM whose input was prepared for another kind of layer.
+fn not_quantized(kind: &str) -> Error {
+    Error::invalid(
+        "linear_residual",
+        format!("the input was not quantized for {kind}"),
+    )
 }
 
 /// The operands of a dense layer's GEMM from `weight`-typed weights to an `out`-typed output: the
@@ -722,7 +732,7 @@ impl CudaBackend {
     pub fn linear_int8(&self, x: &CudaInt8Blocks, w: &CudaLinear) -> Result<CudaTensor> {
         self.timed("linear int8", || {
             self.check("linear_int8", &[&x.scales, w.anchor()])?;
-            gemm_int8(&self.dev, x, w, self.portable)
+            gemm_int8(&self.dev, x, w, None, self.portable)
         })
     }
 
@@ -760,6 +770,26 @@ impl CudaBackend {
             InputKind::Int8 => "quantize int8",
         };
         self.timed(label, || input::prepare(&self.dev, x, kind))
+    }
+
+    /// [`Backend::linear_residual`] of an 8-bit layer `w`: `x` quantized for it (profiled as the
+    /// quantization it is), then `gemm` of the prepared input, profiled as `label`.
+    fn quantized_residual(
+        &self,
+        label: &'static str,
+        x: &CudaTensor,
+        w: &CudaLinear,
+        residual: &CudaTensor,
+        gate: Option<&CudaTensor>,
+        gemm: impl FnOnce(&CudaLinearInput) -> Result<CudaTensor>,
+    ) -> Result<CudaTensor> {
+        let x = self.prepare_input(x, InputKind::of(w))?;
+        self.timed(label, || {
+            let mut anchors = vec![x.anchor(), w.anchor(), residual];
+            anchors.extend(gate);
+            self.check("linear_residual", &anchors)?;
+            gemm(&x)
+        })
     }
 
     /// [`Backend::linear_prepared`], then GELU (tanh) when `gelu`.
@@ -1307,15 +1337,20 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor> {
         match &w.weight {
             LinearWeight::Fp8(_) if matches!(residual.dtype, DType::F32 | DType::BF16) => {
-                let x = self.prepare_input(x, InputKind::Fp8)?;
-                self.timed("linear fp8+residual", || {
-                    let mut anchors = vec![x.anchor(), w.anchor(), residual];
-                    anchors.extend(gate);
-                    self.check("linear_residual", &anchors)?;
-                    let rows = x.fp8_rows().ok_or_else(|| {
-                        Error::invalid("linear_residual", "the input was not quantized for FP8")
-                    })?;
+                let label = "linear fp8+residual";
+                self.quantized_residual(label, x, w, residual, gate, |x| {
+                    let rows = x.fp8_rows().ok_or_else(|| not_quantized("FP8"))?;
                     gemm_fp8_residual(&self.dev, rows, w, residual, gate)
+                })
+            }
+            LinearWeight::Int8(_)
+                if residual.dtype == DType::BF16 && gate.is_none_or(|g| g.dtype == DType::F32) =>
+            {
+                let label = "linear int8+residual";
+                self.quantized_residual(label, x, w, residual, gate, |x| {
+                    let rows = x.int8_blocks().ok_or_else(|| not_quantized("INT8"))?;
+                    let add = int8::Residual { residual, gate };
+                    gemm_int8(&self.dev, rows, w, Some(add), self.portable)
                 })
             }
             LinearWeight::Dense(weight)
@@ -1342,11 +1377,10 @@ impl Backend for CudaBackend {
 
     fn residual_in_gemm(&self, w: &CudaLinear, gated: bool) -> bool {
         // cuBLASLt scales a dense GEMM's output by one alpha, where an FP8 one takes a scale per
-        // output channel that the gate folds into.
+        // output channel that the gate folds into; the INT8 kernel's epilogue applies the gate.
         match w.weight {
-            LinearWeight::Fp8(_) => true,
+            LinearWeight::Fp8(_) | LinearWeight::Int8(_) => true,
             LinearWeight::Dense(_) => !gated,
-            LinearWeight::Int8(_) => false,
         }
     }
 
