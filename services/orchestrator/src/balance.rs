@@ -235,11 +235,7 @@ async fn resolve(
         }
     };
     let mut out: Vec<Arc<Replica>> = Vec::new();
-    for addr in addrs {
-        let uri = format!("http://{addr}");
-        if out.iter().any(|r| r.uri == uri) {
-            continue;
-        }
+    for uri in ordered_uris(addrs) {
         match known.iter().find(|r| r.uri == uri) {
             Some(r) => out.push(r.clone()),
             None => match Replica::new(uri, options) {
@@ -249,6 +245,16 @@ async fn resolve(
         }
     }
     out
+}
+
+/// The distinct `http://` URIs of `addrs`, sorted: DNS servers rotate their answers (Docker's
+/// does, on every query), and a replica list reordered by a refresh would break [`Pool::pick`]'s
+/// rotation among idle replicas (two jobs in a row could land on the same one).
+fn ordered_uris(addrs: impl IntoIterator<Item = std::net::SocketAddr>) -> Vec<String> {
+    let mut uris: Vec<String> = addrs.into_iter().map(|a| format!("http://{a}")).collect();
+    uris.sort();
+    uris.dedup();
+    uris
 }
 
 async fn refresh(
@@ -317,6 +323,18 @@ mod tests {
         assert_eq!("dns:///svc:9".parse(), Ok(dns));
         assert!("dns://svc".parse::<EndpointSpec>().is_err());
         assert!("https://a:1".parse::<EndpointSpec>().is_err());
+    }
+
+    #[test]
+    fn resolved_addresses_keep_one_order_whatever_the_dns_answer() {
+        let a: std::net::SocketAddr = "10.0.0.2:9".parse().unwrap();
+        let b: std::net::SocketAddr = "10.0.0.3:9".parse().unwrap();
+        let want = vec![
+            "http://10.0.0.2:9".to_string(),
+            "http://10.0.0.3:9".to_string(),
+        ];
+        assert_eq!(ordered_uris([a, b]), want);
+        assert_eq!(ordered_uris([b, a, b]), want);
     }
 
     #[tokio::test]
