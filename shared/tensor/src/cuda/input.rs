@@ -6,7 +6,9 @@
 use super::device::Device;
 use super::int8::{self, CudaInt8Blocks};
 use super::quant::{self, CudaFp8Rows, Lifetime};
-use super::{CudaLinear, CudaTensor, LinearWeight, Pending, finish, gemm_fp8, gemm_int8};
+use super::{
+    CudaLinear, CudaTensor, LinearWeight, Pending, finish, gemm_fp8, gemm_fp8_residual, gemm_int8,
+};
 use crate::{Error, Result, shapes};
 
 /// The form a layer's GEMM reads its input in, given by the layer's weight.
@@ -69,14 +71,6 @@ impl CudaLinearInput {
         }
     }
 
-    /// The INT8 blocks of an input prepared for INT8 layers.
-    pub(super) fn int8_blocks(&self) -> Option<&CudaInt8Blocks> {
-        match &self.form {
-            Form::Int8(q) => Some(q),
-            Form::Dense(_) | Form::Fp8(_) => None,
-        }
-    }
-
     fn kind(&self) -> InputKind {
         match self.form {
             Form::Dense(_) => InputKind::Dense,
@@ -128,15 +122,41 @@ pub(super) fn gemm(
             let out = gemm_int8(dev, q, w, None, portable)?;
             finish(dev, out, w, Pending { bias: false, gelu })?.reshaped(&shape)
         }
-        Form::Fp8(_) | Form::Int8(_) => Err(Error::invalid(
-            "linear",
-            format!(
-                "the input was quantized for {} layers, the layer [{}, {}] is {}",
-                x.kind().name(),
-                w.out_features,
-                w.in_features,
-                InputKind::of(w).name()
-            ),
-        )),
+        Form::Fp8(_) | Form::Int8(_) => Err(mismatch("linear", x, w)),
     }
+}
+
+/// `residual + (x · wᵀ + b)·gate` (no gate: 1) of an input quantized for 8-bit layer `w`, the
+/// residual added in the GEMM (FP8: into a bf16 or f32 stream; INT8: a bf16 stream, an f32 gate).
+pub(super) fn gemm_residual(
+    dev: &Device,
+    x: &CudaLinearInput,
+    w: &CudaLinear,
+    residual: &CudaTensor,
+    gate: Option<&CudaTensor>,
+    portable: bool,
+) -> Result<CudaTensor> {
+    match &x.form {
+        Form::Fp8(q) if InputKind::of(w) == InputKind::Fp8 => {
+            gemm_fp8_residual(dev, q, w, residual, gate)
+        }
+        Form::Int8(q) if InputKind::of(w) == InputKind::Int8 => {
+            gemm_int8(dev, q, w, Some(int8::Residual { residual, gate }), portable)
+        }
+        Form::Dense(_) | Form::Fp8(_) | Form::Int8(_) => Err(mismatch("linear_residual", x, w)),
+    }
+}
+
+/// The error of input `x` given to layer `w` of another kind.
+fn mismatch(op: &'static str, x: &CudaLinearInput, w: &CudaLinear) -> Error {
+    Error::invalid(
+        op,
+        format!(
+            "the input was quantized for {} layers, the layer [{}, {}] is {}",
+            x.kind().name(),
+            w.out_features,
+            w.in_features,
+            InputKind::of(w).name()
+        ),
+    )
 }

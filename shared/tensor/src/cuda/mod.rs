@@ -464,12 +464,20 @@ fn gemm_fp8_residual(
     }
 }
 
-/// The error of a residual GEMM whose input was prepared for another kind of layer.
-fn not_quantized(kind: &str) -> Error {
-    Error::invalid(
-        "linear_residual",
-        format!("the input was not quantized for {kind}"),
-    )
+/// Whether 8-bit layer `w`'s GEMM adds into `residual` (times `gate`): FP8 into a bf16 or f32
+/// stream, INT8 into a bf16 one with an f32 gate.
+fn quantized_residual_fits(
+    w: &CudaLinear,
+    residual: &CudaTensor,
+    gate: Option<&CudaTensor>,
+) -> bool {
+    match w.weight {
+        LinearWeight::Fp8(_) => matches!(residual.dtype, DType::F32 | DType::BF16),
+        LinearWeight::Int8(_) => {
+            residual.dtype == DType::BF16 && gate.is_none_or(|g| g.dtype == DType::F32)
+        }
+        LinearWeight::Dense(_) => false,
+    }
 }
 
 /// The operands of a dense layer's GEMM from `weight`-typed weights to an `out`-typed output: the
@@ -770,26 +778,6 @@ impl CudaBackend {
             InputKind::Int8 => "quantize int8",
         };
         self.timed(label, || input::prepare(&self.dev, x, kind))
-    }
-
-    /// [`Backend::linear_residual`] of an 8-bit layer `w`: `x` quantized for it (profiled as the
-    /// quantization it is), then `gemm` of the prepared input, profiled as `label`.
-    fn quantized_residual(
-        &self,
-        label: &'static str,
-        x: &CudaTensor,
-        w: &CudaLinear,
-        residual: &CudaTensor,
-        gate: Option<&CudaTensor>,
-        gemm: impl FnOnce(&CudaLinearInput) -> Result<CudaTensor>,
-    ) -> Result<CudaTensor> {
-        let x = self.prepare_input(x, InputKind::of(w))?;
-        self.timed(label, || {
-            let mut anchors = vec![x.anchor(), w.anchor(), residual];
-            anchors.extend(gate);
-            self.check("linear_residual", &anchors)?;
-            gemm(&x)
-        })
     }
 
     /// [`Backend::linear_prepared`], then GELU (tanh) when `gelu`.
@@ -1336,21 +1324,20 @@ impl Backend for CudaBackend {
         gate: Option<&CudaTensor>,
     ) -> Result<CudaTensor> {
         match &w.weight {
-            LinearWeight::Fp8(_) if matches!(residual.dtype, DType::F32 | DType::BF16) => {
-                let label = "linear fp8+residual";
-                self.quantized_residual(label, x, w, residual, gate, |x| {
-                    let rows = x.fp8_rows().ok_or_else(|| not_quantized("FP8"))?;
-                    gemm_fp8_residual(&self.dev, rows, w, residual, gate)
-                })
-            }
-            LinearWeight::Int8(_)
-                if residual.dtype == DType::BF16 && gate.is_none_or(|g| g.dtype == DType::F32) =>
+            LinearWeight::Fp8(_) | LinearWeight::Int8(_)
+                if quantized_residual_fits(w, residual, gate) =>
             {
-                let label = "linear int8+residual";
-                self.quantized_residual(label, x, w, residual, gate, |x| {
-                    let rows = x.int8_blocks().ok_or_else(|| not_quantized("INT8"))?;
-                    let add = int8::Residual { residual, gate };
-                    gemm_int8(&self.dev, rows, w, Some(add), self.portable)
+                let x = self.prepare_input(x, InputKind::of(w))?;
+                let label = if w.is_fp8() {
+                    "linear fp8+residual"
+                } else {
+                    "linear int8+residual"
+                };
+                self.timed(label, || {
+                    let mut anchors = vec![x.anchor(), w.anchor(), residual];
+                    anchors.extend(gate);
+                    self.check("linear_residual", &anchors)?;
+                    input::gemm_residual(&self.dev, &x, w, residual, gate, self.portable)
                 })
             }
             LinearWeight::Dense(weight)
