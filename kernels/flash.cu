@@ -3,8 +3,9 @@
 //
 // Tensors are [L, H, 128] row-major (the DiT's layout after the head split): no transposes before
 // or after. One CTA takes 128 query rows of one head with two consumer warpgroups of 64 rows
-// each; both share every 128-key K/V tile, which a producer warpgroup stages with cp.async into
-// shared memory, three stages deep (the next tiles load while this one computes).
+// each; both share every 128-key K/V tile, which one thread of a producer warpgroup has the copy
+// engine (TMA) stage into shared memory, three stages deep (the next tiles load while this one
+// computes), so loads take no issue slots from the consumers.
 //
 // Per tile and warpgroup: S = Q Kᵀ is 8 wgmma m64n128k16 (Q and K from shared memory, both
 // K-major), the online softmax runs on S in registers (exp2 with the scale folded in), and
@@ -35,7 +36,18 @@
 // Q, then three stages of (K, V), plus slack to align the base to 1024 bytes: 225 KB.
 #define FA_SMEM_BYTES ((1 + 2 * FA_STAGES) * FA_TILE_BYTES + 1024)
 
+// A TMA descriptor (CUtensorMap) encoded on the host: 128 opaque bytes, 64-byte aligned.
+struct __align__(64) TensorMap {
+  u64 opaque[16];
+};
+
 struct FlashArgs {
+  // q, k, v as bf16 [L][H][128] for the wgmma kernels' TMA loads: boxes of one head's 64
+  // channels (128-byte rows, 128-byte swizzle) by 64 rows (q) or FA_BK rows (k, v); rows past
+  // the end arrive as zeros. Unused by the other kernels.
+  TensorMap q_map;
+  TensorMap k_map;
+  TensorMap v_map;
   bf16_t* out;        // [Lq, H, 128]
   const bf16_t* q;    // [Lq, H, 128]
   const bf16_t* k;    // [Lk, H, 128]
@@ -56,47 +68,27 @@ struct FlashArgs {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-// Stages the query rows [row0, row0 + 128) of one head (`g` points at the head's first element,
-// rows `stride` elements apart) as two 64-row blocks, one per consumer, each [2][64][128 B]; rows
-// at or past `limit` are zero-filled. Thread `i` of the `n` that share the copy.
-__device__ __forceinline__ void load_q(unsigned tile, const bf16_t* g, u64 stride, int row0,
-                                       int limit, int i0, int n) {
-  for (int i = i0; i < FA_BQ * 16; i += n) {
-    const int r = i >> 4, c = i & 15, br = r & 63;
-    const int row = row0 + r;
-    const bool inside = row < limit;
-    const bf16_t* src = g + (u64)(inside ? row : 0) * stride + c * 8;
-    const unsigned dst = tile + (r >> 6) * (64 * 256) + (c >> 3) * (64 * 128) + br * 128 +
-                         (((c & 7) ^ (br & 7)) << 4);
-    cp_async16(dst, src, inside ? 16 : 0);
+// The producer's copy of query rows [row0, row0 + 128) of head `head` into the Q tile at `sq`:
+// two 64-row blocks, one per consumer, each [2][64][128 B]; four boxes, completing on `bar`.
+__device__ __forceinline__ void load_q(const FlashArgs& a, unsigned sq, int head, int row0,
+                                       unsigned bar) {
+  mbar_expect(bar, FA_BQ * FA_D * 2);
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+    tma_load_3d(sq + b * (64 * 128), &a.q_map, (b & 1) * 64, head, row0 + (b >> 1) * 64, bar);
   }
 }
 
-// The producer warpgroup's copy of key/value tile `tile` into the stage at `kb` (K) and
-// `kb + FA_TILE_BYTES` (V) ([2][128][128 B] each): thread t of the warpgroup copies 16-byte chunk
-// t % 16 of rows t / 16 + 8 i (i < 16), so its shared-memory offsets are fixed (the swizzle phase
-// of a row is row % 8, the same for all its rows) and its global addresses advance by eight rows
-// per copy. Rows at or past `lk` (only in the last tile) are zero-filled.
-__device__ __forceinline__ void load_kv(const bf16_t* kg, const bf16_t* vg, u64 stride,
-                                        unsigned kb, int tile, int lk) {
-  const int t = threadIdx.x & 127, c = t & 15, r0 = t >> 4;
-  const unsigned dst = kb + (c >> 3) * (FA_BK * 128) + r0 * 128 + (((c & 7) ^ r0) << 4);
-  const u64 first = ((u64)tile * FA_BK + r0) * stride + c * 8;
-  const u64 step = 8 * stride;
-  if ((tile + 1) * FA_BK <= lk) {
-#pragma unroll 4
-    for (int i = 0; i < 16; ++i) {
-      cp_async16(dst + i * 1024, kg + first + i * step, 16);
-      cp_async16(dst + i * 1024 + FA_TILE_BYTES, vg + first + i * step, 16);
-    }
-  } else {
-#pragma unroll 4
-    for (int i = 0; i < 16; ++i) {
-      const bool inside = tile * FA_BK + r0 + 8 * i < lk;
-      const u64 at = inside ? first + i * step : 0;
-      cp_async16(dst + i * 1024, kg + at, inside ? 16 : 0);
-      cp_async16(dst + i * 1024 + FA_TILE_BYTES, vg + at, inside ? 16 : 0);
-    }
+// The producer's copy of key/value tile `tile` of head `head` into the stage at `kb` (K) and
+// `kb + FA_TILE_BYTES` (V), each [2][FA_BK][128 B]: four boxes, completing on `bar`.
+__device__ __forceinline__ void load_kv(const FlashArgs& a, unsigned kb, int head, int tile,
+                                        unsigned bar) {
+  mbar_expect(bar, 2 * FA_TILE_BYTES);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    tma_load_3d(kb + half * (FA_BK * 128), &a.k_map, half * 64, head, tile * FA_BK, bar);
+    tma_load_3d(kb + FA_TILE_BYTES + half * (FA_BK * 128), &a.v_map, half * 64, head,
+                tile * FA_BK, bar);
   }
 }
 
@@ -218,8 +210,6 @@ __device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float
   l1 = 0.0f;
 
   mbar_wait(full0 + 8 * FA_STAGE(t0), (t0 / FA_STAGES) & 1);
-  // cp.async writes through the generic proxy; wgmma reads through the async proxy.
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   wgmma_fence();
   issue_qk(s, qd, FA_KDESC(t0));
   wgmma_wait<0>();
@@ -231,7 +221,6 @@ __device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float
   for (int j = 1; j < tiles; ++j) {
     const int t = t0 + j;
     mbar_wait(full0 + 8 * FA_STAGE(t), (t / FA_STAGES) & 1);
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     wgmma_fence();
     issue_qk(s, qd, FA_KDESC(t));
     issue_pv(o, p, FA_VDESC(t - 1));
@@ -255,19 +244,15 @@ __device__ __forceinline__ void consume_item(const FlashArgs& a, float* o, float
 #undef FA_VDESC
 }
 
-// The producer warpgroup's part of a work item: key tiles first .. first + tiles − 1 of one head
+// The producer thread's part of a work item: key tiles first .. first + tiles − 1 of one head
 // into ring slots t0 ..; slot t goes into stage t % 3 once both consumers have released slot t − 3.
 __device__ __forceinline__ void produce_item(const FlashArgs& a, int head, unsigned skv,
                                              unsigned full0, unsigned empty0, int t0, int first,
                                              int tiles) {
-  const u64 stride = (u64)a.heads * FA_D;
-  const bf16_t* kg = a.k + (u64)head * FA_D;
-  const bf16_t* vg = a.v + (u64)head * FA_D;
   for (int j = 0; j < tiles; ++j) {
     const int t = t0 + j;
     if (t >= FA_STAGES) mbar_wait(empty0 + 8 * FA_STAGE(t), ((t / FA_STAGES) - 1) & 1);
-    load_kv(kg, vg, stride, FA_K_STAGE(t), first + j, a.lk);
-    mbar_arrive_on_copies(full0 + 8 * FA_STAGE(t));
+    load_kv(a, FA_K_STAGE(t), head, first + j, full0 + 8 * FA_STAGE(t));
   }
 #undef FA_STAGE
 #undef FA_K_STAGE
@@ -279,18 +264,21 @@ __device__ __forceinline__ void produce_item(const FlashArgs& a, int head, unsig
 // may be split into pieces of their key tiles (split.cuh), which leave their state in `part` for
 // flash_merge. CTA b takes unit b.
 //
-// Warpgroups 0 and 1 are consumers of 64 query rows each; warpgroup 2 is the producer, which
-// streams K/V tiles through three shared-memory stages (`full`/`empty` mbarriers), so the
-// consumers neither issue loads nor wait on each other.
+// Warpgroups 0 and 1 are consumers of 64 query rows each; warpgroup 2 is the producer, whose
+// first thread has the copy engine load Q (`qfull`) and stream the K/V tiles through three
+// shared-memory stages (`full`/`empty` mbarriers), so the consumers neither issue loads nor wait
+// on each other.
 extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
-    flash_attention_bf16(const FlashArgs a) {
+    flash_attention_bf16(const __grid_constant__ FlashArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ u8 smem_raw[];
-  __shared__ __align__(8) u64 bars[2 * FA_STAGES];
+  // full[stages], empty[stages], then the Q tile's full.
+  __shared__ __align__(8) u64 bars[2 * FA_STAGES + 1];
   const unsigned base = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const unsigned sq = base;
   const unsigned skv = base + FA_TILE_BYTES;  // stage t: K at skv + 2·t·TILE, V one TILE later
   const unsigned full0 = smem_addr(bars), empty0 = full0 + 8 * FA_STAGES;
+  const unsigned qfull = empty0 + 8 * FA_STAGES;
   const int qtiles = (a.lq + FA_BQ - 1) / FA_BQ;
   const Unit w = split_unit(blockIdx.x, a.whole, a.pieces, (a.lk + FA_BK - 1) / FA_BK);
   const int head = w.item / qtiles, q0 = (w.item % qtiles) * FA_BQ;
@@ -298,27 +286,26 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 
   if (threadIdx.x == 0) {
     for (int t = 0; t < FA_STAGES; ++t) {
-      mbar_init(full0 + 8 * t, 128);
+      mbar_init(full0 + 8 * t, 1);
       mbar_init(empty0 + 8 * t, FA_CONSUMERS);
     }
-  }
-  if (threadIdx.x < FA_CONSUMERS) {
-    load_q(sq, a.q + (u64)head * FA_D, (u64)a.heads * FA_D, q0, a.lq, threadIdx.x, FA_CONSUMERS);
-    cp_async_commit();
-    cp_async_wait<0>();
-    // cp.async writes through the generic proxy; wgmma reads through the async proxy.
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    mbar_init(qfull, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
 
   if (wg == 2) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(FA_PRODUCER_REGS));
-    produce_item(a, head, skv, full0, empty0, 0, w.j0, w.j1 - w.j0);
+    if (threadIdx.x == FA_CONSUMERS) {
+      load_q(a, sq, head, q0, qfull);
+      produce_item(a, head, skv, full0, empty0, 0, w.j0, w.j1 - w.j0);
+    }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FA_CONSUMER_REGS));
   float o[64], l0, l1, m0, m1;
+  mbar_wait(qfull, 0);
   consume_item(a, o, l0, l1, m0, m1, sq + wg * (64 * 256), skv, full0, empty0, 0, 0, w.j0,
                w.j1 - w.j0);
   if (w.piece >= 0)
@@ -339,7 +326,7 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 // consumers have issued their last Q Kᵀ of the item before, and the ring of K/V stages runs on
 // across items, so the next item's Q and first tiles load while the consumers finish the last.
 extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
-    flash_attention_persistent_bf16(const FlashArgs a) {
+    flash_attention_persistent_bf16(const __grid_constant__ FlashArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ u8 smem_raw[];
   // full[stages], empty[stages], then the Q tile's full and empty.
@@ -355,10 +342,10 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 
   if (threadIdx.x == 0) {
     for (int t = 0; t < FA_STAGES; ++t) {
-      mbar_init(full0 + 8 * t, 128);
+      mbar_init(full0 + 8 * t, 1);
       mbar_init(empty0 + 8 * t, FA_CONSUMERS);
     }
-    mbar_init(qfull, 128);
+    mbar_init(qfull, 1);
     mbar_init(qempty, FA_CONSUMERS);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
@@ -366,12 +353,11 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 
   if (wg == 2) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(FA_PRODUCER_REGS));
+    if (threadIdx.x != FA_CONSUMERS) return;
     for (int n = 0, item = blockIdx.x; item < items; ++n, item += gridDim.x) {
       const int head = item / qtiles;
       if (n > 0) mbar_wait(qempty, (n - 1) & 1);
-      load_q(sq, a.q + (u64)head * FA_D, (u64)a.heads * FA_D, (item % qtiles) * FA_BQ, a.lq,
-             threadIdx.x & 127, 128);
-      mbar_arrive_on_copies(qfull);
+      load_q(a, sq, head, (item % qtiles) * FA_BQ, qfull);
       produce_item(a, head, skv, full0, empty0, n * tiles, 0, tiles);
     }
     return;

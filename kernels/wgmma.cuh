@@ -48,6 +48,19 @@ __device__ __forceinline__ void bulk_copy(unsigned dst, const void* src, unsigne
       : "memory");
 }
 
+// The box of `map` (a host-made CUtensorMap, e.g. in a __grid_constant__ parameter) at
+// coordinates (c0, c1, c2), innermost first, into shared memory at `dst` by the copy engine, laid
+// out and swizzled as the map says; elements past the tensor's extent arrive as zeros, and the
+// whole box's bytes count on `bar`'s transaction count.
+__device__ __forceinline__ void tma_load_3d(unsigned dst, const void* map, int c0, int c1, int c2,
+                                            unsigned bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, "
+      "{%2, %3, %4}], [%5];" ::"r"(dst),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+
 // A wgmma shared-memory matrix descriptor with the 128-byte swizzle. `lbo`/`sbo` in bytes: for a
 // K-major operand sbo is the step between 8-row groups (lbo unused); for an MN-major one lbo is
 // the step between 64-element atoms along MN and sbo the step between 8-row groups along K.

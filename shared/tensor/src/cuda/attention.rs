@@ -7,6 +7,7 @@ use super::device::Device;
 use super::gemm::{LinearGemm, Operands};
 use super::kernels;
 use super::split::Split;
+use super::tma::TensorMap;
 use super::{CudaLinear, CudaTensor, Wrap, converted, dt_code, gemm_linear, layout, widest};
 use crate::shapes::{self, Dims};
 use crate::{DType, Error, Result, SlaParams};
@@ -58,6 +59,9 @@ struct AttentionArgs {
 
 #[repr(C)]
 struct FlashArgs {
+    q_map: TensorMap,
+    k_map: TensorMap,
+    v_map: TensorMap,
     out: u64,
     q: u64,
     k: u64,
@@ -643,7 +647,23 @@ pub(super) fn flash_attention(
         shared_mem_bytes: smem,
     };
     let part = split.workspace(dev)?;
+    // The wgmma kernels' producer loads q by the copy engine in 64-row boxes (a consumer's
+    // rows), k and v in whole key tiles.
+    let wgmma = matches!(
+        kernel,
+        kernels::FLASH_ATTENTION | kernels::FLASH_ATTENTION_PERSISTENT
+    );
+    let map = |t: &CudaTensor, len: usize, box_rows: usize| {
+        if wgmma {
+            TensorMap::bf16_rows("attention", t.ptr(), len, d.heads, d.dh, box_rows as u32)
+        } else {
+            Ok(TensorMap::UNUSED)
+        }
+    };
     let args = FlashArgs {
+        q_map: map(q, d.lq, FLASH_WGMMA.0 / 2)?,
+        k_map: map(k, d.lk, FLASH_WGMMA.0)?,
+        v_map: map(v, d.lk, FLASH_WGMMA.0)?,
         out: out.ptr(),
         q: q.ptr(),
         k: k.ptr(),

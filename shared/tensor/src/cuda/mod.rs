@@ -57,6 +57,7 @@ mod sage;
 mod seeded;
 mod split;
 mod staging;
+mod tma;
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
