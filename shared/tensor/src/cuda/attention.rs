@@ -536,6 +536,8 @@ pub(super) fn sla_attention(
 /// (`FA_BQ`, `FA_THREADS`, `FA_SMEM_BYTES`; `FM_BQ`, `FM_THREADS`, `FM_SMEM_BYTES(D)`).
 const FLASH_DH: usize = 128;
 const FLASH_WGMMA: (usize, u32, u32) = (128, 384, 7 * 128 * 128 * 2 + 1024);
+/// The keys of the wgmma kernels' K/V tiles (`FA_BK`).
+const FLASH_WGMMA_KEYS: usize = 128;
 const FLASH_MMA: (usize, u32, u32) = (64, 128, 5 * 64 * 128 * 2);
 /// The head dim of the relative-bias kernel (umT5's), and its launch shape.
 const FLASH_REL_DH: usize = 64;
@@ -635,7 +637,7 @@ pub(super) fn flash_attention(
             ((ctas as u32, 1, 1), Split::none(items))
         }
         kernels::FLASH_ATTENTION => {
-            let tiles = d.lk.div_ceil(FLASH_WGMMA.0);
+            let tiles = d.lk.div_ceil(FLASH_WGMMA_KEYS);
             let split = Split::new(items, tiles, dev.info.multiprocessors as usize);
             ((split.units() as u32, 1, 1), split)
         }
@@ -662,8 +664,8 @@ pub(super) fn flash_attention(
     };
     let args = FlashArgs {
         q_map: map(q, d.lq, FLASH_WGMMA.0 / 2)?,
-        k_map: map(k, d.lk, FLASH_WGMMA.0)?,
-        v_map: map(v, d.lk, FLASH_WGMMA.0)?,
+        k_map: map(k, d.lk, FLASH_WGMMA_KEYS)?,
+        v_map: map(v, d.lk, FLASH_WGMMA_KEYS)?,
         out: out.ptr(),
         q: q.ptr(),
         k: k.ptr(),
