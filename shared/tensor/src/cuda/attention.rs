@@ -605,10 +605,11 @@ pub(super) fn flash_attention(
     rel: Option<&CudaTensor>,
 ) -> Result<CudaTensor> {
     let d = check_qkv("attention", q, k, v)?;
-    let (rows, threads, smem) = match kernel {
-        kernels::FLASH_ATTENTION | kernels::FLASH_ATTENTION_PERSISTENT => FLASH_WGMMA,
-        kernels::FLASH_ATTENTION_REL_MMA => FLASH_REL_MMA,
-        _ => FLASH_MMA,
+    // The wgmma kernels' producer loads by the copy engine (`tma`), the others by their threads.
+    let ((rows, threads, smem), tma) = match kernel {
+        kernels::FLASH_ATTENTION | kernels::FLASH_ATTENTION_PERSISTENT => (FLASH_WGMMA, true),
+        kernels::FLASH_ATTENTION_REL_MMA => (FLASH_REL_MMA, false),
+        _ => (FLASH_MMA, false),
     };
     if let Some(rel) = rel {
         shapes::rel_bias(q.shape(), k.shape(), rel.shape())?;
@@ -649,14 +650,9 @@ pub(super) fn flash_attention(
         shared_mem_bytes: smem,
     };
     let part = split.workspace(dev)?;
-    // The wgmma kernels' producer loads q by the copy engine in 64-row boxes (a consumer's
-    // rows), k and v in whole key tiles.
-    let wgmma = matches!(
-        kernel,
-        kernels::FLASH_ATTENTION | kernels::FLASH_ATTENTION_PERSISTENT
-    );
+    // TMA loads q in 64-row boxes (a consumer's rows), k and v in whole key tiles.
     let map = |t: &CudaTensor, len: usize, box_rows: usize| {
-        if wgmma {
+        if tma {
             TensorMap::bf16_rows("attention", t.ptr(), len, d.heads, d.dh, box_rows as u32)
         } else {
             Ok(TensorMap::UNUSED)
