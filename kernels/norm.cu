@@ -77,6 +77,7 @@ struct LayerNormRowsArgs {
   int gate_dt;
   int sum_dt;
   int param_dt;
+  const float* common;  // [1]: with `scales`, one scale for every row (fp8_norm_bound), or null
 };
 
 extern "C" __global__ void layer_norm_rows(const LayerNormRowsArgs a) {
@@ -146,7 +147,8 @@ extern "C" __global__ void layer_norm_rows(const LayerNormRowsArgs a) {
     }
   }
   if (a.scales) {
-    store_fp8_row((u8*)a.out, a.scales, s, a.cols, w, row_reduce<true>(amax, s, scratch[2]));
+    amax = row_reduce<true>(amax, s, scratch[2]);
+    store_fp8_row((u8*)a.out, a.scales, s, a.cols, w, a.common ? *a.common * E4M3_MAX : amax);
     return;
   }
 #pragma unroll

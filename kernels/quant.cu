@@ -8,6 +8,21 @@
 // reference (shared/tensor/src/fp8.rs) does the same f32 operations, so the two agree bit for bit.
 // A row is read once, held in registers (rows.cuh): Wan's 13824-wide FFN inputs take 7 warps.
 //
+// With `common`, every row takes one given scale instead (the rows of a matrix quantized as a
+// whole, which cuBLASLt's FP8 GEMMs need to write an e4m3 output).
+//
+// fp8_norm_bound / fp8_weight_bound / fp8_hidden_scale: the FFN's hidden activations written by
+// its first GEMM straight in e4m3, which cuBLASLt does only with one scale for each operand and
+// one for the output, so the scales come from bounds instead of a pass over the values. The norm
+// before the FFN, LN(x)·m + a with ||LN(x)|| <= sqrt(K), has |y_c| <= sqrt(K)·max|m| + max|a|
+// (one scale for all its rows) and ||y|| <= sqrt(K)·max|m| + ||a||; the layer's output obeys
+// |gelu(h)| <= |h| and |h[t, n]| <= ||x_t||·||w_n|| + |b_n| (Cauchy-Schwarz on the dequantized
+// operands the GEMM multiplies), so no value exceeds bound = max_t ||x_t||·max_n ||w_n|| + max|b|
+// and the e4m3 output cannot saturate. The bounds overshoot typical values by about sqrt(K) (a
+// random dot product grows as sqrt(K), Cauchy-Schwarz as K) times a few: e4m3's exponent absorbs
+// that, typical values landing near 1 of its 448 range, 2^6 above its smallest normal, with
+// e4m3's relative precision intact.
+//
 // quantize_int8_blocks: TurboDiffusion's W8A8 INT8 format (upstream `quant_cuda`), 128x128 tiles
 // of x[rows, cols] (activations: 128 tokens x 128 channels; weights: 128 outputs x 128 inputs):
 // out = cvt.rni.sat.s8(x * (128 / amax)), scale = amax / 128, amax = max(1e-8, max |tile|). The
@@ -25,6 +40,7 @@ struct QuantizeFp8Args {
   unsigned warps_per_row;
   unsigned rows_per_block;
   int x_dt;
+  const float* common;  // [1]: one scale for every row, or null for each row's amax / 448
 };
 
 // Written out rather than with rows.cuh's RowSlot / row_reduce / store_fp8_row, which compile to
@@ -62,6 +78,7 @@ extern "C" __global__ void quantize_fp8_rows(const QuantizeFp8Args a) {
     const float* mine = warp_amax + slot * a.warps_per_row;
     for (unsigned i = 0; i < a.warps_per_row; ++i) amax = fmaxf(amax, mine[i]);
   }
+  if (a.common) amax = *a.common * E4M3_MAX;
   if (!live) return;
   amax = fmaxf(amax, AMAX_FLOOR);
   const float inv = E4M3_MAX / amax;
@@ -172,5 +189,114 @@ extern "C" __global__ void int8_tiles(const Int8TilesArgs a) {
     const uint4 v = row < a.rows ? a.values[row * chunks + (u64)blockIdx.x * 8 + c]
                                  : make_uint4(0, 0, 0, 0);
     tile[r * 8 + (c ^ (r & 7))] = v;
+  }
+}
+
+// An e4m3 byte as a float (FP8 e4m3fn: bias 7, subnormals below 2^-6, no infinities).
+__device__ __forceinline__ float e4m3_to_f32(unsigned b) {
+  const int e = (b >> 3) & 15, m = b & 7;
+  const float v = e ? ldexpf(1.0f + 0.125f * m, e - 7) : ldexpf(0.125f * m, -6);
+  return (b & 0x80) ? -v : v;
+}
+
+// Rounding slack of the bounds: e4m3 rounds a value up by at most 2^-4 of it, bf16 by 2^-8.
+#define BOUND_SLACK 1.0664f
+
+struct Fp8NormBoundArgs {
+  float* out;          // [2]: the rows' one scale, a bound on every dequantized row's 2-norm
+  const void* mul;     // [cols] or null (1)
+  const void* add;     // [cols] or null (0)
+  float mul_offset;
+  int param_dt;
+  unsigned cols;
+};
+
+// One block of 1024 threads: the bounds of a LayerNorm's output LN(x)·(mul + mul_offset) + add.
+extern "C" __global__ void __launch_bounds__(1024) fp8_norm_bound(const Fp8NormBoundArgs a) {
+  __shared__ float scratch[3][32];
+  float m = a.mul ? 0.0f : fabsf(1.0f + a.mul_offset), amax = 0.0f, ss = 0.0f;
+  for (unsigned c = threadIdx.x; c < a.cols; c += 1024) {
+    if (a.mul) m = fmaxf(m, fabsf(load_elem(a.mul, a.param_dt, c) + a.mul_offset));
+    if (a.add) {
+      const float v = load_elem(a.add, a.param_dt, c);
+      amax = fmaxf(amax, fabsf(v));
+      ss += v * v;
+    }
+  }
+  m = warp_max(m);
+  amax = warp_max(amax);
+  ss = warp_sum(ss);
+  const unsigned w = threadIdx.x >> 5;
+  if ((threadIdx.x & 31) == 0) {
+    scratch[0][w] = m;
+    scratch[1][w] = amax;
+    scratch[2][w] = ss;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int i = 1; i < 32; ++i) {
+      m = fmaxf(m, scratch[0][i]);
+      amax = fmaxf(amax, scratch[1][i]);
+      ss += scratch[2][i];
+    }
+    const float r = sqrtf((float)a.cols) * m;
+    a.out[0] = fmaxf((r + amax) * BOUND_SLACK, AMAX_FLOOR) / E4M3_MAX;
+    a.out[1] = (r + sqrtf(ss)) * BOUND_SLACK;
+  }
+}
+
+struct Fp8WeightBoundArgs {
+  float* bound;          // [2], zeroed: max_n ||w_n||, max_n |b_n|
+  const u8* values;      // [rows, cols] e4m3
+  const float* scales;   // [rows]
+  const void* bias;      // [rows] of bias_dt, or null
+  int bias_dt;
+  unsigned rows;
+  unsigned cols;         // multiple of 4
+};
+
+// Grid (ceil(rows / 8)), 256 threads: a warp per row of an FP8 layer's weight, at load. The
+// maxima are non-negative floats, whose bit patterns order as integers do.
+extern "C" __global__ void fp8_weight_bound(const Fp8WeightBoundArgs a) {
+  const unsigned row = blockIdx.x * 8 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (row >= a.rows) return;
+  const unsigned* w = (const unsigned*)(a.values + (u64)row * a.cols);
+  float sum = 0.0f;
+  for (unsigned i = lane; i < a.cols / 4; i += 32) {
+    const unsigned q = w[i];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float v = e4m3_to_f32((q >> (8 * j)) & 0xff);
+      sum += v * v;
+    }
+  }
+  sum = warp_sum(sum);
+  if (lane == 0) {
+    atomicMax((int*)a.bound, __float_as_int(sqrtf(sum) * a.scales[row]));
+    if (a.bias) atomicMax((int*)a.bound + 1, __float_as_int(fabsf(load_elem(a.bias, a.bias_dt, row))));
+  }
+}
+
+struct Fp8HiddenScaleArgs {
+  float* out_scale;        // [1]: 448 / bound, the GEMM's output scale
+  float* scales;           // [rows]: bound / 448, the hidden rows' scales
+  float* common;           // [2]: bound / 448, a bound on every hidden row's 2-norm
+  const float* x_common;   // [2] of the input rows (fp8_norm_bound)
+  const float* w_bound;    // [2] from fp8_weight_bound
+  unsigned rows;
+  unsigned cols;           // the hidden rows' width
+};
+
+// Grid (ceil(rows / 1024)), 1024 threads: the hidden rows' scales under the bound.
+extern "C" __global__ void __launch_bounds__(1024) fp8_hidden_scale(const Fp8HiddenScaleArgs a) {
+  // Rounding of the GEMM's f32 sums: one part in 2^10.
+  const float b = fmaxf((a.x_common[1] * a.w_bound[0] + a.w_bound[1]) * 1.0009765625f, 1e-30f);
+  const float s = b / E4M3_MAX;
+  const unsigned r = blockIdx.x * 1024 + threadIdx.x;
+  if (r < a.rows) a.scales[r] = s;
+  if (r == 0) {
+    *a.out_scale = E4M3_MAX / b;
+    a.common[0] = s;
+    a.common[1] = sqrtf((float)a.cols) * b * BOUND_SLACK;
   }
 }

@@ -210,7 +210,84 @@ pub fn bench(b: &CudaBackend, seed: u64) -> Result<Value> {
             ),
         );
     }
-    Ok(json!({"layers": rows, "candidates": candidates, "blocks": blocks}))
+    println!(
+        "\n== The FFN from its norm (f32 residual in; norm2, ffn.0 + GELU, ffn.2), bf16 against \
+         FP8: per row = the GELU output in bf16, quantized per row for ffn.2; from GEMM = ffn.0 \
+         writes its GELU output in e4m3 under the bound's one scale, from the norm's rows under \
+         theirs (kernels/quant.cu)"
+    );
+    println!(
+        "{:<44} {:>9} {:>11} {:>12} {:>12} {:>13}",
+        "FFN [M, D] -> F",
+        "bf16 ms",
+        "per row ms",
+        "from GEMM ms",
+        "bf16/per row",
+        "bf16/from GEMM"
+    );
+    let mut ffns = Vec::new();
+    for (i, (name, d, f)) in [("1.3B FFN", 1536usize, 8960usize), ("14B FFN", 5120, 13824)]
+        .into_iter()
+        .enumerate()
+    {
+        ffns.push(
+            time_ffn(b, name, [M, d, f], seed + 2000 + 100 * i as u64).unwrap_or_else(|e| {
+                println!("{name}: error: {e:#}");
+                json!({"ffn": name, "error": format!("{e:#}")})
+            }),
+        );
+    }
+    Ok(json!({"layers": rows, "candidates": candidates, "blocks": blocks, "ffn": ffns}))
+}
+
+/// A whole FFN `[m, d] -> f -> d` from a modulated LayerNorm of f32 residual rows: bf16; FP8
+/// with the hidden rows quantized per row; FP8 with the hidden rows written by ffn.0 in e4m3.
+fn time_ffn(b: &CudaBackend, name: &str, [m, d, f]: [usize; 3], seed: u64) -> Result<Value> {
+    let x = b.upload(&random(&[m, d], seed)?)?;
+    let (shift, scale) = (
+        b.upload(&random(&[d], seed + 1)?)?,
+        b.upload(&random(&[d], seed + 2)?)?,
+    );
+    let layer = |out: usize, inp: usize, s: u64| -> Result<LinearWeights> {
+        Ok(LinearWeights {
+            out_features: out,
+            in_features: inp,
+            weight: LinearWeight::Dense(random(&[out, inp], s)?.to_dtype(DType::BF16)?),
+            bias: Some(random(&[out], s + 1)?.to_dtype(DType::BF16)?),
+        })
+    };
+    let (up, down) = (layer(f, d, seed + 10)?, layer(d, f, seed + 20)?);
+    let (up_d, down_d) = (b.upload_linear(&up)?, b.upload_linear(&down)?);
+    let (up_q, down_q) = (
+        b.upload_linear_quantizable(&up)?,
+        b.upload_linear_quantizable(&down)?,
+    );
+    let bf16_ms = median(b, || {
+        let h = b.layer_norm_modulate(&x, &shift, &scale, 1e-6)?;
+        drop(b.linear(&b.linear_gelu_tanh(&h, &up_d)?, &down_d)?);
+        Ok(())
+    })?;
+    let per_row_ms = median(b, || {
+        let h = b.layer_norm_modulate_input(&x, &shift, &scale, 1e-6)?;
+        drop(b.linear(&b.linear_gelu_tanh_prepared(&h, &up_q)?, &down_q)?);
+        Ok(())
+    })?;
+    let gemm_ms = median(b, || {
+        let h = b.layer_norm_modulate_input_for(&x, &shift, &scale, 1e-6, &up_q)?;
+        drop(b.linear_prepared(&b.linear_gelu_tanh_input(&h, &up_q, &down_q)?, &down_q)?);
+        Ok(())
+    })?;
+    println!(
+        "{:<44} {bf16_ms:>9.3} {per_row_ms:>11.3} {gemm_ms:>12.3} {:>11.2}x {:>13.2}x",
+        format!("{name} [{m}, {d}] -> {f}"),
+        bf16_ms / per_row_ms,
+        bf16_ms / gemm_ms,
+    );
+    Ok(json!({
+        "ffn": name, "m": m, "d": d, "f": f,
+        "bf16_ms": bf16_ms, "fp8_per_row_ms": per_row_ms, "fp8_from_gemm_ms": gemm_ms,
+        "speedup_per_row": bf16_ms / per_row_ms, "speedup_from_gemm": bf16_ms / gemm_ms,
+    }))
 }
 
 /// The Wan block linears timed by part `fp8-bench`: name, K, N, GELU epilogue.

@@ -211,6 +211,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
         self.residual(residual, &self.linear(x, w)?, gate)
     }
 
+    /// [`Backend::linear_residual`] of a prepared input.
+    fn linear_residual_prepared(
+        &self,
+        x: &Self::LinearInput,
+        w: &Self::Linear,
+        residual: &Self::Tensor,
+        gate: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor> {
+        self.residual(residual, &self.linear_prepared(x, w)?, gate)
+    }
+
     /// Whether [`Backend::linear_residual`] through `w` (with a gate when `gated`) adds into the
     /// residual stream inside the GEMM. Where it does not, a caller whose next step is a norm of
     /// the sum does better with [`Backend::residual_layer_norm_input`], which adds in the norm's
@@ -243,6 +254,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         x: &Self::LinearInput,
         w: &Self::Linear,
     ) -> Result<Self::Tensor>;
+
+    /// `gelu_tanh(x Wᵀ + b)` of a prepared input, prepared in turn as the input of the
+    /// quantizable layer `next` (an FFN's hidden activations): backends may have the GEMM write
+    /// it in `next`'s input form instead of quantizing it in a pass of its own.
+    fn linear_gelu_tanh_input(
+        &self,
+        x: &Self::LinearInput,
+        w: &Self::Linear,
+        next: &Self::Linear,
+    ) -> Result<Self::LinearInput> {
+        let _ = next;
+        self.linear_input(&self.linear_gelu_tanh_prepared(x, w)?)
+    }
 
     // ---- norms ----
     /// LayerNorm over the last dim, optionally affine `(weight, bias)`.
@@ -280,6 +304,20 @@ pub trait Backend: Send + Sync + Sized + 'static {
         eps: f32,
     ) -> Result<Self::LinearInput> {
         self.linear_input(&self.layer_norm_modulate(x, shift, scale, eps)?)
+    }
+    /// [`Backend::layer_norm_modulate_input`] read only by the quantizable layer `next` (an FFN's
+    /// first, whose output goes to [`Backend::linear_gelu_tanh_input`]): backends may quantize it
+    /// in the form that lets `next` write its output quantized.
+    fn layer_norm_modulate_input_for(
+        &self,
+        x: &Self::Tensor,
+        shift: &Self::Tensor,
+        scale: &Self::Tensor,
+        eps: f32,
+        next: &Self::Linear,
+    ) -> Result<Self::LinearInput> {
+        let _ = next;
+        self.layer_norm_modulate_input(x, shift, scale, eps)
     }
     /// The residual `x + y·gate` (`gate: [D]`; `x + y` without it, as [`Backend::add`]) and its
     /// [`Backend::layer_norm_input`]: a DiT block's residual add and the norm after it, which

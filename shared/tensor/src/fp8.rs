@@ -19,6 +19,13 @@ pub const E4M3_MAX: f32 = 448.0;
 /// a division by zero (TurboDiffusion's quantizer floors its int8 tiles the same way).
 pub const AMAX_FLOOR: f32 = 1e-8;
 
+/// The most the row maxima of an FP8 layer's weight may differ for [`Fp8Rows::quantize_weight`]
+/// to give the matrix one scale: 2⁶. e4m3 is a float, so a row whose values sit a few binades
+/// below another's keeps its relative precision, and within 2⁶ every row's largest values stay
+/// in the normal range; at worst a row's smallest values round coarser. One scale is what lets
+/// cuBLASLt write a layer's output in e4m3 (the FFN's first layer, `cuda/quant.rs`).
+pub const UNIFORM_SPREAD: f32 = 64.0;
+
 /// `x` as e4m3 bits: round to nearest even, finite values beyond ±448 saturate to ±448 (PTX's
 /// `cvt.rn.satfinite.e4m3x2.f32`), NaN stays NaN.
 pub fn e4m3_from_f32(x: f32) -> u8 {
@@ -84,6 +91,29 @@ impl Fp8Rows {
         })
     }
 
+    /// Quantizes `data` with one given scale for every row (the device quantizer's `common`).
+    pub fn quantize_with_scale(data: &[f32], rows: usize, cols: usize, scale: f32) -> Result<Self> {
+        Error::check_matrix(data, rows, cols)?;
+        let amax = (scale * E4M3_MAX).max(AMAX_FLOOR);
+        let inv = E4M3_MAX / amax;
+        Ok(Self {
+            rows,
+            cols,
+            values: data.iter().map(|v| e4m3_from_f32(v * inv)).collect(),
+            scales: vec![amax / E4M3_MAX; rows],
+        })
+    }
+
+    /// Quantizes an FP8 layer's weight `[rows, cols]`: per row, or with the largest row's scale
+    /// for every row where the rows' maxima lie within [`UNIFORM_SPREAD`] of each other.
+    pub fn quantize_weight(data: &[f32], rows: usize, cols: usize) -> Result<Self> {
+        let per_row = Self::quantize(data, rows, cols)?;
+        match uniform_scale(&per_row.scales) {
+            Some(scale) => Self::quantize_with_scale(data, rows, cols, scale),
+            None => Ok(per_row),
+        }
+    }
+
     /// The represented values as f32, row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         (0..self.rows)
@@ -97,9 +127,32 @@ impl Fp8Rows {
     }
 }
 
+/// The one scale a weight with row scales `scales` takes ([`Fp8Rows::quantize_weight`]): the
+/// largest, where no row's is more than [`UNIFORM_SPREAD`] below it.
+pub fn uniform_scale(scales: &[f32]) -> Option<f32> {
+    let (lo, hi) = scales
+        .iter()
+        .fold((f32::INFINITY, 0f32), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    (hi > 0.0 && hi <= lo * UNIFORM_SPREAD).then_some(hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_take_one_scale_within_the_spread() {
+        // Row maxima 1, 0.5 and 0.25: within 2⁶, so one scale, the largest row's.
+        let data = [1.0f32, -0.5, 0.5, 0.25, -0.25, 0.125];
+        let w = Fp8Rows::quantize_weight(&data, 3, 2).unwrap();
+        assert_eq!(w.scales, vec![1.0 / E4M3_MAX; 3]);
+        assert_eq!(w.dequantize(), data.to_vec());
+        // A row 2⁷ below the largest keeps its own scale.
+        let data = [1.0f32, 0.5, 2f32.powi(-7), 2f32.powi(-8)];
+        let w = Fp8Rows::quantize_weight(&data, 2, 2).unwrap();
+        assert_eq!(w, Fp8Rows::quantize(&data, 2, 2).unwrap());
+        assert_eq!(uniform_scale(&[0.0, 0.0]), None);
+    }
 
     #[test]
     fn known_encodings() {

@@ -143,7 +143,7 @@ impl<B: Backend> Projections<B> {
     fn output(&self, b: &B, out: &B::Tensor) -> Result<Branch<'_, B>> {
         let len = b.shape(out)[0];
         Ok(Branch {
-            input: b.reshape(out, &[len, self.heads * self.head_dim])?,
+            input: b.linear_input(&b.reshape(out, &[len, self.heads * self.head_dim])?)?,
             layer: &self.o,
         })
     }

@@ -69,10 +69,11 @@ impl<B: Backend> Block<B> {
         let ffn_norm = Norm::Modulate {
             shift: &shift_ffn,
             scale: &scale_ffn,
+            next: Some(&self.ffn_in),
         };
         let (x, h) = cross.join(b, &x, None, ffn_norm, self.eps)?;
         let ffn = Branch {
-            input: b.linear_gelu_tanh_prepared(&h, &self.ffn_in)?,
+            input: b.linear_gelu_tanh_input(&h, &self.ffn_in, &self.ffn_out)?,
             layer: &self.ffn_out,
         };
         Ok(Stream {
@@ -82,10 +83,10 @@ impl<B: Backend> Block<B> {
     }
 }
 
-/// A residual branch up to its last layer: that layer's input and weights. The branch joins the
-/// stream through [`Branch::join`], which lets the backend add it where it costs least.
+/// A residual branch up to its last layer: that layer's input (prepared) and weights. The branch
+/// joins the stream through [`Branch::join`], which lets the backend add it where it costs least.
 pub struct Branch<'a, B: Backend> {
-    pub input: B::Tensor,
+    pub input: B::LinearInput,
     pub layer: &'a B::Linear,
 }
 
@@ -97,6 +98,8 @@ enum Norm<'a, B: Backend> {
     Modulate {
         shift: &'a B::Tensor,
         scale: &'a B::Tensor,
+        /// The one layer that reads the norm, where it is the only reader.
+        next: Option<&'a B::Linear>,
     },
 }
 
@@ -116,18 +119,25 @@ impl<B: Backend> Branch<'_, B> {
             let x = self.add_to(b, x, gate)?;
             let h = match norm {
                 Norm::Affine((w, bias)) => b.layer_norm_input(&x, Some((w, bias)), eps)?,
-                Norm::Modulate { shift, scale } => {
-                    b.layer_norm_modulate_input(&x, shift, scale, eps)?
-                }
+                Norm::Modulate {
+                    shift,
+                    scale,
+                    next: Some(next),
+                } => b.layer_norm_modulate_input_for(&x, shift, scale, eps, next)?,
+                Norm::Modulate {
+                    shift,
+                    scale,
+                    next: None,
+                } => b.layer_norm_modulate_input(&x, shift, scale, eps)?,
             };
             return Ok((x, h));
         }
-        let y = b.linear(&self.input, self.layer)?;
+        let y = b.linear_prepared(&self.input, self.layer)?;
         Ok(match norm {
             Norm::Affine((w, bias)) => {
                 b.residual_layer_norm_input(x, &y, gate, Some((w, bias)), eps)?
             }
-            Norm::Modulate { shift, scale } => {
+            Norm::Modulate { shift, scale, .. } => {
                 b.residual_layer_norm_modulate_input(x, &y, gate, shift, scale, eps)?
             }
         })
@@ -135,7 +145,7 @@ impl<B: Backend> Branch<'_, B> {
 
     /// The stream `x` plus the branch (times `gate`).
     fn add_to(self, b: &B, x: &B::Tensor, gate: Option<&B::Tensor>) -> Result<B::Tensor> {
-        Ok(b.linear_residual(&self.input, self.layer, x, gate)?)
+        Ok(b.linear_residual_prepared(&self.input, self.layer, x, gate)?)
     }
 }
 
@@ -166,7 +176,11 @@ impl<'a, B: Backend> Stream<'a, B> {
                 b,
                 &self.x,
                 Some(&gate),
-                Norm::Modulate { shift, scale },
+                Norm::Modulate {
+                    shift,
+                    scale,
+                    next: None,
+                },
                 eps,
             ),
             None => {

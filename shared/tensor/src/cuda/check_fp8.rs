@@ -29,7 +29,7 @@ use super::check::CheckRow;
 use super::check_quant::{Checker, Format, Layer, l2, measure, quantizer_err};
 use super::{CudaBackend, CudaLinear, Quant};
 use crate::fp8::Fp8Rows;
-use crate::{Backend, DType, HostTensor, Result, compare};
+use crate::{Backend, DType, HostTensor, LinearWeight, Result, compare};
 
 /// Max rel of the FP8 GPU linear against the CPU on the same quantized values. The GEMMs use
 /// fast accumulation (the FP8 MMA's own accumulator, cuda/gemm.rs), which on an H100 reads
@@ -78,6 +78,10 @@ impl Format for Fp8 {
         Ok(Fp8Rows::quantize(x, rows, cols)?.dequantize())
     }
 
+    fn quantized_weight(w: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+        Ok(Fp8Rows::quantize_weight(w, rows, cols)?.dequantize())
+    }
+
     /// From a bf16 tensor when `x` is bf16.
     fn try_quantize(c: &mut Checker<Self>, case: &str, x: &HostTensor) -> Result<()> {
         let (rows, cols) = (x.shape[0], x.shape[1]);
@@ -109,7 +113,7 @@ impl Format for Fp8 {
         let sim = c.cpu_linear(
             l,
             Fp8Rows::quantize(&x32, rows, in_f)?.dequantize(),
-            Fp8Rows::quantize(&w32, out_f, in_f)?.dequantize(),
+            Fp8Rows::quantize_weight(&w32, out_f, in_f)?.dequantize(),
         )?;
         let reference = c.cpu_linear(l, x32, w32)?;
 
@@ -180,6 +184,43 @@ fn norm_input(c: &mut Checker<Fp8>, rows: usize, cols: usize) -> Result<()> {
             Some((added_sum, added)),
         ),
     ];
+    // The norm under its output bound's one scale, as an FFN's first layer reads it: equal to the
+    // quantizer given that scale, and no value at e4m3's saturation.
+    let next = g.upload_linear_quantizable(&c.weights(16, cols, true)?)?;
+    let normed = g.layer_norm_modulate(&x, &p, &q, 1e-6)?;
+    let bounded = g.layer_norm_modulate_input_for(&x, &p, &q, 1e-6, &next)?;
+    let err = match bounded
+        .fp8_rows()
+        .and_then(|r| r.common.as_ref().map(|c| (r, c)))
+    {
+        Some((rows, common)) => {
+            let got = g.download_fp8(rows)?;
+            let scale = g.download(common)?.to_f32_vec()[0];
+            let scale = g.upload(&HostTensor::from_f32([1], vec![scale])?)?;
+            let want = super::quant::quantize_rows_with(
+                &g.dev,
+                &normed,
+                super::quant::Lifetime::Activation,
+                Some(&scale),
+            )?;
+            let want = g.download_fp8(&want)?;
+            let saturated = got.values.iter().any(|&v| v & 0x7F == 0x7E);
+            if saturated {
+                f32::NAN
+            } else {
+                quantizer_err(got == want, got.scales == want.scales, || {
+                    compare::max_rel_err(&got.dequantize(), &want.dequantize())
+                })
+            }
+        }
+        None => f32::NAN,
+    };
+    c.push(
+        "fp8 layer_norm input",
+        &format!("modulated, one scale under the bound [{rows}, {cols}]"),
+        err,
+        0.0,
+    );
     for (kind, fused, normed, sums) in cases {
         let want = g.download_fp8(&g.quantize_fp8(&normed)?)?;
         let mut err = match fused.fp8_rows() {
@@ -202,6 +243,110 @@ fn norm_input(c: &mut Checker<Fp8>, rows: usize, cols: usize) -> Result<()> {
             0.0,
         );
     }
+    Ok(())
+}
+
+/// Rel L2 of an FFN with both layers FP8 (norm → ffn.0 + GELU → ffn.2) against the bf16 FFN:
+/// two layers' e4m3 errors in quadrature, √2 · [`FP8_REL_L2`].
+const FFN_REL_L2: f32 = 6.4e-2;
+
+/// How much more the FFN may lose with its hidden rows written in e4m3 by the GEMM, under the
+/// bound's one scale, than with each row quantized by its amax: e4m3 keeps its relative step
+/// wherever a value lands above its smallest normal, so only values ~2⁶ below a typical one
+/// round coarser (kernels/quant.cu).
+const HIDDEN_VS_ROWS: f32 = 1.1;
+
+/// An FFN `[rows, d] → ffn → d` from a modulated norm of f32 residual rows under one scale
+/// ([`Backend::layer_norm_modulate_input_for`]), its hidden rows written by the first GEMM in
+/// e4m3 under the bound ([`Backend::linear_gelu_tanh_input`]), against the same FP8 layers from
+/// the per-row norm with the GELU output quantized per row, and against the bf16 FFN. With
+/// `spread`, half the first layer's rows are 2⁸ smaller: its weight keeps a scale per row, and
+/// the backend quantizes the GELU output per row instead (`fused` false): the rows check that
+/// the fallback still computes the FFN.
+fn hidden(c: &mut Checker<Fp8>, rows: usize, d: usize, ffn: usize, spread: bool) -> Result<()> {
+    let case = format!(
+        "[{rows}, {d}] -> {ffn} -> {d}{}",
+        if spread { ", rows 2^8 apart" } else { "" }
+    );
+    let fused = !spread;
+    let g = &c.gpu.clone();
+    let (mut up_w, down_w) = (c.weights(ffn, d, true)?, c.weights(d, ffn, true)?);
+    if spread {
+        let LinearWeight::Dense(w) = &up_w.weight else {
+            return Err(crate::Error::invalid(
+                "fp8 hidden",
+                "seeded weights are dense",
+            ));
+        };
+        let scaled = w
+            .to_f32_vec()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i < ffn / 2 * d { v / 256.0 } else { *v })
+            .collect();
+        up_w.weight =
+            LinearWeight::Dense(HostTensor::from_f32([ffn, d], scaled)?.to_dtype(DType::BF16)?);
+    }
+    let (up, down) = (
+        g.upload_linear_quantizable(&up_w)?,
+        g.upload_linear_quantizable(&down_w)?,
+    );
+    let (up_d, down_d) = (g.upload_linear(&up_w)?, g.upload_linear(&down_w)?);
+    let x = c.rng.tensor(&[rows, d], 4.0).to_f32_vec();
+    let x = g.upload(&HostTensor::from_f32(
+        [rows, d],
+        x.iter().map(|v| v + 8.0).collect(),
+    )?)?;
+    let (shift, scale) = (
+        g.upload(&c.rng.tensor(&[d], 1.0))?,
+        g.upload(&c.rng.tensor(&[d], 1.0))?,
+    );
+    let h = g.layer_norm_modulate_input_for(&x, &shift, &scale, 1e-6, &up)?;
+    let hid = g.linear_gelu_tanh_input(&h, &up, &down)?;
+    let got = g.download(&g.linear_prepared(&hid, &down)?)?.to_f32_vec();
+    let h_rows = g.layer_norm_modulate_input(&x, &shift, &scale, 1e-6)?;
+    let per_row = g.linear(&g.linear_gelu_tanh_prepared(&h_rows, &up)?, &down)?;
+    let per_row = g.download(&per_row)?.to_f32_vec();
+    let normed = g.layer_norm_modulate(&x, &shift, &scale, 1e-6)?;
+    let bf16 = g.linear(&g.linear_gelu_tanh(&normed, &up_d)?, &down_d)?;
+    let bf16 = g.download(&bf16)?.to_f32_vec();
+
+    // The path taken: one scale for every hidden row, and no value at e4m3's saturation.
+    let q = match hid.fp8_rows() {
+        Some(rows) => g.download_fp8(rows)?,
+        None => {
+            return Err(crate::Error::invalid(
+                "fp8 hidden",
+                "the hidden rows are not FP8",
+            ));
+        }
+    };
+    let one_scale = q.scales.iter().all(|&s| s == q.scales[0]);
+    let deq = q.dequantize();
+    let largest = deq.iter().fold(0f32, |m, v| m.max(v.abs())) / q.scales[0];
+    let path = if one_scale == fused && (!fused || largest < 448.0) {
+        0.0
+    } else {
+        f32::NAN
+    };
+    let per_row_l2 = l2(&per_row, &bf16);
+    c.push(
+        if fused {
+            "fp8 hidden from GEMM"
+        } else {
+            "fp8 hidden per row (fallback)"
+        },
+        &format!("{case}: largest |e4m3| {largest:.1} of 448"),
+        path,
+        0.0,
+    );
+    c.push(
+        "fp8 hidden FFN vs bf16 L2",
+        &format!("{case} (per row {per_row_l2:.2e})"),
+        l2(&got, &bf16),
+        (HIDDEN_VS_ROWS * per_row_l2).min(FFN_REL_L2),
+    );
+    c.push("fp8 FFN per row vs bf16 L2", &case, per_row_l2, FFN_REL_L2);
     Ok(())
 }
 
@@ -250,6 +395,18 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
         ((300, 1536, 1536), true, DType::BF16),
         ((64, 13824, 256), true, DType::BF16),
     ]);
+
+    // FFNs whose hidden rows the first GEMM writes in e4m3: small, the 1.3B's and the 14B's
+    // widths, and a first layer too uneven for one scale (per-row fallback).
+    for (rows, d, ffn, spread) in [
+        (37, 96, 160, false),
+        (300, 1536, 8960, false),
+        (64, 5120, 13824, false),
+        (37, 96, 160, true),
+    ] {
+        let result = hidden(&mut c, rows, d, ffn, spread);
+        c.record_error("fp8 hidden", &format!("[{rows}, {d}] -> {ffn}"), result);
+    }
 
     // A `-quant` checkpoint layer: dequantized, then requantized per output channel.
     let w = c.checkpoint_weights(-127.0)?;

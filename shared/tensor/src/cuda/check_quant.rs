@@ -32,6 +32,11 @@ pub(super) trait Format: Sized {
     /// GEMM multiplies.
     fn quantized(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>>;
 
+    /// A layer's weight `[rows, cols]` as the format quantizes weights, dequantized.
+    fn quantized_weight(w: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+        Self::quantized(w, rows, cols)
+    }
+
     /// `x: [rows, cols]` quantized on the GPU against the host quantizer.
     fn try_quantize(c: &mut Checker<Self>, case: &str, x: &HostTensor) -> Result<()>;
 
@@ -345,7 +350,7 @@ impl<F: Format> Checker<F> {
         let sim = self.cpu_linear(
             &l,
             F::quantized(&x.to_f32_vec(), rows, in_f)?,
-            F::quantized(&w.dense_f32(), out_f, in_f)?,
+            F::quantized_weight(&w.dense_f32(), out_f, in_f)?,
         )?;
         let gate = gate.to_f32_vec();
         let sim: Vec<f32> = sim

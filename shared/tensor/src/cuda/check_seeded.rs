@@ -127,7 +127,7 @@ fn quantized(gpu: &CudaBackend, layer: &super::CudaLinear) -> Result<Vec<f32>> {
             let w = gpu.download_int8(w)?;
             (w.values.iter().map(|&v| f32::from(v)).collect(), w.scales)
         }
-        DeviceWeight::Fp8(w) => {
+        DeviceWeight::Fp8 { weight: w, .. } => {
             let w = gpu.download_fp8(w)?;
             (w.values.iter().map(|&v| f32::from(v)).collect(), w.scales)
         }

@@ -6,8 +6,8 @@
 //! `F.linear`; bf16 operands with an **f32 output** ([`Operands::Wide`]), optionally added to an
 //! f32 matrix in the accumulator (a residual stream); and **FP8** e4m3 weights and activations,
 //! each row with its own f32 scale, bf16 bias and a bf16 output, or an f32 one added to a residual
-//! stream in the accumulator (`--quant fp8`, the Hopper fast path of issue 6; see
-//! [`Operands::Fp8`]).
+//! stream in the accumulator, or with one scale per operand an e4m3 output (`--quant fp8`, the
+//! Hopper fast path of issue 6; see [`Operands::Fp8`] and [`Fp8Out`]).
 //!
 //! Row-major `y[M, N] = x[M, K] · W[N, K]ᵀ + b` is computed as the column-major product
 //! `yᵀ (N×M) = op(W) · xᵀ` with `W` read as a K×N column-major matrix and transposed ("TN",
@@ -94,12 +94,26 @@ pub(crate) enum Operands {
     /// the output's type.
     Wide,
     /// `x` and `w` FP8 e4m3, each row scaled by an f32 factor (`x_scales: [rows]`, `w_scales:
-    /// [n]`, see [`crate::fp8`]); bias bf16; output bf16, or f32 when `wide` (cuBLASLt's FP8
-    /// table pairs an f32 C and D with a bf16 bias).
+    /// [n]`, see [`crate::fp8`]); bias bf16; output as `out` says.
     Fp8 {
         x_scales: CUdeviceptr,
         w_scales: CUdeviceptr,
-        wide: bool,
+        out: Fp8Out,
+    },
+}
+
+/// The output of an FP8 GEMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fp8Out {
+    Bf16,
+    /// f32 (cuBLASLt's FP8 table pairs an f32 C and D with a bf16 bias).
+    F32,
+    /// e4m3, each value multiplied by the f32 at `scale` (device memory) before its rounding,
+    /// which saturates; C (unused, beta 0) and the bias bf16. The bias and GELU must fuse, and
+    /// `x_scales` and `w_scales` point at one scale each (cuBLASLt's only FP8 mode with an e4m3
+    /// output).
+    E4m3 {
+        scale: CUdeviceptr,
     },
 }
 
@@ -139,6 +153,7 @@ enum Kind {
     Wide,
     Fp8,
     Fp8Wide,
+    Fp8E4m3,
 }
 
 /// A problem for which the heuristic has been asked once.
@@ -233,7 +248,7 @@ impl Gemm {
             m,
             n,
             k,
-            layouts: (a, b, d),
+            layouts,
         }) = problem(op)?
         else {
             return Ok(Pending {
@@ -241,13 +256,16 @@ impl Gemm {
                 gelu: false,
             });
         };
-        // Fused epilogues first: bias and GELU, bias alone, nothing.
+        // Fused epilogues first: bias and GELU, bias alone, nothing; an e4m3 output is rounded
+        // in the GEMM, so nothing may be left to apply to it.
         let mut tries = vec![(fuse_bias, op.gelu)];
-        if op.gelu {
-            tries.push((fuse_bias, false));
-        }
-        if fuse_bias {
-            tries.push((false, false));
+        if !kind.rounds_to_fp8() {
+            if op.gelu {
+                tries.push((fuse_bias, false));
+            }
+            if fuse_bias {
+                tries.push((false, false));
+            }
         }
         let mut missing = None;
         for (with_bias, with_gelu) in tries {
@@ -260,9 +278,9 @@ impl Gemm {
                 gelu: with_gelu,
             };
             let desc = descriptor(op, with_bias, with_gelu)?;
-            match self.algo(shape, &desc, &a, &b, &d) {
+            match self.algo(shape, &desc, &layouts) {
                 Ok(algo) => {
-                    self.matmul(stream, op, &desc, (&a, &b, &d), &algo)?;
+                    self.matmul(stream, op, &desc, &layouts, &algo)?;
                     return Ok(Pending {
                         bias: bias && !with_bias,
                         gelu: op.gelu && !with_gelu,
@@ -275,19 +293,56 @@ impl Gemm {
         Err(missing.unwrap_or_else(|| crate::Error::invalid("linear", "no GEMM configuration")))
     }
 
+    /// Whether cuBLASLt has an algorithm for `op` with its whole epilogue (asked once per shape).
+    pub fn supports(&self, op: &LinearGemm) -> Result<bool> {
+        let Some(Problem {
+            kind,
+            m,
+            n,
+            k,
+            layouts,
+        }) = problem(op)?
+        else {
+            return Ok(true);
+        };
+        let bias = op.bias.is_some() && op.operands != Operands::Wide;
+        let shape = Shape {
+            m,
+            n,
+            k,
+            bias,
+            kind,
+            gelu: op.gelu,
+        };
+        let desc = descriptor(op, bias, op.gelu)?;
+        Ok(self.algo(shape, &desc, &layouts).is_ok())
+    }
+
     /// Enqueues `D = op(A)·B` for the descriptors the heuristic chose `algo` under.
     fn matmul(
         &self,
         stream: &CudaStream,
         op: &LinearGemm,
         desc: &Desc,
-        (a, b, d): (&Layout, &Layout, &Layout),
+        Layouts {
+            a,
+            b,
+            c: c_layout,
+            d,
+        }: &Layouts,
         algo: &sys::cublasLtMatmulAlgo_t,
     ) -> Result<()> {
         let (alpha, beta) = (1.0f32, if op.acc.is_some() { 1.0f32 } else { 0.0 });
-        let c = op.acc.unwrap_or(op.out);
+        // An e4m3 D's C has another type, so it cannot be D's buffer (cuBLASLt refuses C == D
+        // with other layouts); with beta 0 cuBLASLt reads no C and takes none.
+        let c = match (op.acc, problem_rounds_to_fp8(op)) {
+            (Some(acc), _) => acc,
+            (None, true) => 0,
+            (None, false) => op.out,
+        };
         // SAFETY: the layouts describe the caller-guaranteed buffer sizes; C is `acc` (beta = 1),
-        // of D's type and shape, or `out` itself with beta = 0; the workspace is owned by `self`
+        // of D's type and shape, or `out` itself with beta = 0 (never read, so its layout may
+        // give another type, as an e4m3 D's bf16 C does); the workspace is owned by `self`
         // and large enough for any algorithm the heuristic returned under the same workspace
         // limit; all work is queued on `stream`.
         unsafe {
@@ -301,7 +356,7 @@ impl Gemm {
                 op.x as *const c_void,
                 b.0,
                 c as *const c_void,
-                d.0,
+                c_layout.0,
                 op.out as *mut c_void,
                 d.0,
                 algo,
@@ -323,19 +378,14 @@ impl Gemm {
         count: usize,
         time: &mut Timer<'_>,
     ) -> Result<Vec<f64>> {
-        let Some(Problem {
-            layouts: (a, b, d), ..
-        }) = problem(op)?
-        else {
+        let Some(Problem { layouts, .. }) = problem(op)? else {
             return Ok(Vec::new());
         };
         let desc = descriptor(op, op.bias.is_some(), op.gelu)?;
-        let algos = self
-            .heuristics(&desc, &a, &b, &d, count)?
-            .unwrap_or_default();
+        let algos = self.heuristics(&desc, &layouts, count)?.unwrap_or_default();
         algos
             .iter()
-            .map(|algo| time(&mut || self.matmul(stream, op, &desc, (&a, &b, &d), algo)))
+            .map(|algo| time(&mut || self.matmul(stream, op, &desc, &layouts, algo)))
             .collect()
     }
 
@@ -344,15 +394,13 @@ impl Gemm {
         &self,
         shape: Shape,
         desc: &Desc,
-        a: &Layout,
-        b: &Layout,
-        d: &Layout,
+        layouts: &Layouts,
     ) -> Result<sys::cublasLtMatmulAlgo_t> {
         let mut algos = self.algos.lock().unwrap_or_else(PoisonError::into_inner);
         let answer = match algos.get(&shape) {
             Some(answer) => answer.clone(),
             None => {
-                let answer = self.heuristics(desc, a, b, d, 1)?.map(|algos| algos[0]);
+                let answer = self.heuristics(desc, layouts, 1)?.map(|algos| algos[0]);
                 if let Err(e) = &answer {
                     tracing::info!(?shape, "cuBLASLt has no algorithm: {e}");
                 }
@@ -370,15 +418,13 @@ impl Gemm {
     fn heuristics(
         &self,
         desc: &Desc,
-        a: &Layout,
-        b: &Layout,
-        d: &Layout,
+        layouts: &Layouts,
         count: usize,
     ) -> Result<std::result::Result<Vec<sys::cublasLtMatmulAlgo_t>, String>> {
         heuristics(
             self.handle.0,
             self.workspace.capacity(),
-            (desc, a, b, d),
+            (desc, layouts),
             count,
         )
     }
@@ -390,7 +436,7 @@ impl Gemm {
 fn heuristics(
     handle: sys::cublasLtHandle_t,
     limit: usize,
-    (desc, a, b, d): (&Desc, &Layout, &Layout, &Layout),
+    (desc, Layouts { a, b, c, d }): (&Desc, &Layouts),
     count: usize,
 ) -> Result<std::result::Result<Vec<sys::cublasLtMatmulAlgo_t>, String>> {
     let pref = Pref(lt::create_matmul_pref().w("linear")?);
@@ -410,7 +456,7 @@ fn heuristics(
         count.max(1)
     ];
     let mut returned = 0i32;
-    // SAFETY: all descriptors are live; C and D share a layout; `results` holds the
+    // SAFETY: all descriptors are live; `results` holds the
     // `requested` entries cuBLASLt may write and `returned` says how many it did.
     let status = unsafe {
         sys::cublasLtMatmulAlgoGetHeuristic(
@@ -418,7 +464,7 @@ fn heuristics(
             desc.0,
             a.0,
             b.0,
-            d.0,
+            c.0,
             d.0,
             pref.0,
             results.len() as i32,
@@ -456,11 +502,11 @@ fn warm_heuristics(handle: sys::cublasLtHandle_t, limit: usize, cc_major: i32) {
     if cc_major == 9 {
         // Outer-vector FP8 scaling exists on compute capability 9.0 only; the scale pointers are
         // only recorded by the descriptor, never read by the heuristic.
-        for wide in [false, true] {
+        for out in [Fp8Out::Bf16, Fp8Out::F32, Fp8Out::E4m3 { scale: 256 }] {
             kinds.push(Operands::Fp8 {
                 x_scales: 256,
                 w_scales: 256,
-                wide,
+                out,
             });
         }
     }
@@ -478,14 +524,11 @@ fn warm_heuristics(handle: sys::cublasLtHandle_t, limit: usize, cc_major: i32) {
             k: 128,
         };
         let warmed = problem(&op).and_then(|problem| {
-            let Some(Problem {
-                layouts: (a, b, d), ..
-            }) = problem
-            else {
+            let Some(Problem { layouts, .. }) = problem else {
                 return Ok(());
             };
             let desc = descriptor(&op, false, false)?;
-            heuristics(handle, limit, (&desc, &a, &b, &d), 1).map(drop)
+            heuristics(handle, limit, (&desc, &layouts), 1).map(drop)
         });
         if let Err(e) = warmed {
             tracing::debug!(?operands, "cuBLASLt heuristic warm-up: {e}");
@@ -494,13 +537,38 @@ fn warm_heuristics(handle: sys::cublasLtHandle_t, limit: usize, cc_major: i32) {
 }
 
 /// One GEMM's shape as cuBLASLt sees it (column-major `m×n = (k×m)ᵀ · k×n`), its operand kind
-/// and the A, B, D layouts.
+/// and layouts.
 struct Problem {
     kind: Kind,
     m: u64,
     n: u64,
     k: u64,
-    layouts: (Layout, Layout, Layout),
+    layouts: Layouts,
+}
+
+/// The layouts of A, B, C and D; C is D's but for an e4m3 D.
+struct Layouts {
+    a: Layout,
+    b: Layout,
+    c: Layout,
+    d: Layout,
+}
+
+impl Kind {
+    fn rounds_to_fp8(self) -> bool {
+        self == Kind::Fp8E4m3
+    }
+}
+
+/// Whether `op` writes an e4m3 output.
+fn problem_rounds_to_fp8(op: &LinearGemm) -> bool {
+    matches!(
+        op.operands,
+        Operands::Fp8 {
+            out: Fp8Out::E4m3 { .. },
+            ..
+        }
+    )
 }
 
 /// The problem of `op`, or none when it has no output (no rows or no columns).
@@ -515,8 +583,16 @@ fn problem(op: &LinearGemm) -> Result<Option<Problem>> {
                 dtype,
             });
         }
-        Operands::Fp8 { wide: false, .. } => (Kind::Fp8, CUDA_R_8F_E4M3, CUDA_R_16BF),
-        Operands::Fp8 { wide: true, .. } => (Kind::Fp8Wide, CUDA_R_8F_E4M3, CUDA_R_32F),
+        Operands::Fp8 { out, .. } => match out {
+            Fp8Out::Bf16 => (Kind::Fp8, CUDA_R_8F_E4M3, CUDA_R_16BF),
+            Fp8Out::F32 => (Kind::Fp8Wide, CUDA_R_8F_E4M3, CUDA_R_32F),
+            Fp8Out::E4m3 { .. } => (Kind::Fp8E4m3, CUDA_R_8F_E4M3, CUDA_R_8F_E4M3),
+        },
+    };
+    let c_t = if kind.rounds_to_fp8() {
+        CUDA_R_16BF
+    } else {
+        out_t
     };
     if op.rows == 0 || op.n == 0 {
         return Ok(None);
@@ -534,11 +610,12 @@ fn problem(op: &LinearGemm) -> Result<Option<Problem>> {
         m,
         n,
         k,
-        layouts: (
-            layout(in_t, k, m)?,
-            layout(in_t, k, n)?,
-            layout(out_t, m, n)?,
-        ),
+        layouts: Layouts {
+            a: layout(in_t, k, m)?,
+            b: layout(in_t, k, n)?,
+            c: layout(c_t, m, n)?,
+            d: layout(out_t, m, n)?,
+        },
     }))
 }
 
@@ -566,8 +643,12 @@ fn descriptor(op: &LinearGemm, bias: bool, gelu: bool) -> Result<Desc> {
         // SAFETY: BIAS_POINTER takes a device pointer; the bias type defaults to the output type
         // (bf16 for FP8 operands, which cuBLASLt's FP8 table lists).
         unsafe { set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ptr) }?;
-        if let Operands::Fp8 { wide: true, .. } = op.operands {
-            // The FP8 table's bias for an f32 output is bf16, not the output's type.
+        if let Operands::Fp8 {
+            out: Fp8Out::F32 | Fp8Out::E4m3 { .. },
+            ..
+        } = op.operands
+        {
+            // The FP8 table's bias for an f32 or e4m3 output is bf16, not the output's type.
             // SAFETY: BIAS_DATA_TYPE takes an int32 cudaDataType.
             unsafe {
                 set_desc(
@@ -579,14 +660,23 @@ fn descriptor(op: &LinearGemm, bias: bool, gelu: bool) -> Result<Desc> {
         }
     }
     if let Operands::Fp8 {
-        x_scales, w_scales, ..
+        x_scales,
+        w_scales,
+        out,
     } = op.operands
     {
         // Outer-vector scaling: D[i, j] = scale_A[i] · scale_B[j] · Σ_l op(A)[i, l] · B[l, j],
         // scale_A of length m (rows of op(A)), scale_B of length n (columns of B). Here op(A) is
         // W (m = output features) and B is xᵀ (n = tokens): A takes the weight's per-channel
-        // scales, B the activations' per-token scales.
-        let mode = sys::cublasLtMatmulMatrixScale_t::CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+        // scales, B the activations' per-token scales. cuBLASLt writes an e4m3 D only with one
+        // scale per operand (H200, cuBLAS 13.1): then each pointer's first value is that scale.
+        use sys::cublasLtMatmulMatrixScale_t::{
+            CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F, CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
+        };
+        let mode = match out {
+            Fp8Out::Bf16 | Fp8Out::F32 => CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
+            Fp8Out::E4m3 { .. } => CUBLASLT_MATMUL_MATRIX_SCALE_SCALAR_32F,
+        };
         // SAFETY: the SCALE_MODEs take an int32 cublasLtMatmulMatrixScale_t, the SCALE_POINTERs a
         // device pointer to the f32 vectors, of n and rows values.
         unsafe {
@@ -597,6 +687,10 @@ fn descriptor(op: &LinearGemm, bias: bool, gelu: bool) -> Result<Desc> {
         }
         // SAFETY: FAST_ACCUM takes an int8 flag.
         unsafe { set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_FAST_ACCUM, &1i8) }?;
+        if let Fp8Out::E4m3 { scale } = out {
+            // SAFETY: D_SCALE_POINTER takes a device pointer to one f32 (the scalar mode).
+            unsafe { set_desc(&desc, Attr::CUBLASLT_MATMUL_DESC_D_SCALE_POINTER, &scale) }?;
+        }
     }
     Ok(desc)
 }

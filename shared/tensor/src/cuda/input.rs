@@ -25,7 +25,7 @@ impl InputKind {
     pub fn of(w: &CudaLinear) -> Self {
         match w.weight {
             LinearWeight::Dense(_) => InputKind::Dense,
-            LinearWeight::Fp8(_) => InputKind::Fp8,
+            LinearWeight::Fp8 { .. } => InputKind::Fp8,
             LinearWeight::Int8(_) => InputKind::Int8,
         }
     }
@@ -68,6 +68,19 @@ impl CudaLinearInput {
         match &self.form {
             Form::Fp8(q) => Some(q),
             Form::Dense(_) | Form::Int8(_) => None,
+        }
+    }
+
+    /// The `[.., in]` shape of the activation.
+    pub(super) fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The activation of an input prepared for unquantized layers.
+    pub(super) fn dense(&self) -> Option<&CudaTensor> {
+        match &self.form {
+            Form::Dense(t) => Some(t),
+            Form::Fp8(_) | Form::Int8(_) => None,
         }
     }
 

@@ -153,6 +153,9 @@ pub const FLASH_ATTENTION_REL_MMA: Kernel =
     Kernel::new(Module::Flash, "flash_attention_rel_mma_bf16");
 pub const QUANTIZE_FP8_ROWS: Kernel = Kernel::new(Module::Quant, "quantize_fp8_rows");
 pub const QUANTIZE_INT8_BLOCKS: Kernel = Kernel::new(Module::Quant, "quantize_int8_blocks");
+pub const FP8_NORM_BOUND: Kernel = Kernel::new(Module::Quant, "fp8_norm_bound");
+pub const FP8_WEIGHT_BOUND: Kernel = Kernel::new(Module::Quant, "fp8_weight_bound");
+pub const FP8_HIDDEN_SCALE: Kernel = Kernel::new(Module::Quant, "fp8_hidden_scale");
 pub const INT8_TILES: Kernel = Kernel::new(Module::Quant, "int8_tiles");
 pub const INT8_GEMM: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_bf16");
 pub const INT8_GEMM_SM90: Kernel = Kernel::new(Module::Int8Gemm, "int8_gemm_sm90");
@@ -211,6 +214,9 @@ pub const ALL_KERNELS: &[Kernel] = &[
     FLASH_ATTENTION_REL_MMA,
     QUANTIZE_FP8_ROWS,
     QUANTIZE_INT8_BLOCKS,
+    FP8_NORM_BOUND,
+    FP8_WEIGHT_BOUND,
+    FP8_HIDDEN_SCALE,
     INT8_GEMM,
     INT8_GEMM_SM90,
     SAGE_STATS,

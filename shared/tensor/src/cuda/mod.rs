@@ -77,7 +77,7 @@ pub use quant::CudaFp8Rows;
 
 use alloc::DeviceBuffer;
 use device::Device;
-use gemm::{LinearGemm, Operands, Pending};
+use gemm::{Fp8Out, LinearGemm, Operands, Pending};
 use input::InputKind;
 use quant::Lifetime;
 
@@ -201,8 +201,15 @@ pub struct CudaLinear {
 #[derive(Debug)]
 enum LinearWeight {
     Dense(CudaTensor),
-    /// Quantized per output channel.
-    Fp8(CudaFp8Rows),
+    /// Quantized per output channel, or with one scale for the whole matrix where that keeps
+    /// e4m3's relative precision (`uniform`, [`crate::fp8::UNIFORM_SPREAD`]); with `bound` (f32 `[2]`: the
+    /// largest row norm of the dequantized weight, the largest |bias|), which bounds the layer's
+    /// outputs for an input of known row norms ([`quant::hidden_scale`]).
+    Fp8 {
+        weight: CudaFp8Rows,
+        bound: CudaTensor,
+        uniform: bool,
+    },
     /// TurboDiffusion's 128×128 int8 tiles.
     Int8(CudaInt8Blocks),
 }
@@ -212,7 +219,7 @@ impl CudaLinear {
     fn anchor(&self) -> &CudaTensor {
         match &self.weight {
             LinearWeight::Dense(w) => w,
-            LinearWeight::Fp8(w) => &w.scales,
+            LinearWeight::Fp8 { weight: w, .. } => &w.scales,
             LinearWeight::Int8(w) => &w.scales,
         }
     }
@@ -226,7 +233,12 @@ impl CudaLinear {
 
     /// Whether the weight is FP8.
     pub fn is_fp8(&self) -> bool {
-        matches!(self.weight, LinearWeight::Fp8(_))
+        matches!(self.weight, LinearWeight::Fp8 { .. })
+    }
+
+    /// An FP8 layer whose weight has one scale ([`LinearWeight::Fp8`]'s `uniform`).
+    fn is_uniform_fp8(&self) -> bool {
+        matches!(self.weight, LinearWeight::Fp8 { uniform: true, .. })
     }
 
     /// Whether the weight is in INT8 blocks.
@@ -347,7 +359,7 @@ fn gemm(
 ) -> Result<CudaTensor> {
     let out = match &w.weight {
         LinearWeight::Dense(weight) => dense_linear(dev, x, w, weight, gelu, weight.dtype, None)?,
-        LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
+        LinearWeight::Fp8 { .. } | LinearWeight::Int8(_) => {
             let x = input::prepare(dev, x, InputKind::of(w))?;
             input::gemm(dev, &x, w, gelu, portable)?
         }
@@ -391,7 +403,7 @@ fn gemm_fp8(dev: &Device, x: &CudaFp8Rows, w: &CudaLinear, gelu: bool) -> Result
 /// The FP8 weight of layer `w` for quantized rows `x`, or an error (of `op`) naming what does not
 /// fit.
 fn fp8_weight<'w>(op: &'static str, x: &CudaFp8Rows, w: &'w CudaLinear) -> Result<&'w CudaFp8Rows> {
-    let LinearWeight::Fp8(weight) = &w.weight else {
+    let LinearWeight::Fp8 { weight, .. } = &w.weight else {
         return Err(Error::invalid(
             op,
             format!(
@@ -432,9 +444,9 @@ fn gemm_fp8_residual(
             &residual.shape,
         ));
     }
-    let wide = match residual.dtype {
-        DType::F32 => true,
-        DType::BF16 => false,
+    let out_type = match residual.dtype {
+        DType::F32 => Fp8Out::F32,
+        DType::BF16 => Fp8Out::Bf16,
         dtype @ (DType::F16 | DType::I8) => return Err(Error::DType { op: OP, dtype }),
     };
     let (scales, bias) = match gate {
@@ -452,7 +464,7 @@ fn gemm_fp8_residual(
         operands: Operands::Fp8 {
             x_scales: x.scales.ptr(),
             w_scales: scales.ptr(),
-            wide,
+            out: out_type,
         },
         acc: Some(residual.ptr()),
         bias: bias.as_ref().map(CudaTensor::ptr),
@@ -473,7 +485,7 @@ fn quantized_residual_fits(
     gate: Option<&CudaTensor>,
 ) -> bool {
     match w.weight {
-        LinearWeight::Fp8(_) => matches!(residual.dtype, DType::F32 | DType::BF16),
+        LinearWeight::Fp8 { .. } => matches!(residual.dtype, DType::F32 | DType::BF16),
         LinearWeight::Int8(_) => {
             residual.dtype == DType::BF16 && gate.is_none_or(|g| g.dtype == DType::F32)
         }
@@ -568,7 +580,7 @@ fn fp8_gemm(
         operands: Operands::Fp8 {
             x_scales: x.scales.ptr(),
             w_scales: weight.scales.ptr(),
-            wide: false,
+            out: Fp8Out::Bf16,
         },
         out: out.ptr(),
         acc: None,
@@ -794,6 +806,78 @@ impl CudaBackend {
         })
     }
 
+    /// `gelu_tanh(x · wᵀ + b)` written by the GEMM as e4m3 rows for FP8 layer `next`, under the
+    /// bound of [`quant::hidden_scale`] instead of each row's amax, which would take a pass over
+    /// the output. cuBLASLt writes e4m3 only with one scale per operand, so `x` must be rows
+    /// under one scale (a bounded norm's, [`Backend::layer_norm_modulate_input_for`]) and `w`
+    /// uniform; `None` otherwise, or where cuBLASLt has no such GEMM.
+    fn fp8_hidden(
+        &self,
+        x: &CudaLinearInput,
+        w: &CudaLinear,
+        next: &CudaLinear,
+    ) -> Result<Option<CudaLinearInput>> {
+        let (Some(rows), LinearWeight::Fp8 { bound, .. }) = (x.fp8_rows(), &w.weight) else {
+            return Ok(None);
+        };
+        let Some(x_common) = rows.common.as_ref() else {
+            return Ok(None);
+        };
+        // `next` being FP8, its in_features (the hidden width) are a multiple of 16: the e4m3
+        // rows are 16-byte aligned, as cuBLASLt needs.
+        if !w.is_uniform_fp8() || !next.is_fp8() {
+            return Ok(None);
+        }
+        let weight = fp8_weight("linear_gelu_tanh_input", rows, w)?;
+        let mut hidden =
+            CudaFp8Rows::alloc(&self.dev, rows.rows, w.out_features, Lifetime::Activation)?;
+        let out_scale = CudaTensor::alloc_as(&self.dev, &[1], DType::F32)?;
+        let common = CudaTensor::alloc_as(&self.dev, &[2], DType::F32)?;
+        // One scale per operand: each scale vector's first value, which all its rows share.
+        let op = LinearGemm {
+            operands: Operands::Fp8 {
+                x_scales: rows.scales.ptr(),
+                w_scales: weight.scales.ptr(),
+                out: Fp8Out::E4m3 {
+                    scale: out_scale.ptr(),
+                },
+            },
+            out: hidden.values.ptr(),
+            acc: None,
+            x: rows.values.ptr(),
+            w: weight.values.ptr(),
+            bias: w.bias.as_ref().map(CudaTensor::ptr),
+            gelu: true,
+            rows: rows.rows,
+            n: w.out_features,
+            k: w.in_features,
+        };
+        if !self.dev.gemm.supports(&op)? {
+            return Ok(None);
+        }
+        self.timed("fp8 hidden scale", || {
+            quant::hidden_scale(&self.dev, x_common, bound, &hidden, (&out_scale, &common))
+        })?;
+        self.timed(linear_label(w, true), || {
+            self.check("linear_gelu_tanh_input", &[x.anchor(), w.anchor()])?;
+            let pending = self.dev.gemm.linear(&self.dev.stream, &op)?;
+            debug_assert_eq!(
+                pending,
+                Pending {
+                    bias: false,
+                    gelu: false
+                }
+            );
+            Ok(())
+        })?;
+        hidden.common = Some(common);
+        let mut shape = x.shape().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = w.out_features;
+        }
+        Ok(Some(CudaLinearInput::fp8(&shape, hidden)))
+    }
+
     /// The form the backend's quantizable layers ([`Backend::upload_linear_quantizable`]) read
     /// their inputs in.
     fn quantizable_input(&self) -> InputKind {
@@ -813,6 +897,7 @@ impl CudaBackend {
         x: &CudaTensor,
         residual: Option<norm::Residual>,
         params: &norm::NormParams,
+        next: Option<&CudaLinear>,
     ) -> Result<(CudaTensor, CudaLinearInput)> {
         if let Some(r) = &residual {
             self.check(op, &[r.y])?;
@@ -823,7 +908,9 @@ impl CudaBackend {
         let (dev, round) = (&self.dev, self.compute());
         match self.quantizable_input() {
             InputKind::Fp8 => self.timed(op, || {
-                let (rows, q) = norm::layer_norm_fp8(dev, op, x, residual, params, round)?;
+                // One scale for the rows where `next` can write its output in e4m3 from them.
+                let bounded = next.is_some_and(CudaLinear::is_uniform_fp8);
+                let (rows, q) = norm::layer_norm_fp8(dev, op, x, residual, params, round, bounded)?;
                 Ok((rows, CudaLinearInput::fp8(x.shape(), q)))
             }),
             kind @ (InputKind::Dense | InputKind::Int8) => {
@@ -861,12 +948,27 @@ impl CudaBackend {
             ));
         }
         let source = self.dense_weight(w, quantizer_input)?;
-        let weight = quant::quantize_rows(&self.dev, &source, Lifetime::Weight)?;
+        let mut weight = quant::quantize_rows(&self.dev, &source, Lifetime::Weight)?;
+        // As the host's `Fp8Rows::quantize_weight`: one scale where the rows allow it.
+        let scales = self.download(&weight.scales)?.to_f32_vec();
+        let uniform_scale = crate::fp8::uniform_scale(&scales);
+        if let Some(scale) = uniform_scale {
+            let common = self.upload(&HostTensor::from_f32([1], vec![scale])?)?;
+            weight =
+                quant::quantize_rows_with(&self.dev, &source, Lifetime::Weight, Some(&common))?;
+        }
+        let uniform = uniform_scale.is_some();
+        let bias = self.upload_bias(w)?;
+        let bound = quant::weight_bound(&self.dev, &weight, bias.as_ref())?;
         Ok(CudaLinear {
             out_features: n,
             in_features: k,
-            weight: LinearWeight::Fp8(weight),
-            bias: self.upload_bias(w)?,
+            weight: LinearWeight::Fp8 {
+                weight,
+                bound,
+                uniform,
+            },
+            bias,
         })
     }
 
@@ -1035,7 +1137,7 @@ impl CudaBackend {
                 let op = dense_gemm(x, weight, w, &out, gelu);
                 dev.gemm.time_candidates(&dev.stream, &op, count, &mut time)
             }
-            LinearWeight::Fp8(weight) => {
+            LinearWeight::Fp8 { weight, .. } => {
                 let x = &quant::quantize_rows(dev, x, Lifetime::Activation)?;
                 let out = CudaTensor::alloc_as(dev, &[x.rows, w.out_features], DType::BF16)?;
                 let op = fp8_gemm(x, weight, w, &out, gelu);
@@ -1324,11 +1426,21 @@ impl Backend for CudaBackend {
         residual: &CudaTensor,
         gate: Option<&CudaTensor>,
     ) -> Result<CudaTensor> {
-        match &w.weight {
-            LinearWeight::Fp8(_) | LinearWeight::Int8(_)
+        let x = self.prepare_input(x, InputKind::of(w))?;
+        self.linear_residual_prepared(&x, w, residual, gate)
+    }
+
+    fn linear_residual_prepared(
+        &self,
+        x: &CudaLinearInput,
+        w: &CudaLinear,
+        residual: &CudaTensor,
+        gate: Option<&CudaTensor>,
+    ) -> Result<CudaTensor> {
+        match (&w.weight, x.dense()) {
+            (LinearWeight::Fp8 { .. } | LinearWeight::Int8(_), _)
                 if quantized_residual_fits(w, residual, gate) =>
             {
-                let x = self.prepare_input(x, InputKind::of(w))?;
                 let label = if w.is_fp8() {
                     "linear fp8+residual"
                 } else {
@@ -1338,10 +1450,10 @@ impl Backend for CudaBackend {
                     let mut anchors = vec![x.anchor(), w.anchor(), residual];
                     anchors.extend(gate);
                     self.check("linear_residual", &anchors)?;
-                    input::gemm_residual(&self.dev, &x, w, residual, gate, self.portable)
+                    input::gemm_residual(&self.dev, x, w, residual, gate, self.portable)
                 })
             }
-            LinearWeight::Dense(weight)
+            (LinearWeight::Dense(weight), Some(x))
                 if gate.is_none() && dense_operands(weight.dtype, residual.dtype).is_some() =>
             {
                 self.timed(linear_label(w, false), || {
@@ -1357,8 +1469,8 @@ impl Backend for CudaBackend {
                     )
                 })
             }
-            LinearWeight::Dense(_) | LinearWeight::Fp8(_) | LinearWeight::Int8(_) => {
-                self.residual(residual, &self.linear(x, w)?, gate)
+            (LinearWeight::Dense(_) | LinearWeight::Fp8 { .. } | LinearWeight::Int8(_), _) => {
+                self.residual(residual, &self.linear_prepared(x, w)?, gate)
             }
         }
     }
@@ -1367,7 +1479,7 @@ impl Backend for CudaBackend {
         // cuBLASLt scales a dense GEMM's output by one alpha, where an FP8 one takes a scale per
         // output channel that the gate folds into; the INT8 kernel's epilogue applies the gate.
         match w.weight {
-            LinearWeight::Fp8(_) | LinearWeight::Int8(_) => true,
+            LinearWeight::Fp8 { .. } | LinearWeight::Int8(_) => true,
             LinearWeight::Dense(_) => !gated,
         }
     }
@@ -1413,6 +1525,18 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn linear_gelu_tanh_input(
+        &self,
+        x: &CudaLinearInput,
+        w: &CudaLinear,
+        next: &CudaLinear,
+    ) -> Result<CudaLinearInput> {
+        if let Some(hidden) = self.fp8_hidden(x, w, next)? {
+            return Ok(hidden);
+        }
+        self.prepare_input(&self.linear_gelu_tanh_prepared(x, w)?, InputKind::of(next))
+    }
+
     fn layer_norm(
         &self,
         x: &CudaTensor,
@@ -1453,7 +1577,9 @@ impl Backend for CudaBackend {
         eps: f32,
     ) -> Result<CudaLinearInput> {
         let params = self.affine_params("layer_norm", x, affine, eps)?;
-        Ok(self.layer_norm_input_op("layer_norm", x, None, &params)?.1)
+        Ok(self
+            .layer_norm_input_op("layer_norm", x, None, &params, None)?
+            .1)
     }
 
     fn layer_norm_modulate_input(
@@ -1465,7 +1591,21 @@ impl Backend for CudaBackend {
     ) -> Result<CudaLinearInput> {
         let params = self.modulation_params(x, shift, scale, eps)?;
         Ok(self
-            .layer_norm_input_op("layer_norm_modulate", x, None, &params)?
+            .layer_norm_input_op("layer_norm_modulate", x, None, &params, None)?
+            .1)
+    }
+
+    fn layer_norm_modulate_input_for(
+        &self,
+        x: &CudaTensor,
+        shift: &CudaTensor,
+        scale: &CudaTensor,
+        eps: f32,
+        next: &CudaLinear,
+    ) -> Result<CudaLinearInput> {
+        let params = self.modulation_params(x, shift, scale, eps)?;
+        Ok(self
+            .layer_norm_input_op("layer_norm_modulate", x, None, &params, Some(next))?
             .1)
     }
 
@@ -1483,6 +1623,7 @@ impl Backend for CudaBackend {
             x,
             Some(norm::Residual { y, gate }),
             &params,
+            None,
         )
     }
 
@@ -1501,6 +1642,7 @@ impl Backend for CudaBackend {
             x,
             Some(norm::Residual { y, gate }),
             &params,
+            None,
         )
     }
 

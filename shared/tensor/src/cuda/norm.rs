@@ -50,6 +50,7 @@ struct LayerNormRowsArgs {
     gate_dt: i32,
     sum_dt: i32,
     param_dt: i32,
+    common: u64,
 }
 
 #[repr(C)]
@@ -181,11 +182,11 @@ impl NormParams<'_> {
         Ok(())
     }
 
-    fn pointers(&self) -> [u64; 2] {
+    pub(super) fn pointers(&self) -> [u64; 2] {
         self.mul_add.map_or([0, 0], |(m, a)| [m.ptr(), a.ptr()])
     }
 
-    fn param_dt(&self) -> i32 {
+    pub(super) fn param_dt(&self) -> i32 {
         self.mul_add.map_or(0, |(m, _)| dt_code(m.dtype()))
     }
 }
@@ -251,7 +252,7 @@ fn norm_rows(
 }
 
 /// Launches `layer_norm_rows` on `x` (plus `residual`, written to `rows`) into `out`, the values
-/// of `round`, or FP8 rows with `scales`.
+/// of `round`, or FP8 rows with `scales` (each row's own, or the one at `common` where nonzero).
 #[allow(clippy::too_many_arguments)]
 fn launch_norm_rows(
     dev: &Device,
@@ -260,7 +261,7 @@ fn launch_norm_rows(
     residual: Option<Residual>,
     rows: &CudaTensor,
     p: &NormParams,
-    (out, scales): (u64, u64),
+    (out, scales, common): (u64, u64, u64),
     round: DType,
 ) -> Result<()> {
     if layout.rows == 0 {
@@ -293,6 +294,7 @@ fn launch_norm_rows(
             gate_dt: gate.map_or(0, |g| dt_code(g.dtype())),
             sum_dt: dt_code(rows.dtype()),
             param_dt: p.param_dt(),
+            common,
         },
     )
 }
@@ -321,7 +323,7 @@ pub(super) fn layer_norm(
         residual,
         &rows,
         p,
-        (out.ptr(), 0),
+        (out.ptr(), 0, 0),
         out_dtype,
     )?;
     Ok((rows, out))
@@ -329,7 +331,9 @@ pub(super) fn layer_norm(
 
 /// [`layer_norm`] rounded to `round`, then quantized per row to FP8 as an FP8 layer quantizes its
 /// input: in the norm's pass where the rows kernel takes the rows (equal, bit for bit, to the
-/// norm followed by the quantizer, which run otherwise).
+/// norm followed by the quantizer, which run otherwise). With `bounded`, the rows kernel
+/// quantizes every row with the one scale of the norm's output bound ([`quant::norm_bound`],
+/// kept as the rows' `common`), equal to the quantizer given that scale.
 pub(super) fn layer_norm_fp8(
     dev: &Device,
     op: &'static str,
@@ -337,6 +341,7 @@ pub(super) fn layer_norm_fp8(
     residual: Option<Residual>,
     p: &NormParams,
     round: DType,
+    bounded: bool,
 ) -> Result<(CudaTensor, CudaFp8Rows)> {
     let (rows, layout) = norm_rows(dev, op, x, residual, p)?;
     let Some(layout) = layout else {
@@ -346,13 +351,17 @@ pub(super) fn layer_norm_fp8(
             quant::quantize_rows(dev, &normed, Lifetime::Activation)?,
         ));
     };
-    let q = CudaFp8Rows::alloc(
+    let mut q = CudaFp8Rows::alloc(
         dev,
         layout.rows as usize,
         layout.cols as usize,
         Lifetime::Activation,
     )?;
-    let out = (q.values.ptr(), q.scales.ptr());
+    if bounded {
+        q.common = Some(quant::norm_bound(dev, p, layout.cols)?);
+    }
+    let common = q.common.as_ref().map_or(0, CudaTensor::ptr);
+    let out = (q.values.ptr(), q.scales.ptr(), common);
     launch_norm_rows(dev, &layout, x, residual, &rows, p, out, round)?;
     Ok((rows, q))
 }

@@ -272,7 +272,7 @@ pub(super) fn statistics(
     let weight = proj_l
         .map(|p| match &p.weight {
             LinearWeight::Dense(weight) => Ok(weight),
-            LinearWeight::Fp8(_) | LinearWeight::Int8(_) => Err(Error::invalid(
+            LinearWeight::Fp8 { .. } | LinearWeight::Int8(_) => Err(Error::invalid(
                 "sage_attention",
                 "proj_l must be a dense (unquantized) linear layer",
             )),
