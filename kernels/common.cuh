@@ -27,17 +27,23 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum of `v` over the whole block, returned to every thread. blockDim.x must be a multiple of 32
-// (at most 1024); `scratch` holds 32 floats. The leading barrier lets callers reuse `scratch` for
-// consecutive reductions.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+// Sum (or with MAX the maximum) of `v` over the whole block, returned to every thread. blockDim.x
+// must be a multiple of 32 (at most 1024); `scratch` holds 32 floats. The leading barrier lets
+// callers reuse `scratch` for consecutive reductions. The maximum is of non-negative values (the
+// absent warps' slots read 0).
+template <bool MAX>
+__device__ __forceinline__ float block_reduce(float v, float* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  v = warp_sum(v);
+  v = MAX ? warp_max(v) : warp_sum(v);
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   v = lane < (int)(blockDim.x >> 5) ? scratch[lane] : 0.0f;
-  return warp_sum(v);
+  return MAX ? warp_max(v) : warp_sum(v);
+}
+
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  return block_reduce<false>(v, scratch);
 }
 
 // ---- element types ----

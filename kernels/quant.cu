@@ -217,7 +217,7 @@ struct Fp8NormBoundArgs {
 
 // One block of 1024 threads: the bounds of a LayerNorm's output LN(x)·(mul + mul_offset) + add.
 extern "C" __global__ void __launch_bounds__(1024) fp8_norm_bound(const Fp8NormBoundArgs a) {
-  __shared__ float scratch[3][32];
+  __shared__ float scratch[32];
   // Without `mul` the norm multiplies by nothing (layer_norm_rows).
   float m = a.mul ? 0.0f : 1.0f, amax = 0.0f, ss = 0.0f;
   for (unsigned c = threadIdx.x; c < a.cols; c += 1024) {
@@ -228,22 +228,10 @@ extern "C" __global__ void __launch_bounds__(1024) fp8_norm_bound(const Fp8NormB
       ss += v * v;
     }
   }
-  m = warp_max(m);
-  amax = warp_max(amax);
-  ss = warp_sum(ss);
-  const unsigned w = threadIdx.x >> 5;
-  if ((threadIdx.x & 31) == 0) {
-    scratch[0][w] = m;
-    scratch[1][w] = amax;
-    scratch[2][w] = ss;
-  }
-  __syncthreads();
+  m = block_reduce<true>(m, scratch);
+  amax = block_reduce<true>(amax, scratch);
+  ss = block_sum(ss, scratch);
   if (threadIdx.x == 0) {
-    for (int i = 1; i < 32; ++i) {
-      m = fmaxf(m, scratch[0][i]);
-      amax = fmaxf(amax, scratch[1][i]);
-      ss += scratch[2][i];
-    }
     const float r = sqrtf((float)a.cols) * m;
     a.out[0] = fmaxf((r + amax) * BOUND_SLACK, AMAX_FLOOR) / E4M3_MAX;
     a.out[1] = (r + sqrtf(ss)) * BOUND_SLACK;

@@ -248,15 +248,10 @@ fn time_ffn(b: &CudaBackend, name: &str, [m, d, f]: [usize; 3], seed: u64) -> Re
         b.upload(&random(&[d], seed + 1)?)?,
         b.upload(&random(&[d], seed + 2)?)?,
     );
-    let layer = |out: usize, inp: usize, s: u64| -> Result<LinearWeights> {
-        Ok(LinearWeights {
-            out_features: out,
-            in_features: inp,
-            weight: LinearWeight::Dense(random(&[out, inp], s)?.to_dtype(DType::BF16)?),
-            bias: Some(random(&[out], s + 1)?.to_dtype(DType::BF16)?),
-        })
-    };
-    let (up, down) = (layer(f, d, seed + 10)?, layer(d, f, seed + 20)?);
+    let (up, down) = (
+        random_weights([f, d], [seed + 10, seed + 11])?,
+        random_weights([d, f], [seed + 20, seed + 21])?,
+    );
     let (up_d, down_d) = (b.upload_linear(&up)?, b.upload_linear(&down)?);
     let (up_q, down_q) = (
         b.upload_linear_quantizable(&up)?,
@@ -367,14 +362,7 @@ fn time_norm_layers(
     let mut dense = Vec::new();
     let mut fp8 = Vec::new();
     for (j, &(n, _)) in layers.iter().enumerate() {
-        let w = LinearWeights {
-            out_features: n,
-            in_features: d,
-            weight: LinearWeight::Dense(
-                random(&[n, d], seed + 10 + j as u64)?.to_dtype(DType::BF16)?,
-            ),
-            bias: Some(random(&[n], seed + 20 + j as u64)?.to_dtype(DType::BF16)?),
-        };
+        let w = random_weights([n, d], [seed + 10 + j as u64, seed + 20 + j as u64])?;
         dense.push(b.upload_linear(&w)?);
         fp8.push(b.upload_linear_quantizable(&w)?);
     }
@@ -424,13 +412,18 @@ fn random_layer(
     seed: u64,
 ) -> Result<(CudaTensor, CudaLinear, CudaLinear)> {
     let x = b.to_dtype(&b.upload(&random(&[m, k], seed)?)?, DType::BF16)?;
-    let w = LinearWeights {
-        out_features: n,
-        in_features: k,
-        weight: LinearWeight::Dense(random(&[n, k], seed + 1)?.to_dtype(DType::BF16)?),
-        bias: Some(random(&[n], seed + 2)?.to_dtype(DType::BF16)?),
-    };
+    let w = random_weights([n, k], [seed + 1, seed + 2])?;
     Ok((x, b.upload_linear(&w)?, b.upload_linear_quantizable(&w)?))
+}
+
+/// A random bf16 layer `[out, in]` with a bias, its weight and bias drawn from `seeds`.
+fn random_weights([out, inp]: [usize; 2], [w, bias]: [u64; 2]) -> Result<LinearWeights> {
+    Ok(LinearWeights {
+        out_features: out,
+        in_features: inp,
+        weight: LinearWeight::Dense(random(&[out, inp], w)?.to_dtype(DType::BF16)?),
+        bias: Some(random(&[out], bias)?.to_dtype(DType::BF16)?),
+    })
 }
 
 /// One layer `[m, k] -> n` of random bf16 values: bf16 against FP8 (whole layer, GEMM alone,

@@ -242,15 +242,8 @@ impl Gemm {
     /// a bf16 bias; the heuristic decides). No algorithm at all is an error naming the problem.
     pub fn linear(&self, stream: &CudaStream, op: &LinearGemm) -> Result<Pending> {
         let bias = op.bias.is_some();
-        let fuse_bias = bias && op.operands != Operands::Wide;
-        let Some(Problem {
-            kind,
-            m,
-            n,
-            k,
-            layouts,
-        }) = problem(op)?
-        else {
+        let fuse_bias = fuses_bias(op);
+        let Some(problem) = problem(op)? else {
             return Ok(Pending {
                 bias: false,
                 gelu: false,
@@ -259,7 +252,7 @@ impl Gemm {
         // Fused epilogues first: bias and GELU, bias alone, nothing; an e4m3 output is rounded
         // in the GEMM, so nothing may be left to apply to it.
         let mut tries = vec![(fuse_bias, op.gelu)];
-        if !kind.rounds_to_fp8() {
+        if !op.operands.writes_e4m3() {
             if op.gelu {
                 tries.push((fuse_bias, false));
             }
@@ -269,18 +262,8 @@ impl Gemm {
         }
         let mut missing = None;
         for (with_bias, with_gelu) in tries {
-            let shape = Shape {
-                m,
-                n,
-                k,
-                bias: with_bias,
-                kind,
-                gelu: with_gelu,
-            };
-            let desc = descriptor(op, with_bias, with_gelu)?;
-            match self.algo(shape, &desc, &layouts) {
-                Ok(algo) => {
-                    self.matmul(stream, op, &desc, &layouts, &algo)?;
+            match self.enqueue(stream, op, &problem, with_bias, with_gelu)? {
+                Ok(()) => {
                     return Ok(Pending {
                         bias: bias && !with_bias,
                         gelu: op.gelu && !with_gelu,
@@ -293,29 +276,43 @@ impl Gemm {
         Err(missing.unwrap_or_else(|| crate::Error::invalid("linear", "no GEMM configuration")))
     }
 
-    /// Whether cuBLASLt has an algorithm for `op` with its whole epilogue (asked once per shape).
-    pub fn supports(&self, op: &LinearGemm) -> Result<bool> {
-        let Some(Problem {
-            kind,
-            m,
-            n,
-            k,
-            layouts,
-        }) = problem(op)?
-        else {
+    /// Enqueues `op` with its whole epilogue, `true`; or, where cuBLASLt has no algorithm for
+    /// that (asked once per shape), enqueues nothing and says `false`.
+    pub fn linear_whole(&self, stream: &CudaStream, op: &LinearGemm) -> Result<bool> {
+        let Some(problem) = problem(op)? else {
             return Ok(true);
         };
-        let bias = op.bias.is_some() && op.operands != Operands::Wide;
+        Ok(self
+            .enqueue(stream, op, &problem, fuses_bias(op), op.gelu)?
+            .is_ok())
+    }
+
+    /// Enqueues `op` (its `problem`) with the epilogue steps `bias` and `gelu`, or, where cuBLASLt
+    /// has no algorithm for them, nothing: `Ok(Err(why))`.
+    fn enqueue(
+        &self,
+        stream: &CudaStream,
+        op: &LinearGemm,
+        problem: &Problem,
+        bias: bool,
+        gelu: bool,
+    ) -> Result<Result<()>> {
         let shape = Shape {
-            m,
-            n,
-            k,
+            m: problem.m,
+            n: problem.n,
+            k: problem.k,
             bias,
-            kind,
-            gelu: op.gelu,
+            kind: problem.kind,
+            gelu,
         };
-        let desc = descriptor(op, bias, op.gelu)?;
-        Ok(self.algo(shape, &desc, &layouts).is_ok())
+        let desc = descriptor(op, bias, gelu)?;
+        Ok(match self.algo(shape, &desc, &problem.layouts) {
+            Ok(algo) => {
+                self.matmul(stream, op, &desc, &problem.layouts, &algo)?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        })
     }
 
     /// Enqueues `D = op(A)·B` for the descriptors the heuristic chose `algo` under.
@@ -335,7 +332,7 @@ impl Gemm {
         let (alpha, beta) = (1.0f32, if op.acc.is_some() { 1.0f32 } else { 0.0 });
         // An e4m3 D's C has another type, so it cannot be D's buffer (cuBLASLt refuses C == D
         // with other layouts); with beta 0 cuBLASLt reads no C and takes none.
-        let c = match (op.acc, problem_rounds_to_fp8(op)) {
+        let c = match (op.acc, op.operands.writes_e4m3()) {
             (Some(acc), _) => acc,
             (None, true) => 0,
             (None, false) => op.out,
@@ -554,21 +551,23 @@ struct Layouts {
     d: Layout,
 }
 
-impl Kind {
-    fn rounds_to_fp8(self) -> bool {
-        self == Kind::Fp8E4m3
+impl Operands {
+    /// Whether the GEMM writes an e4m3 output.
+    fn writes_e4m3(self) -> bool {
+        matches!(
+            self,
+            Operands::Fp8 {
+                out: Fp8Out::E4m3 { .. },
+                ..
+            }
+        )
     }
 }
 
-/// Whether `op` writes an e4m3 output.
-fn problem_rounds_to_fp8(op: &LinearGemm) -> bool {
-    matches!(
-        op.operands,
-        Operands::Fp8 {
-            out: Fp8Out::E4m3 { .. },
-            ..
-        }
-    )
+/// Whether `op`'s bias goes into cuBLASLt's epilogue: every kind but [`Operands::Wide`], whose
+/// bias (of the layer's type) is left to the caller.
+fn fuses_bias(op: &LinearGemm) -> bool {
+    op.bias.is_some() && op.operands != Operands::Wide
 }
 
 /// The problem of `op`, or none when it has no output (no rows or no columns).
@@ -589,7 +588,7 @@ fn problem(op: &LinearGemm) -> Result<Option<Problem>> {
             Fp8Out::E4m3 { .. } => (Kind::Fp8E4m3, CUDA_R_8F_E4M3, CUDA_R_8F_E4M3),
         },
     };
-    let c_t = if kind.rounds_to_fp8() {
+    let c_t = if op.operands.writes_e4m3() {
         CUDA_R_16BF
     } else {
         out_t
