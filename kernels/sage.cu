@@ -41,6 +41,7 @@
 // |V̂| ≤ 2.25 (SpargeAttn's scale_max on every GPU; keeps FP16 PV accumulation safe where used).
 #define SG_V_RANGE 2.25f
 #define SG_AMAX_FLOOR 1e-8f
+#define SG_LOG2E 1.4426950408889634f
 // Q Kᵀ accumulators start at the bits of 1.5·2^23: an INT8 dot product over 128 channels stays
 // within ±2^21, so the s32 sum is the bit pattern of the float 1.5·2^23 + s, exact and ordered
 // like s, which the online softmax takes as it is (the offset folds into its FMAs) instead of a
@@ -66,40 +67,6 @@ __device__ __forceinline__ void unpack4(uint2 u, float* x) {
   x[3] = bf16_to_f32((bf16_t)(u.y >> 16));
 }
 
-// φ of T rows at once (row t's channels 4·lane .. 4·lane + 3 in x[t]): the T rows' warp
-// reductions interleave, so their shuffle latencies overlap instead of adding up.
-template <int T>
-__device__ __forceinline__ void phi_rows(float (&x)[T][4]) {
-  float m[T], z[T];
-#pragma unroll
-  for (int t = 0; t < T; ++t) m[t] = fmaxf(fmaxf(x[t][0], x[t][1]), fmaxf(x[t][2], x[t][3]));
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-#pragma unroll
-    for (int t = 0; t < T; ++t) m[t] = fmaxf(m[t], __shfl_xor_sync(0xffffffffu, m[t], o));
-  }
-#pragma unroll
-  for (int t = 0; t < T; ++t) {
-    z[t] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      x[t][i] = __expf(x[t][i] - m[t]);
-      z[t] += x[t][i];
-    }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-#pragma unroll
-    for (int t = 0; t < T; ++t) z[t] += __shfl_xor_sync(0xffffffffu, z[t], o);
-  }
-#pragma unroll
-  for (int t = 0; t < T; ++t) {
-    const float inv = 1.0f / z[t];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) x[t][i] *= inv;
-  }
-}
-
 __device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
   unsigned r = 0;
 #pragma unroll
@@ -113,12 +80,15 @@ __device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
 // ---- per-head statistics and the linear branch's φ(K)ᵀV ----
 
 #define SG_KV_CHUNK 512
-// A tile of 64 tokens of k (rows of 256 B) and of v (fm_offset rows, the MMA's B operand).
+// A tile of 64 tokens of k and of v (fm_offset rows of 256 B: the MMAs' operands).
 #define SG_KV_TILE (64 * 256)
-// Two stages of (k, v) tiles, then with KV the φ(k) tile, then the warps' running sums.
-#define SG_KV_PART_BYTES (8 * 3 * SG_D * 4)
+// Two stages of (k, v) tiles, then with KV the φ(k) tile, then the warps' max |v| per channel.
+#define SG_KV_PART_BYTES (8 * SG_D * 4)
 #define SG_STATS_SMEM (4 * SG_KV_TILE + SG_KV_PART_BYTES)
 #define SG_KV_SMEM (5 * SG_KV_TILE + SG_KV_PART_BYTES)
+// A B operand of bf16 ones in this lane's columns (lanes 8n .. 8n + 3 hold column n of an
+// m16n8k16 B fragment): A times it sums A's rows into those columns of C.
+#define SG_ONES_BF16X2 0x3F803F80u
 
 struct SageKvArgs {
   float* stats;        // [H, S, 3, 128]: Σ k, Σ φ(k), max |v| over chunk s of SG_KV_CHUNK tokens
@@ -140,7 +110,7 @@ __device__ __forceinline__ void load_kv_tile(const SageKvArgs& a, unsigned buf, 
   const u64 stride = (u64)a.heads * SG_D;
   const int r = threadIdx.x >> 4, c = threadIdx.x & 15;
   const u64 first = (u64)(t0 + r) * stride + h * SG_D + 8 * c;
-  const unsigned kd = buf + r * 256 + 16 * c, vd = buf + SG_KV_TILE + fm_offset(r, c);
+  const unsigned kd = buf + fm_offset(r, c), vd = buf + SG_KV_TILE + fm_offset(r, c);
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     const bool inside = t0 + r + 16 * j < end;
@@ -151,43 +121,102 @@ __device__ __forceinline__ void load_kv_tile(const SageKvArgs& a, unsigned buf, 
   cp_async_commit();
 }
 
+// φ = softmax over the 128 channels of two tokens held by the eight lanes of a group, 16
+// channels a lane (x[t]): each row's maximum and sum reduce in three shuffles within the group,
+// the two rows' interleaved so their latencies overlap.
+__device__ __forceinline__ void phi_pair(float (&x)[2][16]) {
+  float m[2], z[2];
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    m[t] = x[t][0];
+#pragma unroll
+    for (int i = 1; i < 16; ++i) m[t] = fmaxf(m[t], x[t][i]);
+  }
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) {
+#pragma unroll
+    for (int t = 0; t < 2; ++t) m[t] = fmaxf(m[t], __shfl_xor_sync(0xffffffffu, m[t], o));
+  }
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const float shift = -m[t] * SG_LOG2E;
+    z[t] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      x[t][i] = ex2(fmaf(x[t][i], SG_LOG2E, shift));
+      z[t] += x[t][i];
+    }
+  }
+#pragma unroll
+  for (int o = 1; o < 8; o <<= 1) {
+#pragma unroll
+    for (int t = 0; t < 2; ++t) z[t] += __shfl_xor_sync(0xffffffffu, z[t], o);
+  }
+#pragma unroll
+  for (int t = 0; t < 2; ++t) {
+    const float inv = 1.0f / z[t];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) x[t][i] *= inv;
+  }
+}
+
+// Eight bf16 (16 bytes) as floats.
+__device__ __forceinline__ void unpack8(uint4 u, float* x) {
+  const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    x[2 * i] = __uint_as_float(w[i] << 16);
+    x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
 // Chunks of SG_KV_CHUNK keys of one head, 256 threads a CTA working through items (chunk, head)
 // blockIdx.x, + gridDim.x, …: each chunk's statistics and, with KV, its φ(k)ᵀ v. Dense Sage needs
-// only the statistics (sage_stats); SageSLA gets both from one read of k and v (sage_kv). Both
-// run this code, and a chunk's sums do not depend on which CTA computes them, so their statistics,
-// and hence the quantized K, are bit-identical on every GPU: SageSLA at top-k 1.0 with proj_l = 0
-// equals dense Sage exactly.
+// only Σ k and max |v| (sage_stats); SageSLA gets those, Σ φ(k) and φ(k)ᵀ v from one read of k
+// and v (sage_kv). Both compute Σ k and max |v| with the same code, and a chunk's sums do not
+// depend on which CTA computes them, so the quantized K and V are bit-identical on every GPU and
+// in both modes: SageSLA at top-k 1.0 with proj_l = 0 equals dense Sage exactly.
 //
 // Tiles of 64 tokens stream through two stage buffers by cp.async, the next tile (of this item or
-// the next) loading while one is worked on. Warp w takes tokens 8w .. 8w + 7 of a tile, lane 4
-// channels. With KV, warp w accumulates rows 16w .. 16w + 15 (of φ(k)'s channels) of the 128×128
-// partial with bf16 m16n8k16 MMAs over the φ(k) tile all warps write and the staged v tile, both
-// token-major, so both go through ldmatrix.trans.
+// the next) loading while one is worked on. The sums over tokens are tensor-core work: warp w
+// owns channels 16w .. 16w + 15 as the rows of A = kᵀ (and φ(k)ᵀ), read from the tile by
+// ldmatrix.trans, and one m16n8k16 MMA a 16-token step against a B of ones sums them into C —
+// Σ k in C's columns 0-3, Σ φ(k) in columns 4-7 of the same fragment (B's ones in lanes 0-15 for
+// k, 16-31 for φ), exact products in f32 accumulators; with KV the warp's 16 rows of the 128×128
+// φ(k)ᵀ v come from the same φ fragments. max |v| is an integer maximum of the bf16 bits with the
+// sign cleared (they order like the magnitudes), lane l taking 8 channels (l % 16) of every other
+// token. φ(k) itself is computed eight lanes a token, 16 channels a lane (3 shuffles a reduction;
+// a lane of 4 channels took 5), rounded to bf16 into a tile for the MMAs. (Before, every warp
+// summed its tokens' channels lane by lane into running sums in shared memory: 1151 instructions
+// a thread and tile, twice the tile's memory time.)
 template <bool KV>
 __device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
   extern __shared__ __align__(128) u8 kv_smem[];
   const unsigned stage0 = smem_addr(kv_smem), sphi = stage0 + 4 * SG_KV_TILE;
-  // Each warp's running Σ k, Σ φ(k), max |v| per channel: kept in shared memory, not registers,
-  // which the KV MMAs' accumulators already fill.
-  float(*part)[3][SG_D] = (float(*)[3][SG_D])(kv_smem + (KV ? 5 : 4) * SG_KV_TILE);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float(*vpart)[SG_D] = (float(*)[SG_D])(kv_smem + (KV ? 5 : 4) * SG_KV_TILE);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, m = lane >> 3;
   const int items = a.chunks * a.heads;
-  float4* run_k = (float4*)&part[warp][0][4 * lane];
-  float4* run_phi = (float4*)&part[warp][1][4 * lane];
-  float4* run_v = (float4*)&part[warp][2][4 * lane];
+  // B operands of ones: Σ k into columns 0-3, Σ φ(k) into columns 4-7.
+  const unsigned ones_k = lane < 16 ? SG_ONES_BF16X2 : 0u, ones_phi = lane < 16 ? 0u : SG_ONES_BF16X2;
+  // ldmatrix.trans of this warp's A fragment for 16-token step ks: its channels (rows of A) are
+  // chunks 2w, 2w + 1 of the token rows.
+  const unsigned a_frag = fm_offset((m >> 1) * 8 + (lane & 7), 2 * warp + (m & 1));
   float acc[KV ? 64 : 1];
+  float sums[4];
+  unsigned vmax[4];
   int buf = 0;
   if (blockIdx.x < items) load_kv_tile(a, stage0, blockIdx.x, 0);
   for (int item = blockIdx.x; item < items; item += gridDim.x) {
     const int h = item / a.chunks, s = item % a.chunks;
     const int begin = s * SG_KV_CHUNK, end = min(a.len, begin + SG_KV_CHUNK);
     const int tiles = (end - begin + 63) / 64;
-    *run_k = *run_phi = *run_v = make_float4(0, 0, 0, 0);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) sums[i] = 0.0f, vmax[i] = 0u;
 #pragma unroll
     for (int i = 0; i < (KV ? 64 : 1); ++i) acc[i] = 0.0f;
     for (int tile = 0; tile < tiles; ++tile, buf ^= 1) {
       const int base = begin + tile * 64;
-      // The other buffer's last readers (the previous tile's MMA) are done before it refills.
+      // The other buffer's last readers (the previous tile's MMAs) are done before it refills.
       __syncthreads();
       const int next_item = tile + 1 < tiles ? item : item + gridDim.x;
       if (next_item < items) {
@@ -197,89 +226,101 @@ __device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
         cp_async_wait<0>();
       }
       __syncthreads();
-      const u8* kt = kv_smem + buf * 2 * SG_KV_TILE;
-      const u8* vt = kt + SG_KV_TILE;
-      float x[8][4], sum[4] = {0, 0, 0, 0}, amax[4] = {0, 0, 0, 0};
+      const unsigned sk = stage0 + buf * 2 * SG_KV_TILE, sv = sk + SG_KV_TILE;
+      const u8* vt = kv_smem + buf * 2 * SG_KV_TILE + SG_KV_TILE;
+      // max |v|: tokens 8w + 2i + lane / 16, channels 8 (lane % 16) .. + 7. Rows past the chunk
+      // are zeros.
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const int t = warp * 8 + i;
-        float y[4];
-        unpack4(*(const uint2*)(kt + t * 256 + 8 * lane), x[i]);
-        unpack4(*(const uint2*)(vt + fm_offset(t, lane >> 1) + (lane & 1) * 8), y);
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          sum[c] += x[i][c];
-          amax[c] = fmaxf(amax[c], fabsf(y[c]));
-        }
+      for (int i = 0; i < 4; ++i) {
+        const uint4 u = *(const uint4*)(vt + fm_offset(8 * warp + 2 * i + (lane >> 4), lane & 15));
+        vmax[0] = __vmaxu2(vmax[0], u.x & 0x7fff7fffu);
+        vmax[1] = __vmaxu2(vmax[1], u.y & 0x7fff7fffu);
+        vmax[2] = __vmaxu2(vmax[2], u.z & 0x7fff7fffu);
+        vmax[3] = __vmaxu2(vmax[3], u.w & 0x7fff7fffu);
       }
-      float4 r = *run_k;
-      *run_k = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
-      r = *run_v;
-      *run_v = make_float4(fmaxf(r.x, amax[0]), fmaxf(r.y, amax[1]), fmaxf(r.z, amax[2]),
-                           fmaxf(r.w, amax[3]));
-      phi_rows<8>(x);
-#pragma unroll
-      for (int c = 0; c < 4; ++c) sum[c] = 0.0f;
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        // Tokens past the chunk's end add nothing: zero rows of φ(k) (v is zero there too).
-        const bool inside = base + warp * 8 + i < end;
-#pragma unroll
-        for (int c = 0; c < 4; ++c) sum[c] += inside ? x[i][c] : 0.0f;
-        if (KV) {
-          const unsigned at = fm_offset(warp * 8 + i, lane >> 1) + (lane & 1) * 8;
-          *(uint2*)(kv_smem + 4 * SG_KV_TILE + at) =
-              inside ? make_uint2(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]))
-                     : make_uint2(0, 0);
-        }
-      }
-      r = *run_phi;
-      *run_phi = make_float4(r.x + sum[0], r.y + sum[1], r.z + sum[2], r.w + sum[3]);
-      if (KV) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        unsigned kf[4];
+        ldmatrix_x4_trans(kf, sk + 16 * ks * 256 + a_frag);
+        mma_bf16(sums, kf, ones_k, ones_k);
+      }
+      if (KV) {
+        // φ of tokens 8w + m and 8w + 4 + m, channel chunks lane % 8 and lane % 8 + 8.
+        const u8* kt = kv_smem + buf * 2 * SG_KV_TILE;
+        float x[2][16];
+#pragma unroll
+        for (int t = 0; t < 2; ++t) {
+          const int r = 8 * warp + 4 * t + m;
+          unpack8(*(const uint4*)(kt + fm_offset(r, lane & 7)), x[t]);
+          unpack8(*(const uint4*)(kt + fm_offset(r, (lane & 7) + 8)), x[t] + 8);
+        }
+        phi_pair(x);
+#pragma unroll
+        for (int t = 0; t < 2; ++t) {
+          const int r = 8 * warp + 4 * t + m;
+          // Tokens past the chunk's end add nothing: zero rows of φ(k) (v is zero there too).
+          const bool inside = base + r < end;
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const float* y = x[t] + 8 * half;
+            const uint4 w = inside ? make_uint4(pack_bf16x2(y[0], y[1]), pack_bf16x2(y[2], y[3]),
+                                                pack_bf16x2(y[4], y[5]), pack_bf16x2(y[6], y[7]))
+                                   : make_uint4(0, 0, 0, 0);
+            *(uint4*)(kv_smem + 4 * SG_KV_TILE + fm_offset(r, (lane & 7) + 8 * half)) = w;
+          }
+        }
         __syncthreads();
-        const unsigned sv = stage0 + buf * 2 * SG_KV_TILE + SG_KV_TILE;
-        const int m = lane >> 3;
 #pragma unroll
         for (int ks = 0; ks < 4; ++ks) {
           unsigned af[4];
-          ldmatrix_x4_trans(af, sphi + fm_offset(16 * ks + (m >> 1) * 8 + (lane & 7),
-                                                 2 * warp + (m & 1)));
+          ldmatrix_x4_trans(af, sphi + 16 * ks * 256 + a_frag);
+          mma_bf16(sums, af, ones_phi, ones_phi);
           mma_k16_n128(acc, af, sv, 16 * ks);
         }
-#else
-        __trap();
-#endif
       }
+#else
+      __trap();
+#endif
+    }
+    float* st = a.stats + ((u64)h * a.chunks + s) * 3 * SG_D;
+    // C rows lane / 4 and lane / 4 + 8 of the warp's channels; column 2 (lane % 4) holds Σ k for
+    // lanes 4g, Σ φ(k) for lanes 4g + 2 (zero without KV).
+    const int row = 16 * warp + (lane >> 2);
+    if ((lane & 1) == 0) {
+      float* dst = st + ((lane & 2) ? SG_D : 0);
+      dst[row] = sums[0];
+      dst[row + 8] = sums[2];
     }
     if (KV) {
       float* out = a.partial + ((u64)h * a.chunks + s) * SG_D * SG_D;
-      const int r0 = warp * 16 + (lane >> 2), col = (lane & 3) * 2;
+      const int col = (lane & 3) * 2;
 #pragma unroll
       for (int g = 0; g < 16; ++g) {
-        *(float2*)(out + r0 * SG_D + 8 * g + col) = make_float2(acc[4 * g], acc[4 * g + 1]);
-        *(float2*)(out + (r0 + 8) * SG_D + 8 * g + col) =
+        *(float2*)(out + row * SG_D + 8 * g + col) = make_float2(acc[4 * g], acc[4 * g + 1]);
+        *(float2*)(out + (row + 8) * SG_D + 8 * g + col) =
             make_float2(acc[4 * g + 2], acc[4 * g + 3]);
       }
     }
-    // The eight warps' sums, added in warp order (deterministic), read before any warp resets
-    // its sums for the next item.
+    // max |v|: the two token parities of a channel meet across lanes l and l + 16, the eight
+    // warps' in warp order through shared memory.
+#pragma unroll
+    for (int i = 0; i < 4; ++i) vmax[i] = __vmaxu2(vmax[i], __shfl_xor_sync(0xffffffffu, vmax[i], 16));
+    if (lane < 16) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        vpart[warp][8 * lane + 2 * i] = __uint_as_float(vmax[i] << 16);
+        vpart[warp][8 * lane + 2 * i + 1] = __uint_as_float(vmax[i] & 0xffff0000u);
+      }
+    }
     __syncthreads();
     if (threadIdx.x < SG_D) {
       const int c = threadIdx.x;
-      float k_sum = 0.0f, phi_sum = 0.0f, v_max = 0.0f;
+      float v_max = 0.0f;
 #pragma unroll
-      for (int w = 0; w < 8; ++w) {
-        k_sum += part[w][0][c];
-        phi_sum += part[w][1][c];
-        v_max = fmaxf(v_max, part[w][2][c]);
-      }
-      float* st = a.stats + ((u64)h * a.chunks + s) * 3 * SG_D;
-      st[c] = k_sum;
-      st[SG_D + c] = phi_sum;
+      for (int w = 0; w < 8; ++w) v_max = fmaxf(v_max, vpart[w][c]);
       st[2 * SG_D + c] = v_max;
     }
-    __syncthreads();
   }
 }
 
@@ -323,9 +364,10 @@ extern "C" __global__ void __launch_bounds__(128) sage_stats_reduce(const SageSt
 
 // The end of a quantizer's first pass over one block, all 128 threads: the per-warp channel sums
 // `sum` (4 per lane) and amax become the block's mean per channel over `count` tokens, written to
-// `pool`, and the returned INT8 scale amax/127.
+// `pool` (channel c at pool[c · pitch]), and the returned INT8 scale amax/127.
 __device__ __forceinline__ float pool_and_scale(const float* sum, float amax, int count,
-                                                float* pool, float (*part)[SG_D], float* red) {
+                                                float* pool, u64 pitch, float (*part)[SG_D],
+                                                float* red) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, c = threadIdx.x;
 #pragma unroll
   for (int i = 0; i < 4; ++i) part[warp][4 * lane + i] = sum[i];
@@ -333,7 +375,7 @@ __device__ __forceinline__ float pool_and_scale(const float* sum, float amax, in
   if (lane == 0) red[warp] = amax;
   __syncthreads();
   amax = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
-  pool[c] = (((part[0][c] + part[1][c]) + part[2][c]) + part[3][c]) / (float)count;
+  pool[c * pitch] = (((part[0][c] + part[1][c]) + part[2][c]) + part[3][c]) / (float)count;
   return fmaxf(amax, SG_AMAX_FLOOR) / 127.0f;
 }
 
@@ -342,7 +384,8 @@ struct SageQuantKArgs {
   u8* kq;              // [H, KB] tiles [128 keys][128 B] INT8 k − k̄, swizzled
   u8* vq;              // [H, KB] tiles [128 channels][128 tokens] FP8 e4m3 vᵀ, permuted, swizzled
   float* kscale;       // [H, KB]
-  float* kpool;        // [H, KB, 128]: mean of k − k̄ over the block's tokens
+  float* kpool;        // [H, 128, KB]: mean of k − k̄ over the block's tokens, channel-major
+                       // (sage_select reads a channel of consecutive blocks at once)
   const bf16_t* k;     // [L, H, 128]
   const bf16_t* v;     // [L, H, 128]
   const float* stats;  // [H, 3, 128] from sage_stats_reduce
@@ -399,7 +442,8 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_k(const SageQuantKA
   }
   const u64 bi = (u64)h * a.kblocks + blk;
   const float scale = pool_and_scale(sum, amax, min(SG_BK, a.len - blk * SG_BK),
-                                     a.kpool + bi * SG_D, part, red);
+                                     a.kpool + (u64)h * SG_D * a.kblocks + blk, a.kblocks, part,
+                                     red);
   const float inv = 1.0f / scale;
   if (threadIdx.x == 0) a.kscale[bi] = scale;
   u8* kt = a.kq + bi * SG_K_TILE;
@@ -471,7 +515,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_q(const SageQuantQA
   }
   const u64 bi = (u64)h * a.qblocks + blk;
   const float scale = pool_and_scale(sum, amax, min(SG_BQ, a.len - blk * SG_BQ),
-                                     a.qpool + bi * SG_D, part, red);
+                                     a.qpool + bi * SG_D, 1, part, red);
   const float inv = 1.0f / scale;
   if (threadIdx.x == 0) a.qscale[bi] = scale * a.scale_log2;
   u8* qt = a.qq + bi * SG_Q_TILE;
@@ -486,7 +530,7 @@ extern "C" __global__ void __launch_bounds__(128) sage_quant_q(const SageQuantQA
 struct SageSelectArgs {
   int* lut;             // [H, QB, keep]: selected key blocks, ascending
   const float* qpool;   // [H, QB, 128]
-  const float* kpool;   // [H, KB, 128]
+  const float* kpool;   // [H, 128, KB]: channel-major (sage_quant_k)
   int qblocks;
   int kblocks;
   int keep;
@@ -498,82 +542,84 @@ __device__ __forceinline__ unsigned order_key(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// Query blocks per CTA (one warp each) and pooled-key rows per shared-memory chunk. Every pooled
-// key row is read once per CTA, not once per query block: at 720p the rows (591 × 512 B per head)
-// would otherwise be re-read for each of 1182 query blocks. Chunk rows lie 132 floats apart, so
-// the 16-byte reads of eight lanes (eight rows) fall in distinct banks.
+// Query blocks per CTA; a thread a key block, so at most 1024 of them (sage.rs checks).
 #define SG_SELECT_ROWS 16
-#define SG_SELECT_CHUNK 64
-#define SG_SELECT_PITCH (SG_D + 4)
 
-// Grid (ceil(QB / 16), H), 512 threads, dynamic shared memory 4·(16·KB + 64·132 + 16·128) bytes.
-// Warp w scores query blocks 16·blockIdx.x + 2(w % 8) and + 1 against key blocks 32(w / 8) + lane
-// of each chunk (each 16-byte read of k serves both rows: eight FMAs for three reads); then warp w
-// finds query block 16·blockIdx.x + w's keep-th largest score bit by bit (32 counting passes
-// instead of a sort) and writes the blocks above it and, by lowest index, the ties at it, in
-// ascending order.
-extern "C" __global__ void __launch_bounds__(512, 2) sage_select(const SageSelectArgs a) {
+// Grid (ceil(QB / 16), H), 32·ceil(KB / 32) threads, dynamic shared memory 4·16·(128 + KB)
+// bytes. Thread j scores key block j against the CTA's 16 query blocks: the pooled queries,
+// staged channel-major, are read as broadcasts (four rows a 16-byte read) and the pooled keys,
+// channel-major in memory, as one 128-byte read a warp and channel, so a channel's reads feed 16
+// FMAs a thread (rows of pooled keys in shared memory, a 16-byte read each, fed eight FMAs for
+// three reads). Each score sums its 128 products in channel order with FMAs, as before. Then
+// warp w takes query blocks w, w + warps, …: the keep-th largest score found bit by bit (32
+// counting passes over the row in shared memory instead of a sort), and the blocks above it
+// and, by lowest index, the ties at it written in ascending order. (A lane's 32 scores held in
+// registers instead took the kernel to 64 registers, one CTA an SM at 720p's 608 threads.)
+extern "C" __global__ void __launch_bounds__(1024) sage_select(const SageSelectArgs a) {
   extern __shared__ __align__(16) float sel[];
-  unsigned* keys = (unsigned*)sel;                          // [16][KB]
-  float* kc = sel + SG_SELECT_ROWS * a.kblocks;             // [64][132]
-  float* pq = kc + SG_SELECT_CHUNK * SG_SELECT_PITCH;       // [16][128]
+  float* pq = sel;                                           // [128][16]
+  unsigned* keys = (unsigned*)(sel + SG_D * SG_SELECT_ROWS);  // [16][KB]
   const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int qb0 = blockIdx.x * SG_SELECT_ROWS, qb = qb0 + warp;
-  for (int i = tid; i < SG_SELECT_ROWS * SG_D; i += 512) {
-    const int r = qb0 + i / SG_D;
-    pq[i] = r < a.qblocks ? a.qpool[((u64)h * a.qblocks + r) * SG_D + i % SG_D] : 0.0f;
-  }
-  const int pair = warp & 7, jj = 32 * (warp >> 3) + lane;
-  const float4* q0 = (const float4*)(pq + 2 * pair * SG_D);
-  const float4* q1 = q0 + SG_D / 4;
-  for (int c0 = 0; c0 < a.kblocks; c0 += SG_SELECT_CHUNK) {
-    const int n = min(SG_SELECT_CHUNK, a.kblocks - c0);
-    __syncthreads();
-    const float4* src = (const float4*)(a.kpool + ((u64)h * a.kblocks + c0) * SG_D);
-    for (int i = tid; i < n * SG_D / 4; i += 512) {
-      *(float4*)(kc + (i / (SG_D / 4)) * SG_SELECT_PITCH + 4 * (i % (SG_D / 4))) = src[i];
-    }
-    __syncthreads();
-    // Rows past the chunk's n hold stale values whose scores are never stored.
-    const float4* k = (const float4*)(kc + jj * SG_SELECT_PITCH);
-    float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll 4
-    for (int d = 0; d < SG_D / 4; ++d) {
-      const float4 x0 = q0[d], x1 = q1[d], y = k[d];
-      s0 = fmaf(x0.w, y.w, fmaf(x0.z, y.z, fmaf(x0.y, y.y, fmaf(x0.x, y.x, s0))));
-      s1 = fmaf(x1.w, y.w, fmaf(x1.z, y.z, fmaf(x1.y, y.y, fmaf(x1.x, y.x, s1))));
-    }
-    if (jj < n) {
-      keys[2 * pair * a.kblocks + c0 + jj] = order_key(s0);
-      keys[(2 * pair + 1) * a.kblocks + c0 + jj] = order_key(s1);
-    }
+  const int qb0 = blockIdx.x * SG_SELECT_ROWS;
+  for (int i = tid; i < SG_SELECT_ROWS * SG_D; i += blockDim.x) {
+    const int r = i / SG_D, d = i % SG_D;
+    pq[d * SG_SELECT_ROWS + r] =
+        qb0 + r < a.qblocks ? a.qpool[((u64)h * a.qblocks + qb0 + r) * SG_D + d] : 0.0f;
   }
   __syncthreads();
-  if (qb >= a.qblocks) return;
-  const unsigned* mine = keys + warp * a.kblocks;
-  unsigned thr = 0;
-  for (int bit = 31; bit >= 0; --bit) {
-    const unsigned cand = thr | (1u << bit);
-    unsigned n = 0;
-    for (int j = lane; j < a.kblocks; j += 32) n += mine[j] >= cand;
-    if ((int)__reduce_add_sync(0xffffffffu, n) >= a.keep) thr = cand;
+  if (tid < a.kblocks) {
+    const float* kc = a.kpool + (u64)h * SG_D * a.kblocks + tid;
+    float s[SG_SELECT_ROWS];
+#pragma unroll
+    for (int r = 0; r < SG_SELECT_ROWS; ++r) s[r] = 0.0f;
+    for (int d0 = 0; d0 < SG_D; d0 += 8) {
+      float k[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) k[i] = kc[(u64)(d0 + i) * a.kblocks];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const float4* q = (const float4*)(pq + (d0 + i) * SG_SELECT_ROWS);
+#pragma unroll
+        for (int r4 = 0; r4 < SG_SELECT_ROWS / 4; ++r4) {
+          const float4 x = q[r4];
+          s[4 * r4] = fmaf(x.x, k[i], s[4 * r4]);
+          s[4 * r4 + 1] = fmaf(x.y, k[i], s[4 * r4 + 1]);
+          s[4 * r4 + 2] = fmaf(x.z, k[i], s[4 * r4 + 2]);
+          s[4 * r4 + 3] = fmaf(x.w, k[i], s[4 * r4 + 3]);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < SG_SELECT_ROWS; ++r) keys[r * a.kblocks + tid] = order_key(s[r]);
   }
-  unsigned above = 0;
-  for (int j = lane; j < a.kblocks; j += 32) above += mine[j] > thr;
-  const int tie_slots = a.keep - (int)__reduce_add_sync(0xffffffffu, above);
+  __syncthreads();
   const unsigned before = (1u << lane) - 1;
-  int* lut = a.lut + ((u64)h * a.qblocks + qb) * a.keep;
-  int pos = 0, ties = 0;
-  for (int base = 0; base < a.kblocks; base += 32) {
-    const int j = base + lane;
-    const unsigned key = j < a.kblocks ? mine[j] : 0;
-    const bool eq = j < a.kblocks && key == thr;
-    const unsigned eqs = __ballot_sync(0xffffffffu, eq);
-    const bool take = (j < a.kblocks && key > thr) || (eq && ties + __popc(eqs & before) < tie_slots);
-    const unsigned takes = __ballot_sync(0xffffffffu, take);
-    if (take) lut[pos + __popc(takes & before)] = j;
-    pos += __popc(takes);
-    ties += __popc(eqs);
+  for (int r = warp; r < SG_SELECT_ROWS && qb0 + r < a.qblocks; r += blockDim.x >> 5) {
+    const unsigned* mine = keys + r * a.kblocks;
+    unsigned thr = 0;
+    for (int bit = 31; bit >= 0; --bit) {
+      const unsigned cand = thr | (1u << bit);
+      unsigned n = 0;
+      for (int j = lane; j < a.kblocks; j += 32) n += mine[j] >= cand;
+      if ((int)__reduce_add_sync(0xffffffffu, n) >= a.keep) thr = cand;
+    }
+    unsigned above = 0;
+    for (int j = lane; j < a.kblocks; j += 32) above += mine[j] > thr;
+    const int tie_slots = a.keep - (int)__reduce_add_sync(0xffffffffu, above);
+    int* lut = a.lut + ((u64)h * a.qblocks + qb0 + r) * a.keep;
+    int pos = 0, ties = 0;
+    for (int base = 0; base < a.kblocks; base += 32) {
+      const int j = base + lane;
+      const unsigned key = j < a.kblocks ? mine[j] : 0;
+      const bool eq = j < a.kblocks && key == thr;
+      const unsigned eqs = __ballot_sync(0xffffffffu, eq);
+      const bool take =
+          (j < a.kblocks && key > thr) || (eq && ties + __popc(eqs & before) < tie_slots);
+      const unsigned takes = __ballot_sync(0xffffffffu, take);
+      if (take) lut[pos + __popc(takes & before)] = j;
+      pos += __popc(takes);
+      ties += __popc(eqs);
+    }
   }
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use turbine_tensor::cuda::Precision;
+use turbine_tensor::cuda::{Precision, SageSelection};
 use turbine_tensor::{
     Backend, CpuBackend, CudaBackend, DType, HostTensor, LinearWeight, LinearWeights, SlaParams,
     compare,
@@ -55,6 +55,61 @@ pub(crate) fn proj_l(seed: u64, zero: bool) -> Result<LinearWeights> {
 /// `t` on `b` as a bf16 tensor (uploads keep f32).
 fn upload_bf16(b: &CudaBackend, t: &HostTensor) -> Result<turbine_tensor::CudaTensor> {
     Ok(b.to_dtype(&b.upload(t)?, DType::BF16)?)
+}
+
+/// The top-k `sage_select` should make from the pooled means it read: each score summed in
+/// channel order with fused multiply-adds (as the kernel does, so bit for bit), the `keep` best
+/// by the scores' total order, ties by lowest index, ascending.
+fn host_selection(s: &SageSelection) -> Vec<i32> {
+    const D: usize = 128;
+    let mut lut = Vec::with_capacity(s.heads * s.qblocks * s.keep);
+    for h in 0..s.heads {
+        let kpool = &s.kpool[h * D * s.kblocks..(h + 1) * D * s.kblocks];
+        for i in 0..s.qblocks {
+            let q = &s.qpool[(h * s.qblocks + i) * D..][..D];
+            let mut keys: Vec<(u32, usize)> = (0..s.kblocks)
+                .map(|j| {
+                    let score =
+                        (0..D).fold(0.0f32, |acc, d| q[d].mul_add(kpool[d * s.kblocks + j], acc));
+                    let u = score.to_bits();
+                    (if u >> 31 == 1 { !u } else { u | 1 << 31 }, j)
+                })
+                .collect();
+            keys.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut kept: Vec<i32> = keys[..s.keep].iter().map(|&(_, j)| j as i32).collect();
+            kept.sort_unstable();
+            lut.extend(kept);
+        }
+    }
+    lut
+}
+
+/// The select kernel's choice against [`host_selection`] on the same pooled means: exact.
+fn selection_row(
+    b: &CudaBackend,
+    name: &str,
+    x: &[turbine_tensor::CudaTensor],
+    params: &SlaParams,
+) -> Result<(Value, bool)> {
+    let sel = b.sage_selection(&x[0], &x[1], &x[2], params)?;
+    let want = host_selection(&sel);
+    let wrong = sel
+        .lut
+        .chunks(sel.keep)
+        .zip(want.chunks(sel.keep))
+        .filter(|(g, w)| g != w)
+        .count();
+    let pass = wrong == 0;
+    let name = format!("{name} ({} of {} key blocks)", sel.keep, sel.kblocks);
+    println!(
+        "{name:<64} {wrong} of {} rows differ  {}",
+        sel.heads * sel.qblocks,
+        if pass { "ok" } else { "FAIL" }
+    );
+    Ok((
+        json!({"check": name, "rows_differing": wrong, "ok": pass}),
+        pass,
+    ))
 }
 
 /// One accuracy row: `got` against `want` by cosine and rel L1 (gated), or by exact equality.
@@ -142,6 +197,41 @@ pub fn sage_part(checked: &CudaBackend, timed: &CudaBackend, seed: u64) -> Resul
             &dense,
             true,
         ));
+    }
+
+    // The block selection, bit for bit: the ragged case, k one row repeated (the full blocks'
+    // pooled means are equal, so their scores tie and the lowest indices win), and Wan's two
+    // self-attention shapes (256 and 591 key blocks, a thread each).
+    let x = host
+        .iter()
+        .map(|t| upload_bf16(&bf16, t))
+        .collect::<Result<Vec<_>>>()?;
+    push(selection_row(
+        &bf16,
+        "sage select [1000, 3, 128] topk 0.5 vs host",
+        &x,
+        &sparse,
+    )?);
+    let token = host[1].to_f32_vec()[..3 * 128].to_vec();
+    let flat = HostTensor::from_f32([1000, 3, 128], token.repeat(1000))?;
+    let tied = [x[0].clone(), upload_bf16(&bf16, &flat)?, x[2].clone()];
+    push(selection_row(
+        &bf16,
+        "sage select, k one row repeated (ties), topk 0.5 vs host",
+        &tied,
+        &sparse,
+    )?);
+    for (l, h) in [(75_600usize, 40usize), (32_760, 12)] {
+        let x = qkv(l, h, seed + 15)?
+            .iter()
+            .map(|t| upload_bf16(&bf16, t))
+            .collect::<Result<Vec<_>>>()?;
+        push(selection_row(
+            &bf16,
+            &format!("sage select [{l}, {h}, 128] topk 0.1 vs host"),
+            &x,
+            &SlaParams::sage(0.1),
+        )?);
     }
 
     // Wan2.1-1.3B 480p self-attention: 12 heads x 32760 tokens.

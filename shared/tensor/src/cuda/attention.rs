@@ -8,7 +8,7 @@ use super::gemm::{LinearGemm, Operands};
 use super::kernels;
 use super::split::Split;
 use super::tma::TensorMap;
-use super::{CudaLinear, CudaTensor, Wrap, converted, dt_code, gemm_linear, layout, widest};
+use super::{CudaLinear, CudaTensor, converted, dt_code, gemm_linear, layout, widest};
 use crate::shapes::{self, Dims};
 use crate::{DType, Error, Result, SlaParams};
 
@@ -439,19 +439,7 @@ pub(super) fn sla_block_map(
 ) -> Result<Vec<Vec<Vec<usize>>>> {
     let (d, qb, kb, keep) = check_sla("sla_block_map", q, k, k, params)?;
     let mask = block_mask(dev, d, q, k, params, (qb, kb, keep))?;
-    let mut bytes = vec![0u8; d.heads * qb * kb];
-    dev.stream.context().bind_to_thread().w("sla_block_map")?;
-    // SAFETY: the mask buffer holds at least heads·qb·kb bytes written by the queued kernel; the
-    // copy is queued behind it on the same stream and `bytes` outlives the synchronize below.
-    unsafe {
-        cudarc::driver::result::memcpy_dtoh_async(
-            &mut bytes,
-            mask.bytes.ptr(),
-            dev.stream.cu_stream(),
-        )
-    }
-    .w("sla_block_map")?;
-    dev.stream.synchronize().w("sla_block_map")?;
+    let bytes: Vec<u8> = dev.read("sla_block_map", &mask.bytes, d.heads * qb * kb)?;
     Ok((0..d.heads)
         .map(|h| {
             (0..qb)

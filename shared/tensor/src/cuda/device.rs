@@ -176,6 +176,39 @@ impl Device {
         unsafe { driver::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream()) }.w("zero")
     }
 
+    /// The first `len` elements of `buf` copied to the host, behind the work queued on the
+    /// stream (which this waits for): for checks and small results, not the data path.
+    pub fn read<T: bytemuck::Pod + Default>(
+        &self,
+        op: &'static str,
+        buf: &DeviceBuffer,
+        len: usize,
+    ) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); len];
+        let bytes = std::mem::size_of_val(out.as_slice());
+        if bytes > buf.capacity() {
+            return Err(Error::invalid(
+                op,
+                format!("reading {bytes} bytes of a {}-byte buffer", buf.capacity()),
+            ));
+        }
+        if len > 0 {
+            self.stream.context().bind_to_thread().w(op)?;
+            // SAFETY: `buf` holds at least `bytes` bytes (checked above); the copy is queued
+            // behind the work that writes them and `out` outlives the synchronize below.
+            unsafe {
+                driver::memcpy_dtoh_async(
+                    bytemuck::cast_slice_mut::<T, u8>(&mut out),
+                    buf.ptr(),
+                    self.stream.cu_stream(),
+                )
+            }
+            .w(op)?;
+            self.stream.synchronize().w(op)?;
+        }
+        Ok(out)
+    }
+
     /// [`Device::alloc`] without size-class rounding, for weights.
     pub fn alloc_exact(&self, elements: usize, dtype: DType) -> Result<DeviceBuffer> {
         self.pool.alloc_exact(elements * dtype.size_in_bytes())

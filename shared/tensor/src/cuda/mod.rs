@@ -74,6 +74,7 @@ pub use device::DeviceInfo;
 pub use input::CudaLinearInput;
 pub use int8::CudaInt8Blocks;
 pub use quant::CudaFp8Rows;
+pub use sage::SageSelection;
 
 use alloc::DeviceBuffer;
 use device::Device;
@@ -1164,6 +1165,25 @@ impl CudaBackend {
     ) -> Result<Vec<Vec<Vec<usize>>>> {
         self.check("sla_block_map", &[q, k])?;
         attention::sla_block_map(&self.dev, &self.f32(q)?, &self.f32(k)?, params)
+    }
+
+    /// The key blocks SageSLA's select kernel keeps for `q`, `k`, `v` under `params`, with the
+    /// pooled means it chose them from (what [`Backend::sage_attention`] computes on its way).
+    pub fn sage_selection(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        params: &SlaParams,
+    ) -> Result<sage::SageSelection> {
+        self.check("sage_selection", &[q, k, v])?;
+        let bf16 = |t: &CudaTensor| converted(&self.dev, t, DType::BF16);
+        let (q, k, v) = (bf16(q)?, bf16(k)?, bf16(v)?);
+        let (len, heads, _) = sage::check(&q, &k, &v, None)?;
+        let keep = sage::sage_blocks(params, len.div_ceil(sage::SAGE_BLOCK_K))?;
+        let (stats, _) = sage::statistics(&self.dev, &k, &v, None)?;
+        let x = sage::quantize(&self.dev, &q, &k, &v, stats, (len, heads))?;
+        sage::selection(&self.dev, &x, keep)
     }
 
     /// Host-side preconditions shared by every op: f32 or bf16 tensors from this backend's pool.

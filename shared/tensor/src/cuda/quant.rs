@@ -9,7 +9,7 @@ use super::alloc::DeviceBuffer;
 use super::device::Device;
 use super::norm::NormParams;
 use super::rows::RowLayout;
-use super::{CudaTensor, Wrap, dt_code, kernels};
+use super::{CudaTensor, dt_code, kernels};
 use crate::fp8::Fp8Rows;
 use crate::{DType, Error, Result};
 
@@ -293,39 +293,17 @@ pub(super) fn download(dev: &Device, q: &CudaFp8Rows) -> Result<Fp8Rows> {
     })
 }
 
-/// The first `bytes` bytes of `values` and all of the f32 tensor `scales`, copied to the host:
+/// The first `len` elements of `values` and all of the f32 tensor `scales`, copied to the host:
 /// a quantized matrix's two parts.
 pub(super) fn download_parts<T: bytemuck::Pod + Default>(
     dev: &Device,
-    op: &str,
+    op: &'static str,
     values: &DeviceBuffer,
     len: usize,
     scales: &CudaTensor,
 ) -> Result<(Vec<T>, Vec<f32>)> {
-    let mut out = vec![T::default(); len];
-    let mut sc = vec![0f32; scales.numel()];
-    dev.stream.context().bind_to_thread().w(op)?;
-    // SAFETY: `values` holds at least `len` elements of `T` (one byte each for the 8-bit
-    // formats) and `scales` `sc.len()` f32 values; the copies are queued behind the work that
-    // produces them, and both vectors outlive the synchronize below.
-    unsafe {
-        if len > 0 {
-            cudarc::driver::result::memcpy_dtoh_async(
-                bytemuck::cast_slice_mut::<T, u8>(&mut out),
-                values.ptr(),
-                dev.stream.cu_stream(),
-            )
-            .w(op)?;
-        }
-        if !sc.is_empty() {
-            cudarc::driver::result::memcpy_dtoh_async(
-                &mut sc,
-                scales.ptr(),
-                dev.stream.cu_stream(),
-            )
-            .w(op)?;
-        }
-    }
-    dev.stream.synchronize().w(op)?;
-    Ok((out, sc))
+    Ok((
+        dev.read(op, values, len)?,
+        dev.read(op, &scales.buf, scales.numel())?,
+    ))
 }

@@ -18,11 +18,11 @@ pub const SAGE_BLOCK_K: usize = 128;
 const Q_TILE: usize = SAGE_BLOCK_Q * SAGE_HEAD_DIM;
 const K_TILE: usize = SAGE_BLOCK_K * SAGE_HEAD_DIM;
 /// `SG_KV_CHUNK`, `SG_STATS_SMEM`, `SG_KV_SMEM` (two stages of 64-token k and v tiles, with KV
-/// the φ(k) tile, the warps' running sums), `SG_KVW_BYTES`, `SG_KVW_ROWS`, `SG_KV_REDUCE_SMEM`,
+/// the φ(k) tile, the warps' max |v| per channel), `SG_KVW_BYTES`, `SG_KVW_ROWS`, `SG_KV_REDUCE_SMEM`,
 /// `SG_LINEAR_ROWS`, `SG_LINEAR_SMEM`.
 const KV_CHUNK: usize = 512;
 const KV_TILE: usize = 64 * 2 * SAGE_HEAD_DIM;
-const KV_PART_BYTES: usize = 8 * 3 * SAGE_HEAD_DIM * 4;
+const KV_PART_BYTES: usize = 8 * SAGE_HEAD_DIM * 4;
 const STATS_SMEM: u32 = (4 * KV_TILE + KV_PART_BYTES) as u32;
 const KV_SMEM: u32 = (5 * KV_TILE + KV_PART_BYTES) as u32;
 const KVW_BYTES: usize = SAGE_HEAD_DIM * SAGE_HEAD_DIM * 2;
@@ -31,14 +31,10 @@ const KV_REDUCE_SMEM: u32 =
     ((SAGE_HEAD_DIM * (SAGE_HEAD_DIM + 1) + KVW_ROWS * SAGE_HEAD_DIM) * 4) as u32;
 const LINEAR_ROWS: usize = 128;
 const LINEAR_SMEM: u32 = (2 * LINEAR_ROWS * 256 + KVW_BYTES + SAGE_HEAD_DIM * 4) as u32;
-/// `SG_SELECT_ROWS`, `SG_SELECT_CHUNK`, `SG_SELECT_PITCH`, and the most key blocks whose scores
-/// fit, beside the key chunk and the pooled queries, the shared memory every supported GPU gives
-/// a block (99 KB on sm_120): 928 (118,784 tokens).
+/// `SG_SELECT_ROWS` (query blocks a CTA) and `SG_SELECT_MAX_KB` (a thread a key block, so at most
+/// a block's 1024 threads: 131,072 tokens).
 const SELECT_ROWS: usize = 16;
-const SELECT_CHUNK: usize = 64;
-const SELECT_PITCH: usize = SAGE_HEAD_DIM + 4;
-const SELECT_MAX_KEY_BLOCKS: usize =
-    ((99 << 10) / 4 - SELECT_CHUNK * SELECT_PITCH - SELECT_ROWS * SAGE_HEAD_DIM) / SELECT_ROWS;
+const SELECT_MAX_KEY_BLOCKS: usize = 1024;
 /// `SG_ONES_BYTES`, `SG_SMEM_BYTES` (three ring slots per consumer, each a K and a Vᵀ tile and
 /// 8 rows of ones) and `SG_MMA_SMEM_BYTES`.
 const ONES_BYTES: usize = 1024;
@@ -454,18 +450,54 @@ pub(super) fn attend(
     Ok(out)
 }
 
+/// One SageSLA call's block selection and what it was computed from, for checking `sage_select`
+/// against a top-k on the host.
+pub struct SageSelection {
+    pub heads: usize,
+    pub qblocks: usize,
+    pub kblocks: usize,
+    pub keep: usize,
+    /// `[H, QB, 128]`: mean q of each query block.
+    pub qpool: Vec<f32>,
+    /// `[H, 128, KB]`: mean k − k̄ of each key block, channel-major as the kernel reads it.
+    pub kpool: Vec<f32>,
+    /// `[H, QB, keep]`: the selected key blocks of each query block, ascending.
+    pub lut: Vec<i32>,
+}
+
+/// The pooled means and the selection [`select`] makes from them, copied to the host.
+pub(super) fn selection(dev: &Device, x: &Quantized, keep: usize) -> Result<SageSelection> {
+    const OP: &str = "sage_selection";
+    let lut = select(dev, x, keep)?;
+    let (qb, kb, h) = (x.qblocks(), x.kblocks(), x.heads);
+    Ok(SageSelection {
+        heads: h,
+        qblocks: qb,
+        kblocks: kb,
+        keep,
+        qpool: dev.read(OP, &x.qpool, h * qb * SAGE_HEAD_DIM)?,
+        kpool: dev.read(OP, &x.kpool, h * kb * SAGE_HEAD_DIM)?,
+        lut: dev.read(OP, &lut, h * qb * keep)?,
+    })
+}
+
 /// The `keep` best key blocks of every (head, query block), ascending: `[H, QB, keep]` i32.
 pub(super) fn select(dev: &Device, x: &Quantized, keep: usize) -> Result<DeviceBuffer> {
     let (qb, kb) = (x.qblocks(), x.kblocks());
+    if kb > SELECT_MAX_KEY_BLOCKS {
+        return Err(Error::invalid(
+            "sage_select",
+            format!("{kb} key blocks, the kernel selects among at most {SELECT_MAX_KEY_BLOCKS}"),
+        ));
+    }
     let lut = dev.pool.alloc(x.heads * qb * keep * 4)?;
     dev.launch(
         kernels::SAGE_SELECT,
         grid(
             qb.div_ceil(SELECT_ROWS),
             x.heads,
-            512,
-            (4 * (SELECT_ROWS * kb + SELECT_CHUNK * SELECT_PITCH + SELECT_ROWS * SAGE_HEAD_DIM))
-                as u32,
+            32 * kb.div_ceil(32) as u32,
+            (4 * SELECT_ROWS * (SAGE_HEAD_DIM + kb)) as u32,
         ),
         &SelectArgs {
             lut: lut.ptr(),
