@@ -86,8 +86,8 @@ __device__ __forceinline__ unsigned quant_s8x4(const float* x, float inv) {
 #define SG_KV_PART_BYTES (8 * SG_D * 4)
 #define SG_STATS_SMEM (4 * SG_KV_TILE + SG_KV_PART_BYTES)
 #define SG_KV_SMEM (5 * SG_KV_TILE + SG_KV_PART_BYTES)
-// A B operand of bf16 ones in this lane's columns (lanes 8n .. 8n + 3 hold column n of an
-// m16n8k16 B fragment): A times it sums A's rows into those columns of C.
+// Two bf16 ones: a B fragment of them in the lanes that hold some columns (lanes 4n .. 4n + 3
+// hold column n of an m16n8k16 B) makes A·B sum A's rows into those columns of C.
 #define SG_ONES_BF16X2 0x3F803F80u
 
 struct SageKvArgs {
@@ -600,10 +600,12 @@ extern "C" __global__ void __launch_bounds__(1024) sage_select(const SageSelectA
     for (int bit = 31; bit >= 0; --bit) {
       const unsigned cand = thr | (1u << bit);
       unsigned n = 0;
+#pragma unroll 4
       for (int j = lane; j < a.kblocks; j += 32) n += mine[j] >= cand;
       if ((int)__reduce_add_sync(0xffffffffu, n) >= a.keep) thr = cand;
     }
     unsigned above = 0;
+#pragma unroll 4
     for (int j = lane; j < a.kblocks; j += 32) above += mine[j] > thr;
     const int tie_slots = a.keep - (int)__reduce_add_sync(0xffffffffu, above);
     int* lut = a.lut + ((u64)h * a.qblocks + qb0 + r) * a.keep;

@@ -271,7 +271,11 @@ fn run(args: &Args) -> Result<bool> {
     }
 
     if args.parts.contains(&Part::SageForward) {
-        let (part, passed) = sage_forward::sage_forward_part(&poisoned(args.device)?, args.seed)?;
+        let (part, passed) = sage_forward::sage_forward_part(
+            &poisoned(args.device)?,
+            &CudaBackend::new(args.device)?,
+            args.seed,
+        )?;
         report["sage_forward"] = part;
         ok &= passed;
     }

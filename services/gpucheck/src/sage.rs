@@ -22,7 +22,7 @@ const PAIR_REL_L1_MAX: f64 = 1e-2;
 
 /// q, k, v `[L, H, 128]` rounded to bf16: q scaled so logits spread like a DiT's after RMSNorm,
 /// k with a per-channel offset (the bias smooth-K exists to remove).
-fn qkv(len: usize, heads: usize, seed: u64) -> Result<[HostTensor; 3]> {
+pub(crate) fn qkv(len: usize, heads: usize, seed: u64) -> Result<[HostTensor; 3]> {
     let shape = [len, heads, 128];
     let mut q = random(&shape, seed)?.to_f32_vec();
     q.iter_mut().for_each(|x| *x *= 3.0);

@@ -71,8 +71,18 @@ pub(crate) fn probe_proj_l(seed: u64) -> Result<LinearWeights> {
     proj_l(seed + 3, false)
 }
 
-/// Accuracy rows and whole-forward errors; `Ok((report, all gated checks passed))`.
-pub fn sage_forward_part(checked: &CudaBackend, seed: u64) -> Result<(Value, bool)> {
+/// The layer whose SageSLA stages are timed on its own q, k, v (`time_layer`).
+const TIMED_LAYER: usize = 15;
+
+/// Accuracy rows and whole-forward errors; `Ok((report, all gated checks passed))`. `timed` (a
+/// backend without poisoning) times SageSLA top-k 0.1 stage by stage on `TIMED_LAYER`'s own q, k,
+/// v and on Gaussian ones of the same shape, part `sage`'s inputs: whether the selection real
+/// activations make costs the attention more than random ones do.
+pub fn sage_forward_part(
+    checked: &CudaBackend,
+    timed: &CudaBackend,
+    seed: u64,
+) -> Result<(Value, bool)> {
     let bf16 = checked.with_precision(Precision::Bf16);
     let exact = checked.with_precision(Precision::F32);
     let ProbedForward {
@@ -95,12 +105,21 @@ pub fn sage_forward_part(checked: &CudaBackend, seed: u64) -> Result<(Value, boo
     let mut rows = Vec::new();
     let mut ok = true;
     let mut dense_out = Vec::new();
+    let mut timings = Vec::new();
+    let timed = timed.with_precision(Precision::Bf16);
+    let timed_pl = timed.upload_linear(&probe_proj_l(seed)?)?;
     for &t in &timesteps {
         let mut probe = |layer: usize, qkv: &Qkv<CudaBackend>| -> turbine_models::Result<()> {
             if !LAYERS.contains(&layer) {
                 return Ok(());
             }
             let at = format!("t {t:.1} layer {layer}");
+            if layer == TIMED_LAYER {
+                let timing = time_layer(&timed, &bf16, qkv, &timed_pl, &at, seed);
+                timings.push(
+                    timing.map_err(|e| turbine_models::Error::Input(format!("{at}: {e:#}")))?,
+                );
+            }
             let checks = compare_layer(&bf16, &exact, qkv, &at, [&pl, &pl_exact, &zero]);
             let checks =
                 checks.map_err(|e| turbine_models::Error::Input(format!("{at}: {e:#}")))?;
@@ -142,7 +161,61 @@ pub fn sage_forward_part(checked: &CudaBackend, seed: u64) -> Result<(Value, boo
     report("dense + fp8 linears", &model)?;
     model.set_attention(AttentionMode::SageSla(SlaParams::sage(0.1)))?;
     report("sagesla topk 0.1 + fp8 linears", &model)?;
-    Ok((json!({"layers": rows, "forward": forwards}), ok))
+    Ok((
+        json!({"layers": rows, "forward": forwards, "stage_timings": timings}),
+        ok,
+    ))
+}
+
+/// SageSLA top-k 0.1's stages on `qkv` (copied from `src` to `timed`, a bf16 backend) and on
+/// Gaussian q, k, v of the same shape: ms a call, from the profiler over `CALLS` calls after two
+/// warm-ups each.
+fn time_layer(
+    timed: &CudaBackend,
+    src: &CudaBackend,
+    qkv: &Qkv<CudaBackend>,
+    pl: &CudaLinear,
+    at: &str,
+    seed: u64,
+) -> Result<Value> {
+    const CALLS: usize = 5;
+    let copy = |t: &CudaTensor| -> Result<CudaTensor> {
+        Ok(timed.to_dtype(&timed.upload(&src.download(t)?)?, DType::BF16)?)
+    };
+    let real = [copy(&qkv.q)?, copy(&qkv.k)?, copy(&qkv.v)?];
+    let [len, heads, _] = qkv.q.shape() else {
+        anyhow::bail!("expected q: [L, H, 128], got {:?}", qkv.q.shape());
+    };
+    let gaussian = crate::sage::qkv(*len, *heads, seed + 60)?
+        .iter()
+        .map(|t| Ok(timed.to_dtype(&timed.upload(t)?, DType::BF16)?))
+        .collect::<Result<Vec<_>>>()?;
+    let params = SlaParams::sage(0.1);
+    let stages = |x: &[CudaTensor]| -> Result<Vec<(String, f64)>> {
+        let call = || timed.sage_attention(&x[0], &x[1], &x[2], Some((&params, pl)));
+        call()?;
+        call()?;
+        timed.start_profile();
+        let runs = (0..CALLS).try_for_each(|_| call().map(drop));
+        let ops = timed.finish_profile()?;
+        runs?;
+        Ok(ops
+            .iter()
+            .map(|o| (o.op.to_string(), o.total_ms / CALLS as f64))
+            .collect())
+    };
+    let (mine, theirs) = (stages(&real)?, stages(&gaussian)?);
+    println!("    SageSLA 0.1 stages on {at}'s q, k, v vs Gaussian ones (ms a call):");
+    let mut out = Vec::new();
+    for (op, ms) in &mine {
+        let other = theirs
+            .iter()
+            .find(|(o, _)| o == op)
+            .map_or(f64::NAN, |(_, m)| *m);
+        println!("      {op:<24} {ms:>8.3} {other:>8.3}");
+        out.push(json!({"stage": op, "activations_ms": ms, "gaussian_ms": other}));
+    }
+    Ok(json!({"at": at, "stages": out}))
 }
 
 /// The gated comparisons on one layer's q, k, v `[L, H, 128]` (bf16). `pl` holds a proj_l on the
