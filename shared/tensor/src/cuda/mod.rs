@@ -1178,12 +1178,7 @@ impl CudaBackend {
     ) -> Result<sage::SageSelection> {
         self.check("sage_selection", &[q, k, v])?;
         let bf16 = |t: &CudaTensor| converted(&self.dev, t, DType::BF16);
-        let (q, k, v) = (bf16(q)?, bf16(k)?, bf16(v)?);
-        let (len, heads, _) = sage::check(&q, &k, &v, None)?;
-        let keep = sage::sage_blocks(params, len.div_ceil(sage::SAGE_BLOCK_K))?;
-        let (stats, _) = sage::statistics(&self.dev, &k, &v, None)?;
-        let x = sage::quantize(&self.dev, &q, &k, &v, stats, (len, heads))?;
-        sage::selection(&self.dev, &x, keep)
+        sage::selection(&self.dev, &bf16(q)?, &bf16(k)?, &bf16(v)?, params)
     }
 
     /// Host-side preconditions shared by every op: f32 or bf16 tensors from this backend's pool.

@@ -31,8 +31,8 @@ const KV_REDUCE_SMEM: u32 =
     ((SAGE_HEAD_DIM * (SAGE_HEAD_DIM + 1) + KVW_ROWS * SAGE_HEAD_DIM) * 4) as u32;
 const LINEAR_ROWS: usize = 128;
 const LINEAR_SMEM: u32 = (2 * LINEAR_ROWS * 256 + KVW_BYTES + SAGE_HEAD_DIM * 4) as u32;
-/// `SG_SELECT_ROWS` (query blocks a CTA) and `SG_SELECT_MAX_KB` (a thread a key block, so at most
-/// a block's 1024 threads: 131,072 tokens).
+/// `SG_SELECT_ROWS` (query blocks a CTA), and the most key blocks `sage_select` takes: a thread
+/// each, so a block's 1024 threads (131,072 tokens).
 const SELECT_ROWS: usize = 16;
 const SELECT_MAX_KEY_BLOCKS: usize = 1024;
 /// `SG_ONES_BYTES`, `SG_SMEM_BYTES` (three ring slots per consumer, each a K and a Vᵀ tile and
@@ -465,20 +465,38 @@ pub struct SageSelection {
     pub lut: Vec<i32>,
 }
 
-/// The pooled means and the selection [`select`] makes from them, copied to the host.
-pub(super) fn selection(dev: &Device, x: &Quantized, keep: usize) -> Result<SageSelection> {
+/// SageSLA's statistics, quantization and block selection on bf16 `q`, `k`, `v` under `params`,
+/// the pooled means and the selection copied to the host (all empty for an empty sequence or no
+/// heads, where there is nothing to select among).
+pub(super) fn selection(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    params: &SlaParams,
+) -> Result<SageSelection> {
     const OP: &str = "sage_selection";
-    let lut = select(dev, x, keep)?;
-    let (qb, kb, h) = (x.qblocks(), x.kblocks(), x.heads);
-    Ok(SageSelection {
-        heads: h,
+    let (len, heads, _) = check(q, k, v, None)?;
+    let (qb, kb) = (len.div_ceil(SAGE_BLOCK_Q), len.div_ceil(SAGE_BLOCK_K));
+    let keep = sage_blocks(params, kb)?;
+    let mut sel = SageSelection {
+        heads,
         qblocks: qb,
         kblocks: kb,
         keep,
-        qpool: dev.read(OP, &x.qpool, h * qb * SAGE_HEAD_DIM)?,
-        kpool: dev.read(OP, &x.kpool, h * kb * SAGE_HEAD_DIM)?,
-        lut: dev.read(OP, &lut, h * qb * keep)?,
-    })
+        qpool: Vec::new(),
+        kpool: Vec::new(),
+        lut: Vec::new(),
+    };
+    if len == 0 || heads == 0 {
+        return Ok(sel);
+    }
+    let (stats, _) = statistics(dev, k, v, None)?;
+    let x = quantize(dev, q, k, v, stats, (len, heads))?;
+    sel.lut = dev.read(OP, &select(dev, &x, keep)?, heads * qb * keep)?;
+    sel.qpool = dev.read(OP, &x.qpool, heads * qb * SAGE_HEAD_DIM)?;
+    sel.kpool = dev.read(OP, &x.kpool, heads * kb * SAGE_HEAD_DIM)?;
+    Ok(sel)
 }
 
 /// The `keep` best key blocks of every (head, query block), ascending: `[H, QB, keep]` i32.
