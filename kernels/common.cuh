@@ -73,6 +73,16 @@ __device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
   return r;
 }
 
+// Eight bf16 (16 bytes, the lower address in each word's low half) as floats.
+__device__ __forceinline__ void unpack_bf16x8(uint4 u, float* x) {
+  const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    x[2 * k] = __uint_as_float(w[k] << 16);
+    x[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+  }
+}
+
 __device__ __forceinline__ float load_elem(const void* p, int dt, u64 i) {
   return dt == DT_BF16 ? bf16_to_f32(((const bf16_t*)p)[i]) : ((const float*)p)[i];
 }

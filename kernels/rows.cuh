@@ -49,13 +49,7 @@ __device__ __forceinline__ bool has_chunk(const RowSlot& s, int u, unsigned cols
 // p[i .. i + 8) as f32; `i` is a multiple of 8, so the loads are aligned.
 __device__ __forceinline__ void load8(const void* p, int dt, u64 i, float v[8]) {
   if (dt == DT_BF16) {
-    const uint4 r = *reinterpret_cast<const uint4*>((const bf16_t*)p + i);
-    const unsigned w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      v[2 * k] = __uint_as_float(w[k] << 16);
-      v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
-    }
+    unpack_bf16x8(*reinterpret_cast<const uint4*>((const bf16_t*)p + i), v);
   } else {
     const float4 a = *reinterpret_cast<const float4*>((const float*)p + i);
     const float4 b = *reinterpret_cast<const float4*>((const float*)p + i + 4);

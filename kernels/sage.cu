@@ -160,16 +160,6 @@ __device__ __forceinline__ void phi_pair(float (&x)[2][16]) {
   }
 }
 
-// Eight bf16 (16 bytes) as floats.
-__device__ __forceinline__ void unpack8(uint4 u, float* x) {
-  const unsigned w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    x[2 * i] = __uint_as_float(w[i] << 16);
-    x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 // Chunks of SG_KV_CHUNK keys of one head, 256 threads a CTA working through items (chunk, head)
 // blockIdx.x, + gridDim.x, …: each chunk's statistics and, with KV, its φ(k)ᵀ v. Dense Sage needs
 // only Σ k and max |v| (sage_stats); SageSLA gets those, Σ φ(k) and φ(k)ᵀ v from one read of k
@@ -252,8 +242,8 @@ __device__ __forceinline__ void chunk_stats(const SageKvArgs& a) {
 #pragma unroll
         for (int t = 0; t < 2; ++t) {
           const int r = 8 * warp + 4 * t + m;
-          unpack8(*(const uint4*)(kt + fm_offset(r, lane & 7)), x[t]);
-          unpack8(*(const uint4*)(kt + fm_offset(r, (lane & 7) + 8)), x[t] + 8);
+          unpack_bf16x8(*(const uint4*)(kt + fm_offset(r, lane & 7)), x[t]);
+          unpack_bf16x8(*(const uint4*)(kt + fm_offset(r, (lane & 7) + 8)), x[t] + 8);
         }
         phi_pair(x);
 #pragma unroll

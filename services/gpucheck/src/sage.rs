@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use turbine_tensor::cuda::{Precision, SageSelection};
 use turbine_tensor::{
     Backend, CpuBackend, CudaBackend, DType, HostTensor, LinearWeight, LinearWeights, SlaParams,
-    compare,
+    compare, top_blocks,
 };
 
 use crate::{random, time_row};
@@ -53,13 +53,13 @@ pub(crate) fn proj_l(seed: u64, zero: bool) -> Result<LinearWeights> {
 }
 
 /// `t` on `b` as a bf16 tensor (uploads keep f32).
-fn upload_bf16(b: &CudaBackend, t: &HostTensor) -> Result<turbine_tensor::CudaTensor> {
+pub(crate) fn upload_bf16(b: &CudaBackend, t: &HostTensor) -> Result<turbine_tensor::CudaTensor> {
     Ok(b.to_dtype(&b.upload(t)?, DType::BF16)?)
 }
 
 /// The top-k `sage_select` should make from the pooled means it read: each score summed in
-/// channel order with fused multiply-adds (as the kernel does, so bit for bit), the `keep` best
-/// by the scores' total order, ties by lowest index, ascending.
+/// channel order with fused multiply-adds (as the kernel does, so bit for bit), ranked as the CPU
+/// backend ranks SLA's blocks (`top_blocks`: the `keep` best, ties by lowest index, ascending).
 fn host_selection(s: &SageSelection) -> Vec<i32> {
     const D: usize = 128;
     let mut lut = Vec::with_capacity(s.heads * s.qblocks * s.keep);
@@ -67,18 +67,10 @@ fn host_selection(s: &SageSelection) -> Vec<i32> {
         let kpool = &s.kpool[h * D * s.kblocks..(h + 1) * D * s.kblocks];
         for i in 0..s.qblocks {
             let q = &s.qpool[(h * s.qblocks + i) * D..][..D];
-            let mut keys: Vec<(u32, usize)> = (0..s.kblocks)
-                .map(|j| {
-                    let score =
-                        (0..D).fold(0.0f32, |acc, d| q[d].mul_add(kpool[d * s.kblocks + j], acc));
-                    let u = score.to_bits();
-                    (if u >> 31 == 1 { !u } else { u | 1 << 31 }, j)
-                })
+            let scores: Vec<f32> = (0..s.kblocks)
+                .map(|j| (0..D).fold(0.0f32, |acc, d| q[d].mul_add(kpool[d * s.kblocks + j], acc)))
                 .collect();
-            keys.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            let mut kept: Vec<i32> = keys[..s.keep].iter().map(|&(_, j)| j as i32).collect();
-            kept.sort_unstable();
-            lut.extend(kept);
+            lut.extend(top_blocks(&scores, s.keep).into_iter().map(|j| j as i32));
         }
     }
     lut

@@ -22,7 +22,7 @@ use turbine_tensor::{
 };
 
 use crate::random;
-use crate::sage::{proj_l, row};
+use crate::sage::{proj_l, row, upload_bf16};
 
 /// Self-attention layers compared on their own inputs: first, middle, last.
 const LAYERS: [usize; 3] = [0, 15, 29];
@@ -179,16 +179,14 @@ fn time_layer(
     seed: u64,
 ) -> Result<Value> {
     const CALLS: usize = 5;
-    let copy = |t: &CudaTensor| -> Result<CudaTensor> {
-        Ok(timed.to_dtype(&timed.upload(&src.download(t)?)?, DType::BF16)?)
-    };
+    let copy = |t: &CudaTensor| upload_bf16(timed, &src.download(t)?);
     let real = [copy(&qkv.q)?, copy(&qkv.k)?, copy(&qkv.v)?];
     let [len, heads, _] = qkv.q.shape() else {
         anyhow::bail!("expected q: [L, H, 128], got {:?}", qkv.q.shape());
     };
     let gaussian = crate::sage::qkv(*len, *heads, seed + 60)?
         .iter()
-        .map(|t| Ok(timed.to_dtype(&timed.upload(t)?, DType::BF16)?))
+        .map(|t| upload_bf16(timed, t))
         .collect::<Result<Vec<_>>>()?;
     let params = SlaParams::sage(0.1);
     let stages = |x: &[CudaTensor]| -> Result<Vec<(String, f64)>> {

@@ -21,7 +21,7 @@ pub mod seeded;
 mod shapes;
 
 pub use backend::{Backend, ConvInput, LinearWeight, LinearWeights, QUANT_BLOCK, SlaParams};
-pub use cpu::{CpuBackend, CpuTensor, sla_block_map};
+pub use cpu::{CpuBackend, CpuTensor, sla_block_map, top_blocks};
 pub use cuda::{CudaBackend, CudaLinear, CudaOptions, CudaTensor};
 pub use download::PendingDownload;
 pub use dtype::DType;

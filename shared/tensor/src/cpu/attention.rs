@@ -217,13 +217,19 @@ pub(super) fn select_blocks(
                 .iter()
                 .map(|pk| pq.iter().zip(pk).map(|(a, b)| a * b).sum())
                 .collect();
-            let mut order: Vec<usize> = (0..kb).collect();
-            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-            let mut chosen = order[..n].to_vec();
-            chosen.sort_unstable();
-            chosen
+            top_blocks(&scores, n)
         })
         .collect()
+}
+
+/// The `n` blocks of highest score (ties by lowest index), in ascending block order: SLA's
+/// top-k over one query block's scores.
+pub fn top_blocks(scores: &[f32], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut chosen = order[..n].to_vec();
+    chosen.sort_unstable();
+    chosen
 }
 
 /// The sparse branch: each query block attends, with softmax renormalized over the selection, to

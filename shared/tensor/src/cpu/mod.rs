@@ -11,6 +11,8 @@ mod matmul;
 mod norm;
 mod video;
 
+pub use attention::top_blocks;
+
 use std::sync::Arc;
 
 use half::{bf16, f16};

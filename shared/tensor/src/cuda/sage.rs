@@ -161,9 +161,10 @@ pub(super) fn sage_kernel(dev: &Device, portable: bool) -> Option<kernels::Kerne
     }
 }
 
-/// Checks that `params` use the kernels' block shape and returns the key blocks kept per query
-/// block.
-pub(super) fn sage_blocks(params: &SlaParams, key_blocks: usize) -> Result<usize> {
+/// Checks that `params` use the kernels' block shape and, where they keep fewer than all of the
+/// `key_blocks` of `q` (shape `shape`), that the select kernel takes that many; returns the key
+/// blocks kept per query block.
+pub(super) fn sage_blocks(params: &SlaParams, key_blocks: usize, shape: &[usize]) -> Result<usize> {
     params.validate()?;
     if (params.block_q, params.block_k) != (SAGE_BLOCK_Q, SAGE_BLOCK_K) {
         return Err(Error::invalid(
@@ -174,7 +175,18 @@ pub(super) fn sage_blocks(params: &SlaParams, key_blocks: usize) -> Result<usize
             ),
         ));
     }
-    Ok(params.blocks_kept(key_blocks))
+    let keep = params.blocks_kept(key_blocks);
+    if keep < key_blocks && key_blocks > SELECT_MAX_KEY_BLOCKS {
+        return Err(Error::shape(
+            "sage_attention",
+            format!(
+                "SageSLA block selection handles at most {} tokens",
+                SELECT_MAX_KEY_BLOCKS * SAGE_BLOCK_K
+            ),
+            shape,
+        ));
+    }
+    Ok(keep)
 }
 
 fn grid(x: usize, y: usize, threads: u32, smem: u32) -> LaunchConfig {
@@ -212,18 +224,7 @@ pub(super) fn check(
     let keep = match sla {
         Some((params, proj_l)) => {
             shapes::sla_projection(d, proj_l.in_features, proj_l.out_features)?;
-            let keep = sage_blocks(params, kb)?;
-            if keep < kb && kb > SELECT_MAX_KEY_BLOCKS {
-                return Err(Error::shape(
-                    OP,
-                    format!(
-                        "SageSLA block selection handles at most {} tokens",
-                        SELECT_MAX_KEY_BLOCKS * SAGE_BLOCK_K
-                    ),
-                    q.shape(),
-                ));
-            }
-            keep
+            sage_blocks(params, kb, q.shape())?
         }
         None => kb,
     };
@@ -478,7 +479,7 @@ pub(super) fn selection(
     const OP: &str = "sage_selection";
     let (len, heads, _) = check(q, k, v, None)?;
     let (qb, kb) = (len.div_ceil(SAGE_BLOCK_Q), len.div_ceil(SAGE_BLOCK_K));
-    let keep = sage_blocks(params, kb)?;
+    let keep = sage_blocks(params, kb, q.shape())?;
     let mut sel = SageSelection {
         heads,
         qblocks: qb,
@@ -499,15 +500,10 @@ pub(super) fn selection(
     Ok(sel)
 }
 
-/// The `keep` best key blocks of every (head, query block), ascending: `[H, QB, keep]` i32.
+/// The `keep` best key blocks of every (head, query block), ascending: `[H, QB, keep]` i32
+/// (`keep` from [`sage_blocks`], which bounds the key blocks the kernel takes).
 pub(super) fn select(dev: &Device, x: &Quantized, keep: usize) -> Result<DeviceBuffer> {
     let (qb, kb) = (x.qblocks(), x.kblocks());
-    if kb > SELECT_MAX_KEY_BLOCKS {
-        return Err(Error::invalid(
-            "sage_select",
-            format!("{kb} key blocks, the kernel selects among at most {SELECT_MAX_KEY_BLOCKS}"),
-        ));
-    }
     let lut = dev.pool.alloc(x.heads * qb * keep * 4)?;
     dev.launch(
         kernels::SAGE_SELECT,
