@@ -234,6 +234,11 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
 // 384) into bf16 rows `width` wide, width a multiple of 8: n lanes share a row, 24 channels each,
 // so a warp takes 32/n rows at a time with three 16-byte loads and stores a lane, where the
 // one-warp-per-row kernel moves 2 bytes a lane and instruction. Same arithmetic per element.
+//
+// Folded, warps take their rows frame-minor: consecutive warps the same 32/n positions of every
+// input frame, so the taps of an output row, which come from different input frames, are all
+// written while its cache lines are still in L2 (frame-major, they were written a frame's
+// 77 MB apart at 480×832 and left L2 partly written, up to three times).
 extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
   const unsigned lanes = a.channels / 24, lane = threadIdx.x & 31, sub = lane % lanes;
   const u64 rows_per_warp = 32 / lanes;
@@ -243,10 +248,18 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
   for (int i = 0; i < 24; ++i) g[i] = load_elem(a.gamma, a.gamma_dt, sub * 24 + i);
   const float root_c = sqrtf((float)a.channels);
   const unsigned zero_chunks = (a.width - a.channels) / 8;
-  for (u64 first = ((u64)blockIdx.x * blockDim.x + threadIdx.x) / 32 * rows_per_warp;
-       first < a.rows; first += warps * rows_per_warp) {
-    const u64 row = first + lane / lanes;
-    const bool live = row < a.rows;
+  // Work items of 32/n rows (fewer than 2^32: the host's tensors hold under 2^32 rows).
+  const bool folded = a.taps > 1;
+  const unsigned in_frames = folded ? (unsigned)(a.rows / a.frame_rows) : 1u;
+  const u64 span = folded ? a.frame_rows : a.rows;
+  const unsigned items = in_frames * (unsigned)((span + rows_per_warp - 1) / rows_per_warp);
+  for (unsigned item = (blockIdx.x * blockDim.x + threadIdx.x) / 32; item < items;
+       item += (unsigned)warps) {
+    // Position `p` of input frame `frame` (for taps == 1, one frame of all rows).
+    const unsigned frame = folded ? item % in_frames : 0u;
+    const u64 p = (u64)(folded ? item / in_frames : item) * rows_per_warp + lane / lanes;
+    const u64 row = frame * span + p;
+    const bool live = p < span;
     const uint4* src = (const uint4*)((const bf16_t*)a.x + row * a.channels + sub * 24);
     uint4 v[3];
 #pragma unroll
@@ -291,7 +304,6 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
       }
       continue;
     }
-    const u64 frame = row / a.frame_rows, p = row - frame * a.frame_rows;
     for (int dt = 0; dt < a.taps; ++dt) {
       const long long t = (long long)frame + a.shift - dt;
       if (t < 0 || t >= a.frames) continue;
