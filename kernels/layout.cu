@@ -12,6 +12,8 @@ __device__ __forceinline__ void copy_elem(void* dst, u64 di, const void* src, u6
 __device__ __forceinline__ void copy_elem(int esize, void* dst, u64 di, const void* src, u64 si) {
   if (esize == 2) {
     copy_elem<unsigned short>(dst, di, src, si);
+  } else if (esize == 16) {
+    copy_elem<uint4>(dst, di, src, si);
   } else {
     copy_elem<unsigned>(dst, di, src, si);
   }
@@ -40,7 +42,10 @@ extern "C" __global__ void copy2d(const Copy2dArgs a) {
 
 // out[i] = x[sum_d index_d(i) * src_strides[d]] with index_d the row-major digits of i over
 // out_shape: output dimension d is input dimension perm[d], whose stride the host put in
-// src_strides[d].
+// src_strides[d]. The host merges dimensions that walk the input as one and moves 16-byte units
+// where the innermost dimension is contiguous (cuda/layout.rs), so most permutes here are rank
+// 2-4; the digits are taken in 32 bits where the element count allows (a 64-bit division is
+// several times the instructions).
 struct PermuteArgs {
   void* out;
   const void* x;
@@ -51,14 +56,26 @@ struct PermuteArgs {
   int esize;
 };
 
+template <typename I>
+__device__ __forceinline__ u64 permute_source(const PermuteArgs& a, I i) {
+  I rest = i;
+  u64 src = 0;
+  for (int d = a.rank - 1; d > 0; --d) {
+    const I extent = (I)a.out_shape[d];
+    src += (u64)(rest % extent) * a.src_strides[d];
+    rest /= extent;
+  }
+  return src + (u64)rest * a.src_strides[0];
+}
+
 extern "C" __global__ void permute(const PermuteArgs a) {
-  GRID_STRIDE(i, a.n) {
-    u64 rest = i, src = 0;
-    for (int d = a.rank - 1; d >= 0; --d) {
-      src += (rest % a.out_shape[d]) * a.src_strides[d];
-      rest /= a.out_shape[d];
+  if (a.n <= 0x7fffffffull) {  // i + the grid stride stays below 2^32
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)a.n;
+         i += blockDim.x * gridDim.x) {
+      copy_elem(a.esize, a.out, i, a.x, permute_source<unsigned>(a, i));
     }
-    copy_elem(a.esize, a.out, i, a.x, src);
+  } else {
+    GRID_STRIDE(i, a.n) { copy_elem(a.esize, a.out, i, a.x, permute_source<u64>(a, i)); }
   }
 }
 

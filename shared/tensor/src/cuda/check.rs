@@ -306,6 +306,22 @@ impl Checker<'_> {
             vec![x4],
             |b, x| { b.permute(&x[0], &[3, 1, 0, 2]) }
         );
+        // The VAE's permutes: a time upsample's interleave (rows and columns merged, 16-byte
+        // units), channels-last frames to channel-first (frames, rows and columns merged).
+        for (shape, perm) in [
+            (vec![2, 3, 4, 2, 8], vec![0, 3, 1, 2, 4]),
+            (vec![4, 5, 6, 3], vec![3, 0, 1, 2]),
+            (vec![1, 5, 1, 7], vec![2, 1, 3, 0]),
+        ] {
+            check!(
+                self,
+                "permute",
+                format!("{shape:?} {perm:?}"),
+                EXACT,
+                vec![self.randn(&shape)],
+                |b, x| { b.permute(&x[0], &perm) }
+            );
+        }
         for dim in 0..3 {
             let mut shapes = [[5, 7, 9]; 3];
             shapes[1][dim] = 2;
@@ -1094,6 +1110,14 @@ impl Checker<'_> {
             vec![t.clone()],
             [true],
             |b, x| b.permute(&x[0], &[2, 0, 1])
+        );
+        check_bf16!(
+            self,
+            "bf16 permute",
+            "[2, 3, 4, 2, 16] [0, 3, 1, 2, 4]",
+            vec![self.randn(&[2, 3, 4, 2, 16])],
+            [true],
+            |b, x| b.permute(&x[0], &[0, 3, 1, 2, 4])
         );
         check_bf16!(
             self,

@@ -184,26 +184,85 @@ pub(super) fn permute(dev: &Device, t: &CudaTensor, perm: &[usize]) -> Result<Cu
             shape,
         ));
     }
-    let mut strides = vec![1usize; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
     let out = CudaTensor::alloc_as(dev, &out_shape, t.dtype())?;
+    let esize = t.dtype().size_in_bytes();
+    let walk = PermuteWalk::new(shape, perm).in_units(esize, [out.ptr(), t.ptr()]);
     let mut args = PermuteArgs {
         out: out.ptr(),
         x: t.ptr(),
-        n: t.numel() as u64,
+        n: (t.numel() / walk.per_unit) as u64,
         out_shape: [1; PERMUTE_MAX_RANK],
         src_strides: [0; PERMUTE_MAX_RANK],
-        rank: rank as i32,
-        esize: t.dtype().size_in_bytes() as i32,
+        rank: walk.dims.len() as i32,
+        esize: (esize * walk.per_unit) as i32,
     };
-    for (d, &p) in perm.iter().enumerate() {
-        args.out_shape[d] = shape[p] as u64;
-        args.src_strides[d] = strides[p] as u64;
+    for (d, &(extent, stride)) in walk.dims.iter().enumerate() {
+        args.out_shape[d] = extent as u64;
+        args.src_strides[d] = stride as u64;
     }
-    dev.launch_elements(kernels::PERMUTE, t.numel(), &args)?;
+    dev.launch_elements(kernels::PERMUTE, args.n as usize, &args)?;
     Ok(out)
+}
+
+/// How a permute's output, in order, walks its input: `(extent, input stride)` per output
+/// dimension, outermost first, in units of `per_unit` elements.
+#[derive(Debug, PartialEq)]
+struct PermuteWalk {
+    dims: Vec<(usize, usize)>,
+    per_unit: usize,
+}
+
+impl PermuteWalk {
+    /// The walk of `perm` over a row-major `shape`, with size-1 dimensions dropped and each
+    /// output dimension merged into the one before it where the two step through the input as
+    /// one (the outer's stride is the inner's extent times its stride): the permute's arithmetic
+    /// per element is then the fewest digits.
+    fn new(shape: &[usize], perm: &[usize]) -> Self {
+        let mut strides = vec![1usize; shape.len()];
+        for d in (0..shape.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * shape[d + 1];
+        }
+        let mut dims: Vec<(usize, usize)> = Vec::new();
+        for &p in perm.iter().filter(|&&p| shape[p] != 1) {
+            match dims.last_mut() {
+                Some((extent, stride)) if *stride == shape[p] * strides[p] => {
+                    *extent *= shape[p];
+                    *stride = strides[p];
+                }
+                _ => dims.push((shape[p], strides[p])),
+            }
+        }
+        if dims.is_empty() {
+            dims.push((1, 1));
+        }
+        Self { dims, per_unit: 1 }
+    }
+
+    /// The walk in 16-byte units where the innermost dimension is contiguous in the input and
+    /// every row it copies, and both tensors, start on 16 bytes (`esize`-byte elements at
+    /// `ptrs`): a thread then moves 16 bytes instead of 2 or 4. Otherwise unchanged.
+    fn in_units(mut self, esize: usize, ptrs: [u64; 2]) -> Self {
+        let k = 16 / esize.max(1);
+        let Some(&(inner, inner_stride)) = self.dims.last() else {
+            return self;
+        };
+        let aligned = 16 % esize == 0
+            && inner_stride == 1
+            && inner % k == 0
+            && self.dims.iter().all(|&(_, s)| s == 1 || s % k == 0)
+            && ptrs.iter().all(|p| p % 16 == 0);
+        if aligned && k > 1 {
+            for (extent, stride) in self.dims.iter_mut() {
+                if *stride == 1 {
+                    *extent /= k;
+                } else {
+                    *stride /= k;
+                }
+            }
+            self.per_unit = k;
+        }
+        self
+    }
 }
 
 fn u32s<const N: usize>(op: &'static str, values: [usize; N]) -> Result<[u32; N]> {
@@ -321,4 +380,55 @@ pub(super) fn pad_zero(dev: &Device, x: &CudaTensor, pad: [[usize; 2]; 3]) -> Re
     };
     dev.launch_elements(kernels::PAD_ZERO, n, &args)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PermuteWalk;
+
+    fn walk(dims: &[(usize, usize)], per_unit: usize) -> PermuteWalk {
+        PermuteWalk {
+            dims: dims.to_vec(),
+            per_unit,
+        }
+    }
+
+    #[test]
+    fn dimensions_that_step_through_the_input_as_one_merge() {
+        // The VAE's channels-last frames to channel-first: frames, rows, columns walk as one.
+        let w = PermuteWalk::new(&[4, 5, 6, 3], &[3, 0, 1, 2]);
+        assert_eq!(w, walk(&[(3, 1), (120, 3)], 1));
+        // Its time upsample's interleave [t, h, w, 2, c] -> [t, 2, h, w, c]: rows and columns merge.
+        let w = PermuteWalk::new(&[2, 3, 4, 2, 8], &[0, 3, 1, 2, 4]);
+        assert_eq!(w, walk(&[(2, 192), (2, 8), (12, 16), (8, 1)], 1));
+        // Size-1 dimensions drop out; the identity is one dimension.
+        let w = PermuteWalk::new(&[1, 5, 1, 7], &[2, 1, 3, 0]);
+        assert_eq!(w, walk(&[(35, 1)], 1));
+        assert_eq!(PermuteWalk::new(&[1, 1], &[1, 0]), walk(&[(1, 1)], 1));
+        assert_eq!(
+            PermuteWalk::new(&[3, 4, 5, 6], &[3, 1, 0, 2]),
+            walk(&[(6, 1), (4, 30), (3, 120), (5, 6)], 1)
+        );
+    }
+
+    #[test]
+    fn contiguous_aligned_rows_move_in_16_byte_units() {
+        let upsample = || PermuteWalk::new(&[2, 3, 4, 2, 8], &[0, 3, 1, 2, 4]);
+        // bf16: 8 elements a unit.
+        assert_eq!(
+            upsample().in_units(2, [0, 4096]),
+            walk(&[(2, 24), (2, 1), (12, 2), (1, 1)], 8)
+        );
+        // f32: 4 a unit.
+        assert_eq!(
+            upsample().in_units(4, [64, 128]),
+            walk(&[(2, 48), (2, 2), (12, 4), (2, 1)], 4)
+        );
+        // A pointer off 16 bytes, a strided innermost dimension, rows of a part of a unit: as is.
+        assert_eq!(upsample().in_units(2, [0, 8]), upsample());
+        let channel_first = || PermuteWalk::new(&[4, 5, 6, 3], &[3, 0, 1, 2]);
+        assert_eq!(channel_first().in_units(2, [0, 0]), channel_first());
+        let short_rows = || PermuteWalk::new(&[3, 4, 6], &[1, 0, 2]);
+        assert_eq!(short_rows().in_units(2, [0, 0]), short_rows());
+    }
 }
