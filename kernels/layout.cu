@@ -126,19 +126,34 @@ struct UpsampleArgs {
   int vec16;
 };
 
-extern "C" __global__ void upsample_nearest(const UpsampleArgs a) {
-  const u64 ho = (u64)a.h * a.sh, wo = (u64)a.w * a.sw;
+// The source unit of output unit `i` (index arithmetic in I: 32 bits where the output allows,
+// as in permute).
+template <typename I>
+__device__ __forceinline__ u64 upsample_source(const UpsampleArgs& a, I i) {
+  const I ho = (I)a.h * a.sh, wo = (I)a.w * a.sw;
   // Units (elements or vectors) per pixel.
-  const u64 run = a.vec16 ? (u64)a.c * a.esize / 16 : a.c;
-  GRID_STRIDE(i, a.n) {
-    const u64 k = i % run, p = i / run;
-    const u64 xo = p % wo, yo = (p / wo) % ho, to = p / (wo * ho);
-    const u64 src = (((to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw) * run + k;
-    if (a.vec16) {
-      ((uint4*)a.out)[i] = ((const uint4*)a.x)[src];
-    } else {
-      copy_elem(a.esize, a.out, i, a.x, src);
+  const I run = a.vec16 ? (I)a.c * a.esize / 16 : (I)a.c;
+  const I k = i % run, p = i / run;
+  const I xo = p % wo, q = p / wo, yo = q % ho, to = q / ho;
+  return ((u64)((to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw) * run + k;
+}
+
+__device__ __forceinline__ void upsample_copy(const UpsampleArgs& a, u64 i, u64 src) {
+  if (a.vec16) {
+    ((uint4*)a.out)[i] = ((const uint4*)a.x)[src];
+  } else {
+    copy_elem(a.esize, a.out, i, a.x, src);
+  }
+}
+
+extern "C" __global__ void upsample_nearest(const UpsampleArgs a) {
+  if (a.n <= 0x7fffffffull) {  // i + the grid stride stays below 2^32
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)a.n;
+         i += blockDim.x * gridDim.x) {
+      upsample_copy(a, i, upsample_source<unsigned>(a, i));
     }
+  } else {
+    GRID_STRIDE(i, a.n) { upsample_copy(a, i, upsample_source<u64>(a, i)); }
   }
 }
 
