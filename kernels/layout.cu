@@ -1,6 +1,6 @@
 // Data movement: strided 2-D copies (slice, concat), dimension permutes, the DiT's patch
 // layout, nearest-neighbour upsampling and zero padding. Pure copies: results are bit-exact. One
-// thread per output element, grid-stride.
+// thread per output element (or 16-byte unit), grid-stride.
 #include "common.cuh"
 
 // Pure copies move elements of `esize` bytes (4: f32, 2: bf16) without looking at them.
@@ -19,6 +19,19 @@ __device__ __forceinline__ void copy_elem(int esize, void* dst, u64 di, const vo
   }
 }
 
+// The statement after (i, n) for every i < n, grid-stride, with i an unsigned where n ≤ 2^31 − 1
+// (so i plus the grid's threads stays below 2^32) and a u64 otherwise: index arithmetic on 32-bit
+// digits takes several times fewer instructions than on 64-bit ones.
+#define GRID_STRIDE_NARROW(i, n, ...)                                                          \
+  if ((u64)(n) <= 0x7fffffffull) {                                                             \
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)(n);                \
+         i += blockDim.x * gridDim.x) {                                                        \
+      __VA_ARGS__;                                                                             \
+    }                                                                                          \
+  } else {                                                                                     \
+    GRID_STRIDE(i, n) { __VA_ARGS__; }                                                         \
+  }
+
 // dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < cols (elements; the
 // pointers already carry the start offsets).
 struct Copy2dArgs {
@@ -31,11 +44,14 @@ struct Copy2dArgs {
   int esize;
 };
 
+template <typename I>
+__device__ __forceinline__ void copy2d_at(const Copy2dArgs& a, I i) {
+  const I r = i / (I)a.cols, c = i % (I)a.cols;
+  copy_elem(a.esize, a.dst, (u64)r * a.dst_pitch + c, a.src, (u64)r * a.src_pitch + c);
+}
+
 extern "C" __global__ void copy2d(const Copy2dArgs a) {
-  GRID_STRIDE(i, a.rows * a.cols) {
-    const u64 r = i / a.cols, c = i % a.cols;
-    copy_elem(a.esize, a.dst, r * a.dst_pitch + c, a.src, r * a.src_pitch + c);
-  }
+  GRID_STRIDE_NARROW(i, a.rows * a.cols, copy2d_at(a, i))
 }
 
 #define PERMUTE_MAX_RANK 8
@@ -44,8 +60,7 @@ extern "C" __global__ void copy2d(const Copy2dArgs a) {
 // out_shape: output dimension d is input dimension perm[d], whose stride the host put in
 // src_strides[d]. The host merges dimensions that walk the input as one and moves 16-byte units
 // where the innermost dimension is contiguous (cuda/layout.rs), so most permutes here are rank
-// 2-4; the digits are taken in 32 bits where the element count allows (a 64-bit division is
-// several times the instructions).
+// 2-4, with their digits in 32 bits where the element count allows.
 struct PermuteArgs {
   void* out;
   const void* x;
@@ -69,14 +84,7 @@ __device__ __forceinline__ u64 permute_source(const PermuteArgs& a, I i) {
 }
 
 extern "C" __global__ void permute(const PermuteArgs a) {
-  if (a.n <= 0x7fffffffull) {  // i + the grid stride stays below 2^32
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)a.n;
-         i += blockDim.x * gridDim.x) {
-      copy_elem(a.esize, a.out, i, a.x, permute_source<unsigned>(a, i));
-    }
-  } else {
-    GRID_STRIDE(i, a.n) { copy_elem(a.esize, a.out, i, a.x, permute_source<u64>(a, i)); }
-  }
+  GRID_STRIDE_NARROW(i, a.n, copy_elem(a.esize, a.out, i, a.x, permute_source(a, i)))
 }
 
 // The token grid and patch of patchify / unpatchify: a [C, F, H, W] video of gf x gh x gw
@@ -126,8 +134,7 @@ struct UpsampleArgs {
   int vec16;
 };
 
-// The source unit of output unit `i` (index arithmetic in I: 32 bits where the output allows,
-// as in permute).
+// The source unit of output unit `i`, in I's arithmetic.
 template <typename I>
 __device__ __forceinline__ u64 upsample_source(const UpsampleArgs& a, I i) {
   const I ho = (I)a.h * a.sh, wo = (I)a.w * a.sw;
@@ -147,14 +154,7 @@ __device__ __forceinline__ void upsample_copy(const UpsampleArgs& a, u64 i, u64 
 }
 
 extern "C" __global__ void upsample_nearest(const UpsampleArgs a) {
-  if (a.n <= 0x7fffffffull) {  // i + the grid stride stays below 2^32
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)a.n;
-         i += blockDim.x * gridDim.x) {
-      upsample_copy(a, i, upsample_source<unsigned>(a, i));
-    }
-  } else {
-    GRID_STRIDE(i, a.n) { upsample_copy(a, i, upsample_source<u64>(a, i)); }
-  }
+  GRID_STRIDE_NARROW(i, a.n, upsample_copy(a, i, upsample_source(a, i)))
 }
 
 // [F, H, W, C] -> [F + pf, H + ph, W + pw, C] with x placed at (f0, h0, w0) and zeros around:
@@ -170,21 +170,22 @@ struct PadArgs {
   int esize;
 };
 
-extern "C" __global__ void pad_zero(const PadArgs a) {
-  GRID_STRIDE(i, a.n) {
-    const u64 ci = i % a.c, p = i / a.c;
-    const long long xo = (long long)(p % a.wo) - a.w0;
-    const long long yo = (long long)((p / a.wo) % a.ho) - a.h0;
-    const long long to = (long long)(p / ((u64)a.wo * a.ho)) - a.f0;
-    if (xo < 0 || xo >= a.w || yo < 0 || yo >= a.h || to < 0 || to >= a.f) {
-      if (a.esize == 2) {
-        ((unsigned short*)a.out)[i] = 0;
-      } else {
-        ((unsigned*)a.out)[i] = 0;
-      }
+template <typename I>
+__device__ __forceinline__ void pad_at(const PadArgs& a, I i) {
+  const I ci = i % (I)a.c, p = i / (I)a.c, q = p / (I)a.wo;
+  const long long xo = (long long)(p % (I)a.wo) - a.w0;
+  const long long yo = (long long)(q % (I)a.ho) - a.h0;
+  const long long to = (long long)(q / (I)a.ho) - a.f0;
+  if (xo < 0 || xo >= a.w || yo < 0 || yo >= a.h || to < 0 || to >= a.f) {
+    if (a.esize == 2) {
+      ((unsigned short*)a.out)[i] = 0;
     } else {
-      copy_elem(a.esize, a.out, i, a.x, ((to * a.h + yo) * a.w + xo) * a.c + ci);
+      ((unsigned*)a.out)[i] = 0;
     }
+  } else {
+    copy_elem(a.esize, a.out, i, a.x, (((u64)to * a.h + yo) * a.w + xo) * a.c + ci);
   }
 }
+
+extern "C" __global__ void pad_zero(const PadArgs a) { GRID_STRIDE_NARROW(i, a.n, pad_at(a, i)) }
 

@@ -248,7 +248,8 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
   for (int i = 0; i < 24; ++i) g[i] = load_elem(a.gamma, a.gamma_dt, sub * 24 + i);
   const float root_c = sqrtf((float)a.channels);
   const unsigned zero_chunks = (a.width - a.channels) / 8;
-  // Work items of 32/n rows (fewer than 2^32: the host's tensors hold under 2^32 rows).
+  // Work items of 32/n rows, counted in 32 bits: the host launches under 2^31 rows, so the item
+  // plus the grid's warps stays below 2^32.
   const bool folded = a.taps > 1;
   const unsigned in_frames = folded ? (unsigned)(a.rows / a.frame_rows) : 1u;
   const u64 span = folded ? a.frame_rows : a.rows;

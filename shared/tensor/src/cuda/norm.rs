@@ -573,10 +573,10 @@ pub(super) fn channel_rms_norm_into(
         u32::try_from(c).map_err(too_wide)?,
         u32::try_from(width).map_err(too_wide)?,
     );
-    // bf16 rows of 24·n channels (n | 32), fewer than 2^32 of them: n lanes a row; otherwise one
-    // warp per row.
+    // bf16 rows of 24·n channels (n | 32), fewer than 2^31 of them (the kernel counts in 32
+    // bits): n lanes a row; otherwise one warp per row.
     let bf16 =
-        x.dtype() == DType::BF16 && out.dtype() == DType::BF16 && u32::try_from(rows).is_ok();
+        x.dtype() == DType::BF16 && out.dtype() == DType::BF16 && i32::try_from(rows).is_ok();
     let out_ptr = out.ptr() + (offset * out.dtype().size_in_bytes()) as u64;
     let aligned = x.ptr().is_multiple_of(16) && out_ptr.is_multiple_of(16) && width % 8 == 0;
     let (kernel, threads) = match bf16_lanes(c) {
