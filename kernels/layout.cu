@@ -3,7 +3,8 @@
 // thread per output element (or 16-byte unit), grid-stride.
 #include "common.cuh"
 
-// Pure copies move elements of `esize` bytes (4: f32, 2: bf16) without looking at them.
+// Pure copies move elements of `esize` bytes (4: f32, 2: bf16; 16: the 16-byte units the host
+// gives permute where rows allow) without looking at them.
 template <typename T>
 __device__ __forceinline__ void copy_elem(void* dst, u64 di, const void* src, u64 si) {
   ((T*)dst)[di] = ((const T*)src)[si];
