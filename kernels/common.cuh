@@ -15,6 +15,19 @@ typedef unsigned char u8;
   for (u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x; i < (u64)(n);                  \
        i += (u64)blockDim.x * gridDim.x)
 
+// The statement after (i, n) for every i < n, grid-stride, with i an unsigned where n ≤ 2^31 − 1
+// (so i plus the grid's threads stays below 2^32) and a u64 otherwise: index arithmetic on 32-bit
+// digits takes several times fewer instructions than on 64-bit ones.
+#define GRID_STRIDE_NARROW(i, n, ...)                                                          \
+  if ((u64)(n) <= 0x7fffffffull) {                                                             \
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)(n);                \
+         i += blockDim.x * gridDim.x) {                                                        \
+      __VA_ARGS__;                                                                             \
+    }                                                                                          \
+  } else {                                                                                     \
+    GRID_STRIDE(i, n) { __VA_ARGS__; }                                                         \
+  }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

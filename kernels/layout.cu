@@ -20,19 +20,6 @@ __device__ __forceinline__ void copy_elem(int esize, void* dst, u64 di, const vo
   }
 }
 
-// The statement after (i, n) for every i < n, grid-stride, with i an unsigned where n ≤ 2^31 − 1
-// (so i plus the grid's threads stays below 2^32) and a u64 otherwise: index arithmetic on 32-bit
-// digits takes several times fewer instructions than on 64-bit ones.
-#define GRID_STRIDE_NARROW(i, n, ...)                                                          \
-  if ((u64)(n) <= 0x7fffffffull) {                                                             \
-    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)(n);                \
-         i += blockDim.x * gridDim.x) {                                                        \
-      __VA_ARGS__;                                                                             \
-    }                                                                                          \
-  } else {                                                                                     \
-    GRID_STRIDE(i, n) { __VA_ARGS__; }                                                         \
-  }
-
 // dst[r * dst_pitch + c] = src[r * src_pitch + c] for r < rows, c < cols (elements; the
 // pointers already carry the start offsets).
 struct Copy2dArgs {

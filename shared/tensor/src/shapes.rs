@@ -108,6 +108,15 @@ pub(crate) fn concat(parts: &[&[usize]], dim: usize) -> Result<Vec<usize>> {
     Ok(out)
 }
 
+/// The element strides of a row-major tensor of `shape`.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
+}
+
 /// The shape of `shape` with its dims reordered by `perm`.
 pub(crate) fn permute(shape: &[usize], perm: &[usize]) -> Result<Vec<usize>> {
     let rank = shape.len();

@@ -20,10 +20,7 @@ pub(super) fn permute(t: &CpuTensor, perm: &[usize]) -> Result<CpuTensor> {
     let out_shape = shapes::permute(t.shape(), perm)?;
     let shape = t.shape();
     let rank = shape.len();
-    let mut strides = vec![1usize; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1];
-    }
+    let strides = shapes::strides(shape);
     let src_strides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
     let n = t.data().len();
     let mut out = Vec::with_capacity(n);

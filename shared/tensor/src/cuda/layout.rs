@@ -218,10 +218,7 @@ impl PermuteWalk {
     /// one (the outer's stride is the inner's extent times its stride): the permute's arithmetic
     /// per element is then the fewest digits.
     fn new(shape: &[usize], perm: &[usize]) -> Self {
-        let mut strides = vec![1usize; shape.len()];
-        for d in (0..shape.len().saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * shape[d + 1];
-        }
+        let strides = shapes::strides(shape);
         let mut dims: Vec<(usize, usize)> = Vec::new();
         for &p in perm.iter().filter(|&&p| shape[p] != 1) {
             match dims.last_mut() {
