@@ -14,7 +14,11 @@
 // attention uses log2(448) to fill FP8 e4m3's range. The scores may arrive offset by `seed` (the
 // 8-bit kernels' seeded integer accumulators read as floats): the offset folds into the maxima's
 // and the exponents' FMAs, so removing it costs no instruction of its own.
-template <int G, bool SUMS = true>
+// With SLACK > 0 a row's running max moves only when the tile's exceeds it by more than SLACK
+// (exp2 domain; FlashAttention-4's lazy rescaling): the probabilities may then reach
+// 2^(SLACK + shift), and the factors stay exactly 1 on all but a row's first tiles, so the
+// caller's rescale is skipped.
+template <int G, bool SUMS = true, int SLACK = 0>
 __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float scale_log2,
                                                float shift, float& m0, float& m1, float& l0,
                                                float& l1, float& c0, float& c1,
@@ -43,7 +47,11 @@ __device__ __forceinline__ void online_softmax(float* s, int key0, int lk, float
   r1 = fmaxf(r1, __shfl_xor_sync(0xffffffffu, r1, 1));
   r1 = fmaxf(r1, __shfl_xor_sync(0xffffffffu, r1, 2));
   const float off = seed * scale_log2;
-  const float n0 = fmaxf(m0, r0 * scale_log2 - off), n1 = fmaxf(m1, r1 * scale_log2 - off);
+  float n0 = fmaxf(m0, r0 * scale_log2 - off), n1 = fmaxf(m1, r1 * scale_log2 - off);
+  if (SLACK > 0) {
+    n0 = n0 > m0 + SLACK ? n0 : m0;
+    n1 = n1 > m1 + SLACK ? n1 : m1;
+  }
   c0 = ex2(m0 - n0);
   c1 = ex2(m1 - n1);
   m0 = n0;
