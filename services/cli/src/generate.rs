@@ -391,22 +391,23 @@ struct Job<'a> {
 fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> anyhow::Result<()> {
     let denoise = DenoiseStage::load(backend.clone(), job.source).context("loading the DiT")?;
     let decode = DecodeStage::load(backend, job.source).context("loading the VAE")?;
-    let warm_vae = matches!(dit, Chosen::Cuda(_));
+    let warm_gpu = matches!(dit, Chosen::Cuda(_));
     match job.args.text.place(dit, job.source)? {
-        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, warm_vae, job),
-        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, warm_vae, job),
+        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, warm_gpu, job),
+        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, warm_gpu, job),
     }
 }
 
 /// Loads umT5 onto `text_backend` next to the loaded DiT and VAE, generates, and writes the
-/// outputs and the report. With `warm_vae` (a GPU VAE), the VAE's decode warms up at the request's
-/// size while umT5 loads: its one-time costs on the GPU (cuDNN's kernels and plans, the memory
-/// pool's blocks) are then paid during a load that waits on host memory copies, not after it.
+/// outputs and the report. With `warm_gpu` (the DiT and VAE on a GPU), the VAE's decode and a DiT
+/// forward in the request's attention mode warm up at its size while umT5 loads: their one-time
+/// costs on the GPU (kernel modules, cuDNN's and cuBLASLt's plans, the memory pool's blocks) are
+/// then paid during a load that waits on host memory copies, not in the request's first step.
 fn run_pipeline<B: Backend + Clone, T: Backend>(
     text_backend: T,
-    denoise: DenoiseStage<B>,
+    mut denoise: DenoiseStage<B>,
     decode: DecodeStage<B>,
-    warm_vae: bool,
+    warm_gpu: bool,
     job: &Job<'_>,
 ) -> anyhow::Result<()> {
     let Job {
@@ -416,12 +417,18 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
         ..
     } = *job;
     let text = std::thread::scope(|scope| {
-        let warm = warm_vae.then(|| scope.spawn(|| decode.warm_up_decode(Some(&request.shape))));
+        let warm = warm_gpu.then(|| {
+            scope.spawn(|| -> anyhow::Result<()> {
+                decode
+                    .warm_up_decode(Some(&request.shape))
+                    .context("warming up the VAE")?;
+                denoise.warm_up_for(request).context("warming up the DiT")
+            })
+        });
         let text = TextStage::load(text_backend, job.source).context("loading the text encoder");
         if let Some(warm) = warm {
             warm.join()
-                .map_err(|_| anyhow::anyhow!("the VAE warm-up panicked"))?
-                .context("warming up the VAE")?;
+                .map_err(|_| anyhow::anyhow!("the GPU warm-up panicked"))??;
         }
         text
     })?;

@@ -199,4 +199,11 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         b.synchronize()?;
         Ok(())
     }
+
+    /// [`Self::warm_up`] at `request`'s size in its attention mode, which the 8-bit modes' kernels
+    /// and buffers need as much as the dense one's.
+    pub fn warm_up_for(&mut self, request: &GenerateRequest) -> Result<()> {
+        self.dit.set_attention(request.attention)?;
+        self.warm_up(Some(&request.shape))
+    }
 }
