@@ -912,7 +912,8 @@ __device__ __forceinline__ void take_scores(float* s, int* acc) {
 
 // The tiles of P̃V products gathered in T before they join the f32 sum: 16 FADDs a tile and
 // thread instead of 64, dense Sage 2.6 % faster at 14B than one tile at a time, and a forward's
-// accuracy unchanged to 4 digits (bench/results/2026-11-28-lazy-rescale.md). A power of two.
+// accuracy unchanged to 4 digits (bench/results/2026-11-28-lazy-rescale.md). A power of two,
+// so the tile counts' modulo is a mask.
 #define SG_FOLD 4
 // o = (o + t) · c per row: the FP8 products of the last tiles, accumulated on their own (Hopper's
 // FP8 MMA keeps about 22 bits of its f32 accumulator), join the f32 sum rescaled to the new

@@ -219,9 +219,20 @@ fn empty_prompt_is_an_invalid_request() {
 #[test]
 fn stages_warm_up_on_a_request_size() {
     let shape = VideoShape::new(64, 48, 9).unwrap();
-    let denoise = DenoiseStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let mut denoise = DenoiseStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
     denoise.warm_up(Some(&shape)).unwrap();
     denoise.warm_up(None).unwrap();
+    // In a request's own attention mode; one the model cannot run fails as the request would.
+    let mut req = request(rcm(), 1);
+    req.attention = AttentionMode::Sage;
+    denoise.warm_up_for(&req).unwrap();
+    req.attention = AttentionMode::Sla(SlaParams {
+        topk: 0.1,
+        block_q: 64,
+        block_k: 128,
+    });
+    let err = denoise.warm_up_for(&req).unwrap_err().to_string();
+    assert!(err.contains("proj_l"), "{err}");
     let decode = DecodeStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
     decode.warm_up(Some(&shape)).unwrap();
     decode
