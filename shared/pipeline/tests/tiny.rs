@@ -40,6 +40,15 @@ fn request(sampler: SamplerConfig, seed: u64) -> GenerateRequest {
     }
 }
 
+/// SLA attention, which the tiny preset cannot run (it has no SLA-tuned proj_l).
+fn sla() -> AttentionMode {
+    AttentionMode::Sla(SlaParams {
+        topk: 0.1,
+        block_q: 64,
+        block_k: 128,
+    })
+}
+
 fn rcm() -> SamplerConfig {
     RcmConfig::new(4, 80.0, RcmMode::Sde).unwrap().into()
 }
@@ -184,11 +193,7 @@ fn every_sampler_and_attention_mode_runs() {
     }
     // The tiny preset has no SLA-tuned proj_l, so SLA is refused with the key named.
     let mut req = request(rcm(), 1);
-    req.attention = AttentionMode::Sla(SlaParams {
-        topk: 0.1,
-        block_q: 64,
-        block_k: 128,
-    });
+    req.attention = sla();
     let err = pipeline
         .generate(&req, &mut |_| {}, &mut Collect::default())
         .unwrap_err()
@@ -226,11 +231,7 @@ fn stages_warm_up_on_a_request_size() {
     let mut req = request(rcm(), 1);
     req.attention = AttentionMode::Sage;
     denoise.warm_up_for(&req).unwrap();
-    req.attention = AttentionMode::Sla(SlaParams {
-        topk: 0.1,
-        block_q: 64,
-        block_k: 128,
-    });
+    req.attention = sla();
     let err = denoise.warm_up_for(&req).unwrap_err().to_string();
     assert!(err.contains("proj_l"), "{err}");
     let decode = DecodeStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
