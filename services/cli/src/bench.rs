@@ -80,7 +80,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = AttentionArg::Dense)]
     attention: AttentionArg,
     /// Fraction of key blocks the sparse modes keep.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = SlaParams::DEFAULT_TOPK)]
     topk: f64,
 }
 
@@ -97,11 +97,7 @@ impl Args {
         match self.attention {
             AttentionArg::Dense => AttentionMode::Dense,
             AttentionArg::Sage => AttentionMode::Sage,
-            AttentionArg::Sla => AttentionMode::Sla(SlaParams {
-                topk: self.topk,
-                block_q: 128,
-                block_k: 64,
-            }),
+            AttentionArg::Sla => AttentionMode::Sla(SlaParams::sla(self.topk)),
             AttentionArg::Sagesla => AttentionMode::SageSla(SlaParams::sage(self.topk)),
         }
     }

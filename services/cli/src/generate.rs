@@ -85,7 +85,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = AttentionArg::Dense)]
     attention: AttentionArg,
     /// SLA: fraction of key blocks each query block attends to (upstream 0.1; 0.15 for quality).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = SlaParams::DEFAULT_TOPK)]
     sla_topk: f64,
     /// SLA query block size in tokens [default: 128; sagesla: 64, the only size it takes].
     #[arg(long)]
@@ -197,10 +197,11 @@ impl Args {
         let attention = match self.attention {
             AttentionArg::Dense => AttentionMode::Dense,
             AttentionArg::Sla => {
+                let defaults = SlaParams::sla(self.sla_topk);
                 let params = SlaParams {
-                    topk: self.sla_topk,
-                    block_q: self.sla_block_q.unwrap_or(128),
-                    block_k: self.sla_block_k.unwrap_or(64),
+                    block_q: self.sla_block_q.unwrap_or(defaults.block_q),
+                    block_k: self.sla_block_k.unwrap_or(defaults.block_k),
+                    ..defaults
                 };
                 params.validate()?;
                 AttentionMode::Sla(params)

@@ -12,7 +12,9 @@ use turbine_orchestrator::Config;
 use turbine_orchestrator::config::{ArtifactConfig, JobConfig, ModelConfig, StageConfig};
 use turbine_pipeline::ModelSource;
 use turbine_rpc::device::{Chosen, DeviceArg, DeviceArgs, QuantArgs, TextPlacementArgs};
-use turbine_rpc::server::{ModelArgs, ServeArgs, Service, serve, shutdown_signal};
+use turbine_rpc::server::{
+    AttentionWarmUpArgs, ModelArgs, ServeArgs, Service, serve, shutdown_signal,
+};
 use turbine_rpc::worker::Worker;
 use turbine_telemetry::Metrics;
 use turbine_tensor::{Backend, CpuBackend};
@@ -32,6 +34,8 @@ pub struct Args {
     text: TextPlacementArgs,
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    warm_up: AttentionWarmUpArgs,
     #[command(flatten)]
     jobs: JobConfig,
     #[command(flatten)]
@@ -69,7 +73,8 @@ async fn stage_services<B: Backend + Clone>(
     let (max_waiting, warm_up) = (args.serve.max_waiting, args.serve.warm_up_shape);
     let denoise = Worker::spawn("denoiser", max_waiting, {
         let (backend, source) = (backend.clone(), source.clone());
-        move || turbine_denoiser::load(backend, &source, warm_up.as_ref())
+        let modes = args.warm_up.modes.clone();
+        move || turbine_denoiser::load(backend, &source, warm_up.as_ref(), &modes)
     });
     let decode = Worker::spawn("vae", max_waiting, {
         let source = source.clone();

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
+use turbine_models::wan::AttentionMode;
 use turbine_pipeline::{DenoiseStage, DenoiseStep, ModelSource, VideoShape, latent_frames};
 use turbine_proto::v1::denoiser_server::{Denoiser, DenoiserServer};
 use turbine_proto::v1::{DenoiseEvent, DenoiseInput, Preview, StepProgress, denoise_event};
@@ -41,15 +42,31 @@ const BUFFER: usize = 4;
 
 pub type Model<B> = DenoiseStage<B>;
 
-/// Loads the DiT onto `backend` and warms it up, on requests of `warm_up` size if given (the
-/// worker's load step).
+/// Loads the DiT onto `backend` and warms it up (the worker's load step): on requests of `shape`
+/// if given, in each of `attention`'s modes, or [`DenoiseStage::default_warm_up_modes`] when it
+/// is empty. A mode the checkpoint cannot run fails the load, naming what is missing.
 pub fn load<B: Backend + Clone>(
     backend: B,
     source: &ModelSource,
-    warm_up: Option<&VideoShape>,
+    shape: Option<&VideoShape>,
+    attention: &[AttentionMode],
 ) -> Result<Model<B>> {
-    let stage = DenoiseStage::load(backend, source)?;
-    stage.warm_up(warm_up)?;
+    let mut stage = DenoiseStage::load(backend, source)?;
+    let modes = match attention {
+        [] => stage.default_warm_up_modes(),
+        modes => modes.to_vec(),
+    };
+    for mode in modes {
+        let start = Instant::now();
+        stage
+            .warm_up_in(mode, shape)
+            .map_err(|e| Error::invalid("--warm-up-attention", format!("{mode}: {e}")))?;
+        tracing::info!(
+            attention = %mode,
+            seconds = start.elapsed().as_secs_f64(),
+            "warmed up"
+        );
+    }
     Ok(stage)
 }
 

@@ -8,7 +8,7 @@ use clap::Parser;
 use turbine_denoiser::{DenoiserService, load};
 use turbine_pipeline::ModelSource;
 use turbine_rpc::device::{DeviceArgs, OnBackend, QuantArgs, serve_on};
-use turbine_rpc::server::{ModelArgs, ServeArgs, run_stage};
+use turbine_rpc::server::{AttentionWarmUpArgs, ModelArgs, ServeArgs, run_stage};
 use turbine_tensor::Backend;
 
 /// Serves turbine.v1.Denoiser: text contexts + seed -> latents, with step progress and previews.
@@ -33,6 +33,8 @@ struct Args {
     quant: QuantArgs,
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    warm_up: AttentionWarmUpArgs,
 }
 
 impl Args {
@@ -62,12 +64,12 @@ fn main() -> ExitCode {
 impl OnBackend for Args {
     fn on<B: Backend + Clone>(self, backend: B) -> ExitCode {
         let source = self.source();
-        let warm_up = self.serve.warm_up_shape;
+        let (shape, modes) = (self.serve.warm_up_shape, self.warm_up.modes);
         run_stage(
             self.listen,
             &self.serve,
             "denoiser",
-            move || load(backend, &source, warm_up.as_ref()),
+            move || load(backend, &source, shape.as_ref(), &modes),
             |worker, metrics| DenoiserService::new(worker, metrics).into_service(),
         )
     }

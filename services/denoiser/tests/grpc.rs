@@ -1,6 +1,7 @@
 //! The denoiser over real gRPC on loopback: readiness, reflection, parity with the in-process
-//! denoise stage, previews, cancellation within one step, malformed input streams, and the
-//! binary's SIGTERM drain (complete, and cut short by the drain timeout).
+//! denoise stage, previews, cancellation within one step, malformed input streams, the binary's
+//! SIGTERM drain (complete, and cut short by the drain timeout), and its warm-up attention modes
+//! on an SLA-tuned checkpoint folder.
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
@@ -10,19 +11,21 @@ use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use tonic_health::ServingStatus;
 use turbine_denoiser::{DenoiserService, SERVICE_NAME, load};
+use turbine_models::seeded::seeded_safetensors;
+use turbine_models::wan::{AttentionMode, WanConfig};
 use turbine_pipeline::{DenoiseStage, ModelSource, TextStage, latent_frames};
 use turbine_proto::v1::denoiser_client::DenoiserClient;
 use turbine_proto::v1::{
-    DenoiseEvent, DenoiseInput, DenoiseSetup, FlowSampler, FlowSolver, GenerationParams, Preview,
-    RcmSampler, StepProgress, TensorChunk, denoise_event, denoise_input,
-    generation_params::Sampler,
+    Attention, AttentionMode as WireAttention, DenoiseEvent, DenoiseInput, DenoiseSetup,
+    FlowSampler, FlowSolver, GenerationParams, Preview, RcmSampler, StepProgress, TensorChunk,
+    denoise_event, denoise_input, generation_params::Sampler,
 };
 use turbine_rpc::params::validate;
 use turbine_rpc::tensor::{TensorAssembler, WireTensor};
 use turbine_rpc::testing::{self, Binary, health, reflected_services, wait_serving};
 use turbine_rpc::worker::Worker;
 use turbine_telemetry::Metrics;
-use turbine_tensor::{Backend, CpuBackend, HostTensor};
+use turbine_tensor::{Backend, CpuBackend, HostTensor, SlaParams};
 
 const READY: Duration = Duration::from_secs(60);
 
@@ -140,9 +143,18 @@ async fn denoise(channel: &Channel, inputs: Vec<DenoiseInput>) -> Result<Outcome
     Ok(out)
 }
 
-/// The same generation in process.
+/// The same generation in process, on the tiny preset.
 fn local_latent_frames(params: &GenerationParams, seed: u64) -> Vec<HostTensor> {
-    let mut stage = DenoiseStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    local_latent_frames_of(&ModelSource::Tiny, params, seed)
+}
+
+/// The same generation in process, on the DiT of `source`.
+fn local_latent_frames_of(
+    source: &ModelSource,
+    params: &GenerationParams,
+    seed: u64,
+) -> Vec<HostTensor> {
+    let mut stage = DenoiseStage::load(CpuBackend, source).unwrap();
     let request = validate(params, seed).unwrap().request;
     let (context, negative) = contexts(params);
     let b = *stage.backend();
@@ -168,7 +180,9 @@ fn local_latent_frames(params: &GenerationParams, seed: u64) -> Vec<HostTensor> 
 
 async fn serving() -> (testing::Running, Channel, DenoiserService<CpuBackend>) {
     let service = DenoiserService::new(
-        Worker::spawn("denoiser", 0, || load(CpuBackend, &ModelSource::Tiny, None)),
+        Worker::spawn("denoiser", 0, || {
+            load(CpuBackend, &ModelSource::Tiny, None, &[])
+        }),
         Metrics::new(),
     );
     let server = testing::start(service.clone().into_service()).await;
@@ -182,7 +196,7 @@ async fn health_turns_serving_after_warm_up_and_reflection_lists_the_service() {
     let (release, gate) = std::sync::mpsc::channel::<()>();
     let worker = Worker::spawn("denoiser", 0, move || {
         gate.recv().expect("released");
-        load(CpuBackend, &ModelSource::Tiny, None)
+        load(CpuBackend, &ModelSource::Tiny, None, &[])
     });
     let server = testing::start(DenoiserService::new(worker, Metrics::new()).into_service()).await;
     let channel = server.channel().await;
@@ -436,4 +450,81 @@ async fn the_drain_timeout_bounds_shutdown() {
     // The abandoned call ends with an error, not a truncated success.
     let rest: Vec<_> = events.collect().await;
     assert!(rest.iter().any(Result::is_err), "the stream ended cleanly");
+}
+
+/// A model folder holding the tiny DiT as a TurboWan checkpoint: `config.json` and seeded
+/// weights with every block's SLA `proj_l`.
+fn sla_tuned_tiny_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WanConfig::tiny();
+    let mut tensors = config.tensor_shapes();
+    tensors.extend(config.proj_l_shapes());
+    std::fs::write(
+        dir.path().join("diffusion_pytorch_model.safetensors"),
+        seeded_safetensors(&tensors, 31).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sla_tuned_checkpoint_warms_up_in_sagesla_too_and_serves_it() {
+    let dir = sla_tuned_tiny_folder();
+    let folder = dir.path().to_str().unwrap();
+    let source = ModelSource::Files(turbine_pipeline::ModelFiles::in_dir(dir.path()));
+    let sagesla = AttentionMode::SageSla(SlaParams::sage(SlaParams::DEFAULT_TOPK));
+    for (source, modes) in [
+        (&ModelSource::Tiny, vec![AttentionMode::Dense]),
+        (&source, vec![AttentionMode::Dense, sagesla]),
+    ] {
+        let stage = DenoiseStage::load(CpuBackend, source).unwrap();
+        assert_eq!(stage.default_warm_up_modes(), modes, "{source:?}");
+    }
+
+    let binary = Binary::start(
+        env!("CARGO_BIN_EXE_turbine-denoiser"),
+        &["--model-dir", folder, "--warm-up-shape", "48x32x9"],
+    );
+    let channel = testing::connect(binary.addr).await;
+    wait_serving(&channel, SERVICE_NAME, READY).await;
+    let log = binary.log();
+    for mode in [
+        "attention=dense",
+        "attention=sagesla topk 0.1 blocks 64x128",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("warmed up") && l.contains(mode)),
+            "no {mode} warm-up:\n{log}"
+        );
+    }
+    let p = GenerationParams {
+        attention: Some(Attention {
+            mode: WireAttention::SageSla as i32,
+            ..Attention::default()
+        }),
+        ..params(48, 32, 9, rcm(2))
+    };
+    let out = denoise(&channel, request(&p, 5)).await.unwrap();
+    assert!(
+        out.latent_frames == local_latent_frames_of(&source, &p, 5),
+        "SageSLA latents differ from the in-process stage"
+    );
+}
+
+#[test]
+fn a_warm_up_mode_the_checkpoint_cannot_run_fails_the_load_naming_proj_l() {
+    let mut binary = Binary::start(
+        env!("CARGO_BIN_EXE_turbine-denoiser"),
+        &["--tiny", "--warm-up-attention", "dense,sagesla:0.2"],
+    );
+    let status = binary.wait(READY);
+    let log = binary.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("proj_l"), "{log}");
 }

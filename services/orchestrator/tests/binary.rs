@@ -20,7 +20,7 @@ async fn sigterm_lets_the_running_job_finish() {
         turbine_text_encoder::load(CpuBackend, &ModelSource::Tiny)
     });
     let denoise = Worker::spawn("denoiser", 4, || {
-        turbine_denoiser::load(CpuBackend, &ModelSource::Tiny, None)
+        turbine_denoiser::load(CpuBackend, &ModelSource::Tiny, None, &[])
     });
     let decode = Worker::spawn("vae", 4, || {
         turbine_vae::load(CpuBackend, &ModelSource::Tiny, None)

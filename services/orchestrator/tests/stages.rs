@@ -40,7 +40,7 @@ impl Stages {
             turbine_text_encoder::load(CpuBackend, &ModelSource::Tiny)
         });
         let denoise = Worker::spawn("denoiser", 4, || {
-            turbine_denoiser::load(CpuBackend, &ModelSource::Tiny, None)
+            turbine_denoiser::load(CpuBackend, &ModelSource::Tiny, None, &[])
         });
         let decode = Worker::spawn("vae", 4, || {
             turbine_vae::load(CpuBackend, &ModelSource::Tiny, None)

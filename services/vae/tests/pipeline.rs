@@ -155,7 +155,7 @@ async fn services_path_writes_the_same_mp4_as_the_embedded_pipeline() {
     let denoiser = testing::start(
         DenoiserService::new(
             Worker::spawn("denoiser", 0, || {
-                turbine_denoiser::load(CpuBackend, &ModelSource::Tiny, None)
+                turbine_denoiser::load(CpuBackend, &ModelSource::Tiny, None, &[])
             }),
             Metrics::new(),
         )

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use turbine_models::wan::{AttentionMode, TextContext, WanConfig, WanModel};
 use turbine_samplers::{Conditioning, DrawnAhead, Latent, NoiseSource, StepEvent, VelocityModel};
-use turbine_tensor::{Backend, HostTensor};
+use turbine_tensor::{Backend, HostTensor, SlaParams};
 
 use crate::preview::{Preview, render_preview};
 use crate::{Error, GenerateRequest, ModelLoad, ModelSource, Result, VideoShape};
@@ -200,10 +200,27 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         Ok(())
     }
 
-    /// [`Self::warm_up`] at `request`'s size in its attention mode, which the 8-bit modes' kernels
-    /// and buffers need as much as the dense one's.
+    /// [`Self::warm_up`] in attention `mode`, whose kernels and buffers (the 8-bit modes' as much
+    /// as the dense one's) the first request in that mode would otherwise wait for.
+    pub fn warm_up_in(&mut self, mode: AttentionMode, shape: Option<&VideoShape>) -> Result<()> {
+        self.dit.set_attention(mode)?;
+        self.warm_up(shape)
+    }
+
+    /// [`Self::warm_up_in`] `request`'s attention mode at its size.
     pub fn warm_up_for(&mut self, request: &GenerateRequest) -> Result<()> {
-        self.dit.set_attention(request.attention)?;
-        self.warm_up(Some(&request.shape))
+        self.warm_up_in(request.attention, Some(&request.shape))
+    }
+
+    /// The attention modes a replica warms up in unless told which: dense, and on an SLA-tuned
+    /// (TurboWan) checkpoint also TurboDiffusion's default, SageSLA at upstream's top-k.
+    pub fn default_warm_up_modes(&self) -> Vec<AttentionMode> {
+        let mut modes = vec![AttentionMode::Dense];
+        if self.dit.sla_tuned() {
+            modes.push(AttentionMode::SageSla(SlaParams::sage(
+                SlaParams::DEFAULT_TOPK,
+            )));
+        }
+        modes
     }
 }

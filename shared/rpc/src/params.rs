@@ -22,9 +22,6 @@ const MAX_FPS: f64 = 60.0;
 const RCM_DEFAULT_STEPS: u32 = 4;
 const FLOW_DEFAULT_STEPS: u32 = 50;
 const FLOW_MAX_STEPS: u32 = 1000;
-const SLA_DEFAULT_TOPK: f64 = 0.1;
-const SLA_DEFAULT_BLOCK_Q: u32 = 128;
-const SLA_DEFAULT_BLOCK_K: u32 = 64;
 
 /// A validated `GenerationParams`.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,7 +148,7 @@ fn attention(a: Option<&Attention>) -> Result<AttentionMode> {
         Ok(WireAttention::Sage) => Ok(AttentionMode::Sage),
         Ok(mode @ (WireAttention::Sla | WireAttention::SageSla)) => {
             let sage = mode == WireAttention::SageSla;
-            let topk = a.topk.unwrap_or(SLA_DEFAULT_TOPK);
+            let topk = a.topk.unwrap_or(SlaParams::DEFAULT_TOPK);
             if !(topk > 0.0 && topk <= 1.0) {
                 return Err(Error::invalid(
                     "attention.topk",
@@ -166,11 +163,7 @@ fn attention(a: Option<&Attention>) -> Result<AttentionMode> {
             let defaults = if sage {
                 SlaParams::sage(topk)
             } else {
-                SlaParams {
-                    topk,
-                    block_q: SLA_DEFAULT_BLOCK_Q as usize,
-                    block_k: SLA_DEFAULT_BLOCK_K as usize,
-                }
+                SlaParams::sla(topk)
             };
             let params = SlaParams {
                 topk,

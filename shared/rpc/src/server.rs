@@ -19,8 +19,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use turbine_models::wan::AttentionMode;
 use turbine_pipeline::{ModelFiles, ModelSource, VideoShape};
 use turbine_telemetry::{GrpcServerLayer, Metrics, TelemetryConfig};
+use turbine_tensor::SlaParams;
 
 use crate::Error;
 use crate::worker::Worker;
@@ -51,6 +53,17 @@ pub struct ServeArgs {
     pub warm_up_shape: Option<VideoShape>,
     #[command(flatten)]
     pub telemetry: TelemetryConfig,
+}
+
+/// The denoiser's warm-up attention modes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttentionWarmUpArgs {
+    /// Attention modes to warm the DiT up in before serving, comma-separated: dense, sage,
+    /// sla[:TOPK], sagesla[:TOPK] (TOPK defaults to 0.1); each costs a forward at the warm-up
+    /// shape, and a request in a mode left out pays its first-use costs (kernel loads, GEMM
+    /// plans, memory blocks) [default: dense, and sagesla when the checkpoint is SLA-tuned].
+    #[arg(long = "warm-up-attention", env = "TURBINE_WARM_UP_ATTENTION", value_name = "MODE[:TOPK],...", value_delimiter = ',', value_parser = parse_attention)]
+    pub modes: Vec<AttentionMode>,
 }
 
 /// Which weights a stage service loads: a Wan folder, or the bundled tiny preset. One of the two
@@ -85,6 +98,31 @@ fn parse_shape(text: &str) -> Result<VideoShape, String> {
     };
     let number = |v: &str| v.parse::<u32>().map_err(|e| format!("{text}: {v}: {e}"));
     VideoShape::new(number(w)?, number(h)?, number(f)?).map_err(|e| format!("{text}: {e}"))
+}
+
+fn parse_attention(text: &str) -> Result<AttentionMode, String> {
+    let (name, topk) = match text.split_once(':') {
+        Some((name, topk)) => {
+            let topk: f64 = topk.parse().map_err(|e| format!("{text}: {topk}: {e}"))?;
+            (name, Some(topk))
+        }
+        None => (text, None),
+    };
+    let params = |sla: fn(f64) -> SlaParams| {
+        let params = sla(topk.unwrap_or(SlaParams::DEFAULT_TOPK));
+        params.validate().map_err(|e| format!("{text}: {e}"))?;
+        Ok(params)
+    };
+    match name {
+        "dense" | "sage" if topk.is_some() => Err(format!("{text}: {name} takes no top-k")),
+        "dense" => Ok(AttentionMode::Dense),
+        "sage" => Ok(AttentionMode::Sage),
+        "sla" => params(SlaParams::sla).map(AttentionMode::Sla),
+        "sagesla" => params(SlaParams::sage).map(AttentionMode::SageSla),
+        _ => Err(format!(
+            "{text}: expected dense, sage, sla[:TOPK] or sagesla[:TOPK]"
+        )),
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -361,5 +399,41 @@ mod tests {
         assert!(parse_shape("832x481x81").unwrap_err().contains("height"));
         assert!(parse_shape("832x480x80").unwrap_err().contains("frames"));
         assert!(parse_shape("832xabcx81").unwrap_err().contains("abc"));
+    }
+
+    #[test]
+    fn warm_up_attention_modes_parse_and_bad_ones_name_the_problem() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            warm_up: AttentionWarmUpArgs,
+        }
+        let parse = |args: &[&str]| {
+            <Flags as clap::Parser>::try_parse_from(["denoiser"].iter().chain(args))
+                .map(|f| f.warm_up.modes)
+        };
+        assert_eq!(parse(&[]).unwrap(), []);
+        assert_eq!(
+            parse(&["--warm-up-attention", "dense,sagesla,sla:0.15,sage"]).unwrap(),
+            [
+                AttentionMode::Dense,
+                AttentionMode::SageSla(SlaParams::sage(0.1)),
+                AttentionMode::Sla(SlaParams::sla(0.15)),
+                AttentionMode::Sage,
+            ]
+        );
+        for (bad, names) in [
+            ("sagesla:0", "topk"),
+            ("sagesla:1.5", "topk"),
+            ("sla:abc", "abc"),
+            ("dense:0.1", "no top-k"),
+            ("flash", "expected dense"),
+        ] {
+            let err = parse(&["--warm-up-attention", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains(bad) && err.contains(names), "{bad}: {err}");
+        }
     }
 }

@@ -108,6 +108,18 @@ pub struct SlaParams {
 }
 
 impl SlaParams {
+    /// Upstream's top-k (TurboDiffusion's `--topk` default): a tenth of the key blocks.
+    pub const DEFAULT_TOPK: f64 = 0.1;
+
+    /// SLA's default blocks (upstream's `SparseLinearAttention`): 128 queries x 64 keys.
+    pub fn sla(topk: f64) -> Self {
+        Self {
+            topk,
+            block_q: 128,
+            block_k: 64,
+        }
+    }
+
     /// Checks block sizes are non-zero and `topk` lies in `(0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if self.block_q == 0 || self.block_k == 0 || !(self.topk > 0.0 && self.topk <= 1.0) {

@@ -122,6 +122,14 @@ impl<B: Backend + Clone> WanModel<B> {
         self.attention
     }
 
+    /// The checkpoint is SLA-tuned (a TurboWan one): every block has its `proj_l`, so the SLA modes
+    /// run. Loading refuses a checkpoint where only some blocks have one.
+    pub fn sla_tuned(&self) -> bool {
+        self.blocks
+            .first()
+            .is_some_and(|b| b.self_attn.has_proj_l())
+    }
+
     /// Switches the self-attention mode (e.g. to compare dense and SLA on one set of weights).
     pub fn set_attention(&mut self, mode: AttentionMode) -> Result<()> {
         self.check_attention(&mode, |i| format!("blocks.{i}.{PROJ_L}"))?;
