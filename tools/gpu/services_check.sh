@@ -6,10 +6,13 @@
 #      VAE on the GPU, umT5 placed by --text-device auto), with the 1.3B random-weight folder
 #      (model_folder.sh). `turbine submit` (the CLI client of Orchestrator.Generate) renders 480p
 #      81 frames, 4-step rCM, SageSLA 0.1, twice, timings in submit-*.json. The stages warm up
-#      on that size first (`--warm-up-shape`), so the first request should be as fast as the
-#      second.
-#   2. A request too big for the card (3840x2160, 1021 frames: an 8.3M-token DiT input) must fail
-#      with RESOURCE_EXHAUSTED, and the next normal request must succeed on the same server.
+#      on that size first (`--warm-up-shape`), the denoiser in dense and SageSLA attention (the
+#      folder's DiT is SLA-tuned; WARM_UP_ATTENTION=dense, say, passes `--warm-up-attention`), so
+#      the first request should be as fast as the second.
+#   2. A request too big for the card (3840x2160, 1021 frames: an 8.3M-token DiT input, past
+#      SageSLA's block selection and the kernels' 32-bit counters, so refused before any work)
+#      must fail with RESOURCE_EXHAUSTED, and the next normal request must succeed on the same
+#      server.
 #   3. SIGTERM: the server drains and exits 0.
 #   4. `turbine generate --reserve-gib 75`: --text-device auto finds too little room for umT5 next
 #      to the DiT and VAE and runs it on the CPU.
@@ -43,7 +46,7 @@ echo "== 1. turbine serve --device cuda --quant fp8, warm-up shape ${WARM_UP_SHA
 start=$(date +%s%N)
 .gpu/turbine serve --model-dir "$MODEL" --listen "127.0.0.1:$port" --device cuda --quant fp8 \
     --artifact-dir /tmp/turbine-artifacts ${WARM_UP_SHAPE:+--warm-up-shape "$WARM_UP_SHAPE"} \
-    >"$OUT/serve.log" 2>&1 &
+    ${WARM_UP_ATTENTION:+--warm-up-attention "$WARM_UP_ATTENTION"} >"$OUT/serve.log" 2>&1 &
 server=$!
 ready=""
 for _ in $(seq 1 240); do
@@ -56,6 +59,7 @@ for _ in $(seq 1 240); do
 done
 echo "stages serving after ${ready:-never} ms" | tee "$OUT/ready.txt"
 grep -E '^(device|text-device)' "$OUT/serve.log"
+grep -o 'warmed up.*' "$OUT/serve.log"
 nvidia-smi --query-gpu=memory.used --format=csv,noheader | sed 's/^/GPU memory used after load: /' \
     | tee -a "$OUT/ready.txt"
 submit warm || status=1

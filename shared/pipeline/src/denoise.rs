@@ -141,6 +141,9 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         }
         self.dit.set_attention(request.attention)?;
         let shape = self.latent_shape(&request.shape);
+        // A size the kernels refuse fails here, not after the noise and the first layers.
+        let [_, t, h, w] = shape;
+        self.dit.check_size(&[self.dit.config().in_dim, t, h, w])?;
         let mut velocity = DitVelocity {
             model: &self.dit,
             positive,

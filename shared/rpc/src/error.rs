@@ -87,10 +87,10 @@ fn model_code(e: &ModelError) -> Code {
     }
 }
 
-/// A request that does not fit in device memory is the caller's to shrink or send elsewhere;
-/// every other tensor failure is the server's.
+/// A request that does not fit in device memory or the kernels' limits is the caller's to
+/// shrink or send elsewhere; every other tensor failure is the server's.
 fn tensor_code(e: &TensorError) -> Code {
-    if e.is_out_of_memory() {
+    if e.exceeds_capacity() {
         Code::ResourceExhausted
     } else {
         Code::Internal
@@ -236,6 +236,15 @@ mod tests {
                 .into(),
                 Code::ResourceExhausted,
                 "out of device memory allocating 17179869184 bytes",
+            ),
+            (
+                PipelineError::Model(ModelError::Tensor(turbine_tensor::Error::too_large(
+                    "sage_attention",
+                    "SageSLA's block selection takes at most 131072 tokens, got 147600",
+                )))
+                .into(),
+                Code::ResourceExhausted,
+                "sage_attention: too large: SageSLA's block selection takes at most 131072 tokens",
             ),
             (Error::Busy { slots: 1 }, Code::ResourceExhausted, "busy"),
             (Error::Loading, Code::Unavailable, "loading"),

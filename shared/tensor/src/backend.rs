@@ -423,6 +423,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor> {
         expanded_rel_attention(self, q, k, v, scale, rel)
     }
+    /// Refuses, before any work, self-attention over `[len, heads, head_dim]` that this backend's
+    /// kernels would refuse for its size ([`crate::Error::TooLarge`], naming the limit): dense, or
+    /// with SageAttention's numerics when `sage`, sparse when `sla` holds the top-k parameters.
+    /// A forward then fails at its start instead of partway through. Backends without such
+    /// limits take any size.
+    fn check_self_attention_size(
+        &self,
+        _shape: [usize; 3],
+        _sage: bool,
+        _sla: Option<&SlaParams>,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// Sparse-linear attention: block-sparse softmax attention over the top-k key blocks plus the
     /// softmax-feature-map linear branch projected by `proj_l` (`[Dh] -> [Dh]`, shared across heads).
     fn sla_attention(

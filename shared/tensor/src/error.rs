@@ -30,6 +30,10 @@ pub enum Error {
         bytes: usize,
         detail: String,
     },
+    /// An input beyond what a kernel takes (its 32-bit counters, SageSLA's block selection): as
+    /// with [`Error::OutOfMemory`], the request is too large for this replica, not a fault.
+    #[error("{op}: too large: {msg}")]
+    TooLarge { op: &'static str, msg: String },
 }
 
 impl Error {
@@ -41,8 +45,17 @@ impl Error {
         }
     }
 
-    pub fn is_out_of_memory(&self) -> bool {
-        matches!(self, Error::OutOfMemory { .. })
+    /// The work does not fit this backend (its memory, or a kernel's limits): the caller's to
+    /// shrink or send elsewhere.
+    pub fn exceeds_capacity(&self) -> bool {
+        matches!(self, Error::OutOfMemory { .. } | Error::TooLarge { .. })
+    }
+
+    pub fn too_large(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::TooLarge {
+            op,
+            msg: msg.into(),
+        }
     }
 
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {

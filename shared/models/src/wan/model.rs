@@ -189,7 +189,7 @@ impl<B: Backend + Clone> WanModel<B> {
             Some(cond) => b.concat(&[latents, cond], 0)?,
             None => latents.clone(),
         };
-        let grid = self.grid(b.shape(&x))?;
+        let grid = self.check_size(b.shape(&x))?;
         if !timestep.is_finite() {
             return Err(Error::Input(format!(
                 "timestep must be finite, got {timestep}"
@@ -244,6 +244,24 @@ impl<B: Backend + Clone> WanModel<B> {
     }
 
     /// The post-patch token grid of a `[C, F, H, W]` input, after checking it.
+    /// The token grid of latents of `shape` (`[C, F, H, W]`, a condition's channels included),
+    /// refused before any work where the backend's self-attention kernels could not take that
+    /// many tokens in the current mode ([`turbine_tensor::Error::TooLarge`]).
+    pub fn check_size(&self, shape: &[usize]) -> Result<[usize; 3]> {
+        let grid = self.grid(shape)?;
+        let sage = matches!(
+            self.attention,
+            AttentionMode::Sage | AttentionMode::SageSla(_)
+        );
+        let tokens = grid.iter().product();
+        self.backend.check_self_attention_size(
+            [tokens, self.config.num_heads, self.config.head_dim()],
+            sage,
+            self.attention.sla(),
+        )?;
+        Ok(grid)
+    }
+
     fn grid(&self, shape: &[usize]) -> Result<[usize; 3]> {
         let c = &self.config;
         let [ch, f, h, w] = *shape else {

@@ -144,12 +144,20 @@ unsafe impl DeviceRepr for SlaLinearArgs {}
 /// `[L, H, Dh]` with an even head dim, every extent fitting the kernels' 32-bit counters.
 pub(super) fn dims3(op: &'static str, shape: &[usize]) -> Result<[usize; 3]> {
     match *shape {
-        [l, h, d] if d % 2 == 0 && i32::try_from(l * h * d).is_ok() => Ok([l, h, d]),
-        _ => Err(Error::shape(
-            op,
-            "expected [L, H, Dh] with even Dh and fewer than 2^31 elements",
-            shape,
-        )),
+        [l, h, d] if d % 2 == 0 => {
+            if i32::try_from(l * h * d).is_err() {
+                return Err(Error::too_large(
+                    op,
+                    format!(
+                        "{l} tokens of {h} heads x {d}: the kernels take fewer than 2^31 \
+                         elements, at most {} tokens",
+                        (i32::MAX as usize) / (h * d).max(1)
+                    ),
+                ));
+            }
+            Ok([l, h, d])
+        }
+        _ => Err(Error::shape(op, "expected [L, H, Dh] with even Dh", shape)),
     }
 }
 

@@ -32,8 +32,8 @@ use std::sync::Arc;
 use super::staging::SLOT_BYTES;
 use super::{CudaBackend, LinearWeight as DeviceWeight, Precision};
 use crate::{
-    Backend, CpuBackend, DType, HostBytes, HostData, HostTensor, LinearWeight, LinearWeights,
-    Result, SlaParams, compare, rope::rope_tables, sla_block_map,
+    Backend, CpuBackend, DType, Error, HostBytes, HostData, HostTensor, LinearWeight,
+    LinearWeights, Result, SlaParams, compare, rope::rope_tables, sla_block_map,
 };
 
 const EXACT: f32 = 0.0;
@@ -796,6 +796,70 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Self-attention sizes past the kernels' limits are refused as too large, before any work
+    /// (`check_self_attention_size`) and by the kernel itself, and the sizes at the limits pass.
+    fn size_limits(&mut self) -> Result<()> {
+        // The 8-bit kernels serve the bf16 path only.
+        let gpu = self.gpu.with_precision(Precision::Bf16);
+        let sage = gpu.sage_kernel().is_some();
+        let (select_max, elements_max) = (1024 * 128, i32::MAX as usize / (12 * 128));
+        let sparse = SlaParams::sage(0.1);
+        let all = SlaParams::sage(1.0);
+        let mut cases = vec![
+            ("dense", elements_max, false, None, true),
+            ("dense", elements_max + 1, false, None, false),
+        ];
+        if sage {
+            cases.extend([
+                ("sagesla topk 0.1", select_max, true, Some(&sparse), true),
+                (
+                    "sagesla topk 0.1",
+                    select_max + 1,
+                    true,
+                    Some(&sparse),
+                    false,
+                ),
+                ("sagesla topk 1", select_max + 1, true, Some(&all), true),
+            ]);
+        }
+        for (mode, len, sage, sla, fits) in cases {
+            let got = gpu.check_self_attention_size([len, 12, 128], sage, sla);
+            let as_expected = match got {
+                Ok(()) => fits,
+                Err(e) => !fits && matches!(e, Error::TooLarge { .. }),
+            };
+            self.rows.push(CheckRow {
+                op: "attention size",
+                case: format!(
+                    "{mode}, [{len}, 12, 128]: {}",
+                    if fits { "fits" } else { "too large" }
+                ),
+                err: if as_expected { 0.0 } else { f32::NAN },
+                tol: EXACT,
+            });
+        }
+        if sage {
+            // One head past the selection's limit: the kernel refuses it as too large as well.
+            let len = select_max + 1;
+            let x = self.gpu.upload(&self.randn(&[len, 1, 128]))?;
+            let proj = self
+                .gpu
+                .upload_linear(&self.linear_weights(128, 128, true))?;
+            let got = self.gpu.sage_attention(&x, &x, &x, Some((&sparse, &proj)));
+            self.rows.push(CheckRow {
+                op: "attention size",
+                case: format!("sage_attention topk 0.1, [{len}, 1, 128]: too large"),
+                err: if matches!(got, Err(Error::TooLarge { .. })) {
+                    0.0
+                } else {
+                    f32::NAN
+                },
+                tol: EXACT,
+            });
+        }
+        Ok(())
+    }
+
     fn conv(&mut self) -> Result<()> {
         let x = self.randn(&[4, 9, 11, 3]);
         for (kshape, stride, pad) in [
@@ -1482,6 +1546,7 @@ pub fn op_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     c.linear()?;
     c.attention()?;
     c.sla()?;
+    c.size_limits()?;
     c.conv()?;
     c.bf16()?;
     c.rows

@@ -694,6 +694,12 @@ impl CudaBackend {
         Ok(times)
     }
 
+    /// The 8-bit attention kernel this backend runs: they serve the bf16 path; f32 precision and
+    /// GPUs without FP8 tensor cores compute the Sage modes exactly.
+    pub(super) fn sage_kernel(&self) -> Option<kernels::Kernel> {
+        sage::sage_kernel(&self.dev, self.portable).filter(|_| self.precision == Precision::Bf16)
+    }
+
     /// Runs `f`, between two recorded events when profiling.
     fn timed<T>(&self, op: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if !self.profiler.enabled.load(Ordering::Relaxed) {
@@ -1739,6 +1745,19 @@ impl Backend for CudaBackend {
         })
     }
 
+    fn check_self_attention_size(
+        &self,
+        shape: [usize; 3],
+        sage: bool,
+        sla: Option<&SlaParams>,
+    ) -> Result<()> {
+        let [len, ..] = attention::dims3("attention", &shape)?;
+        if let Some(params) = sla.filter(|_| sage && self.sage_kernel().is_some()) {
+            sage::sage_blocks(params, len.div_ceil(sage::SAGE_BLOCK_K), len)?;
+        }
+        Ok(())
+    }
+
     fn sla_attention(
         &self,
         q: &CudaTensor,
@@ -1761,11 +1780,7 @@ impl Backend for CudaBackend {
         v: &CudaTensor,
         sla: Option<(&SlaParams, &CudaLinear)>,
     ) -> Result<CudaTensor> {
-        // The 8-bit kernels serve the bf16 path; f32 precision and GPUs without FP8 tensor cores
-        // compute the attention exactly.
-        let kernel = sage::sage_kernel(&self.dev, self.portable)
-            .filter(|_| self.precision == Precision::Bf16);
-        let Some(kernel) = kernel else {
+        let Some(kernel) = self.sage_kernel() else {
             return crate::backend::exact_sage_attention(self, q, k, v, sla);
         };
         // Profiled by stage: statistics (with the linear branch's φ(K)ᵀV), quantization, block

@@ -162,9 +162,9 @@ pub(super) fn sage_kernel(dev: &Device, portable: bool) -> Option<kernels::Kerne
 }
 
 /// Checks that `params` use the kernels' block shape and, where they keep fewer than all of the
-/// `key_blocks` of `q` (shape `shape`), that the select kernel takes that many; returns the key
+/// `key_blocks` of `q` (`len` tokens), that the select kernel takes that many; returns the key
 /// blocks kept per query block.
-pub(super) fn sage_blocks(params: &SlaParams, key_blocks: usize, shape: &[usize]) -> Result<usize> {
+pub(super) fn sage_blocks(params: &SlaParams, key_blocks: usize, len: usize) -> Result<usize> {
     params.validate()?;
     if (params.block_q, params.block_k) != (SAGE_BLOCK_Q, SAGE_BLOCK_K) {
         return Err(Error::invalid(
@@ -177,13 +177,13 @@ pub(super) fn sage_blocks(params: &SlaParams, key_blocks: usize, shape: &[usize]
     }
     let keep = params.blocks_kept(key_blocks);
     if keep < key_blocks && key_blocks > SELECT_MAX_KEY_BLOCKS {
-        return Err(Error::shape(
+        return Err(Error::too_large(
             "sage_attention",
             format!(
-                "SageSLA block selection handles at most {} tokens",
+                "SageSLA's block selection takes at most {} tokens, got {len} (top-k 1 or \
+                 dense attention takes more)",
                 SELECT_MAX_KEY_BLOCKS * SAGE_BLOCK_K
             ),
-            shape,
         ));
     }
     Ok(keep)
@@ -224,7 +224,7 @@ pub(super) fn check(
     let keep = match sla {
         Some((params, proj_l)) => {
             shapes::sla_projection(d, proj_l.in_features, proj_l.out_features)?;
-            sage_blocks(params, kb, q.shape())?
+            sage_blocks(params, kb, d.lk)?
         }
         None => kb,
     };
@@ -479,7 +479,7 @@ pub(super) fn selection(
     const OP: &str = "sage_selection";
     let (len, heads, _) = check(q, k, v, None)?;
     let (qb, kb) = (len.div_ceil(SAGE_BLOCK_Q), len.div_ceil(SAGE_BLOCK_K));
-    let keep = sage_blocks(params, kb, q.shape())?;
+    let keep = sage_blocks(params, kb, len)?;
     let mut sel = SageSelection {
         heads,
         qblocks: qb,
