@@ -1,6 +1,6 @@
 //! One job's spans from all four services arrive at a real OTLP gRPC receiver as one trace: the
-//! submitter's `traceparent` is the root, and each stage service's server span is the child of the
-//! orchestrator's client span for that call.
+//! submitter's `traceparent` is the root, each stage service's server span is the child of the
+//! orchestrator's client span for that call, and the denoiser's phases are children of its own.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -155,6 +155,22 @@ async fn one_job_is_one_trace_across_the_four_services() {
             elsewhere.count(),
             0,
             "{method} spans outside the job's trace:\n{}",
+            all()
+        );
+    }
+
+    // The denoiser's call shows where its time goes: its phases hang under its server span.
+    let denoise =
+        find(&trace, STAGE_CALLS[1].0, STAGE_CALLS[1].1, SpanKind::Server).expect("collected");
+    for phase in ["read_inputs", "prepare_context", "sample", "send_latents"] {
+        let span = trace
+            .iter()
+            .find(|s| s.service_name == STAGE_CALLS[1].0 && s.span.name == phase)
+            .unwrap_or_else(|| panic!("no {phase} span in the denoiser's call:\n{}", all()));
+        assert_eq!(
+            span.span.parent_span_id,
+            denoise.span.span_id,
+            "{phase} hangs under the Denoise server span:\n{}",
             all()
         );
     }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
+use tracing::{Instrument, info_span};
 use turbine_models::wan::AttentionMode;
 use turbine_pipeline::{DenoiseStage, DenoiseStep, ModelSource, VideoShape, latent_frames};
 use turbine_proto::v1::denoiser_server::{Denoiser, DenoiserServer};
@@ -116,7 +116,9 @@ impl<B: Backend + Clone> Denoiser for DenoiserService<B> {
         request: Request<Streaming<DenoiseInput>>,
     ) -> std::result::Result<Response<Self::DenoiseStream>, Status> {
         let mut input = request.into_inner();
-        let inputs = read_inputs(&mut input).await?;
+        let inputs = read_inputs(&mut input)
+            .instrument(info_span!("read_inputs"))
+            .await?;
         let reset = Arc::new(AtomicBool::new(false));
         let job_reset = reset.clone();
         let (metrics, steps) = (self.metrics.clone(), self.steps.clone());
@@ -159,17 +161,20 @@ fn sample<B: Backend + Clone>(
         negative_context,
     } = inputs;
     let mut noise = stage.noise(&request);
-    let upload = |t| {
-        stage
-            .backend()
-            .upload(t)
-            .map_err(turbine_pipeline::Error::from)
-    };
-    let context = stage.context("context", &upload(&context)?)?;
-    let negative_context = match &negative_context {
-        Some(t) => Some(stage.context("negative_context", &upload(t)?)?),
-        None => None,
-    };
+    let (context, negative_context) = info_span!("prepare_context").in_scope(|| {
+        let upload = |t| {
+            stage
+                .backend()
+                .upload(t)
+                .map_err(turbine_pipeline::Error::from)
+        };
+        let context = stage.context("context", &upload(&context)?)?;
+        let negative = match &negative_context {
+            Some(t) => Some(stage.context("negative_context", &upload(t)?)?),
+            None => None,
+        };
+        Ok::<_, Error>((context, negative))
+    })?;
     let mut stopped_at = None;
     let started = Instant::now();
     let mut observer = |step: &DenoiseStep<'_>| {
@@ -207,13 +212,15 @@ fn sample<B: Backend + Clone>(
             ControlFlow::Break(())
         }
     };
-    let latents = stage.denoise(
-        &request,
-        &mut noise,
-        &context,
-        negative_context.as_ref(),
-        &mut observer,
-    );
+    let latents = info_span!("sample").in_scope(|| {
+        stage.denoise(
+            &request,
+            &mut noise,
+            &context,
+            negative_context.as_ref(),
+            &mut observer,
+        )
+    });
     if let Some((done, total)) = stopped_at {
         tracing::info!(
             done,
@@ -226,10 +233,12 @@ fn sample<B: Backend + Clone>(
     record
         .metrics
         .observe_stage(Stage::Denoise, started.elapsed());
-    for frame in latent_frames(&latents)? {
-        for chunk in WireTensor::from_host(&frame)?.chunks("latent_frame") {
-            sink.send(event(denoise_event::Kind::Latent(chunk)))?;
+    info_span!("send_latents").in_scope(|| {
+        for frame in latent_frames(&latents)? {
+            for chunk in WireTensor::from_host(&frame)?.chunks("latent_frame") {
+                sink.send(event(denoise_event::Kind::Latent(chunk)))?;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
