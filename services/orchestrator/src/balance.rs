@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 use tracing::{debug, info, warn};
+use turbine_rpc::server::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 
 /// One entry of `--text-encoder` / `--denoiser` / `--vae`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +77,8 @@ impl Replica {
             .map_err(|e| format!("`{uri}`: {e}"))?
             .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             // A worker that vanishes without closing its socket (a killed node) is noticed by
             // the missing ping answers instead of after the stage deadline.
             .http2_keep_alive_interval(Duration::from_secs(30))

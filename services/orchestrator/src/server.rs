@@ -23,6 +23,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 use turbine_proto::v1::orchestrator_server::{OrchestratorServer, SERVICE_NAME};
+use turbine_rpc::server::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use turbine_telemetry::{GrpcServerLayer, Metrics};
 
 use crate::artifacts::ArtifactStore;
@@ -116,6 +117,8 @@ pub async fn serve<S: Stages + Clone>(
     let addr = listener.local_addr()?;
     let server = Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .layer(GrpcServerLayer::new(metrics))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)

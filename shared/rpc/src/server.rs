@@ -32,6 +32,15 @@ use crate::worker::Worker;
 /// anything that would let one message pin much memory.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
+/// HTTP/2 flow-control windows of every Turbine server and of the orchestrator's stage clients.
+/// Tensors are the payload (per 480p job an 8 MB text context in, 8 MB of latents and ~100 MB
+/// of frames out): under hyper's defaults (1 MiB on a server) the denoiser took 20–95 ms to
+/// receive a context on loopback, 8–16 ms with these windows (H200, bench/results/
+/// 2026-11-29-services.md). A stream holds at most two of [`MAX_MESSAGE_BYTES`] in flight.
+pub const STREAM_WINDOW_BYTES: u32 = 16 << 20;
+/// See [`STREAM_WINDOW_BYTES`]: room for two such streams on one connection.
+pub const CONNECTION_WINDOW_BYTES: u32 = 32 << 20;
+
 /// Flags every stage service takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -337,6 +346,8 @@ pub async fn serve(
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .layer(GrpcServerLayer::new(metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
