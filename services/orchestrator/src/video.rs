@@ -6,7 +6,6 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use turbine_media::{FrameChunk, Mp4Config, Mp4Info, Mp4Writer};
-use turbine_pipeline::rgb;
 use turbine_rpc::tensor::WireTensor;
 
 use crate::error::{Error, Result};
@@ -83,18 +82,14 @@ fn write(
     let (width, height) = (video.width as usize, video.height as usize);
     let mut writer = Mp4Writer::create(path, width, height, config)?;
     let mut busy_s = 0.0;
-    let mut floats = Vec::new();
     while let Some(frames) = rx.blocking_recv() {
         let start = Instant::now();
         let [c, n, h, w] = frames.shape[..] else {
             return Err(thread_error(format!("frames of shape {:?}", frames.shape)));
         };
-        // The VAE service sends u8; the encoder takes the VAE's [-1, 1] floats. `from_u8` is the
-        // inverse of the quantization the encoder applies again, so the codes survive exactly and
-        // the MP4 matches the embedded pipeline's byte for byte.
-        floats.clear();
-        floats.extend(frames.data.iter().map(|&v| rgb::from_u8(v)));
-        writer.push(&FrameChunk::new(&floats, [c, n, h, w])?)?;
+        // The VAE service sends the 8-bit codes the encoder would quantize its floats to, so
+        // they go in as they are and the MP4 matches the embedded pipeline's byte for byte.
+        writer.push(&FrameChunk::new(&frames.data[..], [c, n, h, w])?)?;
         busy_s += start.elapsed().as_secs_f64();
     }
     if writer.frames_written() != u64::from(video.frames) {

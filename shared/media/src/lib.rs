@@ -2,7 +2,8 @@
 //! (OpenH264 + muxide), GIF previews and PNG frame dumps.
 //!
 //! Frames arrive as [`FrameChunk`]s in the VAE layout `[3, frames, height, width]`, values in
-//! [-1, 1], a few frames per chunk; every writer takes them one chunk at a time.
+//! [-1, 1] (or their 8-bit codes, as the stage services send them), a few frames per chunk;
+//! every writer takes them one chunk at a time.
 //!
 //! H.264 licensing: OpenH264 is compiled from source here, so Cisco's patent coverage (which
 //! applies only to its prebuilt binary) does not apply; distributing binaries needs legal review.
@@ -21,4 +22,4 @@ pub use self::mp4::{
 };
 pub use self::png::{PngFrameDump, write_png};
 pub use error::{Error, Result};
-pub use rgb::{Frame, FrameChunk, Yuv420, to_u8};
+pub use rgb::{Frame, FrameChunk, Sample, Yuv420, to_u8};

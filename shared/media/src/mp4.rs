@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::h264::{Cuts, EncodedFrame, SegmentedEncoder};
-use crate::rgb::{FrameChunk, Yuv420};
+use crate::rgb::{FrameChunk, Sample, Yuv420};
 
 /// Smallest width and height OpenH264 encodes (`EncodeFrameInternal` rejects anything under 16).
 pub const MIN_SIDE: usize = 16;
@@ -210,7 +210,7 @@ impl<W: Write> Mp4Writer<W> {
     /// Queues every frame of `chunk` for encoding. The chunk's size must be the writer's. The
     /// frames are converted to YUV in parallel (a third of the CPU time per frame at 480p) on the
     /// calling thread.
-    pub fn push(&mut self, chunk: &FrameChunk<'_>) -> Result<()> {
+    pub fn push<S: Sample>(&mut self, chunk: &FrameChunk<'_, S>) -> Result<()> {
         self.check_size(chunk.width(), chunk.height())?;
         let frames: Vec<_> = chunk.frames().collect();
         let pictures = frames

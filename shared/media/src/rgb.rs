@@ -5,20 +5,41 @@ use openh264::formats::YUVSource;
 
 use crate::error::{Error, Result};
 
-/// A run of decoded frames in the VAE's output layout: f32 `[3, frames, height, width]`, RGB,
-/// values in [-1, 1]. The VAE decodes a few frames at a time, so writers take one chunk per push.
+/// One value of a decoded frame: the VAE's f32 in [-1, 1], or the 8-bit code ([`to_u8`]) the
+/// stage services send frames as. Every writer quantizes to the code first, so both kinds of
+/// chunk with the same codes write the same bytes.
+pub trait Sample: Copy + Send + Sync {
+    /// The value's 8-bit code.
+    fn code(self) -> u8;
+}
+
+impl Sample for f32 {
+    fn code(self) -> u8 {
+        to_u8(self)
+    }
+}
+
+impl Sample for u8 {
+    fn code(self) -> u8 {
+        self
+    }
+}
+
+/// A run of decoded frames in the VAE's output layout: `[3, frames, height, width]`, RGB, each
+/// value a [`Sample`] (f32 in [-1, 1] by default). The VAE decodes a few frames at a time, so
+/// writers take one chunk per push.
 #[derive(Clone, Copy, Debug)]
-pub struct FrameChunk<'a> {
-    data: &'a [f32],
+pub struct FrameChunk<'a, S = f32> {
+    data: &'a [S],
     frames: usize,
     height: usize,
     width: usize,
 }
 
-impl<'a> FrameChunk<'a> {
+impl<'a, S: Sample> FrameChunk<'a, S> {
     /// Checks that `shape` is `[3, frames, height, width]` with nonzero sizes and that `data`
     /// holds exactly that many values.
-    pub fn new(data: &'a [f32], shape: [usize; 4]) -> Result<Self> {
+    pub fn new(data: &'a [S], shape: [usize; 4]) -> Result<Self> {
         let [channels, frames, height, width] = shape;
         if channels != 3 || frames == 0 || height == 0 || width == 0 {
             return Err(Error::Shape { shape });
@@ -51,17 +72,17 @@ impl<'a> FrameChunk<'a> {
     }
 
     /// Frame `index` of this chunk, or `None` past the end.
-    pub fn frame(&self, index: usize) -> Option<Frame<'a>> {
+    pub fn frame(&self, index: usize) -> Option<Frame<'a, S>> {
         (index < self.frames).then(|| self.frame_at(index))
     }
 
-    pub fn frames(&self) -> impl ExactSizeIterator<Item = Frame<'a>> + 'a {
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = Frame<'a, S>> + 'a {
         let chunk = *self;
         (0..self.frames).map(move |i| chunk.frame_at(i))
     }
 
     /// `index` must be below `self.frames`.
-    fn frame_at(&self, index: usize) -> Frame<'a> {
+    fn frame_at(&self, index: usize) -> Frame<'a, S> {
         let plane = self.height * self.width;
         let channel = self.frames * plane;
         let data = self.data;
@@ -76,17 +97,17 @@ impl<'a> FrameChunk<'a> {
     }
 }
 
-/// One frame of a [`FrameChunk`]: three `height × width` planes in [-1, 1].
+/// One frame of a [`FrameChunk`]: three `height × width` planes.
 #[derive(Clone, Copy, Debug)]
-pub struct Frame<'a> {
-    r: &'a [f32],
-    g: &'a [f32],
-    b: &'a [f32],
+pub struct Frame<'a, S = f32> {
+    r: &'a [S],
+    g: &'a [S],
+    b: &'a [S],
     width: usize,
     height: usize,
 }
 
-impl Frame<'_> {
+impl<S: Sample> Frame<'_, S> {
     pub fn width(&self) -> usize {
         self.width
     }
@@ -100,7 +121,7 @@ impl Frame<'_> {
     pub fn to_rgb8(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.r.len() * 3);
         for ((&r, &g), &b) in self.r.iter().zip(self.g).zip(self.b) {
-            out.extend([to_u8(r), to_u8(g), to_u8(b)]);
+            out.extend([r.code(), g.code(), b.code()]);
         }
         out
     }
@@ -172,9 +193,9 @@ fn round_code(v: f32) -> u8 {
     (t + u32::from(v - t as f32 >= 0.5)) as u8
 }
 
-/// [-1, 1] → the [0, 1] value of its 8-bit code [`to_u8`].
-fn unit(x: f32) -> f32 {
-    UNIT[usize::from(to_u8(x))]
+/// The [0, 1] value of `x`'s 8-bit code.
+fn unit(x: impl Sample) -> f32 {
+    UNIT[usize::from(x.code())]
 }
 
 /// `code / 255` for every 8-bit code.

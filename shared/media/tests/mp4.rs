@@ -10,14 +10,14 @@ use std::time::Duration;
 use common::{chunk, frame_range, moving_square, psnr};
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
-use turbine_media::{Error, FrameChunk, Mp4Config, Mp4Info, Mp4Writer};
+use turbine_media::{Error, FrameChunk, Mp4Config, Mp4Info, Mp4Writer, Sample, to_u8};
 
 const W: usize = 64;
 const H: usize = 48;
 const N: usize = 17;
 
 /// Encodes `data` (`N` frames of `W × H`) pushed in chunks of the given sizes.
-fn encode(data: &[f32], chunk_sizes: &[usize], config: Mp4Config) -> (Mp4Info, Vec<u8>) {
+fn encode<S: Sample>(data: &[S], chunk_sizes: &[usize], config: Mp4Config) -> (Mp4Info, Vec<u8>) {
     let frames = data.len() / (3 * W * H);
     assert_eq!(chunk_sizes.iter().sum::<usize>(), frames);
     let mut writer = Mp4Writer::new(Vec::new(), W, H, config).unwrap();
@@ -160,6 +160,10 @@ fn frames_that_travelled_as_u8_encode_to_the_same_bytes() {
     let (_, direct) = encode(&data, &[1, 4, 4, 4, 4], Mp4Config::default());
     let (_, via_u8) = encode(&through_u8, &[1, 4, 4, 4, 4], Mp4Config::default());
     assert!(direct == via_u8, "the MP4 bytes differ");
+    // The codes themselves, as the orchestrator pushes the VAE service's frames.
+    let codes: Vec<u8> = data.iter().map(|&x| to_u8(x)).collect();
+    let (_, as_codes) = encode(&codes, &[1, 4, 4, 4, 4], Mp4Config::default());
+    assert!(direct == as_codes, "the MP4 bytes of u8 chunks differ");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Synthetic clips shared by the integration tests.
 
-use turbine_media::FrameChunk;
+use turbine_media::{FrameChunk, Sample};
 
 /// `[3, frames, height, width]` in [-1, 1]: red ramps left to right, green top to bottom, blue
 /// with time, and a 12×12 yellow square moves 3 px right and 1 px down per frame, so every frame
@@ -28,7 +28,7 @@ pub fn moving_square(frames: usize, height: usize, width: usize) -> Vec<f32> {
 }
 
 /// Frames `start..start + len` of a `[3, frames, height, width]` clip, as their own chunk data.
-pub fn frame_range(data: &[f32], frames: usize, start: usize, len: usize) -> Vec<f32> {
+pub fn frame_range<T: Copy>(data: &[T], frames: usize, start: usize, len: usize) -> Vec<T> {
     let per_channel = data.len() / 3;
     let plane = per_channel / frames;
     (0..3)
@@ -37,7 +37,7 @@ pub fn frame_range(data: &[f32], frames: usize, start: usize, len: usize) -> Vec
         .collect()
 }
 
-pub fn chunk(data: &[f32], height: usize, width: usize) -> FrameChunk<'_> {
+pub fn chunk<S: Sample>(data: &[S], height: usize, width: usize) -> FrameChunk<'_, S> {
     let frames = data.len() / (3 * height * width);
     FrameChunk::new(data, [3, frames, height, width]).unwrap()
 }
