@@ -1,7 +1,7 @@
 //! An OTLP trace receiver that prints every span it is sent as one JSON line on stdout, for
-//! timing runs on hosts without a collector (tools/gpu/services_trace.sh): service, name, trace,
-//! span and parent ids, start and end in Unix nanoseconds. Its endpoint is the first line, on
-//! stderr. Runs until killed.
+//! timing runs on hosts without a collector (`TRACE=1 tools/gpu/services_check.sh`): service,
+//! name, trace, span and parent ids, start and end in Unix nanoseconds. Its endpoint is the first
+//! line, on stderr. Runs until killed.
 
 use std::io::Write;
 use std::time::Duration;

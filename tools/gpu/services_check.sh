@@ -13,7 +13,11 @@
 #      SageSLA's block selection and the kernels' 32-bit counters, so refused before any work)
 #      must fail with RESOURCE_EXHAUSTED, and the next normal request must succeed on the same
 #      server.
-#   3. SIGTERM: the server drains and exits 0.
+#   3. SIGTERM: the server drains and exits 0. With TRACE=1 the server exports its traces to an
+#      OTLP receiver that prints every span as a JSON line (tests/examples/otlp_dump.rs, built by
+#      `cargo build --release -p turbine-cluster-tests --example otlp_dump` and brought in .gpu/),
+#      and each job's spans are printed here (start and end in ms from its first span, duration,
+#      nesting), spans.jsonl kept.
 #   4. `turbine generate --reserve-gib 75`: --text-device auto finds too little room for umT5 next
 #      to the DiT and VAE and runs it on the CPU.
 # Everything under $OUT (default ./services-out).
@@ -26,6 +30,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 source tools/gpu/cudnn.sh
 source tools/gpu/model_folder.sh
 status=$model_status
+
+otlp=""
+if [ -n "${TRACE:-}" ]; then
+    .gpu/otlp_dump >"$OUT/spans.jsonl" 2>"$OUT/otlp.txt" &
+    dump=$!
+    for _ in $(seq 1 50); do [ -s "$OUT/otlp.txt" ] && break; sleep 0.1; done
+    otlp=$(head -1 "$OUT/otlp.txt")
+fi
 
 port=50050
 submit() {
@@ -46,7 +58,8 @@ echo "== 1. turbine serve --device cuda --quant fp8, warm-up shape ${WARM_UP_SHA
 start=$(date +%s%N)
 .gpu/turbine serve --model-dir "$MODEL" --listen "127.0.0.1:$port" --device cuda --quant fp8 \
     --artifact-dir /tmp/turbine-artifacts ${WARM_UP_SHAPE:+--warm-up-shape "$WARM_UP_SHAPE"} \
-    ${WARM_UP_ATTENTION:+--warm-up-attention "$WARM_UP_ATTENTION"} >"$OUT/serve.log" 2>&1 &
+    ${WARM_UP_ATTENTION:+--warm-up-attention "$WARM_UP_ATTENTION"} \
+    ${otlp:+--otlp-endpoint "$otlp" --otlp-schedule-delay-ms 100} >"$OUT/serve.log" 2>&1 &
 server=$!
 ready=""
 for _ in $(seq 1 240); do
@@ -79,6 +92,32 @@ wait $server
 rc=$?
 echo "serve exited $rc"
 [ $rc -eq 0 ] || status=1
+if [ -n "$otlp" ]; then
+    sleep 1
+    kill $dump
+    python3 - "$OUT/spans.jsonl" <<'PY'
+import json, sys
+spans = [json.loads(line) for line in open(sys.argv[1])]
+by_id = {s["span"]: s for s in spans}
+def depth(s):
+    d = 0
+    while s["parent"] in by_id:
+        s, d = by_id[s["parent"]], d + 1
+    return d
+traces = {}
+for s in spans:
+    traces.setdefault(s["trace"], []).append(s)
+for trace in sorted(traces.values(), key=lambda t: min(s["start_ns"] for s in t)):
+    if not any(s["name"] == "job" for s in trace):
+        continue
+    trace.sort(key=lambda s: s["start_ns"])
+    t0 = trace[0]["start_ns"]
+    print(f"== trace {trace[0]['trace'][:8]}: start ms, end ms, duration ms, span")
+    for s in trace:
+        print(f"{(s['start_ns'] - t0) / 1e6:9.1f} {(s['end_ns'] - t0) / 1e6:9.1f} "
+              f"{(s['end_ns'] - s['start_ns']) / 1e6:8.1f}  {'  ' * depth(s)}{s['name']}")
+PY
+fi
 
 echo "== 4. turbine generate, umT5 placed on the CPU for lack of room"
 timeout 300 .gpu/turbine generate --model-dir "$MODEL" --device cuda --reserve-gib 75 \

@@ -44,7 +44,8 @@ pub type Model<B> = DenoiseStage<B>;
 
 /// Loads the DiT onto `backend` and warms it up (the worker's load step): on requests of `shape`
 /// if given, in each of `attention`'s modes, or [`DenoiseStage::default_warm_up_modes`] when it
-/// is empty. A mode the checkpoint cannot run fails the load, naming what is missing.
+/// is empty. A mode the checkpoint cannot run fails the load, naming what is missing (and the
+/// flag, when the modes came from it).
 pub fn load<B: Backend + Clone>(
     backend: B,
     source: &ModelSource,
@@ -52,15 +53,16 @@ pub fn load<B: Backend + Clone>(
     attention: &[AttentionMode],
 ) -> Result<Model<B>> {
     let mut stage = DenoiseStage::load(backend, source)?;
-    let modes = match attention {
-        [] => stage.default_warm_up_modes(),
-        modes => modes.to_vec(),
+    let (modes, named) = match attention {
+        [] => (stage.default_warm_up_modes(), false),
+        modes => (modes.to_vec(), true),
     };
     for mode in modes {
         let start = Instant::now();
-        stage
-            .warm_up_in(mode, shape)
-            .map_err(|e| Error::invalid("--warm-up-attention", format!("{mode}: {e}")))?;
+        stage.warm_up_in(mode, shape).map_err(|e| match named {
+            true => Error::invalid("--warm-up-attention", format!("{mode}: {e}")),
+            false => e.into(),
+        })?;
         tracing::info!(
             attention = %mode,
             seconds = start.elapsed().as_secs_f64(),

@@ -243,7 +243,6 @@ impl<B: Backend + Clone> WanModel<B> {
         Ok(rope)
     }
 
-    /// The post-patch token grid of a `[C, F, H, W]` input, after checking it.
     /// The token grid of latents of `shape` (`[C, F, H, W]`, a condition's channels included),
     /// refused before any work where the backend's self-attention kernels could not take that
     /// many tokens in the current mode ([`turbine_tensor::Error::TooLarge`]).
@@ -262,6 +261,7 @@ impl<B: Backend + Clone> WanModel<B> {
         Ok(grid)
     }
 
+    /// The post-patch token grid of a `[C, F, H, W]` input, after checking it.
     fn grid(&self, shape: &[usize]) -> Result<[usize; 3]> {
         let c = &self.config;
         let [ch, f, h, w] = *shape else {
