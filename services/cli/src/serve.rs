@@ -62,7 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The three stage services, the DiT and VAE on `backend` (the one `dit` describes) and umT5
 /// where `--text-device` puts it. For `auto` on a GPU, the text worker starts once the DiT and
-/// VAE have loaded, so the memory they hold is known.
+/// VAE have loaded, so the memory they hold is known. They record into the orchestrator's
+/// registry only their gRPC series: the orchestrator records each stage and step once.
 async fn stage_services<B: Backend + Clone>(
     backend: B,
     dit: &Chosen,
@@ -95,11 +96,11 @@ async fn stage_services<B: Backend + Clone>(
         ("text-encoder", text),
         (
             "denoiser",
-            turbine_denoiser::DenoiserService::new(denoise, metrics.clone()).into_service(),
+            turbine_denoiser::DenoiserService::new(denoise, metrics.rpc_only()).into_service(),
         ),
         (
             "vae",
-            turbine_vae::VaeService::new(decode, metrics.clone()).into_service(),
+            turbine_vae::VaeService::new(decode, metrics.rpc_only()).into_service(),
         ),
     ])
 }
@@ -113,7 +114,7 @@ fn text_service<T: Backend>(
     let worker = Worker::spawn("text-encoder", max_waiting, move || {
         turbine_text_encoder::load(backend, &source)
     });
-    turbine_text_encoder::TextEncoderService::new(worker, metrics.clone()).into_service()
+    turbine_text_encoder::TextEncoderService::new(worker, metrics.rpc_only()).into_service()
 }
 
 async fn run_async(args: Args) -> anyhow::Result<()> {

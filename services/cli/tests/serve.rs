@@ -1,7 +1,9 @@
-//! `turbine serve`: the four services in one process answer the public API, and a `Generate`
-//! call returns the same MP4 bytes as embedded `turbine generate` with the same settings.
+//! `turbine serve`: the four services in one process answer the public API, a `Generate` call
+//! returns the same MP4 bytes as embedded `turbine generate` with the same settings, and the one
+//! `/metrics` counts each step and stage once.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -21,6 +23,19 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The Prometheus text of `/metrics` on `port`.
+fn scrape(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 /// Kills the server if the test fails before it is stopped.
 struct Child(std::process::Child);
 
@@ -34,10 +49,11 @@ impl Drop for Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_generates_the_same_video_as_generate() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let mut server = Child(
         Command::new(env!("CARGO_BIN_EXE_turbine"))
             .args(["serve", "--tiny", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             // Compared byte for byte with a CPU run below, GPU or not.
             .args(["--device", "cpu"])
             .arg("--artifact-dir")
@@ -98,6 +114,18 @@ async fn serve_generates_the_same_video_as_generate() {
         }
     }
     assert!(!mp4.is_empty());
+    // The stage services share the orchestrator's registry; the job's 2 steps count once.
+    let metrics = scrape(metrics_port);
+    for line in [
+        "turbine_step_seconds_count 2",
+        "turbine_stage_seconds_count{stage=\"denoise\"} 1",
+        "turbine_stage_seconds_count{stage=\"vae_decode\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} missing from\n{metrics}"
+        );
+    }
 
     let out = Command::new(env!("CARGO_BIN_EXE_turbine"))
         .args([

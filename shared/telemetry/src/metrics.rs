@@ -84,6 +84,8 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 #[derive(Clone, Debug)]
 pub struct Metrics {
     inner: Arc<Inner>,
+    /// Whether this handle records stage and step times ([`Metrics::rpc_only`]).
+    timings: bool,
 }
 
 #[derive(Debug)]
@@ -162,6 +164,7 @@ impl Metrics {
                 rpc_errors,
                 rpc_seconds,
             }),
+            timings: true,
         }
     }
 
@@ -175,8 +178,21 @@ impl Metrics {
         &self.inner.jobs_running
     }
 
+    /// The same registry, recording only the gRPC series: for stage services running in the
+    /// orchestrator's process (`turbine serve`), whose stage and step times the orchestrator
+    /// records once, as the job saw them. Recorded by both, every step would count twice.
+    pub fn rpc_only(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            timings: false,
+        }
+    }
+
     /// Records how long one stage of a job took.
     pub fn observe_stage(&self, stage: Stage, elapsed: Duration) {
+        if !self.timings {
+            return;
+        }
         self.inner
             .stage_seconds
             .get_or_create(&StageLabels { stage })
@@ -185,6 +201,9 @@ impl Metrics {
 
     /// Records how long one denoising step took.
     pub fn observe_step(&self, elapsed: Duration) {
+        if !self.timings {
+            return;
+        }
         self.inner.step_seconds.observe(elapsed.as_secs_f64());
     }
 

@@ -56,6 +56,10 @@ async fn metrics_endpoint_reports_rpcs_and_job_metrics() {
     metrics.jobs_running().inc();
     metrics.observe_stage(Stage::Denoise, Duration::from_secs(2));
     metrics.observe_step(Duration::from_millis(250));
+    // An in-process stage service's handle: its times are the orchestrator's to record.
+    let stage = metrics.rpc_only();
+    stage.observe_stage(Stage::Denoise, Duration::from_secs(2));
+    stage.observe_step(Duration::from_millis(250));
 
     let response = http_get(addr, "/metrics").await;
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
