@@ -59,9 +59,12 @@ pub fn load<B: Backend + Clone>(
     };
     for mode in modes {
         let start = Instant::now();
-        stage.warm_up_in(mode, shape).map_err(|e| match named {
-            true => Error::invalid("--warm-up-attention", format!("{mode}: {e}")),
-            false => e.into(),
+        stage.warm_up_in(mode, shape).map_err(|e| {
+            if named {
+                Error::invalid("--warm-up-attention", format!("{mode}: {e}"))
+            } else {
+                e.into()
+            }
         })?;
         tracing::info!(
             attention = %mode,

@@ -42,11 +42,7 @@ fn request(sampler: SamplerConfig, seed: u64) -> GenerateRequest {
 
 /// SLA attention, which the tiny preset cannot run (it has no SLA-tuned proj_l).
 fn sla() -> AttentionMode {
-    AttentionMode::Sla(SlaParams {
-        topk: 0.1,
-        block_q: 64,
-        block_k: 128,
-    })
+    AttentionMode::Sla(SlaParams::sage(0.1))
 }
 
 fn rcm() -> SamplerConfig {
