@@ -12,8 +12,10 @@
 //   sage_select                     per (head, query block): the top-k key blocks by
 //                                   pooled q · pooled (k − k̄), as ascending indices;
 //   sage_linear                     φ(q) · (kv proj_lᵀ) / (φ(q) · Σφ(k) + 1e-5) + proj_l bias;
+//   sage_out_scale                  where the output projection is FP8: one e4m3 scale for the
+//                                   output, from a bound;
 //   sage_attention_sm90             softmax(q kᵀ / √d) v over the selected blocks, plus the
-//                                   linear branch, bf16 out;
+//                                   linear branch, bf16 out (or e4m3 under that scale);
 //   sage_merge                      the same for the items whose key blocks the attention
 //                                   kernel split across the SMs its last round leaves idle.
 // The dense 8-bit mode is the same attention kernel over every key block (no LUT, no linear
@@ -671,6 +673,15 @@ extern "C" __global__ void __launch_bounds__(128) sage_kv_reduce(const SageKvRed
   }
 }
 
+// `m` with the magnitudes of eight bf16 values: two 16-bit maxima of the bits with the signs
+// cleared (non-negative bf16 values order as their bits do).
+__device__ __forceinline__ unsigned abs_max_bf16x8(unsigned m, uint4 y) {
+  m = __vmaxu2(m, y.x & 0x7fff7fffu);
+  m = __vmaxu2(m, y.y & 0x7fff7fffu);
+  m = __vmaxu2(m, y.z & 0x7fff7fffu);
+  return __vmaxu2(m, y.w & 0x7fff7fffu);
+}
+
 struct SageLinearArgs {
   bf16_t* out;          // [L, H, 128]: the projected linear branch
   const bf16_t* q;      // [L, H, 128]
@@ -680,6 +691,7 @@ struct SageLinearArgs {
   int bias_dt;
   int len;
   int heads;
+  unsigned* amax;       // max |out| as float bits (atomicMax), for sage_out_scale, or null
 };
 
 #define SG_LINEAR_ROWS 128
@@ -730,6 +742,8 @@ extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinea
     cp_async_commit();
   }
   int head = -1;
+  // The largest |value| this thread stored, as two 16-bit maxima of bf16 bits.
+  unsigned peak = 0;
   for (int item = first, buf = 0; item < last; ++item, buf ^= 1) {
     const int h = item / row_tiles, t0 = (item % row_tiles) * SG_LINEAR_ROWS;
     // Every warp is done with the other stage (and, on a new head, with kv · proj_lᵀ and Σ φ(k)).
@@ -827,9 +841,16 @@ extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinea
       const int r = warp * 16 + 2 * j + (lane >> 4), c = lane & 15;
       const int t = t0 + r;
       if (t < a.len) {
-        *(uint4*)(a.out + t * stride + h * SG_D + 8 * c) = *(const uint4*)(st + fm_offset(r, c));
+        const uint4 y = *(const uint4*)(st + fm_offset(r, c));
+        *(uint4*)(a.out + t * stride + h * SG_D + 8 * c) = y;
+        if (a.amax) peak = abs_max_bf16x8(peak, y);
       }
     }
+  }
+  if (a.amax) {
+    // As a float's bits (bf16 is the top half of an f32), which order as the values do.
+    float m = warp_max(__uint_as_float(max(peak & 0xffffu, peak >> 16) << 16));
+    if (lane == 0) atomicMax(a.amax, __float_as_uint(m));
   }
 #else
   __trap();
@@ -839,7 +860,9 @@ extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinea
 // ---- attention ----
 
 struct SageArgs {
-  bf16_t* out;          // [L, H, 128]
+  bf16_t* out;          // [L, H, 128], or null where out8 is written
+  u8* out8;             // [L, H, 128] e4m3 of O · *out8_scale (sage_out_scale), or null
+  const float* out8_scale;
   const u8* q;          // sage_quant_q tiles
   const u8* k;          // sage_quant_k K tiles
   const u8* v;          // sage_quant_k Vᵀ tiles
@@ -873,12 +896,16 @@ __device__ __forceinline__ void pack_p8(unsigned* p, const float* s) {
 
 // O[16 rows of a warp][128] in the m16n8 layout, scaled by V's channel scales `vs` and by 1 / the
 // rows' full sums `l0`, `l1`, plus the linear branch (`lin`: row `row0`'s 128 values, row + 8 at
-// `lin + 8 · lin_stride`, or null), as bf16 rows `row0` and `row0 + 8` of head `h`.
+// `lin + 8 · lin_stride`, or null), as rows `row0` and `row0 + 8` of head `h`: bf16, or e4m3 for
+// the output projection under sage_out_scale's one scale.
+template <bool E4M3>
 __device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, float l0, float l1,
                                            int row0, int h, const float* vs, const bf16_t* lin,
                                            u64 lin_stride) {
   const int lane = threadIdx.x & 31, col = (lane & 3) * 2;
   const float inv[2] = {1.0f / l0, 1.0f / l1};
+  // Read once: the compiler cannot move the load past stores that might alias it.
+  const float to8 = E4M3 ? *a.out8_scale : 0.0f;
   const u64 stride = (u64)a.heads * SG_D;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -895,9 +922,50 @@ __device__ __forceinline__ void store_sage(const SageArgs& a, const float* o, fl
         x0 += bf16_to_f32((bf16_t)(l & 0xffff));
         x1 += bf16_to_f32((bf16_t)(l >> 16));
       }
-      *(unsigned*)(a.out + at + 8 * g) = pack_bf16x2(x0, x1);
+      if (E4M3) {
+        *(unsigned short*)(a.out8 + at + 8 * g) = (unsigned short)e4m3x2(x0 * to8, x1 * to8);
+      } else {
+        *(unsigned*)(a.out + at + 8 * g) = pack_bf16x2(x0, x1);
+      }
     }
   }
+}
+
+struct SageOutScaleArgs {
+  float* scales;              // [L]: every row's dequantization scale, B / 448
+  float* to8;                 // [1]: 448 / B, the attention's factor into e4m3
+  const float* stats;         // [H, 3, 128]: V channel scales in row 2
+  const unsigned* lin_amax;   // the linear branch's max |value| as float bits, or null
+  int len;
+  int heads;
+};
+
+// Over B: the attention output O = Σ P̃ V̂ / Σ P̃ (P̃ ≥ 0) averages rows of V̂, whose channel c is
+// at most SG_V_RANGE times its scale, and the linear branch adds at most its own largest value.
+// The slack covers the PV sum and the row sum rounding apart (the mma.sync kernel sums the row
+// from P before its FP8 rounding, at most 2⁻⁴ apart) and the branch's bf16 rounding; a value
+// past it would saturate at 448, not overflow.
+#define SG_OUT_SLACK 1.125f
+
+// Grid ⌈L / 1024⌉, 256 threads: the one e4m3 scale of the attention output as the output
+// projection's FP8 input (a row's values come from every head's CTAs, so no row scale can be
+// known in the epilogue), from a bound rather than the values.
+extern "C" __global__ void __launch_bounds__(256) sage_out_scale(const SageOutScaleArgs a) {
+  __shared__ float red[8];
+  float m = 0.0f;
+  for (int i = threadIdx.x; i < a.heads * SG_D; i += 256) {
+    m = fmaxf(m, a.stats[(u64)(i / SG_D) * 3 * SG_D + 2 * SG_D + i % SG_D]);
+  }
+  m = warp_max(m);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
+  __syncthreads();
+#pragma unroll
+  for (int w = 0; w < 8; ++w) m = fmaxf(m, red[w]);
+  const float lin = a.lin_amax ? __uint_as_float(*a.lin_amax) : 0.0f;
+  const float bound = fmaxf((SG_V_RANGE * m + lin) * SG_OUT_SLACK, SG_AMAX_FLOOR);
+  if (blockIdx.x == 0 && threadIdx.x == 0) *a.to8 = 448.0f / bound;
+  const int end = min(a.len, (int)(blockIdx.x + 1) * 1024);
+  for (int r = blockIdx.x * 1024 + threadIdx.x; r < end; r += 256) a.scales[r] = bound / 448.0f;
 }
 
 // The seeded scores of one tile (s + SG_ACC_SEED_F as floats); the accumulators are re-seeded
@@ -1015,7 +1083,8 @@ __device__ __forceinline__ void issue_pv8(float* t, const unsigned* p, u64 vd, b
 // to back, runs the softmax of S_j (dequantized by q scale · k scale) while T is in flight, then
 // folds T into O. (Dense, one ring shared by both consumers halves the L2 traffic but measured
 // 8 % slower: the consumers then wait on each other.)
-extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const SageArgs a) {
+template <bool E4M3>
+__device__ __forceinline__ void sage_sm90(const SageArgs& a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ u8 smem_raw[];
   // Per consumer: full[SG_STAGES], empty[SG_STAGES], Q full, Q empty.
@@ -1185,7 +1254,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
     const int ep = ring % SG_STAGES, r0 = warp * 16 + (lane >> 2);
     mbar_wait(SG_FULL(wg, ep), (ring / SG_STAGES) & 1);
     const u8* slot = smem_raw + (SG_KTILE(wg, ep) - raw);
-    store_sage(a, o, l0, l1, qb * SG_BQ + r0, h, (const float*)(slot + SG_VS_OFFSET),
+    store_sage<E4M3>(a, o, l0, l1, qb * SG_BQ + r0, h, (const float*)(slot + SG_VS_OFFSET),
                a.lin ? (const bf16_t*)(slot + r0 * SG_LIN_PITCH) : nullptr, SG_LIN_PITCH / 2);
     mbar_arrive(SG_EMPTY(wg, ep));
     ++ring;
@@ -1203,6 +1272,15 @@ extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const S
 #endif
 }
 
+// The output's two forms are two kernels, so that the bf16 one keeps every register it had.
+extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90(const SageArgs a) {
+  sage_sm90<false>(a);
+}
+
+extern "C" __global__ void __launch_bounds__(384, 1) sage_attention_sm90_e4m3(const SageArgs a) {
+  sage_sm90<true>(a);
+}
+
 // Grid (split items, 1), 256 threads: the split items' pieces combined (split.cuh) and stored as
 // sage_attention_sm90 stores a whole item, thread i of the pair's block c = i / 128 in the place
 // of consumer c's thread.
@@ -1214,8 +1292,13 @@ extern "C" __global__ void __launch_bounds__(256) sage_merge(const SageArgs a) {
   merge_partials(a.part, blockIdx.x, a.pieces, c, o, l0, l1);
   const int row = qb * SG_BQ + ((threadIdx.x >> 5) & 3) * 16 + ((threadIdx.x & 31) >> 2);
   const u64 stride = (u64)a.heads * SG_D;
-  store_sage(a, o, l0, l1, row, h, a.stats + (u64)h * 3 * SG_D + 2 * SG_D,
-             a.lin ? a.lin + row * stride + h * SG_D : nullptr, stride);
+  const float* vs = a.stats + (u64)h * 3 * SG_D + 2 * SG_D;
+  const bf16_t* lin = a.lin ? a.lin + row * stride + h * SG_D : nullptr;
+  if (a.out8) {
+    store_sage<true>(a, o, l0, l1, row, h, vs, lin, stride);
+  } else {
+    store_sage<false>(a, o, l0, l1, row, h, vs, lin, stride);
+  }
 }
 
 // ---- portable kernel: mma.sync (sm_89 and later but sm_90a: RTX 4090/5090, L40) ----
@@ -1331,8 +1414,13 @@ extern "C" __global__ void __launch_bounds__(128) sage_attention_mma(const SageA
 #undef SG_STAGE
   const int row0 = qb * SG_BQ + warp * 16 + (lane >> 2);
   const u64 stride = (u64)a.heads * SG_D;
-  store_sage(a, o, quad_sum(l0), quad_sum(l1), row0, h, a.stats + (u64)h * 3 * SG_D + 2 * SG_D,
-             a.lin ? a.lin + row0 * stride + h * SG_D : nullptr, stride);
+  const float* vs = a.stats + (u64)h * 3 * SG_D + 2 * SG_D;
+  const bf16_t* lin = a.lin ? a.lin + row0 * stride + h * SG_D : nullptr;
+  if (a.out8) {
+    store_sage<true>(a, o, quad_sum(l0), quad_sum(l1), row0, h, vs, lin, stride);
+  } else {
+    store_sage<false>(a, o, quad_sum(l0), quad_sum(l1), row0, h, vs, lin, stride);
+  }
 #else
   __trap();
 #endif

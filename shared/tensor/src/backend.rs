@@ -459,6 +459,20 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor> {
         exact_sage_attention(self, q, k, v, sla)
     }
+    /// [`Backend::sage_attention`] as the input `[L, H·Dh]` of the quantizable layer `next` (the
+    /// output projection): backends may write it in `next`'s input form from the attention
+    /// itself rather than quantize it in a pass of its own.
+    fn sage_attention_input(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        sla: Option<(&SlaParams, &Self::Linear)>,
+        next: &Self::Linear,
+    ) -> Result<Self::LinearInput> {
+        let _ = next;
+        sage_attention_rows(self, q, k, v, sla)
+    }
 
     // ---- elementwise ----
     fn gelu_tanh(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
@@ -626,6 +640,24 @@ pub(crate) fn exact_sage_attention<B: Backend>(
         None => b.attention(q, k, v),
         Some((params, proj_l)) => b.sla_attention(q, k, v, params, proj_l),
     }
+}
+
+/// [`Backend::sage_attention`]'s `[L, H, Dh]` output as a [`Backend::linear_input`] `[L, H·Dh]`.
+pub(crate) fn sage_attention_rows<B: Backend>(
+    b: &B,
+    q: &B::Tensor,
+    k: &B::Tensor,
+    v: &B::Tensor,
+    sla: Option<(&SlaParams, &B::Linear)>,
+) -> Result<B::LinearInput> {
+    let out = b.sage_attention(q, k, v, sla)?;
+    let &[len, heads, dh] = b.shape(&out) else {
+        return Err(crate::Error::invalid(
+            "sage_attention",
+            format!("output of shape {:?}, not [L, H, Dh]", b.shape(&out)),
+        ));
+    };
+    b.linear_input(&b.reshape(&out, &[len, heads * dh])?)
 }
 
 /// [`Backend::attention_rel_bias`] through [`Backend::attention_with`]: the `[H, Lq, Lk]` bias

@@ -142,10 +142,16 @@ impl<B: Backend> Projections<B> {
     /// The attention result `[L, H, Dh]` as the input `[L, D]` of the output projection.
     fn output(&self, b: &B, out: &B::Tensor) -> Result<Branch<'_, B>> {
         let len = b.shape(out)[0];
-        Ok(Branch {
-            input: b.linear_input(&b.reshape(out, &[len, self.heads * self.head_dim])?)?,
+        let input = b.linear_input(&b.reshape(out, &[len, self.heads * self.head_dim])?)?;
+        Ok(self.branch(input))
+    }
+
+    /// The output projection of an input already prepared for it.
+    fn branch(&self, input: B::LinearInput) -> Branch<'_, B> {
+        Branch {
+            input,
             layer: &self.o,
-        })
+        }
     }
 }
 
@@ -207,15 +213,18 @@ impl<B: Backend> SelfAttention<B> {
                 Error::Input("SLA attention needs the layer's proj_l weights".into())
             })
         };
-        let out = match mode {
-            AttentionMode::Dense => b.attention(&q, &k, &v)?,
-            AttentionMode::Sla(params) => b.sla_attention(&q, &k, &v, params, proj_l()?)?,
-            AttentionMode::Sage => b.sage_attention(&q, &k, &v, None)?,
-            AttentionMode::SageSla(params) => {
-                b.sage_attention(&q, &k, &v, Some((params, proj_l()?)))?
-            }
+        // The 8-bit attention may write its output in the output projection's input form.
+        let sage = |sla| -> Result<Branch<'_, B>> {
+            Ok(p.branch(b.sage_attention_input(&q, &k, &v, sla, &p.o)?))
         };
-        p.output(b, &out)
+        match mode {
+            AttentionMode::Dense => p.output(b, &b.attention(&q, &k, &v)?),
+            AttentionMode::Sla(params) => {
+                p.output(b, &b.sla_attention(&q, &k, &v, params, proj_l()?)?)
+            }
+            AttentionMode::Sage => sage(None),
+            AttentionMode::SageSla(params) => sage(Some((params, proj_l()?))),
+        }
     }
 }
 

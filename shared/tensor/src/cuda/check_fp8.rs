@@ -21,15 +21,21 @@
 //! on the quantized values and with the GPU's composed path (the layer's bf16 output, then the
 //! gated residual add).
 //!
+//! The Sage attention's output written in e4m3 by the attention itself for an FP8 output
+//! projection (`fp8 attention output`) must use one scale with nothing saturated, lose no more
+//! than the output quantized per row would (×[`HIDDEN_VS_ROWS`]), and keep o within that of the
+//! per-row path.
+//!
 //! Shapes: small odd ones (rows not a multiple of any tile), the FFN's GELU epilogue, a `-quant`
 //! checkpoint's int8 block weight requantized per channel, and Wan2.1-1.3B's block linears at 480p
 //! (32760 tokens: q/k/v/o 1536 -> 1536, ffn.0 1536 -> 8960 with its GELU, ffn.2 8960 -> 1536).
 
 use super::check::CheckRow;
 use super::check_quant::{Checker, Format, Layer, l2, measure, quantizer_err};
+use super::sage::SAGE_HEAD_DIM;
 use super::{CudaBackend, CudaLinear, Quant};
 use crate::fp8::Fp8Rows;
-use crate::{Backend, DType, HostTensor, LinearWeight, Result, compare};
+use crate::{Backend, DType, HostTensor, LinearWeight, Result, SlaParams, compare};
 
 /// Max rel of the FP8 GPU linear against the CPU on the same quantized values. The GEMMs use
 /// fast accumulation (the FP8 MMA's own accumulator, cuda/gemm.rs), which on an H100 reads
@@ -350,6 +356,84 @@ fn hidden(c: &mut Checker<Fp8>, rows: usize, d: usize, ffn: usize, spread: bool)
     Ok(())
 }
 
+/// The Sage attention's output written by its own epilogue in e4m3 for an FP8 output projection
+/// (the DiT's o), under one scale from a bound ([`Backend::sage_attention_input`]), against the
+/// bf16 output: `[len, heads, 128]` of N(0, 1) q, k, v, dense Sage or SageSLA top-k 0.1 with a
+/// random `proj_l`, on the wgmma kernel or (`portable`) the mma.sync one.
+fn attention_output(
+    c: &mut Checker<Fp8>,
+    (len, heads): (usize, usize),
+    sla: bool,
+    portable: bool,
+) -> Result<()> {
+    let g = &if portable {
+        c.gpu.with_portable_kernels()
+    } else {
+        c.gpu.clone()
+    };
+    let d = heads * SAGE_HEAD_DIM;
+    let case = format!(
+        "[{len}, {heads}, 128] {}{}",
+        if sla { "sagesla 0.1" } else { "sage dense" },
+        if portable { " (mma.sync)" } else { "" }
+    );
+    let mut qkv = Vec::new();
+    for _ in 0..3 {
+        let t = c.rng.tensor(&[len, heads, SAGE_HEAD_DIM], 1.0);
+        qkv.push(g.to_dtype(&g.upload(&t)?, DType::BF16)?);
+    }
+    let proj_l = g.upload_linear(&c.weights(SAGE_HEAD_DIM, SAGE_HEAD_DIM, true)?)?;
+    let params = SlaParams::sage(0.1);
+    let sla = sla.then_some((&params, &proj_l));
+    let w = c.weights(d, d, true)?;
+    let (o, o_bf16) = (g.upload_linear_quantizable(&w)?, g.upload_linear(&w)?);
+    let input = g.sage_attention_input(&qkv[0], &qkv[1], &qkv[2], sla, &o)?;
+    let out = g.sage_attention(&qkv[0], &qkv[1], &qkv[2], sla)?;
+    let out = g.reshape(&out, &[len, d])?;
+
+    // The path taken: one scale for every row, no value at e4m3's saturation.
+    let Some(rows) = input.fp8_rows() else {
+        return Err(crate::Error::invalid(
+            "fp8 attention output",
+            "the attention output is not FP8",
+        ));
+    };
+    let q = g.download_fp8(rows)?;
+    let deq = q.dequantize();
+    let largest = deq.iter().fold(0f32, |m, v| m.max(v.abs())) / q.scales[0];
+    let one_scale = q.scales.iter().all(|&s| s == q.scales[0]);
+    c.push(
+        "fp8 attention output",
+        &format!("{case}: largest |e4m3| {largest:.1} of 448"),
+        if one_scale && largest < 448.0 {
+            0.0
+        } else {
+            f32::NAN
+        },
+        0.0,
+    );
+    let want = g.download(&out)?.to_f32_vec();
+    let per_row = l2(&Fp8Rows::quantize(&want, len, d)?.dequantize(), &want);
+    c.push(
+        "fp8 attention output vs bf16 L2",
+        &format!("{case} (per row {per_row:.2e})"),
+        l2(&deq, &want),
+        HIDDEN_VS_ROWS * per_row,
+    );
+
+    // Through o: against o's bf16 layer on the bf16 output, beside the output quantized per row.
+    let got = g.download(&g.linear_prepared(&input, &o)?)?.to_f32_vec();
+    let bf16 = g.download(&g.linear(&out, &o_bf16)?)?.to_f32_vec();
+    let per_row = l2(&g.download(&g.linear(&out, &o)?)?.to_f32_vec(), &bf16);
+    c.push(
+        "fp8 attention o vs bf16 L2",
+        &format!("{case} (per row {per_row:.2e})"),
+        l2(&got, &bf16),
+        (HIDDEN_VS_ROWS * per_row).min(FP8_REL_L2),
+    );
+    Ok(())
+}
+
 /// Rows exercising the quantizer's corners: zeros (the amax floor), a ramp through zero, values
 /// across 30 binades (e4m3 subnormals and flush to zero after scaling), a constant row.
 fn structured(cols: usize) -> Result<HostTensor> {
@@ -406,6 +490,20 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     ] {
         let result = hidden(&mut c, rows, d, ffn, spread);
         c.record_error("fp8 hidden", &format!("[{rows}, {d}] -> {ffn}"), result);
+    }
+
+    // The attention output in e4m3 for o: ragged and the 1.3B's 480p shape, dense and SageSLA,
+    // both attention kernels.
+    for (shape, sla, portable) in [
+        ((1000, 3), false, false),
+        ((1000, 3), true, false),
+        ((1000, 3), true, true),
+        ((32_760, 12), false, false),
+        ((32_760, 12), true, false),
+        ((32_760, 12), true, true),
+    ] {
+        let result = attention_output(&mut c, shape, sla, portable);
+        c.record_error("fp8 attention output", &format!("{shape:?}"), result);
     }
 
     // A `-quant` checkpoint layer: dequantized, then requantized per output channel.

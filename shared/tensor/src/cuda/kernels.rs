@@ -169,8 +169,10 @@ pub const SAGE_KV: Kernel = Kernel::new(Module::Sage, "sage_kv");
 pub const SAGE_KV_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_kv_reduce");
 pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
+pub const SAGE_ATTENTION_E4M3: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90_e4m3");
 pub const SAGE_ATTENTION_MMA: Kernel = Kernel::new(Module::Sage, "sage_attention_mma");
 pub const SAGE_MERGE: Kernel = Kernel::new(Module::Sage, "sage_merge");
+pub const SAGE_OUT_SCALE: Kernel = Kernel::new(Module::Sage, "sage_out_scale");
 pub const SEEDED: Kernel = Kernel::new(Module::Seeded, "seeded");
 
 pub const ALL_KERNELS: &[Kernel] = &[
@@ -228,8 +230,10 @@ pub const ALL_KERNELS: &[Kernel] = &[
     SAGE_KV_REDUCE,
     SAGE_LINEAR,
     SAGE_ATTENTION,
+    SAGE_ATTENTION_E4M3,
     SAGE_ATTENTION_MMA,
     SAGE_MERGE,
+    SAGE_OUT_SCALE,
     SEEDED,
 ];
 

@@ -815,6 +815,66 @@ impl CudaBackend {
         })
     }
 
+    /// A Sage attention call's operands from `q`, `k`, `v` (any float type, converted to bf16):
+    /// statistics (with the linear branch's φ(K)ᵀV), quantization, block selection, linear branch
+    /// (its largest value tracked when `lin_amax`), each profiled as a stage. `None` for an empty
+    /// sequence or no heads.
+    fn sage_operands(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        sla: Option<(&SlaParams, &CudaLinear)>,
+        lin_amax: bool,
+    ) -> Result<Option<sage::Operands>> {
+        self.check("sage_attention", &[q, k, v])?;
+        if let Some((_, proj_l)) = sla {
+            self.check("sage_attention", &[proj_l.anchor()])?;
+        }
+        let (q, k, v) = self.timed("sage cast", || {
+            let bf16 = |t: &CudaTensor| converted(&self.dev, t, DType::BF16);
+            Ok((bf16(q)?, bf16(k)?, bf16(v)?))
+        })?;
+        let (len, heads, keep) = sage::check(&q, &k, &v, sla)?;
+        if len == 0 || heads == 0 {
+            return Ok(None);
+        }
+        let proj_l = sla.map(|(_, proj_l)| proj_l);
+        let (stats, kvw) =
+            self.timed("sage stats", || sage::statistics(&self.dev, &k, &v, proj_l))?;
+        let x = self.timed("sage quantize", || {
+            sage::quantize(&self.dev, &q, &k, &v, stats, (len, heads))
+        })?;
+        let lut = if keep < len.div_ceil(sage::SAGE_BLOCK_K) {
+            Some((
+                self.timed("sage select", || sage::select(&self.dev, &x, keep))?,
+                keep,
+            ))
+        } else {
+            None
+        };
+        let mut amax = None;
+        let lin = proj_l
+            .zip(kvw)
+            .map(|(proj_l, kvw)| {
+                self.timed("sage linear out", || {
+                    if lin_amax {
+                        let slot = self.dev.pool.alloc(4)?;
+                        self.dev.zero(slot.ptr(), 4)?;
+                        amax = Some(slot);
+                    }
+                    sage::linear_branch(&self.dev, &q, &x, &kvw, proj_l, amax.as_ref())
+                })
+            })
+            .transpose()?;
+        Ok(Some(sage::Operands {
+            x,
+            lut,
+            lin,
+            lin_amax: amax,
+        }))
+    }
+
     /// `gelu_tanh(x · wᵀ + b)` written by the GEMM as e4m3 rows for FP8 layer `next`, under the
     /// bound of [`quant::hidden_scale`] instead of each row's amax, which would take a pass over
     /// the output. cuBLASLt writes e4m3 only with one scale per operand, so `x` must be rows
@@ -1783,48 +1843,41 @@ impl Backend for CudaBackend {
         let Some(kernel) = self.sage_kernel() else {
             return crate::backend::exact_sage_attention(self, q, k, v, sla);
         };
-        // Profiled by stage: statistics (with the linear branch's φ(K)ᵀV), quantization, block
-        // selection, linear branch, attention.
-        self.check("sage_attention", &[q, k, v])?;
-        if let Some((_, proj_l)) = sla {
-            self.check("sage_attention", &[proj_l.anchor()])?;
-        }
-        let (q, k, v) = self.timed("sage cast", || {
-            let bf16 = |t: &CudaTensor| converted(&self.dev, t, DType::BF16);
-            Ok((bf16(q)?, bf16(k)?, bf16(v)?))
-        })?;
-        let (len, heads, keep) = sage::check(&q, &k, &v, sla)?;
-        if len == 0 || heads == 0 {
+        let Some(ops) = self.sage_operands(q, k, v, sla, false)? else {
             return CudaTensor::alloc_as(&self.dev, q.shape(), DType::BF16);
-        }
-        let proj_l = sla.map(|(_, proj_l)| proj_l);
-        let (stats, kvw) =
-            self.timed("sage stats", || sage::statistics(&self.dev, &k, &v, proj_l))?;
-        let x = self.timed("sage quantize", || {
-            sage::quantize(&self.dev, &q, &k, &v, stats, (len, heads))
-        })?;
-        let lut = if keep < len.div_ceil(sage::SAGE_BLOCK_K) {
-            Some(self.timed("sage select", || sage::select(&self.dev, &x, keep))?)
-        } else {
-            None
         };
-        let lin = proj_l
-            .zip(kvw)
-            .map(|(proj_l, kvw)| {
-                self.timed("sage linear out", || {
-                    sage::linear_branch(&self.dev, &q, &x, &kvw, proj_l)
-                })
-            })
-            .transpose()?;
+        let out = CudaTensor::alloc_as(&self.dev, q.shape(), DType::BF16)?;
         self.timed("sage attention", || {
-            sage::attend(
-                &self.dev,
-                kernel,
-                &x,
-                lut.as_ref().map(|l| (l, keep)),
-                lin.as_ref(),
-            )
-        })
+            sage::attend(&self.dev, kernel, &ops, sage::AttentionOut::Bf16(&out))
+        })?;
+        Ok(out)
+    }
+
+    fn sage_attention_input(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        sla: Option<(&SlaParams, &CudaLinear)>,
+        next: &CudaLinear,
+    ) -> Result<CudaLinearInput> {
+        let kernel = self.sage_kernel().filter(|_| next.is_fp8());
+        let ops = match kernel {
+            Some(_) => self.sage_operands(q, k, v, sla, true)?,
+            None => None,
+        };
+        let (Some(kernel), Some(ops)) = (kernel, ops) else {
+            return crate::backend::sage_attention_rows(self, q, k, v, sla);
+        };
+        let (rows, to8) = self.timed("sage out scale", || sage::output_scale(&self.dev, &ops))?;
+        self.timed("sage attention", || {
+            let out = sage::AttentionOut::E4m3 {
+                rows: &rows,
+                to8: &to8,
+            };
+            sage::attend(&self.dev, kernel, &ops, out)
+        })?;
+        Ok(CudaLinearInput::fp8(&[rows.rows(), rows.cols()], rows))
     }
 
     fn gelu_tanh(&self, x: &CudaTensor) -> Result<CudaTensor> {

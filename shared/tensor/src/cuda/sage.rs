@@ -5,6 +5,7 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 use super::alloc::DeviceBuffer;
 use super::device::Device;
+use super::quant::{self, CudaFp8Rows};
 use super::split::Split;
 use super::{CudaLinear, CudaTensor, LinearWeight, dt_code, kernels};
 use crate::shapes;
@@ -115,11 +116,14 @@ struct LinearArgs {
     bias_dt: i32,
     len: i32,
     heads: i32,
+    amax: u64,
 }
 
 #[repr(C)]
 struct AttentionArgs {
     out: u64,
+    out8: u64,
+    out8_scale: u64,
     q: u64,
     k: u64,
     v: u64,
@@ -138,6 +142,16 @@ struct AttentionArgs {
     pieces: i32,
 }
 
+#[repr(C)]
+struct OutScaleArgs {
+    scales: u64,
+    to8: u64,
+    stats: u64,
+    lin_amax: u64,
+    len: i32,
+    heads: i32,
+}
+
 // SAFETY: `#[repr(C)]` mirrors of sage.cu's argument structs (u64 for pointers, i32 for int,
 // f32 for float, in declaration order), passed by value as the kernels' single parameter.
 unsafe impl DeviceRepr for StatsReduceArgs {}
@@ -148,6 +162,7 @@ unsafe impl DeviceRepr for KvArgs {}
 unsafe impl DeviceRepr for KvReduceArgs {}
 unsafe impl DeviceRepr for LinearArgs {}
 unsafe impl DeviceRepr for AttentionArgs {}
+unsafe impl DeviceRepr for OutScaleArgs {}
 
 /// Which 8-bit attention kernel this GPU runs: the wgmma one on sm_90a unless `portable`, the
 /// mma.sync one on any other GPU with FP8 tensor cores (sm_89 and later); `None` before sm_89.
@@ -396,22 +411,43 @@ pub(super) fn quantize(
     })
 }
 
+/// One attention call's operands: quantized, the key blocks selected for each query block
+/// (SageSLA below top-k 1) with their count, the linear branch, and that branch's largest value
+/// where the output goes out in e4m3 ([`output_scale`]).
+pub(super) struct Operands {
+    pub x: Quantized,
+    pub lut: Option<(DeviceBuffer, usize)>,
+    pub lin: Option<CudaTensor>,
+    pub lin_amax: Option<DeviceBuffer>,
+}
+
+/// Where the attention kernel writes its output.
+pub(super) enum AttentionOut<'a> {
+    /// bf16 `[L, H, 128]`.
+    Bf16(&'a CudaTensor),
+    /// e4m3 `[L, H · 128]` rows for an FP8 output projection, under the one scale
+    /// [`output_scale`] wrote: its factor into e4m3 in `to8`.
+    E4m3 {
+        rows: &'a CudaFp8Rows,
+        to8: &'a CudaTensor,
+    },
+}
+
 /// Softmax attention over the quantized operands with `kernel` (from [`sage_kernel`]): over the
-/// `blocks` key blocks of `lut` per query block, or over all of them without one; plus the linear
-/// branch `lin` when given. bf16 `[L, H, 128]`.
+/// selected key blocks per query block, or over all of them without a selection; plus the linear
+/// branch when there is one; into `out`.
 pub(super) fn attend(
     dev: &Device,
     kernel: kernels::Kernel,
-    x: &Quantized,
-    lut: Option<(&DeviceBuffer, usize)>,
-    lin: Option<&CudaTensor>,
-) -> Result<CudaTensor> {
-    let out = CudaTensor::alloc_as(dev, &[x.len, x.heads, SAGE_HEAD_DIM], DType::BF16)?;
+    ops: &Operands,
+    out: AttentionOut<'_>,
+) -> Result<()> {
+    let (x, lut, lin) = (&ops.x, ops.lut.as_ref(), ops.lin.as_ref());
     if x.len == 0 || x.heads == 0 {
-        return Ok(out);
+        return Ok(());
     }
     let (qb, kb) = (x.qblocks(), x.kblocks());
-    let blocks = lut.map_or(kb, |(_, n)| n);
+    let blocks = lut.map_or(kb, |&(_, n)| n);
     // The wgmma kernel takes (head, pair of query blocks) items, CTA b units b, b + grid, …, one
     // CTA an SM, so a unit's Q and first tiles load while the last one finishes; the last
     // round's items split over the SMs it would leave idle (`Split`; dense Sage 1.3B 480p 2 %
@@ -427,8 +463,20 @@ pub(super) fn attend(
         (grid(qb, x.heads, 128, MMA_SMEM), Split::none(items))
     };
     let part = split.workspace(dev)?;
+    let (out, out8, out8_scale) = match out {
+        AttentionOut::Bf16(out) => (out.ptr(), 0, 0),
+        AttentionOut::E4m3 { rows, to8 } => (0, rows.values.ptr(), to8.ptr()),
+    };
+    // The wgmma kernel's e4m3 output is a kernel of its own; the others take it as an argument.
+    let kernel = if kernel == kernels::SAGE_ATTENTION && out8 != 0 {
+        kernels::SAGE_ATTENTION_E4M3
+    } else {
+        kernel
+    };
     let args = AttentionArgs {
-        out: out.ptr(),
+        out,
+        out8,
+        out8_scale,
         q: x.qq.ptr(),
         k: x.kq.ptr(),
         v: x.vq.ptr(),
@@ -447,8 +495,35 @@ pub(super) fn attend(
         pieces: split.pieces as i32,
     };
     dev.launch(kernel, cfg, &args)?;
-    split.merge(dev, kernels::SAGE_MERGE, &args)?;
-    Ok(out)
+    split.merge(dev, kernels::SAGE_MERGE, &args)
+}
+
+/// The attention output's e4m3 rows `[L, H · 128]` for an FP8 output projection, unwritten, and
+/// their one scale, written from a bound: V's channel scales and the linear branch's largest
+/// value (from [`linear_branch`]). Returns the rows (every row's scale set) and the attention
+/// kernel's factor into e4m3.
+pub(super) fn output_scale(dev: &Device, ops: &Operands) -> Result<(CudaFp8Rows, CudaTensor)> {
+    let x = &ops.x;
+    let rows = CudaFp8Rows::alloc(
+        dev,
+        x.len,
+        x.heads * SAGE_HEAD_DIM,
+        quant::Lifetime::Activation,
+    )?;
+    let to8 = CudaTensor::alloc_as(dev, &[1], DType::F32)?;
+    dev.launch(
+        kernels::SAGE_OUT_SCALE,
+        grid(x.len.div_ceil(1024).max(1), 1, 256, 0),
+        &OutScaleArgs {
+            scales: rows.scales.ptr(),
+            to8: to8.ptr(),
+            stats: x.stats.ptr(),
+            lin_amax: ops.lin_amax.as_ref().map_or(0, DeviceBuffer::ptr),
+            len: x.len as i32,
+            heads: x.heads as i32,
+        },
+    )?;
+    Ok((rows, to8))
 }
 
 /// One SageSLA call's block selection and what it was computed from, for checking `sage_select`
@@ -526,13 +601,15 @@ pub(super) fn select(dev: &Device, x: &Quantized, keep: usize) -> Result<DeviceB
 }
 
 /// The linear branch, projected: `φ(q) · kvw / (φ(q)·Σφ(k) + 1e-5)` plus `proj_l`'s bias, which is
-/// `proj_l(φ(q) φ(K)ᵀV / (φ(q)·Σφ(k) + 1e-5))`, `[L, H, 128]` bf16.
+/// `proj_l(φ(q) φ(K)ᵀV / (φ(q)·Σφ(k) + 1e-5))`, `[L, H, 128]` bf16; with `amax`, also its largest
+/// |value| (f32, before the bf16 rounding) there, which must hold 0 (or less than it) before.
 pub(super) fn linear_branch(
     dev: &Device,
     q: &CudaTensor,
     x: &Quantized,
     kvw: &DeviceBuffer,
     proj_l: &CudaLinear,
+    amax: Option<&DeviceBuffer>,
 ) -> Result<CudaTensor> {
     let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
     let items = x.len.div_ceil(LINEAR_ROWS) * x.heads;
@@ -548,6 +625,7 @@ pub(super) fn linear_branch(
             bias_dt: proj_l.bias.as_ref().map_or(0, |b| dt_code(b.dtype())),
             len: x.len as i32,
             heads: x.heads as i32,
+            amax: amax.map_or(0, DeviceBuffer::ptr),
         },
     )?;
     Ok(out)
