@@ -256,10 +256,11 @@ fn norm_input(c: &mut Checker<Fp8>, rows: usize, cols: usize) -> Result<()> {
 /// two layers' e4m3 errors in quadrature, √2 · [`FP8_REL_L2`].
 const FFN_REL_L2: f32 = 6.4e-2;
 
-/// How much more the FFN may lose with its hidden rows written in e4m3 by the GEMM, under the
-/// bound's one scale, than with each row quantized by its amax: e4m3 keeps its relative step
-/// wherever a value lands above its smallest normal, so only values ~2⁶ below a typical one
-/// round coarser (kernels/quant.cu).
+/// How much more an FP8 layer's input may lose written in e4m3 by the op before it under a
+/// bound's one scale (the FFN's hidden rows by its first GEMM, the attention's output by the
+/// attention) than with each row quantized by its amax: e4m3 keeps its relative step wherever a
+/// value lands above its smallest normal, so only values far below the bound round coarser
+/// (kernels/quant.cu, kernels/sage.cu).
 const HIDDEN_VS_ROWS: f32 = 1.1;
 
 /// An FFN `[rows, d] → ffn → d` from a modulated norm of f32 residual rows under one scale
