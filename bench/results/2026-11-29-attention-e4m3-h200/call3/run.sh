@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Session 23, call 3: is cuBLASLt's fastest candidate for the scalar-scaled e4m3-out FFN-in GEMM
 # the same run after run? The 2026-11-28 probe (first eight heuristic answers, median of 15),
-# three times on one host.
+# three times on one host. .gpu/lt_probe.py is bench/results/2026-11-28-fp8-hidden-h200/call7/lt_probe.py.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=$OUT/r; mkdir -p $R
