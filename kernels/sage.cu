@@ -951,16 +951,12 @@ struct SageOutScaleArgs {
 // projection's FP8 input (a row's values come from every head's CTAs, so no row scale can be
 // known in the epilogue), from a bound rather than the values.
 extern "C" __global__ void __launch_bounds__(256) sage_out_scale(const SageOutScaleArgs a) {
-  __shared__ float red[8];
+  __shared__ float scratch[32];
   float m = 0.0f;
   for (int i = threadIdx.x; i < a.heads * SG_D; i += 256) {
     m = fmaxf(m, a.stats[(u64)(i / SG_D) * 3 * SG_D + 2 * SG_D + i % SG_D]);
   }
-  m = warp_max(m);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-  __syncthreads();
-#pragma unroll
-  for (int w = 0; w < 8; ++w) m = fmaxf(m, red[w]);
+  m = block_reduce<true>(m, scratch);
   const float lin = a.lin_amax ? __uint_as_float(*a.lin_amax) : 0.0f;
   const float bound = fmaxf((SG_V_RANGE * m + lin) * SG_OUT_SLACK, SG_AMAX_FLOOR);
   if (blockIdx.x == 0 && threadIdx.x == 0) *a.to8 = 448.0f / bound;
