@@ -13,6 +13,11 @@
 // MN-major (transposed by the instruction). Keys past Lk score -inf; query rows past Lq are
 // computed on zero-filled rows and not stored.
 //
+// Where the output feeds an FP8 linear (the cross-attention's o), the persistent kernel's e4m3
+// form writes it as e4m3 under one scale from a bound, max |V| (which `flash_v_max` finds
+// beforehand): a row of the output holds every head's values, written by different CTAs, so no
+// per-row scale can be known in the epilogue.
+//
 // Shared-memory tiles use the 128-byte swizzle wgmma expects: a [rows, 128] bf16 tile is two
 // [rows, 64] halves (one 128-byte row each), and the 16-byte chunk c of row r sits at chunk
 // c ^ (r % 8). Every tile starts 1024-byte aligned, so the hardware's swizzle (address bits 4-6
@@ -64,7 +69,23 @@ struct FlashArgs {
   float* part;
   int whole;
   int pieces;
+  // The persistent kernel's e4m3 form: the output [Lq, H, 128] as e4m3 (`out` unused) under one
+  // scale from the bound max |V| (`vmax`, float bits from flash_v_max); head 0's CTAs write every
+  // row's scale into `out8_scales` [Lq].
+  u8* out8;
+  float* out8_scales;
+  const unsigned* vmax;
 };
+
+// Over max |V| for the e4m3 output's bound: every output row averages rows of V (P ≥ 0, O = Σ P V
+// / Σ P), so no exact output value exceeds it; the slack covers P's bf16 rounding in P V against
+// the f32 row sum (2⁻⁸). A value past the bound would saturate at 448, not overflow.
+#define FA_OUT_SLACK 1.0625f
+
+// The e4m3 output's bound from max |V|.
+__device__ __forceinline__ float out8_bound(const FlashArgs& a) {
+  return fmaxf(__uint_as_float(*a.vmax) * FA_OUT_SLACK, 1e-8f);
+}
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
@@ -134,25 +155,39 @@ __device__ __forceinline__ void pack_p(unsigned* p, const float* s) {
   }
 }
 
-// O[16 rows of a warp][D] (m16n8 layout, D/8 groups) / row sums, as bf16 rows `row0`, `row0+8`
-// of head `head`.
-template <int D>
+// O[16 rows of a warp][D] (m16n8 layout, D/8 groups) / row sums, as rows `row0`, `row0+8` of
+// head `head`: bf16, or with E4M3 e4m3 pairs into `out8` under `bound`'s scale (and, for head 0,
+// the rows' scales). The bound is read by the caller once, not at every item's stores, whose
+// global load would stall each epilogue.
+template <int D, bool E4M3 = false>
 __device__ __forceinline__ void store_rows(const FlashArgs& a, const float* o, float l0, float l1,
-                                           int row0, int head) {
+                                           int row0, int head, float bound = 448.0f) {
   const int lane = threadIdx.x & 31;
   l0 = quad_sum(l0);
   l1 = quad_sum(l1);
-  const float i0 = 1.0f / l0, i1 = 1.0f / l1;
+  const float f = E4M3 ? 448.0f / bound : 1.0f;
+  if (E4M3 && head == 0 && (lane & 3) == 0) {
+    if (row0 < a.lq) a.out8_scales[row0] = bound / 448.0f;
+    if (row0 + 8 < a.lq) a.out8_scales[row0 + 8] = bound / 448.0f;
+  }
+  const float i0 = f / l0, i1 = f / l1;
   const u64 stride = (u64)a.heads * D;
   const int row1 = row0 + 8;
-  bf16_t* out = a.out + (u64)head * D + (lane & 3) * 2;
+  const u64 at = (u64)head * D + (lane & 3) * 2;
 #pragma unroll
   for (int g = 0; g < D / 8; ++g) {
-    if (row0 < a.lq)
-      *(unsigned*)(out + (u64)row0 * stride + g * 8) = pack_bf16x2(o[4 * g] * i0, o[4 * g + 1] * i0);
-    if (row1 < a.lq)
-      *(unsigned*)(out + (u64)row1 * stride + g * 8) =
-          pack_bf16x2(o[4 * g + 2] * i1, o[4 * g + 3] * i1);
+    const float x[4] = {o[4 * g] * i0, o[4 * g + 1] * i0, o[4 * g + 2] * i1, o[4 * g + 3] * i1};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = h ? row1 : row0;
+      if (row >= a.lq) continue;
+      const u64 i = (u64)row * stride + at + g * 8;
+      if (E4M3) {
+        *(unsigned short*)(a.out8 + i) = (unsigned short)e4m3x2(x[2 * h], x[2 * h + 1]);
+      } else {
+        *(unsigned*)(a.out + i) = pack_bf16x2(x[2 * h], x[2 * h + 1]);
+      }
+    }
   }
 }
 
@@ -325,8 +360,8 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
 // CTA b takes items b, b + grid, … The producer also stages each item's Q tile, once both
 // consumers have issued their last Q Kᵀ of the item before, and the ring of K/V stages runs on
 // across items, so the next item's Q and first tiles load while the consumers finish the last.
-extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
-    flash_attention_persistent_bf16(const __grid_constant__ FlashArgs a) {
+template <bool E4M3>
+__device__ __forceinline__ void flash_persistent(const FlashArgs& a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ u8 smem_raw[];
   // full[stages], empty[stages], then the Q tile's full and empty.
@@ -364,17 +399,58 @@ extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(FA_CONSUMER_REGS));
+  const float bound = E4M3 ? out8_bound(a) : 448.0f;
   for (int n = 0, item = blockIdx.x; item < items; ++n, item += gridDim.x) {
     float o[64], l0, l1, m0, m1;
     mbar_wait(qfull, n & 1);
     consume_item(a, o, l0, l1, m0, m1, sq + wg * (64 * 256), skv, full0, empty0, qempty, n * tiles,
                  0, tiles);
-    store_rows<FA_D>(a, o, l0, l1, (item % qtiles) * FA_BQ + wg * 64 + warp * 16 + (lane >> 2),
-                     item / qtiles);
+    store_rows<FA_D, E4M3>(a, o, l0, l1,
+                           (item % qtiles) * FA_BQ + wg * 64 + warp * 16 + (lane >> 2),
+                           item / qtiles, bound);
   }
 #else
   __trap();
 #endif
+}
+
+extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
+    flash_attention_persistent_bf16(const __grid_constant__ FlashArgs a) {
+  flash_persistent<false>(a);
+}
+
+// The same with the output in e4m3 (`out8`, under max |V|'s scale): its own instance, so the
+// bf16 kernel compiles as before.
+extern "C" __global__ void __launch_bounds__(FA_THREADS, 1)
+    flash_attention_persistent_e4m3(const __grid_constant__ FlashArgs a) {
+  flash_persistent<true>(a);
+}
+
+struct FlashVMaxArgs {
+  unsigned* vmax;      // max |v| as float bits, zeroed beforehand (atomicMax)
+  const bf16_t* v;     // [Lk, H, 128]
+  int values;          // Lk · H · 128, a multiple of 8
+};
+
+// Grid ⌈values / FA_VMAX_SPAN⌉, 256 threads: max |v| for the e4m3 output's bound, each CTA over a
+// span of v (eight 16-byte loads a thread in flight), one atomicMax a CTA.
+#define FA_VMAX_SPAN (256 * 8 * 8)
+extern "C" __global__ void __launch_bounds__(256) flash_v_max(const FlashVMaxArgs a) {
+  __shared__ float scratch[32];
+  unsigned m = 0u;
+  const int end = min(a.values, (int)(blockIdx.x + 1) * FA_VMAX_SPAN);
+#pragma unroll 8
+  for (int i = blockIdx.x * FA_VMAX_SPAN + 8 * threadIdx.x; i < end; i += 8 * 256) {
+    const uint4 y = *(const uint4*)(a.v + i);
+    m = __vmaxu2(m, y.x & 0x7fff7fffu);
+    m = __vmaxu2(m, y.y & 0x7fff7fffu);
+    m = __vmaxu2(m, y.z & 0x7fff7fffu);
+    m = __vmaxu2(m, y.w & 0x7fff7fffu);
+  }
+  // Non-negative bf16 values order as their bits; the larger half as a float, whose bits order
+  // as the values too.
+  const float v = block_reduce<true>(__uint_as_float(max(m << 16, m & 0xffff0000u)), scratch);
+  if (threadIdx.x == 0) atomicMax(a.vmax, __float_as_uint(v));
 }
 
 // Grid (split items), 256 threads: the split items' pieces combined (split.cuh) and stored as

@@ -400,6 +400,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
         let dh = self.shape(q).last().copied().unwrap_or(1);
         self.attention_with(q, k, v, 1.0 / (dh as f32).sqrt(), None)
     }
+    /// [`Backend::attention`] as the input `[Lq, H·Dh]` of the quantizable layer `next` (the
+    /// output projection): backends may write it in `next`'s input form from the attention
+    /// itself rather than quantize it in a pass of its own.
+    fn attention_input(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        next: &Self::Linear,
+    ) -> Result<Self::LinearInput> {
+        let _ = next;
+        attention_rows(self, "attention", &self.attention(q, k, v)?)
+    }
     /// `softmax(scale·q kᵀ + bias) v` with an optional additive `bias: [H, Lq, Lk]` (T5's relative
     /// position bias; T5 uses scale 1).
     fn attention_with(
@@ -650,14 +663,22 @@ pub(crate) fn sage_attention_rows<B: Backend>(
     v: &B::Tensor,
     sla: Option<(&SlaParams, &B::Linear)>,
 ) -> Result<B::LinearInput> {
-    let out = b.sage_attention(q, k, v, sla)?;
-    let &[len, heads, dh] = b.shape(&out) else {
+    attention_rows(b, "sage_attention", &b.sage_attention(q, k, v, sla)?)
+}
+
+/// Attention op `op`'s `[L, H, Dh]` output as a [`Backend::linear_input`] `[L, H·Dh]`.
+pub(crate) fn attention_rows<B: Backend>(
+    b: &B,
+    op: &'static str,
+    out: &B::Tensor,
+) -> Result<B::LinearInput> {
+    let &[len, heads, dh] = b.shape(out) else {
         return Err(crate::Error::invalid(
-            "sage_attention",
-            format!("output of shape {:?}, not [L, H, Dh]", b.shape(&out)),
+            op,
+            format!("output of shape {:?}, not [L, H, Dh]", b.shape(out)),
         ));
     };
-    b.linear_input(&b.reshape(&out, &[len, heads * dh])?)
+    b.linear_input(&b.reshape(out, &[len, heads * dh])?)
 }
 
 /// [`Backend::attention_rel_bias`] through [`Backend::attention_with`]: the `[H, Lq, Lk]` bias

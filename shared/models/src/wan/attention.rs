@@ -260,7 +260,7 @@ impl<B: Backend> CrossAttention<B> {
     /// `x: [L, D]` (after the affine `norm3`) `-> [L, D]`, up to the output projection.
     pub fn forward(&self, b: &B, x: &B::LinearInput, kv: &ContextKv<B>) -> Result<Branch<'_, B>> {
         let p = &self.projections;
-        let out = b.attention(&p.query(b, x)?, &kv.k, &kv.v)?;
-        p.output(b, &out)
+        let input = b.attention_input(&p.query(b, x)?, &kv.k, &kv.v, &p.o)?;
+        Ok(p.branch(input))
     }
 }

@@ -6,6 +6,7 @@ use super::alloc::DeviceBuffer;
 use super::device::Device;
 use super::gemm::{LinearGemm, Operands};
 use super::kernels;
+use super::quant::{CudaFp8Rows, Lifetime};
 use super::split::Split;
 use super::tma::TensorMap;
 use super::{CudaLinear, CudaTensor, converted, dt_code, gemm_linear, layout, widest};
@@ -74,6 +75,16 @@ struct FlashArgs {
     part: u64,
     whole: i32,
     pieces: i32,
+    out8: u64,
+    out8_scales: u64,
+    vmax: u64,
+}
+
+#[repr(C)]
+struct FlashVMaxArgs {
+    vmax: u64,
+    v: u64,
+    values: i32,
 }
 
 #[repr(C)]
@@ -134,6 +145,7 @@ struct SlaLinearArgs {
 unsafe impl DeviceRepr for RopeArgs {}
 unsafe impl DeviceRepr for AttentionArgs {}
 unsafe impl DeviceRepr for FlashArgs {}
+unsafe impl DeviceRepr for FlashVMaxArgs {}
 unsafe impl DeviceRepr for SlaPoolArgs {}
 unsafe impl DeviceRepr for SlaScoreArgs {}
 unsafe impl DeviceRepr for SlaSelectArgs {}
@@ -600,10 +612,83 @@ pub(super) fn flash_attention(
     scale: f32,
     rel: Option<&CudaTensor>,
 ) -> Result<CudaTensor> {
+    let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
+    flash_launch(dev, kernel, (q, k, v), scale, rel, FlashOut::Bf16(&out))?;
+    Ok(out)
+}
+
+/// [`flash_attention`] on the persistent wgmma kernel as e4m3 rows `[Lq, H · 128]` for an FP8
+/// output projection, all under one scale from a bound: max |v| (`flash_v_max`), which no output
+/// value can exceed.
+pub(super) fn flash_attention_e4m3(
+    dev: &Device,
+    q: &CudaTensor,
+    k: &CudaTensor,
+    v: &CudaTensor,
+    scale: f32,
+) -> Result<CudaFp8Rows> {
+    let d = check_qkv("attention", q, k, v)?;
+    let rows = CudaFp8Rows::alloc(dev, d.lq, d.heads * d.dh, Lifetime::Activation)?;
+    let values = d.lk * d.heads * d.dh;
+    let vmax = dev.pool.alloc(4)?;
+    dev.zero(vmax.ptr(), 4)?;
+    if d.lq > 0 && values > 0 {
+        let values = i32::try_from(values)
+            .map_err(|_| Error::invalid("attention", "over 2^31 values in v"))?;
+        dev.launch(
+            kernels::FLASH_V_MAX,
+            LaunchConfig {
+                grid_dim: ((values as u32).div_ceil(FLASH_V_MAX_SPAN), 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            },
+            &FlashVMaxArgs {
+                vmax: vmax.ptr(),
+                v: v.ptr(),
+                values,
+            },
+        )?;
+    }
+    let out = FlashOut::E4m3 {
+        rows: &rows,
+        vmax: &vmax,
+    };
+    let kernel = kernels::FLASH_ATTENTION_PERSISTENT_E4M3;
+    flash_launch(dev, kernel, (q, k, v), scale, None, out)?;
+    Ok(rows)
+}
+
+/// The values of v each `flash_v_max` CTA reduces (`FA_VMAX_SPAN`).
+const FLASH_V_MAX_SPAN: u32 = 256 * 8 * 8;
+
+/// Where a flash kernel writes its output.
+#[derive(Clone, Copy)]
+enum FlashOut<'a> {
+    /// bf16 `[Lq, H, Dh]`.
+    Bf16(&'a CudaTensor),
+    /// e4m3 rows `[Lq, H · Dh]` (the persistent kernel's e4m3 form) under one scale from the
+    /// bound at `vmax` (max |v| as float bits), which the kernel writes for every row.
+    E4m3 {
+        rows: &'a CudaFp8Rows,
+        vmax: &'a DeviceBuffer,
+    },
+}
+
+/// Launches flash `kernel` on `q`, `k`, `v` into `out` (then the split items' merge).
+fn flash_launch(
+    dev: &Device,
+    kernel: kernels::Kernel,
+    (q, k, v): (&CudaTensor, &CudaTensor, &CudaTensor),
+    scale: f32,
+    rel: Option<&CudaTensor>,
+    out: FlashOut<'_>,
+) -> Result<()> {
     let d = check_qkv("attention", q, k, v)?;
     // The wgmma kernels' producer loads by the copy engine (`tma`), the others by their threads.
     let ((rows, threads, smem), tma) = match kernel {
-        kernels::FLASH_ATTENTION | kernels::FLASH_ATTENTION_PERSISTENT => (FLASH_WGMMA, true),
+        kernels::FLASH_ATTENTION
+        | kernels::FLASH_ATTENTION_PERSISTENT
+        | kernels::FLASH_ATTENTION_PERSISTENT_E4M3 => (FLASH_WGMMA, true),
         kernels::FLASH_ATTENTION_REL_MMA => (FLASH_REL_MMA, false),
         _ => (FLASH_MMA, false),
     };
@@ -616,9 +701,8 @@ pub(super) fn flash_attention(
             });
         }
     }
-    let out = CudaTensor::alloc_as(dev, q.shape(), DType::BF16)?;
     if d.lq == 0 || d.heads == 0 {
-        return Ok(out);
+        return Ok(());
     }
     if d.lk == 0 {
         return Err(Error::invalid("attention", "no keys to attend to"));
@@ -629,7 +713,7 @@ pub(super) fn flash_attention(
     // SM; the other with a CTA a unit, one CTA filling an SM, so the last round's items are split
     // over the idle SMs (`Split`).
     let (grid_dim, split) = match kernel {
-        kernels::FLASH_ATTENTION_PERSISTENT => {
+        kernels::FLASH_ATTENTION_PERSISTENT | kernels::FLASH_ATTENTION_PERSISTENT_E4M3 => {
             let ctas = dev.persistent_ctas(items, 1);
             ((ctas as u32, 1, 1), Split::none(items))
         }
@@ -654,11 +738,15 @@ pub(super) fn flash_attention(
             Ok(TensorMap::UNUSED)
         }
     };
+    let (out_bf16, out8, out8_scales, vmax) = match out {
+        FlashOut::Bf16(t) => (t.ptr(), 0, 0, 0),
+        FlashOut::E4m3 { rows, vmax } => (0, rows.values.ptr(), rows.scales.ptr(), vmax.ptr()),
+    };
     let args = FlashArgs {
         q_map: map(q, d.lq, FLASH_WGMMA.0 / 2)?,
         k_map: map(k, d.lk, FLASH_WGMMA_KEYS)?,
         v_map: map(v, d.lk, FLASH_WGMMA_KEYS)?,
-        out: out.ptr(),
+        out: out_bf16,
         q: q.ptr(),
         k: k.ptr(),
         v: v.ptr(),
@@ -670,8 +758,10 @@ pub(super) fn flash_attention(
         part: part.as_ref().map_or(0, DeviceBuffer::ptr),
         whole: split.whole as i32,
         pieces: split.pieces as i32,
+        out8,
+        out8_scales,
+        vmax,
     };
     dev.launch(kernel, cfg, &args)?;
-    split.merge(dev, kernels::FLASH_MERGE, &args)?;
-    Ok(out)
+    split.merge(dev, kernels::FLASH_MERGE, &args)
 }

@@ -357,39 +357,61 @@ fn hidden(c: &mut Checker<Fp8>, rows: usize, d: usize, ffn: usize, spread: bool)
     Ok(())
 }
 
-/// The Sage attention's output written by its own epilogue in e4m3 for an FP8 output projection
-/// (the DiT's o), under one scale from a bound ([`Backend::sage_attention_input`]), against the
-/// bf16 output: `[len, heads, 128]` of N(0, 1) q, k, v, dense Sage or SageSLA top-k 0.1 with a
-/// random `proj_l`, on the wgmma kernel or (`portable`) the mma.sync one.
+/// The attention whose output [`attention_output`] checks.
+#[derive(Debug, Clone, Copy)]
+enum OutputOf {
+    /// Dense Sage or (`sla`) SageSLA top-k 0.1 with a random `proj_l`, on the wgmma kernel or
+    /// (`portable`) the mma.sync one ([`Backend::sage_attention_input`]).
+    Sage { sla: bool, portable: bool },
+    /// Dense bf16 attention over `keys` keys, the cross-attention's persistent wgmma kernel
+    /// ([`Backend::attention_input`]).
+    Flash { keys: usize },
+}
+
+/// An attention's output written by its own epilogue in e4m3 for an FP8 output projection (the
+/// DiT's o), under one scale from a bound, against the bf16 output: `[len, heads, 128]` queries
+/// of N(0, 1) q, k, v.
 fn attention_output(
     c: &mut Checker<Fp8>,
     (len, heads): (usize, usize),
-    sla: bool,
-    portable: bool,
+    of: OutputOf,
 ) -> Result<()> {
+    let portable = matches!(of, OutputOf::Sage { portable: true, .. });
     let g = &if portable {
         c.gpu.with_portable_kernels()
     } else {
         c.gpu.clone()
     };
     let d = heads * SAGE_HEAD_DIM;
-    let case = format!(
-        "[{len}, {heads}, 128] {}{}",
-        if sla { "sagesla 0.1" } else { "sage dense" },
-        if portable { " (mma.sync)" } else { "" }
-    );
+    let (case, keys) = match of {
+        OutputOf::Sage { sla, portable } => (
+            format!(
+                "[{len}, {heads}, 128] {}{}",
+                if sla { "sagesla 0.1" } else { "sage dense" },
+                if portable { " (mma.sync)" } else { "" }
+            ),
+            len,
+        ),
+        OutputOf::Flash { keys } => (format!("[{len}, {heads}, 128] x {keys} keys bf16"), keys),
+    };
     let mut qkv = Vec::new();
-    for _ in 0..3 {
-        let t = c.rng.tensor(&[len, heads, SAGE_HEAD_DIM], 1.0);
+    for rows in [len, keys, keys] {
+        let t = c.rng.tensor(&[rows, heads, SAGE_HEAD_DIM], 1.0);
         qkv.push(g.to_dtype(&g.upload(&t)?, DType::BF16)?);
     }
-    let proj_l = g.upload_linear(&c.weights(SAGE_HEAD_DIM, SAGE_HEAD_DIM, true)?)?;
-    let params = SlaParams::sage(0.1);
-    let sla = sla.then_some((&params, &proj_l));
     let w = c.weights(d, d, true)?;
     let (o, o_bf16) = (g.upload_linear_quantizable(&w)?, g.upload_linear(&w)?);
-    let input = g.sage_attention_input(&qkv[0], &qkv[1], &qkv[2], sla, &o)?;
-    let out = g.sage_attention(&qkv[0], &qkv[1], &qkv[2], sla)?;
+    let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
+    let (input, out) = match of {
+        OutputOf::Sage { sla, .. } => {
+            let proj_l = g.upload_linear(&c.weights(SAGE_HEAD_DIM, SAGE_HEAD_DIM, true)?)?;
+            let params = SlaParams::sage(0.1);
+            let sla = sla.then_some((&params, &proj_l));
+            let input = g.sage_attention_input(q, k, v, sla, &o)?;
+            (input, g.sage_attention(q, k, v, sla)?)
+        }
+        OutputOf::Flash { .. } => (g.attention_input(q, k, v, &o)?, g.attention(q, k, v)?),
+    };
     let out = g.reshape(&out, &[len, d])?;
 
     // The path taken: one scale for every row, no value at e4m3's saturation.
@@ -494,17 +516,20 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     }
 
     // The attention output in e4m3 for o: ragged and the 1.3B's 480p shape, dense and SageSLA,
-    // both attention kernels.
-    for (shape, sla, portable) in [
-        ((1000, 3), false, false),
-        ((1000, 3), true, false),
-        ((1000, 3), true, true),
-        ((32_760, 12), false, false),
-        ((32_760, 12), true, false),
-        ((32_760, 12), true, true),
+    // both Sage kernels, and the cross-attention's over ragged and the text's 512 keys.
+    let sage = |sla, portable| OutputOf::Sage { sla, portable };
+    for (shape, of) in [
+        ((1000, 3), sage(false, false)),
+        ((1000, 3), sage(true, false)),
+        ((1000, 3), sage(true, true)),
+        ((32_760, 12), sage(false, false)),
+        ((32_760, 12), sage(true, false)),
+        ((32_760, 12), sage(true, true)),
+        ((1000, 3), OutputOf::Flash { keys: 300 }),
+        ((32_760, 12), OutputOf::Flash { keys: 512 }),
     ] {
-        let result = attention_output(&mut c, shape, sla, portable);
-        c.record_error("fp8 attention output", &format!("{shape:?}"), result);
+        let result = attention_output(&mut c, shape, of);
+        c.record_error("fp8 attention output", &format!("{shape:?} {of:?}"), result);
     }
 
     // A `-quant` checkpoint layer: dequantized, then requantized per output channel.

@@ -147,6 +147,9 @@ pub const CAST: Kernel = Kernel::new(Module::Elementwise, "cast");
 pub const FLASH_ATTENTION: Kernel = Kernel::new(Module::Flash, "flash_attention_bf16");
 pub const FLASH_ATTENTION_PERSISTENT: Kernel =
     Kernel::new(Module::Flash, "flash_attention_persistent_bf16");
+pub const FLASH_ATTENTION_PERSISTENT_E4M3: Kernel =
+    Kernel::new(Module::Flash, "flash_attention_persistent_e4m3");
+pub const FLASH_V_MAX: Kernel = Kernel::new(Module::Flash, "flash_v_max");
 pub const FLASH_MERGE: Kernel = Kernel::new(Module::Flash, "flash_merge");
 pub const FLASH_ATTENTION_MMA: Kernel = Kernel::new(Module::Flash, "flash_attention_mma_bf16");
 pub const FLASH_ATTENTION_REL_MMA: Kernel =
@@ -211,6 +214,8 @@ pub const ALL_KERNELS: &[Kernel] = &[
     CAST,
     FLASH_ATTENTION,
     FLASH_ATTENTION_PERSISTENT,
+    FLASH_ATTENTION_PERSISTENT_E4M3,
+    FLASH_V_MAX,
     FLASH_MERGE,
     FLASH_ATTENTION_MMA,
     FLASH_ATTENTION_REL_MMA,

@@ -330,6 +330,16 @@ impl std::fmt::Debug for CudaBackend {
     }
 }
 
+/// An attention's name in profiles: self- and cross-attention differ by orders of magnitude in
+/// cost, so they are profiled apart.
+fn attention_label(q: &CudaTensor, k: &CudaTensor) -> &'static str {
+    if q.shape().first() == k.shape().first() {
+        "attention (self)"
+    } else {
+        "attention (cross)"
+    }
+}
+
 /// A linear layer's name in profiles: by its weight's form, and the GELU of its epilogue.
 fn linear_label(w: &CudaLinear, gelu: bool) -> &'static str {
     match (InputKind::of(w), gelu) {
@@ -1755,13 +1765,7 @@ impl Backend for CudaBackend {
         scale: f32,
         bias: Option<&CudaTensor>,
     ) -> Result<CudaTensor> {
-        // Self- and cross-attention differ by orders of magnitude in cost: profile them apart.
-        let label = if q.shape().first() == k.shape().first() {
-            "attention (self)"
-        } else {
-            "attention (cross)"
-        };
-        self.timed(label, || {
+        self.timed(attention_label(q, k), || {
             self.check("attention", &[q, k, v])?;
             if let Some(b) = bias {
                 self.check("attention", &[b])?;
@@ -1784,6 +1788,27 @@ impl Backend for CudaBackend {
                 bias.as_ref(),
             )
         })
+    }
+
+    fn attention_input(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        next: &CudaLinear,
+    ) -> Result<CudaLinearInput> {
+        let persistent = attention::flash_kernel(&self.dev, q, k, v, self.portable)
+            == Some(kernels::FLASH_ATTENTION_PERSISTENT);
+        if !(persistent && next.is_fp8()) {
+            return crate::backend::attention_rows(self, "attention", &self.attention(q, k, v)?);
+        }
+        let rows = self.timed(attention_label(q, k), || {
+            self.check("attention", &[q, k, v])?;
+            let dh = q.shape().last().copied().unwrap_or(1);
+            let scale = 1.0 / (dh as f32).sqrt();
+            attention::flash_attention_e4m3(&self.dev, q, k, v, scale)
+        })?;
+        Ok(CudaLinearInput::fp8(&[rows.rows(), rows.cols()], rows))
     }
 
     fn attention_rel_bias(
