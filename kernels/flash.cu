@@ -438,9 +438,10 @@ struct FlashVMaxArgs {
 extern "C" __global__ void __launch_bounds__(256) flash_v_max(const FlashVMaxArgs a) {
   __shared__ float scratch[32];
   unsigned m = 0u;
-  const int end = min(a.values, (int)(blockIdx.x + 1) * FA_VMAX_SPAN);
+  // 64-bit offsets: a span's end may pass 2^31 when `values` comes near it.
+  const u64 end = min((u64)a.values, (u64)(blockIdx.x + 1) * FA_VMAX_SPAN);
 #pragma unroll 8
-  for (int i = blockIdx.x * FA_VMAX_SPAN + 8 * threadIdx.x; i < end; i += 8 * 256) {
+  for (u64 i = (u64)blockIdx.x * FA_VMAX_SPAN + 8 * threadIdx.x; i < end; i += 8 * 256) {
     const uint4 y = *(const uint4*)(a.v + i);
     m = __vmaxu2(m, y.x & 0x7fff7fffu);
     m = __vmaxu2(m, y.y & 0x7fff7fffu);
