@@ -662,7 +662,6 @@ pub(super) fn flash_attention_e4m3(
 const FLASH_V_MAX_SPAN: u32 = 256 * 8 * 8;
 
 /// Where a flash kernel writes its output.
-#[derive(Clone, Copy)]
 enum FlashOut<'a> {
     /// bf16 `[Lq, H, Dh]`.
     Bf16(&'a CudaTensor),
