@@ -59,6 +59,21 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   return block_reduce<false>(v, scratch);
 }
 
+// `m` with the magnitudes of eight bf16 values: two 16-bit maxima of the bits with the signs
+// cleared (non-negative bf16 values order as their bits do).
+__device__ __forceinline__ unsigned abs_max_bf16x8(unsigned m, uint4 y) {
+  m = __vmaxu2(m, y.x & 0x7fff7fffu);
+  m = __vmaxu2(m, y.y & 0x7fff7fffu);
+  m = __vmaxu2(m, y.z & 0x7fff7fffu);
+  return __vmaxu2(m, y.w & 0x7fff7fffu);
+}
+
+// The larger of `abs_max_bf16x8`'s two maxima as a float (bf16 is the top half of an f32), whose
+// bits order as the values do, so an `atomicMax` on them keeps the largest.
+__device__ __forceinline__ float abs_max_value(unsigned m) {
+  return __uint_as_float(max(m & 0xffffu, m >> 16) << 16);
+}
+
 // ---- element types ----
 // Memory-bound kernels take their tensors' element types as run-time codes in the args struct
 // (a warp-uniform branch per access costs nothing next to the memory traffic), so one kernel

@@ -442,15 +442,9 @@ extern "C" __global__ void __launch_bounds__(256) flash_v_max(const FlashVMaxArg
   const u64 end = min((u64)a.values, (u64)(blockIdx.x + 1) * FA_VMAX_SPAN);
 #pragma unroll 8
   for (u64 i = (u64)blockIdx.x * FA_VMAX_SPAN + 8 * threadIdx.x; i < end; i += 8 * 256) {
-    const uint4 y = *(const uint4*)(a.v + i);
-    m = __vmaxu2(m, y.x & 0x7fff7fffu);
-    m = __vmaxu2(m, y.y & 0x7fff7fffu);
-    m = __vmaxu2(m, y.z & 0x7fff7fffu);
-    m = __vmaxu2(m, y.w & 0x7fff7fffu);
+    m = abs_max_bf16x8(m, *(const uint4*)(a.v + i));
   }
-  // Non-negative bf16 values order as their bits; the larger half as a float, whose bits order
-  // as the values too.
-  const float v = block_reduce<true>(__uint_as_float(max(m << 16, m & 0xffff0000u)), scratch);
+  const float v = block_reduce<true>(abs_max_value(m), scratch);
   if (threadIdx.x == 0) atomicMax(a.vmax, __float_as_uint(v));
 }
 

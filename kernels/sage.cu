@@ -673,15 +673,6 @@ extern "C" __global__ void __launch_bounds__(128) sage_kv_reduce(const SageKvRed
   }
 }
 
-// `m` with the magnitudes of eight bf16 values: two 16-bit maxima of the bits with the signs
-// cleared (non-negative bf16 values order as their bits do).
-__device__ __forceinline__ unsigned abs_max_bf16x8(unsigned m, uint4 y) {
-  m = __vmaxu2(m, y.x & 0x7fff7fffu);
-  m = __vmaxu2(m, y.y & 0x7fff7fffu);
-  m = __vmaxu2(m, y.z & 0x7fff7fffu);
-  return __vmaxu2(m, y.w & 0x7fff7fffu);
-}
-
 struct SageLinearArgs {
   bf16_t* out;          // [L, H, 128]: the projected linear branch
   const bf16_t* q;      // [L, H, 128]
@@ -848,8 +839,7 @@ extern "C" __global__ void __launch_bounds__(256, 2) sage_linear(const SageLinea
     }
   }
   if (a.amax) {
-    // As a float's bits (bf16 is the top half of an f32), which order as the values do.
-    float m = warp_max(__uint_as_float(max(peak & 0xffffu, peak >> 16) << 16));
+    float m = warp_max(abs_max_value(peak));
     if (lane == 0) atomicMax(a.amax, __float_as_uint(m));
   }
 #else

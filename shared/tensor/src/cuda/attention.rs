@@ -630,8 +630,7 @@ pub(super) fn flash_attention_e4m3(
     let d = check_qkv("attention", q, k, v)?;
     let rows = CudaFp8Rows::alloc(dev, d.lq, d.heads * d.dh, Lifetime::Activation)?;
     let values = d.lk * d.heads * d.dh;
-    let vmax = dev.pool.alloc(4)?;
-    dev.zero(vmax.ptr(), 4)?;
+    let vmax = dev.alloc_zeroed(4)?;
     if d.lq > 0 && values > 0 {
         let values = i32::try_from(values)
             .map_err(|_| Error::invalid("attention", "over 2^31 values in v"))?;

@@ -176,6 +176,13 @@ impl Device {
         unsafe { driver::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream()) }.w("zero")
     }
 
+    /// A new buffer of `bytes` bytes, zero-filled on the stream first (an `atomicMax` slot).
+    pub fn alloc_zeroed(&self, bytes: usize) -> Result<DeviceBuffer> {
+        let buf = self.pool.alloc(bytes)?;
+        self.zero(buf.ptr(), bytes)?;
+        Ok(buf)
+    }
+
     /// The first `len` elements of `buf` copied to the host, behind the work queued on the
     /// stream (which this waits for): for checks and small results, not the data path.
     pub fn read<T: bytemuck::Pod + Default>(

@@ -869,9 +869,7 @@ impl CudaBackend {
             .map(|(proj_l, kvw)| {
                 self.timed("sage linear out", || {
                     if lin_amax {
-                        let slot = self.dev.pool.alloc(4)?;
-                        self.dev.zero(slot.ptr(), 4)?;
-                        amax = Some(slot);
+                        amax = Some(self.dev.alloc_zeroed(4)?);
                     }
                     sage::linear_branch(&self.dev, &q, &x, &kvw, proj_l, amax.as_ref())
                 })
