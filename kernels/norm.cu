@@ -234,6 +234,9 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
 // 384) into bf16 rows `width` wide, width a multiple of 8: n lanes share a row, 24 channels each,
 // so a warp takes 32/n rows at a time with three 16-byte loads and stores a lane, where the
 // one-warp-per-row kernel moves 2 bytes a lane and instruction. Same arithmetic per element.
+// Lane j of a row holds its 16-byte chunks j, n + j and 2n + j, so each load and store
+// instruction of a warp covers whole 32-byte sectors (24 contiguous channels a lane left every
+// sector of an instruction half written).
 //
 // Folded, warps take their rows frame-minor: consecutive warps the same 32/n positions of every
 // input frame, so the taps of an output row, which come from different input frames, are all
@@ -245,7 +248,9 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
   const u64 warps = (u64)gridDim.x * (blockDim.x / 32);
   float g[24];
 #pragma unroll
-  for (int i = 0; i < 24; ++i) g[i] = load_elem(a.gamma, a.gamma_dt, sub * 24 + i);
+  for (int i = 0; i < 24; ++i) {
+    g[i] = load_elem(a.gamma, a.gamma_dt, 8 * ((i / 8) * lanes + sub) + i % 8);
+  }
   const float root_c = sqrtf((float)a.channels);
   const unsigned zero_chunks = (a.width - a.channels) / 8;
   // Work items of 32/n rows, counted in 32 bits: the host launches under 2^31 rows, so the item
@@ -261,10 +266,10 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
     const u64 p = (u64)(folded ? item / in_frames : item) * rows_per_warp + lane / lanes;
     const u64 row = frame * span + p;
     const bool live = p < span;
-    const uint4* src = (const uint4*)((const bf16_t*)a.x + row * a.channels + sub * 24);
+    const uint4* src = (const uint4*)((const bf16_t*)a.x + row * a.channels) + sub;
     uint4 v[3];
 #pragma unroll
-    for (int k = 0; k < 3; ++k) v[k] = live ? src[k] : make_uint4(0, 0, 0, 0);
+    for (int k = 0; k < 3; ++k) v[k] = live ? src[k * lanes] : make_uint4(0, 0, 0, 0);
     float f[24], ss = 0.0f;
 #pragma unroll
     for (int k = 0; k < 3; ++k) {
@@ -299,7 +304,7 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
     if (a.taps == 1) {
       uint4* dst = (uint4*)((bf16_t*)a.out + row * a.width);
 #pragma unroll
-      for (int k = 0; k < 3; ++k) dst[3 * sub + k] = y[k];
+      for (int k = 0; k < 3; ++k) dst[k * lanes + sub] = y[k];
       for (unsigned j = sub; j < zero_chunks; j += lanes) {
         dst[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
       }
@@ -310,7 +315,7 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
       if (t < 0 || t >= a.frames) continue;
       uint4* dst = (uint4*)((bf16_t*)a.out + (((u64)t * a.frame_rows + p) * a.taps + dt) * a.width);
 #pragma unroll
-      for (int k = 0; k < 3; ++k) dst[3 * sub + k] = y[k];
+      for (int k = 0; k < 3; ++k) dst[k * lanes + sub] = y[k];
     }
   }
 }
