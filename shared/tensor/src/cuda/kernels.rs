@@ -169,6 +169,7 @@ pub const SAGE_QUANT_K: Kernel = Kernel::new(Module::Sage, "sage_quant_k");
 pub const SAGE_QUANT_Q: Kernel = Kernel::new(Module::Sage, "sage_quant_q");
 pub const SAGE_SELECT: Kernel = Kernel::new(Module::Sage, "sage_select");
 pub const SAGE_KV: Kernel = Kernel::new(Module::Sage, "sage_kv");
+pub const SAGE_KV_SUM: Kernel = Kernel::new(Module::Sage, "sage_kv_sum");
 pub const SAGE_KV_REDUCE: Kernel = Kernel::new(Module::Sage, "sage_kv_reduce");
 pub const SAGE_LINEAR: Kernel = Kernel::new(Module::Sage, "sage_linear");
 pub const SAGE_ATTENTION: Kernel = Kernel::new(Module::Sage, "sage_attention_sm90");
@@ -232,6 +233,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     SAGE_QUANT_Q,
     SAGE_SELECT,
     SAGE_KV,
+    SAGE_KV_SUM,
     SAGE_KV_REDUCE,
     SAGE_LINEAR,
     SAGE_ATTENTION,

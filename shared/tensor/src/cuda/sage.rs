@@ -27,7 +27,7 @@ const KV_PART_BYTES: usize = 8 * SAGE_HEAD_DIM * 4;
 const STATS_SMEM: u32 = (4 * KV_TILE + KV_PART_BYTES) as u32;
 const KV_SMEM: u32 = (5 * KV_TILE + KV_PART_BYTES) as u32;
 const KVW_BYTES: usize = SAGE_HEAD_DIM * SAGE_HEAD_DIM * 2;
-const KVW_ROWS: usize = 4;
+const KVW_ROWS: usize = 16;
 const KV_REDUCE_SMEM: u32 =
     ((SAGE_HEAD_DIM * (SAGE_HEAD_DIM + 1) + KVW_ROWS * SAGE_HEAD_DIM) * 4) as u32;
 const LINEAR_ROWS: usize = 128;
@@ -98,12 +98,18 @@ struct KvArgs {
 }
 
 #[repr(C)]
+struct KvSumArgs {
+    kv: u64,
+    partial: u64,
+    chunks: i32,
+}
+
+#[repr(C)]
 struct KvReduceArgs {
     kvw: u64,
-    partial: u64,
+    kv: u64,
     weight: u64,
     weight_dt: i32,
-    chunks: i32,
 }
 
 #[repr(C)]
@@ -159,6 +165,7 @@ unsafe impl DeviceRepr for QuantKArgs {}
 unsafe impl DeviceRepr for QuantQArgs {}
 unsafe impl DeviceRepr for SelectArgs {}
 unsafe impl DeviceRepr for KvArgs {}
+unsafe impl DeviceRepr for KvSumArgs {}
 unsafe impl DeviceRepr for KvReduceArgs {}
 unsafe impl DeviceRepr for LinearArgs {}
 unsafe impl DeviceRepr for AttentionArgs {}
@@ -329,16 +336,25 @@ pub(super) fn statistics(
     let kvw = weight
         .zip(partial_kv)
         .map(|(weight, partial)| {
+            let kv = dev.alloc(heads * SAGE_HEAD_DIM * SAGE_HEAD_DIM, DType::F32)?;
+            dev.launch(
+                kernels::SAGE_KV_SUM,
+                grid(heads * SAGE_HEAD_DIM * SAGE_HEAD_DIM / 256, 1, 256, 0),
+                &KvSumArgs {
+                    kv: kv.ptr(),
+                    partial: partial.ptr(),
+                    chunks: chunks as i32,
+                },
+            )?;
             let kvw = dev.pool.alloc(heads * KVW_BYTES)?;
             dev.launch(
                 kernels::SAGE_KV_REDUCE,
                 grid(SAGE_HEAD_DIM / KVW_ROWS, heads, 128, KV_REDUCE_SMEM),
                 &KvReduceArgs {
                     kvw: kvw.ptr(),
-                    partial: partial.ptr(),
+                    kv: kv.ptr(),
                     weight: weight.ptr(),
                     weight_dt: dt_code(weight.dtype()),
-                    chunks: chunks as i32,
                 },
             )?;
             Ok(kvw)
