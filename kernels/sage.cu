@@ -549,10 +549,13 @@ __device__ __forceinline__ unsigned order_key(float f) {
 // channel-major in memory, as one 128-byte read a warp and channel, so a channel's reads feed 16
 // FMAs a thread (rows of pooled keys in shared memory, a 16-byte read each, fed eight FMAs for
 // three reads). Each score sums its 128 products in channel order with FMAs, as before. Then
-// warp w takes query blocks w, w + warps, …: the keep-th largest score found bit by bit (32
-// counting passes over the row in shared memory instead of a sort), and the blocks above it
-// and, by lowest index, the ties at it written in ascending order. (A lane's 32 scores held in
-// registers instead took the kernel to 64 registers, one CTA an SM at 720p's 608 threads.)
+// warp w takes query blocks w, w + warps, …: the keep-th largest score found bit by bit (up to
+// 32 counting passes over the row in shared memory instead of a sort), and the blocks above it
+// and, by lowest index, the ties at it written in ascending order. The passes stop once exactly
+// `keep` keys lie at or above the candidate: those are then the blocks the remaining passes
+// would select (no tie at the boundary), found about as many bits below the top as it takes to
+// tell the keep-th score from the next. (A lane's 32 scores held in registers instead took the
+// kernel to 64 registers, one CTA an SM at 720p's 608 threads.)
 extern "C" __global__ void __launch_bounds__(1024) sage_select(const SageSelectArgs a) {
   extern __shared__ __align__(16) float sel[];
   float* pq = sel;                                           // [128][16]
@@ -600,7 +603,9 @@ extern "C" __global__ void __launch_bounds__(1024) sage_select(const SageSelectA
       unsigned n = 0;
 #pragma unroll 4
       for (int j = lane; j < a.kblocks; j += 32) n += mine[j] >= cand;
-      if ((int)__reduce_add_sync(0xffffffffu, n) >= a.keep) thr = cand;
+      const int at_or_above = (int)__reduce_add_sync(0xffffffffu, n);
+      if (at_or_above >= a.keep) thr = cand;
+      if (at_or_above == a.keep) break;
     }
     unsigned above = 0;
 #pragma unroll 4
