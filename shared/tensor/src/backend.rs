@@ -398,7 +398,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         v: &Self::Tensor,
     ) -> Result<Self::Tensor> {
         let dh = self.shape(q).last().copied().unwrap_or(1);
-        self.attention_with(q, k, v, 1.0 / (dh as f32).sqrt(), None)
+        self.attention_with(q, k, v, softmax_scale(dh), None)
     }
     /// [`Backend::attention`] as the input `[Lq, H·Dh]` of the quantizable layer `next` (the
     /// output projection): backends may write it in `next`'s input form from the attention
@@ -664,6 +664,11 @@ pub(crate) fn sage_attention_rows<B: Backend>(
     sla: Option<(&SlaParams, &B::Linear)>,
 ) -> Result<B::LinearInput> {
     attention_rows(b, "sage_attention", &b.sage_attention(q, k, v, sla)?)
+}
+
+/// Dense attention's softmax scale for head dim `dh`, `1/sqrt(dh)`.
+pub(crate) fn softmax_scale(dh: usize) -> f32 {
+    1.0 / (dh as f32).sqrt()
 }
 
 /// Attention op `op`'s `[L, H, Dh]` output as a [`Backend::linear_input`] `[L, H·Dh]`.

@@ -235,7 +235,7 @@ pub fn top_blocks(scores: &[f32], n: usize) -> Vec<usize> {
 /// The sparse branch: each query block attends, with softmax renormalized over the selection, to
 /// the tokens of its selected key blocks only.
 pub(super) fn sla_sparse(q: &[f32], k: &[f32], v: &[f32], d: Dims, p: &SlaParams) -> Vec<f32> {
-    let scale = 1.0 / (d.dh as f32).sqrt();
+    let scale = crate::backend::softmax_scale(d.dh);
     let selections: Vec<Vec<Vec<usize>>> = (0..d.heads)
         .into_par_iter()
         .map(|h| select_blocks(q, k, h, d, p))

@@ -490,7 +490,7 @@ pub(super) fn sla_attention(
         q,
         k,
         v,
-        1.0 / (d.dh as f32).sqrt(),
+        crate::backend::softmax_scale(d.dh),
         None,
         Some(&mask),
     )?;

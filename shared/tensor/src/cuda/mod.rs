@@ -1803,7 +1803,7 @@ impl Backend for CudaBackend {
         let rows = self.timed(attention_label(q, k), || {
             self.check("attention", &[q, k, v])?;
             let dh = q.shape().last().copied().unwrap_or(1);
-            let scale = 1.0 / (dh as f32).sqrt();
+            let scale = crate::backend::softmax_scale(dh);
             attention::flash_attention_e4m3(&self.dev, q, k, v, scale)
         })?;
         Ok(CudaLinearInput::fp8(&[rows.rows(), rows.cols()], rows))
