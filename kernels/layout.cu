@@ -109,31 +109,33 @@ extern "C" __global__ void unpatchify_f32(const PatchArgs a) {
   }
 }
 
-// [F, H, W, C] -> [F*sf, H*sh, W*sw, C], each output pixel's channels copied from its nearest
-// source pixel: 16 bytes per thread when a pixel's channels are a whole number of 16-byte
-// vectors (`vec16`; the VAE's case), one element otherwise.
-struct UpsampleArgs {
+// [F, H + 1, W + 1, 4C] -> [F, 2H, 2W, C]: output pixel (2y + a, 2x + b) copies channels
+// [(2a + b)C, (2a + b + 1)C) of input pixel (y + a, x + b) — a 2x2 convolution's four output
+// phases put where the 2x-upsampled 3x3 convolution's pixels go. 16 bytes per thread when C
+// channels are a whole number of 16-byte vectors (`vec16`; the VAE's case), one element
+// otherwise.
+struct PhaseArgs {
   void* out;
   const void* x;
   u64 n;  // output elements, or 16-byte vectors with `vec16`
-  unsigned f, h, w, c;
-  unsigned sf, sh, sw;
+  unsigned ho, wo, c;  // output
   int esize;
   int vec16;
 };
 
 // The source unit of output unit `i`, in I's arithmetic.
 template <typename I>
-__device__ __forceinline__ u64 upsample_source(const UpsampleArgs& a, I i) {
-  const I ho = (I)a.h * a.sh, wo = (I)a.w * a.sw;
-  // Units (elements or vectors) per pixel.
+__device__ __forceinline__ u64 phase_source(const PhaseArgs& a, I i) {
+  // Units (elements or vectors) per output pixel.
   const I run = a.vec16 ? (I)a.c * a.esize / 16 : (I)a.c;
   const I k = i % run, p = i / run;
-  const I xo = p % wo, q = p / wo, yo = q % ho, to = q / ho;
-  return ((u64)((to / a.sf) * a.h + yo / a.sh) * a.w + xo / a.sw) * run + k;
+  const I xo = p % a.wo, q = p / a.wo, yo = q % a.ho, to = q / a.ho;
+  const I h1 = a.ho / 2 + 1, w1 = a.wo / 2 + 1;
+  const I phase = 2 * (yo & 1) + (xo & 1);
+  return (((u64)(to * h1 + (yo + 1) / 2) * w1 + (xo + 1) / 2) * 4 + phase) * run + k;
 }
 
-__device__ __forceinline__ void upsample_copy(const UpsampleArgs& a, u64 i, u64 src) {
+__device__ __forceinline__ void phase_copy(const PhaseArgs& a, u64 i, u64 src) {
   if (a.vec16) {
     ((uint4*)a.out)[i] = ((const uint4*)a.x)[src];
   } else {
@@ -141,8 +143,8 @@ __device__ __forceinline__ void upsample_copy(const UpsampleArgs& a, u64 i, u64 
   }
 }
 
-extern "C" __global__ void upsample_nearest(const UpsampleArgs a) {
-  GRID_STRIDE_NARROW(i, a.n, upsample_copy(a, i, upsample_source(a, i)))
+extern "C" __global__ void interleave_phases(const PhaseArgs a) {
+  GRID_STRIDE_NARROW(i, a.n, phase_copy(a, i, phase_source(a, i)))
 }
 
 // [F, H, W, C] -> [F + pf, H + ph, W + pw, C] with x placed at (f0, h0, w0) and zeros around:

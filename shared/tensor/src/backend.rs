@@ -545,8 +545,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
     ) -> Result<Self::Tensor> {
         self.add(&self.conv3d(x, weight, bias, stride, pad)?, residual)
     }
-    /// Nearest-neighbour upsampling of `[F, H, W, C]` by integer factors per (F, H, W).
-    fn upsample_nearest(&self, x: &Self::Tensor, factor: [usize; 3]) -> Result<Self::Tensor>;
+    /// `x: [F, H + 1, W + 1, 4C]`, whose channels `[(2a + b)·C, (2a + b + 1)·C)` hold output
+    /// phase `(a, b)` ∈ {0, 1}², as `[F, 2H, 2W, C]`: `out[f, 2y + a, 2x + b] = x[f, y + a, x + b,
+    /// phase (a, b)]`. A 2× nearest upsample followed by a 3×3 convolution (padding 1) is one 2×2
+    /// convolution (padding 1) of the low-resolution input to the four phases, on 4/9 of the
+    /// multiply-adds; this puts its output where the upsampled convolution's would be.
+    fn interleave_phases(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `x / max(‖x‖₂, 1e-12) · sqrt(C) · gamma` with the norm over the last (channel) dim of
     /// `x: [..., C]`, `gamma: [C]`: the Wan VAE's `RMS_norm` (`F.normalize` based).
     fn channel_rms_norm(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor>;

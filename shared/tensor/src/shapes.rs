@@ -263,13 +263,18 @@ pub(crate) fn conv3d(
     })
 }
 
-/// `x: [F, H, W, C]` and the upsampling factors, checked; returns `x`'s dims.
-pub(crate) fn upsample_nearest(x: &[usize], factor: [usize; 3]) -> Result<[usize; 4]> {
-    let dims = channels_last("upsample_nearest", x)?;
-    if factor.contains(&0) {
-        return Err(Error::invalid("upsample_nearest", "factors must be >= 1"));
+/// `x: [F, H + 1, W + 1, 4C]` of [`Backend::interleave_phases`](crate::Backend::interleave_phases),
+/// checked; returns the output's dims `[F, 2H, 2W, C]`.
+pub(crate) fn interleave_phases(x: &[usize]) -> Result<[usize; 4]> {
+    let [f, h1, w1, c4] = channels_last("interleave_phases", x)?;
+    if h1 < 2 || w1 < 2 || c4 == 0 || c4 % 4 != 0 {
+        return Err(Error::shape(
+            "interleave_phases",
+            "expected [F, H + 1, W + 1, 4C] with H, W, C >= 1",
+            x,
+        ));
     }
-    Ok(dims)
+    Ok([f, 2 * (h1 - 1), 2 * (w1 - 1), c4 / 4])
 }
 
 /// A per-channel parameter `[C]` of a `[..., C]` tensor.

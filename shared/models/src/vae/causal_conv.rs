@@ -66,12 +66,22 @@ impl<B: Backend> Conv<B> {
         pad: [[usize; 2]; 3],
     ) -> Result<Self> {
         let (weight, bias) = l.conv(name, shape)?;
-        Ok(Conv {
+        Ok(Self::new(weight, bias, stride, pad))
+    }
+
+    /// A filter `[Cout, kt, kh, kw, Cin]` and bias already on the backend.
+    pub fn new(
+        weight: B::Tensor,
+        bias: B::Tensor,
+        stride: [usize; 3],
+        pad: [[usize; 2]; 3],
+    ) -> Self {
+        Conv {
             weight,
             bias,
             stride,
             pad,
-        })
+        }
     }
 
     /// A 1×1 (×1) convolution: a per-position linear map of the channels.

@@ -1,6 +1,6 @@
 //! Upstream's `Resample`: 2× spatial down/upsampling per frame, optionally with 2× in time.
 
-use turbine_tensor::Backend;
+use turbine_tensor::{Backend, HostTensor};
 
 use super::causal_conv::{CausalConv3d, Conv, FeatCache, dims};
 use super::weights::Loader;
@@ -58,6 +58,11 @@ impl<B: Backend> Downsample<B> {
 /// `upsample2d`: nearest 2× (upstream's `nearest-exact`, the same at factor 2) + Conv2d(C, C/2, 3,
 /// pad 1) per frame. `upsample3d` first doubles time: a causal time convolution to 2C channels,
 /// channels `[0, C)` becoming frame 2i and `[C, 2C)` frame 2i+1.
+///
+/// The upsampled frame repeats each pixel four times, so the 3×3 convolution of it reads only
+/// 2×2 distinct pixels per output: it runs as one 2×2 convolution of the low-resolution frame to
+/// the four output phases ([`phase_filter`]), 4/9 of the multiply-adds and no upsampled copy, and
+/// [`Backend::interleave_phases`] puts each phase's pixels in place.
 pub(super) struct Upsample<B: Backend> {
     time_conv: Option<CausalConv3d<B>>,
     conv: Conv<B>,
@@ -74,13 +79,10 @@ impl<B: Backend> Upsample<B> {
         } else {
             None
         };
-        let conv = Conv::load(
-            l,
-            &format!("{name}.resample.1"),
-            &[c / 2, c, 3, 3],
-            [1; 3],
-            [[0, 0], [1, 1], [1, 1]],
-        )?;
+        let (w, bias) = l.host_conv(&format!("{name}.resample.1"), &[c / 2, c, 3, 3])?;
+        let (w, bias) = phase_filter(&w, &bias, [c / 2, c])?;
+        let (w, bias) = l.upload_conv(&w, &bias)?;
+        let conv = Conv::new(w, bias, [1; 3], [[0, 0], [1, 1], [1, 1]]);
         Ok(Upsample { time_conv, conv })
     }
 
@@ -104,6 +106,113 @@ impl<B: Backend> Upsample<B> {
             }
             _ => x.clone(),
         };
-        self.conv.forward(b, &b.upsample_nearest(&x, [1, 2, 2])?)
+        Ok(b.interleave_phases(&self.conv.forward(b, &x)?)?)
+    }
+}
+
+/// Kernel rows (columns alike) that land on each of the two low-resolution rows an output phase
+/// reads: output row 2y + a reads upsampled rows 2y + a − 1, 2y + a, 2y + a + 1, which repeat
+/// low rows y − 1, y, y (a = 0) or y, y, y + 1 (a = 1) — the window at low rows y + a − 1 and
+/// y + a of a 2×2 convolution padded by one.
+const PHASE_TAPS: [[&[usize]; 2]; 2] = [[&[0], &[1, 2]], [&[0, 1], &[2]]];
+
+/// A 3×3 filter `[Cout, Cin, 3, 3]` and its bias as the 2×2 filter `[4·Cout, Cin, 2, 2]` of the
+/// four output phases, phase `(a, b)` in filters `[(2a + b)·Cout, (2a + b + 1)·Cout)`, each tap
+/// the f32 sum of the 3×3 taps on its pixel.
+fn phase_filter(
+    w: &HostTensor,
+    bias: &HostTensor,
+    [cout, cin]: [usize; 2],
+) -> Result<(HostTensor, HostTensor)> {
+    let w = w.f32_elements();
+    let mut phases = Vec::with_capacity(16 * cout * cin);
+    for [rows, cols] in
+        [[0, 0], [0, 1], [1, 0], [1, 1]].map(|[a, b]| [PHASE_TAPS[a], PHASE_TAPS[b]])
+    {
+        for filter in w.chunks(9) {
+            for kh in rows {
+                for kw in cols {
+                    let tap = |r: usize| kw.iter().map(|&s| filter[3 * r + s]).sum::<f32>();
+                    phases.push(kh.iter().map(|&r| tap(r)).sum());
+                }
+            }
+        }
+    }
+    Ok((
+        HostTensor::from_f32([4 * cout, cin, 2, 2], phases)?,
+        HostTensor::from_f32([4 * cout], bias.f32_elements().repeat(4))?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use turbine_tensor::{Backend, CpuBackend, HostTensor};
+
+    use super::phase_filter;
+
+    fn wave(shape: &[usize], step: f32) -> HostTensor {
+        let n = shape.iter().product();
+        HostTensor::from_f32(shape, (0..n).map(|i| (i as f32 * step).sin()).collect()).unwrap()
+    }
+
+    /// `[F, H, W, C]` with each pixel repeated 2×2.
+    fn upsample(x: &HostTensor) -> HostTensor {
+        let &[f, h, w, c] = &x.shape[..] else {
+            unreachable!()
+        };
+        let src = x.f32_elements();
+        let mut out = Vec::with_capacity(4 * src.len());
+        for t in 0..f {
+            for y in 0..2 * h {
+                for x in 0..2 * w {
+                    out.extend_from_slice(&src[((t * h + y / 2) * w + x / 2) * c..][..c]);
+                }
+            }
+        }
+        HostTensor::from_f32([f, 2 * h, 2 * w, c], out).unwrap()
+    }
+
+    /// The four phases' 2×2 convolution, interleaved, equals the 3×3 convolution of the 2×
+    /// nearest-upsampled frames, the borders included.
+    #[test]
+    fn phases_convolve_as_the_upsampled_frame() {
+        let b = CpuBackend;
+        let (cin, cout) = (6, 5);
+        let (w, bias) = (wave(&[cout, cin, 3, 3], 0.37), wave(&[cout], 1.3));
+        let x = wave(&[2, 3, 4, cin], 0.11);
+        let filter = |w: &HostTensor, k: usize| {
+            let w = b.reshape(&b.upload(w).unwrap(), &[w.shape[0], cin, 1, k, k]);
+            b.permute(&w.unwrap(), &[0, 2, 3, 4, 1]).unwrap()
+        };
+        let pad = [[0, 0], [1, 1], [1, 1]];
+        let want = b
+            .conv3d(
+                &b.upload(&upsample(&x)).unwrap(),
+                &filter(&w, 3),
+                Some(&b.upload(&bias).unwrap()),
+                [1; 3],
+                pad,
+            )
+            .unwrap();
+        let (wp, bp) = phase_filter(&w, &bias, [cout, cin]).unwrap();
+        let phases = b
+            .conv3d(
+                &b.upload(&x).unwrap(),
+                &filter(&wp, 2),
+                Some(&b.upload(&bp).unwrap()),
+                [1; 3],
+                pad,
+            )
+            .unwrap();
+        assert_eq!(b.shape(&phases), [2, 4, 5, 4 * cout]);
+        let got = b.interleave_phases(&phases).unwrap();
+        assert_eq!(b.shape(&got), [2, 6, 8, cout]);
+        let worst = got
+            .data()
+            .iter()
+            .zip(want.data())
+            .map(|(g, w)| (g - w).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
     }
 }

@@ -68,15 +68,27 @@ impl<'a, B: Backend> Loader<'a, B> {
     /// for a Conv2d) as the channels-last filter `[Cout, kt, kh, kw, Cin]` of
     /// [`Backend::conv3d`], and `{name}.bias`.
     pub fn conv(&self, name: &str, shape: &[usize]) -> Result<(B::Tensor, B::Tensor)> {
+        let (w, bias) = self.host_conv(name, shape)?;
+        self.upload_conv(&w, &bias)
+    }
+
+    /// `{name}.weight` of the stored `shape` and `{name}.bias`, on the host as stored.
+    pub fn host_conv(&self, name: &str, shape: &[usize]) -> Result<(HostTensor, HostTensor)> {
+        Ok((
+            self.weights.tensor(&format!("{name}.weight"), shape)?,
+            self.weights.tensor(&format!("{name}.bias"), &shape[..1])?,
+        ))
+    }
+
+    /// A filter in the stored layout (see [`Loader::conv`]) and its bias, on the backend.
+    pub fn upload_conv(&self, w: &HostTensor, bias: &HostTensor) -> Result<(B::Tensor, B::Tensor)> {
         let b = self.backend;
-        let w = b.upload_param(&self.weights.tensor(&format!("{name}.weight"), shape)?)?;
-        let w5 = match *shape {
+        let w5 = match w.shape[..] {
             [o, i, kh, kw] => vec![o, i, 1, kh, kw],
-            _ => shape.to_vec(),
+            _ => w.shape.clone(),
         };
-        let w = b.permute(&b.reshape(&w, &w5)?, &[0, 2, 3, 4, 1])?;
-        let bias = self.weights.tensor(&format!("{name}.bias"), &shape[..1])?;
-        Ok((w, b.upload_param(&bias)?))
+        let w = b.permute(&b.reshape(&b.upload_param(w)?, &w5)?, &[0, 2, 3, 4, 1])?;
+        Ok((w, b.upload_param(bias)?))
     }
 
     /// [`Loader::conv`] of a `[Cout, Cin, kt, kh, kw]` filter, its input channels zero-padded to

@@ -66,21 +66,23 @@ pub(super) fn conv3d(
     CpuTensor::new([fo, ho, wo, cout], out)
 }
 
-pub(super) fn upsample_nearest(x: &CpuTensor, [sf, sh, sw]: [usize; 3]) -> Result<CpuTensor> {
-    let [f, h, w, c] = shapes::upsample_nearest(x.shape(), [sf, sh, sw])?;
-    let (fo, ho, wo) = (f * sf, h * sh, w * sw);
+pub(super) fn interleave_phases(x: &CpuTensor) -> Result<CpuTensor> {
+    let [f, ho, wo, c] = shapes::interleave_phases(x.shape())?;
+    let (h1, w1) = (ho / 2 + 1, wo / 2 + 1);
     let src = x.data();
-    let mut out = vec![0f32; fo * ho * wo * c];
+    let mut out = vec![0f32; f * ho * wo * c];
     out.par_chunks_mut(wo * c)
         .enumerate()
         .for_each(|(line, dst)| {
-            let (t, y) = (line / ho, line % ho);
-            let row = &src[((t / sf) * h + y / sh) * w * c..][..w * c];
+            let (t, yo) = (line / ho, line % ho);
+            // Output row 2y + a is phase a of low-resolution row y + a = (yo + 1) / 2.
+            let row = &src[(t * h1 + yo.div_ceil(2)) * w1 * 4 * c..][..w1 * 4 * c];
             for (xo, px) in dst.chunks_mut(c).enumerate() {
-                px.copy_from_slice(&row[(xo / sw) * c..][..c]);
+                let phase = 2 * (yo % 2) + xo % 2;
+                px.copy_from_slice(&row[(xo.div_ceil(2) * 4 + phase) * c..][..c]);
             }
         });
-    CpuTensor::new([fo, ho, wo, c], out)
+    CpuTensor::new([f, ho, wo, c], out)
 }
 
 /// Per-channel parameters `[C]` of a `[..., C]` tensor, checked.
@@ -209,15 +211,25 @@ mod tests {
     }
 
     #[test]
-    fn upsample_and_channel_norm() {
-        // [F, H, W, C] = [1, 2, 2, 2]: pixel (y, x) holds channels at 2·(2y + x).
+    fn interleave_phases_and_channel_norm() {
+        // [F, H + 1, W + 1, 4C] = [1, 2, 3, 4]: low pixel (p, q) holds phase k at 4·(3p + q) + k.
+        let low = arange(&[1, 2, 3, 4], 1.0);
+        let out = interleave_phases(&low).unwrap();
+        assert_eq!(out.shape(), [1, 2, 4, 1]);
+        // Output (2y + a, 2x + b) is low pixel (y + a, x + b), phase 2a + b.
+        let at = |p: usize, q: usize, k: usize| low.data()[4 * (3 * p + q) + k];
+        let want = [
+            at(0, 0, 0),
+            at(0, 1, 1),
+            at(0, 1, 0),
+            at(0, 2, 1),
+            at(1, 0, 2),
+            at(1, 1, 3),
+            at(1, 1, 2),
+            at(1, 2, 3),
+        ];
+        assert_eq!(out.data(), want);
         let x = arange(&[1, 2, 2, 2], 1.0);
-        let up = upsample_nearest(&x, [1, 2, 2]).unwrap();
-        assert_eq!(up.shape(), [1, 4, 4, 2]);
-        // Output pixel (0, 1) repeats input pixel (0, 0); (0, 2) is input (0, 1); (2, 0) is (1, 0).
-        assert_eq!(up.data()[2..4], x.data()[0..2]);
-        assert_eq!(up.data()[4..6], x.data()[2..4]);
-        assert_eq!(up.data()[16..18], x.data()[4..6]);
         let g = CpuTensor::new([2], vec![1.0, 2.0]).unwrap();
         let n = channel_rms_norm(&x, &g).unwrap();
         let norm0 = (x.data()[0].powi(2) + x.data()[1].powi(2)).sqrt();

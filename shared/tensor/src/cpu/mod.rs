@@ -434,8 +434,8 @@ impl Backend for CpuBackend {
         conv::conv3d(x, weight, bias, stride, pad)
     }
 
-    fn upsample_nearest(&self, x: &CpuTensor, factor: [usize; 3]) -> Result<CpuTensor> {
-        conv::upsample_nearest(x, factor)
+    fn interleave_phases(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        conv::interleave_phases(x)
     }
 
     fn channel_rms_norm(&self, x: &CpuTensor, gamma: &CpuTensor) -> Result<CpuTensor> {

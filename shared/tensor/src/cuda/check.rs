@@ -8,7 +8,7 @@
 //! with f32 on both sides:
 //!
 //! - **0** (bit-exact): transfers (small ones, ones through the pinned staging ring, asynchronous
-//!   downloads), reshape, slice, permute, concat, (un)patchify, upsample (pure copies); add, mul,
+//!   downloads), reshape, slice, permute, concat, (un)patchify, interleave_phases (pure copies); add, mul,
 //!   clamp (one correctly rounded operation per element on both sides);
 //! - **1e-6**: gelu, silu, gated residual, lincomb, channel affine, rope (FMA contraction, and
 //!   `expf`/`tanhf` within 2 ulp against Rust's libm);
@@ -362,15 +362,15 @@ impl Checker<'_> {
             vec![tokens],
             |b, x| { b.unpatchify(&x[0], [3, 3, 5], [1, 2, 2], 16) }
         );
-        let small = self.randn(&[3, 2, 5, 7]);
-        for factor in [[1, 2, 2], [2, 1, 1], [2, 3, 2]] {
+        // Three channels a phase (elements), then eight (f32 16-byte units).
+        for shape in [[3, 2, 5, 12], [2, 4, 3, 32]] {
             check!(
                 self,
-                "upsample_nearest",
-                format!("[3, 2, 5, 7] x {factor:?}"),
+                "interleave_phases",
+                format!("{shape:?}"),
                 EXACT,
-                vec![small.clone()],
-                |b, x| { b.upsample_nearest(&x[0], factor) }
+                vec![self.randn(&shape)],
+                |b, x| { b.interleave_phases(&x[0]) }
             );
         }
         Ok(())
@@ -1396,7 +1396,7 @@ impl Checker<'_> {
     }
 
     /// The VAE's ops in bf16: cuDNN convolutions, channel norms (fused with SiLU), affine maps,
-    /// upsampling, and attention with its 384-wide head on cuBLASLt.
+    /// the upsample's phase interleave, and attention with its 384-wide head on cuBLASLt.
     fn bf16_video(&mut self) -> Result<()> {
         let x = self.randn(&[3, 9, 11, 16]);
         for (kshape, stride, pad) in [
@@ -1408,6 +1408,8 @@ impl Checker<'_> {
             ([16, 1, 3, 3, 16], [1, 2, 2], [[0, 0], [0, 1], [0, 1]]),
             ([16, 3, 1, 1, 16], [2, 1, 1], [[0, 0], [0, 0], [0, 0]]),
             ([8, 1, 1, 1, 16], [1, 1, 1], [[0, 0], [0, 0], [0, 0]]),
+            // An upsample's four phases: 2x2, one pixel of padding all round.
+            ([32, 1, 2, 2, 16], [1, 1, 1], [[0, 0], [1, 1], [1, 1]]),
             // The VAE's head: three output channels.
             ([3, 3, 3, 3, 16], [1, 1, 1], [[2, 0], [1, 1], [1, 1]]),
         ] {
@@ -1487,17 +1489,17 @@ impl Checker<'_> {
             self,
             "bf16 channel_affine",
             "bf16 [3, 9, 11, 16], f32 scale and shift",
-            vec![x.clone(), scale, shift],
+            vec![x, scale, shift],
             [true, false, false],
             |b, x| b.channel_affine(&x[0], &x[1], &x[2])
         );
         check_bf16!(
             self,
-            "bf16 upsample_nearest",
-            "[3, 9, 11, 16] x [1, 2, 2]",
-            vec![x],
+            "bf16 interleave_phases",
+            "[3, 10, 12, 64] -> [3, 18, 22, 16]",
+            vec![self.randn(&[3, 10, 12, 64])],
             [true],
-            |b, x| b.upsample_nearest(&x[0], [1, 2, 2])
+            |b, x| b.interleave_phases(&x[0])
         );
         // The VAE's middle attention: frames as heads, one head of all 384 channels.
         let (q, k, v) = (

@@ -139,7 +139,7 @@ pub const COPY2D: Kernel = Kernel::new(Module::Layout, "copy2d");
 pub const PERMUTE: Kernel = Kernel::new(Module::Layout, "permute");
 pub const PATCHIFY: Kernel = Kernel::new(Module::Layout, "patchify_f32");
 pub const UNPATCHIFY: Kernel = Kernel::new(Module::Layout, "unpatchify_f32");
-pub const UPSAMPLE_NEAREST: Kernel = Kernel::new(Module::Layout, "upsample_nearest");
+pub const INTERLEAVE_PHASES: Kernel = Kernel::new(Module::Layout, "interleave_phases");
 pub const PAD_ZERO: Kernel = Kernel::new(Module::Layout, "pad_zero");
 pub const CONV3D: Kernel = Kernel::new(Module::Conv, "conv3d_f32");
 pub const CONV3D_NARROW: Kernel = Kernel::new(Module::Conv, "conv3d_narrow_bf16");
@@ -208,7 +208,7 @@ pub const ALL_KERNELS: &[Kernel] = &[
     PERMUTE,
     PATCHIFY,
     UNPATCHIFY,
-    UPSAMPLE_NEAREST,
+    INTERLEAVE_PHASES,
     PAD_ZERO,
     CONV3D,
     CONV3D_NARROW,

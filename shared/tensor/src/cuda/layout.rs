@@ -48,17 +48,13 @@ struct PatchArgs {
 }
 
 #[repr(C)]
-struct UpsampleArgs {
+struct PhaseArgs {
     out: u64,
     x: u64,
     n: u64,
-    f: u32,
-    h: u32,
-    w: u32,
+    ho: u32,
+    wo: u32,
     c: u32,
-    sf: u32,
-    sh: u32,
-    sw: u32,
     esize: i32,
     vec16: i32,
 }
@@ -78,7 +74,7 @@ struct PadArgs {
 unsafe impl DeviceRepr for Copy2dArgs {}
 unsafe impl DeviceRepr for PermuteArgs {}
 unsafe impl DeviceRepr for PatchArgs {}
-unsafe impl DeviceRepr for UpsampleArgs {}
+unsafe impl DeviceRepr for PhaseArgs {}
 unsafe impl DeviceRepr for PadArgs {}
 
 /// Copies `rows × cols` elements between two row-pitched regions of the same element type,
@@ -322,37 +318,28 @@ pub(super) fn unpatchify(
     Ok(out)
 }
 
-pub(super) fn upsample_nearest(
-    dev: &Device,
-    x: &CudaTensor,
-    factor: [usize; 3],
-) -> Result<CudaTensor> {
-    let [f, h, w, c] = shapes::upsample_nearest(x.shape(), factor)?;
-    let [sf, sh, sw] = factor;
-    let out = CudaTensor::alloc_as(dev, &[f * sf, h * sh, w * sw, c], x.dtype())?;
+pub(super) fn interleave_phases(dev: &Device, x: &CudaTensor) -> Result<CudaTensor> {
+    let [f, ho, wo, c] = shapes::interleave_phases(x.shape())?;
+    let out = CudaTensor::alloc_as(dev, &[f, ho, wo, c], x.dtype())?;
     let esize = x.dtype().size_in_bytes();
     let vec16 = (c * esize).is_multiple_of(16);
-    let [f, h, w, c, sf, sh, sw] = u32s("upsample_nearest", [f, h, w, c, sf, sh, sw])?;
+    let [ho, wo, c] = u32s("interleave_phases", [ho, wo, c])?;
     let n = if vec16 {
         out.numel() * esize / 16
     } else {
         out.numel()
     };
-    let args = UpsampleArgs {
+    let args = PhaseArgs {
         out: out.ptr(),
         x: x.ptr(),
         n: n as u64,
-        f,
-        h,
-        w,
+        ho,
+        wo,
         c,
-        sf,
-        sh,
-        sw,
         esize: esize as i32,
         vec16: vec16 as i32,
     };
-    dev.launch_elements(kernels::UPSAMPLE_NEAREST, n, &args)?;
+    dev.launch_elements(kernels::INTERLEAVE_PHASES, n, &args)?;
     Ok(out)
 }
 

@@ -1986,10 +1986,10 @@ impl Backend for CudaBackend {
         self.convolution("conv3d_add", x, weight, bias, stride, pad, Some(residual))
     }
 
-    fn upsample_nearest(&self, x: &CudaTensor, factor: [usize; 3]) -> Result<CudaTensor> {
-        self.timed("upsample_nearest", || {
-            self.check("upsample_nearest", &[x])?;
-            layout::upsample_nearest(&self.dev, x, factor)
+    fn interleave_phases(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        self.timed("interleave_phases", || {
+            self.check("interleave_phases", &[x])?;
+            layout::interleave_phases(&self.dev, x)
         })
     }
 
