@@ -6,7 +6,7 @@
 // out[r, c] = e4m3(x[r, c] * (448 / amax_r)) and scales[r] = amax_r / 448, amax_r = max |x[r, .]|
 // floored at 1e-8; the e4m3 conversion rounds to nearest even and saturates at +-448. The host
 // reference (shared/tensor/src/fp8.rs) does the same f32 operations, so the two agree bit for bit.
-// A row is read once, held in registers (rows.cuh): Wan's 13824-wide FFN inputs take 7 warps.
+// A row is read once, held in registers (rows.cuh): Wan's 13824-wide FFN inputs take 14 warps.
 //
 // With `common`, every row takes one given scale instead (the rows of a matrix quantized as a
 // whole, which cuBLASLt's FP8 GEMMs need to write an e4m3 output).
@@ -39,7 +39,7 @@ struct QuantizeFp8Args {
   float* scales;  // [rows]
   const void* x;  // [rows, cols]
   unsigned rows;
-  unsigned cols;  // multiple of 8, at most 2048 * warps_per_row
+  unsigned cols;  // multiple of 8, at most 1024 * warps_per_row
   unsigned warps_per_row;
   unsigned rows_per_block;
   int x_dt;

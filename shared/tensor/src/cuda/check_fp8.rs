@@ -476,9 +476,9 @@ pub fn fp8_checks(gpu: &CudaBackend, seed: u64) -> Result<Vec<CheckRow>> {
     let mut c = Checker::<Fp8>::new(gpu, seed);
 
     c.quantize("structured [4, 64]", &structured(64)?);
-    // Rows held by one warp, by three (2048 < K ≤ 6144) and by seven (the 14B's FFN input).
+    // Rows held by one warp, by two, by six (5120 < K ≤ 6144) and by 14 (the 14B's FFN input).
     c.quantize_randn(&[(37, 96), (300, 1536), (33, 5128), (19, 13824)])?;
-    // The norm's rows by one warp and by three (the 14B's 5120).
+    // The norm's rows by one warp, by two (the 1.3B's 1536) and by five (the 14B's 5120).
     for (rows, cols) in [(37, 96), (300, 1536), (19, 5120)] {
         let result = norm_input(&mut c, rows, cols);
         c.record_error("fp8 layer_norm input", &format!("[{rows}, {cols}]"), result);

@@ -9,7 +9,7 @@ use super::kernels::Kernel;
 use crate::Result;
 
 /// Columns one warp holds in registers (`8 · ROW_CHUNKS · 32` in the kernels).
-const COLS_PER_WARP: usize = 2048;
+const COLS_PER_WARP: usize = 1024;
 /// Warps of a block when rows are narrow (several rows per block).
 const BLOCK_WARPS: u32 = 8;
 /// A block's warp limit (1024 threads), hence the widest row.
@@ -39,7 +39,7 @@ impl RowLayout {
         }
         let warps = cols.div_ceil(COLS_PER_WARP).max(1);
         if warps > MAX_WARPS {
-            return Err("expected [.., K] with K at most 65536 (one block holds a row)");
+            return Err("expected [.., K] with K at most 32768 (one block holds a row)");
         }
         if pointers.iter().any(|p| p % 16 != 0) {
             return Err("expected 16-byte aligned rows");
@@ -59,10 +59,12 @@ impl RowLayout {
     /// on a tie, so single-row blocks where they hold as many rows: such a block waits at its
     /// reductions' barriers for no other row. Measured on an H100
     /// (bench/results/2026-11-27-sage-row-sums.md): every row kernel of a 1.3B 480p forward 3-12 %
-    /// faster, and at 14B 720p the residual + norm passes 195-197 -> 190-191 ms a forward (a
-    /// 5120-wide row on three warps keeps 5 rows an SM alone, 4 as pairs). More warps a row at
-    /// the same residency did not pay: the FFN's 13824-wide rows quantized slower on nine or ten
-    /// warps than on seven (80 -> 84-86 ms).
+    /// faster, and at 14B 720p the residual + norm passes 195-197 -> 190-191 ms a forward (then
+    /// at eight chunks a lane: a 5120-wide row on three warps kept 5 rows an SM alone, 4 as
+    /// pairs; more warps a row at the same residency did not pay, the FFN's 13824-wide rows
+    /// quantizing slower on nine or ten warps than on seven). At four chunks a lane
+    /// (bench/results/2026-11-29-vae-phases.md, H200) the norms of a 14B 720p forward take 163.0
+    /// -> 146.5 ms, of a 1.3B one 15.9 -> 14.5 ms.
     pub fn fit(self, dev: &Device, kernel: Kernel) -> Result<Self> {
         let (warps_per_row, rows_per_block) =
             dev.row_spread(kernel, self.cols, || self.search(dev, kernel))?;
