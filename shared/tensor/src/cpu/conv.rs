@@ -229,6 +229,13 @@ mod tests {
             at(1, 2, 3),
         ];
         assert_eq!(out.data(), want);
+        // No output row or column, or channels that are not four phases: errors naming the shape.
+        for bad in [[1, 1, 3, 4], [1, 2, 1, 4], [1, 2, 3, 6]] {
+            let err = interleave_phases(&arange(&bad, 1.0))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("[F, H + 1, W + 1, 4C]"), "{bad:?}: {err}");
+        }
         let x = arange(&[1, 2, 2, 2], 1.0);
         let g = CpuTensor::new([2], vec![1.0, 2.0]).unwrap();
         let n = channel_rms_norm(&x, &g).unwrap();

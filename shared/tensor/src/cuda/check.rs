@@ -8,8 +8,8 @@
 //! with f32 on both sides:
 //!
 //! - **0** (bit-exact): transfers (small ones, ones through the pinned staging ring, asynchronous
-//!   downloads), reshape, slice, permute, concat, (un)patchify, interleave_phases (pure copies); add, mul,
-//!   clamp (one correctly rounded operation per element on both sides);
+//!   downloads), reshape, slice, permute, concat, (un)patchify, interleave_phases (pure
+//!   copies); add, mul, clamp (one correctly rounded operation per element on both sides);
 //! - **1e-6**: gelu, silu, gated residual, lincomb, channel affine, rope (FMA contraction, and
 //!   `expf`/`tanhf` within 2 ulp against Rust's libm);
 //! - **1e-5**: norms, linear, attention, SLA, conv3d (summation order over up to 5120 terms; TF32
