@@ -1,10 +1,10 @@
 // Data movement: strided 2-D copies (slice, concat), dimension permutes, the DiT's patch
-// layout, nearest-neighbour upsampling and zero padding. Pure copies: results are bit-exact. One
+// layout, the VAE upsample's phase interleave and zero padding. Pure copies: results are bit-exact. One
 // thread per output element (or 16-byte unit), grid-stride.
 #include "common.cuh"
 
 // Pure copies move elements of `esize` bytes (4: f32, 2: bf16; 16: the 16-byte units the host
-// gives permute where rows allow) without looking at them.
+// gives permute and interleave_phases where rows allow) without looking at them.
 template <typename T>
 __device__ __forceinline__ void copy_elem(void* dst, u64 di, const void* src, u64 si) {
   ((T*)dst)[di] = ((const T*)src)[si];
@@ -111,40 +111,29 @@ extern "C" __global__ void unpatchify_f32(const PatchArgs a) {
 
 // [F, H + 1, W + 1, 4C] -> [F, 2H, 2W, C]: output pixel (2y + a, 2x + b) copies channels
 // [(2a + b)C, (2a + b + 1)C) of input pixel (y + a, x + b) — a 2x2 convolution's four output
-// phases put where the 2x-upsampled 3x3 convolution's pixels go. 16 bytes per thread when C
-// channels are a whole number of 16-byte vectors (`vec16`; the VAE's case), one element
-// otherwise.
+// phases put where the 2x-upsampled 3x3 convolution's pixels go. The host moves 16-byte units
+// when C channels are a whole number of them (the VAE's case), elements otherwise.
 struct PhaseArgs {
   void* out;
   const void* x;
-  u64 n;  // output elements, or 16-byte vectors with `vec16`
-  unsigned ho, wo, c;  // output
-  int esize;
-  int vec16;
+  u64 n;               // output units
+  unsigned ho, wo;     // output pixels
+  unsigned run;        // units a pixel's C channels
+  int esize;           // unit bytes
 };
 
 // The source unit of output unit `i`, in I's arithmetic.
 template <typename I>
 __device__ __forceinline__ u64 phase_source(const PhaseArgs& a, I i) {
-  // Units (elements or vectors) per output pixel.
-  const I run = a.vec16 ? (I)a.c * a.esize / 16 : (I)a.c;
-  const I k = i % run, p = i / run;
+  const I k = i % a.run, p = i / a.run;
   const I xo = p % a.wo, q = p / a.wo, yo = q % a.ho, to = q / a.ho;
   const I h1 = a.ho / 2 + 1, w1 = a.wo / 2 + 1;
   const I phase = 2 * (yo & 1) + (xo & 1);
-  return (((u64)(to * h1 + (yo + 1) / 2) * w1 + (xo + 1) / 2) * 4 + phase) * run + k;
-}
-
-__device__ __forceinline__ void phase_copy(const PhaseArgs& a, u64 i, u64 src) {
-  if (a.vec16) {
-    ((uint4*)a.out)[i] = ((const uint4*)a.x)[src];
-  } else {
-    copy_elem(a.esize, a.out, i, a.x, src);
-  }
+  return (((u64)(to * h1 + (yo + 1) / 2) * w1 + (xo + 1) / 2) * 4 + phase) * a.run + k;
 }
 
 extern "C" __global__ void interleave_phases(const PhaseArgs a) {
-  GRID_STRIDE_NARROW(i, a.n, phase_copy(a, i, phase_source(a, i)))
+  GRID_STRIDE_NARROW(i, a.n, copy_elem(a.esize, a.out, i, a.x, phase_source(a, i)))
 }
 
 // [F, H, W, C] -> [F + pf, H + ph, W + pw, C] with x placed at (f0, h0, w0) and zeros around:

@@ -126,14 +126,14 @@ fn phase_filter(
 ) -> Result<(HostTensor, HostTensor)> {
     let w = w.f32_elements();
     let mut phases = Vec::with_capacity(16 * cout * cin);
-    for [rows, cols] in
-        [[0, 0], [0, 1], [1, 0], [1, 1]].map(|[a, b]| [PHASE_TAPS[a], PHASE_TAPS[b]])
-    {
+    for [a, b] in [[0, 0], [0, 1], [1, 0], [1, 1]] {
         for filter in w.chunks(9) {
-            for kh in rows {
-                for kw in cols {
-                    let tap = |r: usize| kw.iter().map(|&s| filter[3 * r + s]).sum::<f32>();
-                    phases.push(kh.iter().map(|&r| tap(r)).sum());
+            // Tap (i, j) of phase (a, b): the 3×3 taps in kernel rows PHASE_TAPS[a][i] and
+            // columns PHASE_TAPS[b][j], summed a row at a time.
+            for rows in PHASE_TAPS[a] {
+                for cols in PHASE_TAPS[b] {
+                    let row = |r: usize| cols.iter().map(|&s| filter[3 * r + s]).sum::<f32>();
+                    phases.push(rows.iter().map(|&r| row(r)).sum());
                 }
             }
         }

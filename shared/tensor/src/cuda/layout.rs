@@ -54,9 +54,8 @@ struct PhaseArgs {
     n: u64,
     ho: u32,
     wo: u32,
-    c: u32,
+    run: u32,
     esize: i32,
-    vec16: i32,
 }
 
 #[repr(C)]
@@ -322,22 +321,22 @@ pub(super) fn interleave_phases(dev: &Device, x: &CudaTensor) -> Result<CudaTens
     let [f, ho, wo, c] = shapes::interleave_phases(x.shape())?;
     let out = CudaTensor::alloc_as(dev, &[f, ho, wo, c], x.dtype())?;
     let esize = x.dtype().size_in_bytes();
-    let vec16 = (c * esize).is_multiple_of(16);
-    let [ho, wo, c] = u32s("interleave_phases", [ho, wo, c])?;
-    let n = if vec16 {
-        out.numel() * esize / 16
+    // 16-byte units when a pixel's channels are a whole number of them.
+    let (unit, run) = if (c * esize).is_multiple_of(16) {
+        (16, c * esize / 16)
     } else {
-        out.numel()
+        (esize, c)
     };
+    let [ho, wo, run] = u32s("interleave_phases", [ho, wo, run])?;
+    let n = out.numel() * esize / unit;
     let args = PhaseArgs {
         out: out.ptr(),
         x: x.ptr(),
         n: n as u64,
         ho,
         wo,
-        c,
-        esize: esize as i32,
-        vec16: vec16 as i32,
+        run,
+        esize: unit as i32,
     };
     dev.launch_elements(kernels::INTERLEAVE_PHASES, n, &args)?;
     Ok(out)
