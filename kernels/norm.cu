@@ -233,90 +233,107 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
 // channel_rms_norm for bf16 rows of C = 24·n channels with n dividing 32 (the Wan VAE's 96, 192,
 // 384) into bf16 rows `width` wide, width a multiple of 8: n lanes share a row, 24 channels each,
 // so a warp takes 32/n rows at a time with three 16-byte loads and stores a lane, where the
-// one-warp-per-row kernel moves 2 bytes a lane and instruction. Same arithmetic per element.
-// Lane j of a row holds its 16-byte chunks j, n + j and 2n + j, so each load and store
-// instruction of a warp covers whole 32-byte sectors (24 contiguous channels a lane left every
-// sector of an instruction half written).
+// one-warp-per-row kernel moves 2 bytes a lane and instruction. Lane j of a row holds its 16-byte
+// chunks j, n + j and 2n + j, so each load and store instruction of a warp covers whole 32-byte
+// sectors (24 contiguous channels a lane left every sector of an instruction half written).
 //
-// Folded, warps take their rows frame-minor: consecutive warps the same 32/n positions of every
-// input frame, so the taps of an output row, which come from different input frames, are all
-// written while its cache lines are still in L2 (frame-major, they were written a frame's
+// A warp takes two such groups of rows at a time, both groups' loads issued before either is
+// normalized: with one, 24 warps an SM kept too few bytes in flight for the memory's latency
+// (ncu: 67 % of DRAM's bandwidth folded, 54 % plain, at 480×832). gamma is staged in shared
+// memory rather than held in 24 registers a lane. SiLU takes the fast exponential and division:
+// their f32 errors (a few ulp) are far below the bf16 output's rounding.
+//
+// Folded, warps take their rows frame-minor: consecutive groups are the same 32/n positions of
+// every input frame, so the taps of an output row, which come from different input frames, are
+// all written while its cache lines are still in L2 (frame-major, they were written a frame's
 // 77 MB apart at 480×832 and left L2 partly written, up to three times).
+#define CRN_MAX_CHANNELS 768
+
+// Normalizes (and with `a.silu`, SiLUs) the group of rows whose chunks this lane loaded into
+// `v` and stores them: position `p` of input frame `frame` (a row of x for taps == 1, where
+// frame is 0; `live` when the row exists). Every lane
+// calls it, live or not, for the row's sum of squares crosses lanes.
+__device__ __forceinline__ void channel_norm_group(const ChannelRmsNormArgs& a, const float* sg,
+                                                  const uint4 (&v)[3], u64 p, unsigned frame,
+                                                  bool live, unsigned lanes, unsigned sub) {
+  float f[24], ss = 0.0f;
+#pragma unroll
+  for (int k = 0; k < 3; ++k) unpack_bf16x8(v[k], f + 8 * k);
+#pragma unroll
+  for (int i = 0; i < 24; ++i) ss += f[i] * f[i];
+  for (unsigned o = lanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  const float scale = sqrtf((float)a.channels) / fmaxf(sqrtf(ss), 1e-12f);
+  if (!live) return;
+  uint4 y[3];
+#pragma unroll
+  for (int k = 0; k < 3; ++k) {
+    const float* g = sg + 8 * (k * lanes + sub);
+    unsigned w[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float y0 = f[8 * k + 2 * j] * scale * g[2 * j];
+      float y1 = f[8 * k + 2 * j + 1] * scale * g[2 * j + 1];
+      if (a.silu) {
+        y0 = __fdividef(y0, 1.0f + __expf(-y0));
+        y1 = __fdividef(y1, 1.0f + __expf(-y1));
+      }
+      w[j] = pack_bf16x2(y0, y1);
+    }
+    y[k] = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+  if (a.taps == 1) {
+    uint4* dst = (uint4*)((bf16_t*)a.out + p * a.width);
+#pragma unroll
+    for (int k = 0; k < 3; ++k) dst[k * lanes + sub] = y[k];
+    for (unsigned j = sub; j < (a.width - a.channels) / 8; j += lanes) {
+      dst[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
+    }
+    return;
+  }
+  for (int dt = 0; dt < a.taps; ++dt) {
+    const long long t = (long long)frame + a.shift - dt;
+    if (t < 0 || t >= a.frames) continue;
+    uint4* dst = (uint4*)((bf16_t*)a.out + (((u64)t * a.frame_rows + p) * a.taps + dt) * a.width);
+#pragma unroll
+    for (int k = 0; k < 3; ++k) dst[k * lanes + sub] = y[k];
+  }
+}
+
 extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
+  __shared__ float sg[CRN_MAX_CHANNELS];
+  for (unsigned c = threadIdx.x; c < a.channels; c += blockDim.x) {
+    sg[c] = load_elem(a.gamma, a.gamma_dt, c);
+  }
+  __syncthreads();
   const unsigned lanes = a.channels / 24, lane = threadIdx.x & 31, sub = lane % lanes;
   const u64 rows_per_warp = 32 / lanes;
-  const u64 warps = (u64)gridDim.x * (blockDim.x / 32);
-  float g[24];
-#pragma unroll
-  for (int i = 0; i < 24; ++i) {
-    g[i] = load_elem(a.gamma, a.gamma_dt, 8 * ((i / 8) * lanes + sub) + i % 8);
-  }
-  const float root_c = sqrtf((float)a.channels);
-  const unsigned zero_chunks = (a.width - a.channels) / 8;
-  // Work items of 32/n rows, counted in 32 bits: the host launches under 2^31 rows, so the item
-  // plus the grid's warps stays below 2^32.
+  const unsigned warps = gridDim.x * (blockDim.x / 32);
+  // Groups of 32/n rows, counted in 32 bits: the host launches under 2^31 rows, so a group plus
+  // twice the grid's warps stays below 2^32.
   const bool folded = a.taps > 1;
   const unsigned in_frames = folded ? (unsigned)(a.rows / a.frame_rows) : 1u;
   const u64 span = folded ? a.frame_rows : a.rows;
   const unsigned items = in_frames * (unsigned)((span + rows_per_warp - 1) / rows_per_warp);
-  for (unsigned item = (blockIdx.x * blockDim.x + threadIdx.x) / 32; item < items;
-       item += (unsigned)warps) {
-    // Position `p` of input frame `frame` (for taps == 1, one frame of all rows).
-    const unsigned frame = folded ? item % in_frames : 0u;
-    const u64 p = (u64)(folded ? item / in_frames : item) * rows_per_warp + lane / lanes;
-    const u64 row = frame * span + p;
-    const bool live = p < span;
-    const uint4* src = (const uint4*)((const bf16_t*)a.x + row * a.channels) + sub;
-    uint4 v[3];
+  const unsigned warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  for (unsigned first = 2 * warp; first < items; first += 2 * warps) {
+    uint4 v[2][3];
+    u64 p[2];
+    unsigned frame[2];
+    bool live[2];
 #pragma unroll
-    for (int k = 0; k < 3; ++k) v[k] = live ? src[k * lanes] : make_uint4(0, 0, 0, 0);
-    float f[24], ss = 0.0f;
+    for (int u = 0; u < 2; ++u) {
+      // Position `p` of input frame `frame` (for taps == 1, one frame of all rows).
+      const unsigned item = first + u;
+      frame[u] = folded ? item % in_frames : 0u;
+      p[u] = (u64)(folded ? item / in_frames : item) * rows_per_warp + lane / lanes;
+      live[u] = item < items && p[u] < span;
+      const uint4* src =
+          (const uint4*)((const bf16_t*)a.x + ((u64)frame[u] * span + p[u]) * a.channels) + sub;
 #pragma unroll
-    for (int k = 0; k < 3; ++k) {
-      const unsigned w[4] = {v[k].x, v[k].y, v[k].z, v[k].w};
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        f[8 * k + 2 * j] = bf16_to_f32((bf16_t)(w[j] & 0xffff));
-        f[8 * k + 2 * j + 1] = bf16_to_f32((bf16_t)(w[j] >> 16));
-      }
+      for (int k = 0; k < 3; ++k) v[u][k] = live[u] ? src[k * lanes] : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
-    for (int i = 0; i < 24; ++i) ss += f[i] * f[i];
-    for (unsigned o = lanes / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    const float scale = root_c / fmaxf(sqrtf(ss), 1e-12f);
-    if (!live) continue;
-    uint4 y[3];
-#pragma unroll
-    for (int k = 0; k < 3; ++k) {
-      unsigned w[4];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        float y0 = f[8 * k + 2 * j] * scale * g[8 * k + 2 * j];
-        float y1 = f[8 * k + 2 * j + 1] * scale * g[8 * k + 2 * j + 1];
-        if (a.silu) {
-          y0 = y0 / (1.0f + expf(-y0));
-          y1 = y1 / (1.0f + expf(-y1));
-        }
-        w[j] = pack_bf16x2(y0, y1);
-      }
-      y[k] = make_uint4(w[0], w[1], w[2], w[3]);
-    }
-    if (a.taps == 1) {
-      uint4* dst = (uint4*)((bf16_t*)a.out + row * a.width);
-#pragma unroll
-      for (int k = 0; k < 3; ++k) dst[k * lanes + sub] = y[k];
-      for (unsigned j = sub; j < zero_chunks; j += lanes) {
-        dst[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
-      }
-      continue;
-    }
-    for (int dt = 0; dt < a.taps; ++dt) {
-      const long long t = (long long)frame + a.shift - dt;
-      if (t < 0 || t >= a.frames) continue;
-      uint4* dst = (uint4*)((bf16_t*)a.out + (((u64)t * a.frame_rows + p) * a.taps + dt) * a.width);
-#pragma unroll
-      for (int k = 0; k < 3; ++k) dst[k * lanes + sub] = y[k];
-    }
+    for (int u = 0; u < 2; ++u) channel_norm_group(a, sg, v[u], p[u], frame[u], live[u], lanes, sub);
   }
 }
 

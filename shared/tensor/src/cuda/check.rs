@@ -44,6 +44,10 @@ const BF16: f32 = 1e-2;
 /// by up to |s|·2⁻⁹, a probability by e^(|s|·2⁻⁹) − 1 ≈ 1.6 % at |s| = 8 (measured 1.12e-2 on an
 /// H100, 2026-11-26, against 1e-2 for the kernels that keep scores in f32).
 const BF16_SCORES: f32 = 2e-2;
+/// A frame of more pixels than a full grid of the channel norm's warps covers taking two groups
+/// of 8 rows (96 channels) each: 144,000 rows a frame, 4 frames 72,000 groups, where 132 SMs ×
+/// 32 blocks × 8 warps take 67,584 at a time, so warps also loop.
+const GRID_ROWS: [usize; 2] = [360, 400];
 
 /// One op compared on one input set.
 #[derive(Debug, Clone)]
@@ -1319,20 +1323,22 @@ impl Checker<'_> {
     /// The time-folded causal convolution input and the frames it leaves for the next chunk, on
     /// the VAE's 96 channels (the kernel's path) and 16 (composed of other ops): the first chunk
     /// (zeros in front), one or two cached frames, one or four new frames, more cached frames
-    /// than the taps use.
+    /// than the taps use, and frames of more row groups than a full grid's warps take two at a
+    /// time (`GRID_ROWS`).
     fn bf16_folded_norm(&mut self) -> Result<()> {
-        for (c, cached, frames) in [
-            (96, 0, 1),
-            (96, 2, 4),
-            (96, 1, 1),
-            (96, 2, 1),
-            (96, 3, 2),
-            (16, 2, 3),
+        for (c, cached, frames, [h, w]) in [
+            (96, 0, 1, [5, 7]),
+            (96, 2, 4, [5, 7]),
+            (96, 1, 1, [5, 7]),
+            (96, 2, 1, [5, 7]),
+            (96, 3, 2, [5, 7]),
+            (16, 2, 3, [5, 7]),
+            (96, 2, 4, GRID_ROWS),
         ] {
-            let x = self.randn(&[frames, 5, 7, c]);
+            let x = self.randn(&[frames, h, w, c]);
             let gamma = self.randn(&[c]);
-            let past = (cached > 0).then(|| self.randn(&[cached, 5, 7, c]));
-            let case = format!("{cached} cached + [{frames}, 5, 7, {c}], 3 taps");
+            let past = (cached > 0).then(|| self.randn(&[cached, h, w, c]));
+            let case = format!("{cached} cached + [{frames}, {h}, {w}, {c}], 3 taps");
             for (part, pick) in [("input", 0usize), ("cached next", 1)] {
                 let mut inputs = vec![x.clone(), gamma.clone()];
                 inputs.extend(past.clone());
@@ -1472,13 +1478,19 @@ impl Checker<'_> {
         );
         // Rows wider than the channels; the VAE's channel counts (C = 24·n) take the kernel with
         // lanes sharing a row.
-        for (c, width) in [(16, 64), (96, 128), (192, 192), (24, 32)] {
-            let past = self.randn(&[2, 7, 13, width]);
-            let (x, gamma) = (self.randn(&[3, 7, 13, c]), self.randn(&[c]));
+        for (c, width, [h, w]) in [
+            (16, 64, [7, 13]),
+            (96, 128, [7, 13]),
+            (192, 192, [7, 13]),
+            (24, 32, [7, 13]),
+            (96, 96, GRID_ROWS),
+        ] {
+            let past = self.randn(&[2, h, w, width]);
+            let (x, gamma) = (self.randn(&[3, h, w, c]), self.randn(&[c]));
             check_bf16!(
                 self,
                 "bf16 causal_rms_norm_silu",
-                &format!("[2, 7, 13, {width}] cached + [3, 7, 13, {c}], {width} wide"),
+                &format!("[2, {h}, {w}, {width}] cached + [3, {h}, {w}, {c}], {width} wide"),
                 vec![past, x, gamma],
                 [true, true, false],
                 |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], width)
