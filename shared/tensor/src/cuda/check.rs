@@ -957,8 +957,9 @@ impl Checker<'_> {
     /// Asynchronous downloads ([`Backend::download_async`]) against synchronous ones of the same
     /// tensors: f32 and bf16 (converted on the device), of several sizes, all queued behind
     /// milliseconds of GEMMs so that they are still in flight when waited for out of order, one
-    /// of them dropped unwaited and its pinned buffer taken by the next download. The inputs are
-    /// finite and non-zero, so a zero error means equal bits.
+    /// of them dropped unwaited and its pinned buffer taken by the next download; and the last
+    /// GEMM's output, queued right behind it, whose copy must wait for the GEMM (the output is
+    /// poisoned before). The inputs are finite and non-zero, so a zero error means equal bits.
     fn async_downloads(&mut self) -> Result<()> {
         let shapes: [&[usize]; 5] = [
             &[5, 7, 9],
@@ -986,6 +987,7 @@ impl Checker<'_> {
             busy = self.gpu.linear(&busy, &layer)?;
         }
         let gpu = self.gpu;
+        let last_gemm = gpu.download_async(&busy)?;
         let queue = |i: usize| gpu.download_async(&tensors[i]);
         let (a, b, c, d, e) = (queue(0)?, queue(1)?, queue(2)?, queue(3)?, queue(4)?);
         drop(b);
@@ -995,6 +997,15 @@ impl Checker<'_> {
             let case = format!("{:?} {}", shapes[i], tensors[i].dtype());
             self.record("download_async", case, EXACT, &got, &want[i]);
         }
+        let got = last_gemm.wait()?;
+        let want = gpu.download(&busy)?;
+        self.record(
+            "download_async",
+            "[1024, 4096] f32, the output of the GEMM queued before it",
+            EXACT,
+            &got,
+            &want,
+        );
         Ok(())
     }
 
