@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Session 27, call 7: end to end (1.3B 480p x 81, 4-step rCM, SageSLA 0.1 + FP8), base e81ce0c
+# and new (asynchronous downloads on a copy stream of their own) alternately, after the ops checks.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+R=$OUT/r; mkdir -p $R
+for f in .gpu/*/*.gz; do gunzip -f "$f" 2>/dev/null; done; chmod +x .gpu/*/turbine*
+source tools/gpu/cudnn.sh
+export RUST_BACKTRACE=0 TURBINE_KERNEL_CACHE=/tmp/turbine-cache
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv >> $R/env.txt
+timeout 150 .gpu/new/turbine-gpucheck --parts ops --json $R/ops.json > $R/ops.log 2>&1; echo "ops rc $? t=$SECONDS"
+grep -E "download" $R/ops.log | cut -c1-150; grep -E "FAIL|passed|failed|ALL CHECKS" $R/ops.log | tail -3
+ln -sf new/turbine .gpu/turbine
+[ -f /tmp/turbine-e2e/Wan2.1_VAE.safetensors ] || rm -f /tmp/turbine-e2e/config.json
+MODEL=/tmp/turbine-e2e
+OUT=$R source tools/gpu/model_folder.sh
+echo "model folder status $model_status t=$SECONDS"
+gen() { # side name [wrapper...]
+  local side=$1 name=$2; shift 2
+  timeout 90 "$@" .gpu/$side/turbine generate --model-dir "$MODEL" --dit-preset 1.3b \
+    --text-encoder "$UMT5_DIR/umt5-xxl.safetensors" --device cuda \
+    --width 832 --height 480 --frames 81 --steps 4 --prompt "$prompt" \
+    --attention sagesla --sla-topk 0.1 --quant fp8 \
+    --out $R/$name.mp4 --timings-json $R/timings-$name.json > $R/generate-$name.log 2>&1
+  echo "$name rc $? $(stat -c %s $R/$name.mp4 2>/dev/null) bytes $(md5sum < $R/$name.mp4 | cut -c1-12) t=$SECONDS"
+}
+gen base cold-base
+for i in 1 2 3 4; do [ $SECONDS -gt 480 ] && break; gen new new-$i; gen base base-$i; done
+python3 - $R <<'PY'
+import json, sys, glob, os
+for f in sorted(glob.glob(sys.argv[1] + "/timings-*.json")):
+    j = json.load(open(f)); t = j['report']['timings']
+    print(os.path.basename(f)[8:-5].ljust(10), 'after_load', round(j['wall_s'] - j['load_s'], 3), 'finish', round(j['finish_output_s'], 3),
+          {k: (round(v, 3) if isinstance(v, float) else v) for k, v in t.items() if k != 'steps_s'})
+PY
+rm -f $R/*.mp4
+cd $R/.. && tar czf results.tgz r && rm -rf r
