@@ -206,6 +206,8 @@ struct ChannelRmsNormArgs {
   int silu;
   u64 frame_rows;      // rows a frame (folded only)
   int taps, frames, shift;
+  void* kept;          // [rows − kept_from, C] bf16: x's rows from kept_from on as they came in,
+  u64 kept_from;       // or null (bf16 kernel only)
 };
 
 extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
@@ -247,6 +249,10 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
 // every input frame, so the taps of an output row, which come from different input frames, are
 // all written while its cache lines are still in L2 (frame-major, they were written a frame's
 // 77 MB apart at 480×832 and left L2 partly written, up to three times).
+//
+// With `kept`, the rows from `kept_from` on (a causal convolution's next cached frames) are also
+// stored as they were loaded, before the norm: a copy of them made here instead of by a slice
+// that would read them again.
 #define CRN_MAX_CHANNELS 768
 
 // Normalizes (and with `a.silu`, SiLUs) the group of rows whose chunks this lane loaded into
@@ -331,6 +337,12 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
           (const uint4*)((const bf16_t*)a.x + ((u64)frame[u] * span + p[u]) * a.channels) + sub;
 #pragma unroll
       for (int k = 0; k < 3; ++k) v[u][k] = live[u] ? src[k * lanes] : make_uint4(0, 0, 0, 0);
+      const u64 row = (u64)frame[u] * span + p[u];
+      if (a.kept && live[u] && row >= a.kept_from) {
+        uint4* dst = (uint4*)((bf16_t*)a.kept + (row - a.kept_from) * a.channels) + sub;
+#pragma unroll
+        for (int k = 0; k < 3; ++k) dst[k * lanes] = v[u][k];
+      }
     }
 #pragma unroll
     for (int u = 0; u < 2; ++u) channel_norm_group(a, sg, v[u], p[u], frame[u], live[u], lanes, sub);

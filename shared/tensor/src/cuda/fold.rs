@@ -2,7 +2,7 @@
 //! ([`crate::Backend::causal_rms_norm_silu_folded`]): the norm writes each frame of the cached
 //! frames and of x into every output frame that reads it, and the next chunk caches frames as
 //! they came in, before the norm (normalizing two frames again costs less than gathering them
-//! from the folded rows).
+//! from the folded rows). Where x alone holds them, the norm's pass over x copies them out too.
 
 use super::device::Device;
 use super::norm::{self, Fold};
@@ -55,22 +55,27 @@ pub(super) fn fold_time(
             frames: f,
             shift: zeros,
         };
-        norm::channel_rms_norm_folded(dev, &out, &p, gamma, &fold)?;
+        norm::channel_rms_norm_folded(dev, &out, &p, gamma, &fold, None)?;
     }
     let fold = Fold {
         taps,
         frames: f,
         shift: behind,
     };
-    norm::channel_rms_norm_folded(dev, &out, x, gamma, &fold)?;
-    // The next chunk's past: the last taps − 1 frames of [past, x], before the norm.
+    // The next chunk's past: the last taps − 1 frames of [past, x], before the norm; x's own
+    // copied out by the norm's pass over it.
     let keep = behind.min(cached + f);
     let tail = match past.filter(|_| keep > f) {
         Some(p) => {
+            norm::channel_rms_norm_folded(dev, &out, x, gamma, &fold, None)?;
             let older = layout::slice(dev, p, 0, cached - (keep - f), keep - f)?;
             layout::concat(dev, &[&older, x], 0)?
         }
-        None => layout::slice(dev, x, 0, f - keep, keep)?,
+        None => {
+            let tail = CudaTensor::alloc_as(dev, &[keep, h, w, c], DType::BF16)?;
+            norm::channel_rms_norm_folded(dev, &out, x, gamma, &fold, Some(&tail))?;
+            tail
+        }
     };
     Ok((out, tail))
 }

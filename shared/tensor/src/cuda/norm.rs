@@ -116,6 +116,8 @@ struct ChannelRmsNormArgs {
     taps: i32,
     frames: i32,
     shift: i32,
+    kept: u64,
+    kept_from: u64,
 }
 
 // SAFETY (all six): `#[repr(C)]` mirrors of the kernels' parameter structs (device pointers
@@ -604,6 +606,8 @@ pub(super) fn channel_rms_norm_into(
             taps: 1,
             frames: 1,
             shift: 0,
+            kept: 0,
+            kept_from: 0,
         },
     )
 }
@@ -630,13 +634,15 @@ pub(super) struct Fold {
 
 /// `silu(channel_rms_norm(x, gamma))` of bf16 `x: [F, H, W, C]` into a causal convolution's input
 /// with its time taps folded into channels, `out: [frames, H, W, taps·C]` bf16 (see [`Fold`]);
-/// blocks no frame of x reaches are left as they are.
+/// blocks no frame of x reaches are left as they are. With `kept: [K, H, W, C]` (K ≤ F), x's
+/// last K frames are also copied into it as they are (the next chunk's cached frames).
 pub(super) fn channel_rms_norm_folded(
     dev: &Device,
     out: &CudaTensor,
     x: &CudaTensor,
     gamma: &CudaTensor,
     fold: &Fold,
+    kept: Option<&CudaTensor>,
 ) -> Result<()> {
     const OP: &str = "causal_rms_norm_silu_folded";
     shapes::channel_param(OP, x.shape(), gamma.shape())?;
@@ -666,6 +672,17 @@ pub(super) fn channel_rms_norm_folded(
             x.shape(),
         ));
     }
+    let kept_frames = match kept.map(|k| (k.dtype(), k.shape())) {
+        None => 0,
+        Some((DType::BF16, &[k, kh, kw, kc])) if k <= f && [kh, kw, kc] == [h, w, c] => k,
+        Some((_, shape)) => {
+            return Err(Error::shape(
+                OP,
+                format!("bf16 [at most {f}, {h}, {w}, {c}] for the kept frames, got {shape:?}"),
+                x.shape(),
+            ));
+        }
+    };
     let small =
         |v: usize| i32::try_from(v).map_err(|_| Error::shape(OP, "extent past 32 bits", x.shape()));
     let rows = f * h * w;
@@ -689,6 +706,8 @@ pub(super) fn channel_rms_norm_folded(
             taps: small(fold.taps)?,
             frames: small(fo)?,
             shift: small(fold.shift)?,
+            kept: kept.map_or(0, CudaTensor::ptr),
+            kept_from: ((f - kept_frames) * h * w) as u64,
         },
     )
 }
