@@ -14,6 +14,8 @@ python3 cudnn_overlap_probe.py OUT.json. Result: bench/results/2026-11-29-vae-no
 import ctypes, json, sys
 import torch
 
+from peers import median_ms
+
 torch.manual_seed(0)
 dev = "cuda"
 
@@ -100,19 +102,7 @@ def run(name, xdims, xstrides, xbuf, wbuf, ybuf, cout, flops, results):
                                            cd, best["algo"], vp(ws.data_ptr()), ctypes.c_size_t(best["memory"]),
                                            ctypes.byref(zero), y, vp(ybuf.data_ptr())), "forward")
 
-        for _ in range(3):
-            fwd()
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(15):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fwd()
-            e.record()
-            e.synchronize()
-            times.append(s.elapsed_time(e))
-        times.sort()
-        row["best_algo"], row["median_ms"] = best["algo"], times[len(times) // 2]
+        row["best_algo"], row["median_ms"] = best["algo"], median_ms(fwd, warmup=3, iters=15)
         row["tflops"] = flops / row["median_ms"] / 1e9
     print(json.dumps(row), flush=True)
     results.append(row)
