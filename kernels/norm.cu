@@ -257,8 +257,8 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
 
 // Normalizes (and with `a.silu`, SiLUs) the group of rows whose chunks this lane loaded into
 // `v` and stores them: position `p` of input frame `frame` (a row of x for taps == 1, where
-// frame is 0; `live` when the row exists). Every lane
-// calls it, live or not, for the row's sum of squares crosses lanes.
+// frame is 0; `live` when the row exists). Every lane calls it, live or not, for the row's sum
+// of squares crosses lanes.
 __device__ __forceinline__ void channel_norm_group(const ChannelRmsNormArgs& a, const float* sg,
                                                   const uint4 (&v)[3], u64 p, unsigned frame,
                                                   bool live, unsigned lanes, unsigned sub) {

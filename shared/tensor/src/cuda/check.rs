@@ -44,10 +44,11 @@ const BF16: f32 = 1e-2;
 /// by up to |s|·2⁻⁹, a probability by e^(|s|·2⁻⁹) − 1 ≈ 1.6 % at |s| = 8 (measured 1.12e-2 on an
 /// H100, 2026-11-26, against 1e-2 for the kernels that keep scores in f32).
 const BF16_SCORES: f32 = 2e-2;
-/// A frame of more pixels than a full grid of the channel norm's warps covers taking two groups
-/// of 8 rows (96 channels) each: 144,000 rows a frame, 4 frames 72,000 groups, where 132 SMs ×
-/// 32 blocks × 8 warps take 67,584 at a time, so warps also loop.
-const GRID_ROWS: [usize; 2] = [360, 400];
+/// Frames of more pixels than a full grid of the channel norm's warps covers taking two groups
+/// of 8 rows (96 channels) each: 184,320 rows a frame, 3 frames 69,120 groups and 4 frames
+/// 92,160, where an H100's or H200's 132 SMs × 32 blocks × 8 warps take 67,584 at a time, so
+/// warps also loop.
+const GRID_ROWS: [usize; 2] = [360, 512];
 
 /// One op compared on one input set.
 #[derive(Debug, Clone)]
