@@ -1,6 +1,6 @@
 // Data movement: strided 2-D copies (slice, concat), dimension permutes, the DiT's patch
-// layout, the VAE upsample's phase interleave and zero padding. Pure copies: results are bit-exact. One
-// thread per output element (or 16-byte unit), grid-stride.
+// layout, the VAE upsample's phase interleave and zero padding. Pure copies: results are
+// bit-exact. One thread per output element (or 16-byte unit), grid-stride.
 #include "common.cuh"
 
 // Pure copies move elements of `esize` bytes (4: f32, 2: bf16; 16: the 16-byte units the host

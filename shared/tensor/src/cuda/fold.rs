@@ -62,20 +62,20 @@ pub(super) fn fold_time(
         frames: f,
         shift: behind,
     };
-    // The next chunk's past: the last taps − 1 frames of [past, x], before the norm; x's own
-    // copied out by the norm's pass over it.
+    // The next chunk's past: the last taps − 1 frames of [past, x], before the norm. Where x
+    // holds them all, the norm's pass over x copies them out.
     let keep = behind.min(cached + f);
-    let tail = match past.filter(|_| keep > f) {
-        Some(p) => {
-            norm::channel_rms_norm_folded(dev, &out, x, gamma, &fold, None)?;
+    let kept = (keep <= f)
+        .then(|| CudaTensor::alloc_as(dev, &[keep, h, w, c], DType::BF16))
+        .transpose()?;
+    norm::channel_rms_norm_folded(dev, &out, x, gamma, &fold, kept.as_ref())?;
+    let tail = match (kept, past) {
+        (Some(kept), _) => kept,
+        (None, Some(p)) => {
             let older = layout::slice(dev, p, 0, cached - (keep - f), keep - f)?;
             layout::concat(dev, &[&older, x], 0)?
         }
-        None => {
-            let tail = CudaTensor::alloc_as(dev, &[keep, h, w, c], DType::BF16)?;
-            norm::channel_rms_norm_folded(dev, &out, x, gamma, &fold, Some(&tail))?;
-            tail
-        }
+        (None, None) => unreachable!("without cached frames, x holds every frame kept"),
     };
     Ok((out, tail))
 }
