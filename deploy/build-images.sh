@@ -46,6 +46,8 @@ fi
 tag=${tag:-$revision}
 
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# OpenH264 (the VAE service's MP4 encoder) builds its assembly only with nasm on PATH.
+PATH="$(tools/nasm.sh):$PATH"
 echo "== cargo build --release (the four services and the turbine command)"
 cargo build --release --locked -p turbine-cli -p turbine-text-encoder -p turbine-denoiser \
     -p turbine-vae -p turbine-orchestrator
