@@ -503,8 +503,10 @@ fn print_summary(
         t.steps_s.len()
     );
     eprintln!(
-        "  vae decode   {:8.3} s  (of which output encoding {:.3} s)",
-        t.vae_decode_s, t.sink_s
+        "  vae decode   {:8.3} s  (first frame at {:.3} s; of which output encoding {:.3} s)",
+        t.vae_decode_s,
+        t.chunks.first().map_or(f64::NAN, |c| c.decoded_s),
+        t.sink_s
     );
     eprintln!("  finish file  {finish_s:8.3} s");
 }

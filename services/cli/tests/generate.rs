@@ -118,6 +118,24 @@ fn tiny_preset_writes_a_readable_mp4() {
             .unwrap()
             > 0.0
     );
+    // One frame first, then four a latent frame; each chunk reaches the host after its decode
+    // was queued, and the sink after that, in order.
+    let chunks = timings["report"]["timings"]["chunks"].as_array().unwrap();
+    let frames: Vec<u64> = chunks
+        .iter()
+        .map(|c| c["frames"].as_u64().unwrap())
+        .collect();
+    assert_eq!(frames, [1, 4, 4, 4]);
+    let mut last_written = 0.0;
+    for chunk in chunks {
+        let at = |key: &str| chunk[key].as_f64().unwrap();
+        let (queued, decoded, written) = (at("queued_s"), at("decoded_s"), at("written_s"));
+        assert!(
+            0.0 < queued && queued <= decoded && decoded <= written && last_written <= written,
+            "{chunk}"
+        );
+        last_written = written;
+    }
     let load_s = timings["load_s"].as_f64().unwrap();
     for model in ["text_encoder", "dit", "vae"] {
         let load = &timings["load"][model];

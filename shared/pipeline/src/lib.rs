@@ -30,7 +30,7 @@ pub use decode::{DecodeStage, FrameDecoder, PendingFrames, latent_frames};
 pub use denoise::{DenoiseStage, DenoiseStep, DitVelocity, MAX_CONTEXT_ROWS};
 pub use error::{Error, Result};
 pub use load::{LoadReport, ModelLoad};
-pub use pipeline::{Event, FrameSink, Pipeline, Report, Stage, Timings};
+pub use pipeline::{ChunkTimes, Event, FrameSink, Pipeline, Report, Stage, Timings};
 pub use preview::Preview;
 pub use request::{FRAME_STRIDE, GenerateRequest, MAX_FRAMES, MAX_SIDE, SIZE_MULTIPLE, VideoShape};
 pub use text::{EncodedPrompt, TextStage};

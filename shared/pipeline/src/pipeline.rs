@@ -67,7 +67,22 @@ pub struct Timings {
     pub vae_decode_s: f64,
     /// Time spent inside the frame sink (e.g. H.264 encoding), overlapped with decoding.
     pub sink_s: f64,
+    /// Each chunk of decoded frames, in order: the first frame's latency and the decode's
+    /// cadence, and whether the sink keeps up.
+    pub chunks: Vec<ChunkTimes>,
     pub total_s: f64,
+}
+
+/// When one chunk of frames passed each point of the VAE stage, in seconds from its start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChunkTimes {
+    pub frames: usize,
+    /// Its decode and download had been queued on the device.
+    pub queued_s: f64,
+    /// Its frames had reached the host.
+    pub decoded_s: f64,
+    /// The sink had taken them.
+    pub written_s: f64,
 }
 
 /// What a finished generation produced.
@@ -245,22 +260,27 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
         // Two chunks in flight at most: the sink's queue bounds host memory when it is slower
         // than the decoder.
         let (queue, chunks) = mpsc::sync_channel::<HostTensor>(2);
-        timings.sink_s = std::thread::scope(|scope| -> Result<f64> {
-            let writer = scope.spawn(move || -> Result<f64> {
-                let mut busy = 0.0;
+        let since = move || stage.elapsed().as_secs_f64();
+        let mut decoded_chunks = Vec::new();
+        let (sink_s, written) = std::thread::scope(|scope| -> Result<(f64, Vec<f64>)> {
+            let writer = scope.spawn(move || -> Result<(f64, Vec<f64>)> {
+                let (mut busy, mut written) = (0.0, Vec::new());
                 for frames in chunks {
                     let start = Instant::now();
                     sink.push(&frames).map_err(Error::Output)?;
                     busy += start.elapsed().as_secs_f64();
+                    written.push(since());
                 }
-                Ok(busy)
+                Ok((busy, written))
             });
             let decoded = (|| -> Result<()> {
                 // Waits for a chunk and queues it for the writer; false once the writer stopped
                 // on an error, which its join reports.
-                let mut hand_on = |pending: PendingFrames| -> Result<bool> {
+                let mut hand_on = |(pending, queued_s): (PendingFrames, f64)| -> Result<bool> {
                     let frames = pending.wait()?;
-                    done += frames.shape[1];
+                    let n = frames.shape[1];
+                    done += n;
+                    decoded_chunks.push((n, queued_s, since()));
                     if queue.send(frames).is_err() {
                         return Ok(false);
                     }
@@ -275,13 +295,14 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
                 let mut in_flight = None;
                 for latent_frame in latent_frames(&latents)? {
                     let queued = session.push_async(&latent_frame);
+                    let queued_s = since();
                     // Chunk k goes out before chunk k+1's error, as it would decoding one by one.
                     if let Some(pending) = in_flight.take()
                         && !hand_on(pending)?
                     {
                         return Ok(());
                     }
-                    in_flight = Some(queued?);
+                    in_flight = Some((queued?, queued_s));
                 }
                 if let Some(pending) = in_flight {
                     hand_on(pending)?;
@@ -295,6 +316,17 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
             decoded?;
             written
         })?;
+        timings.sink_s = sink_s;
+        timings.chunks = decoded_chunks
+            .into_iter()
+            .zip(written)
+            .map(|((frames, queued_s, decoded_s), written_s)| ChunkTimes {
+                frames,
+                queued_s,
+                decoded_s,
+                written_s,
+            })
+            .collect();
         timings.vae_decode_s = stage.elapsed().as_secs_f64();
         events(&Event::StageFinished {
             stage: Stage::VaeDecode,
