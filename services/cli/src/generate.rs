@@ -394,8 +394,8 @@ fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> a
     let decode = DecodeStage::load(backend, job.source).context("loading the VAE")?;
     let warm_gpu = matches!(dit, Chosen::Cuda(_));
     match job.args.text.place(dit, job.source)? {
-        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, warm_gpu, job),
-        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, warm_gpu, job),
+        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, warm_gpu, false, job),
+        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, warm_gpu, true, job),
     }
 }
 
@@ -404,11 +404,14 @@ fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> a
 /// forward in the request's attention mode warm up at its size while umT5 loads: their one-time
 /// costs on the GPU (kernel modules, cuDNN's and cuBLASLt's plans, the memory pool's blocks) are
 /// then paid during a load that waits on host memory copies, not in the request's first step.
+/// With `warm_text` (umT5 on a GPU), umT5 then warms up at the prompt's token count likewise; on
+/// the CPU it has no such costs and an extra encode would take seconds.
 fn run_pipeline<B: Backend + Clone, T: Backend>(
     text_backend: T,
     mut denoise: DenoiseStage<B>,
     decode: DecodeStage<B>,
     warm_gpu: bool,
+    warm_text: bool,
     job: &Job<'_>,
 ) -> anyhow::Result<()> {
     let Job {
@@ -433,6 +436,10 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
         }
         text
     })?;
+    if warm_text {
+        text.warm_up_for(&request.prompt)
+            .context("warming up the text encoder")?;
+    }
     let mut pipeline = Pipeline::from_stages(text, denoise, decode)?;
     let load_s = start.elapsed().as_secs_f64();
     let loads = pipeline.load_report();

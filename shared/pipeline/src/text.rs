@@ -86,4 +86,15 @@ impl<B: Backend> TextStage<B> {
     pub fn warm_up(&self) -> Result<()> {
         self.encode("prompt", "", true).map(drop)
     }
+
+    /// [`Self::warm_up`] at `prompt`'s size: an encode of as many tokens as it takes (all `</s>`,
+    /// not its own), so the GEMM plans and memory blocks of that length are ready when it comes.
+    /// A prompt the tokenizer refuses warms up at one token and fails later with its own error.
+    pub fn warm_up_for(&self, prompt: &str) -> Result<()> {
+        let len = self.tokenizer.encode(prompt).map_or(1, |t| t.ids.len());
+        let eos = self.tokenizer.end_of_text().ids;
+        let ids: Vec<u32> = eos.iter().cycle().take(len).copied().collect();
+        self.encoder.pad_context(&self.encoder.encode(&ids)?)?;
+        Ok(())
+    }
 }

@@ -236,4 +236,12 @@ fn stages_warm_up_on_a_request_size() {
         .warm_up(Some(&VideoShape::new(32, 32, 1).unwrap()))
         .unwrap();
     decode.warm_up(None).unwrap();
+    // At a prompt's token count; one the tokenizer refuses at a single token, its error left to
+    // the request.
+    let text = TextStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    text.warm_up_for("a red fox running through fresh snow")
+        .unwrap();
+    text.warm_up_for(" \t ").unwrap();
+    let err = text.encode("prompt", " \t ", false).err().unwrap();
+    assert!(err.to_string().contains("prompt"), "{err}");
 }
