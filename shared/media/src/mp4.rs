@@ -208,8 +208,7 @@ impl<W: Write> Mp4Writer<W> {
     }
 
     /// Queues every frame of `chunk` for encoding. The chunk's size must be the writer's. The
-    /// frames are converted to YUV in parallel (a third of the CPU time per frame at 480p) on the
-    /// calling thread.
+    /// frames are converted to YUV in parallel on the calling thread.
     pub fn push<S: Sample>(&mut self, chunk: &FrameChunk<'_, S>) -> Result<()> {
         self.check_size(chunk.width(), chunk.height())?;
         let frames: Vec<_> = chunk.frames().collect();
