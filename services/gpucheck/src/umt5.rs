@@ -8,7 +8,8 @@
 //!    weights, the encode time of a 512- and a 77-token prompt (CUDA events around the whole
 //!    `encode`, host embedding gather included; 2 warm-ups, median of 10) and the pool's peak. With
 //!    `--umt5-reference` (the same script's outputs of transformers on the same ids) the rel L2
-//!    against transformers fp32 is gated and the one against transformers bf16 reported.
+//!    against transformers fp32 is gated and the one against transformers bf16 reported. Then
+//!    the first encode at lengths not seen before against the next one ([`first_encodes`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -195,6 +196,7 @@ fn xxl(
         println!("{line}");
         prompts.push(row);
     }
+    let new_lengths = first_encodes(&b, &encoder, seed)?;
     let stats = b.pool_stats();
     println!(
         "pool: peak {:.1} MiB live ({:.1} MiB weights)",
@@ -208,10 +210,44 @@ fn xxl(
             "resident_bytes": resident,
             "peak_live_bytes": stats.peak_live_bytes,
             "prompts": prompts,
+            "new_lengths": new_lengths,
             "reference": reference.is_some(),
         }),
         ok,
     ))
+}
+
+/// Prompt lengths first encoded after [`XXL_PROMPTS`]: a short and a usual prompt, the next length
+/// up from it, and a long one.
+const NEW_LENGTHS: [usize; 4] = [28, 115, 116, 343];
+
+/// What a prompt length costs the first time it is encoded, after others have been: the host's
+/// wall time of the first encode and of the next one at that length (each synchronized), so that
+/// a stage's warm-up can be judged by what its first request at an unseen length pays.
+fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64) -> Result<Value> {
+    let mut rows = Vec::new();
+    for len in NEW_LENGTHS {
+        let ids = token_ids(len, encoder.config().vocab_size, seed + len as u64);
+        let (mut wall, mut allocs) = ([0.0; 2], [0; 2]);
+        for (ms, new_blocks) in wall.iter_mut().zip(&mut allocs) {
+            let before = b.pool_stats().driver_allocs;
+            let start = Instant::now();
+            encoder.encode(&ids)?;
+            b.synchronize()?;
+            *ms = start.elapsed().as_secs_f64() * 1e3;
+            *new_blocks = b.pool_stats().driver_allocs - before;
+        }
+        println!(
+            "{len:>4} tokens, first at this length: {:8.3} ms ({} new pool blocks), then {:8.3} ms \
+             ({}) (host wall time)",
+            wall[0], allocs[0], wall[1], allocs[1]
+        );
+        rows.push(json!({
+            "tokens": len, "first_ms": wall[0], "second_ms": wall[1],
+            "first_driver_allocs": allocs[0], "second_driver_allocs": allocs[1],
+        }));
+    }
+    Ok(json!(rows))
 }
 
 /// The whole part; `(report, all checks passed)`.

@@ -397,7 +397,14 @@ impl Gemm {
         let answer = match algos.get(&shape) {
             Some(answer) => answer.clone(),
             None => {
+                let start = std::time::Instant::now();
                 let answer = self.heuristics(desc, layouts, 1)?.map(|algos| algos[0]);
+                // A new shape's one-time cost, paid inside the call that brings it.
+                tracing::debug!(
+                    ?shape,
+                    ms = start.elapsed().as_secs_f64() * 1e3,
+                    "cuBLASLt heuristic"
+                );
                 if let Err(e) = &answer {
                     tracing::info!(?shape, "cuBLASLt has no algorithm: {e}");
                 }
