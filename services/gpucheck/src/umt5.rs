@@ -9,7 +9,7 @@
 //!    `encode`, host embedding gather included; 2 warm-ups, median of 10) and the pool's peak. With
 //!    `--umt5-reference` (the same script's outputs of transformers on the same ids) the rel L2
 //!    against transformers fp32 is gated and the one against transformers bf16 reported. Then
-//!    the first encode at lengths not seen before against the next one ([`first_encodes`]).
+//!    what the first encode at a length not seen before pays ([`first_encodes`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -220,16 +220,57 @@ fn xxl(
 /// Prompt lengths first encoded after [`XXL_PROMPTS`]: a short and a usual prompt, the next length
 /// up from it, and a long one.
 const NEW_LENGTHS: [usize; 4] = [28, 115, 116, 343];
+/// Lengths encoded once each after [`NEW_LENGTHS`], as a warm-up over the range might: 1 and
+/// every multiple of [`LADDER_STEP`] up to the encoder's `text_len`.
+const LADDER_STEP: usize = 16;
+/// Lengths not seen before, first encoded after that ladder.
+const AFTER_LADDER: [usize; 4] = [29, 114, 200, 342];
 
 /// What a prompt length costs the first time it is encoded, after others have been: the host's
-/// wall time of the first encode and of the next one at that length (each synchronized), so that
-/// a stage's warm-up can be judged by what its first request at an unseen length pays.
+/// wall time of the first encode, the next one at that length and one more after the pool was
+/// emptied (each synchronized), so that a stage's warm-up can be judged by what its first request
+/// at an unseen length pays and how much of that is new memory; then the same at other lengths
+/// after a ladder of encodes over the whole range.
 fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64) -> Result<Value> {
+    let unseen = repeated_encodes(b, encoder, seed, &NEW_LENGTHS)?;
+    let c = encoder.config();
+    let start = Instant::now();
+    for len in std::iter::once(1).chain((LADDER_STEP..=c.text_len).step_by(LADDER_STEP)) {
+        encoder.encode(&token_ids(len, c.vocab_size, seed))?;
+    }
+    b.synchronize()?;
+    let ladder_s = start.elapsed().as_secs_f64();
+    println!(
+        "(one encode at 1 and each multiple of {LADDER_STEP} to {} tokens: {ladder_s:.3} s)",
+        c.text_len
+    );
+    let after = repeated_encodes(b, encoder, seed, &AFTER_LADDER)?;
+    Ok(json!({
+        "unseen": unseen,
+        "ladder_step": LADDER_STEP,
+        "ladder_s": ladder_s,
+        "after_ladder": after,
+    }))
+}
+
+/// Three encodes at each of `lengths`, timed and with the pool's new blocks counted: the first,
+/// the next, and one after the pool was emptied.
+fn repeated_encodes(
+    b: &CudaBackend,
+    encoder: &UmT5Encoder<CudaBackend>,
+    seed: u64,
+    lengths: &[usize],
+) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
-    for len in NEW_LENGTHS {
+    for &len in lengths {
         let ids = token_ids(len, encoder.config().vocab_size, seed + len as u64);
-        let (mut wall, mut allocs) = ([0.0; 2], [0; 2]);
-        for (ms, new_blocks) in wall.iter_mut().zip(&mut allocs) {
+        let (mut wall, mut allocs) = ([0.0; 3], [0; 3]);
+        for (i, (ms, new_blocks)) in wall.iter_mut().zip(&mut allocs).enumerate() {
+            if i == 2 {
+                // Every cached block back to the driver: the third encode allocates afresh what
+                // the second reused, its other one-time costs (plans, kernels) already paid.
+                b.trim_pool()?;
+            }
             let before = b.pool_stats().driver_allocs;
             let start = Instant::now();
             encoder.encode(&ids)?;
@@ -239,15 +280,16 @@ fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64)
         }
         println!(
             "{len:>4} tokens, first at this length: {:8.3} ms ({} new pool blocks), then {:8.3} ms \
-             ({}) (host wall time)",
-            wall[0], allocs[0], wall[1], allocs[1]
+             ({}), after emptying the pool {:8.3} ms ({}) (host wall time)",
+            wall[0], allocs[0], wall[1], allocs[1], wall[2], allocs[2]
         );
         rows.push(json!({
-            "tokens": len, "first_ms": wall[0], "second_ms": wall[1],
+            "tokens": len, "first_ms": wall[0], "second_ms": wall[1], "after_trim_ms": wall[2],
             "first_driver_allocs": allocs[0], "second_driver_allocs": allocs[1],
+            "after_trim_driver_allocs": allocs[2],
         }));
     }
-    Ok(json!(rows))
+    Ok(rows)
 }
 
 /// The whole part; `(report, all checks passed)`.

@@ -161,9 +161,16 @@ impl Pool {
 
     fn driver_alloc(&self, class: usize) -> Result<sys::CUdeviceptr> {
         self.stream.context().bind_to_thread().w("alloc")?;
+        let start = std::time::Instant::now();
         // SAFETY: the context is current on this thread; the block is freed only by `Drop for
         // Pool` or `trim`, after the stream has drained.
         let first = unsafe { result::malloc_sync(class) };
+        // What a new size class costs the call that first needs it.
+        tracing::debug!(
+            bytes = class,
+            ms = start.elapsed().as_secs_f64() * 1e3,
+            "cuMemAlloc"
+        );
         let ptr = match first {
             Ok(ptr) => ptr,
             Err(e) if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY => {

@@ -399,10 +399,12 @@ impl Gemm {
             None => {
                 let start = std::time::Instant::now();
                 let answer = self.heuristics(desc, layouts, 1)?.map(|algos| algos[0]);
-                // A new shape's one-time cost, paid inside the call that brings it.
+                // A new shape's one-time cost, paid inside the call that brings it, and which
+                // kernel configuration it got.
                 tracing::debug!(
                     ?shape,
                     ms = start.elapsed().as_secs_f64() * 1e3,
+                    config = ?answer.as_ref().ok().map(algo_config),
                     "cuBLASLt heuristic"
                 );
                 if let Err(e) = &answer {
@@ -432,6 +434,37 @@ impl Gemm {
             count,
         )
     }
+}
+
+/// An algorithm's configuration as cuBLASLt numbers it: algorithm, tile, split-K and stages ids
+/// (0 where one cannot be read).
+fn algo_config(algo: &sys::cublasLtMatmulAlgo_t) -> [u32; 4] {
+    use sys::cublasLtMatmulAlgoConfigAttributes_t as C;
+    [
+        C::CUBLASLT_ALGO_CONFIG_ID,
+        C::CUBLASLT_ALGO_CONFIG_TILE_ID,
+        C::CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+        C::CUBLASLT_ALGO_CONFIG_STAGES_ID,
+    ]
+    .map(|attr| {
+        let (mut value, mut written) = (0u32, 0usize);
+        // SAFETY: `algo` is an initialized algorithm; each of these attributes is 4 bytes (int32
+        // or uint32), written into `value` at most.
+        let status = unsafe {
+            sys::cublasLtMatmulAlgoConfigGetAttribute(
+                algo,
+                attr,
+                (&mut value as *mut u32).cast(),
+                std::mem::size_of::<u32>(),
+                &mut written,
+            )
+        };
+        if status == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            value
+        } else {
+            0
+        }
+    })
 }
 
 /// Asks cuBLASLt's heuristic (on `handle`, algorithms within `limit` bytes of workspace) for up
