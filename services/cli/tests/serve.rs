@@ -120,6 +120,7 @@ async fn serve_generates_the_same_video_as_generate() {
         "turbine_step_seconds_count 2",
         "turbine_stage_seconds_count{stage=\"denoise\"} 1",
         "turbine_stage_seconds_count{stage=\"vae_decode\"} 1",
+        "turbine_first_frame_seconds_count 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

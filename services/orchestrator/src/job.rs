@@ -182,6 +182,9 @@ async fn stages<S: Stages>(
                     ),
                 });
             }
+            if written == 0 {
+                context.metrics.observe_first_frame(start.elapsed());
+            }
             writer.push(decoded.frames).await?;
             written += n;
         }

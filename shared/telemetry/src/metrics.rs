@@ -79,7 +79,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// The process's metrics; cheap to clone, every clone records into the same registry.
 ///
 /// Exposed names: `queue_depth`, `jobs_running`, `stage_seconds{stage}`, `step_seconds`,
-/// `rpc_requests_total{method}`, `rpc_errors_total{method,code}`, `rpc_seconds{method}`. The `rpc_*`
+/// `first_frame_seconds`, `rpc_requests_total{method}`, `rpc_errors_total{method,code}`, `rpc_seconds{method}`. The `rpc_*`
 /// series are recorded by [`crate::GrpcServerLayer`].
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -95,6 +95,7 @@ struct Inner {
     jobs_running: Gauge,
     stage_seconds: HistogramFamily<StageLabels>,
     step_seconds: Histogram,
+    first_frame_seconds: Histogram,
     rpc_requests: Family<MethodLabels, Counter>,
     rpc_errors: Family<ErrorLabels, Counter>,
     rpc_seconds: HistogramFamily<MethodLabels>,
@@ -114,6 +115,8 @@ impl Metrics {
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.01, 2.0, 18)));
         // One DiT forward pass: ~10 ms (small, distilled) to ~40 s (14B, 720p, CFG).
         let step_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 13));
+        // A job's first frames: under a second (1.3B, 4 steps, a GPU) to as long as its stages.
+        let first_frame_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 18));
         // Unary calls take milliseconds; streaming calls last as long as their job.
         let rpc_seconds: HistogramFamily<MethodLabels> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 22)));
@@ -140,6 +143,11 @@ impl Metrics {
             "Duration of one denoising step in seconds",
             step_seconds.clone(),
         );
+        registry.register(
+            "first_frame_seconds",
+            "Time from a job's start to its first decoded frames reaching the video writer",
+            first_frame_seconds.clone(),
+        );
         // Counters get their `_total` suffix from the encoder.
         registry.register("rpc_requests", "gRPC requests served", rpc_requests.clone());
         registry.register(
@@ -160,6 +168,7 @@ impl Metrics {
                 jobs_running,
                 stage_seconds,
                 step_seconds,
+                first_frame_seconds,
                 rpc_requests,
                 rpc_errors,
                 rpc_seconds,
@@ -205,6 +214,17 @@ impl Metrics {
             return;
         }
         self.inner.step_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long a job took, from its start, to hand its first frames to the video writer:
+    /// the latency of a streamed video's beginning.
+    pub fn observe_first_frame(&self, elapsed: Duration) {
+        if !self.timings {
+            return;
+        }
+        self.inner
+            .first_frame_seconds
+            .observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn observe_rpc(&self, method: &str, code: Code, elapsed: Duration) {

@@ -56,10 +56,12 @@ async fn metrics_endpoint_reports_rpcs_and_job_metrics() {
     metrics.jobs_running().inc();
     metrics.observe_stage(Stage::Denoise, Duration::from_secs(2));
     metrics.observe_step(Duration::from_millis(250));
+    metrics.observe_first_frame(Duration::from_millis(1500));
     // An in-process stage service's handle: its times are the orchestrator's to record.
     let stage = metrics.rpc_only();
     stage.observe_stage(Stage::Denoise, Duration::from_secs(2));
     stage.observe_step(Duration::from_millis(250));
+    stage.observe_first_frame(Duration::from_millis(1500));
 
     let response = http_get(addr, "/metrics").await;
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
@@ -78,6 +80,8 @@ async fn metrics_endpoint_reports_rpcs_and_job_metrics() {
         "turbine_stage_seconds_count{stage=\"denoise\"} 1",
         "turbine_stage_seconds_sum{stage=\"denoise\"} 2.0",
         "turbine_step_seconds_count 1",
+        "turbine_first_frame_seconds_count 1",
+        "turbine_first_frame_seconds_sum 1.5",
     ] {
         assert!(
             body.lines().any(|l| l == line),
