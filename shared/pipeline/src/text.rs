@@ -88,8 +88,11 @@ impl<B: Backend> TextStage<B> {
     }
 
     /// [`Self::warm_up`] at `prompt`'s size: an encode of as many tokens as it takes (all `</s>`,
-    /// not its own), so the GEMM plans and memory blocks of that length are ready when it comes.
-    /// A prompt the tokenizer refuses warms up at one token and fails later with its own error.
+    /// not its own). On a GPU the GEMM kernels cuBLASLt picks change with the row count, and the
+    /// first launch of each costs milliseconds (a new length's first encode 12–32 ms more than
+    /// its next at umT5-XXL, bench/results/2026-11-29-encoder-asm.md): paid here, not by the
+    /// request. A prompt the tokenizer refuses warms up at one token and fails later with its
+    /// own error.
     pub fn warm_up_for(&self, prompt: &str) -> Result<()> {
         let len = self.tokenizer.encode(prompt).map_or(1, |t| t.ids.len());
         let eos = self.tokenizer.end_of_text().ids;
