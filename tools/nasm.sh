@@ -2,7 +2,7 @@
 # Prints a directory holding `nasm`, for PATH, fetching it first when the machine has none.
 # OpenH264 (the H.264 encoder, built from source by openh264-sys2) compiles its x86 assembly only
 # when nasm is on PATH at build time; without it the build silently falls back to C and encodes
-# about half as fast, which the MP4 finishing after the last frame shows end to end. Debian's nasm
+# 2–3× slower, which the MP4 finishing after the last frame shows end to end. Debian's nasm
 # package (one binary, libc only) is downloaded by tools/debian_package.sh and unpacked into
 # .nasm/ (gitignored), not installed.
 #

@@ -1,6 +1,6 @@
 //! Warns when the H.264 encoder is about to be built without its assembly: openh264-sys2 compiles
 //! OpenH264's x86 kernels only where `nasm` runs at build time and otherwise falls back to C
-//! without a word, encoding about half as fast.
+//! without a word, encoding 2–3× slower.
 
 use std::process::Command;
 
@@ -16,7 +16,7 @@ fn main() {
     {
         println!(
             "cargo::warning=nasm is not on PATH, so OpenH264 builds without its x86 assembly and \
-             encodes H.264 about half as fast: `export PATH=\"$(tools/nasm.sh):$PATH\"` (or install \
+             encodes H.264 2-3x slower: `export PATH=\"$(tools/nasm.sh):$PATH\"` (or install \
              nasm), then `cargo clean -p openh264-sys2` and build again"
         );
     }

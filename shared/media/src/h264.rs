@@ -33,7 +33,8 @@
 //! last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host at OpenH264's
 //! medium complexity: the MP4's finish after the last frame 0.25 → 0.18 s,
 //! bench/results/2026-11-27-e2e.md; the writer now encodes at low complexity, 15–19 ms a frame
-//! in OpenH264's C fallback and ~4 ms with its x86 assembly, bench/results/2026-11-29-encoder-asm.md).
+//! in OpenH264's C fallback and ~4 ms with its x86 assembly,
+//! bench/results/2026-11-29-encoder-asm.md).
 //! The extra IDR pictures are all in that stretch.
 
 use std::collections::VecDeque;

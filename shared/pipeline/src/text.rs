@@ -81,10 +81,11 @@ impl<B: Backend> TextStage<B> {
         })
     }
 
-    /// One encode of the unconditional prompt, so the first request pays no one-time costs
-    /// (kernel compilation, allocator growth) and a broken model fails before serving.
+    /// One encode of the unconditional prompt (`</s>` alone), so the first request pays no
+    /// one-time costs (kernel compilation, allocator growth) and a broken model fails before
+    /// serving.
     pub fn warm_up(&self) -> Result<()> {
-        self.encode("prompt", "", true).map(drop)
+        self.warm_up_at(1)
     }
 
     /// [`Self::warm_up`] at `prompt`'s size: an encode of as many tokens as it takes (all `</s>`,
@@ -94,7 +95,11 @@ impl<B: Backend> TextStage<B> {
     /// request. A prompt the tokenizer refuses warms up at one token and fails later with its
     /// own error.
     pub fn warm_up_for(&self, prompt: &str) -> Result<()> {
-        let len = self.tokenizer.encode(prompt).map_or(1, |t| t.ids.len());
+        self.warm_up_at(self.tokenizer.encode(prompt).map_or(1, |t| t.ids.len()))
+    }
+
+    /// One encode of `len` `</s>` tokens, padded as a request's context is.
+    fn warm_up_at(&self, len: usize) -> Result<()> {
         let eos = self.tokenizer.end_of_text().ids;
         let ids: Vec<u32> = eos.iter().cycle().take(len).copied().collect();
         self.encoder.pad_context(&self.encoder.encode(&ids)?)?;

@@ -79,8 +79,8 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// The process's metrics; cheap to clone, every clone records into the same registry.
 ///
 /// Exposed names: `queue_depth`, `jobs_running`, `stage_seconds{stage}`, `step_seconds`,
-/// `first_frame_seconds`, `rpc_requests_total{method}`, `rpc_errors_total{method,code}`, `rpc_seconds{method}`. The `rpc_*`
-/// series are recorded by [`crate::GrpcServerLayer`].
+/// `first_frame_seconds`, `rpc_requests_total{method}`, `rpc_errors_total{method,code}`,
+/// `rpc_seconds{method}`. The `rpc_*` series are recorded by [`crate::GrpcServerLayer`].
 #[derive(Clone, Debug)]
 pub struct Metrics {
     inner: Arc<Inner>,
