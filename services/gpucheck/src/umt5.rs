@@ -97,6 +97,26 @@ fn small(checked: &CudaBackend, seed: u64) -> Result<(Vec<Value>, bool)> {
     Ok((rows, ok))
 }
 
+/// Device ms of encoding `ids` (CUDA events around the whole `encode`, host embedding gather
+/// included): median and min of 10 after 2 warm-ups.
+fn encode_ms(
+    b: &CudaBackend,
+    encoder: &UmT5Encoder<CudaBackend>,
+    ids: &[u32],
+) -> Result<(f64, f64)> {
+    let mut failure = None;
+    let times = b.time_ms(2, 10, || {
+        if let Err(e) = encoder.encode(ids) {
+            failure.get_or_insert(e);
+        }
+        Ok(())
+    })?;
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(times),
+    }
+}
+
 /// FLOPs of one encode of `len` tokens: the GEMMs and the two attention products.
 fn encode_flops(c: &UmT5Config, len: usize) -> f64 {
     let (d, inner, f, l) = (
@@ -152,16 +172,7 @@ fn xxl(
             None => token_ids(len, config.vocab_size, seed + len as u64),
         };
         let ours = encode(&encoder, &ids)?;
-        let mut failure = None;
-        let (median, min) = b.time_ms(2, 10, || {
-            if let Err(e) = encoder.encode(&ids) {
-                failure.get_or_insert(e);
-            }
-            Ok(())
-        })?;
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
+        let (median, min) = encode_ms(&b, &encoder, &ids)?;
         let tflops = encode_flops(&config, len) / (median * 1e-3) / 1e12;
         let mut row = json!({
             "tokens": len, "median_ms": median, "min_ms": min, "tflops": tflops,
@@ -220,36 +231,42 @@ fn xxl(
 /// Prompt lengths first encoded after [`XXL_PROMPTS`]: a short and a usual prompt, the next length
 /// up from it, and a long one.
 const NEW_LENGTHS: [usize; 4] = [28, 115, 116, 343];
-/// Lengths encoded once each after [`NEW_LENGTHS`], as a warm-up over the range might: 1 and
-/// every multiple of [`LADDER_STEP`] up to the encoder's `text_len`.
-const LADDER_STEP: usize = 16;
-/// Lengths not seen before, first encoded after that ladder.
-const AFTER_LADDER: [usize; 4] = [29, 114, 200, 342];
+/// Lengths not seen before, first encoded after the text stage's warm-up.
+const AFTER_WARM_UP: [usize; 8] = [3, 29, 61, 114, 200, 255, 342, 450];
 
 /// What a prompt length costs the first time it is encoded, after others have been: the host's
 /// wall time of the first encode, the next one at that length and one more after the pool was
 /// emptied (each synchronized), so that a stage's warm-up can be judged by what its first request
 /// at an unseen length pays and how much of that is new memory; then the same at other lengths
-/// after a ladder of encodes over the whole range.
+/// after an encode at each of the backend's GEMM warm-up lengths (the text stage's warm-up).
 fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64) -> Result<Value> {
     let unseen = repeated_encodes(b, encoder, seed, &NEW_LENGTHS)?;
     let c = encoder.config();
     let start = Instant::now();
-    for len in std::iter::once(1).chain((LADDER_STEP..=c.text_len).step_by(LADDER_STEP)) {
+    let lengths = b.warm_up_gemm_rows(c.text_len, |len| -> Result<()> {
         encoder.encode(&token_ids(len, c.vocab_size, seed))?;
-    }
+        Ok(())
+    })?;
     b.synchronize()?;
-    let ladder_s = start.elapsed().as_secs_f64();
+    let warm_up_s = start.elapsed().as_secs_f64();
     println!(
-        "(one encode at 1 and each multiple of {LADDER_STEP} to {} tokens: {ladder_s:.3} s)",
-        c.text_len
+        "(the text stage's warm-up: one encode at each of {} lengths, {lengths:?}: {warm_up_s:.3} s)",
+        lengths.len()
     );
-    let after = repeated_encodes(b, encoder, seed, &AFTER_LADDER)?;
+    let after = repeated_encodes(b, encoder, seed, &AFTER_WARM_UP)?;
+    let mut steady = Vec::new();
+    for len in NEW_LENGTHS.into_iter().chain(AFTER_WARM_UP) {
+        let ids = token_ids(len, c.vocab_size, seed + len as u64);
+        let (median, min) = encode_ms(b, encoder, &ids)?;
+        println!("{len:>4} tokens, once warm: median {median:8.3} ms  min {min:8.3} ms");
+        steady.push(json!({"tokens": len, "median_ms": median, "min_ms": min}));
+    }
     Ok(json!({
         "unseen": unseen,
-        "ladder_step": LADDER_STEP,
-        "ladder_s": ladder_s,
-        "after_ladder": after,
+        "warm_up_lengths": lengths,
+        "warm_up_s": warm_up_s,
+        "after_warm_up": after,
+        "steady": steady,
     }))
 }
 

@@ -83,17 +83,22 @@ impl<B: Backend> TextStage<B> {
 
     /// One encode of the unconditional prompt (`</s>` alone), so the first request pays no
     /// one-time costs (kernel compilation, allocator growth) and a broken model fails before
-    /// serving.
+    /// serving; on a GPU then encodes at the lengths up to `text_len` whose GEMMs launch every
+    /// kernel any prompt length would ([`Backend::warm_up_gemm_rows`]), so that no request pays
+    /// a kernel's first launch.
     pub fn warm_up(&self) -> Result<()> {
-        self.warm_up_at(1)
+        self.warm_up_at(1)?;
+        self.backend()
+            .warm_up_gemm_rows(self.config().text_len, |len| self.warm_up_at(len))?;
+        Ok(())
     }
 
-    /// [`Self::warm_up`] at `prompt`'s size: an encode of as many tokens as it takes (all `</s>`,
-    /// not its own). On a GPU the GEMM kernels cuBLASLt picks change with the row count, and the
-    /// first launch of each costs milliseconds (a new length's first encode 12–32 ms more than
-    /// its next at umT5-XXL, bench/results/2026-11-29-encoder-asm.md): paid here, not by the
-    /// request. A prompt the tokenizer refuses warms up at one token and fails later with its
-    /// own error.
+    /// One encode at `prompt`'s size: as many tokens as it takes (all `</s>`, not its own), for a
+    /// process that serves that one prompt. On a GPU the GEMM kernels change with the row count,
+    /// and the first launch of each costs milliseconds (a new length's first encode 12–32 ms more
+    /// than its next at umT5-XXL, bench/results/2026-11-29-encoder-asm.md): paid here, not by
+    /// the request. A prompt the tokenizer refuses warms up at one token and fails later with
+    /// its own error.
     pub fn warm_up_for(&self, prompt: &str) -> Result<()> {
         self.warm_up_at(self.tokenizer.encode(prompt).map_or(1, |t| t.ids.len()))
     }

@@ -202,6 +202,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
     }
 
     // ---- GEMM ----
+    /// Runs a model (`run`, given an input's row count) at the row counts that launch every GEMM
+    /// kernel this backend would pick for inputs of up to `max` rows (a text encoder's prompt
+    /// lengths), so that none is launched for the first time inside a request; returns them in
+    /// the order run. None where kernels cost nothing the first time (the CPU).
+    fn warm_up_gemm_rows<E: From<crate::Error>>(
+        &self,
+        _max: usize,
+        _run: impl FnMut(usize) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Vec<usize>, E> {
+        Ok(Vec::new())
+    }
     /// `[.., in] -> [.., out]`, `x Wᵀ + b`.
     fn linear(&self, x: &Self::Tensor, w: &Self::Linear) -> Result<Self::Tensor>;
 

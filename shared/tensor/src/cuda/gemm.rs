@@ -23,8 +23,15 @@
 //! 1.30–1.45x bf16 to 1.51–1.73x at Wan's shapes, and every accuracy check reads the same at
 //! e4m3's floor (rel L2 3.73e-2 at K = 1536 and 8960 either way, the 14B's K = 13824 checked too;
 //! bench/results/2026-11-26-sage.md).
+//!
+//! Each GEMM shape runs the heuristic's first answer, asked once per shape. The answer changes
+//! with the row count at almost every count, and a kernel's first launch in a process costs
+//! milliseconds: umT5-XXL's first encode at most new prompt lengths took 12–32 ms more than the
+//! next (bench/results/2026-11-29-encoder-asm.md). [`Gemm::warm_up_rows`] finds the fewest row
+//! counts whose GEMMs launch every kernel any row count up to a model's longest input would.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -156,6 +163,25 @@ enum Kind {
     Fp8E4m3,
 }
 
+impl Kind {
+    /// Operands of this kind, on no buffers (as the heuristic takes them: it reads no pointer).
+    fn unbound(self) -> Operands {
+        let fp8 = |out| Operands::Fp8 {
+            x_scales: 0,
+            w_scales: 0,
+            out,
+        };
+        match self {
+            Kind::F32 => Operands::Float(DType::F32),
+            Kind::Bf16 => Operands::Float(DType::BF16),
+            Kind::Wide => Operands::Wide,
+            Kind::Fp8 => fp8(Fp8Out::Bf16),
+            Kind::Fp8Wide => fp8(Fp8Out::F32),
+            Kind::Fp8E4m3 => fp8(Fp8Out::E4m3 { scale: 0 }),
+        }
+    }
+}
+
 /// A problem for which the heuristic has been asked once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Shape {
@@ -165,6 +191,47 @@ struct Shape {
     bias: bool,
     kind: Kind,
     gelu: bool,
+}
+
+impl Shape {
+    /// The GEMM of this shape on no buffers, for asking the heuristic.
+    fn unbound(self) -> LinearGemm {
+        LinearGemm {
+            operands: self.kind.unbound(),
+            out: 0,
+            acc: None,
+            x: 0,
+            w: 0,
+            bias: self.bias.then_some(0),
+            gelu: self.gelu,
+            rows: self.n as usize,
+            n: self.m as usize,
+            k: self.k as usize,
+        }
+    }
+}
+
+thread_local! {
+    /// The shapes this thread's GEMMs ran inside [`recording`]; none outside it.
+    static RECORDED: RefCell<Option<HashSet<Shape>>> = const { RefCell::new(None) };
+}
+
+/// The GEMM shapes some work ran, for [`Gemm::warm_up_rows`].
+#[derive(Debug, Default)]
+pub(crate) struct Recorded(HashSet<Shape>);
+
+/// Runs `f`, returning with its result the GEMM shapes it ran on this thread (not those other
+/// threads ran on the same handle meanwhile).
+pub(crate) fn recording<R>(f: impl FnOnce() -> R) -> (R, Recorded) {
+    let outer = RECORDED.replace(Some(HashSet::new()));
+    let result = f();
+    let shapes = RECORDED.replace(outer).unwrap_or_default();
+    RECORDED.with_borrow_mut(|outer| {
+        if let Some(outer) = outer {
+            outer.extend(shapes.iter().copied());
+        }
+    });
+    (result, Recorded(shapes))
 }
 
 /// Runs the work it is given, returning a time for it in ms ([`Gemm::time_candidates`]).
@@ -414,10 +481,50 @@ impl Gemm {
                 answer
             }
         };
+        drop(algos);
+        if answer.is_ok() {
+            RECORDED.with_borrow_mut(|shapes| {
+                if let Some(shapes) = shapes {
+                    shapes.insert(shape);
+                }
+            });
+        }
         answer.map_err(|e| crate::Error::Backend {
             backend: "cuda",
             msg: format!("linear: no cuBLASLt algorithm for {shape:?}: {e}"),
         })
+    }
+
+    /// The fewest row counts up to `max` at which the GEMMs `ran` with `max` rows (a model run at
+    /// its longest input) run every algorithm the heuristic picks for them at any row count up to
+    /// `max`, smallest first: a model run at each has launched every kernel any input of up to
+    /// `max` rows brings. Asks the heuristic for each of those GEMMs at every row count (the
+    /// answers are kept, so no later GEMM of these shapes asks).
+    pub fn warm_up_rows(&self, ran: &Recorded, max: usize) -> Result<Vec<usize>> {
+        let families: Vec<&Shape> = ran.0.iter().filter(|s| s.n == max as u64).collect();
+        let (mut launched, mut rows) = (HashSet::new(), Vec::new());
+        for n in 1..=max {
+            let mut brings_kernels = false;
+            for &family in &families {
+                let shape = Shape {
+                    n: n as u64,
+                    ..*family
+                };
+                let op = shape.unbound();
+                let Some(Problem { layouts, .. }) = problem(&op)? else {
+                    continue;
+                };
+                let desc = descriptor(&op, shape.bias, shape.gelu)?;
+                // A row count with no algorithm fails in its own GEMM, as it would unwarmed.
+                if let Ok(algo) = self.algo(shape, &desc, &layouts) {
+                    brings_kernels |= launched.insert((family, algo.data));
+                }
+            }
+            if brings_kernels {
+                rows.push(n);
+            }
+        }
+        Ok(rows)
     }
 
     /// [`heuristics`] with this handle and workspace limit.

@@ -1478,6 +1478,33 @@ impl Backend for CudaBackend {
         self.dev.stream.synchronize().w("synchronize")
     }
 
+    fn warm_up_gemm_rows<E: From<Error>>(
+        &self,
+        max: usize,
+        mut run: impl FnMut(usize) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Vec<usize>, E> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        // The longest input first, which tells the model's GEMMs.
+        let (ran, gemms) = gemm::recording(|| run(max));
+        ran?;
+        let start = std::time::Instant::now();
+        let rows = self.dev.gemm.warm_up_rows(&gemms, max)?;
+        tracing::debug!(
+            max,
+            ?rows,
+            ms = start.elapsed().as_secs_f64() * 1e3,
+            "GEMM warm-up rows"
+        );
+        for &n in rows.iter().filter(|&&n| n != max) {
+            run(n)?;
+        }
+        Ok(std::iter::once(max)
+            .chain(rows.into_iter().filter(|&n| n != max))
+            .collect())
+    }
+
     fn linear_gelu_tanh(&self, x: &CudaTensor, w: &CudaLinear) -> Result<CudaTensor> {
         if w.gelu_in_epilogue() {
             self.linear_op(x, w, true)
