@@ -176,6 +176,7 @@ impl Bench for CudaBackend {
             .iter()
             .map(|o| {
                 json!({"op": o.op, "calls": o.calls, "total_ms": o.total_ms,
+                       "host_ms": o.host_ms,
                        "share": o.total_ms / total.max(f64::MIN_POSITIVE)})
             })
             .collect())

@@ -183,7 +183,7 @@ fn widest(tensors: &[&CudaTensor]) -> DType {
 }
 
 impl Profiler {
-    fn marks(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, CudaEvent, CudaEvent)>> {
+    fn marks(&self) -> std::sync::MutexGuard<'_, Vec<Mark>> {
         self.marks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -315,13 +315,19 @@ pub struct OpTime {
     pub op: &'static str,
     pub calls: usize,
     pub total_ms: f64,
+    /// The host's time inside the op's calls (checking, allocating, enqueueing): where it
+    /// exceeds the device time, work queued behind it waits for the host.
+    pub host_ms: f64,
 }
+
+/// One profiled op call: its kind, events before and after its work, and the host's ms in it.
+type Mark = (&'static str, CudaEvent, CudaEvent, f64);
 
 /// CUDA events around every op while enabled ([`CudaBackend::start_profile`]).
 #[derive(Default)]
 struct Profiler {
     enabled: AtomicBool,
-    marks: Mutex<Vec<(&'static str, CudaEvent, CudaEvent)>>,
+    marks: Mutex<Vec<Mark>>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -679,24 +685,26 @@ impl CudaBackend {
         self.profiler.enabled.store(true, Ordering::SeqCst);
     }
 
-    /// Stops recording, waits for the recorded work and returns the device time per op kind,
-    /// most expensive first.
+    /// Stops recording, waits for the recorded work and returns the device (and host) time per op
+    /// kind, most expensive on the device first.
     pub fn finish_profile(&self) -> Result<Vec<OpTime>> {
         self.profiler.enabled.store(false, Ordering::SeqCst);
         self.dev.stream.synchronize().w("profile")?;
         let marks = std::mem::take(&mut *self.profiler.marks());
         let mut times: Vec<OpTime> = Vec::new();
-        for (op, start, end) in marks {
+        for (op, start, end, host_ms) in marks {
             let ms = f64::from(start.elapsed_ms(&end).w("profile")?);
             match times.iter_mut().find(|t| t.op == op) {
                 Some(t) => {
                     t.calls += 1;
                     t.total_ms += ms;
+                    t.host_ms += host_ms;
                 }
                 None => times.push(OpTime {
                     op,
                     calls: 1,
                     total_ms: ms,
+                    host_ms,
                 }),
             }
         }
@@ -726,9 +734,11 @@ impl CudaBackend {
             Ok(e)
         };
         let start = event()?;
+        let host = std::time::Instant::now();
         let out = f()?;
+        let host_ms = host.elapsed().as_secs_f64() * 1e3;
         let end = event()?;
-        self.profiler.marks().push((op, start, end));
+        self.profiler.marks().push((op, start, end, host_ms));
         Ok(out)
     }
 
