@@ -240,7 +240,7 @@ fn sample<B: Backend + Clone>(
         .observe_stage(Stage::Denoise, started.elapsed());
     info_span!("send_latents").in_scope(|| {
         for frame in latent_frames(&latents)? {
-            for chunk in WireTensor::from_host(&frame)?.chunks("latent_frame") {
+            for chunk in WireTensor::from_host(&frame?)?.chunks("latent_frame") {
                 sink.send(event(denoise_event::Kind::Latent(chunk)))?;
             }
         }

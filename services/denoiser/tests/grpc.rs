@@ -175,7 +175,10 @@ fn local_latent_frames_of(
             &mut |_| ControlFlow::Continue(()),
         )
         .unwrap();
-    latent_frames(&latents).unwrap()
+    latent_frames(&latents)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 async fn serving() -> (testing::Running, Channel, DenoiserService<CpuBackend>) {

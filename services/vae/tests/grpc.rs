@@ -31,8 +31,11 @@ fn latents(t: usize, h: usize, w: usize, seed: u64) -> HostTensor {
 fn frame_chunks(latents: &HostTensor) -> Vec<TensorChunk> {
     latent_frames(latents)
         .unwrap()
-        .iter()
-        .flat_map(|f| WireTensor::from_host(f).unwrap().chunks("latent_frame"))
+        .flat_map(|f| {
+            WireTensor::from_host(&f.unwrap())
+                .unwrap()
+                .chunks("latent_frame")
+        })
         .collect()
 }
 
@@ -131,8 +134,7 @@ async fn decoded_frames_equal_the_in_process_decode() {
     let mut session = stage.session();
     let expected: Vec<_> = latent_frames(&z)
         .unwrap()
-        .iter()
-        .map(|f| session.push(f).unwrap())
+        .map(|f| session.push(&f.unwrap()).unwrap())
         .collect();
     let firsts: Vec<u32> = got.iter().map(|(first, _, _)| *first).collect();
     assert_eq!(firsts, [0, 1, 5]);

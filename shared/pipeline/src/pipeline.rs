@@ -294,7 +294,7 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
                 // for, so the GPU decodes while the host copies chunk k out and hands it on.
                 let mut in_flight = None;
                 for latent_frame in latent_frames(&latents)? {
-                    let queued = session.push_async(&latent_frame);
+                    let queued = latent_frame.and_then(|frame| session.push_async(&frame));
                     let queued_s = since();
                     // Chunk k goes out before chunk k+1's error, as it would decoding one by one.
                     if let Some(pending) = in_flight.take()

@@ -122,7 +122,11 @@ fn latents(req: &GenerateRequest) -> HostTensor {
 #[test]
 fn overlapped_decode_hands_on_the_frames_of_a_sequential_one_in_order() {
     let req = request(rcm(), 5);
-    let frames = latent_frames(&latents(&req)).unwrap();
+    let latents = latents(&req);
+    let frames: Vec<HostTensor> = latent_frames(&latents)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let decode = DecodeStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
     let mut sequential = decode.session();
     let want: Vec<HostTensor> = frames.iter().map(|f| sequential.push(f).unwrap()).collect();
