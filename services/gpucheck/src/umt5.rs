@@ -250,7 +250,8 @@ fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64)
     b.synchronize()?;
     let warm_up_s = start.elapsed().as_secs_f64();
     println!(
-        "(the text stage's warm-up: one encode at each of {} lengths, {lengths:?}: {warm_up_s:.3} s)",
+        "(the text stage's warm-up: one encode at each of {} lengths, {lengths:?}: \
+         {warm_up_s:.3} s)",
         lengths.len()
     );
     let after = repeated_encodes(b, encoder, seed, &AFTER_WARM_UP)?;

@@ -428,8 +428,8 @@ fn full_size(opts: &Options) -> Result<Value> {
         gib(peak)
     );
     let profile = print_profile(&ops);
-    // The first chunk's push alone, where the device waits on the host's enqueueing (a whole
-    // decode's host times also hold the waits of a full launch queue).
+    // The first chunk's push alone, where the device may wait on the host's enqueueing (a whole
+    // decode's host times can hold waits for room in a full launch queue).
     b.synchronize()?;
     b.start_profile();
     let start = Instant::now();
