@@ -242,6 +242,7 @@ const AFTER_WARM_UP: [usize; 8] = [3, 29, 61, 114, 200, 255, 342, 450];
 fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64) -> Result<Value> {
     let unseen = repeated_encodes(b, encoder, seed, &NEW_LENGTHS)?;
     let c = encoder.config();
+    let before = b.pool_stats();
     let start = Instant::now();
     let lengths = b.warm_up_gemm_rows(c.text_len, |len| -> Result<()> {
         encoder.encode(&token_ids(len, c.vocab_size, seed))?;
@@ -249,10 +250,13 @@ fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64)
     })?;
     b.synchronize()?;
     let warm_up_s = start.elapsed().as_secs_f64();
+    let after_warm_up = b.pool_stats();
     println!(
         "(the text stage's warm-up: one encode at each of {} lengths, {lengths:?}: \
-         {warm_up_s:.3} s)",
-        lengths.len()
+         {warm_up_s:.3} s; the pool's cached blocks {:.1} -> {:.1} MiB)",
+        lengths.len(),
+        mib(before.cached_bytes),
+        mib(after_warm_up.cached_bytes)
     );
     let after = repeated_encodes(b, encoder, seed, &AFTER_WARM_UP)?;
     let mut steady = Vec::new();
@@ -266,6 +270,8 @@ fn first_encodes(b: &CudaBackend, encoder: &UmT5Encoder<CudaBackend>, seed: u64)
         "unseen": unseen,
         "warm_up_lengths": lengths,
         "warm_up_s": warm_up_s,
+        "cached_bytes_before": before.cached_bytes,
+        "cached_bytes_after": after_warm_up.cached_bytes,
         "after_warm_up": after,
         "steady": steady,
     }))
