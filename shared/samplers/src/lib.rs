@@ -33,6 +33,7 @@
 
 mod error;
 mod flow;
+mod keystream;
 mod latent;
 mod model;
 mod noise;

@@ -24,6 +24,20 @@ fn successive_draws_continue_the_stream() {
 }
 
 #[test]
+fn a_large_draw_is_the_stream_small_draws_take_one_by_one() {
+    // 200,000 values sample a keystream generated on another thread; 50,000 are drawn on the
+    // caller's thread alone.
+    let mut whole = SeededNoise::new(5);
+    let mut split = SeededNoise::new(5);
+    let first = whole.draw(&[200_000]).unwrap();
+    let pieces: Vec<f32> = (0..4)
+        .flat_map(|_| split.draw(&[50_000]).unwrap())
+        .collect();
+    assert_eq!(first, pieces);
+    assert_eq!(whole.draw(&[100]).unwrap(), split.draw(&[100]).unwrap());
+}
+
+#[test]
 fn seeded_noise_is_roughly_standard_normal() {
     let v = SeededNoise::new(0).draw(&[100_000]).unwrap();
     let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
