@@ -95,22 +95,23 @@ impl Replay {
     fn next_chunk_word(&mut self) -> u32 {
         if self.alone.is_none() {
             self.before += self.chunk.len() as u128;
-            match self.chunks.recv() {
-                Ok(chunk) => {
-                    (self.chunk, self.at) = (chunk, 1);
-                    return self.chunk[0];
-                }
-                Err(_) => {
-                    let mut alone = self.generator.clone();
-                    alone.set_word_pos(self.start + self.before);
-                    (self.chunk, self.at) = (Vec::new(), 0);
-                    self.alone = Some(alone);
-                }
+            (self.chunk, self.at) = (Vec::new(), 0);
+            if let Ok(chunk) = self.chunks.recv() {
+                (self.chunk, self.at) = (chunk, 1);
+                return self.chunk[0];
             }
         }
-        // Counted in `before`, as a chunk of one.
+        // No more chunks: the copy of the generator goes on from the words taken, each counted
+        // in `before`.
+        let position = self.start + self.before;
+        let generator = &self.generator;
+        let alone = self.alone.get_or_insert_with(|| {
+            let mut alone = generator.clone();
+            alone.set_word_pos(position);
+            alone
+        });
         self.before += 1;
-        self.alone.as_mut().map_or(0, |alone| alone.next_u32())
+        alone.next_u32()
     }
 }
 
