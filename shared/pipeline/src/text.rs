@@ -81,15 +81,18 @@ impl<B: Backend> TextStage<B> {
         })
     }
 
-    /// One encode of the unconditional prompt (`</s>` alone), so the first request pays no
-    /// one-time costs (kernel compilation, allocator growth) and a broken model fails before
-    /// serving; on a GPU then encodes at the lengths up to `text_len` whose GEMMs launch every
-    /// kernel any prompt length would ([`Backend::warm_up_gemm_rows`]), so that no request pays
-    /// a kernel's first launch.
+    /// Encodes of `</s>` tokens, so the first request pays no one-time costs (kernel compilation,
+    /// allocator growth) and a broken model fails before serving: on a GPU at the lengths up to
+    /// `text_len` whose GEMMs launch every kernel any prompt length would
+    /// ([`Backend::warm_up_gemm_rows`]), so that no request pays a kernel's first launch; and at
+    /// one token (the unconditional prompt) unless that was among them.
     pub fn warm_up(&self) -> Result<()> {
-        self.warm_up_at(1)?;
-        self.backend()
+        let lengths = self
+            .backend()
             .warm_up_gemm_rows(self.config().text_len, |len| self.warm_up_at(len))?;
+        if !lengths.contains(&1) {
+            self.warm_up_at(1)?;
+        }
         Ok(())
     }
 

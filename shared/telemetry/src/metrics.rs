@@ -210,21 +210,20 @@ impl Metrics {
 
     /// Records how long one denoising step took.
     pub fn observe_step(&self, elapsed: Duration) {
-        if !self.timings {
-            return;
-        }
-        self.inner.step_seconds.observe(elapsed.as_secs_f64());
+        self.observe_timing(&self.inner.step_seconds, elapsed);
     }
 
     /// Records how long a job took, from its start, to hand its first frames to the video writer:
     /// the latency of a streamed video's beginning.
     pub fn observe_first_frame(&self, elapsed: Duration) {
-        if !self.timings {
-            return;
+        self.observe_timing(&self.inner.first_frame_seconds, elapsed);
+    }
+
+    /// A job timing, which a [`Self::rpc_only`] handle leaves to the orchestrator's.
+    fn observe_timing(&self, histogram: &Histogram, elapsed: Duration) {
+        if self.timings {
+            histogram.observe(elapsed.as_secs_f64());
         }
-        self.inner
-            .first_frame_seconds
-            .observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn observe_rpc(&self, method: &str, code: Code, elapsed: Duration) {

@@ -163,12 +163,16 @@ enum Kind {
     Fp8E4m3,
 }
 
+/// A non-null pointer that is never read: the heuristic's descriptors record pointers (FP8
+/// scales) without reading them.
+const UNREAD: CUdeviceptr = 256;
+
 impl Kind {
-    /// Operands of this kind, on no buffers (as the heuristic takes them: it reads no pointer).
+    /// Operands of this kind, on no buffers (as the heuristic takes them).
     fn unbound(self) -> Operands {
         let fp8 = |out| Operands::Fp8 {
-            x_scales: 0,
-            w_scales: 0,
+            x_scales: UNREAD,
+            w_scales: UNREAD,
             out,
         };
         match self {
@@ -177,7 +181,7 @@ impl Kind {
             Kind::Wide => Operands::Wide,
             Kind::Fp8 => fp8(Fp8Out::Bf16),
             Kind::Fp8Wide => fp8(Fp8Out::F32),
-            Kind::Fp8E4m3 => fp8(Fp8Out::E4m3 { scale: 0 }),
+            Kind::Fp8E4m3 => fp8(Fp8Out::E4m3 { scale: UNREAD }),
         }
     }
 }
@@ -194,20 +198,25 @@ struct Shape {
 }
 
 impl Shape {
-    /// The GEMM of this shape on no buffers, for asking the heuristic.
-    fn unbound(self) -> LinearGemm {
-        LinearGemm {
+    /// The descriptor and layouts the heuristic is asked with for this shape, on no buffers;
+    /// none for a shape without output.
+    fn query(self) -> Result<Option<(Desc, Layouts)>> {
+        let op = LinearGemm {
             operands: self.kind.unbound(),
             out: 0,
             acc: None,
             x: 0,
             w: 0,
-            bias: self.bias.then_some(0),
+            bias: self.bias.then_some(UNREAD),
             gelu: self.gelu,
             rows: self.n as usize,
             n: self.m as usize,
             k: self.k as usize,
-        }
+        };
+        let Some(Problem { layouts, .. }) = problem(&op)? else {
+            return Ok(None);
+        };
+        Ok(Some((descriptor(&op, self.bias, self.gelu)?, layouts)))
     }
 }
 
@@ -510,11 +519,9 @@ impl Gemm {
                     n: n as u64,
                     ..*family
                 };
-                let op = shape.unbound();
-                let Some(Problem { layouts, .. }) = problem(&op)? else {
+                let Some((desc, layouts)) = shape.query()? else {
                     continue;
                 };
-                let desc = descriptor(&op, shape.bias, shape.gelu)?;
                 // A row count with no algorithm fails in its own GEMM, as it would unwarmed.
                 if let Ok(algo) = self.algo(shape, &desc, &layouts) {
                     brings_kernels |= launched.insert((family, algo.data));
@@ -638,44 +645,26 @@ fn heuristics(
 /// the backend's creation spends while the weights load rather than inside the first GEMM of a
 /// kind (a first text encode, a first DiT step). Best effort: any failure only leaves a kind cold.
 fn warm_heuristics(handle: sys::cublasLtHandle_t, limit: usize, cc_major: i32) {
-    let mut kinds = vec![
-        Operands::Float(DType::BF16),
-        Operands::Wide,
-        Operands::Float(DType::F32),
-    ];
+    let mut kinds = vec![Kind::Bf16, Kind::Wide, Kind::F32];
     if cc_major == 9 {
-        // Outer-vector FP8 scaling exists on compute capability 9.0 only; the scale pointers are
-        // only recorded by the descriptor, never read by the heuristic.
-        for out in [Fp8Out::Bf16, Fp8Out::F32, Fp8Out::E4m3 { scale: 256 }] {
-            kinds.push(Operands::Fp8 {
-                x_scales: 256,
-                w_scales: 256,
-                out,
-            });
-        }
+        // Outer-vector FP8 scaling exists on compute capability 9.0 only.
+        kinds.extend([Kind::Fp8, Kind::Fp8Wide, Kind::Fp8E4m3]);
     }
-    for operands in kinds {
-        let op = LinearGemm {
-            operands,
-            out: 0,
-            acc: None,
-            x: 0,
-            w: 0,
-            bias: None,
-            gelu: false,
-            rows: 128,
+    for kind in kinds {
+        let shape = Shape {
+            m: 128,
             n: 128,
             k: 128,
+            bias: false,
+            kind,
+            gelu: false,
         };
-        let warmed = problem(&op).and_then(|problem| {
-            let Some(Problem { layouts, .. }) = problem else {
-                return Ok(());
-            };
-            let desc = descriptor(&op, false, false)?;
-            heuristics(handle, limit, (&desc, &layouts), 1).map(drop)
+        let warmed = shape.query().and_then(|query| match query {
+            Some((desc, layouts)) => heuristics(handle, limit, (&desc, &layouts), 1).map(drop),
+            None => Ok(()),
         });
         if let Err(e) = warmed {
-            tracing::debug!(?operands, "cuBLASLt heuristic warm-up: {e}");
+            tracing::debug!(?kind, "cuBLASLt heuristic warm-up: {e}");
         }
     }
 }
