@@ -17,7 +17,8 @@
 #      OTLP receiver that prints every span as a JSON line (tests/examples/otlp_dump.rs, built by
 #      `cargo build --release -p turbine-cluster-tests --example otlp_dump` and brought in .gpu/),
 #      and each job's spans are printed here (start and end in ms from its first span, duration,
-#      nesting), spans.jsonl kept.
+#      nesting; the VAE's and the video writer's per-chunk spans, at debug level, included),
+#      spans.jsonl kept.
 #   4. `turbine generate --reserve-gib 75`: --text-device auto finds too little room for umT5 next
 #      to the DiT and VAE and runs it on the CPU.
 # Everything under $OUT (default ./services-out).
@@ -37,6 +38,8 @@ if [ -n "${TRACE:-}" ]; then
     dump=$!
     for _ in $(seq 1 50); do [ -s "$OUT/otlp.txt" ] && break; sleep 0.1; done
     otlp=$(head -1 "$OUT/otlp.txt")
+    # The VAE service's and the video writer's per-chunk spans are at debug level.
+    export RUST_LOG=${RUST_LOG:-info,turbine_vae=debug,turbine_orchestrator=debug}
 fi
 
 port=50050
@@ -114,8 +117,10 @@ for trace in sorted(traces.values(), key=lambda t: min(s["start_ns"] for s in t)
     t0 = trace[0]["start_ns"]
     print(f"== trace {trace[0]['trace'][:8]}: start ms, end ms, duration ms, span")
     for s in trace:
+        attrs = "".join(f" {k}={v}" for k, v in s.get("attrs", {}).items()
+                        if k in ("first_frame",))
         print(f"{(s['start_ns'] - t0) / 1e6:9.1f} {(s['end_ns'] - t0) / 1e6:9.1f} "
-              f"{(s['end_ns'] - s['start_ns']) / 1e6:8.1f}  {'  ' * depth(s)}{s['name']}")
+              f"{(s['end_ns'] - s['start_ns']) / 1e6:8.1f}  {'  ' * depth(s)}{s['name']}{attrs}")
 PY
 fi
 

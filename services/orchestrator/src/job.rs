@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, debug_span, info_span};
 use turbine_proto::v1::{Artifact, DenoiseSetup, JobPreview, Progress, Stage, StageTiming};
 
 use turbine_telemetry::{Metrics, Stage as TelemetryStage};
@@ -185,7 +185,10 @@ async fn stages<S: Stages>(
             if written == 0 {
                 context.metrics.observe_first_frame(start.elapsed());
             }
-            writer.push(decoded.frames).await?;
+            writer
+                .push(decoded.frames)
+                .instrument(debug_span!("write_frames", first_frame = written))
+                .await?;
             written += n;
         }
         Ok(())

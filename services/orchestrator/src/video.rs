@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::{Span, debug_span};
 use turbine_media::{FrameChunk, Mp4Config, Mp4Info, Mp4Writer};
 use turbine_rpc::tensor::WireTensor;
 
@@ -32,8 +33,9 @@ impl VideoWriter {
     pub fn spawn(path: PathBuf, video: VideoSize, fps: f64) -> Self {
         // Two chunks in flight: the VAE can run ahead by one decode while the encoder works.
         let (tx, rx) = mpsc::channel(2);
+        let span = Span::current();
         let thread = tokio::task::spawn_blocking(move || {
-            let result = write(&path, video, fps, rx);
+            let result = span.in_scope(|| write(&path, video, fps, rx));
             if result.is_err() {
                 // Best effort: the file may not exist yet.
                 let _ = std::fs::remove_file(&path);
@@ -87,6 +89,7 @@ fn write(
         let [c, n, h, w] = frames.shape[..] else {
             return Err(thread_error(format!("frames of shape {:?}", frames.shape)));
         };
+        let _span = debug_span!("encode_frames", first_frame = writer.frames_written()).entered();
         // The VAE service sends the 8-bit codes the encoder would quantize its floats to, so
         // they go in as they are and the MP4 matches the embedded pipeline's byte for byte.
         writer.push(&FrameChunk::new(&frames.data[..], [c, n, h, w])?)?;
@@ -100,7 +103,7 @@ fn write(
         )));
     }
     let start = Instant::now();
-    let info = writer.finish()?;
+    let info = debug_span!("finish_mp4").in_scope(|| writer.finish())?;
     busy_s += start.elapsed().as_secs_f64();
     Ok(Written { info, busy_s })
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::Instrument;
+use tracing::{Instrument, debug_span};
 use turbine_pipeline::rgb::{dequantize_frames, quantize_frames};
 use turbine_pipeline::{DecodeStage, ModelSource, PendingFrames, VideoShape};
 use turbine_proto::v1::vae_server::{Vae, VaeServer};
@@ -213,18 +213,25 @@ struct FrameStream<'a> {
 
 impl FrameStream<'_> {
     /// Waits for a chunk and streams it.
+    /// Debug-level spans (`frames`, with `wait`, `quantize` and `send` inside) time each chunk's
+    /// way out, for traces that ask for them.
     fn send(&mut self, pending: PendingFrames) -> Result<()> {
+        let _chunk = debug_span!("frames", first_frame = self.first_frame).entered();
         let started = Instant::now();
-        let frames = pending.wait()?;
+        let frames = debug_span!("wait").in_scope(|| pending.wait())?;
         self.compute += started.elapsed();
         let count = frames.shape[1] as u32;
-        let wire = WireTensor::from_u8(frames.shape.clone(), quantize_frames(&frames)?);
-        for chunk in wire.chunks("frames") {
-            self.sink.send(DecodedFrames {
-                first_frame: self.first_frame,
-                frames: Some(chunk),
-            })?;
-        }
+        let codes = debug_span!("quantize").in_scope(|| quantize_frames(&frames))?;
+        let wire = WireTensor::from_u8(frames.shape.clone(), codes);
+        debug_span!("send").in_scope(|| {
+            for chunk in wire.chunks("frames") {
+                self.sink.send(DecodedFrames {
+                    first_frame: self.first_frame,
+                    frames: Some(chunk),
+                })?;
+            }
+            Ok::<_, Error>(())
+        })?;
         self.first_frame += count;
         Ok(())
     }
