@@ -316,10 +316,12 @@ async fn malformed_input_streams_are_invalid_argument_and_the_server_carries_on(
     let guided = params(48, 32, 5, flow(2, 3.0));
     let (context, negative) = contexts(&p);
     let whole = chunks("context", &context);
-    // The context split into 32 KiB pieces, so there are chunks after the first to corrupt.
+    // The context split into four pieces (of whole f32s), so there are chunks after the first
+    // to corrupt.
+    let piece = whole[0].data.len().div_ceil(16) * 4;
     let pieces: Vec<TensorChunk> = whole[0]
         .data
-        .chunks(32 << 10)
+        .chunks(piece)
         .scan(0u64, |offset, data| {
             let chunk = TensorChunk {
                 offset: *offset,

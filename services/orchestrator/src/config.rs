@@ -145,7 +145,8 @@ pub struct JobConfig {
     )]
     pub job_history: u32,
     /// Prompt embeddings kept in memory, keyed by (prompt, allow_empty); 0 disables the cache.
-    /// One umT5-XXL context is 8 MiB (512 × 4096 f32, as the text encoder sends it).
+    /// One umT5-XXL context is 16 KiB a prompt token (tokens × 4096 f32, as the text encoder
+    /// sends it), 8 MiB at most.
     #[arg(long, env = "TURBINE_EMBEDDING_CACHE", default_value_t = 32)]
     pub embedding_cache: usize,
 }

@@ -15,7 +15,7 @@ use turbine_rpc::tensor::WireTensor;
 
 use crate::error::Result;
 
-/// A prompt's umT5 context `[text_len, d_model]`.
+/// A prompt's umT5 context `[tokens, d_model]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncodedPrompt {
     pub context: WireTensor,

@@ -1,8 +1,9 @@
 //! `turbine.v1.TextEncoder`: prompts to the DiT's text context.
 //!
-//! The context travels as f32 `[text_len, d_model]` (8 MiB for umT5-XXL, eight 1 MiB chunks): the
-//! CPU backend computes in f32, so f32 on the wire is exactly what the embedded pipeline hands the
-//! DiT (through host memory there too), and the services path renders the same video bytes as
+//! The context travels as f32 `[tokens, d_model]`, the prompt's rows only (16 KiB a token for
+//! umT5-XXL, in 1 MiB chunks; the denoiser pads it to 512 rows as Wan does): the CPU backend
+//! computes in f32, so f32 on the wire is exactly what the embedded pipeline hands the DiT
+//! (through host memory there too), and the services path renders the same video bytes as
 //! `turbine generate`. (bf16 would halve the transfer, but a CPU-encoded context would then reach
 //! the DiT rounded.)
 

@@ -110,9 +110,10 @@ async fn context_equals_the_in_process_text_stage() {
             (info.tokens as usize, info.truncated),
             (local.tokens, local.truncated)
         );
+        // The prompt's rows only: the denoiser pads.
         assert_eq!(
             context.shape,
-            [stage.config().text_len, stage.config().d_model]
+            [info.tokens as usize, stage.config().d_model]
         );
     }
     let (info, _) = encode(&channel, &long, false).await.unwrap();

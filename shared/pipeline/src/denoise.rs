@@ -10,7 +10,9 @@ use turbine_tensor::{Backend, HostTensor, SlaParams};
 use crate::preview::{Preview, render_preview};
 use crate::{Error, GenerateRequest, ModelLoad, ModelSource, Result, VideoShape};
 
-/// Most context rows the DiT takes: umT5's `text_len`, the length Wan pads every prompt to.
+/// Context rows the DiT cross-attends to: umT5's `text_len`, the length Wan pads every prompt's
+/// context to with zero rows (`WanModel.forward` upstream, diffusers' `WanPipeline` before its
+/// transformer), and the most a context may have.
 pub const MAX_CONTEXT_ROWS: usize = 512;
 
 /// The DiT as the samplers' velocity model: a prompt (and, for classifier-free guidance, a
@@ -99,20 +101,25 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         shape.latent_shape(self.dit.config().out_dim)
     }
 
-    /// Prepares a text encoder output `[rows, text_dim]` for the denoising loop (every block's
-    /// cross-attention keys and values); `field` names it in errors.
+    /// Prepares a text encoder output `[rows, text_dim]` (the prompt's rows, padded or not) for
+    /// the denoising loop: zero rows up to [`MAX_CONTEXT_ROWS`], then every block's
+    /// cross-attention keys and values; `field` names it in errors.
     pub fn context(&self, field: &'static str, context: &B::Tensor) -> Result<TextContext<B>> {
-        let text_dim = self.dit.config().text_dim;
-        match self.backend().shape(context) {
-            [rows, width] if (1..=MAX_CONTEXT_ROWS).contains(rows) && *width == text_dim => {}
+        let (b, text_dim) = (self.backend(), self.dit.config().text_dim);
+        let rows = match b.shape(context) {
+            [rows, width] if (1..=MAX_CONTEXT_ROWS).contains(rows) && *width == text_dim => *rows,
             other => {
                 return Err(Error::invalid(
                     field,
                     format!("shape {other:?} must be [1..={MAX_CONTEXT_ROWS}, {text_dim}]"),
                 ));
             }
+        };
+        if rows == MAX_CONTEXT_ROWS {
+            return Ok(self.dit.encode_context(context)?);
         }
-        Ok(self.dit.encode_context(context)?)
+        let zeros = b.upload(&HostTensor::zeros([MAX_CONTEXT_ROWS - rows, text_dim]))?;
+        Ok(self.dit.encode_context(&b.concat(&[context, &zeros], 0)?)?)
     }
 
     /// The noise of `request`'s seed, its initial latent drawn from now on on a thread of its own:

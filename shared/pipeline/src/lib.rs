@@ -4,7 +4,7 @@
 //! A [`GenerateRequest`] is validated into typed values first. Each stage stands alone, so a stage
 //! service loads only its own model:
 //!
-//! - [`TextStage`]: tokenizer + umT5, prompt → padded context `[text_len, d_model]`;
+//! - [`TextStage`]: tokenizer + umT5, prompt → context `[tokens, d_model]`;
 //! - [`DenoiseStage`]: the DiT under the chosen sampler, contexts + seed → latents, with a step
 //!   observer that can cancel and render [`Preview`]s;
 //! - [`DecodeStage`]: the VAE, latent frames → video frames one at a time ([`FrameDecoder`]), and

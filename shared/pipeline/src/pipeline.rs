@@ -103,8 +103,8 @@ pub struct Report {
 
 /// The three stages of a text-to-video pipeline, loaded and cross-checked. The text encoder may
 /// run on another backend than the DiT and VAE (`T`): umT5 on the CPU when the GPU is short of
-/// memory, or on a second GPU. Its context reaches the DiT through host memory either way (8 MiB
-/// at most), as it does between the stage services.
+/// memory, or on a second GPU. Its context reaches the DiT through host memory either way (16 KiB
+/// a token), as it does between the stage services.
 pub struct Pipeline<B: Backend, T: Backend = B> {
     text: TextStage<T>,
     denoise: DenoiseStage<B>,

@@ -1,4 +1,5 @@
-//! The text stage: prompt → tokens → umT5 → the padded context the DiT cross-attends to.
+//! The text stage: prompt → tokens → umT5 → the prompt's context, which the DiT pads
+//! ([`crate::DenoiseStage::context`]).
 
 use std::time::Instant;
 
@@ -16,7 +17,8 @@ pub struct TextStage<B: Backend> {
 
 /// An encoded prompt.
 pub struct EncodedPrompt<B: Backend> {
-    /// `[text_len, d_model]`: the prompt's rows, then zero rows, exactly what Wan's DiT receives.
+    /// `[tokens, d_model]`: the prompt's rows, as upstream's encoder returns them before Wan
+    /// pads them with zero rows to `text_len` (which [`crate::DenoiseStage::context`] does).
     pub context: B::Tensor,
     /// Tokens kept, `</s>` included.
     pub tokens: usize,
@@ -73,9 +75,8 @@ impl<B: Backend> TextStage<B> {
                 .encode(prompt)
                 .map_err(|e| Error::invalid(field, e.to_string()))?
         };
-        let encoded = self.encoder.encode(&tokens.ids)?;
         Ok(EncodedPrompt {
-            context: self.encoder.pad_context(&encoded)?,
+            context: self.encoder.encode(&tokens.ids)?,
             tokens: tokens.ids.len(),
             truncated: tokens.truncated(),
         })
@@ -106,11 +107,11 @@ impl<B: Backend> TextStage<B> {
         self.warm_up_at(self.tokenizer.encode(prompt).map_or(1, |t| t.ids.len()))
     }
 
-    /// One encode of `len` `</s>` tokens, padded as a request's context is.
+    /// One encode of `len` `</s>` tokens.
     fn warm_up_at(&self, len: usize) -> Result<()> {
         let eos = self.tokenizer.end_of_text().ids;
         let ids: Vec<u32> = eos.iter().cycle().take(len).copied().collect();
-        self.encoder.pad_context(&self.encoder.encode(&ids)?)?;
+        self.encoder.encode(&ids)?;
         Ok(())
     }
 }

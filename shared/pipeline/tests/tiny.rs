@@ -6,11 +6,11 @@ use std::ops::ControlFlow;
 
 use turbine_models::wan::AttentionMode;
 use turbine_pipeline::{
-    DecodeStage, DenoiseStage, Event, FrameSink, GenerateRequest, ModelSource, Pipeline, Stage,
-    TextStage, VideoShape, latent_frames,
+    DecodeStage, DenoiseStage, Event, FrameSink, GenerateRequest, MAX_CONTEXT_ROWS, ModelSource,
+    Pipeline, Stage, TextStage, VideoShape, latent_frames,
 };
 use turbine_samplers::{FlowConfig, FlowSolver, RcmConfig, RcmMode, SamplerConfig};
-use turbine_tensor::{CpuBackend, HostTensor, SlaParams};
+use turbine_tensor::{Backend, CpuBackend, HostTensor, SlaParams};
 
 #[derive(Default)]
 struct Collect {
@@ -117,6 +117,33 @@ fn latents(req: &GenerateRequest) -> HostTensor {
             ControlFlow::Continue(())
         })
         .unwrap()
+}
+
+#[test]
+fn the_prompts_rows_and_the_context_padded_to_512_rows_give_the_same_latents() {
+    let req = request(rcm(), 5);
+    let text = TextStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let mut denoise = DenoiseStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let prompt = text.encode("prompt", &req.prompt, false).unwrap();
+    let rows = CpuBackend.download(&prompt.context).unwrap();
+    assert_eq!(
+        rows.shape[0], prompt.tokens,
+        "the text stage returns the prompt's rows"
+    );
+    let mut padded = rows.to_f32_vec();
+    padded.resize(MAX_CONTEXT_ROWS * rows.shape[1], 0.0);
+    let padded = HostTensor::from_f32([MAX_CONTEXT_ROWS, rows.shape[1]], padded).unwrap();
+    let mut sample = |context: &HostTensor| {
+        let context = denoise
+            .context("context", &CpuBackend.upload(context).unwrap())
+            .unwrap();
+        denoise
+            .denoise(&req, &mut denoise.noise(&req), &context, None, &mut |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap()
+    };
+    assert_eq!(sample(&rows), sample(&padded));
 }
 
 #[test]

@@ -33,9 +33,9 @@ use crate::worker::Worker;
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
 /// HTTP/2 flow-control windows of every Turbine server and of the orchestrator's stage clients.
-/// Tensors are the payload (per 480p job an 8 MB text context in, 8 MB of latents and ~100 MB
-/// of frames out): under hyper's defaults (1 MiB on a server) the denoiser took 20–95 ms to
-/// receive a context on loopback, 8–16 ms with these windows (H200, bench/results/
+/// Tensors are the payload (per 480p job a text context of up to 8 MB in, 8 MB of latents and
+/// ~100 MB of frames out): under hyper's defaults (1 MiB on a server) the denoiser took 20–95 ms
+/// to receive an 8 MB context on loopback, 8–16 ms with these windows (H200, bench/results/
 /// 2026-11-29-services.md). A stream holds at most two of [`MAX_MESSAGE_BYTES`] in flight.
 pub const STREAM_WINDOW_BYTES: u32 = 16 << 20;
 /// See [`STREAM_WINDOW_BYTES`]: room for two such streams on one connection.

@@ -33,8 +33,8 @@ pub struct UmT5Config {
     /// (`"relu"`) config is refused instead of silently run with the wrong FFN.
     #[serde(default = "default_ffn")]
     pub feed_forward_proj: String,
-    /// Token budget of a prompt including `</s>`, and the number of rows Wan's DiT sees after
-    /// [`super::UmT5Encoder::pad_context`].
+    /// Token budget of a prompt including `</s>`: the rows of the longest context, which Wan
+    /// pads every shorter one to before its DiT.
     #[serde(default = "default_text_len")]
     pub text_len: usize,
 }

@@ -114,27 +114,6 @@ impl<B: Backend> UmT5Encoder<B> {
         Ok(b.rms_norm(&x, &self.norm, eps)?)
     }
 
-    /// Zero-pads an encoded prompt `[L, d_model]` to `[text_len, d_model]`: the context Wan's DiT
-    /// cross-attends to, padding rows included and unmasked, as `WanModel.forward` does.
-    pub fn pad_context(&self, context: &B::Tensor) -> Result<B::Tensor> {
-        let (b, c) = (&self.backend, &self.config);
-        let rows = match b.shape(context) {
-            [rows, width] if *rows >= 1 && *rows <= c.text_len && *width == c.d_model => *rows,
-            other => {
-                return Err(Error::Input(format!(
-                    "context must be [1..={}, {}], got {other:?}",
-                    c.text_len, c.d_model
-                )));
-            }
-        };
-        if rows == c.text_len {
-            return Ok(context.clone());
-        }
-        let pad = c.text_len - rows;
-        let zeros = b.upload(&HostTensor::zeros([pad, c.d_model]))?;
-        Ok(b.concat(&[context, &zeros], 0)?)
-    }
-
     /// The embedding rows of `ids`, widened to f32.
     fn gather(&self, ids: &[u32]) -> Result<Vec<f32>> {
         let d = self.config.d_model;
