@@ -48,6 +48,8 @@ impl<B: Backend + Clone> VelocityModel<B> for DitVelocity<'_, B> {
 pub struct DenoiseStage<B: Backend> {
     dit: WanModel<B>,
     load: ModelLoad,
+    /// `[MAX_CONTEXT_ROWS, text_dim]` zeros on the device, the padding of every context.
+    zero_rows: B::Tensor,
 }
 
 /// One finished denoising step, as the step observer sees it.
@@ -75,8 +77,16 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         let start = Instant::now();
         let (config, store) = source.dit()?;
         let dit = WanModel::load(backend, config, &store, AttentionMode::Dense)?;
+        let zero_rows = dit.backend().upload(&HostTensor::zeros([
+            MAX_CONTEXT_ROWS,
+            dit.config().text_dim,
+        ]))?;
         let load = ModelLoad::finish(start, dit.backend(), &store)?;
-        Ok(Self { dit, load })
+        Ok(Self {
+            dit,
+            load,
+            zero_rows,
+        })
     }
 
     /// How the DiT loaded.
@@ -118,7 +128,7 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         if rows == MAX_CONTEXT_ROWS {
             return Ok(self.dit.encode_context(context)?);
         }
-        let zeros = b.upload(&HostTensor::zeros([MAX_CONTEXT_ROWS - rows, text_dim]))?;
+        let zeros = b.narrow(&self.zero_rows, 0, MAX_CONTEXT_ROWS - rows)?;
         Ok(self.dit.encode_context(&b.concat(&[context, &zeros], 0)?)?)
     }
 
