@@ -1,7 +1,7 @@
 //! An OTLP trace receiver that prints every span it is sent as one JSON line on stdout, for
 //! timing runs on hosts without a collector (`TRACE=1 tools/gpu/services_check.sh`): service,
-//! name, trace, span and parent ids, start and end in Unix nanoseconds, and the span's integer and
-//! string attributes. Its endpoint is the first line, on stderr. Runs until killed.
+//! name, trace, span and parent ids, start and end in Unix nanoseconds, and the span's scalar
+//! attributes. Its endpoint is the first line, on stderr. Runs until killed.
 
 use std::io::Write;
 use std::time::Duration;
@@ -48,7 +48,12 @@ fn attributes(attributes: &[KeyValue]) -> Map<String, serde_json::Value> {
             let value = match kv.value.as_ref()?.value.as_ref()? {
                 Value::IntValue(i) => json!(i),
                 Value::StringValue(s) => json!(s),
-                _ => return None,
+                Value::BoolValue(b) => json!(b),
+                Value::DoubleValue(d) => json!(d),
+                Value::ArrayValue(_)
+                | Value::KvlistValue(_)
+                | Value::BytesValue(_)
+                | Value::StringValueStrindex(_) => return None,
             };
             Some((kv.key.clone(), value))
         })
