@@ -213,6 +213,7 @@ struct FrameStream<'a> {
 
 impl FrameStream<'_> {
     /// Waits for a chunk and streams it.
+    ///
     /// Debug-level spans (`frames`, with `wait`, `quantize` and `send` inside) time each chunk's
     /// way out, for traces that ask for them.
     fn send(&mut self, pending: PendingFrames) -> Result<()> {

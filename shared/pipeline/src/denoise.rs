@@ -207,7 +207,7 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         };
         let context = self
             .dit
-            .encode_context(&b.upload(&HostTensor::zeros([rows, c.text_dim]))?)?;
+            .encode_context(&b.narrow(&self.zero_rows, 0, rows)?)?;
         self.dit
             .forward(
                 &b.upload(&HostTensor::zeros(latent))?,
