@@ -29,16 +29,20 @@
 //! Frames arrive faster than one encoder takes them, so a clip is complete about one segment's
 //! encoding after its last long segment starts. When the clip's length is known in advance, its
 //! last stretch is cut differently, halving ([`Cuts`]): 81 frames cut every 16 end in segments of
-//! 9, 4 and 4 frames from frame 64 instead of 16 and 1, and their encoders finish soon after the
-//! last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host at OpenH264's
+//! 9, 4, 2 and 2 frames from frame 64 instead of 16 and 1, and their encoders finish soon after
+//! the last frame arrives (at 832×480 under noise, 27 ms a frame on the H100 host at OpenH264's
 //! medium complexity: the MP4's finish after the last frame 0.25 → 0.18 s,
 //! bench/results/2026-11-27-e2e.md; the writer now encodes at low complexity, 15–19 ms a frame
 //! in OpenH264's C fallback and ~4 ms with its x86 assembly,
-//! bench/results/2026-11-29-encoder-asm.md).
+//! bench/results/2026-11-29-encoder-asm.md). The last two segments are halves of the last 4 to 7
+//! frames, which the VAE hands over together, so that two encoders share them; the last one warms
+//! up on the frames before the cut ahead of it (its own frames before the cut arrive with its
+//! first), so that it starts on its first frame as soon as that arrives.
 //! The extra IDR pictures are all in that stretch.
 
 use std::collections::VecDeque;
 use std::num::{NonZeroU64, NonZeroUsize};
+use std::ops::Range;
 use std::os::raw::c_int;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,15 +65,16 @@ const QUEUED_FRAMES: usize = 16;
 /// not enough: 56 and 30 KB for the first two pictures above). Segments are at least this long.
 const WARM_UP_FRAMES: u64 = 2;
 
-/// The shortest segment the last interval is cut into: shorter ones would spend an IDR picture
-/// (7× a P picture under noise) on less than a quarter second of video.
+/// The shortest segment the last interval is halved into before its last segment is: shorter ones
+/// would spend an IDR picture (7× a P picture under noise) on less than a quarter second of video.
 const MIN_TAIL_SEGMENT: u64 = 4;
 
 /// Where segments start: every `len` frames and, for a clip whose length is known, differently in
 /// its last stretch — the frames after the last regular cut that leaves at least `len` (`len` to
 /// `2 len − 1` frames), or the whole clip when it is shorter than `2 len` — which is halved while
-/// both halves stay [`MIN_TAIL_SEGMENT`] frames or longer. A clip of 81 frames cut every 16 is
-/// [0, 16, 32, 48, 64, 73, 77] rather than [0, 16, 32, 48, 64, 80].
+/// both halves stay [`MIN_TAIL_SEGMENT`] frames or longer, and whose last segment (4 to 7 frames)
+/// is halved once more where a warm-up fits before the cut ahead of it. A clip of 81 frames cut
+/// every 16 is [0, 16, 32, 48, 64, 73, 77, 79] rather than [0, 16, 32, 48, 64, 80].
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Cuts {
     len: NonZeroU64,
@@ -78,6 +83,9 @@ pub(crate) struct Cuts {
     tail_start: u64,
     /// Cuts inside the last stretch, ascending.
     tail: Vec<u64>,
+    /// The cut halving the last segment, and where its warm-up starts: with the warm-up of the cut
+    /// ahead of it, whose frames arrive before that cut's, not with the frames just before it.
+    early: Option<(u64, u64)>,
 }
 
 impl Cuts {
@@ -87,6 +95,7 @@ impl Cuts {
                 len,
                 tail_start: u64::MAX,
                 tail: Vec::new(),
+                early: None,
             };
         };
         let tail_start = (frames / len.get()).saturating_sub(1) * len.get();
@@ -98,10 +107,16 @@ impl Cuts {
             left -= first;
             tail.push(start);
         }
+        let early = (start >= WARM_UP_FRAMES && left >= 2 * WARM_UP_FRAMES).then(|| {
+            let cut = start + left.div_ceil(2);
+            tail.push(cut);
+            (cut, start - WARM_UP_FRAMES)
+        });
         Self {
             len,
             tail_start,
             tail,
+            early,
         }
     }
 
@@ -112,6 +127,19 @@ impl Cuts {
         } else {
             self.tail.binary_search(&frame).is_ok()
         }
+    }
+
+    /// The cuts whose segments start warming up at `frame`, ascending: the cut [`WARM_UP_FRAMES`]
+    /// frames on, and the last segment's early one.
+    fn warming_at(&self, frame: u64) -> impl Iterator<Item = u64> {
+        let early = self.early.map(|(cut, _)| cut);
+        let regular =
+            Some(frame + WARM_UP_FRAMES).filter(|&cut| self.at(cut) && Some(cut) != early);
+        let early = self
+            .early
+            .filter(|&(_, start)| start == frame)
+            .map(|(cut, _)| cut);
+        regular.into_iter().chain(early)
     }
 }
 
@@ -138,8 +166,8 @@ pub(crate) struct SegmentedEncoder {
     max_segments: NonZeroUsize,
     /// The newest segment's queue; replacing it lets that segment's thread run to its end.
     feed: SyncSender<Yuv420>,
-    /// The next segment while it warms up on the frames before its first.
-    next: Option<(Segment, SyncSender<Yuv420>)>,
+    /// The next segments, from their warm-up until their first frame, by first frame.
+    next: VecDeque<Warming>,
     in_flight: InFlight,
     queued: u64,
     stop: StopOnDrop,
@@ -162,14 +190,14 @@ impl SegmentedEncoder {
             None => config,
         };
         let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
-        let (segment, feed) = Segment::start(0, 0, config, &stop.0)?;
+        let (segment, feed) = Segment::start(0, 0..0, config, &stop.0)?;
         Ok(Self {
             config,
             cuts,
             frames,
             max_segments,
             feed,
-            next: None,
+            next: VecDeque::new(),
             in_flight: InFlight {
                 segments: VecDeque::from([segment]),
                 parameter_sets: None,
@@ -188,22 +216,33 @@ impl SegmentedEncoder {
             return Err(Error::TooManyFrames { declared });
         }
         let mut ready = Vec::new();
-        if let Some((segment, feed)) = self.next.take_if(|(next, _)| next.first_frame == frame) {
-            self.in_flight.segments.push_back(segment);
+        if let Some(next) = self
+            .next
+            .pop_front_if(|next| next.segment.first_frame == frame)
+        {
+            self.in_flight.segments.push_back(next.segment);
             // Closes the previous segment's queue first, so that joining it below can end.
-            self.feed = feed;
+            self.feed = next.feed;
             if self.in_flight.segments.len() > self.max_segments.get() {
                 self.in_flight.join_front(&mut ready)?;
             }
         }
-        let cut = frame + WARM_UP_FRAMES;
-        if self.cuts.as_ref().is_some_and(|cuts| cuts.at(cut)) {
-            let next = Segment::start(cut, WARM_UP_FRAMES, self.config, &self.stop.0)?;
-            self.next = Some(next);
+        for cut in self.cuts.iter().flat_map(|cuts| cuts.warming_at(frame)) {
+            let warm_up = frame..frame + WARM_UP_FRAMES;
+            let (segment, feed) = Segment::start(cut, warm_up.clone(), self.config, &self.stop.0)?;
+            self.next.push_back(Warming {
+                segment,
+                feed,
+                warm_up,
+            });
         }
-        if let Some((_, feed)) = &self.next {
+        for next in self
+            .next
+            .iter()
+            .filter(|next| next.warm_up.contains(&frame))
+        {
             // A warm-up that failed shows when the segment's first frame finds its queue closed.
-            let _ = feed.send(picture.clone());
+            let _ = next.feed.send(picture.clone());
         }
         if self.feed.send(picture).is_err() {
             // The newest segment's thread let go of its queue early, which it does on an error
@@ -234,6 +273,13 @@ impl SegmentedEncoder {
         drop(stop);
         Ok(ready)
     }
+}
+
+/// A segment started before its first frame, and the frames it warms up on.
+struct Warming {
+    segment: Segment,
+    feed: SyncSender<Yuv420>,
+    warm_up: Range<u64>,
 }
 
 /// Segments started and not yet joined, oldest first.
@@ -303,10 +349,10 @@ struct Encoded {
 
 impl Segment {
     /// A fresh encoder on a new thread, and the sending end of its queue, which takes the
-    /// `warm_up` frames before `first_frame` first.
+    /// `warm_up` frames (before `first_frame`) first.
     fn start(
         first_frame: u64,
-        warm_up: u64,
+        warm_up: Range<u64>,
         config: EncoderConfig,
         stop: &Arc<AtomicBool>,
     ) -> Result<(Self, SyncSender<Yuv420>)> {
@@ -344,7 +390,7 @@ impl Segment {
 fn encode_segment(
     mut encoder: Encoder,
     first_frame: u64,
-    warm_up: u64,
+    warm_up: Range<u64>,
     queue: &Receiver<Yuv420>,
     stop: &AtomicBool,
 ) -> Result<Encoded> {
@@ -352,7 +398,8 @@ fn encode_segment(
         parameter_sets: Vec::new(),
         frames: Vec::new(),
     };
-    for (frame, picture) in (first_frame - warm_up..).zip(queue) {
+    let frames = warm_up.clone().chain(first_frame..);
+    for (frame, picture) in frames.zip(queue) {
         // Nobody will read the result of a dropped writer; its frames are not worth the cores.
         if stop.load(Ordering::Relaxed) {
             return Err(Error::EncoderThread {
@@ -360,11 +407,11 @@ fn encode_segment(
                 reason: "stopped with its writer".into(),
             });
         }
-        if frame < first_frame {
+        if warm_up.contains(&frame) {
             encoder
                 .encode(&picture)
                 .map_err(|source| Error::EncodeFrame { frame, source })?;
-            if frame + 1 == first_frame {
+            if frame + 1 == warm_up.end {
                 encoder.force_intra_frame();
             }
             continue;
@@ -459,16 +506,42 @@ mod tests {
 
     #[test]
     fn a_known_length_halves_the_last_interval() {
-        assert_eq!(starts(16, Some(81)), [0, 16, 32, 48, 64, 73, 77]);
-        assert_eq!(starts(16, Some(80)), [0, 16, 32, 48, 64, 72, 76]);
-        assert_eq!(starts(16, Some(71)), [0, 16, 32, 48, 60, 66]);
-        assert_eq!(starts(16, Some(33)), [0, 16, 25, 29]);
-        assert_eq!(starts(16, Some(9)), [0, 5]);
-        // Too short to cut in two segments of 4.
+        assert_eq!(starts(16, Some(81)), [0, 16, 32, 48, 64, 73, 77, 79]);
+        assert_eq!(starts(16, Some(80)), [0, 16, 32, 48, 64, 72, 76, 78]);
+        assert_eq!(starts(16, Some(71)), [0, 16, 32, 48, 60, 66, 69]);
+        assert_eq!(starts(16, Some(33)), [0, 16, 25, 29, 31]);
+        assert_eq!(starts(16, Some(9)), [0, 5, 7]);
+        // Too short to cut in two segments of 4, and no warm-up fits before frame 0.
         assert_eq!(starts(16, Some(7)), [0]);
-        assert_eq!(starts(32, Some(81)), [0, 32, 57, 69, 75]);
+        assert_eq!(starts(32, Some(81)), [0, 32, 57, 69, 75, 78]);
         // Unknown length: every `len` frames, as before.
         assert_eq!(starts(16, None), [0, 16, 32, 48, 64, 80, 96]);
+    }
+
+    #[test]
+    fn the_last_segment_warms_up_with_the_one_before() {
+        let cuts = Cuts::new(NonZeroU64::new(16).unwrap(), Some(81));
+        let warming: Vec<(u64, Vec<u64>)> = (0..81)
+            .map(|frame| (frame, cuts.warming_at(frame).collect::<Vec<_>>()))
+            .filter(|(_, cuts)| !cuts.is_empty())
+            .collect();
+        assert_eq!(
+            warming,
+            [
+                (14, vec![16]),
+                (30, vec![32]),
+                (46, vec![48]),
+                (62, vec![64]),
+                (71, vec![73]),
+                (75, vec![77, 79]),
+            ]
+        );
+        let unknown = Cuts::new(NonZeroU64::new(16).unwrap(), None);
+        assert!((0..100).all(|f| {
+            unknown
+                .warming_at(f)
+                .eq((f + 2).is_multiple_of(16).then_some(f + 2))
+        }));
     }
 
     #[test]
@@ -476,13 +549,21 @@ mod tests {
         for len in [2, 3, 4, 7, 8, 16, 32] {
             for frames in 1..200 {
                 let starts = starts(len, Some(frames));
-                let ends = starts.iter().skip(1).copied().chain([frames]);
+                let ends: Vec<u64> = starts.iter().skip(1).copied().chain([frames]).collect();
                 let tail = (frames / len).saturating_sub(1) * len;
-                for (start, end) in starts.iter().copied().zip(ends) {
+                for (i, (start, end)) in
+                    starts.iter().copied().zip(ends.iter().copied()).enumerate()
+                {
                     // Regular segments up to the last stretch, then halves of at least
-                    // MIN_TAIL_SEGMENT, or the stretch whole when it is too short to halve.
+                    // MIN_TAIL_SEGMENT but the last two, which are at least WARM_UP_FRAMES, or
+                    // the stretch whole when it is too short to halve.
                     let regular = start < tail;
-                    let least = if regular { len } else { MIN_TAIL_SEGMENT };
+                    let last_two = i + 2 >= starts.len();
+                    let least = match (regular, last_two) {
+                        (true, _) => len,
+                        (false, false) => MIN_TAIL_SEGMENT,
+                        (false, true) => WARM_UP_FRAMES,
+                    };
                     assert!(
                         end - start >= least || (start == tail && end == frames),
                         "len {len}, {frames} frames: segment {start}..{end} of {starts:?}"
