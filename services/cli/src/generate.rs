@@ -11,7 +11,7 @@ use turbine_pipeline::{
     DecodeStage, DenoiseStage, Event, FrameSink, GenerateRequest, LoadReport, ModelFiles,
     ModelLoad, ModelSource, Pipeline, Report, Stage, TextStage, VideoShape,
 };
-use turbine_samplers::{FlowConfig, FlowSolver, RcmConfig, RcmMode, SamplerConfig};
+use turbine_samplers::{DrawnAhead, FlowConfig, FlowSolver, RcmConfig, RcmMode, SamplerConfig};
 use turbine_tensor::{Backend, CpuBackend, HostTensor, SlaParams};
 
 use turbine_rpc::device::{Chosen, DeviceArgs, QuantArgs, TextPlacementArgs};
@@ -388,14 +388,17 @@ struct Job<'a> {
 }
 
 /// Loads the DiT and VAE onto `backend` (the one `dit` describes), then umT5 where
-/// `--text-device` puts it, and generates.
+/// `--text-device` puts it, and generates. The request's initial latent is drawn from the DiT's
+/// load on, while the other models load.
 fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> anyhow::Result<()> {
     let denoise = DenoiseStage::load(backend.clone(), job.source).context("loading the DiT")?;
+    let noise = denoise.noise(job.request);
     let decode = DecodeStage::load(backend, job.source).context("loading the VAE")?;
     let warm_gpu = matches!(dit, Chosen::Cuda(_));
+    let stages = (denoise, decode, noise);
     match job.args.text.place(dit, job.source)? {
-        Chosen::Cpu => run_pipeline(CpuBackend, denoise, decode, warm_gpu, false, job),
-        Chosen::Cuda(b) => run_pipeline(b, denoise, decode, warm_gpu, true, job),
+        Chosen::Cpu => run_pipeline(CpuBackend, stages, warm_gpu, false, job),
+        Chosen::Cuda(b) => run_pipeline(b, stages, warm_gpu, true, job),
     }
 }
 
@@ -408,8 +411,7 @@ fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> a
 /// the CPU it has no such costs and an extra encode would take seconds.
 fn run_pipeline<B: Backend + Clone, T: Backend>(
     text_backend: T,
-    mut denoise: DenoiseStage<B>,
-    decode: DecodeStage<B>,
+    (mut denoise, decode, noise): (DenoiseStage<B>, DecodeStage<B>, DrawnAhead),
     warm_gpu: bool,
     warm_text: bool,
     job: &Job<'_>,
@@ -446,7 +448,7 @@ fn run_pipeline<B: Backend + Clone, T: Backend>(
 
     let mut outputs = Outputs::create(args, &request.shape)?;
     let mut progress = Progress { bar: None };
-    let report = pipeline.generate(request, &mut |e| progress.on(e), &mut outputs)?;
+    let report = pipeline.generate_from(request, noise, &mut |e| progress.on(e), &mut outputs)?;
     let encode_start = Instant::now();
     let info = outputs.mp4.finish().context("finishing the MP4")?;
     if let Some(gif) = outputs.gif {

@@ -5,6 +5,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use serde::Serialize;
+use turbine_samplers::DrawnAhead;
 use turbine_tensor::{Backend, HostTensor};
 
 use crate::decode::{DecodeStage, PendingFrames, latent_frames};
@@ -190,11 +191,24 @@ impl<B: Backend + Clone, T: Backend> Pipeline<B, T> {
         events: &mut dyn FnMut(&Event),
         sink: &mut dyn FrameSink,
     ) -> Result<Report> {
+        let noise = self.denoise.noise(request);
+        self.generate_from(request, noise, events, sink)
+    }
+
+    /// [`generate`](Self::generate) from `noise`, the request's [`DenoiseStage::noise`] started
+    /// earlier: a caller that knows its request before the models are loaded draws the initial
+    /// latent while they load, rather than beside the prompt's encoding.
+    pub fn generate_from(
+        &mut self,
+        request: &GenerateRequest,
+        mut noise: DrawnAhead,
+        events: &mut dyn FnMut(&Event),
+        sink: &mut dyn FrameSink,
+    ) -> Result<Report> {
         let start = Instant::now();
         let mut timings = Timings::default();
 
         let stage = Instant::now();
-        let mut noise = self.denoise.noise(request);
         let use_negative = request.uses_negative_prompt();
         events(&Event::StageStarted {
             stage: Stage::TextEncode,
