@@ -20,8 +20,9 @@
 //! Rate control restarts with each encoder, and a fresh one overspends on its first pictures: at
 //! 832×480 under noise, 97 KB for the IDR picture and 78 and 23 KB for the next two, where a
 //! running encoder spends 48 and 7 KB. So every segment but the first warms its encoder up on the
-//! [`WARM_UP_FRAMES`] frames before its cut, discards that output and forces the IDR picture at
-//! the cut: 52.7 and 7.2 KB, as the single encoder spends there. The warm-up frames reach the next
+//! [`WARM_UP_FRAMES`] frames before its cut (the last segment of a clip of known length: before
+//! the cut ahead of it, see below), discards that output and forces the IDR picture at the cut:
+//! 52.7 and 7.2 KB, as the single encoder spends there. The warm-up frames reach the next
 //! segment's encoder while the current one encodes them, so the warm-up overlaps the segment
 //! before. The output depends on the frames and the settings only, not on how many segments were
 //! encoded at once.
@@ -36,8 +37,10 @@
 //! in OpenH264's C fallback and ~4 ms with its x86 assembly,
 //! bench/results/2026-11-29-encoder-asm.md). The last two segments are halves of the last 4 to 7
 //! frames, which the VAE hands over together, so that two encoders share them; the last one warms
-//! up on the frames before the cut ahead of it (its own frames before the cut arrive with its
-//! first), so that it starts on its first frame as soon as that arrives.
+//! up on the frames before the cut ahead of it (the frames just before its own cut arrive with
+//! its first), so that it starts on its first frame as soon as that arrives: the MP4's finish
+//! after the last frame 37–44 → 21–23 ms on the H200 host for one more IDR picture (+2.9 % bytes
+//! under noise, bench/results/2026-11-30-noise-tail.md).
 //! The extra IDR pictures are all in that stretch.
 
 use std::collections::VecDeque;

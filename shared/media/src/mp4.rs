@@ -59,8 +59,8 @@ pub struct Mp4Config {
     pub threads: Option<NonZeroUsize>,
     /// The clip's length, when the caller knows it before the first frame (a generation request
     /// fixes it). The clip's last stretch (its last 16 to 31 frames at an interval of 16, or all
-    /// of a shorter clip) is then cut into shorter runs, halving — 81 frames end in runs of 9, 4
-    /// and 4 from frame 64 — so that their encoders finish soon after the last frame arrives
+    /// of a shorter clip) is then cut into shorter runs, halving — 81 frames end in runs of 9, 4,
+    /// 2 and 2 from frame 64 — so that their encoders finish soon after the last frame arrives
     /// rather than one whole run's encoding later. More frames than declared are refused
     /// ([`Error::TooManyFrames`]); fewer still make a valid file (a generation that stopped
     /// early).
