@@ -106,6 +106,25 @@ fn tiny_preset_generates_reproducible_frames() {
     assert_ne!(a.values, c.values, "different seeds, same video");
 }
 
+#[test]
+fn noise_drawn_before_the_other_models_load_gives_the_same_frames() {
+    // As `turbine generate` does: the noise starts once the DiT is loaded, the rest loads after.
+    let req = request(rcm(), 7);
+    let denoise = DenoiseStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let noise = denoise.noise(&req);
+    let decode = DecodeStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let text = TextStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let mut early = Pipeline::from_stages(text, denoise, decode).unwrap();
+    let mut drawn_early = Collect::default();
+    early
+        .generate_from(&req, noise, &mut |_| {}, &mut drawn_early)
+        .unwrap();
+
+    let mut pipeline = Pipeline::load(CpuBackend, &ModelSource::Tiny).unwrap();
+    let (drawn_with_the_request, _) = run(&mut pipeline, &req);
+    assert_eq!(drawn_early.values, drawn_with_the_request.values);
+}
+
 /// The latents of `req` from the text and denoise stages run by hand.
 fn latents(req: &GenerateRequest) -> HostTensor {
     let text = TextStage::load(CpuBackend, &ModelSource::Tiny).unwrap();
