@@ -10,6 +10,7 @@ use turbine_proto::v1::{DenoiseInput, TensorChunk, denoise_input};
 use turbine_rpc::params::validate;
 use turbine_rpc::tensor::TensorAssembler;
 use turbine_rpc::{Error, Result};
+use turbine_samplers::DrawnAhead;
 use turbine_tensor::HostTensor;
 
 const CONTEXT: &str = "context";
@@ -19,6 +20,8 @@ const NEGATIVE_CONTEXT: &str = "negative_context";
 pub(crate) struct Inputs {
     pub request: GenerateRequest,
     pub previews: bool,
+    /// The request's noise, drawn from the setup on, where the caller could shape it.
+    pub noise: Option<DrawnAhead>,
     pub context: HostTensor,
     /// Present exactly when the sampler uses classifier-free guidance.
     pub negative_context: Option<HostTensor>,
@@ -33,8 +36,12 @@ async fn next(input: &mut Streaming<DenoiseInput>) -> Result<Option<denoise_inpu
 }
 
 /// Reads up to the last chunk of the last context the setup asks for; anything after is left in
-/// the stream.
-pub(crate) async fn read_inputs(input: &mut Streaming<DenoiseInput>) -> Result<Inputs> {
+/// the stream. `noise` starts the request's noise once the setup is read, while the contexts
+/// stream in.
+pub(crate) async fn read_inputs(
+    input: &mut Streaming<DenoiseInput>,
+    noise: impl FnOnce(&GenerateRequest) -> Option<DrawnAhead>,
+) -> Result<Inputs> {
     let setup = match next(input).await? {
         Some(denoise_input::Kind::Setup(setup)) => setup,
         Some(denoise_input::Kind::Context(_)) => {
@@ -55,6 +62,7 @@ pub(crate) async fn read_inputs(input: &mut Streaming<DenoiseInput>) -> Result<I
         .ok_or_else(|| Error::invalid("params", "required"))?;
     let valid = validate(&params, setup.seed)?;
     let guided = valid.request.uses_negative_prompt();
+    let noise = noise(&valid.request);
 
     let mut contexts = Contexts::new(guided);
     while !contexts.complete() {
@@ -70,6 +78,7 @@ pub(crate) async fn read_inputs(input: &mut Streaming<DenoiseInput>) -> Result<I
     Ok(Inputs {
         request: valid.request,
         previews: valid.previews,
+        noise,
         context,
         negative_context,
     })

@@ -120,6 +120,12 @@ impl<M: 'static> Worker<M> {
         self.slots.available_permits() == self.capacity
     }
 
+    /// A call made now would be admitted (the model is loaded and a slot is free); a later call
+    /// may still find none.
+    pub fn has_room(&self) -> bool {
+        matches!(*self.state.borrow(), State::Ready) && self.slots.available_permits() > 0
+    }
+
     fn admit(&self) -> Result<OwnedSemaphorePermit> {
         match &*self.state.borrow() {
             State::Ready => {}
@@ -153,6 +159,21 @@ impl<M: 'static> Worker<M> {
             // Free the slot before answering, so a client calling again at once is not refused.
             drop(permit);
             let _ = tx.send(result);
+        }))?;
+        rx.await.map_err(|_| Error::WorkerStopped)?
+    }
+
+    /// Reads something of the loaded model (its configuration) on the model thread, without an
+    /// admission slot, so that it never makes a call find the worker busy; it waits for the load
+    /// and then behind the calls queued before it.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&M) -> T + Send + 'static,
+    ) -> Result<T> {
+        self.ready().await?;
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Box::new(move |model| {
+            let _ = tx.send(guarded(|| Ok(read(model))));
         }))?;
         rx.await.map_err(|_| Error::WorkerStopped)?
     }
@@ -236,6 +257,47 @@ mod tests {
             1,
             "the worker survives"
         );
+    }
+
+    #[tokio::test]
+    async fn inspecting_the_model_takes_no_slot() {
+        let (release, gate) = std_mpsc::channel::<()>();
+        let worker = Worker::spawn("test-model", 0, move || {
+            gate.recv().unwrap();
+            Ok(7u32)
+        });
+        // Waits for the load rather than failing while the model loads.
+        let early = tokio::spawn({
+            let worker = worker.clone();
+            async move { worker.inspect(|n| *n).await }
+        });
+        assert!(!worker.has_room(), "loading");
+        release.send(()).unwrap();
+        assert_eq!(early.await.unwrap().unwrap(), 7);
+        assert!(worker.has_room());
+
+        let (unblock, blocked) = std_mpsc::channel::<()>();
+        let mut stream = worker
+            .stream(1, move |n: &mut u32, sink: &Sink<u32>| {
+                sink.send(*n)?;
+                blocked.recv().unwrap();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(stream.next().await.unwrap().unwrap(), 7);
+        assert!(!worker.has_room());
+        // With the only slot taken, an inspection queues behind the running call instead of being
+        // refused, and leaves the slot to it.
+        let queued = tokio::spawn({
+            let worker = worker.clone();
+            async move { worker.inspect(|n| *n + 1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!queued.is_finished());
+        unblock.send(()).unwrap();
+        assert_eq!(queued.await.unwrap().unwrap(), 8);
+        assert!(stream.next().await.is_none());
+        assert!(worker.is_idle());
     }
 
     #[tokio::test]
