@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request, Status, Streaming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -19,7 +19,8 @@ use turbine_proto::v1::denoiser_client::DenoiserClient;
 use turbine_proto::v1::text_encoder_client::TextEncoderClient;
 use turbine_proto::v1::vae_client::VaeClient;
 use turbine_proto::v1::{
-    Dtype, EncodeRequest, Stage, TensorChunk, denoise_event, denoise_input, encode_response,
+    DenoiseEvent, Dtype, EncodeRequest, Stage, TensorChunk, denoise_event, denoise_input,
+    encode_response,
 };
 use turbine_rpc::error::BUSY_METADATA;
 use turbine_rpc::server::MAX_MESSAGE_BYTES;
@@ -30,7 +31,8 @@ use crate::balance::{ChannelOptions, Pool, Replica};
 use crate::config::StageConfig;
 use crate::error::{Error, Result};
 use crate::stages::{
-    DecodedFrames, DenoiseInput, DenoiseUpdate, EncodedPrompt, LatentLog, Stages, VideoSize,
+    DecodedFrames, DenoiseInput, DenoiseUpdate, EncodedPrompt, LatentLog, Prompts, Stages,
+    VideoSize,
 };
 
 const TEXT_ENCODER_SERVICE: &str = "turbine.v1.TextEncoder";
@@ -285,50 +287,46 @@ impl Stages for Arc<GrpcStages> {
                     // The receiver is gone only when the job is ending; nothing to report then.
                     let _ = updates.send(DenoiseUpdate::Restarted).await;
                 }
-                let mut client = DenoiserClient::new(traced(channel))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                let stream = client
-                    .denoise(request_with_timeout(
-                        tokio_stream::iter(denoise_messages(input)),
-                        timeout,
-                    ))
-                    .await?;
-                let mut stream = stream.into_inner();
-                let mut assembler = TensorAssembler::named("latent_frame");
-                let mut index = 0;
-                while let Some(event) = stream.message().await? {
-                    match event.kind {
-                        Some(denoise_event::Kind::Progress(p)) => {
-                            let _ = updates.send(DenoiseUpdate::Step(p)).await;
-                        }
-                        Some(denoise_event::Kind::Preview(p)) => {
-                            let _ = updates.send(DenoiseUpdate::Preview(p)).await;
-                        }
-                        Some(denoise_event::Kind::Latent(chunk)) => {
-                            let Some(frame) = assembler.push(chunk).map_err(malformed)? else {
-                                continue;
-                            };
-                            check_latent_frame(&frame, input.video)?;
-                            if !latents.put(index, frame) {
-                                return Err(protocol(format!(
-                                    "more than the video's {} latent frames",
-                                    latents.expected()
-                                )));
-                            }
-                            index += 1;
-                        }
-                        None => return Err(protocol("an empty DenoiseEvent")),
+                let (tx, rx) = mpsc::channel(4);
+                // The setup goes out at once, the contexts once the prompts are encoded; without
+                // them (the job failed) the stream ends and the job drops this call.
+                let feed = async move {
+                    let wrap = |kind| turbine_proto::v1::DenoiseInput { kind: Some(kind) };
+                    if tx
+                        .send(wrap(denoise_input::Kind::Setup(input.setup.clone())))
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
+                    let Some(prompts) = input.prompts().await else {
+                        return;
+                    };
+                    for chunk in context_chunks(&prompts) {
+                        if tx
+                            .send(wrap(denoise_input::Kind::Context(chunk)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                };
+                let read = async {
+                    let mut client = DenoiserClient::new(traced(channel))
+                        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                    let stream = client
+                        .denoise(request_with_timeout(ReceiverStream::new(rx), timeout))
+                        .await?;
+                    read_denoise_events(stream.into_inner(), input.video, updates, latents).await
+                };
+                tokio::pin!(read);
+                tokio::select! {
+                    result = &mut read => return result,
+                    () = feed => {}
                 }
-                assembler.finish().map_err(malformed)?;
-                if index != latents.expected() {
-                    return Err(protocol(format!(
-                        "the stream ended after {index} of {} latent frames",
-                        latents.expected()
-                    )));
-                }
-                Ok(())
+                read.await
             },
         )
         .await
@@ -442,28 +440,57 @@ impl Stages for Arc<GrpcStages> {
     }
 }
 
-/// The setup, then the prompt's context chunks, then the negative prompt's.
-fn denoise_messages(input: &DenoiseInput) -> Vec<turbine_proto::v1::DenoiseInput> {
-    let wrap = |kind| turbine_proto::v1::DenoiseInput { kind: Some(kind) };
-    let mut messages = vec![wrap(denoise_input::Kind::Setup(input.setup.clone()))];
-    messages.extend(
-        input
-            .context
-            .context
-            .chunks("context")
-            .into_iter()
-            .map(|c| wrap(denoise_input::Kind::Context(c))),
-    );
-    if let Some(negative) = &input.negative {
-        messages.extend(
-            negative
-                .context
-                .chunks("negative_context")
-                .into_iter()
-                .map(|c| wrap(denoise_input::Kind::Context(c))),
-        );
+/// The prompt's context chunks, then the negative prompt's.
+fn context_chunks(prompts: &Prompts) -> Vec<TensorChunk> {
+    let mut chunks = prompts.context.context.chunks("context");
+    if let Some(negative) = &prompts.negative {
+        chunks.extend(negative.context.chunks("negative_context"));
     }
-    messages
+    chunks
+}
+
+/// A denoise call's answer: step progress and previews to `updates`, every latent frame of the
+/// video into `latents`.
+async fn read_denoise_events(
+    mut stream: Streaming<DenoiseEvent>,
+    video: VideoSize,
+    updates: &mpsc::Sender<DenoiseUpdate>,
+    latents: &LatentLog,
+) -> Result<(), AttemptError> {
+    let mut assembler = TensorAssembler::named("latent_frame");
+    let mut index = 0;
+    while let Some(event) = stream.message().await? {
+        match event.kind {
+            Some(denoise_event::Kind::Progress(p)) => {
+                let _ = updates.send(DenoiseUpdate::Step(p)).await;
+            }
+            Some(denoise_event::Kind::Preview(p)) => {
+                let _ = updates.send(DenoiseUpdate::Preview(p)).await;
+            }
+            Some(denoise_event::Kind::Latent(chunk)) => {
+                let Some(frame) = assembler.push(chunk).map_err(malformed)? else {
+                    continue;
+                };
+                check_latent_frame(&frame, video)?;
+                if !latents.put(index, frame) {
+                    return Err(protocol(format!(
+                        "more than the video's {} latent frames",
+                        latents.expected()
+                    )));
+                }
+                index += 1;
+            }
+            None => return Err(protocol("an empty DenoiseEvent")),
+        }
+    }
+    assembler.finish().map_err(malformed)?;
+    if index != latents.expected() {
+        return Err(protocol(format!(
+            "the stream ended after {index} of {} latent frames",
+            latents.expected()
+        )));
+    }
+    Ok(())
 }
 
 /// `[C, 1, H/8, W/8]` f32.

@@ -1,11 +1,13 @@
 //! One job through the stages: text encoding (through the embedding cache), then denoising,
 //! VAE decoding and H.264 encoding running as a pipeline — latent frames go to the VAE as the
-//! denoiser streams them, video frames to the encoder as the VAE decodes them.
+//! denoiser streams them, video frames to the encoder as the VAE decodes them. The denoise call
+//! opens with the job, its setup first, so that the denoiser draws the initial noise while the
+//! prompts encode.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, debug_span, info_span};
 use turbine_proto::v1::{Artifact, DenoiseSetup, JobPreview, Progress, Stage, StageTiming};
 
@@ -15,7 +17,7 @@ use crate::cache::PromptCache;
 use crate::error::{Error, Result};
 use crate::params::ValidParams;
 use crate::queue::{Assignment, Outcome, Queue, Update};
-use crate::stages::{DenoiseInput, DenoiseUpdate, EncodedPrompt, LatentLog, Stages};
+use crate::stages::{DenoiseInput, DenoiseUpdate, EncodedPrompt, LatentLog, Prompts, Stages};
 use crate::video::VideoWriter;
 
 /// What every job of this orchestrator shares.
@@ -58,22 +60,27 @@ async fn stages<S: Stages>(
 
     queue.update(id, Update::Stage(Stage::TextEncode)).await;
     let start = Instant::now();
-    let (prompt, negative) = context
-        .encode_prompts(params)
-        .instrument(info_span!("text_encode"))
-        .await?;
-    timings.push(context.timing(Stage::TextEncode, start.elapsed()));
-
-    queue.update(id, Update::Stage(Stage::Denoise)).await;
-    let denoise_start = Instant::now();
+    // The denoise call opens with its setup while the prompts encode (the denoiser draws the
+    // initial noise meanwhile); their contexts follow once encoded.
+    let (encoded, prompts) = watch::channel(None);
     let input = DenoiseInput {
         video,
         setup: DenoiseSetup {
             params: Some(params.resolved.clone()),
             seed: params.seed,
         },
-        context: prompt,
-        negative,
+        prompts,
+    };
+    let text = async {
+        let (context, negative) = context
+            .encode_prompts(params)
+            .instrument(info_span!("text_encode"))
+            .await?;
+        let text_time = start.elapsed();
+        // The stage changes before the denoiser can report a step: it has no context yet.
+        queue.update(id, Update::Stage(Stage::Denoise)).await;
+        encoded.send_replace(Some(Prompts { context, negative }));
+        Ok::<_, Error>(text_time)
     };
     let latents = LatentLog::new(video.latent_frames());
     let (updates_tx, mut updates_rx) = mpsc::channel(16);
@@ -89,7 +96,7 @@ async fn stages<S: Stages>(
             .denoise(&input, &updates_tx, &latents)
             .instrument(info_span!("denoise"))
             .await?;
-        Ok::<_, Error>(denoise_start.elapsed())
+        Ok::<_, Error>(Instant::now())
     };
     let progress = async {
         let mut clock = StepClock::default();
@@ -193,9 +200,12 @@ async fn stages<S: Stages>(
         }
         Ok(())
     };
-    let (denoise_time, (), decode_time, ()) = tokio::try_join!(denoise, progress, decode, write)?;
-    let sampled_at = denoise_start + denoise_time;
-    timings.push(context.timing(Stage::Denoise, denoise_time));
+    let (text_time, sampled_at, (), decode_time, ()) =
+        tokio::try_join!(text, denoise, progress, decode, write)?;
+    // The denoise stage's time runs from the prompts' contexts, as the denoiser can only start
+    // sampling then.
+    timings.push(context.timing(Stage::TextEncode, text_time));
+    timings.push(context.timing(Stage::Denoise, sampled_at - (start + text_time)));
     timings.push(context.timing(Stage::VaeDecode, decode_time));
 
     queue.update(id, Update::Stage(Stage::EncodeVideo)).await;

@@ -40,14 +40,42 @@ impl VideoSize {
     }
 }
 
-/// Everything one denoise call sends.
+/// Everything one denoise call sends: the setup at once, the prompts' contexts once they are
+/// encoded. A job opens its denoise call while its prompts encode, so that the denoiser draws
+/// the initial noise meanwhile.
 #[derive(Debug, Clone)]
 pub struct DenoiseInput {
     pub video: VideoSize,
     pub setup: DenoiseSetup,
+    /// `None` until the prompts are encoded; the sender dropped without a value means they never
+    /// will be (the job failed).
+    pub prompts: watch::Receiver<Option<Prompts>>,
+}
+
+/// A job's encoded prompts.
+#[derive(Debug, Clone)]
+pub struct Prompts {
     pub context: Arc<EncodedPrompt>,
     /// The negative prompt's context when classifier-free guidance needs it.
     pub negative: Option<Arc<EncodedPrompt>>,
+}
+
+impl DenoiseInput {
+    /// Input whose prompts are encoded already.
+    pub fn encoded(video: VideoSize, setup: DenoiseSetup, prompts: Prompts) -> Self {
+        Self {
+            video,
+            setup,
+            prompts: watch::channel(Some(prompts)).1,
+        }
+    }
+
+    /// The prompts once encoded; `None` when they never will be.
+    pub async fn prompts(&self) -> Option<Prompts> {
+        let mut prompts = self.prompts.clone();
+        let encoded = prompts.wait_for(Option::is_some).await.ok()?;
+        encoded.clone()
+    }
 }
 
 /// What the denoiser reports while sampling.

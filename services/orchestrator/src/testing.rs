@@ -10,12 +10,12 @@ use clap::Parser;
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 use turbine_proto::v1::orchestrator_client::OrchestratorClient;
-use turbine_proto::v1::{Dtype, Preview, StepProgress};
+use turbine_proto::v1::{Dtype, Preview, Stage, StepProgress};
 use turbine_rpc::tensor::WireTensor;
 use turbine_telemetry::Metrics;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::stages::{
     DecodedFrames, DenoiseInput, DenoiseUpdate, EncodedPrompt, LatentLog, Stages, VideoSize,
 };
@@ -86,6 +86,13 @@ impl Stages for Arc<FakeStages> {
         latents: &LatentLog,
     ) -> Result<()> {
         self.denoising.fetch_add(1, Ordering::SeqCst);
+        // As the denoiser does: nothing is sampled before the prompts' contexts arrive.
+        if input.prompts().await.is_none() {
+            return Err(Error::StageProtocol {
+                stage: Stage::Denoise,
+                message: "the call ended before the prompts' contexts".into(),
+            });
+        }
         let mut running = Running {
             stages: self,
             finished: false,

@@ -238,19 +238,21 @@ fn input() -> DenoiseInput {
         tokens: 1,
         truncated: false,
     });
-    DenoiseInput {
-        video: VideoSize {
+    DenoiseInput::encoded(
+        VideoSize {
             width: 32,
             height: 16,
             frames: 5,
         },
-        setup: DenoiseSetup {
+        DenoiseSetup {
             params: Some(params),
             seed: 1,
         },
-        context,
-        negative: None,
-    }
+        Prompts {
+            context,
+            negative: None,
+        },
+    )
 }
 
 /// Runs one denoise call; returns its result, the updates it reported and the latent frames.
