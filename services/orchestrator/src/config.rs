@@ -65,7 +65,8 @@ pub struct StageConfig {
         value_parser = parse_duration,
     )]
     pub text_encoder_timeout: Duration,
-    /// Deadline of one denoise call (one attempt), all sampling steps included.
+    /// Deadline of one denoise call (one attempt), all sampling steps included: the first attempt
+    /// opens while the prompts encode, so it includes the text stage too.
     #[arg(
         long,
         env = "TURBINE_DENOISER_TIMEOUT",

@@ -61,15 +61,6 @@ pub struct Prompts {
 }
 
 impl DenoiseInput {
-    /// Input whose prompts are encoded already.
-    pub fn encoded(video: VideoSize, setup: DenoiseSetup, prompts: Prompts) -> Self {
-        Self {
-            video,
-            setup,
-            prompts: watch::channel(Some(prompts)).1,
-        }
-    }
-
     /// The prompts once encoded; `None` when they never will be.
     pub async fn prompts(&self) -> Option<Prompts> {
         let mut prompts = self.prompts.clone();

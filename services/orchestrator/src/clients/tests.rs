@@ -238,21 +238,23 @@ fn input() -> DenoiseInput {
         tokens: 1,
         truncated: false,
     });
-    DenoiseInput::encoded(
-        VideoSize {
+    DenoiseInput {
+        video: VideoSize {
             width: 32,
             height: 16,
             frames: 5,
         },
-        DenoiseSetup {
+        setup: DenoiseSetup {
             params: Some(params),
             seed: 1,
         },
-        Prompts {
+        // Encoded already: the sender may go, the value stays.
+        prompts: tokio::sync::watch::channel(Some(Prompts {
             context,
             negative: None,
-        },
-    )
+        }))
+        .1,
+    }
 }
 
 /// Runs one denoise call; returns its result, the updates it reported and the latent frames.
