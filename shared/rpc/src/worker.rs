@@ -216,20 +216,21 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn loads_then_serves_one_call_at_a_time() {
+    /// A worker whose model (`value`) loads once the returned sender says so.
+    fn gated(value: u32) -> (std_mpsc::Sender<()>, Worker<u32>) {
         let (release, gate) = std_mpsc::channel::<()>();
         let worker = Worker::spawn("test-model", 0, move || {
             gate.recv().unwrap();
-            Ok(0u32)
+            Ok(value)
         });
-        assert!(matches!(worker.call(|_| Ok(())).await, Err(Error::Loading)));
-        release.send(()).unwrap();
-        worker.ready().await.unwrap();
+        (release, worker)
+    }
 
-        // A streaming call holds the only slot until its job returns.
+    /// A streaming call that adds one to the model, sends it, and holds the only slot until the
+    /// returned sender says so.
+    fn holding(worker: &Worker<u32>) -> (std_mpsc::Sender<()>, ResponseStream<u32>) {
         let (unblock, blocked) = std_mpsc::channel::<()>();
-        let mut stream = worker
+        let stream = worker
             .stream(1, move |n: &mut u32, sink: &Sink<u32>| {
                 *n += 1;
                 sink.send(*n)?;
@@ -237,6 +238,18 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        (unblock, stream)
+    }
+
+    #[tokio::test]
+    async fn loads_then_serves_one_call_at_a_time() {
+        let (release, worker) = gated(0);
+        assert!(matches!(worker.call(|_| Ok(())).await, Err(Error::Loading)));
+        release.send(()).unwrap();
+        worker.ready().await.unwrap();
+
+        // A streaming call holds the only slot until its job returns.
+        let (unblock, mut stream) = holding(&worker);
         assert_eq!(stream.next().await.unwrap().unwrap(), 1);
         assert!(!worker.is_idle());
         assert!(matches!(
@@ -261,11 +274,7 @@ mod tests {
 
     #[tokio::test]
     async fn inspecting_the_model_takes_no_slot() {
-        let (release, gate) = std_mpsc::channel::<()>();
-        let worker = Worker::spawn("test-model", 0, move || {
-            gate.recv().unwrap();
-            Ok(7u32)
-        });
+        let (release, worker) = gated(7);
         // Waits for the load rather than failing while the model loads.
         let early = tokio::spawn({
             let worker = worker.clone();
@@ -276,21 +285,14 @@ mod tests {
         assert_eq!(early.await.unwrap().unwrap(), 7);
         assert!(worker.has_room());
 
-        let (unblock, blocked) = std_mpsc::channel::<()>();
-        let mut stream = worker
-            .stream(1, move |n: &mut u32, sink: &Sink<u32>| {
-                sink.send(*n)?;
-                blocked.recv().unwrap();
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(stream.next().await.unwrap().unwrap(), 7);
+        let (unblock, mut stream) = holding(&worker);
+        assert_eq!(stream.next().await.unwrap().unwrap(), 8);
         assert!(!worker.has_room());
         // With the only slot taken, an inspection queues behind the running call instead of being
         // refused, and leaves the slot to it.
         let queued = tokio::spawn({
             let worker = worker.clone();
-            async move { worker.inspect(|n| *n + 1).await }
+            async move { worker.inspect(|n| *n).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!queued.is_finished());
