@@ -403,12 +403,13 @@ fn generate_on<B: Backend + Clone>(backend: B, dit: &Chosen, job: &Job<'_>) -> a
 }
 
 /// Loads umT5 onto `text_backend` next to the loaded DiT and VAE, generates from the request's
-/// noise drawn meanwhile, and writes the outputs and the report. With `warm_gpu` (the DiT and VAE on a GPU), the VAE's decode and a DiT
-/// forward in the request's attention mode warm up at its size while umT5 loads: their one-time
-/// costs on the GPU (kernel modules, cuDNN's and cuBLASLt's plans, the memory pool's blocks) are
-/// then paid during a load that waits on host memory copies, not in the request's first step.
-/// With `warm_text` (umT5 on a GPU), umT5 then warms up at the prompt's token count likewise; on
-/// the CPU it has no such costs and an extra encode would take seconds.
+/// noise drawn meanwhile, and writes the outputs and the report. With `warm_gpu` (the DiT and VAE
+/// on a GPU), the VAE's decode and a DiT forward in the request's attention mode warm up at its
+/// size while umT5 loads: their one-time costs on the GPU (kernel modules, cuDNN's and
+/// cuBLASLt's plans, the memory pool's blocks) are then paid during a load that waits on host
+/// memory copies, not in the request's first step. With `warm_text` (umT5 on a GPU), umT5 then
+/// warms up at the prompt's token count likewise; on the CPU it has no such costs and an extra
+/// encode would take seconds.
 fn run_pipeline<B: Backend + Clone, T: Backend>(
     text_backend: T,
     (mut denoise, decode, noise): (DenoiseStage<B>, DecodeStage<B>, DrawnAhead),

@@ -33,7 +33,6 @@ use turbine_rpc::stream::{ResponseStream, Sink};
 use turbine_rpc::tensor::WireTensor;
 use turbine_rpc::worker::Worker;
 use turbine_rpc::{Error, Result};
-use turbine_samplers::DrawnAhead;
 use turbine_telemetry::{Metrics, Stage};
 use turbine_tensor::Backend;
 
@@ -148,9 +147,7 @@ impl<B: Backend + Clone> Denoiser for DenoiserService<B> {
             .get()
             .copied()
             .filter(|_| self.worker.has_room());
-        let noise = |request: &GenerateRequest| {
-            channels.map(|c| DrawnAhead::new(request.seed, &request.shape.latent_shape(c)))
-        };
+        let noise = |request: &GenerateRequest| channels.map(|c| request.noise(c));
         let inputs = read_inputs(&mut input, noise)
             .instrument(info_span!("read_inputs"))
             .await?;

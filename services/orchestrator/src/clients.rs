@@ -321,12 +321,7 @@ impl Stages for Arc<GrpcStages> {
                         .await?;
                     read_denoise_events(stream.into_inner(), input.video, updates, latents).await
                 };
-                tokio::pin!(read);
-                tokio::select! {
-                    result = &mut read => return result,
-                    () = feed => {}
-                }
-                read.await
+                while_feeding(feed, read).await
             },
         )
         .await
@@ -397,12 +392,7 @@ impl Stages for Arc<GrpcStages> {
                     }
                     Ok(())
                 };
-                tokio::pin!(read);
-                tokio::select! {
-                    result = &mut read => return result,
-                    () = feed => {}
-                }
-                read.await
+                while_feeding(feed, read).await
             },
         )
         .await
@@ -438,6 +428,17 @@ impl Stages for Arc<GrpcStages> {
             .iter()
             .all(|pool| serving.contains(&pool.stage()))
     }
+}
+
+/// Runs a streaming call, `call`, while `feed` writes its request stream; the call's answer may
+/// end it before the feed is done (an error, a stage that stops reading).
+async fn while_feeding<T>(feed: impl Future<Output = ()>, call: impl Future<Output = T>) -> T {
+    tokio::pin!(call);
+    tokio::select! {
+        result = &mut call => return result,
+        () = feed => {}
+    }
+    call.await
 }
 
 /// The prompt's context chunks, then the negative prompt's.

@@ -132,10 +132,10 @@ impl<B: Backend + Clone> DenoiseStage<B> {
         Ok(self.dit.encode_context(&b.concat(&[context, &zeros], 0)?)?)
     }
 
-    /// The noise of `request`'s seed, its initial latent drawn from now on on a thread of its own:
-    /// created before the prompt's context is ready, the draw overlaps that work.
+    /// [`GenerateRequest::noise`] for this DiT: created before the prompt's context is ready,
+    /// the draw overlaps that work.
     pub fn noise(&self, request: &GenerateRequest) -> DrawnAhead {
-        DrawnAhead::new(request.seed, &self.latent_shape(&request.shape))
+        request.noise(self.dit.config().out_dim)
     }
 
     /// Samples the latents of `request` from `noise` (normally [`Self::noise`] of the request),

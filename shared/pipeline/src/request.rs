@@ -1,7 +1,7 @@
 //! A generation request, validated into typed values before any model runs.
 
 use turbine_models::wan::AttentionMode;
-use turbine_samplers::SamplerConfig;
+use turbine_samplers::{DrawnAhead, SamplerConfig};
 
 use crate::{Error, Result};
 
@@ -88,6 +88,12 @@ impl GenerateRequest {
     /// Whether the sampler evaluates the negative prompt.
     pub fn uses_negative_prompt(&self) -> bool {
         matches!(self.sampler, SamplerConfig::Flow(c) if c.guidance() != 1.0)
+    }
+
+    /// The noise of the request's seed for a DiT of `latent_channels`, its initial latent drawn
+    /// from now on on a thread of its own, so that the work before sampling overlaps the draw.
+    pub fn noise(&self, latent_channels: usize) -> DrawnAhead {
+        DrawnAhead::new(self.seed, &self.shape.latent_shape(latent_channels))
     }
 }
 
