@@ -175,7 +175,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Indices `start..start+len` of dimension `dim`.
     fn slice(&self, t: &Self::Tensor, dim: usize, start: usize, len: usize)
     -> Result<Self::Tensor>;
-    /// Rows `start..start+len` of the outermost dimension.
+    /// Rows `start..start+len` of the outermost dimension. Backends may return a view that shares
+    /// `t`'s memory (the CUDA one does where the rows start aligned) and so keeps all of it
+    /// allocated while the rows live: for rows of a tensor that lives as long anyway, where
+    /// [`Backend::slice`] gives a tensor of its own.
     fn narrow(&self, t: &Self::Tensor, start: usize, len: usize) -> Result<Self::Tensor> {
         self.slice(t, 0, start, len)
     }

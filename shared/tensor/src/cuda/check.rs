@@ -292,6 +292,33 @@ impl Checker<'_> {
             vec![x.clone()],
             |b, x| { b.narrow(&x[0], 2, 2) }
         );
+        // Rows of 64 f32 start on 256-byte boundaries, so these narrows are views of x's memory:
+        // read back, narrowed again, and read by a kernel at their offsets.
+        let rows = self.randn(&[6, 64]);
+        check!(
+            self,
+            "narrow",
+            "[6, 64] 2+3 (view)",
+            EXACT,
+            vec![rows.clone()],
+            |b, x| { b.narrow(&x[0], 2, 3) }
+        );
+        check!(
+            self,
+            "narrow",
+            "[6, 64] 1+4, then 1+2 (view of a view)",
+            EXACT,
+            vec![rows.clone()],
+            |b, x| { b.narrow(&b.narrow(&x[0], 1, 4)?, 1, 2) }
+        );
+        check!(
+            self,
+            "narrow",
+            "[6, 64] rows 2+3 plus rows 1+3 (views into a kernel)",
+            EXACT,
+            vec![rows],
+            |b, x| { b.add(&b.narrow(&x[0], 2, 3)?, &b.narrow(&x[0], 1, 3)?) }
+        );
         for perm in [[2usize, 0, 1], [1, 0, 2], [0, 2, 1]] {
             check!(
                 self,

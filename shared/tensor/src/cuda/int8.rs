@@ -129,11 +129,11 @@ fn alloc(dev: &Device, rows: usize, cols: usize, lifetime: Lifetime) -> Result<C
         rows,
         cols,
         values: Arc::new(values),
-        scales: CudaTensor {
-            shape: vec![rows.div_ceil(QUANT_BLOCK), cols / QUANT_BLOCK],
-            dtype: DType::F32,
-            buf: Arc::new(scales),
-        },
+        scales: CudaTensor::whole(
+            &[rows.div_ceil(QUANT_BLOCK), cols / QUANT_BLOCK],
+            DType::F32,
+            scales,
+        ),
     })
 }
 

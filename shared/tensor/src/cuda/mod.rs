@@ -109,6 +109,9 @@ pub struct CudaTensor {
     shape: Vec<usize>,
     dtype: DType,
     buf: Arc<DeviceBuffer>,
+    /// Bytes into `buf` where the tensor starts: nonzero for the rows [`Backend::narrow`] gives
+    /// as a view.
+    offset: u64,
 }
 
 impl std::fmt::Debug for CudaTensor {
@@ -126,11 +129,17 @@ impl CudaTensor {
     /// A tensor of `dtype` with unspecified contents (NaN-filled when poisoning).
     fn alloc_as(dev: &Device, shape: &[usize], dtype: DType) -> Result<Self> {
         let n: usize = shape.iter().product();
-        Ok(Self {
+        Ok(Self::whole(shape, dtype, dev.alloc(n, dtype)?))
+    }
+
+    /// A tensor that is the whole of `buf`.
+    fn whole(shape: &[usize], dtype: DType, buf: DeviceBuffer) -> Self {
+        Self {
             shape: shape.to_vec(),
             dtype,
-            buf: Arc::new(dev.alloc(n, dtype)?),
-        })
+            buf: Arc::new(buf),
+            offset: 0,
+        }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -151,17 +160,30 @@ impl CudaTensor {
     }
 
     fn ptr(&self) -> u64 {
-        self.buf.ptr()
+        self.buf.ptr() + self.offset
     }
 
-    /// The same buffer viewed with another shape of equal element count.
+    /// The same memory viewed with another shape of equal element count.
     fn reshaped(&self, shape: &[usize]) -> Result<Self> {
         shapes::reshape(&self.shape, shape)?;
         Ok(Self {
             shape: shape.to_vec(),
-            dtype: self.dtype,
-            buf: self.buf.clone(),
+            ..self.clone()
         })
+    }
+
+    /// Rows `start..start + len` of the outermost dimension sharing this tensor's memory, where
+    /// they start on a 256-byte boundary (the alignment of an allocation, which kernels' vector
+    /// loads, TMA and cuBLASLt may rely on); `None` elsewhere.
+    fn rows_view(&self, start: usize, len: usize) -> Result<Option<Self>> {
+        let shape = shapes::slice(&self.shape, 0, start, len)?;
+        let row_bytes = self.shape[1..].iter().product::<usize>() * self.dtype.size_in_bytes();
+        let offset = self.offset + (start * row_bytes) as u64;
+        Ok(offset.is_multiple_of(256).then(|| Self {
+            shape,
+            offset,
+            ..self.clone()
+        }))
     }
 }
 
@@ -1360,11 +1382,7 @@ impl CudaBackend {
                 shape: t.shape().to_vec(),
             });
         }
-        let out = CudaTensor {
-            shape: t.shape().to_vec(),
-            dtype,
-            buf: Arc::new(self.dev.alloc_exact(numel, dtype)?),
-        };
+        let out = CudaTensor::whole(t.shape(), dtype, self.dev.alloc_exact(numel, dtype)?);
         self.dev.upload(out.ptr(), t.dtype(), t.bytes(), dtype)?;
         Ok(out)
     }
@@ -1440,6 +1458,14 @@ impl Backend for CudaBackend {
             self.check("slice", &[t])?;
             layout::slice(&self.dev, t, dim, start, len)
         })
+    }
+
+    fn narrow(&self, t: &CudaTensor, start: usize, len: usize) -> Result<CudaTensor> {
+        self.check("narrow", &[t])?;
+        match t.rows_view(start, len)? {
+            Some(view) => Ok(view),
+            None => self.slice(t, 0, start, len),
+        }
     }
 
     fn permute(&self, t: &CudaTensor, perm: &[usize]) -> Result<CudaTensor> {

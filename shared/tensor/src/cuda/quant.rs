@@ -102,11 +102,7 @@ impl CudaFp8Rows {
             rows,
             cols,
             values: Arc::new(values),
-            scales: CudaTensor {
-                shape: vec![rows],
-                dtype: DType::F32,
-                buf: Arc::new(scales),
-            },
+            scales: CudaTensor::whole(&[rows], DType::F32, scales),
             common: None,
         })
     }
@@ -198,11 +194,7 @@ pub(super) fn weight_bound(
     weight: &CudaFp8Rows,
     bias: Option<&CudaTensor>,
 ) -> Result<CudaTensor> {
-    let bound = CudaTensor {
-        shape: vec![2],
-        dtype: DType::F32,
-        buf: Arc::new(dev.alloc_exact(2, DType::F32)?),
-    };
+    let bound = CudaTensor::whole(&[2], DType::F32, dev.alloc_exact(2, DType::F32)?);
     dev.zero(bound.ptr(), 8)?;
     if weight.rows > 0 {
         dev.launch(

@@ -1,8 +1,6 @@
 //! Launcher for `kernels/seeded.cu`: seeded random weights generated in device memory, the same
 //! values as the host generator ([`crate::seeded`]).
 
-use std::sync::Arc;
-
 use cudarc::driver::DeviceRepr;
 
 use super::device::Device;
@@ -39,11 +37,7 @@ pub(super) fn generate(
         });
     }
     let n: usize = shape.iter().product();
-    let out = CudaTensor {
-        shape: shape.to_vec(),
-        dtype,
-        buf: Arc::new(dev.alloc_exact(n, dtype)?),
-    };
+    let out = CudaTensor::whole(shape, dtype, dev.alloc_exact(n, dtype)?);
     dev.launch_elements(
         kernels::SEEDED,
         n,
