@@ -33,10 +33,10 @@
 
 mod error;
 mod flow;
-mod keystream;
 mod latent;
 mod model;
 mod noise;
+mod normals;
 mod observer;
 mod rcm;
 mod schedule;

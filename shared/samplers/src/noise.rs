@@ -1,17 +1,12 @@
 use std::collections::VecDeque;
 use std::thread::{self, JoinHandle};
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use turbine_tensor::HostTensor;
 
-use crate::keystream::with_keystream_ahead;
+use crate::normals::normals;
 use crate::{Error, Result};
-
-/// Draws of at least this many values sample from a keystream generated ahead on another thread;
-/// smaller ones are not worth a thread.
-const KEYSTREAM_AHEAD_FROM: usize = 1 << 16;
 
 /// Where a sampler's Gaussian noise comes from.
 ///
@@ -26,7 +21,8 @@ pub trait NoiseSource: Send {
 /// Reproducible noise from a `u64` seed: ChaCha8 and rand_distr's Ziggurat normal.
 ///
 /// The same seed gives the same latents on every machine and backend, since noise is drawn on the
-/// host. It does not reproduce PyTorch's CUDA (Philox) streams.
+/// host (a large tensor on several threads, with one thread's values). It does not reproduce
+/// PyTorch's CUDA (Philox) streams.
 #[derive(Debug, Clone)]
 pub struct SeededNoise {
     rng: ChaCha8Rng,
@@ -42,31 +38,12 @@ impl SeededNoise {
 
 impl NoiseSource for SeededNoise {
     fn draw(&mut self, shape: &[usize]) -> Result<Vec<f32>> {
-        let len = shape.iter().product();
-        Ok(if len < KEYSTREAM_AHEAD_FROM {
-            normals(&mut self.rng, len)
-        } else {
-            with_keystream_ahead(&mut self.rng, |replay| normals(replay, len))
-        })
+        Ok(normals(&mut self.rng, shape.iter().product()))
     }
 }
 
-/// `len` standard normals from `rng`. rand_distr's f32 normal is documented as a placeholder for
-/// a faster algorithm; narrowing its f64 normal ourselves keeps a seed's stream fixed if that ever
-/// lands.
-fn normals<R: Rng + ?Sized>(rng: &mut R, len: usize) -> Vec<f32> {
-    (0..len)
-        .map(|_| {
-            let x: f64 = StandardNormal.sample(rng);
-            x as f32
-        })
-        .collect()
-}
-
-/// [`SeededNoise`] whose first tensor, the initial latent, is drawn on a thread of its own from
-/// creation on, so that the caller's work before sampling (encoding the prompt) overlaps it: the
-/// draw is one ChaCha stream, its words generated on a second thread, and cannot be split
-/// further.
+/// [`SeededNoise`] whose first tensor, the initial latent, is drawn from creation on, on threads
+/// of its own, so that the caller's work before sampling (encoding the prompt) overlaps it.
 /// Draws the same values as [`SeededNoise`] of the same seed.
 #[derive(Debug)]
 pub struct DrawnAhead {

@@ -25,8 +25,8 @@ fn successive_draws_continue_the_stream() {
 
 #[test]
 fn a_large_draw_is_the_stream_small_draws_take_one_by_one() {
-    // 200,000 values sample a keystream generated on another thread; 50,000 are drawn on the
-    // caller's thread alone.
+    // 200,000 values are drawn in stretches on several threads (where the machine has several
+    // cores); 50,000 on the caller's thread alone.
     let mut whole = SeededNoise::new(5);
     let mut split = SeededNoise::new(5);
     let first = whole.draw(&[200_000]).unwrap();
