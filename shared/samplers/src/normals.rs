@@ -216,4 +216,16 @@ mod tests {
         got.extend(in_stretches(&mut rng, 200_000, 4, OVERLAP));
         assert_eq!(got, want);
     }
+
+    #[test]
+    fn a_stream_at_an_odd_word_is_walked_as_one_thread_walks_it() {
+        // No draw of ours leaves the stream at an odd word (every read is a u64), but a stretch's
+        // samples then read words across ChaCha8's blocks, which the walks must do alike.
+        let mut one = ChaCha8Rng::seed_from_u64(4);
+        one.next_u32();
+        let mut rng = one.clone();
+        let want: Vec<f32> = (0..150_000).map(|_| sample(&mut one)).collect();
+        assert_eq!(in_stretches(&mut rng, 150_000, 3, OVERLAP), want);
+        assert_eq!(rng.get_word_pos(), one.get_word_pos());
+    }
 }
