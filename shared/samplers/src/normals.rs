@@ -100,9 +100,12 @@ fn in_stretches(rng: &mut ChaCha8Rng, len: usize, threads: usize, overlap: u128)
     let start = rng.get_word_pos();
     let bound = |t: usize| start + 2 * (len * t / threads) as u128;
     // The last stretch runs 5 % long for the rejections' extra words.
-    let until = |t: usize| match t + 1 < threads {
-        true => bound(t + 1) + overlap,
-        false => start + 2 * (len + len / 20) as u128 + overlap,
+    let until = |t: usize| {
+        if t + 1 < threads {
+            bound(t + 1) + overlap
+        } else {
+            start + 2 * (len + len / 20) as u128 + overlap
+        }
     };
     let seed: &ChaCha8Rng = rng;
     let walks: Vec<Walk> = thread::scope(|scope| {
@@ -152,9 +155,10 @@ fn in_stretches(rng: &mut ChaCha8Rng, len: usize, threads: usize, overlap: u128)
     let need = len - out.len();
     let taken = need.min(walk.values.len() - from);
     out.extend_from_slice(&walk.values[from..from + taken]);
-    let end = match from + taken < walk.values.len() {
-        true => walk.start(from + taken),
-        false => walk.end,
+    let end = if from + taken < walk.values.len() {
+        walk.start(from + taken)
+    } else {
+        walk.end
     };
     rng.set_word_pos(end);
     out.extend((taken..need).map(|_| sample(rng)));
