@@ -206,8 +206,9 @@ struct ChannelRmsNormArgs {
   int silu;
   u64 frame_rows;      // rows a frame (folded only)
   int taps, frames, shift;
-  void* kept;          // [rows − kept_from, C] bf16: x's rows from kept_from on as they came in,
-  u64 kept_from;       // or null (bf16 kernel only)
+  void* kept;          // bf16, or null (bf16 kernel only): folded, [rows − kept_from, C], x's rows
+  u64 kept_from;       // from kept_from on as they came in; plain, [rows − kept_from, width],
+                       // the output's rows from kept_from on
 };
 
 extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
@@ -251,8 +252,9 @@ extern "C" __global__ void channel_rms_norm(const ChannelRmsNormArgs a) {
 // 77 MB apart at 480×832 and left L2 partly written, up to three times).
 //
 // With `kept`, the rows from `kept_from` on (a causal convolution's next cached frames) are also
-// stored as they were loaded, before the norm: a copy of them made here instead of by a slice
-// that would read them again.
+// stored, folded as they were loaded (before the norm: the folded path caches its input), plain
+// as they are written (the plain path caches the convolution's input): a copy of them made here
+// instead of by a slice that would read them again.
 #define CRN_MAX_CHANNELS 768
 
 // Normalizes (and with `a.silu`, SiLUs) the group of rows whose chunks this lane loaded into
@@ -289,10 +291,17 @@ __device__ __forceinline__ void channel_norm_group(const ChannelRmsNormArgs& a, 
   }
   if (a.taps == 1) {
     uint4* dst = (uint4*)((bf16_t*)a.out + p * a.width);
+    uint4* copy = a.kept && p >= a.kept_from
+                      ? (uint4*)((bf16_t*)a.kept + (p - a.kept_from) * a.width)
+                      : nullptr;
 #pragma unroll
-    for (int k = 0; k < 3; ++k) dst[k * lanes + sub] = y[k];
+    for (int k = 0; k < 3; ++k) {
+      dst[k * lanes + sub] = y[k];
+      if (copy) copy[k * lanes + sub] = y[k];
+    }
     for (unsigned j = sub; j < (a.width - a.channels) / 8; j += lanes) {
       dst[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
+      if (copy) copy[a.channels / 8 + j] = make_uint4(0, 0, 0, 0);
     }
     return;
   }
@@ -338,7 +347,7 @@ extern "C" __global__ void channel_rms_norm_bf16(const ChannelRmsNormArgs a) {
 #pragma unroll
       for (int k = 0; k < 3; ++k) v[u][k] = live[u] ? src[k * lanes] : make_uint4(0, 0, 0, 0);
       const u64 row = (u64)frame[u] * span + p[u];
-      if (a.kept && live[u] && row >= a.kept_from) {
+      if (folded && a.kept && live[u] && row >= a.kept_from) {
         uint4* dst = (uint4*)((bf16_t*)a.kept + (row - a.kept_from) * a.channels) + sub;
 #pragma unroll
         for (int k = 0; k < 3; ++k) dst[k * lanes] = v[u][k];

@@ -587,37 +587,20 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `concat([past, channel_rms_norm_silu(x, gamma)], 0)` over frames, rows `width` channels
     /// wide ([`ConvInput::Width`]; zeros past x's channels): the input of a causal
     /// convolution with its cached frames in front, which backends may write without the
-    /// concatenation's second copy of the normalized frames.
+    /// concatenation's second copy of the normalized frames; and its last `keep` frames (all of
+    /// them where it has fewer), the next chunk's cached frames, which backends may store in
+    /// the norm's own pass rather than read back.
     fn causal_rms_norm_silu(
         &self,
         past: Option<&Self::Tensor>,
         x: &Self::Tensor,
         gamma: &Self::Tensor,
         width: usize,
-    ) -> Result<Self::Tensor> {
-        let y = self.channel_rms_norm_silu(x, gamma)?;
-        let mut pad = self.shape(&y).to_vec();
-        let last = pad.len().saturating_sub(1);
-        let c = pad.get(last).copied().unwrap_or(0);
-        let y = match width.checked_sub(c) {
-            Some(0) => y,
-            Some(extra) => {
-                pad[last] = extra;
-                let zeros = self.upload(&HostTensor::zeros(pad))?;
-                self.concat(&[&y, &zeros], last)?
-            }
-            None => {
-                return Err(Error::shape(
-                    "causal_rms_norm_silu",
-                    format!("rows at least {c} channels wide, asked for {width}"),
-                    self.shape(x),
-                ));
-            }
-        };
-        match past {
-            Some(p) => self.concat(&[p, &y], 0),
-            None => Ok(y),
-        }
+        keep: usize,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
+        let input = causal_norm_input(self, past, x, gamma, width)?;
+        let tail = last_frames(self, &input, keep)?;
+        Ok((input, tail))
     }
     /// The input of a causal convolution with its `taps` time taps folded into channels
     /// ([`ConvInput::FoldTime`]), and the frames the next chunk's call takes as `past`. With
@@ -682,6 +665,47 @@ pub(crate) fn sage_attention_rows<B: Backend>(
     sla: Option<(&SlaParams, &B::Linear)>,
 ) -> Result<B::LinearInput> {
     attention_rows(b, "sage_attention", &b.sage_attention(q, k, v, sla)?)
+}
+
+/// [`Backend::causal_rms_norm_silu`]'s input composed of ops: the normalized frames padded to
+/// `width` with zero channels, behind `past`.
+pub(crate) fn causal_norm_input<B: Backend>(
+    b: &B,
+    past: Option<&B::Tensor>,
+    x: &B::Tensor,
+    gamma: &B::Tensor,
+    width: usize,
+) -> Result<B::Tensor> {
+    let y = b.channel_rms_norm_silu(x, gamma)?;
+    let mut pad = b.shape(&y).to_vec();
+    let last = pad.len().saturating_sub(1);
+    let c = pad.get(last).copied().unwrap_or(0);
+    let y = match width.checked_sub(c) {
+        Some(0) => y,
+        Some(extra) => {
+            pad[last] = extra;
+            let zeros = b.upload(&HostTensor::zeros(pad))?;
+            b.concat(&[&y, &zeros], last)?
+        }
+        None => {
+            return Err(Error::shape(
+                "causal_rms_norm_silu",
+                format!("rows at least {c} channels wide, asked for {width}"),
+                b.shape(x),
+            ));
+        }
+    };
+    match past {
+        Some(p) => b.concat(&[p, &y], 0),
+        None => Ok(y),
+    }
+}
+
+/// The last `keep` frames (outermost dim) of `t`, all of them where it has fewer, as a tensor of
+/// their own.
+pub(crate) fn last_frames<B: Backend>(b: &B, t: &B::Tensor, keep: usize) -> Result<B::Tensor> {
+    let n = b.shape(t).first().copied().unwrap_or(0);
+    b.slice(t, 0, n - n.min(keep), n.min(keep))
 }
 
 /// Dense attention's softmax scale for head dim `dh`, `1/sqrt(dh)`.
@@ -849,16 +873,13 @@ mod tests {
         let (mut plain_past, mut folded_past) = (None, None);
         for (chunk, frames) in [1usize, 4, 1, 3].into_iter().enumerate() {
             let x = up(tensor(&[frames, 4, 6, c], 0.11 + chunk as f32));
-            let input = b
-                .causal_rms_norm_silu(plain_past.as_ref(), &x, &gamma, c)
+            let (input, next) = b
+                .causal_rms_norm_silu(plain_past.as_ref(), &x, &gamma, c, 2)
                 .unwrap();
-            let (n, cached) = (
-                b.shape(&input)[0],
-                plain_past.as_ref().map_or(0, |p| b.shape(p)[0]),
-            );
+            let cached = plain_past.as_ref().map_or(0, |p| b.shape(p)[0]);
             let pad = [[2 - cached, 0], [1, 1], [1, 1]];
             let want = b.conv3d(&input, &w, Some(&bias), [1; 3], pad).unwrap();
-            plain_past = Some(b.slice(&input, 0, n - n.min(2), n.min(2)).unwrap());
+            plain_past = Some(next);
             let (folded, tail) = b
                 .causal_rms_norm_silu_folded(folded_past.as_ref(), &x, &gamma, 3)
                 .unwrap();

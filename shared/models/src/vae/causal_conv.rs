@@ -140,7 +140,9 @@ impl<B: Backend> CausalConv3d<B> {
             Some(p) => b.concat(&[p, x], 0)?,
             None => x.clone(),
         };
-        self.run(b, input, past.as_ref(), None, cache)
+        let n = frames(b, &input)?;
+        let keep = b.slice(&input, 0, n - n.min(CACHE_T), n.min(CACHE_T))?;
+        self.run(b, (input, keep), past.as_ref(), None, cache)
     }
 
     /// `forward(silu(channel_rms_norm(x, gamma))) + residual`, the norm written behind the cached
@@ -165,23 +167,21 @@ impl<B: Backend> CausalConv3d<B> {
                 return Ok(y);
             }
         };
-        let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma, width)?;
+        let input = b.causal_rms_norm_silu(past.as_ref(), x, gamma, width, CACHE_T)?;
         self.run(b, input, past.as_ref(), residual, cache)
     }
 
     /// Convolves `input` (the cached frames `past`, then this chunk's), adds `residual`, and
-    /// caches the input's last `CACHE_T` frames for the next chunk: with a one-frame chunk, the
-    /// newest cached frame stays in front of it.
+    /// caches `keep`, the input's last `CACHE_T` frames, for the next chunk: with a one-frame
+    /// chunk, the newest cached frame stays in front of it.
     fn run(
         &self,
         b: &B,
-        input: B::Tensor,
+        (input, keep): (B::Tensor, B::Tensor),
         past: Option<&B::Tensor>,
         residual: Option<&B::Tensor>,
         cache: &mut FeatCache<B>,
     ) -> Result<B::Tensor> {
-        let n = frames(b, &input)?;
-        let keep = b.slice(&input, 0, n - n.min(CACHE_T), n.min(CACHE_T))?;
         let front = CACHE_T - past.map(|p| frames(b, p)).transpose()?.unwrap_or(0);
         let y = self.convolve(b, &input, [front, 0], residual)?;
         cache.put(self.slot, keep);

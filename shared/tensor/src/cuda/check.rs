@@ -509,7 +509,10 @@ impl Checker<'_> {
             "[2, 5, 7, 6] cached + [3, 5, 7, 6]",
             REDUCTION,
             vec![past, video.clone(), gamma.clone()],
-            |b, x| { b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 6) }
+            |b, x| {
+                b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 6, 2)
+                    .map(|(input, _)| input)
+            }
         );
         // Rows wider than the channels (a convolution input padded with zero channels).
         let wide_past = self.randn(&[2, 5, 7, 8]);
@@ -519,7 +522,10 @@ impl Checker<'_> {
             "[2, 5, 7, 8] cached + [3, 5, 7, 6], 8 wide",
             REDUCTION,
             vec![wide_past, video.clone(), gamma.clone()],
-            |b, x| { b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 8) }
+            |b, x| {
+                b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 8, 2)
+                    .map(|(input, _)| input)
+            }
         );
         check!(
             self,
@@ -527,7 +533,10 @@ impl Checker<'_> {
             "[3, 5, 7, 6], 8 wide, no cached frames",
             REDUCTION,
             vec![video, gamma],
-            |b, x| { b.causal_rms_norm_silu(None, &x[0], &x[1], 8) }
+            |b, x| {
+                b.causal_rms_norm_silu(None, &x[0], &x[1], 8, 2)
+                    .map(|(input, _)| input)
+            }
         );
         Ok(())
     }
@@ -1513,7 +1522,9 @@ impl Checker<'_> {
             "[1, 9, 11, 16] cached + [3, 9, 11, 16]",
             vec![past, x.clone(), gamma.clone()],
             [true, true, false],
-            |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 16)
+            |b, x| b
+                .causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], 16, 2)
+                .map(|(input, _)| input)
         );
         // Rows wider than the channels; the VAE's channel counts (C = 24·n) take the kernel with
         // lanes sharing a row.
@@ -1526,14 +1537,31 @@ impl Checker<'_> {
         ] {
             let past = self.randn(&[2, h, w, width]);
             let (x, gamma) = (self.randn(&[3, h, w, c]), self.randn(&[c]));
+            let case = format!("[2, {h}, {w}, {width}] cached + [3, {h}, {w}, {c}], {width} wide");
             check_bf16!(
                 self,
                 "bf16 causal_rms_norm_silu",
-                &format!("[2, {h}, {w}, {width}] cached + [3, {h}, {w}, {c}], {width} wide"),
-                vec![past, x, gamma],
+                &case,
+                vec![past.clone(), x.clone(), gamma.clone()],
                 [true, true, false],
-                |b, x| b.causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], width)
+                |b, x| b
+                    .causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], width, 2)
+                    .map(|(input, _)| input)
             );
+            // The next chunk's cached frames, which the bf16 kernel stores as it writes them:
+            // two of x's three frames, and, keeping more frames than x has, the copy after it.
+            for keep in [2, 4] {
+                check_bf16!(
+                    self,
+                    "bf16 causal_rms_norm_silu cached next",
+                    &format!("{case}, keep {keep}"),
+                    vec![past.clone(), x.clone(), gamma.clone()],
+                    [true, true, false],
+                    |b, x| b
+                        .causal_rms_norm_silu(Some(&x[0]), &x[1], &x[2], width, keep)
+                        .map(|(_, tail)| tail)
+                );
+            }
         }
         self.bf16_folded_norm()?;
         check_bf16!(

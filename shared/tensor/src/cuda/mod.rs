@@ -2092,7 +2092,8 @@ impl Backend for CudaBackend {
         x: &CudaTensor,
         gamma: &CudaTensor,
         width: usize,
-    ) -> Result<CudaTensor> {
+        keep: usize,
+    ) -> Result<(CudaTensor, CudaTensor)> {
         self.timed("causal_rms_norm_silu", || {
             self.check("causal_rms_norm_silu", &[x, gamma])?;
             let mut rows = x.shape().to_vec();
@@ -2114,8 +2115,23 @@ impl Backend for CudaBackend {
             if let Some(p) = &past {
                 layout::copy2d(&self.dev, &out, 0, n, p, 0, n, 1, n)?;
             }
-            norm::channel_rms_norm_into(&self.dev, &out, n, x, gamma, true)?;
-            Ok(out)
+            // The next chunk's cached frames, stored by the norm as it writes them where they
+            // are all x's; otherwise (or where the norm's kernel cannot) copied afterwards.
+            let frames = x.shape().first().copied().unwrap_or(0);
+            let kept = (keep > 0 && frames >= keep)
+                .then(|| {
+                    let mut kept = shape.clone();
+                    kept[0] = keep;
+                    CudaTensor::alloc_as(&self.dev, &kept, self.compute())
+                })
+                .transpose()?;
+            let stored =
+                norm::channel_rms_norm_into(&self.dev, &out, n, x, gamma, true, kept.as_ref())?;
+            let tail = match kept.filter(|_| stored) {
+                Some(tail) => tail,
+                None => crate::backend::last_frames(self, &out, keep)?,
+            };
+            Ok((out, tail))
         })
     }
 

@@ -535,12 +535,14 @@ pub(super) fn channel_rms_norm(
     dtype: DType,
 ) -> Result<CudaTensor> {
     let out = CudaTensor::alloc_as(dev, x.shape(), dtype)?;
-    channel_rms_norm_into(dev, &out, 0, x, gamma, silu)?;
+    channel_rms_norm_into(dev, &out, 0, x, gamma, silu, None)?;
     Ok(out)
 }
 
 /// [`channel_rms_norm`] written into `out` from element `offset` on, in `out`'s type, rows as wide
-/// as `out`'s last dim (≥ C; the channels past C written as zeros).
+/// as `out`'s last dim (≥ C; the channels past C written as zeros). With `kept` (as wide, at most
+/// x's rows), the last rows written are stored into it too, where the bf16 kernel runs; returns
+/// whether they were.
 pub(super) fn channel_rms_norm_into(
     dev: &Device,
     out: &CudaTensor,
@@ -548,7 +550,8 @@ pub(super) fn channel_rms_norm_into(
     x: &CudaTensor,
     gamma: &CudaTensor,
     silu: bool,
-) -> Result<()> {
+    kept: Option<&CudaTensor>,
+) -> Result<bool> {
     shapes::channel_param("channel_rms_norm", x.shape(), gamma.shape())?;
     let c = gamma.shape()[0];
     let width = out.shape().last().copied().unwrap_or(0);
@@ -588,6 +591,26 @@ pub(super) fn channel_rms_norm_into(
         ),
         _ => (kernels::CHANNEL_RMS_NORM, rows * 32 * (c > 0) as usize),
     };
+    let kept = kept.filter(|_| kernel == kernels::CHANNEL_RMS_NORM_BF16);
+    // The bf16 kernel runs with rows at least 24 channels wide: `wide` is not zero.
+    let wide = width as usize;
+    let kept_rows = match kept {
+        None => 0,
+        Some(k)
+            if k.dtype() == DType::BF16
+                && k.shape().last() == Some(&wide)
+                && k.numel() / wide <= rows =>
+        {
+            k.numel() / wide
+        }
+        Some(k) => {
+            return Err(Error::shape(
+                "channel_rms_norm",
+                format!("bf16 rows {width} wide, at most {rows}, for the kept rows"),
+                k.shape(),
+            ));
+        }
+    };
     dev.launch_elements(
         kernel,
         threads,
@@ -606,10 +629,11 @@ pub(super) fn channel_rms_norm_into(
             taps: 1,
             frames: 1,
             shift: 0,
-            kept: 0,
-            kept_from: 0,
+            kept: kept.map_or(0, CudaTensor::ptr),
+            kept_from: (rows - kept_rows) as u64,
         },
-    )
+    )?;
+    Ok(kept.is_some())
 }
 
 /// Lanes a row of the bf16 channel-norm kernel takes for `c` channels: `c / 24` where that
