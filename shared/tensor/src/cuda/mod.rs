@@ -2094,7 +2094,7 @@ impl Backend for CudaBackend {
         width: usize,
         keep: usize,
     ) -> Result<(CudaTensor, CudaTensor)> {
-        self.timed("causal_rms_norm_silu", || {
+        let (out, kept) = self.timed("causal_rms_norm_silu", || {
             self.check("causal_rms_norm_silu", &[x, gamma])?;
             let mut rows = x.shape().to_vec();
             if let Some(c) = rows.last_mut() {
@@ -2127,12 +2127,14 @@ impl Backend for CudaBackend {
                 .transpose()?;
             let stored =
                 norm::channel_rms_norm_into(&self.dev, &out, n, x, gamma, true, kept.as_ref())?;
-            let tail = match kept.filter(|_| stored) {
-                Some(tail) => tail,
-                None => crate::backend::last_frames(self, &out, keep)?,
-            };
-            Ok((out, tail))
-        })
+            Ok((out, kept.filter(|_| stored)))
+        })?;
+        // The copy, where the norm did not store them, is profiled as the slice it is.
+        let tail = match kept {
+            Some(tail) => tail,
+            None => crate::backend::last_frames(self, &out, keep)?,
+        };
+        Ok((out, tail))
     }
 
     fn causal_rms_norm_silu_folded(
