@@ -598,7 +598,29 @@ pub trait Backend: Send + Sync + Sized + 'static {
         width: usize,
         keep: usize,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
-        let input = causal_norm_input(self, past, x, gamma, width)?;
+        let y = self.channel_rms_norm_silu(x, gamma)?;
+        let mut pad = self.shape(&y).to_vec();
+        let last = pad.len().saturating_sub(1);
+        let c = pad.get(last).copied().unwrap_or(0);
+        let y = match width.checked_sub(c) {
+            Some(0) => y,
+            Some(extra) => {
+                pad[last] = extra;
+                let zeros = self.upload(&HostTensor::zeros(pad))?;
+                self.concat(&[&y, &zeros], last)?
+            }
+            None => {
+                return Err(Error::shape(
+                    "causal_rms_norm_silu",
+                    format!("rows at least {c} channels wide, asked for {width}"),
+                    self.shape(x),
+                ));
+            }
+        };
+        let input = match past {
+            Some(p) => self.concat(&[p, &y], 0)?,
+            None => y,
+        };
         let tail = last_frames(self, &input, keep)?;
         Ok((input, tail))
     }
@@ -667,43 +689,9 @@ pub(crate) fn sage_attention_rows<B: Backend>(
     attention_rows(b, "sage_attention", &b.sage_attention(q, k, v, sla)?)
 }
 
-/// [`Backend::causal_rms_norm_silu`]'s input composed of ops: the normalized frames padded to
-/// `width` with zero channels, behind `past`.
-pub(crate) fn causal_norm_input<B: Backend>(
-    b: &B,
-    past: Option<&B::Tensor>,
-    x: &B::Tensor,
-    gamma: &B::Tensor,
-    width: usize,
-) -> Result<B::Tensor> {
-    let y = b.channel_rms_norm_silu(x, gamma)?;
-    let mut pad = b.shape(&y).to_vec();
-    let last = pad.len().saturating_sub(1);
-    let c = pad.get(last).copied().unwrap_or(0);
-    let y = match width.checked_sub(c) {
-        Some(0) => y,
-        Some(extra) => {
-            pad[last] = extra;
-            let zeros = b.upload(&HostTensor::zeros(pad))?;
-            b.concat(&[&y, &zeros], last)?
-        }
-        None => {
-            return Err(Error::shape(
-                "causal_rms_norm_silu",
-                format!("rows at least {c} channels wide, asked for {width}"),
-                b.shape(x),
-            ));
-        }
-    };
-    match past {
-        Some(p) => b.concat(&[p, &y], 0),
-        None => Ok(y),
-    }
-}
-
 /// The last `keep` frames (outermost dim) of `t`, all of them where it has fewer, as a tensor of
 /// their own.
-pub(crate) fn last_frames<B: Backend>(b: &B, t: &B::Tensor, keep: usize) -> Result<B::Tensor> {
+pub fn last_frames<B: Backend>(b: &B, t: &B::Tensor, keep: usize) -> Result<B::Tensor> {
     let n = b.shape(t).first().copied().unwrap_or(0);
     b.slice(t, 0, n - n.min(keep), n.min(keep))
 }
@@ -776,8 +764,7 @@ pub fn fold_time_by_ops<B: Backend>(
     let frames = |t: &[usize]| t.first().copied().unwrap_or(0);
     let (have, f) = (frames(&shape), frames(b.shape(x)));
     let behind = taps.saturating_sub(1);
-    let keep = behind.min(have);
-    let tail = b.slice(&raw, 0, have - keep, keep)?;
+    let tail = last_frames(b, &raw, behind)?;
     let seq = b.channel_rms_norm_silu(&raw, gamma)?;
     // Exactly taps − 1 frames in front of x's: zeros added, or the oldest cached ones dropped.
     let front = behind.min(have - f);

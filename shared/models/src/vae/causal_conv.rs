@@ -1,6 +1,7 @@
 //! Convolutions over channels-last activations `[F, H, W, C]`, and the causal feature cache that
 //! lets the VAE run a video a chunk of frames at a time with the result of one pass over all of it.
 
+use turbine_tensor::backend::last_frames;
 use turbine_tensor::{Backend, ConvInput};
 
 use super::weights::Loader;
@@ -140,8 +141,7 @@ impl<B: Backend> CausalConv3d<B> {
             Some(p) => b.concat(&[p, x], 0)?,
             None => x.clone(),
         };
-        let n = frames(b, &input)?;
-        let keep = b.slice(&input, 0, n - n.min(CACHE_T), n.min(CACHE_T))?;
+        let keep = last_frames(b, &input, CACHE_T)?;
         self.run(b, (input, keep), past.as_ref(), None, cache)
     }
 
